@@ -1,0 +1,96 @@
+//! Command-line interface: the headless client of the engine.
+
+pub mod bench;
+pub mod eval;
+pub mod forward;
+pub mod train;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+const SPEC_HELP: &str = "Subnet spec: `layers=0,2;heads=6;ffn=768[;hidden=256]` keeps teacher \
+layers 0 and 2, the first 6 attention heads and the first 768 FFN neurons of each kept layer, \
+and optionally the first 256 hidden units (a multiple of the head size). Default: the full teacher.";
+
+/// MLFS Studio: turn one pretrained transformer into a palette of smaller models.
+#[derive(Parser, Debug)]
+#[command(name = "mlfs-studio", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands; none opens the studio window.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a subnet of a model on texts and print input ids, mask and last hidden state as JSON.
+    Forward {
+        /// Model folder (Hugging Face BERT: config.json, model.safetensors, tokenizer.json).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, help = SPEC_HELP)]
+        subnet: Option<String>,
+        /// One text per line (or JSONL with a "text" field when the name ends in .jsonl).
+        #[arg(long)]
+        texts_file: PathBuf,
+    },
+    /// Train a supernet with MLFS from a preset, or resume a stopped run.
+    Train {
+        /// Run configuration (RON), e.g. presets/sentiment-quick.ron.
+        #[arg(long, conflicts_with = "resume")]
+        preset: Option<PathBuf>,
+        /// Folder for the run (config, metrics.jsonl, checkpoints, trained supernet).
+        #[arg(long, conflicts_with = "resume")]
+        out: Option<PathBuf>,
+        /// Continue the run in this folder from its latest complete checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+    },
+    /// Accuracy of subnets of a trained run on the dev and test splits.
+    Eval {
+        /// Run folder written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// Comma-separated subnet specs (default: maxnet, minnet and two medium subnets).
+        #[arg(long)]
+        subnets: Option<String>,
+    },
+    /// Median training-step times on the shipped teacher (batch 32, length 64).
+    Bench {
+        /// Timed steps per stage.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+    },
+}
+
+/// Folder of the shipped assets: `./assets` if present, else the one beside the crate.
+pub fn assets_dir() -> PathBuf {
+    let local = PathBuf::from("assets");
+    if local.join("minilm-l3").is_dir() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+/// Parses arguments and runs the chosen command.
+pub fn main_entry() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => crate::ui::run_studio(),
+        Some(Command::Forward {
+            model,
+            subnet,
+            texts_file,
+        }) => {
+            let json = forward::forward_json(&model, subnet.as_deref(), &texts_file)?;
+            println!("{json}");
+            Ok(())
+        }
+        Some(Command::Train { preset, out, resume }) => {
+            train::train(preset.as_deref(), out.as_deref(), resume.as_deref())
+        }
+        Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref()),
+        Some(Command::Bench { steps }) => bench::bench(steps),
+    }
+}

@@ -1,0 +1,62 @@
+//! Latency of a dense model on this machine: batch 1, fixed length, warm-up then timed runs.
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use std::time::Instant;
+
+/// Median and 90th percentile of timed runs, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    pub median_ms: f64,
+    pub p90_ms: f64,
+}
+
+/// Nearest-rank percentile of sorted samples.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A batch-1 input of `seq_len` real tokens: `[CLS]`, ordinary word pieces, `[SEP]`.
+pub fn probe_input(seq_len: usize) -> Result<(Tensor, Tensor)> {
+    let mut ids: Vec<u32> = (0..seq_len).map(|i| 2000 + (i as u32 * 37) % 5000).collect();
+    if let Some(first) = ids.first_mut() {
+        *first = 101;
+    }
+    if let Some(last) = ids.last_mut() {
+        *last = 102;
+    }
+    Ok((
+        Tensor::from_vec(ids, (1, seq_len), &Device::Cpu)?,
+        Tensor::ones((1, seq_len), candle_core::DType::U32, &Device::Cpu)?,
+    ))
+}
+
+/// Times `run` `runs` times after `warmup` untimed calls.
+pub fn measure(warmup: usize, runs: usize, mut run: impl FnMut() -> Result<()>) -> Result<Latency> {
+    for _ in 0..warmup {
+        run()?;
+    }
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        run()?;
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    Ok(Latency { median_ms: percentile(&samples, 0.5), p90_ms: percentile(&samples, 0.9) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(super::percentile(&v, 0.5), 10.0);
+        assert_eq!(super::percentile(&v, 0.9), 18.0);
+        assert_eq!(super::percentile(&[3.0], 0.9), 3.0);
+    }
+}

@@ -1,0 +1,6 @@
+//! Evaluation: accuracy per subnet, latency, Pareto fronts, the palette.
+
+pub mod accuracy;
+pub mod latency;
+pub mod palette;
+pub mod pareto;

@@ -1,0 +1,105 @@
+//! The subnet palette: accuracy, size and measured latency of every subnet, and its CSV.
+
+use super::accuracy::split_accuracy;
+use super::latency::{measure, probe_input, Latency};
+use super::pareto::pareto_front;
+use crate::export::classifier::DenseClassifier;
+use crate::export::folder::safetensors_bytes;
+use crate::export::merged::{merged_tensors, param_counts, subnet_config};
+use crate::model::weights::WeightStore;
+use crate::model::SubnetSpec;
+use crate::train::protocol::PaletteEntry;
+use crate::train::trainer::Trainer;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// Builds the merged dense classifier of a subnet in memory (what an export would load).
+pub fn dense_subnet(trainer: &Trainer, spec: &SubnetSpec) -> Result<(DenseClassifier, usize, usize, usize)> {
+    let tensors = merged_tensors(&trainer.net, spec)?;
+    let (total, non_embedding) = param_counts(&tensors);
+    let size_bytes = safetensors_bytes(&tensors)?.len();
+    let config = subnet_config(&trainer.net.encoder.config, spec);
+    let store = WeightStore::from_tensors(Path::new("<merged subnet>"), tensors.into_iter().collect(), &["bert."]);
+    let model = DenseClassifier::from_tensors(config, &store, trainer.data.labels.names.clone())?;
+    Ok((model, total, non_embedding, size_bytes))
+}
+
+/// Latency of a dense classifier at batch 1.
+pub fn dense_latency(model: &DenseClassifier, seq_len: usize, runs: usize) -> Result<Latency> {
+    let (ids, mask) = probe_input(seq_len)?;
+    measure(3, runs, || {
+        model.logits(&ids, &mask)?;
+        Ok(())
+    })
+}
+
+/// Measures one subnet: accuracy on dev and test, parameters, exported size, latency.
+pub fn measure_subnet(trainer: &Trainer, spec: &SubnetSpec) -> Result<PaletteEntry> {
+    let (model, params_total, params_non_embedding, size_bytes) = dense_subnet(trainer, spec)?;
+    let p = &trainer.config.palette;
+    let latency = dense_latency(&model, p.latency_seq_len, p.latency_runs)?;
+    let dev_accuracy = split_accuracy(&trainer.net, &trainer.data.dev, spec, trainer.pad_id)?;
+    let test_accuracy = split_accuracy(&trainer.net, &trainer.data.test, spec, trainer.pad_id)?;
+    Ok(PaletteEntry {
+        subnet: spec.to_string(),
+        layers: spec.layers.len(),
+        heads: spec.heads,
+        ffn: spec.ffn,
+        hidden: spec.hidden_or(trainer.space.teacher.hidden),
+        params_total,
+        params_non_embedding,
+        size_bytes,
+        latency_ms_median: latency.median_ms,
+        latency_ms_p90: latency.p90_ms,
+        dev_accuracy,
+        test_accuracy,
+    })
+}
+
+/// Front membership on dev accuracy: (size front, latency front) per entry.
+pub fn fronts(entries: &[PaletteEntry]) -> (Vec<bool>, Vec<bool>) {
+    let size: Vec<(f64, f64)> = entries.iter().map(|e| (e.params_total as f64, e.dev_accuracy)).collect();
+    let latency: Vec<(f64, f64)> = entries.iter().map(|e| (e.latency_ms_median, e.dev_accuracy)).collect();
+    (pareto_front(&size), pareto_front(&latency))
+}
+
+/// Writes `palette.csv` with the fronts computed on dev accuracy.
+pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
+    let (size_front, latency_front) = fronts(entries);
+    let mut out = String::from(
+        "subnet,layers,heads,ffn,hidden,params_total,params_non_embedding,size_bytes,latency_ms_median,latency_ms_p90,dev_accuracy,test_accuracy,on_front_size,on_front_latency\n",
+    );
+    for (i, e) in entries.iter().enumerate() {
+        out.push_str(&format!(
+            "\"{}\",{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{},{}\n",
+            e.subnet, e.layers, e.heads, e.ffn, e.hidden, e.params_total, e.params_non_embedding, e.size_bytes,
+            e.latency_ms_median, e.latency_ms_p90, e.dev_accuracy, e.test_accuracy, size_front[i], latency_front[i]
+        ));
+    }
+    crate::util::write_atomic(path, out.as_bytes()).with_context(|| format!("{}: cannot write palette", path.display()))
+}
+
+/// Bytes of what MLFS keeps for the whole palette (teacher + adapters + head + projections).
+pub fn storage_report_value(trainer: &Trainer) -> Result<serde_json::Value> {
+    let teacher_params = trainer.net.encoder.param_count();
+    let mlfs_params: usize = trainer.net.named_state().iter().map(|(_, t)| t.elem_count()).sum();
+    Ok(serde_json::json!({
+        "teacher_bytes_f32": teacher_params * 4,
+        "adapters_head_projections_bytes_f32": mlfs_params * 4,
+        "palette_bytes_f32": (teacher_params + mlfs_params) * 4,
+    }))
+}
+
+/// One line comparing MLFS's constant storage with the sum of exported subnets.
+pub fn storage_summary(trainer: &Trainer, entries: &[PaletteEntry]) -> Result<String> {
+    let v = storage_report_value(trainer)?;
+    let kept = v["palette_bytes_f32"].as_u64().unwrap_or(0) as f64;
+    let exported: f64 = entries.iter().map(|e| e.size_bytes as f64).sum();
+    Ok(format!(
+        "storage: MLFS keeps the whole palette of {} subnets in {:.1} MB (teacher + adapters + head + projections, f32); exported separately they take {:.1} MB ({:.1}x)",
+        entries.len(),
+        kept / 1e6,
+        exported / 1e6,
+        exported / kept.max(1.0)
+    ))
+}

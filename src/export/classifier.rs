@@ -1,0 +1,72 @@
+//! A dense BERT classifier with mean pooling: an exported subnet, loaded like any HF folder.
+
+use crate::mlfs::supernet::mean_pool;
+use crate::model::weights::WeightStore;
+use crate::model::{BertConfig, BertEncoder, SubnetSpec, TextTokenizer};
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use std::path::Path;
+
+/// An exported subnet (or any BERT classifier folder with `classifier.*` and mean pooling).
+pub struct DenseClassifier {
+    pub config: BertConfig,
+    pub encoder: BertEncoder,
+    pub classifier_weight: Tensor,
+    pub classifier_bias: Tensor,
+    pub labels: Vec<String>,
+    pub tokenizer: Option<TextTokenizer>,
+}
+
+impl DenseClassifier {
+    /// Builds the classifier from config and named tensors (as written by the exporter).
+    pub fn from_tensors(config: BertConfig, store: &WeightStore, labels: Vec<String>) -> Result<Self> {
+        let encoder = BertEncoder::from_store(&config, store)?;
+        let classes = labels.len();
+        let classifier_weight = store.get("classifier.weight", &[classes, config.hidden_size])?;
+        let classifier_bias = store.get("classifier.bias", &[classes])?;
+        Ok(Self { config, encoder, classifier_weight, classifier_bias, labels, tokenizer: None })
+    }
+
+    /// Loads an exported folder: `config.json`, `model.safetensors`, `tokenizer.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        if !config_path.is_file() {
+            bail!("{}: file is missing", config_path.display());
+        }
+        let config = BertConfig::from_file(&config_path)?;
+        let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?)
+            .with_context(|| format!("{}: invalid JSON", config_path.display()))?;
+        let pooling = raw.get("pooling").and_then(|p| p.as_str()).unwrap_or("mean");
+        if pooling != "mean" {
+            bail!("{}: pooling '{pooling}' is not supported (mean)", config_path.display());
+        }
+        let labels = id2label(&raw).with_context(|| format!("{}: no id2label", config_path.display()))?;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            bail!("{}: file is missing", weights.display());
+        }
+        let store = WeightStore::load(&weights, &["bert."])?;
+        let mut model = Self::from_tensors(config, &store, labels)?;
+        model.tokenizer = Some(TextTokenizer::from_dir(dir, model.config.pad_token_id as u32)?);
+        Ok(model)
+    }
+
+    /// Logits `[B, classes]` of a padded batch.
+    pub fn logits(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let spec = SubnetSpec::maxnet(&self.encoder.shape());
+        let out = self.encoder.forward(ids, mask, &spec)?;
+        let pooled = mean_pool(out.last(), mask)?;
+        Ok(pooled.matmul(&self.classifier_weight.t()?)?.broadcast_add(&self.classifier_bias)?)
+    }
+}
+
+fn id2label(config: &serde_json::Value) -> Option<Vec<String>> {
+    let map = config.get("id2label")?.as_object()?;
+    let mut pairs: Vec<(usize, String)> = map
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
+        .collect();
+    pairs.sort();
+    let labels: Vec<String> = pairs.into_iter().map(|(_, v)| v).collect();
+    (!labels.is_empty()).then_some(labels)
+}

@@ -1,0 +1,102 @@
+//! Writing an exported subnet folder: all files or nothing, with clear errors.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use std::path::{Path, PathBuf};
+
+/// The files of one export, rendered in memory before anything touches the disk.
+pub struct ExportFiles {
+    pub model_safetensors: Vec<u8>,
+    pub config_json: Vec<u8>,
+    pub tokenizer_json: Vec<u8>,
+    pub manifest_json: Vec<u8>,
+}
+
+/// safetensors bytes of f32 tensors.
+pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    let mut raw: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        raw.push((name.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect(), t.dims().to_vec()));
+    }
+    let views = raw
+        .iter()
+        .map(|(n, b, s)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| anyhow::anyhow!("tensor '{n}': {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::tensor::serialize(views, None).map_err(|e| anyhow::anyhow!("cannot serialise tensors: {e}"))
+}
+
+/// Checks that `out` can receive an export: an empty folder, or a new one in an existing parent.
+pub fn check_target(out: &Path) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            bail!("{}: exists and is not a folder", out.display());
+        }
+        let mut entries = std::fs::read_dir(out).with_context(|| format!("{}: cannot read folder", out.display()))?;
+        if entries.next().is_some() {
+            bail!("{}: folder is not empty; choose an empty or new folder", out.display());
+        }
+    } else {
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            bail!("{}: the parent folder {} does not exist", out.display(), parent.display());
+        }
+    }
+    Ok(())
+}
+
+/// Writes the files into `out` through a staging folder; on any failure nothing is left behind.
+pub fn write_export(out: &Path, files: &ExportFiles) -> Result<Vec<PathBuf>> {
+    check_target(out)?;
+    let existed = out.exists();
+    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "export".into());
+    let staging = if existed {
+        out.join(".mlfs-export.partial")
+    } else {
+        out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join(format!(".{name}.mlfs-export.partial"))
+    };
+    let result = stage_and_move(out, &staging, existed, files);
+    if result.is_err() {
+        std::fs::remove_dir_all(&staging).ok();
+        if existed {
+            // The folder was empty before: whatever is in it now is ours.
+            for file in ["model.safetensors", "config.json", "tokenizer.json", "manifest.json"] {
+                std::fs::remove_file(out.join(file)).ok();
+            }
+        } else {
+            std::fs::remove_dir_all(out).ok();
+        }
+    }
+    result
+}
+
+fn stage_and_move(out: &Path, staging: &Path, existed: bool, files: &ExportFiles) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(staging).with_context(|| format!("{}: cannot write into this folder", out.display()))?;
+    let list: [(&str, &[u8]); 4] = [
+        ("model.safetensors", &files.model_safetensors),
+        ("config.json", &files.config_json),
+        ("tokenizer.json", &files.tokenizer_json),
+        ("manifest.json", &files.manifest_json),
+    ];
+    for (file, bytes) in list {
+        let path = staging.join(file);
+        std::fs::write(&path, bytes).with_context(|| format!("{}: cannot write {file}", out.display()))?;
+    }
+    let mut written = Vec::new();
+    if existed {
+        for (file, _) in list {
+            std::fs::rename(staging.join(file), out.join(file))
+                .with_context(|| format!("{}: cannot move {file} into place", out.display()))?;
+            written.push(out.join(file));
+        }
+        std::fs::remove_dir_all(staging).ok();
+    } else {
+        std::fs::rename(staging, out).with_context(|| format!("{}: cannot move the export into place", out.display()))?;
+        written = list.iter().map(|(f, _)| out.join(f)).collect();
+    }
+    Ok(written)
+}

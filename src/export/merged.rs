@@ -1,0 +1,98 @@
+//! Merging a subnet's adapters into dense weights with Hugging Face BERT tensor names.
+
+use crate::mlfs::supernet::Supernet;
+use crate::model::linear::ElasticLinear;
+use crate::model::lowrank::STAGES;
+use crate::model::{BertConfig, SubnetSpec};
+use anyhow::Result;
+use candle_core::Tensor;
+
+/// `Π_Φ(W_pre) + Σ_s scale · Π^out(B_s) · Π^in(A_s)` for an `out_n × in_n` slice, contiguous.
+pub fn merged_slice(lin: &ElasticLinear, out_n: usize, in_n: usize) -> Result<Tensor> {
+    let mut w = lin.weight_pre.narrow(0, 0, out_n)?.narrow(1, 0, in_n)?.contiguous()?;
+    if let Some(lora) = &lin.lora {
+        for s in 0..STAGES {
+            let b = lora.b[s].as_tensor().narrow(0, 0, out_n)?;
+            let a = lora.a[s].as_tensor().narrow(1, 0, in_n)?;
+            w = (w + (b.matmul(&a)? * lora.scale)?)?;
+        }
+    }
+    Ok(w)
+}
+
+fn bias_slice(lin: &ElasticLinear, out_n: usize) -> Result<Option<Tensor>> {
+    Ok(match &lin.bias {
+        Some(b) => Some(b.narrow(0, 0, out_n)?.contiguous()?),
+        None => None,
+    })
+}
+
+/// The exported subnet's own BERT config (head count, FFN and hidden of the subnet).
+pub fn subnet_config(teacher: &BertConfig, spec: &SubnetSpec) -> BertConfig {
+    BertConfig {
+        hidden_size: spec.hidden_or(teacher.hidden_size),
+        num_hidden_layers: spec.layers.len(),
+        num_attention_heads: spec.heads,
+        intermediate_size: spec.ffn,
+        head_size: Some(teacher.head_size()),
+        ..teacher.clone()
+    }
+}
+
+/// Every tensor of the merged subnet, named as BertForSequenceClassification names them.
+pub fn merged_tensors(net: &Supernet, spec: &SubnetSpec) -> Result<Vec<(String, Tensor)>> {
+    let enc = &net.encoder;
+    let d = spec.hidden_or(enc.config.hidden_size);
+    let att = spec.heads * enc.config.head_size();
+    let f = spec.ffn;
+    let cols = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(1, 0, n)?.contiguous()?) };
+    let vec = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(0, 0, n)?.contiguous()?) };
+    let e = &enc.embeddings;
+    let mut out: Vec<(String, Tensor)> = vec![
+        ("bert.embeddings.word_embeddings.weight".into(), cols(&e.word, d)?),
+        ("bert.embeddings.position_embeddings.weight".into(), cols(&e.position, d)?),
+        ("bert.embeddings.token_type_embeddings.weight".into(), cols(&e.token_type, d)?),
+        ("bert.embeddings.LayerNorm.weight".into(), vec(&e.norm.weight, d)?),
+    ];
+    if let Some(b) = &e.norm.bias {
+        out.push(("bert.embeddings.LayerNorm.bias".into(), vec(b, d)?));
+    }
+    for (n, &l) in spec.layers.iter().enumerate() {
+        let layer = &enc.layers[l];
+        let p = format!("bert.encoder.layer.{n}");
+        let linears: [(&str, &ElasticLinear, usize, usize); 6] = [
+            ("attention.self.query", &layer.query, att, d),
+            ("attention.self.key", &layer.key, att, d),
+            ("attention.self.value", &layer.value, att, d),
+            ("attention.output.dense", &layer.attn_out, d, att),
+            ("intermediate.dense", &layer.ffn_in, f, d),
+            ("output.dense", &layer.ffn_out, d, f),
+        ];
+        for (name, lin, o, i) in linears {
+            out.push((format!("{p}.{name}.weight"), merged_slice(lin, o, i)?));
+            if let Some(b) = bias_slice(lin, o)? {
+                out.push((format!("{p}.{name}.bias"), b));
+            }
+        }
+        for (name, norm) in [("attention.output.LayerNorm", &layer.attn_norm), ("output.LayerNorm", &layer.out_norm)] {
+            out.push((format!("{p}.{name}.weight"), vec(&norm.weight, d)?));
+            if let Some(b) = &norm.bias {
+                out.push((format!("{p}.{name}.bias"), vec(b, d)?));
+            }
+        }
+    }
+    out.push(("classifier.weight".into(), cols(net.head_weight.as_tensor(), d)?));
+    out.push(("classifier.bias".into(), net.head_bias.as_tensor().clone()));
+    Ok(out)
+}
+
+/// Parameters of a merged subnet: (total, without embeddings).
+pub fn param_counts(tensors: &[(String, Tensor)]) -> (usize, usize) {
+    let total: usize = tensors.iter().map(|(_, t)| t.elem_count()).sum();
+    let embeddings: usize = tensors
+        .iter()
+        .filter(|(n, _)| n.starts_with("bert.embeddings."))
+        .map(|(_, t)| t.elem_count())
+        .sum();
+    (total, total - embeddings)
+}

@@ -1,0 +1,210 @@
+//! The search space A: depth, heads, FFN and hidden choices, with the maxnet and minnet of each stage.
+
+use crate::model::subnet::even_layers;
+use crate::model::{SubnetSpec, TeacherShape};
+use crate::train::config::SpaceConfig;
+use anyhow::{bail, Result};
+use rand::Rng;
+
+/// The choices of each elastic dimension, sorted ascending and checked against the teacher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchSpace {
+    pub teacher: TeacherShape,
+    pub depths: Vec<usize>,
+    pub heads: Vec<usize>,
+    pub ffn: Vec<usize>,
+    pub hidden: Vec<usize>,
+}
+
+/// The leading quarter steps of `full` (rounded to `unit`), e.g. 3, 6, 9, 12 heads of 12.
+fn quarters(full: usize, unit: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = (1..=4)
+        .map(|q| ((full * q / 4) / unit).max(1) * unit)
+        .filter(|&v| v <= full)
+        .collect();
+    out.push(full);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl SearchSpace {
+    /// The space a run uses: the config's lists, or the teacher's sensible default where empty.
+    pub fn new(teacher: TeacherShape, config: &SpaceConfig) -> Result<Self> {
+        let pick = |given: &[usize], default: Vec<usize>| -> Vec<usize> {
+            let mut v = if given.is_empty() { default } else { given.to_vec() };
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let default_depths = if teacher.layers <= 4 {
+            (1..=teacher.layers).collect()
+        } else {
+            quarters(teacher.layers, 1)
+        };
+        let space = Self {
+            teacher,
+            depths: pick(&config.depths, default_depths),
+            heads: pick(&config.heads, quarters(teacher.heads, teacher.heads_per_kv)),
+            ffn: pick(&config.ffn, quarters(teacher.ffn, 1)),
+            hidden: pick(&config.hidden, vec![teacher.hidden]),
+        };
+        space.check()?;
+        Ok(space)
+    }
+
+    fn check(&self) -> Result<()> {
+        let t = &self.teacher;
+        for &d in &self.depths {
+            if d == 0 || d > t.layers {
+                bail!("space.depths: {d} is outside 1..={}", t.layers);
+            }
+        }
+        for &h in &self.heads {
+            if h == 0 || h > t.heads || h % t.heads_per_kv != 0 {
+                bail!(
+                    "space.heads: {h} must be in 1..={} and a multiple of {}",
+                    t.heads,
+                    t.heads_per_kv
+                );
+            }
+        }
+        for &f in &self.ffn {
+            if f == 0 || f > t.ffn {
+                bail!("space.ffn: {f} is outside 1..={}", t.ffn);
+            }
+        }
+        for &h in &self.hidden {
+            if h == 0 || h > t.hidden || h % t.head_size != 0 {
+                bail!(
+                    "space.hidden: {h} must be in 1..={} and a multiple of the head size {}",
+                    t.hidden,
+                    t.head_size
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The subnet of the given choices (kept layers evenly spaced for the depth).
+    pub fn spec(&self, depth: usize, heads: usize, ffn: usize, hidden: usize) -> SubnetSpec {
+        SubnetSpec {
+            layers: even_layers(self.teacher.layers, depth),
+            heads,
+            ffn,
+            hidden: Some(hidden),
+        }
+        .canonical(self.teacher.hidden)
+    }
+
+    fn first(v: &[usize]) -> usize {
+        v.first().copied().unwrap_or(0)
+    }
+
+    /// The full teacher shape (the maxnet is always the teacher, whatever the lists hold).
+    pub fn maxnet(&self) -> SubnetSpec {
+        SubnetSpec::maxnet(&self.teacher)
+    }
+
+    /// The smallest subnet a stage samples: min width (stage 1), min width and depth (stage 2).
+    pub fn minnet(&self, stage: usize) -> SubnetSpec {
+        let depth = if stage >= 2 {
+            Self::first(&self.depths)
+        } else {
+            self.teacher.layers
+        };
+        self.spec(
+            depth,
+            Self::first(&self.heads),
+            Self::first(&self.ffn),
+            Self::first(&self.hidden),
+        )
+    }
+
+    /// A uniformly random subnet of the stage's space (width only in stage 1).
+    pub fn sample(&self, stage: usize, rng: &mut impl Rng) -> SubnetSpec {
+        let choose = |v: &[usize], rng: &mut dyn rand::RngCore| v[rng.random_range(0..v.len())];
+        let depth = if stage >= 2 {
+            choose(&self.depths, rng)
+        } else {
+            self.teacher.layers
+        };
+        let heads = choose(&self.heads, rng);
+        let ffn = choose(&self.ffn, rng);
+        let hidden = choose(&self.hidden, rng);
+        self.spec(depth, heads, ffn, hidden)
+    }
+
+    /// Every subnet of the space, smallest first (depth, then heads, FFN, hidden).
+    pub fn all(&self) -> Vec<SubnetSpec> {
+        let mut out = Vec::new();
+        for &d in &self.depths {
+            for &h in &self.heads {
+                for &f in &self.ffn {
+                    for &w in &self.hidden {
+                        out.push(self.spec(d, h, f, w));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Two medium subnets for progress reports: around one third and two thirds of the space.
+    pub fn mediums(&self) -> Vec<SubnetSpec> {
+        let mid = |v: &[usize], frac: f64| v[((v.len() - 1) as f64 * frac).round() as usize];
+        [1.0 / 3.0, 2.0 / 3.0]
+            .iter()
+            .map(|&f| {
+                self.spec(
+                    mid(&self.depths, f),
+                    mid(&self.heads, f),
+                    mid(&self.ffn, f),
+                    mid(&self.hidden, f),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minilm() -> TeacherShape {
+        TeacherShape { layers: 3, heads: 12, heads_per_kv: 1, head_size: 32, ffn: 1536, hidden: 384 }
+    }
+
+    #[test]
+    fn default_space_of_the_shipped_teacher() {
+        let s = SearchSpace::new(minilm(), &SpaceConfig::default()).unwrap();
+        assert_eq!(s.depths, vec![1, 2, 3]);
+        assert_eq!(s.heads, vec![3, 6, 9, 12]);
+        assert_eq!(s.ffn, vec![384, 768, 1152, 1536]);
+        assert_eq!(s.hidden, vec![384]);
+        assert_eq!(s.all().len(), 48);
+        assert_eq!(s.minnet(2).to_string(), "layers=2;heads=3;ffn=384");
+        assert_eq!(s.minnet(1).to_string(), "layers=0,1,2;heads=3;ffn=384");
+        assert_eq!(s.maxnet().to_string(), "layers=0,1,2;heads=12;ffn=1536");
+    }
+
+    #[test]
+    fn stage_one_samples_keep_full_depth() {
+        let s = SearchSpace::new(minilm(), &SpaceConfig::default()).unwrap();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        for _ in 0..50 {
+            assert_eq!(s.sample(1, &mut rng).layers.len(), 3);
+        }
+        let depths: std::collections::BTreeSet<usize> = (0..200).map(|_| s.sample(2, &mut rng).layers.len()).collect();
+        assert_eq!(depths.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn invalid_choices_name_the_field() {
+        let cfg = SpaceConfig { heads: vec![5, 13], ..Default::default() };
+        let err = SearchSpace::new(minilm(), &cfg).unwrap_err().to_string();
+        assert!(err.contains("space.heads"), "{err}");
+        let cfg = SpaceConfig { hidden: vec![100], ..Default::default() };
+        assert!(SearchSpace::new(minilm(), &cfg).unwrap_err().to_string().contains("space.hidden"));
+    }
+}

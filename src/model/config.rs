@@ -1,0 +1,86 @@
+//! Hugging Face `config.json` of a BERT teacher, field for field where we need it.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The subset of a Hugging Face BERT `config.json` the elastic encoder needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub pad_token_id: usize,
+    /// Explicit head size, written by our exporter for head-sliced models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_size: Option<usize>,
+}
+
+fn default_max_positions() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".to_string()
+}
+
+impl BertConfig {
+    /// Reads and checks `config.json`; errors name the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read model config", path.display()))?;
+        let config: BertConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid BERT config.json", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("{}: inconsistent BERT config", path.display()))?;
+        Ok(config)
+    }
+
+    /// Width of one attention head.
+    pub fn head_size(&self) -> usize {
+        self.head_size
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Total width of all attention heads (equals hidden size for stock BERT).
+    pub fn attention_width(&self) -> usize {
+        self.head_size() * self.num_attention_heads
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 {
+            bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");
+        }
+        if self.head_size.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+            bail!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
+        }
+        if self.intermediate_size == 0 || self.vocab_size == 0 {
+            bail!("intermediate_size and vocab_size must be positive");
+        }
+        match self.hidden_act.as_str() {
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu" => Ok(()),
+            other => bail!("hidden_act '{other}' is not supported (gelu, gelu_new, relu)"),
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The elastic BERT encoder: any subnet of the teacher runs on slices of the shared weights.
+
+use super::attention::{attend, padding_mask};
+use super::config::BertConfig;
+use super::linear::ElasticLinear;
+use super::ops::{frozen_norm, NormKind};
+use super::subnet::{SubnetSpec, TeacherShape};
+use super::weights::WeightStore;
+use anyhow::Result;
+use candle_core::{Tensor, D};
+
+/// A frozen LayerNorm, sliced with the hidden width.
+pub struct Norm {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub eps: f64,
+    pub kind: NormKind,
+}
+
+impl Norm {
+    /// Normalises the last dimension with the leading `width` parameters.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let width = x.dim(D::Minus1)?;
+        let gamma = self.weight.narrow(0, 0, width)?;
+        let beta = match &self.bias {
+            Some(b) => Some(b.narrow(0, 0, width)?),
+            None => None,
+        };
+        frozen_norm(x, &gamma, beta.as_ref(), self.eps, self.kind)
+    }
+}
+
+/// Word, position and token-type embeddings, frozen.
+pub struct BertEmbeddings {
+    pub word: Tensor,
+    pub position: Tensor,
+    pub token_type: Tensor,
+    pub norm: Norm,
+}
+
+/// One transformer block of BERT.
+pub struct BertLayer {
+    pub query: ElasticLinear,
+    pub key: ElasticLinear,
+    pub value: ElasticLinear,
+    pub attn_out: ElasticLinear,
+    pub attn_norm: Norm,
+    pub ffn_in: ElasticLinear,
+    pub ffn_out: ElasticLinear,
+    pub out_norm: Norm,
+}
+
+impl BertLayer {
+    /// The six adapted linears, in a fixed order (Q, K, V, O, FFN in, FFN out).
+    pub fn linears(&self) -> [&ElasticLinear; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attn_out,
+            &self.ffn_in,
+            &self.ffn_out,
+        ]
+    }
+
+    /// Mutable access to the six adapted linears.
+    pub fn linears_mut(&mut self) -> [&mut ElasticLinear; 6] {
+        [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.attn_out,
+            &mut self.ffn_in,
+            &mut self.ffn_out,
+        ]
+    }
+}
+
+/// Multiplicative gates (all ones) on one layer's heads `[heads]` and FFN neurons `[ffn]`;
+/// their gradients are the |gradient × activation| importance scores used for rewiring.
+pub struct LayerGates {
+    pub heads: Tensor,
+    pub ffn: Tensor,
+}
+
+/// The pretrained BERT teacher, run as any subnet.
+pub struct BertEncoder {
+    pub config: BertConfig,
+    pub embeddings: BertEmbeddings,
+    pub layers: Vec<BertLayer>,
+    /// Optional pooler `dense` (unused by MLFS, kept so a teacher loads as it is).
+    pub pooler: Option<ElasticLinear>,
+}
+
+/// Hidden states of a forward pass: the embedding output, then each kept layer's output.
+pub struct EncoderOutput {
+    pub hidden_states: Vec<Tensor>,
+}
+
+impl EncoderOutput {
+    /// The last layer's output `[B, T, d]`.
+    pub fn last(&self) -> &Tensor {
+        // At least the embedding output is always present.
+        &self.hidden_states[self.hidden_states.len() - 1]
+    }
+}
+
+fn norm(store: &WeightStore, prefix: &str, width: usize, eps: f64) -> Result<Norm> {
+    let weight = store.get_any(
+        &[&format!("{prefix}.weight"), &format!("{prefix}.gamma")],
+        &[width],
+    )?;
+    let bias = store.get_any(
+        &[&format!("{prefix}.bias"), &format!("{prefix}.beta")],
+        &[width],
+    )?;
+    Ok(Norm {
+        weight,
+        bias: Some(bias),
+        eps,
+        kind: NormKind::Layer,
+    })
+}
+
+fn linear(store: &WeightStore, prefix: &str, d_out: usize, d_in: usize) -> Result<ElasticLinear> {
+    let weight = store.get(&format!("{prefix}.weight"), &[d_out, d_in])?;
+    let bias = store.get(&format!("{prefix}.bias"), &[d_out])?;
+    Ok(ElasticLinear::new(weight, Some(bias)))
+}
+
+impl BertEncoder {
+    /// Builds the encoder from a weight store holding Hugging Face BERT tensor names.
+    pub fn from_store(config: &BertConfig, store: &WeightStore) -> Result<Self> {
+        let d = config.hidden_size;
+        let att = config.attention_width();
+        let f = config.intermediate_size;
+        let eps = config.layer_norm_eps;
+        let embeddings = BertEmbeddings {
+            word: store.get("embeddings.word_embeddings.weight", &[config.vocab_size, d])?,
+            position: store.get(
+                "embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, d],
+            )?,
+            token_type: store.get(
+                "embeddings.token_type_embeddings.weight",
+                &[config.type_vocab_size, d],
+            )?,
+            norm: norm(store, "embeddings.LayerNorm", d, eps)?,
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            layers.push(BertLayer {
+                query: linear(store, &format!("{p}.attention.self.query"), att, d)?,
+                key: linear(store, &format!("{p}.attention.self.key"), att, d)?,
+                value: linear(store, &format!("{p}.attention.self.value"), att, d)?,
+                attn_out: linear(store, &format!("{p}.attention.output.dense"), d, att)?,
+                attn_norm: norm(store, &format!("{p}.attention.output.LayerNorm"), d, eps)?,
+                ffn_in: linear(store, &format!("{p}.intermediate.dense"), f, d)?,
+                ffn_out: linear(store, &format!("{p}.output.dense"), d, f)?,
+                out_norm: norm(store, &format!("{p}.output.LayerNorm"), d, eps)?,
+            });
+        }
+        let pooler = if store.contains("pooler.dense.weight") {
+            Some(linear(store, "pooler.dense", d, d)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            config: config.clone(),
+            embeddings,
+            layers,
+            pooler,
+        })
+    }
+
+    /// Parameter count of the whole encoder (embeddings included, pooler excluded).
+    pub fn param_count(&self) -> usize {
+        let c = &self.config;
+        let d = c.hidden_size;
+        let a = c.attention_width();
+        let f = c.intermediate_size;
+        let emb = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size + 2) * d;
+        let layer = 3 * (a * d + a) + (a * d + d) + 2 * d + (f * d + f) + (f * d + d) + 2 * d;
+        emb + c.num_hidden_layers * layer
+    }
+
+    /// The teacher's limits for subnet validation.
+    pub fn shape(&self) -> TeacherShape {
+        TeacherShape {
+            layers: self.config.num_hidden_layers,
+            heads: self.config.num_attention_heads,
+            heads_per_kv: 1,
+            head_size: self.config.head_size(),
+            ffn: self.config.intermediate_size,
+            hidden: self.config.hidden_size,
+        }
+    }
+
+    /// Embedding output `[B, T, d_sub]` (frozen, never tracked).
+    pub fn embed(&self, input_ids: &Tensor, hidden: usize) -> candle_core::Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let e = &self.embeddings;
+        let flat = input_ids.flatten_all()?;
+        let words = e.word.narrow(1, 0, hidden)?.embedding(&flat)?;
+        let positions = e.position.narrow(0, 0, t)?.narrow(1, 0, hidden)?;
+        let token_type = e.token_type.narrow(0, 0, 1)?.narrow(1, 0, hidden)?;
+        let x = words
+            .reshape((b, t, hidden))?
+            .broadcast_add(&positions)?
+            .broadcast_add(&token_type)?;
+        e.norm.forward(&x)
+    }
+
+    /// Forward of subnet `spec`: `input_ids` `[B, T]` (u32), `attention_mask` `[B, T]` (0/1).
+    ///
+    /// The spec must have been validated against [`Self::shape`].
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        spec: &SubnetSpec,
+    ) -> candle_core::Result<EncoderOutput> {
+        self.forward_masked(input_ids, attention_mask, spec, None)
+    }
+
+    /// Forward with optional per-layer gates on heads and FFN neurons (for importance scores).
+    pub fn forward_masked(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        spec: &SubnetSpec,
+        gates: Option<&[LayerGates]>,
+    ) -> candle_core::Result<EncoderOutput> {
+        let hidden = spec.hidden_or(self.config.hidden_size);
+        let mask = padding_mask(attention_mask)?;
+        let mut x = self.embed(input_ids, hidden)?;
+        let mut hidden_states = Vec::with_capacity(spec.layers.len() + 1);
+        hidden_states.push(x.clone());
+        for (i, &l) in spec.layers.iter().enumerate() {
+            let gate = gates.and_then(|g| g.get(i));
+            x = self.layer_forward(&self.layers[l], &x, &mask, spec.heads, spec.ffn, gate)?;
+            hidden_states.push(x.clone());
+        }
+        Ok(EncoderOutput { hidden_states })
+    }
+
+    fn layer_forward(
+        &self,
+        layer: &BertLayer,
+        x: &Tensor,
+        mask: &Tensor,
+        heads: usize,
+        ffn: usize,
+        gate: Option<&LayerGates>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let hs = self.config.head_size();
+        let x2 = x.reshape((b * t, d))?;
+        let width = heads * hs;
+        let q = layer.query.forward(&x2, width)?.reshape((b, t, width))?;
+        let k = layer.key.forward(&x2, width)?.reshape((b, t, width))?;
+        let v = layer.value.forward(&x2, width)?.reshape((b, t, width))?;
+        let mut ctx = attend(&q, &k, &v, heads, heads, hs, Some(mask))?;
+        if let Some(g) = gate {
+            ctx = ctx
+                .reshape((b * t, heads, hs))?
+                .broadcast_mul(&g.heads.reshape((1, heads, 1))?)?
+                .reshape((b * t, width))?;
+        }
+        let attn = layer.attn_out.forward(&ctx, d)?;
+        let h = layer.attn_norm.forward(&(attn + &x2)?)?;
+        let mut inner = activation(&layer.ffn_in.forward(&h, ffn)?, &self.config.hidden_act)?;
+        if let Some(g) = gate {
+            inner = inner.broadcast_mul(&g.ffn)?;
+        }
+        let out = layer.ffn_out.forward(&inner, d)?;
+        layer.out_norm.forward(&(out + h)?)?.reshape((b, t, d))
+    }
+}
+
+fn activation(x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
+    match name {
+        "relu" => x.relu(),
+        "gelu_new" | "gelu_pytorch_tanh" => x.gelu(),
+        _ => x.gelu_erf(),
+    }
+}

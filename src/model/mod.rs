@@ -1,0 +1,76 @@
+//! The elastic transformer: configs, weight loading, tokenizers, subnet specs and slicing Π_Φ.
+
+pub mod attention;
+pub mod config;
+pub mod encoder;
+pub mod linear;
+pub mod lowrank;
+pub mod ops;
+pub mod subnet;
+pub mod tokenizer;
+pub mod weights;
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+pub use config::BertConfig;
+pub use encoder::BertEncoder;
+pub use subnet::{SubnetSpec, TeacherShape};
+pub use tokenizer::{TextTokenizer, TokenBatch};
+
+/// A loaded Hugging Face BERT folder: config, weights and tokenizer.
+pub struct EncoderTeacher {
+    pub dir: PathBuf,
+    pub config: BertConfig,
+    pub encoder: BertEncoder,
+    pub tokenizer: TextTokenizer,
+}
+
+impl EncoderTeacher {
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json`/`vocab.txt` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("{}: model folder not found", dir.display());
+        }
+        let config_path = require_file(dir, "config.json")?;
+        let weights_path = require_file(dir, "model.safetensors")?;
+        let config = BertConfig::from_file(&config_path)?;
+        let store = weights::WeightStore::load(&weights_path, &["bert."])?;
+        let encoder = BertEncoder::from_store(&config, &store)?;
+        let tokenizer = TextTokenizer::from_dir(dir, config.pad_token_id as u32)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            encoder,
+            tokenizer,
+        })
+    }
+
+    /// Parameter count of the whole teacher (embeddings included).
+    pub fn param_count(&self) -> usize {
+        self.encoder.param_count()
+    }
+
+    /// One-line summary for logs and the window.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        format!(
+            "{}: {} layers, hidden {}, {} heads of {}, FFN {}, {:.1} M parameters",
+            self.dir.display(),
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.head_size(),
+            c.intermediate_size,
+            self.param_count() as f64 / 1e6
+        )
+    }
+}
+
+fn require_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{}: file is missing", path.display());
+    }
+    Ok(path)
+}

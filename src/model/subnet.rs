@@ -1,0 +1,243 @@
+//! Subnet specification Φ: which layers, how many heads, FFN neurons and hidden units are kept.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The size limits of a teacher that a subnet is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeacherShape {
+    pub layers: usize,
+    pub heads: usize,
+    /// Query heads sharing one key/value head (1 for BERT, >1 for GQA decoders).
+    pub heads_per_kv: usize,
+    pub head_size: usize,
+    pub ffn: usize,
+    pub hidden: usize,
+}
+
+/// One subnet of the teacher: kept layers, first `heads` heads, first `ffn` neurons, first `hidden` units.
+///
+/// Text form: `layers=0,2;heads=6;ffn=768` with an optional `;hidden=256`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubnetSpec {
+    pub layers: Vec<usize>,
+    pub heads: usize,
+    pub ffn: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
+}
+
+impl SubnetSpec {
+    /// The full teacher shape.
+    pub fn maxnet(t: &TeacherShape) -> Self {
+        Self {
+            layers: (0..t.layers).collect(),
+            heads: t.heads,
+            ffn: t.ffn,
+            hidden: None,
+        }
+    }
+
+    /// Hidden width, defaulting to the teacher's.
+    pub fn hidden_or(&self, teacher_hidden: usize) -> usize {
+        self.hidden.unwrap_or(teacher_hidden)
+    }
+
+    /// Checks the spec against a teacher; messages say which part is wrong.
+    pub fn validate(&self, t: &TeacherShape) -> Result<()> {
+        if self.layers.is_empty() {
+            bail!("subnet keeps no layer");
+        }
+        for pair in self.layers.windows(2) {
+            if pair[0] >= pair[1] {
+                bail!("subnet layers must be strictly increasing, got {:?}", self.layers);
+            }
+        }
+        if let Some(&bad) = self.layers.iter().find(|&&l| l >= t.layers) {
+            bail!(
+                "subnet layer {bad} is out of range: the teacher has layers 0..{}",
+                t.layers - 1
+            );
+        }
+        if self.heads == 0 {
+            bail!("subnet heads must be at least 1");
+        }
+        if self.heads > t.heads {
+            bail!("subnet heads {} exceed the teacher's {}", self.heads, t.heads);
+        }
+        if self.heads % t.heads_per_kv != 0 {
+            bail!(
+                "subnet heads {} must be a multiple of {} (query heads per key/value head)",
+                self.heads,
+                t.heads_per_kv
+            );
+        }
+        if self.ffn == 0 {
+            bail!("subnet ffn must be at least 1");
+        }
+        if self.ffn > t.ffn {
+            bail!("subnet ffn {} exceeds the teacher's {}", self.ffn, t.ffn);
+        }
+        if let Some(h) = self.hidden {
+            if h == 0 {
+                bail!("subnet hidden must be at least 1");
+            }
+            if h > t.hidden {
+                bail!("subnet hidden {h} exceeds the teacher's {}", t.hidden);
+            }
+            if h % t.head_size != 0 {
+                bail!("subnet hidden {h} must be a multiple of the head size {}", t.head_size);
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalises `hidden` so that the teacher's full width is written as `None`.
+    pub fn canonical(mut self, teacher_hidden: usize) -> Self {
+        if self.hidden == Some(teacher_hidden) {
+            self.hidden = None;
+        }
+        self
+    }
+}
+
+impl fmt::Display for SubnetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layers: Vec<String> = self.layers.iter().map(|l| l.to_string()).collect();
+        write!(
+            f,
+            "layers={};heads={};ffn={}",
+            layers.join(","),
+            self.heads,
+            self.ffn
+        )?;
+        if let Some(h) = self.hidden {
+            write!(f, ";hidden={h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for SubnetSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let mut layers = None;
+        let mut heads = None;
+        let mut ffn = None;
+        let mut hidden = None;
+        for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .with_context(|| format!("subnet spec '{text}': '{part}' is not key=value"))?;
+            let number = |v: &str| -> Result<usize> {
+                v.trim().parse::<usize>().with_context(|| {
+                    format!("subnet spec '{text}': '{v}' is not a non-negative integer")
+                })
+            };
+            match key.trim() {
+                "layers" => {
+                    let list = value
+                        .split(',')
+                        .map(number)
+                        .collect::<Result<Vec<usize>>>()?;
+                    layers = Some(list);
+                }
+                "heads" => heads = Some(number(value)?),
+                "ffn" => ffn = Some(number(value)?),
+                "hidden" => hidden = Some(number(value)?),
+                other => bail!(
+                    "subnet spec '{text}': unknown key '{other}' (layers, heads, ffn, hidden)"
+                ),
+            }
+        }
+        let missing = |name: &str| anyhow::anyhow!("subnet spec '{text}': missing '{name}='");
+        Ok(Self {
+            layers: layers.ok_or_else(|| missing("layers"))?,
+            heads: heads.ok_or_else(|| missing("heads"))?,
+            ffn: ffn.ok_or_else(|| missing("ffn"))?,
+            hidden,
+        })
+    }
+}
+
+/// Evenly spaced layer indices for a depth, always including the last (DynaBERT's map).
+pub fn even_layers(teacher_layers: usize, depth: usize) -> Vec<usize> {
+    let depth = depth.clamp(1, teacher_layers.max(1));
+    if depth == teacher_layers {
+        return (0..teacher_layers).collect();
+    }
+    // Spread `depth` picks so the last teacher layer is always kept.
+    let mut out: Vec<usize> = (1..=depth)
+        .map(|i| (i * teacher_layers).div_ceil(depth) - 1)
+        .collect();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minilm() -> TeacherShape {
+        TeacherShape {
+            layers: 3,
+            heads: 12,
+            heads_per_kv: 1,
+            head_size: 32,
+            ffn: 1536,
+            hidden: 384,
+        }
+    }
+
+    #[test]
+    fn text_form_round_trips() {
+        let spec: SubnetSpec = "layers=0,2;heads=6;ffn=768".parse().unwrap();
+        assert_eq!(spec.layers, vec![0, 2]);
+        assert_eq!(spec.to_string(), "layers=0,2;heads=6;ffn=768");
+        let wide: SubnetSpec = "layers=1;heads=3;ffn=384;hidden=256".parse().unwrap();
+        assert_eq!(wide.to_string().parse::<SubnetSpec>().unwrap(), wide);
+    }
+
+    #[test]
+    fn even_layers_keep_the_last() {
+        assert_eq!(even_layers(3, 1), vec![2]);
+        assert_eq!(even_layers(3, 2), vec![1, 2]);
+        assert_eq!(even_layers(3, 3), vec![0, 1, 2]);
+        assert_eq!(even_layers(30, 20).len(), 20);
+        assert_eq!(*even_layers(30, 20).last().unwrap(), 29);
+        assert_eq!(even_layers(12, 6), vec![1, 3, 5, 7, 9, 11]);
+    }
+
+    #[test]
+    fn bad_specs_are_clear_errors() {
+        let t = minilm();
+        let cases = [
+            ("layers=0,3;heads=6;ffn=768", "out of range"),
+            ("layers=0;heads=13;ffn=768", "exceed"),
+            ("layers=0;heads=0;ffn=768", "at least 1"),
+            ("layers=0;heads=6;ffn=0", "at least 1"),
+            ("layers=0;heads=6;ffn=2000", "exceeds"),
+            ("layers=2,1;heads=6;ffn=768", "increasing"),
+            ("layers=0;heads=6;ffn=768;hidden=100", "multiple"),
+            ("layers=0;heads=6;ffn=768;hidden=0", "at least 1"),
+        ];
+        for (text, needle) in cases {
+            let spec: SubnetSpec = text.parse().unwrap();
+            let err = spec.validate(&t).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        for (text, needle) in [
+            ("layers=;heads=6;ffn=768", "not a non-negative integer"),
+            ("heads=6;ffn=768", "missing 'layers='"),
+            ("layers=0;heads=six;ffn=768", "not a non-negative integer"),
+            ("layers=0;heads=6;ffn=768;depth=2", "unknown key"),
+            ("layers=0;heads", "not key=value"),
+        ] {
+            let err = text.parse::<SubnetSpec>().unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Text to token ids: `tokenizer.json` when present, otherwise a WordPiece tokenizer from `vocab.txt`.
+
+use anyhow::{anyhow, Context, Result};
+use std::path::Path;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{Model, Tokenizer, TruncationParams};
+
+/// A padded batch of token ids with its attention mask (1 = real token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBatch {
+    pub input_ids: Vec<Vec<u32>>,
+    pub attention_mask: Vec<Vec<u32>>,
+}
+
+impl TokenBatch {
+    /// Number of sequences.
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+    /// True when the batch holds no sequence.
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+    /// Padded length of every sequence.
+    pub fn seq_len(&self) -> usize {
+        self.input_ids.first().map_or(0, |r| r.len())
+    }
+}
+
+/// Wraps a Hugging Face tokenizer with our padding and truncation rules.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pad_id: u32,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` from `dir`, falling back to `vocab.txt` (uncased BERT WordPiece).
+    pub fn from_dir(dir: &Path, pad_id: u32) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let inner = if json.exists() {
+            Tokenizer::from_file(&json)
+                .map_err(|e| anyhow!("{}: invalid tokenizer: {e}", json.display()))?
+        } else {
+            let vocab = dir.join("vocab.txt");
+            if !vocab.exists() {
+                anyhow::bail!(
+                    "{}: neither tokenizer.json nor vocab.txt found",
+                    dir.display()
+                );
+            }
+            wordpiece_from_vocab(&vocab)?
+        };
+        Ok(Self::from_tokenizer(inner, pad_id))
+    }
+
+    /// Wraps an already built tokenizer, switching off any padding it carries.
+    pub fn from_tokenizer(mut inner: Tokenizer, pad_id: u32) -> Self {
+        inner.with_padding(None);
+        Self { inner, pad_id }
+    }
+
+    /// The underlying Hugging Face tokenizer (for saving next to an export).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// Token ids of one text, special tokens as the tokenizer's post-processor adds them.
+    pub fn encode(&self, text: &str, add_special: bool, max_len: usize) -> Result<Vec<u32>> {
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| anyhow!("truncation: {e}"))?;
+        let enc = tok
+            .encode(text, add_special)
+            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes and pads a batch to its longest sequence (at most `max_len`).
+    pub fn encode_batch(&self, texts: &[String], max_len: usize) -> Result<TokenBatch> {
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| anyhow!("truncation: {e}"))?;
+        let encodings = tok
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| anyhow!("cannot tokenize batch: {e}"))?;
+        let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
+        Ok(pad_batch(&ids, self.pad_id))
+    }
+}
+
+/// Right-pads id sequences to the longest one.
+pub fn pad_batch(ids: &[Vec<u32>], pad_id: u32) -> TokenBatch {
+    let longest = ids.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut input_ids = Vec::with_capacity(ids.len());
+    let mut attention_mask = Vec::with_capacity(ids.len());
+    for row in ids {
+        let mut padded = row.clone();
+        padded.resize(longest, pad_id);
+        let mut mask = vec![1u32; row.len()];
+        mask.resize(longest, 0);
+        input_ids.push(padded);
+        attention_mask.push(mask);
+    }
+    TokenBatch {
+        input_ids,
+        attention_mask,
+    }
+}
+
+fn wordpiece_from_vocab(vocab: &Path) -> Result<Tokenizer> {
+    let path = vocab
+        .to_str()
+        .ok_or_else(|| anyhow!("{}: path is not UTF-8", vocab.display()))?;
+    let model = WordPiece::from_file(path)
+        .build()
+        .map_err(|e| anyhow!("{}: invalid WordPiece vocabulary: {e}", vocab.display()))?;
+    let cls = model
+        .get_vocab()
+        .get("[CLS]")
+        .copied()
+        .with_context(|| format!("{}: no [CLS] token", vocab.display()))?;
+    let sep = model
+        .get_vocab()
+        .get("[SEP]")
+        .copied()
+        .with_context(|| format!("{}: no [SEP] token", vocab.display()))?;
+    let mut tok = Tokenizer::new(model);
+    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+        .map_err(|e| anyhow!("normalizer: {e}"))?;
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".to_string(), sep),
+        ("[CLS]".to_string(), cls),
+    )));
+    Ok(tok)
+}

@@ -1,0 +1,157 @@
+//! Reading safetensors files into f32 candle tensors, with errors that name file, tensor and problem.
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{Device, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// All tensors of one safetensors file, converted to f32 on load.
+pub struct WeightStore {
+    path: PathBuf,
+    tensors: HashMap<String, Tensor>,
+    /// Prefix present on every name in the file that callers may omit (e.g. `bert.`).
+    prefixes: Vec<String>,
+}
+
+impl WeightStore {
+    /// Loads every tensor of `path` (f32, f16 or bf16) as f32.
+    pub fn load(path: &Path, prefixes: &[&str]) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read weights file", path.display()))?;
+        let tensors = parse_safetensors(&bytes)
+            .with_context(|| format!("{}: corrupt or truncated safetensors file", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        })
+    }
+
+    /// Builds a store from tensors already in memory (tests, exports).
+    pub fn from_tensors(path: &Path, tensors: HashMap<String, Tensor>, prefixes: &[&str]) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            tensors,
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// All tensors by their stored names.
+    pub fn into_tensors(self) -> HashMap<String, Tensor> {
+        self.tensors
+    }
+
+    /// The file the tensors came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if a tensor of that name exists (with or without a known prefix).
+    pub fn contains(&self, name: &str) -> bool {
+        self.lookup(name).is_some()
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Tensor> {
+        if let Some(t) = self.tensors.get(name) {
+            return Some(t);
+        }
+        self.prefixes
+            .iter()
+            .find_map(|p| self.tensors.get(&format!("{p}{name}")))
+    }
+
+    /// The tensor `name`, checked against the expected shape.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let tensor = self.lookup(name).ok_or_else(|| {
+            anyhow!(
+                "{}: tensor '{name}' is missing",
+                self.path.display()
+            )
+        })?;
+        if tensor.dims() != shape {
+            bail!(
+                "{}: tensor '{name}' has shape {:?}, expected {:?}",
+                self.path.display(),
+                tensor.dims(),
+                shape
+            );
+        }
+        Ok(tensor.clone())
+    }
+
+    /// The first tensor found among `names` (for alternative spellings like gamma/weight).
+    pub fn get_any(&self, names: &[&str], shape: &[usize]) -> Result<Tensor> {
+        for name in names {
+            if self.contains(name) {
+                return self.get(name, shape);
+            }
+        }
+        bail!(
+            "{}: tensor '{}' is missing",
+            self.path.display(),
+            names.first().copied().unwrap_or("?")
+        )
+    }
+
+    /// The tensor `name` if present (any shape check is the caller's).
+    pub fn get_optional(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        if self.contains(name) {
+            self.get(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e}"))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => bail!("tensor '{name}' has unsupported dtype {other:?} (f32, f16 or bf16)"),
+        };
+        let tensor = Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)
+            .with_context(|| format!("tensor '{name}'"))?;
+        out.insert(name, tensor);
+    }
+    Ok(out)
+}
+
+/// Writes f32 tensors as a safetensors file via a temp file and rename.
+pub fn save_f32(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let mut raw: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let values = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .with_context(|| format!("tensor '{name}'"))?;
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        raw.push((name.clone(), bytes, t.dims().to_vec()));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = raw
+        .iter()
+        .map(|(n, b, s)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| anyhow!("tensor '{n}': {e}"))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::tensor::serialize(views, None)
+        .map_err(|e| anyhow!("{}: cannot serialise: {e}", path.display()))?;
+    crate::util::write_atomic(path, &bytes)
+}

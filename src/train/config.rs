@@ -1,0 +1,341 @@
+//! The run configuration: one struct, saved and loaded as RON, validated field by field.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How long a stage trains.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Budget {
+    /// Full passes over the training set.
+    Epochs(usize),
+    /// Optimizer steps.
+    Steps(usize),
+}
+
+/// One MLFS stage: whether it runs, for how long and at which peak learning rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StageConfig {
+    pub enabled: bool,
+    pub budget: Budget,
+    pub learning_rate: f64,
+    /// Fraction of the stage's steps spent warming the learning rate up linearly.
+    pub warmup_ratio: f64,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            budget: Budget::Epochs(2),
+            learning_rate: 1e-3,
+            warmup_ratio: 0.1,
+        }
+    }
+}
+
+/// Data files and their columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataConfig {
+    pub train: PathBuf,
+    pub dev: PathBuf,
+    pub test: PathBuf,
+    /// Column (CSV/TSV header) or JSON field holding the text.
+    pub text_column: String,
+    /// Column or JSON field holding the label (integer or string).
+    pub label_column: String,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            train: PathBuf::from("assets/sentiment/train.jsonl"),
+            dev: PathBuf::from("assets/sentiment/dev.jsonl"),
+            test: PathBuf::from("assets/sentiment/test.jsonl"),
+            text_column: "text".into(),
+            label_column: "label".into(),
+        }
+    }
+}
+
+/// How the distillation feature projections P^m are kept from collapsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProjectionKind {
+    /// Learnt P, columns renormalised to unit length after every step (default).
+    UnitNorm,
+    /// No projection: plain hidden-state MSE (DynaBERT).
+    Identity,
+    /// Random orthonormal P, never trained.
+    Fixed,
+}
+
+/// Distillation from the maxnet to every other subnet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DistillConfig {
+    /// Weight of distillation against the task loss.
+    pub alpha: f64,
+    /// Weight of each layer's feature MSE.
+    pub beta: f64,
+    /// Softmax temperature T of the logit KL.
+    pub temperature: f64,
+    /// Projection width k of P^m ∈ R^{d×k}.
+    pub projection_dim: usize,
+    pub projection: ProjectionKind,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 0.9,
+            beta: 0.1,
+            temperature: 1.0,
+            projection_dim: 128,
+            projection: ProjectionKind::UnitNorm,
+        }
+    }
+}
+
+/// The subnet search space; empty lists mean "the teacher's default".
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpaceConfig {
+    pub depths: Vec<usize>,
+    pub heads: Vec<usize>,
+    pub ffn: Vec<usize>,
+    pub hidden: Vec<usize>,
+}
+
+/// Palette evaluation settings (used at the end of a run and on demand).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PaletteConfig {
+    /// Evaluate the whole palette automatically when training ends.
+    pub evaluate_at_end: bool,
+    /// Sequence length of the latency measurement (batch 1).
+    pub latency_seq_len: usize,
+    /// Timed runs per subnet (after warm-up).
+    pub latency_runs: usize,
+}
+
+impl Default for PaletteConfig {
+    fn default() -> Self {
+        Self {
+            evaluate_at_end: true,
+            latency_seq_len: 32,
+            latency_runs: 20,
+        }
+    }
+}
+
+/// Everything one MLFS run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    pub name: String,
+    /// Teacher folder (Hugging Face BERT).
+    pub teacher: PathBuf,
+    pub data: DataConfig,
+    pub max_seq_len: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Stages 0, 1 and 2, in order.
+    pub stages: Vec<StageConfig>,
+    /// Adapter rank r.
+    pub rank: usize,
+    /// LoRA alpha; the adapter scale is alpha / r.
+    pub lora_alpha: f64,
+    /// Exponent γ of the gradient-scaling weight (n₁/nⱼ)^γ; 0 turns scaling off.
+    pub gamma: f64,
+    pub distill: DistillConfig,
+    /// Random subnets per step after the maxnet and the minnet.
+    pub random_subnets: usize,
+    pub space: SpaceConfig,
+    /// Reorder heads and FFN neurons by importance before stage 1.
+    pub rewire: bool,
+    /// Batches used to estimate importance for rewiring.
+    pub rewire_batches: usize,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// Dev evaluation every N steps (0: only at stage ends).
+    pub eval_every: usize,
+    /// Checkpoint every N steps (0: only at stage ends).
+    pub checkpoint_every: usize,
+    pub palette: PaletteConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        let stage = |lr: f64| StageConfig {
+            learning_rate: lr,
+            ..StageConfig::default()
+        };
+        Self {
+            name: "sentiment".into(),
+            teacher: PathBuf::from("assets/minilm-l3"),
+            data: DataConfig::default(),
+            max_seq_len: 64,
+            batch_size: 32,
+            seed: 42,
+            stages: vec![stage(2e-3), stage(2e-3), stage(2e-3)],
+            rank: 8,
+            lora_alpha: 16.0,
+            gamma: 0.5,
+            distill: DistillConfig::default(),
+            random_subnets: 2,
+            space: SpaceConfig::default(),
+            rewire: true,
+            rewire_batches: 8,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            eval_every: 50,
+            checkpoint_every: 100,
+            palette: PaletteConfig::default(),
+        }
+    }
+}
+
+/// One invalid field with the reason, for inline display and CLI errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl RunConfig {
+    /// Reads a RON preset; errors name the file and, for invalid values, the field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read preset", path.display()))?;
+        let config: RunConfig = ron::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid preset: {e}", path.display()))?;
+        let errors = config.validate();
+        if !errors.is_empty() {
+            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!("{}: invalid preset: {}", path.display(), list.join("; "));
+        }
+        Ok(config)
+    }
+
+    /// Writes the configuration as pretty RON (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = self.to_ron()?;
+        crate::util::write_atomic(path, text.as_bytes())
+    }
+
+    /// Pretty RON text of this configuration.
+    pub fn to_ron(&self) -> Result<String> {
+        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())
+            .context("cannot serialise the run configuration")
+    }
+
+    /// Every invalid field with its reason (empty when the configuration can run).
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: field.to_string(),
+                message,
+            })
+        };
+        if self.max_seq_len < 8 || self.max_seq_len > 512 {
+            bad("max_seq_len", format!("{} is outside 8..=512", self.max_seq_len));
+        }
+        if self.batch_size == 0 || self.batch_size > 4096 {
+            bad("batch_size", format!("{} is outside 1..=4096", self.batch_size));
+        }
+        if self.stages.len() != 3 {
+            bad("stages", format!("needs exactly 3 stages, found {}", self.stages.len()));
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            if !(s.learning_rate > 0.0 && s.learning_rate < 1.0) {
+                bad(
+                    &format!("stages[{i}].learning_rate"),
+                    format!("{} must be in (0, 1)", s.learning_rate),
+                );
+            }
+            if !(0.0..1.0).contains(&s.warmup_ratio) {
+                bad(
+                    &format!("stages[{i}].warmup_ratio"),
+                    format!("{} must be in [0, 1)", s.warmup_ratio),
+                );
+            }
+            let zero = matches!(s.budget, Budget::Epochs(0) | Budget::Steps(0));
+            if s.enabled && zero {
+                bad(&format!("stages[{i}].budget"), "an enabled stage needs at least one epoch or step".into());
+            }
+        }
+        if self.stages.iter().all(|s| !s.enabled) && self.stages.len() == 3 {
+            bad("stages", "at least one stage must be enabled".into());
+        }
+        if self.rank == 0 || self.rank > 256 {
+            bad("rank", format!("{} is outside 1..=256", self.rank));
+        }
+        if !(self.lora_alpha > 0.0) {
+            bad("lora_alpha", format!("{} must be positive", self.lora_alpha));
+        }
+        if !(self.gamma >= 0.0 && self.gamma <= 4.0) {
+            bad("gamma", format!("{} is outside [0, 4]", self.gamma));
+        }
+        let d = &self.distill;
+        if !(0.0..=1.0).contains(&d.alpha) {
+            bad("distill.alpha", format!("{} is outside [0, 1]", d.alpha));
+        }
+        if !(d.beta >= 0.0) {
+            bad("distill.beta", format!("{} must be non-negative", d.beta));
+        }
+        if !(d.temperature > 0.0) {
+            bad("distill.temperature", format!("{} must be positive", d.temperature));
+        }
+        if d.projection_dim == 0 {
+            bad("distill.projection_dim", "must be at least 1".into());
+        }
+        if self.random_subnets > 16 {
+            bad("random_subnets", format!("{} is more than 16", self.random_subnets));
+        }
+        for (field, list) in [
+            ("space.depths", &self.space.depths),
+            ("space.heads", &self.space.heads),
+            ("space.ffn", &self.space.ffn),
+            ("space.hidden", &self.space.hidden),
+        ] {
+            if list.contains(&0) {
+                bad(field, "choices must be positive".into());
+            }
+        }
+        if !(self.weight_decay >= 0.0) {
+            bad("weight_decay", format!("{} must be non-negative", self.weight_decay));
+        }
+        if !(self.grad_clip >= 0.0) {
+            bad("grad_clip", format!("{} must be non-negative (0 disables)", self.grad_clip));
+        }
+        if self.palette.latency_runs < 20 {
+            bad("palette.latency_runs", format!("{} is fewer than 20", self.palette.latency_runs));
+        }
+        if self.palette.latency_seq_len < 2 || self.palette.latency_seq_len > 512 {
+            bad("palette.latency_seq_len", format!("{} is outside 2..=512", self.palette.latency_seq_len));
+        }
+        errors
+    }
+
+    /// Resolves a path from a preset: as given if it exists, else beside the crate.
+    pub fn resolve(path: &Path) -> PathBuf {
+        if path.is_absolute() || path.exists() {
+            return path.to_path_buf();
+        }
+        let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
+        if beside.exists() {
+            beside
+        } else {
+            path.to_path_buf()
+        }
+    }
+}

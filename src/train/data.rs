@@ -1,0 +1,302 @@
+//! Text-classification data: JSONL or CSV/TSV files, label mapping, tokenised examples, batching.
+
+use crate::model::{tokenizer::pad_batch, TextTokenizer, TokenBatch};
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One raw example: text and label as written in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawExample {
+    pub text: String,
+    pub label: String,
+}
+
+/// Reads a JSONL, CSV or TSV file of labelled texts.
+pub fn read_examples(path: &Path, text_col: &str, label_col: &str) -> Result<Vec<RawExample>> {
+    let content = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read data file", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let examples = match ext {
+        "csv" => read_delimited(path, &content, ',', text_col, label_col)?,
+        "tsv" => read_delimited(path, &content, '\t', text_col, label_col)?,
+        _ => read_jsonl(path, &content, text_col, label_col)?,
+    };
+    if examples.is_empty() {
+        bail!("{}: the data file holds no examples", path.display());
+    }
+    Ok(examples)
+}
+
+fn read_jsonl(path: &Path, content: &str, text_col: &str, label_col: &str) -> Result<Vec<RawExample>> {
+    let mut out = Vec::new();
+    for (i, line) in content.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let where_ = || format!("{}:{}", path.display(), i + 1);
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: invalid JSON", where_()))?;
+        let text = value
+            .get(text_col)
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("{}: no \"{text_col}\" text field", where_()))?;
+        let label = match value.get(label_col) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::Bool(b)) => b.to_string(),
+            _ => bail!("{}: no \"{label_col}\" label field", where_()),
+        };
+        out.push(RawExample {
+            text: text.to_string(),
+            label,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits one delimited line, honouring double quotes ("" is a literal quote).
+fn split_delimited(line: &str, delim: char) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == delim && !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+fn read_delimited(
+    path: &Path,
+    content: &str,
+    delim: char,
+    text_col: &str,
+    label_col: &str,
+) -> Result<Vec<RawExample>> {
+    let mut lines = content.lines().filter(|l| !l.trim().is_empty());
+    let header = lines
+        .next()
+        .with_context(|| format!("{}: the data file is empty", path.display()))?;
+    let names = split_delimited(header.trim_end_matches('\r'), delim);
+    let find = |col: &str| {
+        names.iter().position(|n| n.trim() == col).with_context(|| {
+            format!(
+                "{}: no column named '{col}' in the header (found: {})",
+                path.display(),
+                names.join(", ")
+            )
+        })
+    };
+    let (ti, li) = (find(text_col)?, find(label_col)?);
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let fields = split_delimited(line.trim_end_matches('\r'), delim);
+        if fields.len() <= ti.max(li) {
+            bail!("{}:{}: too few columns", path.display(), i + 2);
+        }
+        out.push(RawExample {
+            text: fields[ti].clone(),
+            label: fields[li].trim().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Label names in id order (ids are what the classifier predicts).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelMap {
+    pub names: Vec<String>,
+}
+
+impl LabelMap {
+    /// Labels seen in the training set; integer labels keep their numeric order.
+    pub fn from_train(examples: &[RawExample]) -> Self {
+        let all_int = examples.iter().all(|e| e.label.parse::<i64>().is_ok());
+        let mut names: Vec<String> = examples.iter().map(|e| e.label.clone()).collect();
+        if all_int {
+            names.sort_by_key(|l| l.parse::<i64>().unwrap_or(0));
+        } else {
+            names.sort();
+        }
+        names.dedup();
+        Self { names }
+    }
+
+    /// The id of a label.
+    pub fn id(&self, label: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == label)
+    }
+}
+
+/// A tokenised split: token ids per example (truncated, unpadded) and label ids.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub ids: Vec<Vec<u32>>,
+    pub labels: Vec<u32>,
+}
+
+impl Split {
+    /// Tokenises a split and maps its labels; a label unseen in training is an error.
+    pub fn build(
+        path: &Path,
+        examples: &[RawExample],
+        labels: &LabelMap,
+        tokenizer: &TextTokenizer,
+        max_len: usize,
+    ) -> Result<Self> {
+        let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+        let mut ids = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            let batch = tokenizer.encode_batch(chunk, max_len)?;
+            for (row, mask) in batch.input_ids.into_iter().zip(batch.attention_mask) {
+                let n = mask.iter().filter(|&&m| m == 1).count();
+                ids.push(row[..n].to_vec());
+            }
+        }
+        let mut label_ids = Vec::with_capacity(examples.len());
+        for (i, e) in examples.iter().enumerate() {
+            let id = labels.id(&e.label).with_context(|| {
+                format!(
+                    "{}: example {} has label '{}', which the training set never uses (labels: {})",
+                    path.display(),
+                    i + 1,
+                    e.label,
+                    labels.names.join(", ")
+                )
+            })?;
+            label_ids.push(id as u32);
+        }
+        Ok(Self {
+            ids,
+            labels: label_ids,
+        })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the split holds no example.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The padded batch of the given example indices and their labels.
+    pub fn batch(&self, indices: &[usize], pad_id: u32) -> (TokenBatch, Vec<u32>) {
+        let rows: Vec<Vec<u32>> = indices.iter().map(|&i| self.ids[i].clone()).collect();
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        (pad_batch(&rows, pad_id), labels)
+    }
+
+    /// The fraction of the most frequent label (the majority-class accuracy).
+    pub fn majority_rate(&self) -> f64 {
+        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for &l in &self.labels {
+            *counts.entry(l).or_default() += 1;
+        }
+        counts.values().copied().max().unwrap_or(0) as f64 / self.len().max(1) as f64
+    }
+}
+
+/// The example order of one epoch: a permutation seeded by (seed, stage, epoch).
+pub fn epoch_order(n: usize, seed: u64, stage: usize, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mix = seed ^ ((stage as u64 + 1) << 40) ^ ((epoch as u64 + 1) << 20);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(mix);
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Train, dev and test splits with the label map.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub labels: LabelMap,
+    pub train: Split,
+    pub dev: Split,
+    pub test: Split,
+}
+
+impl Dataset {
+    /// Loads and tokenises the three files of a run.
+    pub fn load(
+        config: &super::config::DataConfig,
+        tokenizer: &TextTokenizer,
+        max_len: usize,
+    ) -> Result<Self> {
+        let resolve = super::config::RunConfig::resolve;
+        let (tp, dp, sp) = (resolve(&config.train), resolve(&config.dev), resolve(&config.test));
+        let train_raw = read_examples(&tp, &config.text_column, &config.label_column)?;
+        let dev_raw = read_examples(&dp, &config.text_column, &config.label_column)?;
+        let test_raw = read_examples(&sp, &config.text_column, &config.label_column)?;
+        let labels = LabelMap::from_train(&train_raw);
+        if labels.names.len() < 2 {
+            bail!("{}: the training set has fewer than two labels", tp.display());
+        }
+        Ok(Self {
+            train: Split::build(&tp, &train_raw, &labels, tokenizer, max_len)?,
+            dev: Split::build(&dp, &dev_raw, &labels, tokenizer, max_len)?,
+            test: Split::build(&sp, &test_raw, &labels, tokenizer, max_len)?,
+            labels,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_quotes_and_string_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        std::fs::write(&p, "id,sentence,polarity\n1,\"good, really \"\"good\"\"\",pos\n2,bad,neg\n").unwrap();
+        let ex = read_examples(&p, "sentence", "polarity").unwrap();
+        assert_eq!(ex[0].text, "good, really \"good\"");
+        assert_eq!(ex[1].label, "neg");
+        let map = LabelMap::from_train(&ex);
+        assert_eq!(map.names, vec!["neg", "pos"]);
+        let err = read_examples(&p, "text", "polarity").unwrap_err().to_string();
+        assert!(err.contains("no column named 'text'"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.jsonl");
+        std::fs::write(&p, "\n").unwrap();
+        let err = read_examples(&p, "text", "label").unwrap_err().to_string();
+        assert!(err.contains("holds no examples") && err.contains("d.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn integer_labels_keep_numeric_order() {
+        let ex: Vec<RawExample> = ["10", "2", "1"]
+            .iter()
+            .map(|l| RawExample { text: "x".into(), label: l.to_string() })
+            .collect();
+        assert_eq!(LabelMap::from_train(&ex).names, vec!["1", "2", "10"]);
+    }
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(100, 7, 1, 0);
+        assert_eq!(a, epoch_order(100, 7, 1, 0));
+        assert_ne!(a, epoch_order(100, 7, 1, 1));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+}

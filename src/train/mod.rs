@@ -1,0 +1,9 @@
+//! Training: configuration, data, optimizer, checkpoints, the loop, and the trainer thread.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod optim;
+pub mod protocol;
+pub mod trainer;
+pub mod worker;

@@ -1,0 +1,121 @@
+//! The only types that cross between the trainer thread and its clients: plain data.
+
+use serde::{Deserialize, Serialize};
+
+/// Commands a client sends to the trainer thread.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainCmd {
+    Pause,
+    Resume,
+    Stop,
+    /// Measure the palette: all subnets of the space (`None`) or the listed spec texts.
+    EvaluatePalette(Option<Vec<String>>),
+}
+
+/// One subnet's loss in a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubnetLoss {
+    pub subnet: String,
+    pub loss: f64,
+    /// The gradient-scaling weight applied to this loss.
+    pub weight: f64,
+}
+
+/// One subnet's dev accuracy at an evaluation point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubnetAccuracy {
+    /// Role in the report: "maxnet", "minnet", "medium-1", "medium-2".
+    pub role: String,
+    pub subnet: String,
+    pub accuracy: f64,
+}
+
+/// One measured palette entry (filled in by the palette evaluation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaletteEntry {
+    pub subnet: String,
+    pub layers: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub hidden: usize,
+    pub params_total: usize,
+    pub params_non_embedding: usize,
+    pub size_bytes: usize,
+    pub latency_ms_median: f64,
+    pub latency_ms_p90: f64,
+    pub dev_accuracy: f64,
+    pub test_accuracy: f64,
+}
+
+/// Events the trainer sends; `metrics.jsonl` holds one per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TrainEvent {
+    RunStarted {
+        run_dir: String,
+        total_steps: usize,
+        /// Steps of stages 0, 1, 2 (0 for a disabled stage).
+        stage_steps: Vec<usize>,
+        /// The step the run starts from (non-zero when resumed).
+        start_step: usize,
+        majority_accuracy: f64,
+    },
+    StageStarted {
+        stage: usize,
+        global_step: usize,
+        steps: usize,
+    },
+    Step {
+        stage: usize,
+        step_in_stage: usize,
+        global_step: usize,
+        learning_rate: f64,
+        losses: Vec<SubnetLoss>,
+        grad_norm: f64,
+        seconds: f64,
+    },
+    DevEval {
+        stage: usize,
+        global_step: usize,
+        results: Vec<SubnetAccuracy>,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
+    CheckpointSaved {
+        global_step: usize,
+        path: String,
+    },
+    Paused {
+        global_step: usize,
+    },
+    Resumed {
+        global_step: usize,
+    },
+    PaletteStarted {
+        count: usize,
+    },
+    PaletteResult(PaletteEntry),
+    PaletteFinished {
+        csv_path: String,
+    },
+    Finished {
+        global_step: usize,
+        /// True when a Stop ended the run early (checkpoint kept for resume).
+        stopped: bool,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+impl TrainEvent {
+    /// A log event at the given level.
+    pub fn log(level: &str, message: impl Into<String>) -> Self {
+        TrainEvent::Log {
+            level: level.to_string(),
+            message: message.into(),
+        }
+    }
+}
