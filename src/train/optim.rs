@@ -37,27 +37,45 @@ impl AdamW {
         })
     }
 
-    /// Global L2 norm of the gradients of our parameters.
-    pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut total = 0f64;
-        for p in &self.params {
+    /// Adds this backward pass's gradients of our parameters into `acc` (one slot per parameter).
+    ///
+    /// Each subnet's loss is back-propagated on its own and accumulated here, so only one
+    /// subnet's graph is alive at a time; the summed gradient is the same as one backward
+    /// of the summed loss.
+    pub fn accumulate(&self, grads: &GradStore, acc: &mut Vec<Option<Tensor>>) -> Result<()> {
+        acc.resize(self.params.len(), None);
+        for (slot, p) in acc.iter_mut().zip(&self.params) {
             if let Some(g) = grads.get(p.var.as_tensor()) {
-                total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                // Detached: a gradient may still carry candle's graph of the forward pass.
+                let g = g.detach();
+                *slot = Some(match slot.take() {
+                    Some(prev) => (prev + g)?,
+                    None => g,
+                });
             }
+        }
+        Ok(())
+    }
+
+    /// Global L2 norm of accumulated gradients.
+    pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
+        let mut total = 0f64;
+        for g in grads.iter().flatten() {
+            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
         }
         Ok(total.sqrt())
     }
 
     /// One update at learning rate `lr`, gradients clipped to `clip` global norm (0: off).
     /// Returns the gradient norm before clipping.
-    pub fn step(&mut self, grads: &GradStore, lr: f64, clip: f64) -> Result<f64> {
-        let norm = self.grad_norm(grads)?;
+    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64, clip: f64) -> Result<f64> {
+        let norm = Self::grad_norm(grads)?;
         let factor = if clip > 0.0 && norm > clip { clip / norm } else { 1.0 };
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
         for (i, p) in self.params.iter().enumerate() {
-            let Some(g) = grads.get(p.var.as_tensor()) else {
+            let Some(g) = grads.get(i).and_then(|g| g.as_ref()) else {
                 continue;
             };
             let g = (g * factor)?;
@@ -69,8 +87,8 @@ impl AdamW {
                 w = (&w * (1.0 - lr * self.weight_decay))?;
             }
             p.var.set(&(w - (update * lr)?)?)?;
-            self.first_moment[i] = m;
-            self.second_moment[i] = v;
+            self.first_moment[i] = m.detach();
+            self.second_moment[i] = v.detach();
         }
         Ok(norm)
     }
@@ -130,7 +148,9 @@ mod tests {
         let mut opt = AdamW::new(params, 0.1).unwrap();
         let loss = (var.as_tensor() * Tensor::new(&[3.0f32, -0.5], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
-        opt.step(&grads, 0.01, 0.0).unwrap();
+        let mut acc = Vec::new();
+        opt.accumulate(&grads, &mut acc).unwrap();
+        opt.step(&acc, 0.01, 0.0).unwrap();
         let w = var.as_tensor().to_vec1::<f32>().unwrap();
         let expect = [1.0 * (1.0 - 0.001) - 0.01, -2.0 * (1.0 - 0.001) + 0.01];
         for (a, b) in w.iter().zip(expect) {

@@ -342,15 +342,19 @@ impl Trainer {
             beta: self.config.distill.beta,
             temperature: self.config.distill.temperature,
         };
+        let (_, opt) = self.optimizer.as_ref().context("optimizer not initialised")?;
+        let mut grads = Vec::new();
         let max_out = self.net.forward(&ids, &mask, &specs[0], None)?;
-        let mut total = cross_entropy(&max_out.logits, &labels)?;
+        let max_loss = cross_entropy(&max_out.logits, &labels)?;
         let mut losses = vec![SubnetLoss {
             subnet: specs[0].to_string(),
-            loss: total.to_scalar::<f32>()? as f64,
+            loss: max_loss.to_scalar::<f32>()? as f64,
             weight: 1.0,
         }];
+        opt.accumulate(&max_loss.backward()?, &mut grads)?;
         let target_logits = max_out.logits.detach();
         let target_hidden: Vec<Tensor> = max_out.hidden.hidden_states.iter().map(|h| h.detach()).collect();
+        drop(max_out);
         for spec in &specs[1..] {
             let out = self.net.forward(&ids, &mask, spec, None)?;
             let task = cross_entropy(&out.logits, &labels)?;
@@ -373,9 +377,9 @@ impl Trainer {
             let n_j = active_adapter_params(spec, &teacher, self.config.rank);
             let w = gradient_scale(n_max, n_j, self.config.gamma);
             losses.push(SubnetLoss { subnet: spec.to_string(), loss: loss.to_scalar::<f32>()? as f64, weight: w });
-            total = (total + (loss * w)?)?;
+            // Gradient scaling: the subnet's loss enters the sum with weight (n₁/nⱼ)^γ.
+            opt.accumulate(&(loss * w)?.backward()?, &mut grads)?;
         }
-        let grads = total.backward()?;
         let stage_cfg = &self.config.stages[stage];
         let steps = self.stage_steps[stage];
         let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;
