@@ -44,7 +44,38 @@ pub fn bench(steps: usize) -> Result<()> {
     println!("  stage 1 (4 subnets):       {:.3} s", report[1]);
     println!("  stage 2 (4 subnets):       {:.3} s", report[2]);
     println!("  stages 1-2 mean:           {:.3} s   PyTorch {:.3} s   ratio {:.2}", stage12, PYTORCH_STAGE12_S, stage12 / PYTORCH_STAGE12_S);
+    latency_report(&mut trainer)?;
     std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Reference latencies (ms, batch 1, length 32, 2 threads) of the same merged subnets on this
+/// machine, quoted in the palette issue: (subnet, ONNX Runtime, PyTorch eager).
+const LATENCY_REFERENCES: [(&str, f64, f64); 4] = [
+    ("layers=0,1,2;heads=12;ffn=1536", 2.16, 3.69),
+    ("layers=0,1,2;heads=6;ffn=768", 1.25, 2.45),
+    ("layers=1,2;heads=9;ffn=1152", 1.07, 2.14),
+    ("layers=2;heads=3;ffn=384", 0.28, 0.68),
+];
+
+/// Latency of maxnet, two medium subnets and the minnet: merged (exported) and on the fly.
+fn latency_report(trainer: &mut Trainer) -> Result<()> {
+    use crate::eval::latency::{measure, probe_input};
+    use crate::eval::palette::{dense_latency, dense_subnet};
+    trainer.net.set_stage(None)?;
+    let (ids, mask) = probe_input(32)?;
+    println!("inference latency, batch 1, length 32, median of 50 runs (ms):");
+    println!("  {:<34} {:>8} {:>10} {:>8} {:>8}", "subnet", "merged", "on-the-fly", "ORT", "PyTorch");
+    for (text, ort, torch) in LATENCY_REFERENCES {
+        let spec: crate::model::SubnetSpec = text.parse()?;
+        let (model, ..) = dense_subnet(trainer, &spec)?;
+        let merged = dense_latency(&model, 32, 50)?;
+        let on_the_fly = measure(3, 50, || {
+            trainer.net.forward(&ids, &mask, &spec, None)?;
+            Ok(())
+        })?;
+        println!("  {:<34} {:>8.3} {:>10.3} {:>8.2} {:>8.2}", text, merged.median_ms, on_the_fly.median_ms, ort, torch);
+    }
     Ok(())
 }
 

@@ -1,28 +1,46 @@
-//! `mlfs-studio eval`: accuracy of subnets of a trained run on dev and test.
+//! `mlfs-studio eval`: the palette table of a trained run (all or listed subnets).
 
 use crate::cli::forward::resolve_spec;
-use crate::eval::accuracy::split_accuracy;
+use crate::eval::palette::{evaluate_palette, fronts, storage_summary};
+use crate::model::SubnetSpec;
 use crate::train::trainer::Trainer;
 use anyhow::Result;
 use std::path::Path;
 
-/// Scores the listed subnets (default: maxnet, minnet and two medium ones) and prints a table.
-pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
-    let trainer = Trainer::open_trained(run_dir)?;
-    let shape = trainer.space.teacher;
-    let specs: Vec<(String, crate::model::SubnetSpec)> = match subnets {
+/// Subnets named on the command line, or the whole search space.
+pub fn chosen_subnets(trainer: &Trainer, subnets: Option<&str>) -> Result<Vec<SubnetSpec>> {
+    match subnets {
         Some(list) => split_specs(list)
             .iter()
-            .map(|s| Ok((String::new(), resolve_spec(Some(s), &shape)?)))
-            .collect::<Result<_>>()?,
-        None => trainer.report_subnets(),
-    };
-    println!("{:<10} {:<40} {:>8} {:>8}", "role", "subnet", "dev", "test");
-    for (role, spec) in specs {
-        let dev = split_accuracy(&trainer.net, &trainer.data.dev, &spec, trainer.pad_id)?;
-        let test = split_accuracy(&trainer.net, &trainer.data.test, &spec, trainer.pad_id)?;
-        println!("{role:<10} {:<40} {dev:>8.4} {test:>8.4}", spec.to_string());
+            .map(|s| resolve_spec(Some(s), &trainer.space.teacher))
+            .collect(),
+        None => Ok(trainer.space.all()),
     }
+}
+
+/// Measures the palette, writes `palette.csv` into the run folder and prints the table.
+pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
+    let trainer = Trainer::open_trained(run_dir)?;
+    let specs = chosen_subnets(&trainer, subnets)?;
+    println!(
+        "{:<34} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
+        "subnet", "params", "size MB", "lat ms", "p90 ms", "dev", "test"
+    );
+    let mut print_row = |e: &crate::train::protocol::PaletteEntry| {
+        println!(
+            "{:<34} {:>9} {:>10.2} {:>9.3} {:>9.3} {:>7.4} {:>7.4}",
+            e.subnet, e.params_total, e.size_bytes as f64 / 1e6, e.latency_ms_median, e.latency_ms_p90, e.dev_accuracy, e.test_accuracy
+        );
+        true
+    };
+    let (entries, path) = evaluate_palette(&trainer, &specs, &mut print_row)?;
+    let (size_front, latency_front) = fronts(&entries);
+    let on_size: Vec<&str> = entries.iter().zip(&size_front).filter(|(_, f)| **f).map(|(e, _)| e.subnet.as_str()).collect();
+    let on_lat: Vec<&str> = entries.iter().zip(&latency_front).filter(|(_, f)| **f).map(|(e, _)| e.subnet.as_str()).collect();
+    println!("size front (dev accuracy): {}", on_size.join("  |  "));
+    println!("latency front (dev accuracy): {}", on_lat.join("  |  "));
+    println!("{}", storage_summary(&trainer, &entries)?);
+    println!("wrote {}", path.display());
     Ok(())
 }
 

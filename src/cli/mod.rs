@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod export;
 pub mod forward;
 pub mod train;
 
@@ -47,14 +48,32 @@ pub enum Command {
         #[arg(long)]
         resume: Option<PathBuf>,
     },
-    /// Accuracy of subnets of a trained run on the dev and test splits.
+    /// Measure the palette of a trained run (accuracy, size, latency, Pareto fronts) into palette.csv.
     Eval {
         /// Run folder written by `train`.
         #[arg(long)]
         run: PathBuf,
-        /// Comma-separated subnet specs (default: maxnet, minnet and two medium subnets).
+        /// Comma-separated subnet specs (default: the whole search space).
         #[arg(long)]
         subnets: Option<String>,
+    },
+    /// Export one subnet of a trained run, adapters merged, as a standalone model folder.
+    Export {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long, help = SPEC_HELP)]
+        subnet: String,
+        /// Target folder: new (its parent must exist) or empty.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Classify texts with an exported subnet: one JSON line per text with label and probabilities.
+    Predict {
+        /// Folder written by `export`.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        texts_file: PathBuf,
     },
     /// Median training-step times on the shipped teacher (batch 32, length 64).
     Bench {
@@ -91,6 +110,8 @@ pub fn main_entry() -> Result<()> {
             train::train(preset.as_deref(), out.as_deref(), resume.as_deref())
         }
         Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref()),
+        Some(Command::Export { run, subnet, out }) => export::export(&run, &subnet, &out),
+        Some(Command::Predict { model, texts_file }) => export::predict(&model, &texts_file),
         Some(Command::Bench { steps }) => bench::bench(steps),
     }
 }

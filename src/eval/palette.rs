@@ -103,3 +103,58 @@ pub fn storage_summary(trainer: &Trainer, entries: &[PaletteEntry]) -> Result<St
         exported / kept.max(1.0)
     ))
 }
+
+/// Measures `specs` one by one, handing each result to `on_entry` as soon as it is known
+/// (return `false` from it to stop early), then writes `palette.csv` into the run folder.
+pub fn evaluate_palette(
+    trainer: &Trainer,
+    specs: &[SubnetSpec],
+    on_entry: &mut dyn FnMut(&PaletteEntry) -> bool,
+) -> Result<(Vec<PaletteEntry>, std::path::PathBuf)> {
+    let mut entries = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let entry = measure_subnet(trainer, spec)?;
+        let keep_going = on_entry(&entry);
+        entries.push(entry);
+        if !keep_going {
+            break;
+        }
+    }
+    let path = trainer.run_dir.join("palette.csv");
+    write_csv(&path, &entries)?;
+    Ok((entries, path))
+}
+
+/// Reads a `palette.csv` written by [`write_csv`] (for the UI and exports).
+pub fn read_csv(path: &Path) -> Result<Vec<PaletteEntry>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read palette", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let (spec, rest) = line
+            .strip_prefix('"')
+            .and_then(|l| l.split_once("\","))
+            .with_context(|| format!("{}:{}: malformed row", path.display(), i + 1))?;
+        let f: Vec<&str> = rest.split(',').collect();
+        if f.len() < 11 {
+            anyhow::bail!("{}:{}: too few columns", path.display(), i + 1);
+        }
+        let n = |k: usize| -> Result<f64> {
+            f[k].parse::<f64>().with_context(|| format!("{}:{}: '{}' is not a number", path.display(), i + 1, f[k]))
+        };
+        out.push(PaletteEntry {
+            subnet: spec.to_string(),
+            layers: n(0)? as usize,
+            heads: n(1)? as usize,
+            ffn: n(2)? as usize,
+            hidden: n(3)? as usize,
+            params_total: n(4)? as usize,
+            params_non_embedding: n(5)? as usize,
+            size_bytes: n(6)? as usize,
+            latency_ms_median: n(7)?,
+            latency_ms_p90: n(8)?,
+            dev_accuracy: n(9)?,
+            test_accuracy: n(10)?,
+        });
+    }
+    Ok(out)
+}

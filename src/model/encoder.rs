@@ -202,7 +202,8 @@ impl BertEncoder {
         let (b, t) = input_ids.dims2()?;
         let e = &self.embeddings;
         let flat = input_ids.flatten_all()?;
-        let words = e.word.narrow(1, 0, hidden)?.embedding(&flat)?;
+        // Look up full rows, then slice: index_select needs a contiguous table.
+        let words = e.word.embedding(&flat)?.narrow(1, 0, hidden)?;
         let positions = e.position.narrow(0, 0, t)?.narrow(1, 0, hidden)?;
         let token_type = e.token_type.narrow(0, 0, 1)?.narrow(1, 0, hidden)?;
         let x = words

@@ -16,6 +16,8 @@ pub enum StartRequest {
     New { config: Box<RunConfig>, run_dir: PathBuf },
     /// Continue the run in this folder from its latest checkpoint.
     Resume { run_dir: PathBuf },
+    /// Measure the palette of a trained run: all subnets (`None`) or the listed specs.
+    Palette { run_dir: PathBuf, subnets: Option<Vec<String>> },
 }
 
 /// The client's side of a running trainer thread.
@@ -143,15 +145,75 @@ fn run_request(
     stop: &AtomicBool,
     send: &dyn Fn(TrainEvent),
 ) -> anyhow::Result<()> {
-    let mut trainer = match request {
-        StartRequest::New { config, run_dir } => Trainer::create(*config, &run_dir)?,
-        StartRequest::Resume { run_dir } => Trainer::resume(&run_dir)?,
-    };
     let mut palette_requests = Vec::new();
+    let trainer = match request {
+        StartRequest::Palette { run_dir, subnets } => {
+            let trainer = Trainer::open_trained(&run_dir)?;
+            return run_palette(&trainer, subnets, commands, stop, send);
+        }
+        StartRequest::New { config, run_dir } => {
+            let mut t = Trainer::create(*config, &run_dir)?;
+            train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
+        }
+        StartRequest::Resume { run_dir } => {
+            let mut t = Trainer::resume(&run_dir)?;
+            train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
+        }
+    };
+    // A completed run measures its palette when configured to, and whatever was asked meanwhile.
+    if let Some(trainer) = trainer {
+        if trainer.config.palette.evaluate_at_end && palette_requests.is_empty() {
+            palette_requests.push(None);
+        }
+        for subnets in palette_requests {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            run_palette(&trainer, subnets, commands, stop, send)?;
+        }
+    }
+    Ok(())
+}
+
+/// Trains to the end; true when the run completed (not stopped).
+fn train(
+    trainer: &mut Trainer,
+    commands: &Receiver<TrainCmd>,
+    stop: &AtomicBool,
+    send: &dyn Fn(TrainEvent),
+    palette_requests: &mut Vec<Option<Vec<String>>>,
+) -> anyhow::Result<bool> {
     let mut sink = |e: TrainEvent| send(e);
     let mut ctl = |step: usize, emit: &mut dyn FnMut(TrainEvent)| {
-        control(commands, stop, step, emit, &mut palette_requests)
+        control(commands, stop, step, emit, palette_requests)
     };
-    trainer.run(&mut ctl, &mut sink)?;
+    Ok(!trainer.run(&mut ctl, &mut sink)?)
+}
+
+/// Measures the palette, sending each subnet's result as soon as it is known; Stop ends it early.
+fn run_palette(
+    trainer: &Trainer,
+    subnets: Option<Vec<String>>,
+    commands: &Receiver<TrainCmd>,
+    stop: &AtomicBool,
+    send: &dyn Fn(TrainEvent),
+) -> anyhow::Result<()> {
+    let specs = match subnets {
+        Some(list) => list
+            .iter()
+            .map(|s| crate::cli::forward::resolve_spec(Some(s), &trainer.space.teacher))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => trainer.space.all(),
+    };
+    send(TrainEvent::PaletteStarted { count: specs.len() });
+    let mut on_entry = |e: &crate::train::protocol::PaletteEntry| {
+        send(TrainEvent::PaletteResult(e.clone()));
+        let stopped = stop.load(Ordering::SeqCst)
+            || commands.try_iter().any(|c| c == TrainCmd::Stop);
+        !stopped
+    };
+    let (entries, path) = crate::eval::palette::evaluate_palette(trainer, &specs, &mut on_entry)?;
+    send(TrainEvent::log("info", crate::eval::palette::storage_summary(trainer, &entries)?));
+    send(TrainEvent::PaletteFinished { csv_path: path.display().to_string() });
     Ok(())
 }

@@ -1,0 +1,192 @@
+//! Palette, merged export and predict on a small trained run of the shipped teacher.
+
+use mlfs_studio::cli::export::predict_texts;
+use mlfs_studio::cli::forward::batch_tensors;
+use mlfs_studio::eval::palette::{measure_subnet, read_csv};
+use mlfs_studio::export::classifier::DenseClassifier;
+use mlfs_studio::export::export_subnet;
+use mlfs_studio::model::SubnetSpec;
+use mlfs_studio::train::config::{Budget, RunConfig, StageConfig};
+use mlfs_studio::train::protocol::TrainEvent;
+use mlfs_studio::train::trainer::{Flow, Trainer};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+/// One small trained run shared by every test of this file (trained once, then reopened).
+fn trained_run() -> &'static Path {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, dir) = RUN.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let a = assets();
+        let mut c = RunConfig {
+            teacher: a.join("minilm-l3"),
+            batch_size: 16,
+            max_seq_len: 48,
+            eval_every: 0,
+            checkpoint_every: 0,
+            rewire_batches: 2,
+            ..RunConfig::default()
+        };
+        c.data.train = a.join("sentiment/train.jsonl");
+        c.data.dev = a.join("sentiment/dev.jsonl");
+        c.data.test = a.join("sentiment/test.jsonl");
+        c.palette.latency_runs = 20;
+        c.stages = [20, 8, 8]
+            .iter()
+            .map(|&n| StageConfig { enabled: true, budget: Budget::Steps(n), learning_rate: 3e-3, warmup_ratio: 0.1 })
+            .collect();
+        let mut t = Trainer::create(c, &dir).unwrap();
+        let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+        t.run(&mut ctl, &mut |_| {}).unwrap();
+        (tmp, dir)
+    });
+    dir
+}
+
+fn specs() -> Vec<SubnetSpec> {
+    [
+        "layers=0,1,2;heads=12;ffn=1536",
+        "layers=1,2;heads=6;ffn=768",
+        "layers=2;heads=3;ffn=384",
+        "layers=0,2;heads=9;ffn=1152;hidden=256",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect()
+}
+
+#[test]
+fn exported_subnets_reload_with_the_same_logits() {
+    let trainer = Trainer::open_trained(trained_run()).unwrap();
+    let idx: Vec<usize> = (0..12).collect();
+    let (batch, _) = trainer.data.test.batch(&idx, trainer.pad_id);
+    let (ids, mask) = batch_tensors(&batch).unwrap();
+    for spec in specs() {
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("model");
+        let files = export_subnet(&trainer, &spec, &target, None).unwrap();
+        assert_eq!(files.len(), 4);
+        let st = std::fs::read(target.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+        let hidden = spec.hidden.unwrap_or(384);
+        let q = st.tensor("bert.encoder.layer.0.attention.self.query.weight").unwrap();
+        assert_eq!(q.shape(), &[spec.heads * 32, hidden]);
+        let layer_count = st.names().iter().filter(|n| n.ends_with("attention.self.query.weight")).count();
+        assert_eq!(layer_count, spec.layers.len(), "layers renumbered 0..n-1");
+        assert_eq!(st.tensor("classifier.weight").unwrap().shape(), &[2, hidden]);
+
+        let model = DenseClassifier::load(&target).unwrap();
+        let ours = trainer.net.forward(&ids, &mask, &spec, None).unwrap().logits;
+        let theirs = model.logits(&ids, &mask).unwrap();
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= 1e-4, "{spec}: exported logits differ by {diff}");
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["subnet"], spec.to_string());
+        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(target.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["num_attention_heads"], spec.heads);
+        assert_eq!(config["head_size"], 32);
+        assert_eq!(config["pooling"], "mean");
+    }
+}
+
+#[test]
+fn predict_agrees_with_the_palette_test_accuracy() {
+    let trainer = Trainer::open_trained(trained_run()).unwrap();
+    let spec: SubnetSpec = "layers=1,2;heads=6;ffn=768".parse().unwrap();
+    let entry = measure_subnet(&trainer, &spec).unwrap();
+    assert!(entry.latency_ms_median > 0.0 && entry.latency_ms_p90 >= entry.latency_ms_median);
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("m");
+    export_subnet(&trainer, &spec, &target, Some(&entry)).unwrap();
+    let model = DenseClassifier::load(&target).unwrap();
+    let examples = mlfs_studio::train::data::read_examples(&assets().join("sentiment/test.jsonl"), "text", "label").unwrap();
+    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+    // The palette truncates texts to the run's length (48 here); predict reads whole texts,
+    // so only texts longer than that may be classified differently.
+    let preds = predict_texts(&model, &texts).unwrap();
+    let correct = preds.iter().zip(&examples).filter(|(p, e)| p.label == e.label).count();
+    let long = examples.iter().filter(|e| trainer.tokenizer.encode(&e.text, true, 512).unwrap().len() > 48).count();
+    let palette_correct = (entry.test_accuracy * examples.len() as f64).round() as i64;
+    assert!(
+        (correct as i64 - palette_correct).abs() <= long as i64,
+        "predict {correct} correct vs palette {palette_correct} ({long} texts longer than the run's length)"
+    );
+    for p in &preds {
+        let total: f64 = p.probabilities.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn export_errors_are_clear_and_leave_nothing_behind() {
+    let trainer = Trainer::open_trained(trained_run()).unwrap();
+    let spec: SubnetSpec = "layers=2;heads=3;ffn=384".parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let missing = tmp.path().join("no/such/parent/model");
+    let err = format!("{:#}", export_subnet(&trainer, &spec, &missing, None).unwrap_err());
+    assert!(err.contains("parent folder") && err.contains("does not exist"), "{err}");
+
+    let full = tmp.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("keep.txt"), "user data").unwrap();
+    let err = format!("{:#}", export_subnet(&trainer, &spec, &full, None).unwrap_err());
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1, "the non-empty folder was touched");
+
+    // Read-only: a chmod'ed folder when permissions apply, else (root) a read-only file system.
+    use std::os::unix::fs::PermissionsExt;
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let writable_anyway = std::fs::write(ro.join("probe"), "x").is_ok();
+    let target = if writable_anyway {
+        std::fs::remove_file(ro.join("probe")).unwrap();
+        PathBuf::from("/proc/mlfs-export-test")
+    } else {
+        ro.join("model")
+    };
+    let err = format!("{:#}", export_subnet(&trainer, &spec, &target, None).unwrap_err());
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(!target.exists());
+    if !writable_anyway {
+        assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0, "something was left in the read-only folder");
+    }
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // An empty existing folder is fine (the file dialog's usual case).
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    export_subnet(&trainer, &spec, &empty, None).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&empty).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    names.sort();
+    assert_eq!(names, vec!["config.json", "manifest.json", "model.safetensors", "tokenizer.json"]);
+}
+
+#[test]
+fn eval_cli_writes_the_palette_csv() {
+    let run = trained_run();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
+        .args(["eval", "--run"])
+        .arg(run)
+        .args(["--subnets", "layers=0,1,2;heads=12;ffn=1536,layers=2;heads=3;ffn=384"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("storage: MLFS keeps"), "{stdout}");
+    let text = std::fs::read_to_string(run.join("palette.csv")).unwrap();
+    assert!(text.starts_with("subnet,layers,heads,ffn,hidden,params_total,params_non_embedding,size_bytes,latency_ms_median,latency_ms_p90,dev_accuracy,test_accuracy,on_front_size,on_front_latency\n"));
+    let rows = read_csv(&run.join("palette.csv")).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].params_total > rows[1].params_total);
+    assert!(rows[0].params_non_embedding < rows[0].params_total);
+    // The minnet is cheapest, so it is on both fronts whatever its accuracy.
+    let line = text.lines().nth(2).unwrap();
+    assert!(line.ends_with("true,true"), "{line}");
+}
