@@ -118,6 +118,8 @@ pub struct PaletteConfig {
     pub latency_seq_len: usize,
     /// Timed runs per subnet (after warm-up).
     pub latency_runs: usize,
+    /// Subnet specs to measure; empty means the whole search space.
+    pub subnets: Vec<String>,
 }
 
 impl Default for PaletteConfig {
@@ -126,6 +128,7 @@ impl Default for PaletteConfig {
             evaluate_at_end: true,
             latency_seq_len: 32,
             latency_runs: 20,
+            subnets: Vec::new(),
         }
     }
 }

@@ -163,7 +163,8 @@ fn run_request(
     // A completed run measures its palette when configured to, and whatever was asked meanwhile.
     if let Some(trainer) = trainer {
         if trainer.config.palette.evaluate_at_end && palette_requests.is_empty() {
-            palette_requests.push(None);
+            let listed = &trainer.config.palette.subnets;
+            palette_requests.push((!listed.is_empty()).then(|| listed.clone()));
         }
         for subnets in palette_requests {
             if stop.load(Ordering::SeqCst) {

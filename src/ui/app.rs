@@ -1,0 +1,344 @@
+//! The studio's state and the one place that turns user commands into engine commands.
+
+use super::dialogs::{DialogPurpose, Dialogs};
+use super::run_view::{RunStatus, RunView};
+use super::validation::{field_errors, parse_list, TeacherSummary};
+use crate::train::config::RunConfig;
+use crate::train::protocol::TrainCmd;
+use crate::train::worker::{spawn, StartRequest, TrainerHandle};
+use crossbeam_channel::Receiver;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The main area's tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Training,
+    Pareto,
+}
+
+/// State of the off-thread export.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportState {
+    Idle,
+    Running { subnet: String, folder: PathBuf },
+    Done { folder: PathBuf, files: Vec<String> },
+    Failed(String),
+}
+
+/// Table columns (also the sort keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Subnet,
+    Layers,
+    Heads,
+    Ffn,
+    Params,
+    Size,
+    Latency,
+    DevAccuracy,
+    TestAccuracy,
+}
+
+/// Everything the window shows; panels read it and send [`UiCommand`]s.
+pub struct StudioApp {
+    pub config: RunConfig,
+    pub preset_path: Option<PathBuf>,
+    pub presets: Vec<PathBuf>,
+    pub teacher: Result<TeacherSummary, String>,
+    /// Editable text of the search-space lists (depths, heads, ffn, hidden).
+    pub space_text: [String; 4],
+    pub list_errors: BTreeMap<String, String>,
+    pub errors: BTreeMap<String, String>,
+    pub run: RunView,
+    pub handle: Option<TrainerHandle>,
+    pub runs_root: PathBuf,
+    pub tab: Tab,
+    pub smoothing: f64,
+    pub selection: Option<String>,
+    pub sort: (Column, bool),
+    pub size_in_mb: bool,
+    pub budget_latency_ms: Option<f64>,
+    pub budget_size_mb: Option<f64>,
+    pub export: ExportState,
+    export_rx: Option<Receiver<Result<Vec<String>, String>>>,
+    pub log_open: bool,
+    pub log_level: String,
+    pub dark: bool,
+    pub dialogs: Box<dyn Dialogs>,
+    pub resume_offer: Option<PathBuf>,
+    pub notice: Option<String>,
+    pub wake: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// Actions the panels ask for; [`StudioApp::handle`] is their only interpreter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UiCommand {
+    Start,
+    PauseOrResume,
+    Stop,
+    ResumeRun(PathBuf),
+    EvaluatePalette,
+    Select(Option<String>),
+    Export,
+    LoadPreset(PathBuf),
+    Open(DialogPurpose),
+}
+
+/// The space lists as editable text.
+fn space_text(config: &RunConfig) -> [String; 4] {
+    let join = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+    [join(&config.space.depths), join(&config.space.heads), join(&config.space.ffn), join(&config.space.hidden)]
+}
+
+/// `*.ron` files of a presets folder, sorted.
+pub fn list_presets(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "ron")).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+impl StudioApp {
+    /// A studio on `config`, with the given dialogs and folder for new runs.
+    pub fn new(config: RunConfig, dialogs: Box<dyn Dialogs>, runs_root: PathBuf) -> Self {
+        let teacher = TeacherSummary::read(&config.teacher);
+        let presets_dir = RunConfig::resolve(Path::new("presets"));
+        let mut app = Self {
+            space_text: space_text(&config),
+            config,
+            preset_path: None,
+            presets: list_presets(&presets_dir),
+            teacher,
+            list_errors: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            run: RunView::default(),
+            handle: None,
+            runs_root,
+            tab: Tab::Training,
+            smoothing: 0.6,
+            selection: None,
+            sort: (Column::DevAccuracy, true),
+            size_in_mb: false,
+            budget_latency_ms: None,
+            budget_size_mb: None,
+            export: ExportState::Idle,
+            export_rx: None,
+            log_open: true,
+            log_level: "all".into(),
+            dark: true,
+            dialogs,
+            resume_offer: None,
+            notice: None,
+            wake: None,
+        };
+        app.revalidate();
+        app
+    }
+
+    /// Recomputes field errors after any edit.
+    pub fn revalidate(&mut self) {
+        let names = ["space.depths", "space.heads", "space.ffn", "space.hidden"];
+        self.list_errors.clear();
+        for (i, name) in names.iter().enumerate() {
+            match parse_list(&self.space_text[i]) {
+                Ok(v) => match i {
+                    0 => self.config.space.depths = v,
+                    1 => self.config.space.heads = v,
+                    2 => self.config.space.ffn = v,
+                    _ => self.config.space.hidden = v,
+                },
+                Err(e) => {
+                    self.list_errors.insert(name.to_string(), e);
+                }
+            }
+        }
+        self.errors = field_errors(&self.config, &self.teacher, &self.list_errors);
+    }
+
+    /// Re-reads the teacher summary (after its folder changed).
+    pub fn reload_teacher(&mut self) {
+        self.teacher = TeacherSummary::read(&self.config.teacher);
+        self.revalidate();
+    }
+
+    /// Replaces the configuration with a preset file.
+    pub fn load_preset(&mut self, path: &Path) {
+        match RunConfig::load(path) {
+            Ok(config) => {
+                self.space_text = space_text(&config);
+                self.config = config;
+                self.preset_path = Some(path.to_path_buf());
+                self.notice = Some(format!("loaded preset {}", path.display()));
+                self.reload_teacher();
+            }
+            Err(e) => self.notice = Some(format!("{e:#}")),
+        }
+    }
+
+    /// True when Start may be pressed.
+    pub fn can_start(&self) -> bool {
+        self.errors.is_empty() && !self.run.status.is_active() && self.run.status != RunStatus::MeasuringPalette
+    }
+
+    /// Drains trainer events, dialog answers and export results (never blocks).
+    pub fn poll(&mut self) {
+        if let Some(h) = &self.handle {
+            let events: Vec<_> = h.events.try_iter().collect();
+            for e in events {
+                self.run.apply(e);
+            }
+            if h.is_finished() && h.events.is_empty() {
+                // The thread is gone; a run that never said so ended abnormally.
+                if self.run.status.is_active() || self.run.status == RunStatus::MeasuringPalette {
+                    if self.run.status == RunStatus::MeasuringPalette {
+                        self.run.status = RunStatus::Finished;
+                    } else {
+                        self.run.status = RunStatus::Failed("the trainer stopped without a result".into());
+                    }
+                }
+                self.handle = None;
+            }
+        }
+        while let Some((purpose, answer)) = self.dialogs.poll() {
+            self.on_dialog(purpose, answer);
+        }
+        if let Some(rx) = &self.export_rx {
+            if let Ok(result) = rx.try_recv() {
+                let folder = match &self.export {
+                    ExportState::Running { folder, .. } => folder.clone(),
+                    _ => PathBuf::new(),
+                };
+                self.export = match result {
+                    Ok(files) => ExportState::Done { folder, files },
+                    Err(e) => ExportState::Failed(e),
+                };
+                self.export_rx = None;
+            }
+        }
+    }
+
+    fn on_dialog(&mut self, purpose: DialogPurpose, answer: Option<PathBuf>) {
+        // A cancelled dialog is not an error: nothing changes.
+        let Some(path) = answer else { return };
+        match purpose {
+            DialogPurpose::ExportFolder => self.start_export(path),
+            DialogPurpose::OpenPreset => self.load_preset(&path),
+            DialogPurpose::SavePreset => match self.config.save(&path) {
+                Ok(()) => {
+                    self.preset_path = Some(path.clone());
+                    self.notice = Some(format!("saved preset {}", path.display()));
+                }
+                Err(e) => self.notice = Some(format!("{e:#}")),
+            },
+            DialogPurpose::TeacherFolder => {
+                self.config.teacher = path;
+                self.reload_teacher();
+            }
+            DialogPurpose::TrainFile => self.config.data.train = path,
+            DialogPurpose::DevFile => self.config.data.dev = path,
+            DialogPurpose::TestFile => self.config.data.test = path,
+        }
+        self.revalidate();
+    }
+
+    fn new_run_dir(&self) -> PathBuf {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name: String = self.config.name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        self.runs_root.join(format!("{name}-{stamp}"))
+    }
+
+    /// Interprets one user command.
+    pub fn handle(&mut self, cmd: UiCommand) {
+        match cmd {
+            UiCommand::Start => {
+                if !self.can_start() {
+                    return;
+                }
+                let run_dir = self.new_run_dir();
+                self.begin(StartRequest::New { config: Box::new(self.config.clone()), run_dir });
+            }
+            UiCommand::ResumeRun(dir) => {
+                self.resume_offer = None;
+                if !self.run.status.is_active() {
+                    self.begin(StartRequest::Resume { run_dir: dir });
+                }
+            }
+            UiCommand::PauseOrResume => {
+                if let Some(h) = &self.handle {
+                    let cmd = match self.run.status {
+                        RunStatus::Running => Some(TrainCmd::Pause),
+                        RunStatus::Paused => Some(TrainCmd::Resume),
+                        _ => None,
+                    };
+                    if let Some(c) = cmd {
+                        let _ = h.commands.send(c);
+                    }
+                }
+            }
+            UiCommand::Stop => {
+                if let Some(h) = &self.handle {
+                    h.stop();
+                    if self.run.status.is_active() {
+                        self.run.status = RunStatus::Stopping;
+                    }
+                }
+            }
+            UiCommand::EvaluatePalette => {
+                if self.handle.is_some() {
+                    if let Some(h) = &self.handle {
+                        let _ = h.commands.send(TrainCmd::EvaluatePalette(None));
+                    }
+                } else if let Some(dir) = self.run.run_dir.clone() {
+                    let listed = &self.config.palette.subnets;
+                    let subnets = (!listed.is_empty()).then(|| listed.clone());
+                    self.handle = Some(spawn(StartRequest::Palette { run_dir: dir, subnets }, self.wake.clone()));
+                    self.run.status = RunStatus::MeasuringPalette;
+                }
+            }
+            UiCommand::Select(s) => self.selection = s,
+            UiCommand::Export => {
+                if self.selection.is_some() && self.run.run_dir.is_some() {
+                    self.dialogs.open(DialogPurpose::ExportFolder);
+                }
+            }
+            UiCommand::LoadPreset(p) => self.load_preset(&p),
+            UiCommand::Open(purpose) => self.dialogs.open(purpose),
+        }
+    }
+
+    fn begin(&mut self, request: StartRequest) {
+        self.run = RunView { status: RunStatus::Starting, ..RunView::default() };
+        self.selection = None;
+        self.export = ExportState::Idle;
+        self.handle = Some(spawn(request, self.wake.clone()));
+    }
+
+    fn start_export(&mut self, folder: PathBuf) {
+        let (Some(subnet), Some(run_dir)) = (self.selection.clone(), self.run.run_dir.clone()) else { return };
+        let metrics = self.run.palette.iter().find(|e| e.subnet == subnet).cloned();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let wake = self.wake.clone();
+        let target = folder.clone();
+        let spec_text = subnet.clone();
+        std::thread::spawn(move || {
+            let result = (|| -> anyhow::Result<Vec<String>> {
+                crate::export::folder::check_target(&target)?;
+                let trainer = crate::train::trainer::Trainer::open_trained(&run_dir)?;
+                let spec = crate::cli::forward::resolve_spec(Some(&spec_text), &trainer.space.teacher)?;
+                let files = crate::export::export_subnet(&trainer, &spec, &target, metrics.as_ref())?;
+                Ok(files.iter().map(|f| f.display().to_string()).collect())
+            })();
+            let _ = tx.send(result.map_err(|e| format!("{e:#}")));
+            if let Some(w) = wake {
+                w();
+            }
+        });
+        self.export = ExportState::Running { subnet, folder };
+        self.export_rx = Some(rx);
+    }
+}

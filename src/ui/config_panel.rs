@@ -1,0 +1,210 @@
+//! Left panel: teacher, data, stages, adapters, scaling, distillation, sampler, space, palette.
+
+use super::app::{StudioApp, UiCommand};
+use super::dialogs::DialogPurpose;
+use crate::train::config::{Budget, ProjectionKind};
+use egui::{DragValue, RichText, Ui};
+
+/// A labelled number field with its tooltip and, when invalid, the reason under it.
+fn number<T: egui::emath::Numeric>(
+    ui: &mut Ui,
+    errors: &std::collections::BTreeMap<String, String>,
+    field: &str,
+    label: &str,
+    value: &mut T,
+    speed: f64,
+    tooltip: &str,
+) -> bool {
+    let error = errors.get(field);
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        let text = if error.is_some() { RichText::new(label).color(ui.visuals().error_fg_color) } else { RichText::new(label) };
+        let l = ui.label(text).on_hover_text(tooltip);
+        changed = ui.add(DragValue::new(value).speed(speed)).labelled_by(l.id).on_hover_text(tooltip).changed();
+    });
+    if let Some(e) = error {
+        ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
+    }
+    changed
+}
+
+/// A labelled path with a "…" button opening a file dialog.
+fn path_row(ui: &mut Ui, app: &StudioApp, field: &str, label: &str, path: &std::path::Path, purpose: DialogPurpose, tooltip: &str) -> Option<UiCommand> {
+    let mut cmd = None;
+    let error = app.errors.get(field);
+    ui.horizontal(|ui| {
+        let text = if error.is_some() { RichText::new(label).color(ui.visuals().error_fg_color) } else { RichText::new(label) };
+        ui.label(text).on_hover_text(tooltip);
+        if ui.small_button("…").on_hover_text(format!("Choose {label}")).clicked() {
+            cmd = Some(UiCommand::Open(purpose));
+        }
+        ui.label(RichText::new(path.display().to_string()).monospace().small()).on_hover_text(tooltip);
+    });
+    if let Some(e) = error {
+        ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
+    }
+    cmd
+}
+
+/// Draws the configuration panel; returns a command when a button asks for one.
+pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
+    let mut cmd = None;
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        let preset_label = ui.label("Preset");
+        let current = app.preset_path.as_ref().and_then(|p| p.file_stem()).map_or("(unsaved)".to_string(), |s| s.to_string_lossy().into());
+        egui::ComboBox::from_id_salt("preset-menu").selected_text(current).show_ui(ui, |ui| {
+            for p in app.presets.clone() {
+                let name = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                if ui.selectable_label(app.preset_path.as_ref() == Some(&p), name).clicked() {
+                    cmd = Some(UiCommand::LoadPreset(p.clone()));
+                }
+            }
+        }).response.labelled_by(preset_label.id).on_hover_text("Presets shipped in presets/");
+    });
+    ui.horizontal(|ui| {
+        if ui.button("Open preset…").on_hover_text("Load a run configuration (RON)").clicked() {
+            cmd = Some(UiCommand::Open(DialogPurpose::OpenPreset));
+        }
+        if ui.button("Save preset as…").on_hover_text("Write this configuration as RON").clicked() {
+            cmd = Some(UiCommand::Open(DialogPurpose::SavePreset));
+        }
+    });
+    ui.separator();
+    egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+        let errors = app.errors.clone();
+        egui::CollapsingHeader::new("Teacher and data").default_open(true).show(ui, |ui| {
+            if let Some(c) = path_row(ui, app, "teacher", "Teacher", &app.config.teacher.clone(), DialogPurpose::TeacherFolder, "Hugging Face BERT folder: config.json, model.safetensors, tokenizer.json. Its weights stay frozen.") {
+                cmd = Some(c);
+            }
+            match &app.teacher {
+                Ok(t) => {
+                    let c = &t.config;
+                    ui.label(RichText::new(format!(
+                        "{} layers · hidden {} · {} heads of {} · FFN {} · {:.1} M parameters",
+                        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_size(), c.intermediate_size, t.params as f64 / 1e6
+                    )).small());
+                }
+                Err(_) => {}
+            }
+            let d = app.config.data.clone();
+            for (field, label, path, purpose) in [
+                ("data.train", "Train", &d.train, DialogPurpose::TrainFile),
+                ("data.dev", "Dev", &d.dev, DialogPurpose::DevFile),
+                ("data.test", "Test", &d.test, DialogPurpose::TestFile),
+            ] {
+                if let Some(c) = path_row(ui, app, field, label, path, purpose, "JSONL with text and label fields, or CSV/TSV with a header") {
+                    cmd = Some(c);
+                }
+            }
+        });
+        egui::CollapsingHeader::new("Stages").default_open(true).show(ui, |ui| {
+            let tips = [
+                "Stage 0: plain LoRA on the full teacher with (A_0, B_0); task loss only. Produces the maxnet.",
+                "Stage 1: trains (A_1, B_1) while sampling subnets of different width (heads, FFN, hidden) at full depth.",
+                "Stage 2: trains (A_2, B_2) while sampling width and depth.",
+            ];
+            for (i, tip) in tips.iter().enumerate() {
+                let stage = &mut app.config.stages[i];
+                ui.horizontal(|ui| {
+                    changed |= ui.checkbox(&mut stage.enabled, format!("Stage {i}")).on_hover_text(*tip).changed();
+                    let (mut n, mut epochs) = match stage.budget {
+                        Budget::Epochs(n) => (n, true),
+                        Budget::Steps(n) => (n, false),
+                    };
+                    let l = ui.label("budget");
+                    changed |= ui.add(DragValue::new(&mut n).range(0..=1_000_000)).labelled_by(l.id).on_hover_text("How long this stage trains").changed();
+                    egui::ComboBox::from_id_salt(format!("budget-kind-{i}")).width(70.0).selected_text(if epochs { "epochs" } else { "steps" }).show_ui(ui, |ui| {
+                        changed |= ui.selectable_value(&mut epochs, true, "epochs").changed();
+                        changed |= ui.selectable_value(&mut epochs, false, "steps").changed();
+                    }).response.labelled_by(l.id).on_hover_text("Budget in epochs or optimizer steps");
+                    stage.budget = if epochs { Budget::Epochs(n) } else { Budget::Steps(n) };
+                });
+                let lr = &mut app.config.stages[i].learning_rate;
+                changed |= number(ui, &errors, &format!("stages[{i}].learning_rate"), &format!("Stage {i} learning rate"), lr, 1e-5, "Peak learning rate of this stage (linear warm-up, then linear decay)");
+                if let Some(e) = errors.get(&format!("stages[{i}].budget")) {
+                    ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
+                }
+            }
+            if let Some(e) = errors.get("stages") {
+                ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
+            }
+        });
+        egui::CollapsingHeader::new("Adapters").default_open(true).show(ui, |ui| {
+            changed |= number(ui, &errors, "rank", "Rank r", &mut app.config.rank, 0.2, "Rank of every stage's adapter pair (A_s in R^{r×d_in}, B_s in R^{d_out×r}); the paper finds r = 8 best for small and medium subnets");
+            changed |= number(ui, &errors, "lora_alpha", "LoRA alpha", &mut app.config.lora_alpha, 0.5, "Adapter scale is lora_alpha / r");
+        });
+        egui::CollapsingHeader::new("Gradient scaling").default_open(true).show(ui, |ui| {
+            let mut on = app.config.gamma > 0.0;
+            if ui.checkbox(&mut on, "Scale gradients").on_hover_text("Weight each subnet's loss by (n_1/n_j)^γ so small subnets converge faster").changed() {
+                app.config.gamma = if on { 0.5 } else { 0.0 };
+                changed = true;
+            }
+            changed |= number(ui, &errors, "gamma", "γ", &mut app.config.gamma, 0.01, "γ: exponent of the gradient-scaling weight (n_1/n_j)^γ; 0 turns scaling off");
+        });
+        egui::CollapsingHeader::new("Distillation").default_open(true).show(ui, |ui| {
+            let d = &mut app.config.distill;
+            changed |= number(ui, &errors, "distill.alpha", "α", &mut d.alpha, 0.01, "α: weight of distillation from the maxnet against the task loss: (1−α)·task + α·(KD + Σβ·feature)");
+            changed |= number(ui, &errors, "distill.beta", "β", &mut d.beta, 0.01, "β: weight of each layer's feature MSE through the projection P^m");
+            changed |= number(ui, &errors, "distill.temperature", "T", &mut d.temperature, 0.05, "Softmax temperature of the logit KL (scaled by T^2)");
+            changed |= number(ui, &errors, "distill.projection_dim", "Projection k", &mut d.projection_dim, 1.0, "Width k of the maxnet's feature projections P^m in R^{d×k}");
+            ui.horizontal(|ui| {
+                let tip = "How P is kept from collapsing: unit-norm columns (learnt), identity (plain MSE), or fixed random orthonormal";
+                let l = ui.label("P").on_hover_text(tip);
+                egui::ComboBox::from_id_salt("projection-kind").selected_text(format!("{:?}", d.projection)).show_ui(ui, |ui| {
+                    for k in [ProjectionKind::UnitNorm, ProjectionKind::Identity, ProjectionKind::Fixed] {
+                        changed |= ui.selectable_value(&mut d.projection, k, format!("{k:?}")).changed();
+                    }
+                }).response.labelled_by(l.id).on_hover_text(tip);
+            });
+        });
+        egui::CollapsingHeader::new("Sampler and search space").default_open(true).show(ui, |ui| {
+            changed |= number(ui, &errors, "random_subnets", "Random subnets", &mut app.config.random_subnets, 0.1, "Subnets drawn at random each step after the maxnet and the minnet (sandwich rule)");
+            let labels = [
+                ("space.depths", "Depth choices", "Numbers of kept layers (evenly spaced, always the last); empty = teacher default"),
+                ("space.heads", "Heads choices", "Attention heads kept per layer (the first h); empty = teacher default"),
+                ("space.ffn", "FFN choices", "FFN neurons kept per layer (the first f); empty = teacher default"),
+                ("space.hidden", "Hidden choices", "Hidden widths (multiples of the head size); empty = the teacher's"),
+            ];
+            let defaults = match &app.teacher {
+                Ok(t) => crate::mlfs::space::SearchSpace::new(t.shape(), &Default::default()).ok(),
+                Err(_) => None,
+            };
+            let join = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+            let hints: [String; 4] = match &defaults {
+                Some(s) => [join(&s.depths), join(&s.heads), join(&s.ffn), join(&s.hidden)],
+                None => Default::default(),
+            };
+            for (i, (field, label, tip)) in labels.iter().enumerate() {
+                let error = errors.get(*field);
+                ui.horizontal(|ui| {
+                    let text = if error.is_some() { RichText::new(*label).color(ui.visuals().error_fg_color) } else { RichText::new(*label) };
+                    let l = ui.label(text).on_hover_text(*tip);
+                    if ui.add(egui::TextEdit::singleline(&mut app.space_text[i]).desired_width(140.0).hint_text(format!("default: {}", hints[i]))).labelled_by(l.id).on_hover_text(*tip).changed() {
+                        changed = true;
+                    }
+                });
+                if let Some(e) = error {
+                    ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
+                }
+            }
+        });
+        egui::CollapsingHeader::new("Batches").default_open(true).show(ui, |ui| {
+            changed |= number(ui, &errors, "batch_size", "Batch size", &mut app.config.batch_size, 1.0, "Examples per optimizer step (padded per batch)");
+            changed |= number(ui, &errors, "max_seq_len", "Sequence length", &mut app.config.max_seq_len, 1.0, "Texts are truncated to this many tokens");
+            changed |= number(ui, &errors, "seed", "Seed", &mut app.config.seed, 1.0, "Seeds adapters, data order and the sampler: same seed, same run");
+            ui.horizontal(|ui| {
+                changed |= ui.checkbox(&mut app.config.rewire, "Rewire before stage 1").on_hover_text("Order heads and FFN neurons by |gradient × activation| so front slicing keeps the important ones").changed();
+            });
+        });
+        egui::CollapsingHeader::new("Palette").default_open(false).show(ui, |ui| {
+            changed |= ui.checkbox(&mut app.config.palette.evaluate_at_end, "Measure at the end").on_hover_text("Measure accuracy, size and latency of every subnet when training ends").changed();
+            changed |= number(ui, &errors, "palette.latency_seq_len", "Latency length", &mut app.config.palette.latency_seq_len, 1.0, "Tokens of the batch-1 latency probe");
+            changed |= number(ui, &errors, "palette.latency_runs", "Latency runs", &mut app.config.palette.latency_runs, 1.0, "Timed runs per subnet after warm-up (median and p90 reported)");
+        });
+    });
+    if changed {
+        app.revalidate();
+    }
+    cmd
+}

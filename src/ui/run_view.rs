@@ -1,0 +1,218 @@
+//! What the window knows about the current run, built only from `TrainEvent`s.
+
+use crate::train::protocol::{PaletteEntry, TrainEvent};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The run's life cycle as the window shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    Idle,
+    Starting,
+    Running,
+    Paused,
+    Stopping,
+    MeasuringPalette,
+    Finished,
+    Stopped,
+    Failed(String),
+}
+
+impl RunStatus {
+    /// True while the trainer thread is working on a run (not on the palette alone).
+    pub fn is_active(&self) -> bool {
+        matches!(self, RunStatus::Starting | RunStatus::Running | RunStatus::Paused | RunStatus::Stopping)
+    }
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub level: String,
+    pub message: String,
+}
+
+/// Full-resolution series and progress of one run.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub run_dir: Option<PathBuf>,
+    pub status: RunStatus,
+    pub total_steps: usize,
+    pub global_step: usize,
+    pub start_step: usize,
+    pub stage: usize,
+    pub stage_steps: Vec<usize>,
+    pub started_at: Option<Instant>,
+    pub paused_for: Duration,
+    pub paused_at: Option<Instant>,
+    /// Loss per role ("maxnet", "minnet", "random subnets") over global steps.
+    pub losses: BTreeMap<String, Vec<[f64; 2]>>,
+    /// Dev accuracy per role over global steps.
+    pub dev_accuracy: BTreeMap<String, Vec<[f64; 2]>>,
+    pub learning_rate: Vec<[f64; 2]>,
+    /// (global step, stage) where each stage began.
+    pub stage_marks: Vec<(f64, usize)>,
+    pub palette: Vec<PaletteEntry>,
+    pub palette_expected: usize,
+    pub palette_csv: Option<PathBuf>,
+    pub majority_accuracy: f64,
+    pub logs: Vec<LogLine>,
+}
+
+impl Default for RunView {
+    fn default() -> Self {
+        Self {
+            run_dir: None,
+            status: RunStatus::Idle,
+            total_steps: 0,
+            global_step: 0,
+            start_step: 0,
+            stage: 0,
+            stage_steps: Vec::new(),
+            started_at: None,
+            paused_for: Duration::ZERO,
+            paused_at: None,
+            losses: BTreeMap::new(),
+            dev_accuracy: BTreeMap::new(),
+            learning_rate: Vec::new(),
+            stage_marks: Vec::new(),
+            palette: Vec::new(),
+            palette_expected: 0,
+            palette_csv: None,
+            majority_accuracy: 0.0,
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// Human name of a stage.
+pub fn stage_name(stage: usize) -> &'static str {
+    match stage {
+        0 => "Stage 0 · full model",
+        1 => "Stage 1 · width",
+        2 => "Stage 2 · width + depth",
+        _ => "Done",
+    }
+}
+
+impl RunView {
+    /// Folds one event into the view.
+    pub fn apply(&mut self, event: TrainEvent) {
+        match event {
+            TrainEvent::RunStarted { run_dir, total_steps, stage_steps, start_step, majority_accuracy } => {
+                self.run_dir = Some(PathBuf::from(run_dir));
+                self.total_steps = total_steps;
+                self.stage_steps = stage_steps;
+                self.start_step = start_step;
+                self.global_step = start_step;
+                self.majority_accuracy = majority_accuracy;
+                self.started_at = Some(Instant::now());
+                self.status = RunStatus::Running;
+            }
+            TrainEvent::StageStarted { stage, global_step, .. } => {
+                self.stage = stage;
+                self.stage_marks.push((global_step as f64, stage));
+            }
+            TrainEvent::Step { stage, global_step, learning_rate, losses, .. } => {
+                self.stage = stage;
+                self.global_step = global_step;
+                let x = global_step as f64;
+                self.learning_rate.push([x, learning_rate]);
+                for (i, l) in losses.iter().enumerate() {
+                    let role = match i {
+                        0 => "maxnet",
+                        1 => "minnet",
+                        _ => "random subnets",
+                    };
+                    let series = self.losses.entry(role.to_string()).or_default();
+                    // Random subnets: one point per step, the mean of that step's draws.
+                    if i >= 2 && series.last().is_some_and(|p| p[0] == x) {
+                        let k = (i - 1) as f64;
+                        if let Some(last) = series.last_mut() {
+                            last[1] = (last[1] * k + l.loss) / (k + 1.0);
+                        }
+                    } else {
+                        series.push([x, l.loss]);
+                    }
+                }
+            }
+            TrainEvent::DevEval { global_step, results, .. } => {
+                for r in results {
+                    self.dev_accuracy.entry(r.role).or_default().push([global_step as f64, r.accuracy]);
+                }
+            }
+            TrainEvent::Log { level, message } => self.logs.push(LogLine { level, message }),
+            TrainEvent::CheckpointSaved { global_step, path } => self.logs.push(LogLine {
+                level: "info".into(),
+                message: format!("checkpoint at step {global_step}: {path}"),
+            }),
+            TrainEvent::Paused { .. } => {
+                self.status = RunStatus::Paused;
+                self.paused_at = Some(Instant::now());
+            }
+            TrainEvent::Resumed { .. } => {
+                self.status = RunStatus::Running;
+                if let Some(p) = self.paused_at.take() {
+                    self.paused_for += p.elapsed();
+                }
+            }
+            TrainEvent::PaletteStarted { count } => {
+                self.palette.clear();
+                self.palette_expected = count;
+                self.status = RunStatus::MeasuringPalette;
+            }
+            TrainEvent::PaletteResult(entry) => self.palette.push(entry),
+            TrainEvent::PaletteFinished { csv_path } => {
+                self.palette_csv = Some(PathBuf::from(&csv_path));
+                self.status = RunStatus::Finished;
+                self.logs.push(LogLine { level: "info".into(), message: format!("palette written to {csv_path}") });
+            }
+            TrainEvent::Finished { stopped, global_step } => {
+                self.global_step = global_step;
+                self.status = if stopped { RunStatus::Stopped } else { RunStatus::Finished };
+                let what = if stopped { "stopped (checkpoint kept; resume continues it)" } else { "training finished" };
+                self.logs.push(LogLine { level: "info".into(), message: format!("{what} at step {global_step}") });
+            }
+            TrainEvent::Failed { error } => {
+                self.logs.push(LogLine { level: "error".into(), message: error.clone() });
+                self.status = RunStatus::Failed(error);
+            }
+        }
+    }
+
+    /// Fraction of the run done, 0..=1.
+    pub fn progress(&self) -> f32 {
+        if self.total_steps == 0 {
+            return 0.0;
+        }
+        (self.global_step as f32 / self.total_steps as f32).clamp(0.0, 1.0)
+    }
+
+    /// Running time excluding pauses.
+    pub fn elapsed(&self) -> Duration {
+        let Some(start) = self.started_at else { return Duration::ZERO };
+        let paused_now = self.paused_at.map_or(Duration::ZERO, |p| p.elapsed());
+        start.elapsed().saturating_sub(self.paused_for + paused_now)
+    }
+
+    /// Remaining time extrapolated from the steps done in this session.
+    pub fn eta(&self) -> Option<Duration> {
+        let done = self.global_step.saturating_sub(self.start_step);
+        if done == 0 || self.total_steps <= self.global_step {
+            return None;
+        }
+        let per_step = self.elapsed().as_secs_f64() / done as f64;
+        Some(Duration::from_secs_f64(per_step * (self.total_steps - self.global_step) as f64))
+    }
+}
+
+/// `h:mm:ss` or `m:ss`.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
