@@ -37,7 +37,8 @@ fn teacher_dir() -> PathBuf {
 }
 
 fn fixture() -> Fixture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm-l3-forward.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm-l3-forward.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -83,9 +84,17 @@ fn teacher_and_subnet_hidden_states_match_hugging_face() {
     let full = SubnetSpec::maxnet(&teacher.encoder.shape());
     let out = teacher.encoder.forward(&ids, &mask, &full).unwrap();
     assert_eq!(out.hidden_states.len(), fx.teacher.hidden_states.len());
-    for (layer, (ours, theirs)) in out.hidden_states.iter().zip(&fx.teacher.hidden_states).enumerate() {
+    for (layer, (ours, theirs)) in out
+        .hidden_states
+        .iter()
+        .zip(&fx.teacher.hidden_states)
+        .enumerate()
+    {
         let err = max_abs_diff(ours, theirs);
-        assert!(err <= 1e-4, "teacher hidden state {layer}: max abs error {err}");
+        assert!(
+            err <= 1e-4,
+            "teacher hidden state {layer}: max abs error {err}"
+        );
     }
     let spec = SubnetSpec {
         layers: fx.subnet.layers.clone(),
@@ -96,9 +105,17 @@ fn teacher_and_subnet_hidden_states_match_hugging_face() {
     spec.validate(&teacher.encoder.shape()).unwrap();
     let out = teacher.encoder.forward(&ids, &mask, &spec).unwrap();
     assert_eq!(out.hidden_states.len(), fx.subnet.hidden_states.len());
-    for (layer, (ours, theirs)) in out.hidden_states.iter().zip(&fx.subnet.hidden_states).enumerate() {
+    for (layer, (ours, theirs)) in out
+        .hidden_states
+        .iter()
+        .zip(&fx.subnet.hidden_states)
+        .enumerate()
+    {
         let err = max_abs_diff(ours, theirs);
-        assert!(err <= 1e-4, "subnet hidden state {layer}: max abs error {err}");
+        assert!(
+            err <= 1e-4,
+            "subnet hidden state {layer}: max abs error {err}"
+        );
     }
 }
 
@@ -115,11 +132,16 @@ fn forward_cli_prints_the_fixture_values() {
         .arg(&texts)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let ids: Vec<Vec<u32>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
     let mask: Vec<Vec<u32>> = serde_json::from_value(json["attention_mask"].clone()).unwrap();
-    let last: Vec<Vec<Vec<f32>>> = serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
+    let last: Vec<Vec<Vec<f32>>> =
+        serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
     assert_eq!(ids, fx.input_ids);
     assert_eq!(mask, fx.attention_mask);
     let reference = fx.subnet.hidden_states.last().unwrap();
@@ -130,7 +152,12 @@ fn forward_cli_prints_the_fixture_values() {
 /// Copies the shipped teacher into a temp folder so a test can damage it.
 fn teacher_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "vocab.txt",
+    ] {
         std::fs::copy(teacher_dir().join(name), dir.path().join(name)).unwrap();
     }
     dir
@@ -159,7 +186,12 @@ fn rewrite_weights(
     edit(&mut entries);
     let views: Vec<_> = entries
         .iter()
-        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     std::fs::write(&path, safetensors::tensor::serialize(views, None).unwrap()).unwrap();
 }
@@ -169,15 +201,24 @@ fn missing_files_name_the_file() {
     let dir = teacher_copy();
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     let err = load_error(dir.path());
-    assert!(err.contains("config.json") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("missing"),
+        "{err}"
+    );
 
     let dir = teacher_copy();
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
     let err = load_error(dir.path());
-    assert!(err.contains("model.safetensors") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("missing"),
+        "{err}"
+    );
 
     let err = load_error(Path::new("/nonexistent/model"));
-    assert!(err.contains("/nonexistent/model") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model") && err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -193,34 +234,54 @@ fn tokenizer_falls_back_to_vocab_txt() {
 #[test]
 fn missing_tensor_is_named() {
     let dir = teacher_copy();
-    rewrite_weights(dir.path(), |e| e.retain(|t| t.0 != "encoder.layer.1.intermediate.dense.weight"));
+    rewrite_weights(dir.path(), |e| {
+        e.retain(|t| t.0 != "encoder.layer.1.intermediate.dense.weight")
+    });
     let err = load_error(dir.path());
     assert!(err.contains("model.safetensors"), "{err}");
-    assert!(err.contains("encoder.layer.1.intermediate.dense.weight") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("encoder.layer.1.intermediate.dense.weight") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_shape_says_expected_and_found() {
     let dir = teacher_copy();
     rewrite_weights(dir.path(), |e| {
-        let t = e.iter_mut().find(|t| t.0 == "encoder.layer.0.attention.self.query.bias").unwrap();
+        let t = e
+            .iter_mut()
+            .find(|t| t.0 == "encoder.layer.0.attention.self.query.bias")
+            .unwrap();
         t.2 = vec![192];
         t.3.truncate(192 * 2);
     });
     let err = load_error(dir.path());
-    assert!(err.contains("encoder.layer.0.attention.self.query.bias"), "{err}");
-    assert!(err.contains("[192]") && err.contains("expected [384]"), "{err}");
+    assert!(
+        err.contains("encoder.layer.0.attention.self.query.bias"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[192]") && err.contains("expected [384]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unsupported_dtype_is_named() {
     let dir = teacher_copy();
     rewrite_weights(dir.path(), |e| {
-        let t = e.iter_mut().find(|t| t.0 == "embeddings.LayerNorm.weight").unwrap();
+        let t = e
+            .iter_mut()
+            .find(|t| t.0 == "embeddings.LayerNorm.weight")
+            .unwrap();
         t.1 = safetensors::Dtype::I16;
     });
     let err = load_error(dir.path());
-    assert!(err.contains("embeddings.LayerNorm.weight") && err.contains("unsupported dtype"), "{err}");
+    assert!(
+        err.contains("embeddings.LayerNorm.weight") && err.contains("unsupported dtype"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -230,7 +291,10 @@ fn truncated_and_corrupt_weights_are_reported() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_error(dir.path());
-    assert!(err.contains("model.safetensors") && err.contains("corrupt or truncated"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("corrupt or truncated"),
+        "{err}"
+    );
 
     std::fs::write(&path, b"this is not a safetensors file").unwrap();
     let err = load_error(dir.path());
@@ -245,16 +309,23 @@ fn prefixed_tensor_names_and_bf16_load() {
         for t in e.iter_mut() {
             t.0 = format!("bert.{}", t.0);
             // f16 → bf16 keeps the test honest about the conversion path, at bf16 precision.
-            let vals: Vec<u8> = t.3.chunks_exact(2)
-                .flat_map(|c| half::bf16::from_f32(half::f16::from_le_bytes([c[0], c[1]]).to_f32()).to_le_bytes())
-                .collect();
+            let vals: Vec<u8> =
+                t.3.chunks_exact(2)
+                    .flat_map(|c| {
+                        half::bf16::from_f32(half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                            .to_le_bytes()
+                    })
+                    .collect();
             t.1 = safetensors::Dtype::BF16;
             t.3 = vals;
         }
     });
     let teacher = EncoderTeacher::load(dir.path()).unwrap();
     let (ids, mask) = ids_and_mask(&fx);
-    let out = teacher.encoder.forward(&ids, &mask, &SubnetSpec::maxnet(&teacher.encoder.shape())).unwrap();
+    let out = teacher
+        .encoder
+        .forward(&ids, &mask, &SubnetSpec::maxnet(&teacher.encoder.shape()))
+        .unwrap();
     // bf16 has 8 mantissa bits: close to, not equal to, the reference.
     let err = max_abs_diff(out.last(), fx.teacher.hidden_states.last().unwrap());
     assert!(err < 0.1, "bf16 teacher drifted by {err}");

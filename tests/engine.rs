@@ -29,7 +29,12 @@ fn small_config(steps: [usize; 3]) -> RunConfig {
     c.data.test = a.join("sentiment/test.jsonl");
     c.stages = steps
         .iter()
-        .map(|&n| StageConfig { enabled: n > 0, budget: Budget::Steps(n.max(1)), learning_rate: 3e-3, warmup_ratio: 0.1 })
+        .map(|&n| StageConfig {
+            enabled: n > 0,
+            budget: Budget::Steps(n.max(1)),
+            learning_rate: 3e-3,
+            warmup_ratio: 0.1,
+        })
         .collect();
     c
 }
@@ -45,9 +50,17 @@ fn dev_results(events: &[TrainEvent]) -> Vec<(usize, Vec<(String, f64)>)> {
     events
         .iter()
         .filter_map(|e| match e {
-            TrainEvent::DevEval { global_step, results, .. } => {
-                Some((*global_step, results.iter().map(|r| (r.role.clone(), r.accuracy)).collect()))
-            }
+            TrainEvent::DevEval {
+                global_step,
+                results,
+                ..
+            } => Some((
+                *global_step,
+                results
+                    .iter()
+                    .map(|r| (r.role.clone(), r.accuracy))
+                    .collect(),
+            )),
             _ => None,
         })
         .collect()
@@ -62,18 +75,26 @@ fn small_run_learns_and_beats_the_majority_class() {
     let maxnet_losses: Vec<f64> = events
         .iter()
         .filter_map(|e| match e {
-            TrainEvent::Step { stage: 0, losses, .. } => Some(losses[0].loss),
+            TrainEvent::Step {
+                stage: 0, losses, ..
+            } => Some(losses[0].loss),
             _ => None,
         })
         .collect();
     assert_eq!(maxnet_losses.len(), 40);
     let first: f64 = maxnet_losses[..8].iter().sum::<f64>() / 8.0;
     let last: f64 = maxnet_losses[32..].iter().sum::<f64>() / 8.0;
-    assert!(last < first - 0.1, "stage-0 loss did not fall: {first:.3} → {last:.3}");
+    assert!(
+        last < first - 0.1,
+        "stage-0 loss did not fall: {first:.3} → {last:.3}"
+    );
     let (_, final_eval) = dev_results(&events).pop().unwrap();
     for role in ["maxnet", "minnet"] {
         let acc = final_eval.iter().find(|(r, _)| r == role).unwrap().1;
-        assert!(acc >= majority + 0.10, "{role} dev accuracy {acc:.3} vs majority {majority:.3}");
+        assert!(
+            acc >= majority + 0.10,
+            "{role} dev accuracy {acc:.3} vs majority {majority:.3}"
+        );
     }
     assert!(dir.path().join("supernet.safetensors").is_file());
     assert!(dir.path().join("metrics.jsonl").is_file());
@@ -92,7 +113,13 @@ fn stop_then_resume_matches_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = Trainer::create(small_config(steps), dir.path()).unwrap();
     let mut early = Vec::new();
-    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| if step >= 9 { Flow::Stop } else { Flow::Continue };
+    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
+        if step >= 9 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
     let stopped = first.run(&mut ctl, &mut |e| early.push(e)).unwrap();
     assert!(stopped);
     drop(first);
@@ -101,18 +128,29 @@ fn stop_then_resume_matches_an_uninterrupted_run() {
     let later = collect_run(&mut resumed);
 
     let losses = |events: &[TrainEvent]| -> Vec<(usize, Vec<String>, Vec<f64>)> {
-        events.iter().filter_map(|e| match e {
-            TrainEvent::Step { global_step, losses, .. } => Some((
-                *global_step,
-                losses.iter().map(|l| l.subnet.clone()).collect(),
-                losses.iter().map(|l| l.loss).collect(),
-            )),
-            _ => None,
-        }).collect()
+        events
+            .iter()
+            .filter_map(|e| match e {
+                TrainEvent::Step {
+                    global_step,
+                    losses,
+                    ..
+                } => Some((
+                    *global_step,
+                    losses.iter().map(|l| l.subnet.clone()).collect(),
+                    losses.iter().map(|l| l.loss).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
     };
     let mut joined = losses(&early);
     joined.extend(losses(&later));
-    assert_eq!(joined, losses(&reference), "resumed run diverged from the uninterrupted one");
+    assert_eq!(
+        joined,
+        losses(&reference),
+        "resumed run diverged from the uninterrupted one"
+    );
     assert_eq!(dev_results(&later).last(), dev_results(&reference).last());
 }
 
@@ -126,13 +164,35 @@ fn rewiring_leaves_the_maxnet_unchanged() {
     let (batch, _) = trainer.data.dev.batch(&idx, 0);
     let (ids, mask) = mlfs_studio::cli::forward::batch_tensors(&batch).unwrap();
     let maxnet = SubnetSpec::maxnet(&trainer.space.teacher);
-    let before = trainer.net.forward(&ids, &mask, &maxnet, None).unwrap().logits.to_vec2::<f32>().unwrap();
+    let before = trainer
+        .net
+        .forward(&ids, &mask, &maxnet, None)
+        .unwrap()
+        .logits
+        .to_vec2::<f32>()
+        .unwrap();
     let (b2, _) = trainer.data.train.batch(&(0..16).collect::<Vec<_>>(), 0);
     let (i2, m2) = mlfs_studio::cli::forward::batch_tensors(&b2).unwrap();
-    let labels = candle_core::Tensor::from_vec(trainer.data.train.labels[..16].to_vec(), 16, &candle_core::Device::Cpu).unwrap();
+    let labels = candle_core::Tensor::from_vec(
+        trainer.data.train.labels[..16].to_vec(),
+        16,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     let orders = rewire::rewire(&mut trainer.net, &[(i2, m2, labels)]).unwrap();
-    assert!(orders.iter().any(|o| o.heads != (0..12).collect::<Vec<_>>()), "rewiring changed nothing");
-    let after = trainer.net.forward(&ids, &mask, &maxnet, None).unwrap().logits.to_vec2::<f32>().unwrap();
+    assert!(
+        orders
+            .iter()
+            .any(|o| o.heads != (0..12).collect::<Vec<_>>()),
+        "rewiring changed nothing"
+    );
+    let after = trainer
+        .net
+        .forward(&ids, &mask, &maxnet, None)
+        .unwrap()
+        .logits
+        .to_vec2::<f32>()
+        .unwrap();
     for (a, b) in before.iter().flatten().zip(after.iter().flatten()) {
         assert!((a - b).abs() < 1e-4, "maxnet logits changed: {a} vs {b}");
     }
@@ -142,32 +202,58 @@ fn rewiring_leaves_the_maxnet_unchanged() {
 fn worker_pauses_resumes_stops_and_reports_failures() {
     let dir = tempfile::tempdir().unwrap();
     let handle = spawn(
-        StartRequest::New { config: Box::new(small_config([200, 0, 0])), run_dir: dir.path().join("run") },
+        StartRequest::New {
+            config: Box::new(small_config([200, 0, 0])),
+            run_dir: dir.path().join("run"),
+        },
         None,
     );
-    let step_of = |e: &TrainEvent| match e { TrainEvent::Step { global_step, .. } => Some(*global_step), _ => None };
+    let step_of = |e: &TrainEvent| match e {
+        TrainEvent::Step { global_step, .. } => Some(*global_step),
+        _ => None,
+    };
     // Wait for two steps, pause, and check that no step arrives while paused.
     let mut seen = 0;
     while seen < 2 {
-        if let Some(s) = step_of(&handle.events.recv().unwrap()) { seen = s; }
+        if let Some(s) = step_of(&handle.events.recv().unwrap()) {
+            seen = s;
+        }
     }
-    handle.commands.send(mlfs_studio::train::protocol::TrainCmd::Pause).unwrap();
+    handle
+        .commands
+        .send(mlfs_studio::train::protocol::TrainCmd::Pause)
+        .unwrap();
     let paused_at = loop {
         match handle.events.recv().unwrap() {
             TrainEvent::Paused { global_step } => break global_step,
-            e => if let Some(s) = step_of(&e) { seen = s; },
+            e => {
+                if let Some(s) = step_of(&e) {
+                    seen = s;
+                }
+            }
         }
     };
     assert!(paused_at <= seen + 1);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(handle.events.try_iter().all(|e| step_of(&e).is_none()), "a step ran while paused");
-    handle.commands.send(mlfs_studio::train::protocol::TrainCmd::Resume).unwrap();
+    assert!(
+        handle.events.try_iter().all(|e| step_of(&e).is_none()),
+        "a step ran while paused"
+    );
+    handle
+        .commands
+        .send(mlfs_studio::train::protocol::TrainCmd::Resume)
+        .unwrap();
     loop {
-        if let Some(s) = step_of(&handle.events.recv().unwrap()) { assert!(s > paused_at); break; }
+        if let Some(s) = step_of(&handle.events.recv().unwrap()) {
+            assert!(s > paused_at);
+            break;
+        }
     }
     handle.stop();
     let finished = loop {
-        if let TrainEvent::Finished { stopped, .. } = handle.events.recv().unwrap() { break stopped; }
+        if let TrainEvent::Finished { stopped, .. } = handle.events.recv().unwrap() {
+            break stopped;
+        }
     };
     assert!(finished);
 
@@ -176,9 +262,18 @@ fn worker_pauses_resumes_stops_and_reports_failures() {
     std::fs::write(&bad, "").unwrap();
     let mut cfg = small_config([5, 0, 0]);
     cfg.data.train = bad;
-    let handle = spawn(StartRequest::New { config: Box::new(cfg), run_dir: dir.path().join("bad") }, None);
+    let handle = spawn(
+        StartRequest::New {
+            config: Box::new(cfg),
+            run_dir: dir.path().join("bad"),
+        },
+        None,
+    );
     match handle.events.recv().unwrap() {
-        TrainEvent::Failed { error } => assert!(error.contains("empty.jsonl") && error.contains("no examples"), "{error}"),
+        TrainEvent::Failed { error } => assert!(
+            error.contains("empty.jsonl") && error.contains("no examples"),
+            "{error}"
+        ),
         e => panic!("expected Failed, got {e:?}"),
     }
 }
@@ -187,32 +282,53 @@ fn worker_pauses_resumes_stops_and_reports_failures() {
 fn presets_load_and_invalid_values_name_the_field() {
     let presets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("presets");
     let full = RunConfig::load(&presets.join("sentiment-full.ron")).unwrap();
-    assert_eq!((full.rank, full.gamma, full.distill.alpha, full.distill.beta), (8, 0.5, 0.9, 0.1));
+    assert_eq!(
+        (full.rank, full.gamma, full.distill.alpha, full.distill.beta),
+        (8, 0.5, 0.9, 0.1)
+    );
     assert_eq!((full.batch_size, full.max_seq_len), (32, 64));
     assert!(full.stages.iter().all(|s| s.budget == Budget::Epochs(2)));
-    assert_eq!(RunConfig::load(&presets.join("ablation-no-gradient-scaling.ron")).unwrap().gamma, 0.0);
+    assert_eq!(
+        RunConfig::load(&presets.join("ablation-no-gradient-scaling.ron"))
+            .unwrap()
+            .gamma,
+        0.0
+    );
     RunConfig::load(&presets.join("sentiment-quick.ron")).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.ron");
     std::fs::write(&bad, "(rank: 0, distill: (alpha: 1.5))").unwrap();
     let err = format!("{:#}", RunConfig::load(&bad).unwrap_err());
-    assert!(err.contains("bad.ron") && err.contains("rank") && err.contains("distill.alpha"), "{err}");
+    assert!(
+        err.contains("bad.ron") && err.contains("rank") && err.contains("distill.alpha"),
+        "{err}"
+    );
     std::fs::write(&bad, "(rank: \"eight\")").unwrap();
     let err = format!("{:#}", RunConfig::load(&bad).unwrap_err());
-    assert!(err.contains("bad.ron") && err.contains("invalid preset"), "{err}");
+    assert!(
+        err.contains("bad.ron") && err.contains("invalid preset"),
+        "{err}"
+    );
 }
 
 #[test]
 fn label_seen_only_in_dev_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("dev.jsonl");
-    std::fs::write(&dev, "{\"text\": \"fine\", \"label\": 1}\n{\"text\": \"meh\", \"label\": 7}\n").unwrap();
+    std::fs::write(
+        &dev,
+        "{\"text\": \"fine\", \"label\": 1}\n{\"text\": \"meh\", \"label\": 7}\n",
+    )
+    .unwrap();
     let mut cfg = small_config([1, 0, 0]);
     cfg.data.dev = dev;
     let err = match Trainer::create(cfg, &dir.path().join("run")) {
         Ok(_) => panic!("should fail"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.contains("dev.jsonl") && err.contains("'7'") && err.contains("never uses"), "{err}");
+    assert!(
+        err.contains("dev.jsonl") && err.contains("'7'") && err.contains("never uses"),
+        "{err}"
+    );
 }

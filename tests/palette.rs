@@ -38,7 +38,12 @@ fn trained_run() -> &'static Path {
         c.palette.latency_runs = 20;
         c.stages = [20, 8, 8]
             .iter()
-            .map(|&n| StageConfig { enabled: true, budget: Budget::Steps(n), learning_rate: 3e-3, warmup_ratio: 0.1 })
+            .map(|&n| StageConfig {
+                enabled: true,
+                budget: Budget::Steps(n),
+                learning_rate: 3e-3,
+                warmup_ratio: 0.1,
+            })
             .collect();
         let mut t = Trainer::create(c, &dir).unwrap();
         let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
@@ -74,20 +79,42 @@ fn exported_subnets_reload_with_the_same_logits() {
         let st = std::fs::read(target.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st).unwrap();
         let hidden = spec.hidden.unwrap_or(384);
-        let q = st.tensor("bert.encoder.layer.0.attention.self.query.weight").unwrap();
+        let q = st
+            .tensor("bert.encoder.layer.0.attention.self.query.weight")
+            .unwrap();
         assert_eq!(q.shape(), &[spec.heads * 32, hidden]);
-        let layer_count = st.names().iter().filter(|n| n.ends_with("attention.self.query.weight")).count();
+        let layer_count = st
+            .names()
+            .iter()
+            .filter(|n| n.ends_with("attention.self.query.weight"))
+            .count();
         assert_eq!(layer_count, spec.layers.len(), "layers renumbered 0..n-1");
-        assert_eq!(st.tensor("classifier.weight").unwrap().shape(), &[2, hidden]);
+        assert_eq!(
+            st.tensor("classifier.weight").unwrap().shape(),
+            &[2, hidden]
+        );
 
         let model = DenseClassifier::load(&target).unwrap();
-        let ours = trainer.net.forward(&ids, &mask, &spec, None).unwrap().logits;
+        let ours = trainer
+            .net
+            .forward(&ids, &mask, &spec, None)
+            .unwrap()
+            .logits;
         let theirs = model.logits(&ids, &mask).unwrap();
-        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff <= 1e-4, "{spec}: exported logits differ by {diff}");
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(manifest["subnet"], spec.to_string());
-        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(target.join("config.json")).unwrap()).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(target.join("config.json")).unwrap()).unwrap();
         assert_eq!(config["num_attention_heads"], spec.heads);
         assert_eq!(config["head_size"], 32);
         assert_eq!(config["pooling"], "mean");
@@ -104,13 +131,25 @@ fn predict_agrees_with_the_palette_test_accuracy() {
     let target = out.path().join("m");
     export_subnet(&trainer, &spec, &target, Some(&entry)).unwrap();
     let model = DenseClassifier::load(&target).unwrap();
-    let examples = mlfs_studio::train::data::read_examples(&assets().join("sentiment/test.jsonl"), "text", "label").unwrap();
+    let examples = mlfs_studio::train::data::read_examples(
+        &assets().join("sentiment/test.jsonl"),
+        "text",
+        "label",
+    )
+    .unwrap();
     let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
     // The palette truncates texts to the run's length (48 here); predict reads whole texts,
     // so only texts longer than that may be classified differently.
     let preds = predict_texts(&model, &texts).unwrap();
-    let correct = preds.iter().zip(&examples).filter(|(p, e)| p.label == e.label).count();
-    let long = examples.iter().filter(|e| trainer.tokenizer.encode(&e.text, true, 512).unwrap().len() > 48).count();
+    let correct = preds
+        .iter()
+        .zip(&examples)
+        .filter(|(p, e)| p.label == e.label)
+        .count();
+    let long = examples
+        .iter()
+        .filter(|e| trainer.tokenizer.encode(&e.text, true, 512).unwrap().len() > 48)
+        .count();
     let palette_correct = (entry.test_accuracy * examples.len() as f64).round() as i64;
     assert!(
         (correct as i64 - palette_correct).abs() <= long as i64,
@@ -129,15 +168,28 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
 
     let missing = tmp.path().join("no/such/parent/model");
-    let err = format!("{:#}", export_subnet(&trainer, &spec, &missing, None).unwrap_err());
-    assert!(err.contains("parent folder") && err.contains("does not exist"), "{err}");
+    let err = format!(
+        "{:#}",
+        export_subnet(&trainer, &spec, &missing, None).unwrap_err()
+    );
+    assert!(
+        err.contains("parent folder") && err.contains("does not exist"),
+        "{err}"
+    );
 
     let full = tmp.path().join("full");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("keep.txt"), "user data").unwrap();
-    let err = format!("{:#}", export_subnet(&trainer, &spec, &full, None).unwrap_err());
+    let err = format!(
+        "{:#}",
+        export_subnet(&trainer, &spec, &full, None).unwrap_err()
+    );
     assert!(err.contains("not empty"), "{err}");
-    assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1, "the non-empty folder was touched");
+    assert_eq!(
+        std::fs::read_dir(&full).unwrap().count(),
+        1,
+        "the non-empty folder was touched"
+    );
 
     // Read-only: a chmod'ed folder when permissions apply, else (root) a read-only file system.
     use std::os::unix::fs::PermissionsExt;
@@ -151,11 +203,18 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     } else {
         ro.join("model")
     };
-    let err = format!("{:#}", export_subnet(&trainer, &spec, &target, None).unwrap_err());
+    let err = format!(
+        "{:#}",
+        export_subnet(&trainer, &spec, &target, None).unwrap_err()
+    );
     assert!(err.contains("cannot write"), "{err}");
     assert!(!target.exists());
     if !writable_anyway {
-        assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0, "something was left in the read-only folder");
+        assert_eq!(
+            std::fs::read_dir(&ro).unwrap().count(),
+            0,
+            "something was left in the read-only folder"
+        );
     }
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
 
@@ -163,9 +222,20 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     export_subnet(&trainer, &spec, &empty, None).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&empty).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&empty)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     names.sort();
-    assert_eq!(names, vec!["config.json", "manifest.json", "model.safetensors", "tokenizer.json"]);
+    assert_eq!(
+        names,
+        vec![
+            "config.json",
+            "manifest.json",
+            "model.safetensors",
+            "tokenizer.json"
+        ]
+    );
 }
 
 #[test]
@@ -174,10 +244,17 @@ fn eval_cli_writes_the_palette_csv() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
         .args(["eval", "--run"])
         .arg(run)
-        .args(["--subnets", "layers=0,1,2;heads=12;ffn=1536,layers=2;heads=3;ffn=384"])
+        .args([
+            "--subnets",
+            "layers=0,1,2;heads=12;ffn=1536,layers=2;heads=3;ffn=384",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("storage: MLFS keeps"), "{stdout}");
     let text = std::fs::read_to_string(run.join("palette.csv")).unwrap();

@@ -30,7 +30,12 @@ fn tiny_config(steps: [usize; 3]) -> RunConfig {
     c.data.test = a.join("sentiment/test.jsonl");
     c.stages = steps
         .iter()
-        .map(|&n| StageConfig { enabled: true, budget: Budget::Steps(n), learning_rate: 3e-3, warmup_ratio: 0.1 })
+        .map(|&n| StageConfig {
+            enabled: true,
+            budget: Budget::Steps(n),
+            learning_rate: 3e-3,
+            warmup_ratio: 0.1,
+        })
         .collect();
     c.palette.subnets = vec![
         "layers=0,1,2;heads=12;ffn=1536".into(),
@@ -47,10 +52,18 @@ fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
 }
 
 /// Steps frames (the trainer runs on its own thread) until `done` holds or the time is up.
-fn step_until(h: &mut Harness<'static, StudioApp>, limit: Duration, done: impl Fn(&StudioApp) -> bool) {
+fn step_until(
+    h: &mut Harness<'static, StudioApp>,
+    limit: Duration,
+    done: impl Fn(&StudioApp) -> bool,
+) {
     let started = Instant::now();
     while !done(h.state()) {
-        assert!(started.elapsed() < limit, "timed out; status {:?}", h.state().run.status);
+        assert!(
+            started.elapsed() < limit,
+            "timed out; status {:?}",
+            h.state().run.status
+        );
         h.step();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -67,7 +80,11 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
     let export_dir = runs.path().join("exported");
     let mut dialogs = ScriptedDialogs::default();
     dialogs.answers.push_back(Some(export_dir.clone()));
-    let app = StudioApp::new(tiny_config([4, 2, 2]), Box::new(dialogs), runs.path().to_path_buf());
+    let app = StudioApp::new(
+        tiny_config([4, 2, 2]),
+        Box::new(dialogs),
+        runs.path().to_path_buf(),
+    );
     let mut h = harness(app);
     h.step();
     assert!(!start_disabled(&h));
@@ -76,7 +93,11 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
         a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
     });
     let app = h.state();
-    assert!((app.run.progress() - 1.0).abs() < 1e-6, "progress {}", app.run.progress());
+    assert!(
+        (app.run.progress() - 1.0).abs() < 1e-6,
+        "progress {}",
+        app.run.progress()
+    );
     assert_eq!(app.run.losses["maxnet"].len(), 8);
     assert_eq!(app.run.losses["minnet"].len(), 4);
     assert!(!app.run.dev_accuracy["maxnet"].is_empty());
@@ -89,9 +110,14 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
     let row = h.get_by_label("layers=1,2;heads=6;ffn=768");
     row.click();
     h.step();
-    assert_eq!(h.state().selection.as_deref(), Some("layers=1,2;heads=6;ffn=768"));
+    assert_eq!(
+        h.state().selection.as_deref(),
+        Some("layers=1,2;heads=6;ffn=768")
+    );
     h.get_by_label("Export selected…").click();
-    step_until(&mut h, Duration::from_secs(120), |a| matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_)));
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
+    });
     match &h.state().export {
         ExportState::Done { folder, files } => {
             assert_eq!(folder, &export_dir);
@@ -106,13 +132,19 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
 #[test]
 fn pause_holds_the_step_counter_resume_continues_and_stop_ends() {
     let runs = tempfile::tempdir().unwrap();
-    let app = StudioApp::new(tiny_config([500, 2, 2]), Box::new(ScriptedDialogs::default()), runs.path().to_path_buf());
+    let app = StudioApp::new(
+        tiny_config([500, 2, 2]),
+        Box::new(ScriptedDialogs::default()),
+        runs.path().to_path_buf(),
+    );
     let mut h = harness(app);
     h.step();
     h.get_by_label("Start").click();
     step_until(&mut h, Duration::from_secs(120), |a| a.run.global_step >= 2);
     h.get_by_label("Pause").click();
-    step_until(&mut h, Duration::from_secs(60), |a| a.run.status == RunStatus::Paused);
+    step_until(&mut h, Duration::from_secs(60), |a| {
+        a.run.status == RunStatus::Paused
+    });
     let held = h.state().run.global_step;
     for _ in 0..40 {
         h.step();
@@ -120,9 +152,13 @@ fn pause_holds_the_step_counter_resume_continues_and_stop_ends() {
     }
     assert_eq!(h.state().run.global_step, held, "steps ran while paused");
     h.get_by_label("Resume").click();
-    step_until(&mut h, Duration::from_secs(60), |a| a.run.global_step > held);
+    step_until(&mut h, Duration::from_secs(60), |a| {
+        a.run.global_step > held
+    });
     h.get_by_label("Stop").click();
-    step_until(&mut h, Duration::from_secs(60), |a| a.run.status == RunStatus::Stopped && a.handle.is_none());
+    step_until(&mut h, Duration::from_secs(60), |a| {
+        a.run.status == RunStatus::Stopped && a.handle.is_none()
+    });
     assert!(h.state().run.global_step < 500);
     assert!(!start_disabled(&h), "Start stays usable after a stop");
 }
@@ -130,7 +166,11 @@ fn pause_holds_the_step_counter_resume_continues_and_stop_ends() {
 #[test]
 fn invalid_value_disables_start_and_fixing_it_reenables_it() {
     let runs = tempfile::tempdir().unwrap();
-    let app = StudioApp::new(tiny_config([2, 2, 2]), Box::new(ScriptedDialogs::default()), runs.path().to_path_buf());
+    let app = StudioApp::new(
+        tiny_config([2, 2, 2]),
+        Box::new(ScriptedDialogs::default()),
+        runs.path().to_path_buf(),
+    );
     let mut h = harness(app);
     h.step();
     assert!(!start_disabled(&h));
@@ -140,13 +180,22 @@ fn invalid_value_disables_start_and_fixing_it_reenables_it() {
     h.get_by_label("Heads choices").type_text("3, x");
     h.step();
     h.step();
-    assert!(start_disabled(&h), "Start enabled with an invalid heads list");
-    assert!(h.query_by_label_contains("'x' is not a whole number").is_some());
+    assert!(
+        start_disabled(&h),
+        "Start enabled with an invalid heads list"
+    );
+    assert!(h
+        .query_by_label_contains("'x' is not a whole number")
+        .is_some());
     h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
     h.step();
     h.get_by_label("Heads choices").type_text("3, 6, 12");
     h.step();
     h.step();
-    assert!(!start_disabled(&h), "Start still disabled: {:?}", h.state().errors);
+    assert!(
+        !start_disabled(&h),
+        "Start still disabled: {:?}",
+        h.state().errors
+    );
     assert_eq!(h.state().config.space.heads, vec![3, 6, 12]);
 }

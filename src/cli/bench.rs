@@ -21,7 +21,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Times `steps` optimizer steps of each stage at batch 32, length 64 and prints the medians.
 pub fn bench(steps: usize) -> Result<()> {
     let dir = tempfile_dir()?;
-    let config = RunConfig { eval_every: 0, checkpoint_every: 0, ..RunConfig::default() };
+    let config = RunConfig {
+        eval_every: 0,
+        checkpoint_every: 0,
+        ..RunConfig::default()
+    };
     let mut trainer = Trainer::create(config, &dir)?;
     let mut sink = |_e: crate::train::protocol::TrainEvent| {};
     let mut report = Vec::new();
@@ -40,10 +44,20 @@ pub fn bench(steps: usize) -> Result<()> {
     }
     let stage12 = (report[1] + report[2]) / 2.0;
     println!("training step, batch 32, length <= 64, median of {steps} steps:");
-    println!("  stage 0 (maxnet only):     {:.3} s   PyTorch {:.3} s   ratio {:.2}", report[0], PYTORCH_STAGE0_S, report[0] / PYTORCH_STAGE0_S);
+    println!(
+        "  stage 0 (maxnet only):     {:.3} s   PyTorch {:.3} s   ratio {:.2}",
+        report[0],
+        PYTORCH_STAGE0_S,
+        report[0] / PYTORCH_STAGE0_S
+    );
     println!("  stage 1 (4 subnets):       {:.3} s", report[1]);
     println!("  stage 2 (4 subnets):       {:.3} s", report[2]);
-    println!("  stages 1-2 mean:           {:.3} s   PyTorch {:.3} s   ratio {:.2}", stage12, PYTORCH_STAGE12_S, stage12 / PYTORCH_STAGE12_S);
+    println!(
+        "  stages 1-2 mean:           {:.3} s   PyTorch {:.3} s   ratio {:.2}",
+        stage12,
+        PYTORCH_STAGE12_S,
+        stage12 / PYTORCH_STAGE12_S
+    );
     latency_report(&mut trainer)?;
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
@@ -65,7 +79,10 @@ fn latency_report(trainer: &mut Trainer) -> Result<()> {
     trainer.net.set_stage(None)?;
     let (ids, mask) = probe_input(32)?;
     println!("inference latency, batch 1, length 32, median of 50 runs (ms):");
-    println!("  {:<34} {:>8} {:>10} {:>8} {:>8}", "subnet", "merged", "on-the-fly", "ORT", "PyTorch");
+    println!(
+        "  {:<34} {:>8} {:>10} {:>8} {:>8}",
+        "subnet", "merged", "on-the-fly", "ORT", "PyTorch"
+    );
     for (text, ort, torch) in LATENCY_REFERENCES {
         let spec: crate::model::SubnetSpec = text.parse()?;
         let (model, ..) = dense_subnet(trainer, &spec)?;
@@ -74,7 +91,10 @@ fn latency_report(trainer: &mut Trainer) -> Result<()> {
             trainer.net.forward(&ids, &mask, &spec, None)?;
             Ok(())
         })?;
-        println!("  {:<34} {:>8.3} {:>10.3} {:>8.2} {:>8.2}", text, merged.median_ms, on_the_fly.median_ms, ort, torch);
+        println!(
+            "  {:<34} {:>8.3} {:>10.3} {:>8.2} {:>8.2}",
+            text, merged.median_ms, on_the_fly.median_ms, ort, torch
+        );
     }
     Ok(())
 }

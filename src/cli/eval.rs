@@ -29,14 +29,30 @@ pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
     let mut print_row = |e: &crate::train::protocol::PaletteEntry| {
         println!(
             "{:<34} {:>9} {:>10.2} {:>9.3} {:>9.3} {:>7.4} {:>7.4}",
-            e.subnet, e.params_total, e.size_bytes as f64 / 1e6, e.latency_ms_median, e.latency_ms_p90, e.dev_accuracy, e.test_accuracy
+            e.subnet,
+            e.params_total,
+            e.size_bytes as f64 / 1e6,
+            e.latency_ms_median,
+            e.latency_ms_p90,
+            e.dev_accuracy,
+            e.test_accuracy
         );
         true
     };
     let (entries, path) = evaluate_palette(&trainer, &specs, &mut print_row)?;
     let (size_front, latency_front) = fronts(&entries);
-    let on_size: Vec<&str> = entries.iter().zip(&size_front).filter(|(_, f)| **f).map(|(e, _)| e.subnet.as_str()).collect();
-    let on_lat: Vec<&str> = entries.iter().zip(&latency_front).filter(|(_, f)| **f).map(|(e, _)| e.subnet.as_str()).collect();
+    let on_size: Vec<&str> = entries
+        .iter()
+        .zip(&size_front)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| e.subnet.as_str())
+        .collect();
+    let on_lat: Vec<&str> = entries
+        .iter()
+        .zip(&latency_front)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| e.subnet.as_str())
+        .collect();
     println!("size front (dev accuracy): {}", on_size.join("  |  "));
     println!("latency front (dev accuracy): {}", on_lat.join("  |  "));
     println!("{}", storage_summary(&trainer, &entries)?);
@@ -49,7 +65,9 @@ pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
 pub fn split_specs(list: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for piece in list.split(',') {
-        let starts_spec = piece.trim_start().starts_with(|c: char| c.is_ascii_alphabetic());
+        let starts_spec = piece
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_alphabetic());
         match out.last_mut() {
             Some(last) if !starts_spec => {
                 last.push(',');
@@ -67,6 +85,9 @@ mod tests {
     #[test]
     fn specs_with_commas_split_correctly() {
         let got = super::split_specs("layers=0,2;heads=6;ffn=768,layers=2;heads=3;ffn=384");
-        assert_eq!(got, vec!["layers=0,2;heads=6;ffn=768", "layers=2;heads=3;ffn=384"]);
+        assert_eq!(
+            got,
+            vec!["layers=0,2;heads=6;ffn=768", "layers=2;heads=3;ffn=384"]
+        );
     }
 }

@@ -23,7 +23,12 @@ pub fn export(run_dir: &Path, subnet: &str, out: &Path) -> Result<()> {
         None => measure_subnet(&trainer, &spec)?,
     };
     let files = export_subnet(&trainer, &spec, out, Some(&metrics))?;
-    println!("exported {spec} (dev accuracy {:.4}, test accuracy {:.4}) to {}:", metrics.dev_accuracy, metrics.test_accuracy, out.display());
+    println!(
+        "exported {spec} (dev accuracy {:.4}, test accuracy {:.4}) to {}:",
+        metrics.dev_accuracy,
+        metrics.test_accuracy,
+        out.display()
+    );
     for f in files {
         let bytes = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
         println!("  {} ({} bytes)", f.display(), bytes);
@@ -41,16 +46,33 @@ pub struct Prediction {
 
 /// Predictions of an exported (or any mean-pooled BERT classifier) folder for each text.
 pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Prediction>> {
-    let tokenizer = model.tokenizer.as_ref().context("the model folder has no tokenizer")?;
+    let tokenizer = model
+        .tokenizer
+        .as_ref()
+        .context("the model folder has no tokenizer")?;
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
         let batch = tokenizer.encode_batch(chunk, model.config.max_position_embeddings)?;
         let (ids, mask) = batch_tensors(&batch)?;
-        let probs = candle_nn::ops::softmax_last_dim(&model.logits(&ids, &mask)?)?.to_vec2::<f32>()?;
+        let probs =
+            candle_nn::ops::softmax_last_dim(&model.logits(&ids, &mask)?)?.to_vec2::<f32>()?;
         for (text, p) in chunk.iter().zip(probs) {
-            let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-            let probabilities = model.labels.iter().zip(&p).map(|(l, v)| (l.clone(), serde_json::json!(v))).collect();
-            out.push(Prediction { text: text.clone(), label: model.labels[best].clone(), probabilities });
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i);
+            let probabilities = model
+                .labels
+                .iter()
+                .zip(&p)
+                .map(|(l, v)| (l.clone(), serde_json::json!(v)))
+                .collect();
+            out.push(Prediction {
+                text: text.clone(),
+                label: model.labels[best].clone(),
+                probabilities,
+            });
         }
     }
     Ok(out)

@@ -15,10 +15,7 @@ struct ForwardOutput {
 }
 
 /// Parses a spec and checks it against a teacher, or returns the maxnet when none is given.
-pub fn resolve_spec(
-    text: Option<&str>,
-    shape: &crate::model::TeacherShape,
-) -> Result<SubnetSpec> {
+pub fn resolve_spec(text: Option<&str>, shape: &crate::model::TeacherShape) -> Result<SubnetSpec> {
     match text {
         None => Ok(SubnetSpec::maxnet(shape)),
         Some(t) => {

@@ -106,9 +106,11 @@ pub fn main_entry() -> Result<()> {
             println!("{json}");
             Ok(())
         }
-        Some(Command::Train { preset, out, resume }) => {
-            train::train(preset.as_deref(), out.as_deref(), resume.as_deref())
-        }
+        Some(Command::Train {
+            preset,
+            out,
+            resume,
+        }) => train::train(preset.as_deref(), out.as_deref(), resume.as_deref()),
         Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref()),
         Some(Command::Export { run, subnet, out }) => export::export(&run, &subnet, &out),
         Some(Command::Predict { model, texts_file }) => export::predict(&model, &texts_file),

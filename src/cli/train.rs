@@ -16,28 +16,51 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
     };
     let bar = ProgressBar::new(trainer.total_steps() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(trainer.global_step as u64);
     let mut stage_name = String::new();
     let mut sink = |e: TrainEvent| match &e {
         TrainEvent::StageStarted { stage, .. } => stage_name = format!("stage {stage}"),
-        TrainEvent::Step { global_step, losses, .. } => {
+        TrainEvent::Step {
+            global_step,
+            losses,
+            ..
+        } => {
             bar.set_position(*global_step as u64);
             let max = losses.first().map_or(0.0, |l| l.loss);
             let min = losses.get(1).map_or(max, |l| l.loss);
-            bar.set_message(format!("{stage_name} maxnet loss {max:.4} minnet loss {min:.4}"));
+            bar.set_message(format!(
+                "{stage_name} maxnet loss {max:.4} minnet loss {min:.4}"
+            ));
         }
-        TrainEvent::DevEval { global_step, results, .. } => {
-            let accs: Vec<String> = results.iter().map(|r| format!("{} {:.3}", r.role, r.accuracy)).collect();
-            bar.println(format!("step {global_step} dev accuracy: {}", accs.join(", ")));
+        TrainEvent::DevEval {
+            global_step,
+            results,
+            ..
+        } => {
+            let accs: Vec<String> = results
+                .iter()
+                .map(|r| format!("{} {:.3}", r.role, r.accuracy))
+                .collect();
+            bar.println(format!(
+                "step {global_step} dev accuracy: {}",
+                accs.join(", ")
+            ));
         }
         TrainEvent::Log { message, .. } => bar.println(message),
         TrainEvent::CheckpointSaved { path, .. } => bar.println(format!("checkpoint {path}")),
-        TrainEvent::Finished { global_step, stopped } => {
-            bar.finish_with_message(if *stopped { format!("stopped at step {global_step}") } else { "done".to_string() })
-        }
+        TrainEvent::Finished {
+            global_step,
+            stopped,
+        } => bar.finish_with_message(if *stopped {
+            format!("stopped at step {global_step}")
+        } else {
+            "done".to_string()
+        }),
         _ => {}
     };
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;

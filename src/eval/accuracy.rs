@@ -10,7 +10,12 @@ use anyhow::Result;
 pub const EVAL_BATCH: usize = 64;
 
 /// Predicted class ids of every example of `split` under subnet `spec`.
-pub fn predict_split(net: &Supernet, split: &Split, spec: &SubnetSpec, pad_id: u32) -> Result<Vec<u32>> {
+pub fn predict_split(
+    net: &Supernet,
+    split: &Split,
+    spec: &SubnetSpec,
+    pad_id: u32,
+) -> Result<Vec<u32>> {
     let mut preds = Vec::with_capacity(split.len());
     // Sorting by length keeps padding small; predictions are put back in the original order.
     let mut order: Vec<usize> = (0..split.len()).collect();
@@ -30,8 +35,17 @@ pub fn predict_split(net: &Supernet, split: &Split, spec: &SubnetSpec, pad_id: u
 }
 
 /// Fraction of correct predictions of subnet `spec` on `split`.
-pub fn split_accuracy(net: &Supernet, split: &Split, spec: &SubnetSpec, pad_id: u32) -> Result<f64> {
+pub fn split_accuracy(
+    net: &Supernet,
+    split: &Split,
+    spec: &SubnetSpec,
+    pad_id: u32,
+) -> Result<f64> {
     let preds = predict_split(net, split, spec, pad_id)?;
-    let correct = preds.iter().zip(&split.labels).filter(|(p, l)| p == l).count();
+    let correct = preds
+        .iter()
+        .zip(&split.labels)
+        .filter(|(p, l)| p == l)
+        .count();
     Ok(correct as f64 / split.len().max(1) as f64)
 }

@@ -22,7 +22,9 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// A batch-1 input of `seq_len` real tokens: `[CLS]`, ordinary word pieces, `[SEP]`.
 pub fn probe_input(seq_len: usize) -> Result<(Tensor, Tensor)> {
-    let mut ids: Vec<u32> = (0..seq_len).map(|i| 2000 + (i as u32 * 37) % 5000).collect();
+    let mut ids: Vec<u32> = (0..seq_len)
+        .map(|i| 2000 + (i as u32 * 37) % 5000)
+        .collect();
     if let Some(first) = ids.first_mut() {
         *first = 101;
     }
@@ -47,7 +49,10 @@ pub fn measure(warmup: usize, runs: usize, mut run: impl FnMut() -> Result<()>) 
         samples.push(started.elapsed().as_secs_f64() * 1e3);
     }
     samples.sort_by(|a, b| a.total_cmp(b));
-    Ok(Latency { median_ms: percentile(&samples, 0.5), p90_ms: percentile(&samples, 0.9) })
+    Ok(Latency {
+        median_ms: percentile(&samples, 0.5),
+        p90_ms: percentile(&samples, 0.9),
+    })
 }
 
 #[cfg(test)]

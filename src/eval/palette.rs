@@ -14,12 +14,19 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// Builds the merged dense classifier of a subnet in memory (what an export would load).
-pub fn dense_subnet(trainer: &Trainer, spec: &SubnetSpec) -> Result<(DenseClassifier, usize, usize, usize)> {
+pub fn dense_subnet(
+    trainer: &Trainer,
+    spec: &SubnetSpec,
+) -> Result<(DenseClassifier, usize, usize, usize)> {
     let tensors = merged_tensors(&trainer.net, spec)?;
     let (total, non_embedding) = param_counts(&tensors);
     let size_bytes = safetensors_bytes(&tensors)?.len();
     let config = subnet_config(&trainer.net.encoder.config, spec);
-    let store = WeightStore::from_tensors(Path::new("<merged subnet>"), tensors.into_iter().collect(), &["bert."]);
+    let store = WeightStore::from_tensors(
+        Path::new("<merged subnet>"),
+        tensors.into_iter().collect(),
+        &["bert."],
+    );
     let model = DenseClassifier::from_tensors(config, &store, trainer.data.labels.names.clone())?;
     Ok((model, total, non_embedding, size_bytes))
 }
@@ -58,8 +65,14 @@ pub fn measure_subnet(trainer: &Trainer, spec: &SubnetSpec) -> Result<PaletteEnt
 
 /// Front membership on dev accuracy: (size front, latency front) per entry.
 pub fn fronts(entries: &[PaletteEntry]) -> (Vec<bool>, Vec<bool>) {
-    let size: Vec<(f64, f64)> = entries.iter().map(|e| (e.params_total as f64, e.dev_accuracy)).collect();
-    let latency: Vec<(f64, f64)> = entries.iter().map(|e| (e.latency_ms_median, e.dev_accuracy)).collect();
+    let size: Vec<(f64, f64)> = entries
+        .iter()
+        .map(|e| (e.params_total as f64, e.dev_accuracy))
+        .collect();
+    let latency: Vec<(f64, f64)> = entries
+        .iter()
+        .map(|e| (e.latency_ms_median, e.dev_accuracy))
+        .collect();
     (pareto_front(&size), pareto_front(&latency))
 }
 
@@ -72,17 +85,35 @@ pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
     for (i, e) in entries.iter().enumerate() {
         out.push_str(&format!(
             "\"{}\",{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{},{}\n",
-            e.subnet, e.layers, e.heads, e.ffn, e.hidden, e.params_total, e.params_non_embedding, e.size_bytes,
-            e.latency_ms_median, e.latency_ms_p90, e.dev_accuracy, e.test_accuracy, size_front[i], latency_front[i]
+            e.subnet,
+            e.layers,
+            e.heads,
+            e.ffn,
+            e.hidden,
+            e.params_total,
+            e.params_non_embedding,
+            e.size_bytes,
+            e.latency_ms_median,
+            e.latency_ms_p90,
+            e.dev_accuracy,
+            e.test_accuracy,
+            size_front[i],
+            latency_front[i]
         ));
     }
-    crate::util::write_atomic(path, out.as_bytes()).with_context(|| format!("{}: cannot write palette", path.display()))
+    crate::util::write_atomic(path, out.as_bytes())
+        .with_context(|| format!("{}: cannot write palette", path.display()))
 }
 
 /// Bytes of what MLFS keeps for the whole palette (teacher + adapters + head + projections).
 pub fn storage_report_value(trainer: &Trainer) -> Result<serde_json::Value> {
     let teacher_params = trainer.net.encoder.param_count();
-    let mlfs_params: usize = trainer.net.named_state().iter().map(|(_, t)| t.elem_count()).sum();
+    let mlfs_params: usize = trainer
+        .net
+        .named_state()
+        .iter()
+        .map(|(_, t)| t.elem_count())
+        .sum();
     Ok(serde_json::json!({
         "teacher_bytes_f32": teacher_params * 4,
         "adapters_head_projections_bytes_f32": mlfs_params * 4,
@@ -127,7 +158,8 @@ pub fn evaluate_palette(
 
 /// Reads a `palette.csv` written by [`write_csv`] (for the UI and exports).
 pub fn read_csv(path: &Path) -> Result<Vec<PaletteEntry>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read palette", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read palette", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let (spec, rest) = line
@@ -139,7 +171,9 @@ pub fn read_csv(path: &Path) -> Result<Vec<PaletteEntry>> {
             anyhow::bail!("{}:{}: too few columns", path.display(), i + 1);
         }
         let n = |k: usize| -> Result<f64> {
-            f[k].parse::<f64>().with_context(|| format!("{}:{}: '{}' is not a number", path.display(), i + 1, f[k]))
+            f[k].parse::<f64>().with_context(|| {
+                format!("{}:{}: '{}' is not a number", path.display(), i + 1, f[k])
+            })
         };
         out.push(PaletteEntry {
             subnet: spec.to_string(),

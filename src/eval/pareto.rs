@@ -9,9 +9,9 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<bool> {
         .iter()
         .map(|p| {
             valid(p)
-                && !points.iter().any(|q| {
-                    valid(q) && q.0 <= p.0 && q.1 >= p.1 && (q.0 < p.0 || q.1 > p.1)
-                })
+                && !points
+                    .iter()
+                    .any(|q| valid(q) && q.0 <= p.0 && q.1 >= p.1 && (q.0 < p.0 || q.1 > p.1))
         })
         .collect()
 }
@@ -31,18 +31,21 @@ mod tests {
     #[test]
     fn front_on_hand_made_points() {
         let pts = [
-            (1.0, 0.70), // cheapest: front
-            (2.0, 0.80), // front
-            (2.0, 0.75), // same cost, worse: dominated
-            (3.0, 0.80), // same accuracy, costlier: dominated
-            (4.0, 0.90), // front
-            (4.0, 0.90), // exact duplicate of a front point: front as well
-            (5.0, 0.85), // dominated by (4, 0.9)
+            (1.0, 0.70),      // cheapest: front
+            (2.0, 0.80),      // front
+            (2.0, 0.75),      // same cost, worse: dominated
+            (3.0, 0.80),      // same accuracy, costlier: dominated
+            (4.0, 0.90),      // front
+            (4.0, 0.90),      // exact duplicate of a front point: front as well
+            (5.0, 0.85),      // dominated by (4, 0.9)
             (f64::NAN, 0.99), // NaN cost: excluded
             (0.5, f64::NAN),  // NaN accuracy: excluded
         ];
         let on = pareto_front(&pts);
-        assert_eq!(on, vec![true, true, false, false, true, true, false, false, false]);
+        assert_eq!(
+            on,
+            vec![true, true, false, false, true, true, false, false, false]
+        );
         assert_eq!(front_indices_by_cost(&pts), vec![0, 1, 4, 5]);
     }
 

@@ -19,12 +19,23 @@ pub struct DenseClassifier {
 
 impl DenseClassifier {
     /// Builds the classifier from config and named tensors (as written by the exporter).
-    pub fn from_tensors(config: BertConfig, store: &WeightStore, labels: Vec<String>) -> Result<Self> {
+    pub fn from_tensors(
+        config: BertConfig,
+        store: &WeightStore,
+        labels: Vec<String>,
+    ) -> Result<Self> {
         let encoder = BertEncoder::from_store(&config, store)?;
         let classes = labels.len();
         let classifier_weight = store.get("classifier.weight", &[classes, config.hidden_size])?;
         let classifier_bias = store.get("classifier.bias", &[classes])?;
-        Ok(Self { config, encoder, classifier_weight, classifier_bias, labels, tokenizer: None })
+        Ok(Self {
+            config,
+            encoder,
+            classifier_weight,
+            classifier_bias,
+            labels,
+            tokenizer: None,
+        })
     }
 
     /// Loads an exported folder: `config.json`, `model.safetensors`, `tokenizer.json`.
@@ -36,18 +47,28 @@ impl DenseClassifier {
         let config = BertConfig::from_file(&config_path)?;
         let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?)
             .with_context(|| format!("{}: invalid JSON", config_path.display()))?;
-        let pooling = raw.get("pooling").and_then(|p| p.as_str()).unwrap_or("mean");
+        let pooling = raw
+            .get("pooling")
+            .and_then(|p| p.as_str())
+            .unwrap_or("mean");
         if pooling != "mean" {
-            bail!("{}: pooling '{pooling}' is not supported (mean)", config_path.display());
+            bail!(
+                "{}: pooling '{pooling}' is not supported (mean)",
+                config_path.display()
+            );
         }
-        let labels = id2label(&raw).with_context(|| format!("{}: no id2label", config_path.display()))?;
+        let labels =
+            id2label(&raw).with_context(|| format!("{}: no id2label", config_path.display()))?;
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
             bail!("{}: file is missing", weights.display());
         }
         let store = WeightStore::load(&weights, &["bert."])?;
         let mut model = Self::from_tensors(config, &store, labels)?;
-        model.tokenizer = Some(TextTokenizer::from_dir(dir, model.config.pad_token_id as u32)?);
+        model.tokenizer = Some(TextTokenizer::from_dir(
+            dir,
+            model.config.pad_token_id as u32,
+        )?);
         Ok(model)
     }
 
@@ -56,7 +77,9 @@ impl DenseClassifier {
         let spec = SubnetSpec::maxnet(&self.encoder.shape());
         let out = self.encoder.forward(ids, mask, &spec)?;
         let pooled = mean_pool(out.last(), mask)?;
-        Ok(pooled.matmul(&self.classifier_weight.t()?)?.broadcast_add(&self.classifier_bias)?)
+        Ok(pooled
+            .matmul(&self.classifier_weight.t()?)?
+            .broadcast_add(&self.classifier_bias)?)
     }
 }
 

@@ -17,7 +17,11 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     let mut raw: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let values = t.flatten_all()?.to_vec1::<f32>()?;
-        raw.push((name.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect(), t.dims().to_vec()));
+        raw.push((
+            name.clone(),
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            t.dims().to_vec(),
+        ));
     }
     let views = raw
         .iter()
@@ -27,7 +31,8 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
                 .map_err(|e| anyhow::anyhow!("tensor '{n}': {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::tensor::serialize(views, None).map_err(|e| anyhow::anyhow!("cannot serialise tensors: {e}"))
+    safetensors::tensor::serialize(views, None)
+        .map_err(|e| anyhow::anyhow!("cannot serialise tensors: {e}"))
 }
 
 /// Checks that `out` can receive an export: an empty folder, or a new one in an existing parent.
@@ -36,14 +41,25 @@ pub fn check_target(out: &Path) -> Result<()> {
         if !out.is_dir() {
             bail!("{}: exists and is not a folder", out.display());
         }
-        let mut entries = std::fs::read_dir(out).with_context(|| format!("{}: cannot read folder", out.display()))?;
+        let mut entries = std::fs::read_dir(out)
+            .with_context(|| format!("{}: cannot read folder", out.display()))?;
         if entries.next().is_some() {
-            bail!("{}: folder is not empty; choose an empty or new folder", out.display());
+            bail!(
+                "{}: folder is not empty; choose an empty or new folder",
+                out.display()
+            );
         }
     } else {
-        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !parent.is_dir() {
-            bail!("{}: the parent folder {} does not exist", out.display(), parent.display());
+            bail!(
+                "{}: the parent folder {} does not exist",
+                out.display(),
+                parent.display()
+            );
         }
     }
     Ok(())
@@ -53,18 +69,29 @@ pub fn check_target(out: &Path) -> Result<()> {
 pub fn write_export(out: &Path, files: &ExportFiles) -> Result<Vec<PathBuf>> {
     check_target(out)?;
     let existed = out.exists();
-    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "export".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "export".into());
     let staging = if existed {
         out.join(".mlfs-export.partial")
     } else {
-        out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join(format!(".{name}.mlfs-export.partial"))
+        out.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(format!(".{name}.mlfs-export.partial"))
     };
     let result = stage_and_move(out, &staging, existed, files);
     if result.is_err() {
         std::fs::remove_dir_all(&staging).ok();
         if existed {
             // The folder was empty before: whatever is in it now is ours.
-            for file in ["model.safetensors", "config.json", "tokenizer.json", "manifest.json"] {
+            for file in [
+                "model.safetensors",
+                "config.json",
+                "tokenizer.json",
+                "manifest.json",
+            ] {
                 std::fs::remove_file(out.join(file)).ok();
             }
         } else {
@@ -74,8 +101,14 @@ pub fn write_export(out: &Path, files: &ExportFiles) -> Result<Vec<PathBuf>> {
     result
 }
 
-fn stage_and_move(out: &Path, staging: &Path, existed: bool, files: &ExportFiles) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(staging).with_context(|| format!("{}: cannot write into this folder", out.display()))?;
+fn stage_and_move(
+    out: &Path,
+    staging: &Path,
+    existed: bool,
+    files: &ExportFiles,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(staging)
+        .with_context(|| format!("{}: cannot write into this folder", out.display()))?;
     let list: [(&str, &[u8]); 4] = [
         ("model.safetensors", &files.model_safetensors),
         ("config.json", &files.config_json),
@@ -84,7 +117,8 @@ fn stage_and_move(out: &Path, staging: &Path, existed: bool, files: &ExportFiles
     ];
     for (file, bytes) in list {
         let path = staging.join(file);
-        std::fs::write(&path, bytes).with_context(|| format!("{}: cannot write {file}", out.display()))?;
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("{}: cannot write {file}", out.display()))?;
     }
     let mut written = Vec::new();
     if existed {
@@ -95,7 +129,8 @@ fn stage_and_move(out: &Path, staging: &Path, existed: bool, files: &ExportFiles
         }
         std::fs::remove_dir_all(staging).ok();
     } else {
-        std::fs::rename(staging, out).with_context(|| format!("{}: cannot move the export into place", out.display()))?;
+        std::fs::rename(staging, out)
+            .with_context(|| format!("{}: cannot move the export into place", out.display()))?;
         written = list.iter().map(|(f, _)| out.join(f)).collect();
     }
     Ok(written)

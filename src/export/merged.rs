@@ -9,7 +9,11 @@ use candle_core::Tensor;
 
 /// `Π_Φ(W_pre) + Σ_s scale · Π^out(B_s) · Π^in(A_s)` for an `out_n × in_n` slice, contiguous.
 pub fn merged_slice(lin: &ElasticLinear, out_n: usize, in_n: usize) -> Result<Tensor> {
-    let mut w = lin.weight_pre.narrow(0, 0, out_n)?.narrow(1, 0, in_n)?.contiguous()?;
+    let mut w = lin
+        .weight_pre
+        .narrow(0, 0, out_n)?
+        .narrow(1, 0, in_n)?
+        .contiguous()?;
     if let Some(lora) = &lin.lora {
         for s in 0..STAGES {
             let b = lora.b[s].as_tensor().narrow(0, 0, out_n)?;
@@ -49,10 +53,22 @@ pub fn merged_tensors(net: &Supernet, spec: &SubnetSpec) -> Result<Vec<(String, 
     let vec = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(0, 0, n)?.contiguous()?) };
     let e = &enc.embeddings;
     let mut out: Vec<(String, Tensor)> = vec![
-        ("bert.embeddings.word_embeddings.weight".into(), cols(&e.word, d)?),
-        ("bert.embeddings.position_embeddings.weight".into(), cols(&e.position, d)?),
-        ("bert.embeddings.token_type_embeddings.weight".into(), cols(&e.token_type, d)?),
-        ("bert.embeddings.LayerNorm.weight".into(), vec(&e.norm.weight, d)?),
+        (
+            "bert.embeddings.word_embeddings.weight".into(),
+            cols(&e.word, d)?,
+        ),
+        (
+            "bert.embeddings.position_embeddings.weight".into(),
+            cols(&e.position, d)?,
+        ),
+        (
+            "bert.embeddings.token_type_embeddings.weight".into(),
+            cols(&e.token_type, d)?,
+        ),
+        (
+            "bert.embeddings.LayerNorm.weight".into(),
+            vec(&e.norm.weight, d)?,
+        ),
     ];
     if let Some(b) = &e.norm.bias {
         out.push(("bert.embeddings.LayerNorm.bias".into(), vec(b, d)?));
@@ -74,14 +90,20 @@ pub fn merged_tensors(net: &Supernet, spec: &SubnetSpec) -> Result<Vec<(String, 
                 out.push((format!("{p}.{name}.bias"), b));
             }
         }
-        for (name, norm) in [("attention.output.LayerNorm", &layer.attn_norm), ("output.LayerNorm", &layer.out_norm)] {
+        for (name, norm) in [
+            ("attention.output.LayerNorm", &layer.attn_norm),
+            ("output.LayerNorm", &layer.out_norm),
+        ] {
             out.push((format!("{p}.{name}.weight"), vec(&norm.weight, d)?));
             if let Some(b) = &norm.bias {
                 out.push((format!("{p}.{name}.bias"), vec(b, d)?));
             }
         }
     }
-    out.push(("classifier.weight".into(), cols(net.head_weight.as_tensor(), d)?));
+    out.push((
+        "classifier.weight".into(),
+        cols(net.head_weight.as_tensor(), d)?,
+    ));
     out.push(("classifier.bias".into(), net.head_bias.as_tensor().clone()));
     Ok(out)
 }

@@ -12,7 +12,11 @@ use folder::{safetensors_bytes, write_export, ExportFiles};
 use std::path::{Path, PathBuf};
 
 /// Renders every file of a subnet's export in memory.
-pub fn render_export(trainer: &Trainer, spec: &SubnetSpec, metrics: Option<&PaletteEntry>) -> Result<ExportFiles> {
+pub fn render_export(
+    trainer: &Trainer,
+    spec: &SubnetSpec,
+    metrics: Option<&PaletteEntry>,
+) -> Result<ExportFiles> {
     let tensors = merged::merged_tensors(&trainer.net, spec)?;
     let (params_total, params_non_embedding) = merged::param_counts(&tensors);
     let model_safetensors = safetensors_bytes(&tensors)?;
@@ -20,12 +24,21 @@ pub fn render_export(trainer: &Trainer, spec: &SubnetSpec, metrics: Option<&Pale
     let labels = &trainer.data.labels.names;
     let mut cfg = serde_json::to_value(&config)?;
     if let Some(obj) = cfg.as_object_mut() {
-        let id2label: serde_json::Map<String, serde_json::Value> =
-            labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
-        let label2id: serde_json::Map<String, serde_json::Value> =
-            labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
+        let id2label: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.clone().into()))
+            .collect();
+        let label2id: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), i.into()))
+            .collect();
         obj.insert("model_type".into(), "bert".into());
-        obj.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+        obj.insert(
+            "architectures".into(),
+            serde_json::json!(["BertForSequenceClassification"]),
+        );
         obj.insert("num_labels".into(), labels.len().into());
         obj.insert("id2label".into(), id2label.into());
         obj.insert("label2id".into(), label2id.into());
@@ -65,8 +78,14 @@ pub fn render_export(trainer: &Trainer, spec: &SubnetSpec, metrics: Option<&Pale
 }
 
 /// Exports subnet `spec` of a trained run into `out`; returns the files written.
-pub fn export_subnet(trainer: &Trainer, spec: &SubnetSpec, out: &Path, metrics: Option<&PaletteEntry>) -> Result<Vec<PathBuf>> {
-    spec.validate(&trainer.space.teacher).with_context(|| format!("subnet '{spec}' does not fit the teacher"))?;
+pub fn export_subnet(
+    trainer: &Trainer,
+    spec: &SubnetSpec,
+    out: &Path,
+    metrics: Option<&PaletteEntry>,
+) -> Result<Vec<PathBuf>> {
+    spec.validate(&trainer.space.teacher)
+        .with_context(|| format!("subnet '{spec}' does not fit the teacher"))?;
     let files = render_export(trainer, spec, metrics)?;
     write_export(out, &files)
 }

@@ -20,7 +20,12 @@ pub fn kd_loss(student: &Tensor, teacher: &Tensor, temperature: f64) -> Result<T
 /// Mean over real tokens and the k projected dims of `(h_max P − h_sub P[:d_sub])²`.
 ///
 /// `h_sub` `[B, T, d_sub]`, `h_max` `[B, T, d]` (detached here), `proj` `[d, k]`, `mask` `[B, T]`.
-pub fn feature_loss(h_sub: &Tensor, h_max: &Tensor, proj: &Tensor, mask: &Tensor) -> Result<Tensor> {
+pub fn feature_loss(
+    h_sub: &Tensor,
+    h_max: &Tensor,
+    proj: &Tensor,
+    mask: &Tensor,
+) -> Result<Tensor> {
     let (b, t, d_sub) = h_sub.dims3()?;
     let d = h_max.dim(2)?;
     let k = proj.dim(1)?;
@@ -43,7 +48,12 @@ pub struct DistillWeights {
 }
 
 /// `(1−α)·task + α·(kd + β·Σ_l feature_l)` for a non-maxnet subnet.
-pub fn combine(task: &Tensor, kd: &Tensor, features: &[Tensor], w: DistillWeights) -> Result<Tensor> {
+pub fn combine(
+    task: &Tensor,
+    kd: &Tensor,
+    features: &[Tensor],
+    w: DistillWeights,
+) -> Result<Tensor> {
     let mut distill = kd.clone();
     for f in features {
         distill = (distill + (f * w.beta)?)?;
@@ -66,14 +76,24 @@ mod tests {
         let teacher = t2(&[0.0, 3f32.ln()], 1, 2);
         let student = t2(&[1.0, 1.0], 1, 2);
         let kl = 0.25 * (0.25f64 / 0.5).ln() + 0.75 * (0.75f64 / 0.5).ln();
-        let got = kd_loss(&student, &teacher, 1.0).unwrap().to_scalar::<f32>().unwrap();
+        let got = kd_loss(&student, &teacher, 1.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((got as f64 - kl).abs() < 1e-6, "{got} vs {kl}");
         // At T = 2 the logits halve: p = softmax([0, ln3 / 2]) = [1/(1+√3), √3/(1+√3)].
         let s3 = 3f64.sqrt();
         let p = [1.0 / (1.0 + s3), s3 / (1.0 + s3)];
         let kl2 = p[0] * (p[0] / 0.5).ln() + p[1] * (p[1] / 0.5).ln();
-        let got = kd_loss(&student, &teacher, 2.0).unwrap().to_scalar::<f32>().unwrap();
-        assert!((got as f64 - 4.0 * kl2).abs() < 1e-6, "{got} vs {}", 4.0 * kl2);
+        let got = kd_loss(&student, &teacher, 2.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            (got as f64 - 4.0 * kl2).abs() < 1e-6,
+            "{got} vs {}",
+            4.0 * kl2
+        );
     }
 
     #[test]
@@ -84,19 +104,34 @@ mod tests {
         let h_sub = Tensor::from_slice(&[2.0f32, 100.0], (1, 2, 1), &Device::Cpu).unwrap();
         let mask = Tensor::from_slice(&[1u32, 0], (1, 2), &Device::Cpu).unwrap();
         // Token 0: target 1·1 + 1·2 = 3, ours 2·1 = 2 → (2 − 3)² = 1; token 1 masked out.
-        let got = feature_loss(&h_sub, &h_max, &proj, &mask).unwrap().to_scalar::<f32>().unwrap();
+        let got = feature_loss(&h_sub, &h_max, &proj, &mask)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((got - 1.0).abs() < 1e-6, "{got}");
     }
 
     #[test]
     fn combined_loss_weights() {
         let one = |v: f32| Tensor::new(v, &Device::Cpu).unwrap();
-        let w = DistillWeights { alpha: 0.9, beta: 0.1, temperature: 1.0 };
-        let got = combine(&one(2.0), &one(0.5), &[one(1.0), one(3.0)], w).unwrap().to_scalar::<f32>().unwrap();
+        let w = DistillWeights {
+            alpha: 0.9,
+            beta: 0.1,
+            temperature: 1.0,
+        };
+        let got = combine(&one(2.0), &one(0.5), &[one(1.0), one(3.0)], w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let expected = 0.1 * 2.0 + 0.9 * (0.5 + 0.1 * 4.0);
         assert!((got - expected).abs() < 1e-6);
-        let ce = cross_entropy(&t2(&[0.0, 3f32.ln()], 1, 2), &Tensor::new(&[1u32], &Device::Cpu).unwrap())
-            .unwrap().to_scalar::<f32>().unwrap();
+        let ce = cross_entropy(
+            &t2(&[0.0, 3f32.ln()], 1, 2),
+            &Tensor::new(&[1u32], &Device::Cpu).unwrap(),
+        )
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
         assert!((ce as f64 - (-(0.75f64).ln())).abs() < 1e-6);
     }
 }

@@ -40,14 +40,21 @@ pub fn importance(net: &Supernet, batches: &[LabelledBatch]) -> Result<Vec<(Vec<
         let gates: Vec<LayerGates> = head_vars
             .iter()
             .zip(&ffn_vars)
-            .map(|(h, f)| LayerGates { heads: h.as_tensor().clone(), ffn: f.as_tensor().clone() })
+            .map(|(h, f)| LayerGates {
+                heads: h.as_tensor().clone(),
+                ffn: f.as_tensor().clone(),
+            })
             .collect();
         let out = net.forward(ids, mask, &maxnet, Some(&gates))?;
         let loss = super::distill::cross_entropy(&out.logits, labels)?;
         let grads = loss.backward()?;
         for (l, total) in totals.iter_mut().enumerate() {
-            let gh = grads.get(head_vars[l].as_tensor()).context("no gradient for head gates")?;
-            let gf = grads.get(ffn_vars[l].as_tensor()).context("no gradient for FFN gates")?;
+            let gh = grads
+                .get(head_vars[l].as_tensor())
+                .context("no gradient for head gates")?;
+            let gf = grads
+                .get(ffn_vars[l].as_tensor())
+                .context("no gradient for FFN gates")?;
             for (t, g) in total.0.iter_mut().zip(gh.abs()?.to_vec1::<f32>()?) {
                 *t += g;
             }
@@ -83,7 +90,10 @@ pub fn rewire(net: &mut Supernet, batches: &[LabelledBatch]) -> Result<Vec<Layer
     let scores = importance(net, batches)?;
     let orders: Vec<LayerOrder> = scores
         .iter()
-        .map(|(h, f)| LayerOrder { heads: order_by_score(h), ffn: order_by_score(f) })
+        .map(|(h, f)| LayerOrder {
+            heads: order_by_score(h),
+            ffn: order_by_score(f),
+        })
         .collect();
     apply(net, &orders)?;
     Ok(orders)

@@ -14,7 +14,11 @@ pub fn active_adapter_params(spec: &SubnetSpec, teacher: &TeacherShape, rank: us
 }
 
 /// Adapter parameters with an extra gate projection (SwiGLU decoders: gate and up both d → f).
-pub fn active_adapter_params_swiglu(spec: &SubnetSpec, teacher: &TeacherShape, rank: usize) -> usize {
+pub fn active_adapter_params_swiglu(
+    spec: &SubnetSpec,
+    teacher: &TeacherShape,
+    rank: usize,
+) -> usize {
     let d = spec.hidden_or(teacher.hidden);
     active_adapter_params(spec, teacher, rank) + spec.layers.len() * rank * (d + spec.ffn)
 }
@@ -32,7 +36,14 @@ mod tests {
     use super::*;
 
     fn minilm() -> TeacherShape {
-        TeacherShape { layers: 3, heads: 12, heads_per_kv: 1, head_size: 32, ffn: 1536, hidden: 384 }
+        TeacherShape {
+            layers: 3,
+            heads: 12,
+            heads_per_kv: 1,
+            head_size: 32,
+            ffn: 1536,
+            hidden: 384,
+        }
     }
 
     #[test]
@@ -40,7 +51,10 @@ mod tests {
         let t = minilm();
         let max = SubnetSpec::maxnet(&t);
         // Per layer at r = 8: 4 attention linears of 384+384, FFN 2·(384+1536) → 8·6912.
-        assert_eq!(active_adapter_params(&max, &t, 8), 3 * 8 * (4 * 768 + 2 * 1920));
+        assert_eq!(
+            active_adapter_params(&max, &t, 8),
+            3 * 8 * (4 * 768 + 2 * 1920)
+        );
         let min: SubnetSpec = "layers=2;heads=3;ffn=384".parse().unwrap();
         // Per layer: (384+96)·4 + (384+384)·2 = 1920 + 1536 = 3456, times r.
         assert_eq!(active_adapter_params(&min, &t, 8), 8 * 3456);

@@ -32,7 +32,11 @@ impl SearchSpace {
     /// The space a run uses: the config's lists, or the teacher's sensible default where empty.
     pub fn new(teacher: TeacherShape, config: &SpaceConfig) -> Result<Self> {
         let pick = |given: &[usize], default: Vec<usize>| -> Vec<usize> {
-            let mut v = if given.is_empty() { default } else { given.to_vec() };
+            let mut v = if given.is_empty() {
+                default
+            } else {
+                given.to_vec()
+            };
             v.sort_unstable();
             v.dedup();
             v
@@ -172,7 +176,14 @@ mod tests {
     use super::*;
 
     fn minilm() -> TeacherShape {
-        TeacherShape { layers: 3, heads: 12, heads_per_kv: 1, head_size: 32, ffn: 1536, hidden: 384 }
+        TeacherShape {
+            layers: 3,
+            heads: 12,
+            heads_per_kv: 1,
+            head_size: 32,
+            ffn: 1536,
+            hidden: 384,
+        }
     }
 
     #[test]
@@ -195,16 +206,27 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(s.sample(1, &mut rng).layers.len(), 3);
         }
-        let depths: std::collections::BTreeSet<usize> = (0..200).map(|_| s.sample(2, &mut rng).layers.len()).collect();
+        let depths: std::collections::BTreeSet<usize> = (0..200)
+            .map(|_| s.sample(2, &mut rng).layers.len())
+            .collect();
         assert_eq!(depths.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 
     #[test]
     fn invalid_choices_name_the_field() {
-        let cfg = SpaceConfig { heads: vec![5, 13], ..Default::default() };
+        let cfg = SpaceConfig {
+            heads: vec![5, 13],
+            ..Default::default()
+        };
         let err = SearchSpace::new(minilm(), &cfg).unwrap_err().to_string();
         assert!(err.contains("space.heads"), "{err}");
-        let cfg = SpaceConfig { hidden: vec![100], ..Default::default() };
-        assert!(SearchSpace::new(minilm(), &cfg).unwrap_err().to_string().contains("space.hidden"));
+        let cfg = SpaceConfig {
+            hidden: vec![100],
+            ..Default::default()
+        };
+        assert!(SearchSpace::new(minilm(), &cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("space.hidden"));
     }
 }

@@ -92,7 +92,13 @@ impl Supernet {
         let projections = match projection_kind {
             ProjectionKind::Identity => Vec::new(),
             _ => (0..encoder.layers.len())
-                .map(|_| Ok(Var::from_tensor(&orthonormal(d, projection_dim, &mut rng)?)?))
+                .map(|_| {
+                    Ok(Var::from_tensor(&orthonormal(
+                        d,
+                        projection_dim,
+                        &mut rng,
+                    )?)?)
+                })
                 .collect::<Result<Vec<_>>>()?,
         };
         Ok(Self {
@@ -129,16 +135,36 @@ impl Supernet {
         for (l, layer) in self.encoder.layers.iter().enumerate() {
             for (i, lin) in layer.linears().iter().enumerate() {
                 if let Some(lora) = &lin.lora {
-                    out.push(Param { name: format!("adapter.{l}.{i}.a{stage}"), var: lora.a[stage].clone(), decay: true });
-                    out.push(Param { name: format!("adapter.{l}.{i}.b{stage}"), var: lora.b[stage].clone(), decay: true });
+                    out.push(Param {
+                        name: format!("adapter.{l}.{i}.a{stage}"),
+                        var: lora.a[stage].clone(),
+                        decay: true,
+                    });
+                    out.push(Param {
+                        name: format!("adapter.{l}.{i}.b{stage}"),
+                        var: lora.b[stage].clone(),
+                        decay: true,
+                    });
                 }
             }
         }
-        out.push(Param { name: "head.weight".into(), var: self.head_weight.clone(), decay: true });
-        out.push(Param { name: "head.bias".into(), var: self.head_bias.clone(), decay: false });
+        out.push(Param {
+            name: "head.weight".into(),
+            var: self.head_weight.clone(),
+            decay: true,
+        });
+        out.push(Param {
+            name: "head.bias".into(),
+            var: self.head_bias.clone(),
+            decay: false,
+        });
         if stage >= 1 && self.projection_kind == ProjectionKind::UnitNorm {
             for (l, p) in self.projections.iter().enumerate() {
-                out.push(Param { name: format!("projection.{l}"), var: p.clone(), decay: false });
+                out.push(Param {
+                    name: format!("projection.{l}"),
+                    var: p.clone(),
+                    decay: false,
+                });
             }
         }
         out
@@ -151,8 +177,14 @@ impl Supernet {
             for (i, lin) in layer.linears().iter().enumerate() {
                 if let Some(lora) = &lin.lora {
                     for s in 0..STAGES {
-                        out.push((format!("adapter.{l}.{i}.a{s}"), lora.a[s].as_tensor().clone()));
-                        out.push((format!("adapter.{l}.{i}.b{s}"), lora.b[s].as_tensor().clone()));
+                        out.push((
+                            format!("adapter.{l}.{i}.a{s}"),
+                            lora.a[s].as_tensor().clone(),
+                        ));
+                        out.push((
+                            format!("adapter.{l}.{i}.b{s}"),
+                            lora.b[s].as_tensor().clone(),
+                        ));
                     }
                 }
             }
@@ -168,9 +200,15 @@ impl Supernet {
     /// Restores tensors saved by [`Self::named_state`]; shapes must match.
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let set = |name: &str, var: &Var| -> Result<()> {
-            let t = tensors.get(name).with_context(|| format!("tensor '{name}' is missing"))?;
+            let t = tensors
+                .get(name)
+                .with_context(|| format!("tensor '{name}' is missing"))?;
             if t.dims() != var.dims() {
-                bail!("tensor '{name}' has shape {:?}, expected {:?}", t.dims(), var.dims());
+                bail!(
+                    "tensor '{name}' has shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                );
             }
             var.set(t)?;
             Ok(())
@@ -229,7 +267,9 @@ impl Supernet {
         let d_sub = last.dim(2)?;
         let pooled = mean_pool(last, mask)?;
         let w = self.head_weight.as_tensor().narrow(1, 0, d_sub)?;
-        Ok(pooled.matmul(&w.t()?)?.broadcast_add(self.head_bias.as_tensor())?)
+        Ok(pooled
+            .matmul(&w.t()?)?
+            .broadcast_add(self.head_bias.as_tensor())?)
     }
 }
 

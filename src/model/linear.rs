@@ -120,18 +120,30 @@ mod tests {
 
     fn random(shape: (usize, usize), seed: u64) -> Tensor {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let v: Vec<f32> = (0..shape.0 * shape.1).map(|_| rand::Rng::random_range(&mut rng, -1.0..1.0)).collect();
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| rand::Rng::random_range(&mut rng, -1.0..1.0))
+            .collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     /// A 12×10 layer with rank-3 adapters whose B are non-zero (as after training).
     fn trained_layer() -> ElasticLinear {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let mut lin = ElasticLinear::new(random((12, 10), 1), Some(random((1, 12), 2).flatten_all().unwrap()));
+        let mut lin = ElasticLinear::new(
+            random((12, 10), 1),
+            Some(random((1, 12), 2).flatten_all().unwrap()),
+        );
         let lora = StagedLowRank::new(12, 10, 3, 6.0, &mut rng).unwrap();
         for (s, b) in lora.b.iter().enumerate() {
             b.set(&random((12, 3), 10 + s as u64)).unwrap();
@@ -146,7 +158,11 @@ mod tests {
         let a = random((3, 10), 6);
         let full = b.matmul(&a).unwrap();
         let sliced_product = full.narrow(0, 0, 7).unwrap().narrow(1, 0, 4).unwrap();
-        let product_of_slices = b.narrow(0, 0, 7).unwrap().matmul(&a.narrow(1, 0, 4).unwrap()).unwrap();
+        let product_of_slices = b
+            .narrow(0, 0, 7)
+            .unwrap()
+            .matmul(&a.narrow(1, 0, 4).unwrap())
+            .unwrap();
         assert!(max_diff(&sliced_product, &product_of_slices) < 1e-6);
     }
 
@@ -159,13 +175,28 @@ mod tests {
             let mut lin = trained_layer();
             lin.set_active_stage(active).unwrap();
             let lora = lin.lora.as_ref().unwrap();
-            let mut w = lin.weight_pre.narrow(0, 0, 7).unwrap().narrow(1, 0, 4).unwrap();
+            let mut w = lin
+                .weight_pre
+                .narrow(0, 0, 7)
+                .unwrap()
+                .narrow(1, 0, 4)
+                .unwrap();
             for s in 0..STAGES {
-                let ba = lora.dense(s).unwrap().narrow(0, 0, 7).unwrap().narrow(1, 0, 4).unwrap();
+                let ba = lora
+                    .dense(s)
+                    .unwrap()
+                    .narrow(0, 0, 7)
+                    .unwrap()
+                    .narrow(1, 0, 4)
+                    .unwrap();
                 w = (w + ba).unwrap();
             }
             let bias = lin.bias.as_ref().unwrap().narrow(0, 0, 7).unwrap();
-            let expected = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+            let expected = x
+                .matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap();
             let got = lin.forward(&x, 7).unwrap();
             assert!(max_diff(&got, &expected) < 1e-4, "active stage {active:?}");
         }
@@ -176,19 +207,36 @@ mod tests {
         let mut lin = trained_layer();
         lin.set_active_stage(Some(1)).unwrap();
         let x = Var::from_tensor(&random((5, 10), 8)).unwrap();
-        let loss = lin.forward(x.as_tensor(), 12).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = lin
+            .forward(x.as_tensor(), 12)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let lora = lin.lora.as_ref().unwrap();
         assert!(grads.get(lora.a[1].as_tensor()).is_some());
         assert!(grads.get(lora.b[1].as_tensor()).is_some());
         for s in [0, 2] {
-            assert!(grads.get(lora.a[s].as_tensor()).is_none(), "stage {s} A got a gradient");
-            assert!(grads.get(lora.b[s].as_tensor()).is_none(), "stage {s} B got a gradient");
+            assert!(
+                grads.get(lora.a[s].as_tensor()).is_none(),
+                "stage {s} A got a gradient"
+            );
+            assert!(
+                grads.get(lora.b[s].as_tensor()).is_none(),
+                "stage {s} B got a gradient"
+            );
         }
         // The input gradient through the frozen matmul equals candle's own matmul gradient.
         let w = lin.weight_eff.clone();
         let x2 = Var::from_tensor(x.as_tensor()).unwrap();
-        let plain = x2.as_tensor().matmul(&w.t().unwrap()).unwrap().broadcast_add(lin.bias.as_ref().unwrap()).unwrap();
+        let plain = x2
+            .as_tensor()
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(lin.bias.as_ref().unwrap())
+            .unwrap();
         let plain = (plain + lora.delta(1, x2.as_tensor(), 12).unwrap()).unwrap();
         let g2 = plain.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let ours = grads.get(x.as_tensor()).unwrap();

@@ -19,14 +19,24 @@ pub struct StagedLowRank {
 
 impl StagedLowRank {
     /// LoRA initialisation: A ~ N(0, 1/d_in) (Kaiming-like), B = 0.
-    pub fn new(d_out: usize, d_in: usize, rank: usize, alpha: f64, rng: &mut StdRng) -> Result<Self> {
+    pub fn new(
+        d_out: usize,
+        d_in: usize,
+        rank: usize,
+        alpha: f64,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
         let std = (1.0 / d_in as f64).sqrt();
         let normal = Normal::new(0.0f32, std as f32).map_err(candle_core::Error::wrap)?;
         let mut a = Vec::with_capacity(STAGES);
         let mut b = Vec::with_capacity(STAGES);
         for _ in 0..STAGES {
             let values: Vec<f32> = (0..rank * d_in).map(|_| normal.sample(rng)).collect();
-            a.push(Var::from_tensor(&Tensor::from_vec(values, (rank, d_in), &Device::Cpu)?)?);
+            a.push(Var::from_tensor(&Tensor::from_vec(
+                values,
+                (rank, d_in),
+                &Device::Cpu,
+            )?)?);
             b.push(Var::zeros((d_out, rank), DType::F32, &Device::Cpu)?);
         }
         Ok(Self {
@@ -52,7 +62,10 @@ impl StagedLowRank {
 
     /// The dense `scale · B_s A_s` of one stage (for merging; never on the training path).
     pub fn dense(&self, stage: usize) -> Result<Tensor> {
-        self.b[stage].as_tensor().matmul(self.a[stage].as_tensor())? * self.scale
+        self.b[stage]
+            .as_tensor()
+            .matmul(self.a[stage].as_tensor())?
+            * self.scale
     }
 
     /// Trainable parameters of one stage restricted to a sliced `out_n × in_n` block.

@@ -190,36 +190,99 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(d < tol, "max diff {d}");
     }
 
     #[test]
     fn fused_ops_match_candle_reference_in_value_and_gradient() {
-        let x = Var::from_tensor(&Tensor::arange(0f32, 24.0, &Device::Cpu).unwrap().reshape((4, 6)).unwrap().sin().unwrap()).unwrap();
+        let x = Var::from_tensor(
+            &Tensor::arange(0f32, 24.0, &Device::Cpu)
+                .unwrap()
+                .reshape((4, 6))
+                .unwrap()
+                .sin()
+                .unwrap(),
+        )
+        .unwrap();
         let gamma = Tensor::new(&[1.0f32, 0.5, 2.0, -1.0, 0.3, 1.2], &Device::Cpu).unwrap();
         let beta = Tensor::new(&[0.1f32, 0.0, -0.2, 0.3, 0.0, 0.5], &Device::Cpu).unwrap();
-        let weights = Tensor::arange(0f32, 24.0, &Device::Cpu).unwrap().reshape((4, 6)).unwrap().cos().unwrap();
+        let weights = Tensor::arange(0f32, 24.0, &Device::Cpu)
+            .unwrap()
+            .reshape((4, 6))
+            .unwrap()
+            .cos()
+            .unwrap();
 
         let ours = frozen_norm(x.as_tensor(), &gamma, Some(&beta), 1e-5, NormKind::Layer).unwrap();
-        let reference = candle_nn::ops::layer_norm_slow(x.as_tensor(), &gamma, &beta, 1e-5).unwrap();
+        let reference =
+            candle_nn::ops::layer_norm_slow(x.as_tensor(), &gamma, &beta, 1e-5).unwrap();
         close(&ours, &reference, 1e-5);
-        let g1 = (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        close(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap(), 1e-4);
+        let g1 = (ours * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (reference * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        close(
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+            1e-4,
+        );
 
         let ours = frozen_norm(x.as_tensor(), &gamma, None, 1e-5, NormKind::Rms).unwrap();
         let reference = candle_nn::ops::rms_norm_slow(x.as_tensor(), &gamma, 1e-5).unwrap();
         close(&ours, &reference, 1e-5);
-        let g1 = (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        close(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap(), 1e-4);
+        let g1 = (ours * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (reference * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        close(
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+            1e-4,
+        );
 
         let ours = softmax_last_dim(x.as_tensor()).unwrap();
         let reference = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
         close(&ours, &reference, 1e-6);
-        let g1 = (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        close(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap(), 1e-5);
+        let g1 = (ours * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (reference * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        close(
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+            1e-5,
+        );
     }
 }

@@ -52,7 +52,10 @@ impl SubnetSpec {
         }
         for pair in self.layers.windows(2) {
             if pair[0] >= pair[1] {
-                bail!("subnet layers must be strictly increasing, got {:?}", self.layers);
+                bail!(
+                    "subnet layers must be strictly increasing, got {:?}",
+                    self.layers
+                );
             }
         }
         if let Some(&bad) = self.layers.iter().find(|&&l| l >= t.layers) {
@@ -65,7 +68,11 @@ impl SubnetSpec {
             bail!("subnet heads must be at least 1");
         }
         if self.heads > t.heads {
-            bail!("subnet heads {} exceed the teacher's {}", self.heads, t.heads);
+            bail!(
+                "subnet heads {} exceed the teacher's {}",
+                self.heads,
+                t.heads
+            );
         }
         if self.heads % t.heads_per_kv != 0 {
             bail!(
@@ -88,7 +95,10 @@ impl SubnetSpec {
                 bail!("subnet hidden {h} exceeds the teacher's {}", t.hidden);
             }
             if h % t.head_size != 0 {
-                bail!("subnet hidden {h} must be a multiple of the head size {}", t.head_size);
+                bail!(
+                    "subnet hidden {h} must be a multiple of the head size {}",
+                    t.head_size
+                );
             }
         }
         Ok(())

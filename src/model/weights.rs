@@ -19,8 +19,9 @@ impl WeightStore {
     pub fn load(path: &Path, prefixes: &[&str]) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("{}: cannot read weights file", path.display()))?;
-        let tensors = parse_safetensors(&bytes)
-            .with_context(|| format!("{}: corrupt or truncated safetensors file", path.display()))?;
+        let tensors = parse_safetensors(&bytes).with_context(|| {
+            format!("{}: corrupt or truncated safetensors file", path.display())
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
             tensors,
@@ -63,12 +64,9 @@ impl WeightStore {
 
     /// The tensor `name`, checked against the expected shape.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let tensor = self.lookup(name).ok_or_else(|| {
-            anyhow!(
-                "{}: tensor '{name}' is missing",
-                self.path.display()
-            )
-        })?;
+        let tensor = self
+            .lookup(name)
+            .ok_or_else(|| anyhow!("{}: tensor '{name}' is missing", self.path.display()))?;
         if tensor.dims() != shape {
             bail!(
                 "{}: tensor '{name}' has shape {:?}, expected {:?}",

@@ -33,7 +33,11 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
 }
 
 /// Writes a checkpoint into a temp folder, marks it complete, then renames it into place.
-pub fn save(run_dir: &Path, state: &CheckpointState, tensors: &[(String, Tensor)]) -> Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    state: &CheckpointState,
+    tensors: &[(String, Tensor)],
+) -> Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
     std::fs::create_dir_all(&root)
         .with_context(|| format!("{}: cannot create checkpoint folder", root.display()))?;
@@ -81,7 +85,9 @@ fn prune(root: &Path) -> Result<()> {
 }
 
 /// The latest complete checkpoint of a run, if any.
-pub fn latest(run_dir: &Path) -> Result<Option<(CheckpointState, HashMap<String, Tensor>, PathBuf)>> {
+pub fn latest(
+    run_dir: &Path,
+) -> Result<Option<(CheckpointState, HashMap<String, Tensor>, PathBuf)>> {
     let Some(dir) = complete_checkpoints(&checkpoints_dir(run_dir)).pop() else {
         return Ok(None);
     };

@@ -250,13 +250,22 @@ impl RunConfig {
             })
         };
         if self.max_seq_len < 8 || self.max_seq_len > 512 {
-            bad("max_seq_len", format!("{} is outside 8..=512", self.max_seq_len));
+            bad(
+                "max_seq_len",
+                format!("{} is outside 8..=512", self.max_seq_len),
+            );
         }
         if self.batch_size == 0 || self.batch_size > 4096 {
-            bad("batch_size", format!("{} is outside 1..=4096", self.batch_size));
+            bad(
+                "batch_size",
+                format!("{} is outside 1..=4096", self.batch_size),
+            );
         }
         if self.stages.len() != 3 {
-            bad("stages", format!("needs exactly 3 stages, found {}", self.stages.len()));
+            bad(
+                "stages",
+                format!("needs exactly 3 stages, found {}", self.stages.len()),
+            );
         }
         for (i, s) in self.stages.iter().enumerate() {
             if !(s.learning_rate > 0.0 && s.learning_rate < 1.0) {
@@ -273,7 +282,10 @@ impl RunConfig {
             }
             let zero = matches!(s.budget, Budget::Epochs(0) | Budget::Steps(0));
             if s.enabled && zero {
-                bad(&format!("stages[{i}].budget"), "an enabled stage needs at least one epoch or step".into());
+                bad(
+                    &format!("stages[{i}].budget"),
+                    "an enabled stage needs at least one epoch or step".into(),
+                );
             }
         }
         if self.stages.iter().all(|s| !s.enabled) && self.stages.len() == 3 {
@@ -283,7 +295,10 @@ impl RunConfig {
             bad("rank", format!("{} is outside 1..=256", self.rank));
         }
         if !(self.lora_alpha > 0.0) {
-            bad("lora_alpha", format!("{} must be positive", self.lora_alpha));
+            bad(
+                "lora_alpha",
+                format!("{} must be positive", self.lora_alpha),
+            );
         }
         if !(self.gamma >= 0.0 && self.gamma <= 4.0) {
             bad("gamma", format!("{} is outside [0, 4]", self.gamma));
@@ -296,13 +311,19 @@ impl RunConfig {
             bad("distill.beta", format!("{} must be non-negative", d.beta));
         }
         if !(d.temperature > 0.0) {
-            bad("distill.temperature", format!("{} must be positive", d.temperature));
+            bad(
+                "distill.temperature",
+                format!("{} must be positive", d.temperature),
+            );
         }
         if d.projection_dim == 0 {
             bad("distill.projection_dim", "must be at least 1".into());
         }
         if self.random_subnets > 16 {
-            bad("random_subnets", format!("{} is more than 16", self.random_subnets));
+            bad(
+                "random_subnets",
+                format!("{} is more than 16", self.random_subnets),
+            );
         }
         for (field, list) in [
             ("space.depths", &self.space.depths),
@@ -315,16 +336,28 @@ impl RunConfig {
             }
         }
         if !(self.weight_decay >= 0.0) {
-            bad("weight_decay", format!("{} must be non-negative", self.weight_decay));
+            bad(
+                "weight_decay",
+                format!("{} must be non-negative", self.weight_decay),
+            );
         }
         if !(self.grad_clip >= 0.0) {
-            bad("grad_clip", format!("{} must be non-negative (0 disables)", self.grad_clip));
+            bad(
+                "grad_clip",
+                format!("{} must be non-negative (0 disables)", self.grad_clip),
+            );
         }
         if self.palette.latency_runs < 20 {
-            bad("palette.latency_runs", format!("{} is fewer than 20", self.palette.latency_runs));
+            bad(
+                "palette.latency_runs",
+                format!("{} is fewer than 20", self.palette.latency_runs),
+            );
         }
         if self.palette.latency_seq_len < 2 || self.palette.latency_seq_len > 512 {
-            bad("palette.latency_seq_len", format!("{} is outside 2..=512", self.palette.latency_seq_len));
+            bad(
+                "palette.latency_seq_len",
+                format!("{} is outside 2..=512", self.palette.latency_seq_len),
+            );
         }
         errors
     }

@@ -30,7 +30,12 @@ pub fn read_examples(path: &Path, text_col: &str, label_col: &str) -> Result<Vec
     Ok(examples)
 }
 
-fn read_jsonl(path: &Path, content: &str, text_col: &str, label_col: &str) -> Result<Vec<RawExample>> {
+fn read_jsonl(
+    path: &Path,
+    content: &str,
+    text_col: &str,
+    label_col: &str,
+) -> Result<Vec<RawExample>> {
     let mut out = Vec::new();
     for (i, line) in content.lines().enumerate() {
         if line.trim().is_empty() {
@@ -237,13 +242,20 @@ impl Dataset {
         max_len: usize,
     ) -> Result<Self> {
         let resolve = super::config::RunConfig::resolve;
-        let (tp, dp, sp) = (resolve(&config.train), resolve(&config.dev), resolve(&config.test));
+        let (tp, dp, sp) = (
+            resolve(&config.train),
+            resolve(&config.dev),
+            resolve(&config.test),
+        );
         let train_raw = read_examples(&tp, &config.text_column, &config.label_column)?;
         let dev_raw = read_examples(&dp, &config.text_column, &config.label_column)?;
         let test_raw = read_examples(&sp, &config.text_column, &config.label_column)?;
         let labels = LabelMap::from_train(&train_raw);
         if labels.names.len() < 2 {
-            bail!("{}: the training set has fewer than two labels", tp.display());
+            bail!(
+                "{}: the training set has fewer than two labels",
+                tp.display()
+            );
         }
         Ok(Self {
             train: Split::build(&tp, &train_raw, &labels, tokenizer, max_len)?,
@@ -262,13 +274,19 @@ mod tests {
     fn csv_with_quotes_and_string_labels() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.csv");
-        std::fs::write(&p, "id,sentence,polarity\n1,\"good, really \"\"good\"\"\",pos\n2,bad,neg\n").unwrap();
+        std::fs::write(
+            &p,
+            "id,sentence,polarity\n1,\"good, really \"\"good\"\"\",pos\n2,bad,neg\n",
+        )
+        .unwrap();
         let ex = read_examples(&p, "sentence", "polarity").unwrap();
         assert_eq!(ex[0].text, "good, really \"good\"");
         assert_eq!(ex[1].label, "neg");
         let map = LabelMap::from_train(&ex);
         assert_eq!(map.names, vec!["neg", "pos"]);
-        let err = read_examples(&p, "text", "polarity").unwrap_err().to_string();
+        let err = read_examples(&p, "text", "polarity")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no column named 'text'"), "{err}");
     }
 
@@ -278,14 +296,20 @@ mod tests {
         let p = dir.path().join("d.jsonl");
         std::fs::write(&p, "\n").unwrap();
         let err = read_examples(&p, "text", "label").unwrap_err().to_string();
-        assert!(err.contains("holds no examples") && err.contains("d.jsonl"), "{err}");
+        assert!(
+            err.contains("holds no examples") && err.contains("d.jsonl"),
+            "{err}"
+        );
     }
 
     #[test]
     fn integer_labels_keep_numeric_order() {
         let ex: Vec<RawExample> = ["10", "2", "1"]
             .iter()
-            .map(|l| RawExample { text: "x".into(), label: l.to_string() })
+            .map(|l| RawExample {
+                text: "x".into(),
+                label: l.to_string(),
+            })
             .collect();
         assert_eq!(LabelMap::from_train(&ex).names, vec!["1", "2", "10"]);
     }

@@ -23,8 +23,14 @@ impl AdamW {
     /// Zero moments for `params`.
     pub fn new(params: Vec<Param>, weight_decay: f64) -> Result<Self> {
         let zeros = |p: &Param| p.var.as_tensor().zeros_like();
-        let first_moment = params.iter().map(zeros).collect::<candle_core::Result<_>>()?;
-        let second_moment = params.iter().map(zeros).collect::<candle_core::Result<_>>()?;
+        let first_moment = params
+            .iter()
+            .map(zeros)
+            .collect::<candle_core::Result<_>>()?;
+        let second_moment = params
+            .iter()
+            .map(zeros)
+            .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             params,
             first_moment,
@@ -70,7 +76,11 @@ impl AdamW {
     /// Returns the gradient norm before clipping.
     pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64, clip: f64) -> Result<f64> {
         let norm = Self::grad_norm(grads)?;
-        let factor = if clip > 0.0 && norm > clip { clip / norm } else { 1.0 };
+        let factor = if clip > 0.0 && norm > clip {
+            clip / norm
+        } else {
+            1.0
+        };
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
@@ -106,7 +116,10 @@ impl AdamW {
     /// Restores moments saved by [`Self::state`].
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, t: usize) -> Result<()> {
         for (i, p) in self.params.iter().enumerate() {
-            for (prefix, slot) in [("m", &mut self.first_moment[i]), ("v", &mut self.second_moment[i])] {
+            for (prefix, slot) in [
+                ("m", &mut self.first_moment[i]),
+                ("v", &mut self.second_moment[i]),
+            ] {
                 let name = format!("adam.{prefix}.{}", p.name);
                 let saved = tensors
                     .get(&name)
@@ -144,9 +157,16 @@ mod tests {
     fn adamw_first_step_matches_the_formula() {
         // After one step Adam moves each weight by lr·sign(g) (bias-corrected m/√v = ±1).
         let var = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
-        let params = vec![Param { name: "w".into(), var: var.clone(), decay: true }];
+        let params = vec![Param {
+            name: "w".into(),
+            var: var.clone(),
+            decay: true,
+        }];
         let mut opt = AdamW::new(params, 0.1).unwrap();
-        let loss = (var.as_tensor() * Tensor::new(&[3.0f32, -0.5], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
+        let loss = (var.as_tensor() * Tensor::new(&[3.0f32, -0.5], &Device::Cpu).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let mut acc = Vec::new();
         opt.accumulate(&grads, &mut acc).unwrap();

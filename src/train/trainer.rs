@@ -92,11 +92,14 @@ impl Trainer {
                 rewire::apply(&mut trainer.net, orders)?;
             }
             trainer.orders = state.orders.clone();
-            trainer.net.load_state(&tensors)
+            trainer
+                .net
+                .load_state(&tensors)
                 .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             trainer.global_step = state.global_step;
             if let Some(stage) = state.optimizer_stage {
-                let mut opt = AdamW::new(trainer.net.trainable(stage), trainer.config.weight_decay)?;
+                let mut opt =
+                    AdamW::new(trainer.net.trainable(stage), trainer.config.weight_decay)?;
                 opt.load_state(&tensors, state.optimizer_t)?;
                 trainer.optimizer = Some((stage, opt));
             }
@@ -113,8 +116,9 @@ impl Trainer {
         let weights = run_dir.join("supernet.safetensors");
         if weights.is_file() {
             let meta_path = run_dir.join("supernet.json");
-            let text = std::fs::read_to_string(&meta_path)
-                .with_context(|| format!("{}: cannot read supernet metadata", meta_path.display()))?;
+            let text = std::fs::read_to_string(&meta_path).with_context(|| {
+                format!("{}: cannot read supernet metadata", meta_path.display())
+            })?;
             let meta: SupernetMeta = serde_json::from_str(&text)
                 .with_context(|| format!("{}: invalid supernet metadata", meta_path.display()))?;
             if let Some(orders) = &meta.orders {
@@ -122,7 +126,9 @@ impl Trainer {
             }
             trainer.orders = meta.orders;
             let tensors = crate::model::weights::WeightStore::load(&weights, &[])?.into_tensors();
-            trainer.net.load_state(&tensors)
+            trainer
+                .net
+                .load_state(&tensors)
                 .with_context(|| format!("{}: does not fit this run", weights.display()))?;
             trainer.global_step = trainer.total_steps();
         } else if let Some((state, tensors, dir)) = checkpoint::latest(run_dir)? {
@@ -130,11 +136,16 @@ impl Trainer {
                 rewire::apply(&mut trainer.net, orders)?;
             }
             trainer.orders = state.orders;
-            trainer.net.load_state(&tensors)
+            trainer
+                .net
+                .load_state(&tensors)
                 .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             trainer.global_step = state.global_step;
         } else {
-            bail!("{}: no trained supernet and no checkpoint yet", run_dir.display());
+            bail!(
+                "{}: no trained supernet and no checkpoint yet",
+                run_dir.display()
+            );
         }
         trainer.net.set_stage(None)?;
         Ok(trainer)
@@ -250,8 +261,20 @@ impl Trainer {
             }
             if flow == Flow::Stop {
                 let path = self.save_checkpoint()?;
-                self.emit(TrainEvent::CheckpointSaved { global_step: self.global_step, path: path.display().to_string() }, sink);
-                self.emit(TrainEvent::Finished { global_step: self.global_step, stopped: true }, sink);
+                self.emit(
+                    TrainEvent::CheckpointSaved {
+                        global_step: self.global_step,
+                        path: path.display().to_string(),
+                    },
+                    sink,
+                );
+                self.emit(
+                    TrainEvent::Finished {
+                        global_step: self.global_step,
+                        stopped: true,
+                    },
+                    sink,
+                );
                 return Ok(true);
             }
             let started = Instant::now();
@@ -270,18 +293,41 @@ impl Trainer {
                 sink,
             );
             let stage_end = step_in_stage + 1 == self.stage_steps[stage];
-            if stage_end || (self.config.eval_every > 0 && self.global_step % self.config.eval_every == 0) {
+            if stage_end
+                || (self.config.eval_every > 0 && self.global_step % self.config.eval_every == 0)
+            {
                 self.dev_eval(stage, sink)?;
             }
-            if stage_end || (self.config.checkpoint_every > 0 && self.global_step % self.config.checkpoint_every == 0) {
+            if stage_end
+                || (self.config.checkpoint_every > 0
+                    && self.global_step % self.config.checkpoint_every == 0)
+            {
                 let path = self.save_checkpoint()?;
-                self.emit(TrainEvent::CheckpointSaved { global_step: self.global_step, path: path.display().to_string() }, sink);
+                self.emit(
+                    TrainEvent::CheckpointSaved {
+                        global_step: self.global_step,
+                        path: path.display().to_string(),
+                    },
+                    sink,
+                );
             }
         }
         self.net.set_stage(None)?;
         self.save_supernet()?;
-        self.emit(TrainEvent::log("info", format!("trained supernet saved in {}", self.run_dir.display())), sink);
-        self.emit(TrainEvent::Finished { global_step: self.global_step, stopped: false }, sink);
+        self.emit(
+            TrainEvent::log(
+                "info",
+                format!("trained supernet saved in {}", self.run_dir.display()),
+            ),
+            sink,
+        );
+        self.emit(
+            TrainEvent::Finished {
+                global_step: self.global_step,
+                stopped: false,
+            },
+            sink,
+        );
         Ok(false)
     }
 
@@ -292,13 +338,26 @@ impl Trainer {
             let batches = self.rewire_batches()?;
             let orders = rewire::rewire(&mut self.net, &batches)?;
             self.orders = Some(orders);
-            self.emit(TrainEvent::log("info", format!("rewired heads and FFN neurons by importance on {} batches", batches.len())), sink);
+            self.emit(
+                TrainEvent::log(
+                    "info",
+                    format!(
+                        "rewired heads and FFN neurons by importance on {} batches",
+                        batches.len()
+                    ),
+                ),
+                sink,
+            );
         }
         self.net.set_stage(Some(stage))?;
         let params = self.net.trainable(stage);
         self.optimizer = Some((stage, AdamW::new(params, self.config.weight_decay)?));
         self.emit(
-            TrainEvent::StageStarted { stage, global_step: self.global_step, steps: self.stage_steps[stage] },
+            TrainEvent::StageStarted {
+                stage,
+                global_step: self.global_step,
+                steps: self.stage_steps[stage],
+            },
             sink,
         );
         Ok(())
@@ -331,10 +390,20 @@ impl Trainer {
     }
 
     /// One optimizer step of `stage`; returns each subnet's loss, the gradient norm and the lr.
-    pub fn train_step(&mut self, stage: usize, step_in_stage: usize) -> Result<(Vec<SubnetLoss>, f64, f64)> {
+    pub fn train_step(
+        &mut self,
+        stage: usize,
+        step_in_stage: usize,
+    ) -> Result<(Vec<SubnetLoss>, f64, f64)> {
         let idx = self.step_indices(stage, step_in_stage);
         let (ids, mask, labels) = self.labelled_batch(&idx)?;
-        let specs = sample_step(&self.space, stage, self.config.random_subnets, self.config.seed, self.global_step);
+        let specs = sample_step(
+            &self.space,
+            stage,
+            self.config.random_subnets,
+            self.config.seed,
+            self.global_step,
+        );
         let teacher = self.space.teacher;
         let n_max = active_adapter_params(&specs[0], &teacher, self.config.rank);
         let weights = DistillWeights {
@@ -342,7 +411,10 @@ impl Trainer {
             beta: self.config.distill.beta,
             temperature: self.config.distill.temperature,
         };
-        let (_, opt) = self.optimizer.as_ref().context("optimizer not initialised")?;
+        let (_, opt) = self
+            .optimizer
+            .as_ref()
+            .context("optimizer not initialised")?;
         let mut grads = Vec::new();
         let max_out = self.net.forward(&ids, &mask, &specs[0], None)?;
         let max_loss = cross_entropy(&max_out.logits, &labels)?;
@@ -353,7 +425,12 @@ impl Trainer {
         }];
         opt.accumulate(&max_loss.backward()?, &mut grads)?;
         let target_logits = max_out.logits.detach();
-        let target_hidden: Vec<Tensor> = max_out.hidden.hidden_states.iter().map(|h| h.detach()).collect();
+        let target_hidden: Vec<Tensor> = max_out
+            .hidden
+            .hidden_states
+            .iter()
+            .map(|h| h.detach())
+            .collect();
         drop(max_out);
         for spec in &specs[1..] {
             let out = self.net.forward(&ids, &mask, spec, None)?;
@@ -376,7 +453,11 @@ impl Trainer {
             let loss = combine(&task, &kd, &features, weights)?;
             let n_j = active_adapter_params(spec, &teacher, self.config.rank);
             let w = gradient_scale(n_max, n_j, self.config.gamma);
-            losses.push(SubnetLoss { subnet: spec.to_string(), loss: loss.to_scalar::<f32>()? as f64, weight: w });
+            losses.push(SubnetLoss {
+                subnet: spec.to_string(),
+                loss: loss.to_scalar::<f32>()? as f64,
+                weight: w,
+            });
             // Gradient scaling: the subnet's loss enters the sum with weight (n₁/nⱼ)^γ.
             opt.accumulate(&(loss * w)?.backward()?, &mut grads)?;
         }
@@ -384,7 +465,10 @@ impl Trainer {
         let steps = self.stage_steps[stage];
         let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;
         let lr = learning_rate(step_in_stage, steps, warmup, stage_cfg.learning_rate);
-        let (_, opt) = self.optimizer.as_mut().context("optimizer not initialised")?;
+        let (_, opt) = self
+            .optimizer
+            .as_mut()
+            .context("optimizer not initialised")?;
         let grad_norm = opt.step(&grads, lr, self.config.grad_clip)?;
         self.net.renormalise_projections()?;
         Ok((losses, grad_norm, lr))
@@ -406,9 +490,20 @@ impl Trainer {
         let mut results = Vec::new();
         for (role, spec) in self.report_subnets() {
             let accuracy = split_accuracy(&self.net, &self.data.dev, &spec, self.pad_id)?;
-            results.push(SubnetAccuracy { role, subnet: spec.to_string(), accuracy });
+            results.push(SubnetAccuracy {
+                role,
+                subnet: spec.to_string(),
+                accuracy,
+            });
         }
-        self.emit(TrainEvent::DevEval { stage, global_step: self.global_step, results }, sink);
+        self.emit(
+            TrainEvent::DevEval {
+                stage,
+                global_step: self.global_step,
+                results,
+            },
+            sink,
+        );
         Ok(())
     }
 
@@ -421,13 +516,21 @@ impl Trainer {
             }
             None => (None, 0),
         };
-        let state = CheckpointState { global_step: self.global_step, optimizer_stage, optimizer_t, orders: self.orders.clone() };
+        let state = CheckpointState {
+            global_step: self.global_step,
+            optimizer_stage,
+            optimizer_t,
+            orders: self.orders.clone(),
+        };
         checkpoint::save(&self.run_dir, &state, &tensors)
     }
 
     /// Writes the trained supernet (adapters, head, projections) and its metadata.
     pub fn save_supernet(&self) -> Result<()> {
-        crate::model::weights::save_f32(&self.run_dir.join("supernet.safetensors"), &self.net.named_state())?;
+        crate::model::weights::save_f32(
+            &self.run_dir.join("supernet.safetensors"),
+            &self.net.named_state(),
+        )?;
         let meta = SupernetMeta {
             teacher: RunConfig::resolve(&self.config.teacher),
             labels: self.data.labels.names.clone(),
@@ -435,6 +538,9 @@ impl Trainer {
             lora_alpha: self.config.lora_alpha,
             orders: self.orders.clone(),
         };
-        crate::util::write_atomic(&self.run_dir.join("supernet.json"), &serde_json::to_vec_pretty(&meta)?)
+        crate::util::write_atomic(
+            &self.run_dir.join("supernet.json"),
+            &serde_json::to_vec_pretty(&meta)?,
+        )
     }
 }

@@ -13,11 +13,17 @@ use std::thread::JoinHandle;
 #[derive(Debug, Clone)]
 pub enum StartRequest {
     /// A new run with this configuration in this folder.
-    New { config: Box<RunConfig>, run_dir: PathBuf },
+    New {
+        config: Box<RunConfig>,
+        run_dir: PathBuf,
+    },
     /// Continue the run in this folder from its latest checkpoint.
     Resume { run_dir: PathBuf },
     /// Measure the palette of a trained run: all subnets (`None`) or the listed specs.
-    Palette { run_dir: PathBuf, subnets: Option<Vec<String>> },
+    Palette {
+        run_dir: PathBuf,
+        subnets: Option<Vec<String>>,
+    },
 }
 
 /// The client's side of a running trainer thread.
@@ -121,22 +127,33 @@ pub fn spawn(request: StartRequest, wake: Option<Arc<dyn Fn() + Send + Sync>>) -
             }));
             match result {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => send(TrainEvent::Failed { error: format!("{e:#}") }),
+                Ok(Err(e)) => send(TrainEvent::Failed {
+                    error: format!("{e:#}"),
+                }),
                 Err(panic) => {
                     let what = panic
                         .downcast_ref::<String>()
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_else(|| "unknown panic".into());
-                    send(TrainEvent::Failed { error: format!("the trainer crashed: {what}") });
+                    send(TrainEvent::Failed {
+                        error: format!("the trainer crashed: {what}"),
+                    });
                 }
             }
         })
         .map_err(|e| {
-            let _ = ev_fail.send(TrainEvent::Failed { error: format!("cannot start the trainer thread: {e}") });
+            let _ = ev_fail.send(TrainEvent::Failed {
+                error: format!("cannot start the trainer thread: {e}"),
+            });
         })
         .ok();
-    TrainerHandle { commands: cmd_tx, events: ev_rx, stop, join }
+    TrainerHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        stop,
+        join,
+    }
 }
 
 fn run_request(
@@ -209,12 +226,17 @@ fn run_palette(
     send(TrainEvent::PaletteStarted { count: specs.len() });
     let mut on_entry = |e: &crate::train::protocol::PaletteEntry| {
         send(TrainEvent::PaletteResult(e.clone()));
-        let stopped = stop.load(Ordering::SeqCst)
-            || commands.try_iter().any(|c| c == TrainCmd::Stop);
+        let stopped =
+            stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop);
         !stopped
     };
     let (entries, path) = crate::eval::palette::evaluate_palette(trainer, &specs, &mut on_entry)?;
-    send(TrainEvent::log("info", crate::eval::palette::storage_summary(trainer, &entries)?));
-    send(TrainEvent::PaletteFinished { csv_path: path.display().to_string() });
+    send(TrainEvent::log(
+        "info",
+        crate::eval::palette::storage_summary(trainer, &entries)?,
+    ));
+    send(TrainEvent::PaletteFinished {
+        csv_path: path.display().to_string(),
+    });
     Ok(())
 }

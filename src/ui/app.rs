@@ -88,14 +88,28 @@ pub enum UiCommand {
 
 /// The space lists as editable text.
 fn space_text(config: &RunConfig) -> [String; 4] {
-    let join = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
-    [join(&config.space.depths), join(&config.space.heads), join(&config.space.ffn), join(&config.space.hidden)]
+    let join = |v: &[usize]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    [
+        join(&config.space.depths),
+        join(&config.space.heads),
+        join(&config.space.ffn),
+        join(&config.space.hidden),
+    ]
 }
 
 /// `*.ron` files of a presets folder, sorted.
 pub fn list_presets(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "ron")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
@@ -180,7 +194,9 @@ impl StudioApp {
 
     /// True when Start may be pressed.
     pub fn can_start(&self) -> bool {
-        self.errors.is_empty() && !self.run.status.is_active() && self.run.status != RunStatus::MeasuringPalette
+        self.errors.is_empty()
+            && !self.run.status.is_active()
+            && self.run.status != RunStatus::MeasuringPalette
     }
 
     /// Drains trainer events, dialog answers and export results (never blocks).
@@ -196,7 +212,8 @@ impl StudioApp {
                     if self.run.status == RunStatus::MeasuringPalette {
                         self.run.status = RunStatus::Finished;
                     } else {
-                        self.run.status = RunStatus::Failed("the trainer stopped without a result".into());
+                        self.run.status =
+                            RunStatus::Failed("the trainer stopped without a result".into());
                     }
                 }
                 self.handle = None;
@@ -248,7 +265,18 @@ impl StudioApp {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let name: String = self.config.name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let name: String = self
+            .config
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         self.runs_root.join(format!("{name}-{stamp}"))
     }
 
@@ -260,7 +288,10 @@ impl StudioApp {
                     return;
                 }
                 let run_dir = self.new_run_dir();
-                self.begin(StartRequest::New { config: Box::new(self.config.clone()), run_dir });
+                self.begin(StartRequest::New {
+                    config: Box::new(self.config.clone()),
+                    run_dir,
+                });
             }
             UiCommand::ResumeRun(dir) => {
                 self.resume_offer = None;
@@ -296,7 +327,13 @@ impl StudioApp {
                 } else if let Some(dir) = self.run.run_dir.clone() {
                     let listed = &self.config.palette.subnets;
                     let subnets = (!listed.is_empty()).then(|| listed.clone());
-                    self.handle = Some(spawn(StartRequest::Palette { run_dir: dir, subnets }, self.wake.clone()));
+                    self.handle = Some(spawn(
+                        StartRequest::Palette {
+                            run_dir: dir,
+                            subnets,
+                        },
+                        self.wake.clone(),
+                    ));
                     self.run.status = RunStatus::MeasuringPalette;
                 }
             }
@@ -312,15 +349,26 @@ impl StudioApp {
     }
 
     fn begin(&mut self, request: StartRequest) {
-        self.run = RunView { status: RunStatus::Starting, ..RunView::default() };
+        self.run = RunView {
+            status: RunStatus::Starting,
+            ..RunView::default()
+        };
         self.selection = None;
         self.export = ExportState::Idle;
         self.handle = Some(spawn(request, self.wake.clone()));
     }
 
     fn start_export(&mut self, folder: PathBuf) {
-        let (Some(subnet), Some(run_dir)) = (self.selection.clone(), self.run.run_dir.clone()) else { return };
-        let metrics = self.run.palette.iter().find(|e| e.subnet == subnet).cloned();
+        let (Some(subnet), Some(run_dir)) = (self.selection.clone(), self.run.run_dir.clone())
+        else {
+            return;
+        };
+        let metrics = self
+            .run
+            .palette
+            .iter()
+            .find(|e| e.subnet == subnet)
+            .cloned();
         let (tx, rx) = crossbeam_channel::bounded(1);
         let wake = self.wake.clone();
         let target = folder.clone();
@@ -329,8 +377,10 @@ impl StudioApp {
             let result = (|| -> anyhow::Result<Vec<String>> {
                 crate::export::folder::check_target(&target)?;
                 let trainer = crate::train::trainer::Trainer::open_trained(&run_dir)?;
-                let spec = crate::cli::forward::resolve_spec(Some(&spec_text), &trainer.space.teacher)?;
-                let files = crate::export::export_subnet(&trainer, &spec, &target, metrics.as_ref())?;
+                let spec =
+                    crate::cli::forward::resolve_spec(Some(&spec_text), &trainer.space.teacher)?;
+                let files =
+                    crate::export::export_subnet(&trainer, &spec, &target, metrics.as_ref())?;
                 Ok(files.iter().map(|f| f.display().to_string()).collect())
             })();
             let _ = tx.send(result.map_err(|e| format!("{e:#}")));

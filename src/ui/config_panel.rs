@@ -18,9 +18,17 @@ fn number<T: egui::emath::Numeric>(
     let error = errors.get(field);
     let mut changed = false;
     ui.horizontal(|ui| {
-        let text = if error.is_some() { RichText::new(label).color(ui.visuals().error_fg_color) } else { RichText::new(label) };
+        let text = if error.is_some() {
+            RichText::new(label).color(ui.visuals().error_fg_color)
+        } else {
+            RichText::new(label)
+        };
         let l = ui.label(text).on_hover_text(tooltip);
-        changed = ui.add(DragValue::new(value).speed(speed)).labelled_by(l.id).on_hover_text(tooltip).changed();
+        changed = ui
+            .add(DragValue::new(value).speed(speed))
+            .labelled_by(l.id)
+            .on_hover_text(tooltip)
+            .changed();
     });
     if let Some(e) = error {
         ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
@@ -29,16 +37,37 @@ fn number<T: egui::emath::Numeric>(
 }
 
 /// A labelled path with a "…" button opening a file dialog.
-fn path_row(ui: &mut Ui, app: &StudioApp, field: &str, label: &str, path: &std::path::Path, purpose: DialogPurpose, tooltip: &str) -> Option<UiCommand> {
+fn path_row(
+    ui: &mut Ui,
+    app: &StudioApp,
+    field: &str,
+    label: &str,
+    path: &std::path::Path,
+    purpose: DialogPurpose,
+    tooltip: &str,
+) -> Option<UiCommand> {
     let mut cmd = None;
     let error = app.errors.get(field);
     ui.horizontal(|ui| {
-        let text = if error.is_some() { RichText::new(label).color(ui.visuals().error_fg_color) } else { RichText::new(label) };
+        let text = if error.is_some() {
+            RichText::new(label).color(ui.visuals().error_fg_color)
+        } else {
+            RichText::new(label)
+        };
         ui.label(text).on_hover_text(tooltip);
-        if ui.small_button("…").on_hover_text(format!("Choose {label}")).clicked() {
+        if ui
+            .small_button("…")
+            .on_hover_text(format!("Choose {label}"))
+            .clicked()
+        {
             cmd = Some(UiCommand::Open(purpose));
         }
-        ui.label(RichText::new(path.display().to_string()).monospace().small()).on_hover_text(tooltip);
+        ui.label(
+            RichText::new(path.display().to_string())
+                .monospace()
+                .small(),
+        )
+        .on_hover_text(tooltip);
     });
     if let Some(e) = error {
         ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
@@ -52,21 +81,44 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
     let mut changed = false;
     ui.horizontal(|ui| {
         let preset_label = ui.label("Preset");
-        let current = app.preset_path.as_ref().and_then(|p| p.file_stem()).map_or("(unsaved)".to_string(), |s| s.to_string_lossy().into());
-        egui::ComboBox::from_id_salt("preset-menu").selected_text(current).show_ui(ui, |ui| {
-            for p in app.presets.clone() {
-                let name = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-                if ui.selectable_label(app.preset_path.as_ref() == Some(&p), name).clicked() {
-                    cmd = Some(UiCommand::LoadPreset(p.clone()));
+        let current = app
+            .preset_path
+            .as_ref()
+            .and_then(|p| p.file_stem())
+            .map_or("(unsaved)".to_string(), |s| s.to_string_lossy().into());
+        egui::ComboBox::from_id_salt("preset-menu")
+            .selected_text(current)
+            .show_ui(ui, |ui| {
+                for p in app.presets.clone() {
+                    let name = p
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    if ui
+                        .selectable_label(app.preset_path.as_ref() == Some(&p), name)
+                        .clicked()
+                    {
+                        cmd = Some(UiCommand::LoadPreset(p.clone()));
+                    }
                 }
-            }
-        }).response.labelled_by(preset_label.id).on_hover_text("Presets shipped in presets/");
+            })
+            .response
+            .labelled_by(preset_label.id)
+            .on_hover_text("Presets shipped in presets/");
     });
     ui.horizontal(|ui| {
-        if ui.button("Open preset…").on_hover_text("Load a run configuration (RON)").clicked() {
+        if ui
+            .button("Open preset…")
+            .on_hover_text("Load a run configuration (RON)")
+            .clicked()
+        {
             cmd = Some(UiCommand::Open(DialogPurpose::OpenPreset));
         }
-        if ui.button("Save preset as…").on_hover_text("Write this configuration as RON").clicked() {
+        if ui
+            .button("Save preset as…")
+            .on_hover_text("Write this configuration as RON")
+            .clicked()
+        {
             cmd = Some(UiCommand::Open(DialogPurpose::SavePreset));
         }
     });

@@ -25,7 +25,10 @@ pub fn downsample(points: &[[f64; 2]], bins: usize) -> Vec<[f64; 2]> {
         .chunks(per_bin)
         .map(|c| {
             let n = c.len() as f64;
-            [c.iter().map(|p| p[0]).sum::<f64>() / n, c.iter().map(|p| p[1]).sum::<f64>() / n]
+            [
+                c.iter().map(|p| p[0]).sum::<f64>() / n,
+                c.iter().map(|p| p[1]).sum::<f64>() / n,
+            ]
         })
         .collect()
 }

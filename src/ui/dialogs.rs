@@ -46,10 +46,19 @@ impl Dialogs for RfdDialogs {
             let ron = ["ron"];
             let data = ["jsonl", "csv", "tsv"];
             let answer = match purpose {
-                DialogPurpose::ExportFolder => rfd::FileDialog::new().set_title("Export subnet into an empty folder").pick_folder(),
-                DialogPurpose::TeacherFolder => rfd::FileDialog::new().set_title("Teacher model folder").pick_folder(),
-                DialogPurpose::OpenPreset => rfd::FileDialog::new().add_filter("RON preset", &ron).pick_file(),
-                DialogPurpose::SavePreset => rfd::FileDialog::new().add_filter("RON preset", &ron).set_file_name("preset.ron").save_file(),
+                DialogPurpose::ExportFolder => rfd::FileDialog::new()
+                    .set_title("Export subnet into an empty folder")
+                    .pick_folder(),
+                DialogPurpose::TeacherFolder => rfd::FileDialog::new()
+                    .set_title("Teacher model folder")
+                    .pick_folder(),
+                DialogPurpose::OpenPreset => rfd::FileDialog::new()
+                    .add_filter("RON preset", &ron)
+                    .pick_file(),
+                DialogPurpose::SavePreset => rfd::FileDialog::new()
+                    .add_filter("RON preset", &ron)
+                    .set_file_name("preset.ron")
+                    .save_file(),
                 DialogPurpose::TrainFile | DialogPurpose::DevFile | DialogPurpose::TestFile => {
                     rfd::FileDialog::new().add_filter("Data", &data).pick_file()
                 }

@@ -28,8 +28,16 @@ impl StudioApp {
         egui::Panel::top("run-bar").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("MLFS Studio");
-                let theme = if self.dark { "Light theme" } else { "Dark theme" };
-                if ui.button(theme).on_hover_text("Switch between light and dark theme").clicked() {
+                let theme = if self.dark {
+                    "Light theme"
+                } else {
+                    "Dark theme"
+                };
+                if ui
+                    .button(theme)
+                    .on_hover_text("Switch between light and dark theme")
+                    .clicked()
+                {
                     self.dark = !self.dark;
                 }
             });
@@ -37,7 +45,11 @@ impl StudioApp {
             if let Some(dir) = self.resume_offer.clone() {
                 ui.horizontal(|ui| {
                     ui.label(format!("An unfinished run was left in {}.", dir.display()));
-                    if ui.button("Resume it").on_hover_text("Continue from its last complete checkpoint").clicked() {
+                    if ui
+                        .button("Resume it")
+                        .on_hover_text("Continue from its last complete checkpoint")
+                        .clicked()
+                    {
                         commands.push(UiCommand::ResumeRun(dir.clone()));
                     }
                     if ui.button("Dismiss").clicked() {
@@ -46,16 +58,26 @@ impl StudioApp {
                 });
             }
         });
-        egui::Panel::bottom("log-panel").resizable(true).default_size(110.0).show(ui, |ui| {
-            egui::CollapsingHeader::new("Log").default_open(self.log_open).show(ui, |ui| log_panel::show(ui, self));
-        });
-        egui::Panel::left("config-panel").resizable(true).default_size(330.0).show(ui, |ui| {
-            commands.extend(config_panel::show(ui, self));
-        });
+        egui::Panel::bottom("log-panel")
+            .resizable(true)
+            .default_size(110.0)
+            .show(ui, |ui| {
+                egui::CollapsingHeader::new("Log")
+                    .default_open(self.log_open)
+                    .show(ui, |ui| log_panel::show(ui, self));
+            });
+        egui::Panel::left("config-panel")
+            .resizable(true)
+            .default_size(330.0)
+            .show(ui, |ui| {
+                commands.extend(config_panel::show(ui, self));
+            });
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.selectable_value(&mut self.tab, Tab::Training, "Training").on_hover_text("Loss, dev accuracy and learning-rate curves");
-                ui.selectable_value(&mut self.tab, Tab::Pareto, "Pareto").on_hover_text("Size and latency against accuracy for every subnet");
+                ui.selectable_value(&mut self.tab, Tab::Training, "Training")
+                    .on_hover_text("Loss, dev accuracy and learning-rate curves");
+                ui.selectable_value(&mut self.tab, Tab::Pareto, "Pareto")
+                    .on_hover_text("Size and latency against accuracy for every subnet");
             });
             ui.separator();
             match self.tab {
@@ -66,10 +88,15 @@ impl StudioApp {
         for c in commands {
             self.handle(c);
         }
-        ui.ctx().set_visuals(if self.dark { egui::Visuals::dark() } else { egui::Visuals::light() });
+        ui.ctx().set_visuals(if self.dark {
+            egui::Visuals::dark()
+        } else {
+            egui::Visuals::light()
+        });
         if self.run.status.is_active() {
             // Elapsed time ticks even between events.
-            ui.ctx().request_repaint_after(std::time::Duration::from_millis(500));
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(500));
         }
     }
 }
@@ -89,7 +116,9 @@ impl eframe::App for StudioWindow {
         }
         storage.set_string(KEY_DARK, self.app.dark.to_string());
         let unfinished = match (&self.app.run.run_dir, &self.app.run.status) {
-            (Some(dir), s) if s.is_active() || *s == run_view::RunStatus::Stopped => dir.display().to_string(),
+            (Some(dir), s) if s.is_active() || *s == run_view::RunStatus::Stopped => {
+                dir.display().to_string()
+            }
             _ => String::new(),
         };
         storage.set_string(KEY_UNFINISHED, unfinished);
@@ -104,7 +133,9 @@ impl eframe::App for StudioWindow {
 /// Opens the studio window on the shipped default: teacher, data and `sentiment-quick` loaded.
 pub fn run_studio() -> Result<()> {
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_inner_size([1400.0, 900.0]).with_title("MLFS Studio"),
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([1400.0, 900.0])
+            .with_title("MLFS Studio"),
         ..Default::default()
     };
     eframe::run_native(
@@ -112,19 +143,30 @@ pub fn run_studio() -> Result<()> {
         options,
         Box::new(|cc| {
             let wake_ctx = cc.egui_ctx.clone();
-            let wake: std::sync::Arc<dyn Fn() + Send + Sync> = std::sync::Arc::new(move || wake_ctx.request_repaint());
+            let wake: std::sync::Arc<dyn Fn() + Send + Sync> =
+                std::sync::Arc::new(move || wake_ctx.request_repaint());
             let mut dialogs = dialogs::RfdDialogs::default();
             dialogs.wake = Some(wake.clone());
-            let default_preset = crate::train::config::RunConfig::resolve(std::path::Path::new("presets/sentiment-quick.ron"));
-            let stored = |key: &str| cc.storage.and_then(|s| s.get_string(key)).filter(|s| !s.is_empty());
-            let preset = stored(KEY_PRESET).map(PathBuf::from).filter(|p| p.is_file()).unwrap_or(default_preset);
-            let mut app = StudioApp::new(Default::default(), Box::new(dialogs), PathBuf::from("runs"));
+            let default_preset = crate::train::config::RunConfig::resolve(std::path::Path::new(
+                "presets/sentiment-quick.ron",
+            ));
+            let stored = |key: &str| {
+                cc.storage
+                    .and_then(|s| s.get_string(key))
+                    .filter(|s| !s.is_empty())
+            };
+            let preset = stored(KEY_PRESET)
+                .map(PathBuf::from)
+                .filter(|p| p.is_file())
+                .unwrap_or(default_preset);
+            let mut app =
+                StudioApp::new(Default::default(), Box::new(dialogs), PathBuf::from("runs"));
             app.wake = Some(wake);
             app.load_preset(&preset);
             app.dark = stored(KEY_DARK).map_or(true, |d| d == "true");
-            app.resume_offer = stored(KEY_UNFINISHED)
-                .map(PathBuf::from)
-                .filter(|d| d.join("checkpoints").is_dir() && !d.join("supernet.safetensors").is_file());
+            app.resume_offer = stored(KEY_UNFINISHED).map(PathBuf::from).filter(|d| {
+                d.join("checkpoints").is_dir() && !d.join("supernet.safetensors").is_file()
+            });
             Ok(Box::new(StudioWindow { app }))
         }),
     )

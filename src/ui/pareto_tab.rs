@@ -24,11 +24,16 @@ fn cost_of(e: &PaletteEntry, cost: Cost, in_mb: bool) -> f64 {
 
 /// True when an entry fits the optional latency and size budgets.
 pub fn within_budget(e: &PaletteEntry, latency_ms: Option<f64>, size_mb: Option<f64>) -> bool {
-    latency_ms.is_none_or(|b| e.latency_ms_median <= b) && size_mb.is_none_or(|b| e.size_bytes as f64 / 1e6 <= b)
+    latency_ms.is_none_or(|b| e.latency_ms_median <= b)
+        && size_mb.is_none_or(|b| e.size_bytes as f64 / 1e6 <= b)
 }
 
 /// The most accurate (dev) subnet within budget.
-pub fn best_within_budget(entries: &[PaletteEntry], latency_ms: Option<f64>, size_mb: Option<f64>) -> Option<usize> {
+pub fn best_within_budget(
+    entries: &[PaletteEntry],
+    latency_ms: Option<f64>,
+    size_mb: Option<f64>,
+) -> Option<usize> {
     entries
         .iter()
         .enumerate()
@@ -48,12 +53,21 @@ fn metrics_text(e: &PaletteEntry) -> String {
 /// One chart; returns the subnet clicked, if any.
 fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> Option<String> {
     let entries = &app.run.palette;
-    let feasible: Vec<bool> = entries.iter().map(|e| within_budget(e, app.budget_latency_ms, app.budget_size_mb)).collect();
+    let feasible: Vec<bool> = entries
+        .iter()
+        .map(|e| within_budget(e, app.budget_latency_ms, app.budget_size_mb))
+        .collect();
     // Infeasible points are excluded from the front (Optuna's convention).
     let pts: Vec<(f64, f64)> = entries
         .iter()
         .zip(&feasible)
-        .map(|(e, &ok)| if ok { (cost_of(e, cost, app.size_in_mb), e.dev_accuracy) } else { (f64::NAN, f64::NAN) })
+        .map(|(e, &ok)| {
+            if ok {
+                (cost_of(e, cost, app.size_in_mb), e.dev_accuracy)
+            } else {
+                (f64::NAN, f64::NAN)
+            }
+        })
         .collect();
     let front = pareto_front(&pts);
     let best = best_within_budget(entries, app.budget_latency_ms, app.budget_size_mb);
@@ -62,14 +76,25 @@ fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> O
         Cost::Size => ("pareto-size", "parameters (M)"),
         Cost::Latency => ("pareto-latency", "latency (ms, batch 1)"),
     };
-    let xy = |i: usize| [cost_of(&entries[i], cost, app.size_in_mb), entries[i].dev_accuracy];
+    let xy = |i: usize| {
+        [
+            cost_of(&entries[i], cost, app.size_in_mb),
+            entries[i].dev_accuracy,
+        ]
+    };
     let mut front_idx: Vec<usize> = (0..entries.len()).filter(|&i| front[i]).collect();
     front_idx.sort_by(|&a, &b| xy(a)[0].total_cmp(&xy(b)[0]));
-    let dominated: Vec<usize> = (0..entries.len()).filter(|&i| !front[i] && feasible[i]).collect();
+    let dominated: Vec<usize> = (0..entries.len())
+        .filter(|&i| !front[i] && feasible[i])
+        .collect();
     let infeasible: Vec<usize> = (0..entries.len()).filter(|&i| !feasible[i]).collect();
-    let selected = app.selection.as_ref().and_then(|s| entries.iter().position(|e| &e.subnet == s));
+    let selected = app
+        .selection
+        .as_ref()
+        .and_then(|s| entries.iter().position(|e| &e.subnet == s));
     let hover_entries = entries.clone();
-    let (front_for_hover, dom_for_hover, inf_for_hover) = (front_idx.clone(), dominated.clone(), infeasible.clone());
+    let (front_for_hover, dom_for_hover, inf_for_hover) =
+        (front_idx.clone(), dominated.clone(), infeasible.clone());
     let response = Plot::new(id)
         .width(width)
         .height(height)
@@ -77,7 +102,10 @@ fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> O
         .x_axis_label(x_label)
         .y_axis_label("dev accuracy")
         .label_formatter(move |hover| {
-            if let egui_plot::HoverPosition::NearDataPoint { plot_name, index, .. } = hover {
+            if let egui_plot::HoverPosition::NearDataPoint {
+                plot_name, index, ..
+            } = hover
+            {
                 let list = if plot_name.starts_with("Pareto front") {
                     &front_for_hover
                 } else if plot_name.starts_with("dominated") {
@@ -105,24 +133,62 @@ fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> O
                     v
                 })
                 .collect();
-            plot_ui.line(Line::new("Pareto front", stairs).color(Color32::from_rgb(66, 133, 244)).width(2.0));
-            plot_ui.points(Points::new("Pareto front points", front_idx.iter().map(|&i| xy(i)).collect::<Vec<_>>()).radius(5.0).color(Color32::from_rgb(66, 133, 244)));
-            plot_ui.points(Points::new("dominated", dominated.iter().map(|&i| xy(i)).collect::<Vec<_>>()).radius(3.5).color(Color32::from_rgba_unmultiplied(160, 160, 160, 140)));
+            plot_ui.line(
+                Line::new("Pareto front", stairs)
+                    .color(Color32::from_rgb(66, 133, 244))
+                    .width(2.0),
+            );
+            plot_ui.points(
+                Points::new(
+                    "Pareto front points",
+                    front_idx.iter().map(|&i| xy(i)).collect::<Vec<_>>(),
+                )
+                .radius(5.0)
+                .color(Color32::from_rgb(66, 133, 244)),
+            );
+            plot_ui.points(
+                Points::new(
+                    "dominated",
+                    dominated.iter().map(|&i| xy(i)).collect::<Vec<_>>(),
+                )
+                .radius(3.5)
+                .color(Color32::from_rgba_unmultiplied(160, 160, 160, 140)),
+            );
             if !infeasible.is_empty() {
-                plot_ui.points(Points::new("over budget", infeasible.iter().map(|&i| xy(i)).collect::<Vec<_>>()).radius(3.0).color(Color32::from_rgba_unmultiplied(90, 90, 90, 120)));
+                plot_ui.points(
+                    Points::new(
+                        "over budget",
+                        infeasible.iter().map(|&i| xy(i)).collect::<Vec<_>>(),
+                    )
+                    .radius(3.0)
+                    .color(Color32::from_rgba_unmultiplied(90, 90, 90, 120)),
+                );
             }
             if let Some(b) = best {
-                plot_ui.points(Points::new("best within budget", vec![xy(b)]).shape(MarkerShape::Diamond).radius(8.0).color(Color32::from_rgb(52, 168, 83)));
+                plot_ui.points(
+                    Points::new("best within budget", vec![xy(b)])
+                        .shape(MarkerShape::Diamond)
+                        .radius(8.0)
+                        .color(Color32::from_rgb(52, 168, 83)),
+                );
             }
             if let Some(s) = selected {
-                plot_ui.points(Points::new("selected", vec![xy(s)]).shape(MarkerShape::Circle).filled(false).radius(9.0).color(Color32::from_rgb(251, 188, 5)));
+                plot_ui.points(
+                    Points::new("selected", vec![xy(s)])
+                        .shape(MarkerShape::Circle)
+                        .filled(false)
+                        .radius(9.0)
+                        .color(Color32::from_rgb(251, 188, 5)),
+                );
             }
         });
     if response.response.clicked() {
         let pointer = response.response.interact_pointer_pos()?;
         let nearest = (0..entries.len())
             .map(|i| {
-                let p = response.transform.position_from_point(&PlotPoint::new(xy(i)[0], xy(i)[1]));
+                let p = response
+                    .transform
+                    .position_from_point(&PlotPoint::new(xy(i)[0], xy(i)[1]));
                 (i, p.distance(pointer))
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))?;
@@ -146,52 +212,102 @@ fn sort_entries(entries: &mut [(usize, PaletteEntry)], column: Column, descendin
             Column::DevAccuracy => a.dev_accuracy.total_cmp(&b.dev_accuracy),
             Column::TestAccuracy => a.test_accuracy.total_cmp(&b.test_accuracy),
         };
-        if descending { ord.reverse() } else { ord }
+        if descending {
+            ord.reverse()
+        } else {
+            ord
+        }
     });
 }
 
 fn table(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
     let mut cmd = None;
     let entries = &app.run.palette;
-    let sizes: Vec<(f64, f64)> = entries.iter().map(|e| (e.params_total as f64, e.dev_accuracy)).collect();
-    let lats: Vec<(f64, f64)> = entries.iter().map(|e| (e.latency_ms_median, e.dev_accuracy)).collect();
+    let sizes: Vec<(f64, f64)> = entries
+        .iter()
+        .map(|e| (e.params_total as f64, e.dev_accuracy))
+        .collect();
+    let lats: Vec<(f64, f64)> = entries
+        .iter()
+        .map(|e| (e.latency_ms_median, e.dev_accuracy))
+        .collect();
     let (size_front, lat_front) = (pareto_front(&sizes), pareto_front(&lats));
     let mut rows: Vec<(usize, PaletteEntry)> = entries.iter().cloned().enumerate().collect();
     sort_entries(&mut rows, app.sort.0, app.sort.1);
     let headers = [
-        (Column::Subnet, "Subnet"), (Column::Layers, "Layers"), (Column::Heads, "Heads"), (Column::Ffn, "FFN"),
-        (Column::Params, "Params (M)"), (Column::Size, "Size (MB)"), (Column::Latency, "Latency (ms)"),
-        (Column::DevAccuracy, "Dev acc"), (Column::TestAccuracy, "Test acc"),
+        (Column::Subnet, "Subnet"),
+        (Column::Layers, "Layers"),
+        (Column::Heads, "Heads"),
+        (Column::Ffn, "FFN"),
+        (Column::Params, "Params (M)"),
+        (Column::Size, "Size (MB)"),
+        (Column::Latency, "Latency (ms)"),
+        (Column::DevAccuracy, "Dev acc"),
+        (Column::TestAccuracy, "Test acc"),
     ];
-    egui::ScrollArea::both().id_salt("subnets-table").auto_shrink([false, false]).show(ui, |ui| {
-        egui::Grid::new("subnets-grid").striped(true).num_columns(10).show(ui, |ui| {
-            for (col, name) in headers {
-                let arrow = if app.sort.0 == col { if app.sort.1 { " (desc)" } else { " (asc)" } } else { "" };
-                if ui.button(format!("{name}{arrow}")).on_hover_text(format!("Sort by {name}")).clicked() {
-                    app.sort = if app.sort.0 == col { (col, !app.sort.1) } else { (col, true) };
-                }
-            }
-            ui.label("Fronts");
-            ui.end_row();
-            for (i, e) in &rows {
-                let selected = app.selection.as_deref() == Some(e.subnet.as_str());
-                if ui.selectable_label(selected, RichText::new(&e.subnet).monospace()).on_hover_text(metrics_text(e)).clicked() {
-                    cmd = Some(UiCommand::Select(if selected { None } else { Some(e.subnet.clone()) }));
-                }
-                ui.label(e.layers.to_string());
-                ui.label(e.heads.to_string());
-                ui.label(e.ffn.to_string());
-                ui.label(format!("{:.2}", e.params_total as f64 / 1e6));
-                ui.label(format!("{:.2}", e.size_bytes as f64 / 1e6));
-                ui.label(format!("{:.3}", e.latency_ms_median));
-                ui.label(format!("{:.4}", e.dev_accuracy));
-                ui.label(format!("{:.4}", e.test_accuracy));
-                let marks = format!("{}{}", if size_front[*i] { "size " } else { "" }, if lat_front[*i] { "latency" } else { "" });
-                ui.label(marks);
-                ui.end_row();
-            }
+    egui::ScrollArea::both()
+        .id_salt("subnets-table")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            egui::Grid::new("subnets-grid")
+                .striped(true)
+                .num_columns(10)
+                .show(ui, |ui| {
+                    for (col, name) in headers {
+                        let arrow = if app.sort.0 == col {
+                            if app.sort.1 {
+                                " (desc)"
+                            } else {
+                                " (asc)"
+                            }
+                        } else {
+                            ""
+                        };
+                        if ui
+                            .button(format!("{name}{arrow}"))
+                            .on_hover_text(format!("Sort by {name}"))
+                            .clicked()
+                        {
+                            app.sort = if app.sort.0 == col {
+                                (col, !app.sort.1)
+                            } else {
+                                (col, true)
+                            };
+                        }
+                    }
+                    ui.label("Fronts");
+                    ui.end_row();
+                    for (i, e) in &rows {
+                        let selected = app.selection.as_deref() == Some(e.subnet.as_str());
+                        if ui
+                            .selectable_label(selected, RichText::new(&e.subnet).monospace())
+                            .on_hover_text(metrics_text(e))
+                            .clicked()
+                        {
+                            cmd = Some(UiCommand::Select(if selected {
+                                None
+                            } else {
+                                Some(e.subnet.clone())
+                            }));
+                        }
+                        ui.label(e.layers.to_string());
+                        ui.label(e.heads.to_string());
+                        ui.label(e.ffn.to_string());
+                        ui.label(format!("{:.2}", e.params_total as f64 / 1e6));
+                        ui.label(format!("{:.2}", e.size_bytes as f64 / 1e6));
+                        ui.label(format!("{:.3}", e.latency_ms_median));
+                        ui.label(format!("{:.4}", e.dev_accuracy));
+                        ui.label(format!("{:.4}", e.test_accuracy));
+                        let marks = format!(
+                            "{}{}",
+                            if size_front[*i] { "size " } else { "" },
+                            if lat_front[*i] { "latency" } else { "" }
+                        );
+                        ui.label(marks);
+                        ui.end_row();
+                    }
+                });
         });
-    });
     cmd
 }
 
@@ -202,7 +318,9 @@ fn budget(ui: &mut Ui, label: &str, value: &mut Option<f64>, default: f64, tip: 
     }
     if let Some(v) = value {
         let l = ui.label("max");
-        ui.add(egui::DragValue::new(v).speed(0.05).range(0.0..=1e6)).labelled_by(l.id).on_hover_text(tip);
+        ui.add(egui::DragValue::new(v).speed(0.05).range(0.0..=1e6))
+            .labelled_by(l.id)
+            .on_hover_text(tip);
     }
 }
 
@@ -210,13 +328,32 @@ fn budget(ui: &mut Ui, label: &str, value: &mut Option<f64>, default: f64, tip: 
 pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
     let mut cmd = None;
     ui.horizontal(|ui| {
-        let can_eval = app.run.run_dir.is_some() && !app.run.status.is_active() && app.run.status != RunStatus::MeasuringPalette;
-        if ui.add_enabled(can_eval, egui::Button::new("Re-evaluate palette")).on_hover_text("Measure accuracy, size and latency of every subnet again").clicked() {
+        let can_eval = app.run.run_dir.is_some()
+            && !app.run.status.is_active()
+            && app.run.status != RunStatus::MeasuringPalette;
+        if ui
+            .add_enabled(can_eval, egui::Button::new("Re-evaluate palette"))
+            .on_hover_text("Measure accuracy, size and latency of every subnet again")
+            .clicked()
+        {
             cmd = Some(UiCommand::EvaluatePalette);
         }
-        ui.checkbox(&mut app.size_in_mb, "Size in MB").on_hover_text("Size axis: exported bytes instead of parameters");
-        budget(ui, "Latency budget (ms)", &mut app.budget_latency_ms, 1.0, "Grey out subnets slower than this and mark the best one within budget");
-        budget(ui, "Size budget (MB)", &mut app.budget_size_mb, 40.0, "Grey out subnets larger than this and mark the best one within budget");
+        ui.checkbox(&mut app.size_in_mb, "Size in MB")
+            .on_hover_text("Size axis: exported bytes instead of parameters");
+        budget(
+            ui,
+            "Latency budget (ms)",
+            &mut app.budget_latency_ms,
+            1.0,
+            "Grey out subnets slower than this and mark the best one within budget",
+        );
+        budget(
+            ui,
+            "Size budget (MB)",
+            &mut app.budget_size_mb,
+            40.0,
+            "Grey out subnets larger than this and mark the best one within budget",
+        );
     });
     if app.run.palette.is_empty() {
         let why = if app.run.status == RunStatus::MeasuringPalette {
@@ -235,15 +372,27 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
                 }
             }
         });
-        if let Some(best) = best_within_budget(&app.run.palette, app.budget_latency_ms, app.budget_size_mb) {
+        if let Some(best) =
+            best_within_budget(&app.run.palette, app.budget_latency_ms, app.budget_size_mb)
+        {
             if app.budget_latency_ms.is_some() || app.budget_size_mb.is_some() {
-                ui.label(format!("Best within budget: {} (dev {:.4})", app.run.palette[best].subnet, app.run.palette[best].dev_accuracy));
+                ui.label(format!(
+                    "Best within budget: {} (dev {:.4})",
+                    app.run.palette[best].subnet, app.run.palette[best].dev_accuracy
+                ));
             }
         }
     }
     ui.horizontal(|ui| {
-        let can_export = app.selection.is_some() && !matches!(app.export, ExportState::Running { .. });
-        if ui.add_enabled(can_export, egui::Button::new("Export selected…")).on_hover_text("Write the selected subnet, adapters merged, as a standalone model folder").clicked() {
+        let can_export =
+            app.selection.is_some() && !matches!(app.export, ExportState::Running { .. });
+        if ui
+            .add_enabled(can_export, egui::Button::new("Export selected…"))
+            .on_hover_text(
+                "Write the selected subnet, adapters merged, as a standalone model folder",
+            )
+            .clicked()
+        {
             cmd = Some(UiCommand::Export);
         }
         match &app.selection {
@@ -260,10 +409,24 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             });
         }
         ExportState::Done { folder, files } => {
-            ui.label(RichText::new(format!("Exported to {}: {}", folder.display(), files.iter().filter_map(|f| std::path::Path::new(f).file_name()).map(|f| f.to_string_lossy().to_string()).collect::<Vec<_>>().join(", "))).color(Color32::from_rgb(52, 168, 83)));
+            ui.label(
+                RichText::new(format!(
+                    "Exported to {}: {}",
+                    folder.display(),
+                    files
+                        .iter()
+                        .filter_map(|f| std::path::Path::new(f).file_name())
+                        .map(|f| f.to_string_lossy().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .color(Color32::from_rgb(52, 168, 83)),
+            );
         }
         ExportState::Failed(e) => {
-            ui.label(RichText::new(format!("Export failed: {e}")).color(ui.visuals().error_fg_color));
+            ui.label(
+                RichText::new(format!("Export failed: {e}")).color(ui.visuals().error_fg_color),
+            );
         }
     }
     ui.separator();

@@ -13,7 +13,10 @@ pub fn shortcuts(ui: &mut Ui, app: &StudioApp) -> Option<UiCommand> {
     ui.input_mut(|i| {
         if i.consume_shortcut(&START) {
             Some(UiCommand::Start)
-        } else if !typing && app.run.status.is_active() && i.consume_key(Modifiers::NONE, Key::Space) {
+        } else if !typing
+            && app.run.status.is_active()
+            && i.consume_key(Modifiers::NONE, Key::Space)
+        {
             Some(UiCommand::PauseOrResume)
         } else if app.run.status.is_active() && i.consume_key(Modifiers::NONE, Key::Escape) {
             Some(UiCommand::Stop)
@@ -32,7 +35,11 @@ pub fn status_text(app: &StudioApp) -> String {
         RunStatus::Running => "Training".into(),
         RunStatus::Paused => "Paused".into(),
         RunStatus::Stopping => "Stopping at the next step…".into(),
-        RunStatus::MeasuringPalette => format!("Measuring palette {}/{}", app.run.palette.len(), app.run.palette_expected),
+        RunStatus::MeasuringPalette => format!(
+            "Measuring palette {}/{}",
+            app.run.palette.len(),
+            app.run.palette_expected
+        ),
         RunStatus::Finished => "Finished".into(),
         RunStatus::Stopped => "Stopped (resume continues from the checkpoint)".into(),
         RunStatus::Failed(e) => format!("Failed: {e}"),
@@ -53,13 +60,27 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
         if start.clicked() {
             cmd = Some(UiCommand::Start);
         }
-        let label = if app.run.status == RunStatus::Paused { "Resume" } else { "Pause" };
+        let label = if app.run.status == RunStatus::Paused {
+            "Resume"
+        } else {
+            "Pause"
+        };
         let can_pause = matches!(app.run.status, RunStatus::Running | RunStatus::Paused);
-        if ui.add_enabled(can_pause, egui::Button::new(label)).on_hover_text("Pause or resume training after the current step (Space)").clicked() {
+        if ui
+            .add_enabled(can_pause, egui::Button::new(label))
+            .on_hover_text("Pause or resume training after the current step (Space)")
+            .clicked()
+        {
             cmd = Some(UiCommand::PauseOrResume);
         }
         let can_stop = active || app.run.status == RunStatus::MeasuringPalette;
-        if ui.add_enabled(can_stop, egui::Button::new("Stop")).on_hover_text("Stop after the current step; the checkpoint is kept for resume (Escape)").clicked() {
+        if ui
+            .add_enabled(can_stop, egui::Button::new("Stop"))
+            .on_hover_text(
+                "Stop after the current step; the checkpoint is kept for resume (Escape)",
+            )
+            .clicked()
+        {
             cmd = Some(UiCommand::Stop);
         }
         ui.separator();
@@ -68,7 +89,9 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             ui.label(stage_name(r.stage));
             ui.label(format!("step {}/{}", r.global_step, r.total_steps));
         }
-        let bar = egui::ProgressBar::new(r.progress()).desired_width(180.0).show_percentage();
+        let bar = egui::ProgressBar::new(r.progress())
+            .desired_width(180.0)
+            .show_percentage();
         ui.add(bar).on_hover_text("Progress of the whole run");
         ui.label(format!("elapsed {}", format_duration(r.elapsed())));
         if let Some(eta) = r.eta() {

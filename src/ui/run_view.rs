@@ -22,7 +22,10 @@ pub enum RunStatus {
 impl RunStatus {
     /// True while the trainer thread is working on a run (not on the palette alone).
     pub fn is_active(&self) -> bool {
-        matches!(self, RunStatus::Starting | RunStatus::Running | RunStatus::Paused | RunStatus::Stopping)
+        matches!(
+            self,
+            RunStatus::Starting | RunStatus::Running | RunStatus::Paused | RunStatus::Stopping
+        )
     }
 }
 
@@ -100,7 +103,13 @@ impl RunView {
     /// Folds one event into the view.
     pub fn apply(&mut self, event: TrainEvent) {
         match event {
-            TrainEvent::RunStarted { run_dir, total_steps, stage_steps, start_step, majority_accuracy } => {
+            TrainEvent::RunStarted {
+                run_dir,
+                total_steps,
+                stage_steps,
+                start_step,
+                majority_accuracy,
+            } => {
                 self.run_dir = Some(PathBuf::from(run_dir));
                 self.total_steps = total_steps;
                 self.stage_steps = stage_steps;
@@ -110,11 +119,19 @@ impl RunView {
                 self.started_at = Some(Instant::now());
                 self.status = RunStatus::Running;
             }
-            TrainEvent::StageStarted { stage, global_step, .. } => {
+            TrainEvent::StageStarted {
+                stage, global_step, ..
+            } => {
                 self.stage = stage;
                 self.stage_marks.push((global_step as f64, stage));
             }
-            TrainEvent::Step { stage, global_step, learning_rate, losses, .. } => {
+            TrainEvent::Step {
+                stage,
+                global_step,
+                learning_rate,
+                losses,
+                ..
+            } => {
                 self.stage = stage;
                 self.global_step = global_step;
                 let x = global_step as f64;
@@ -137,9 +154,16 @@ impl RunView {
                     }
                 }
             }
-            TrainEvent::DevEval { global_step, results, .. } => {
+            TrainEvent::DevEval {
+                global_step,
+                results,
+                ..
+            } => {
                 for r in results {
-                    self.dev_accuracy.entry(r.role).or_default().push([global_step as f64, r.accuracy]);
+                    self.dev_accuracy
+                        .entry(r.role)
+                        .or_default()
+                        .push([global_step as f64, r.accuracy]);
                 }
             }
             TrainEvent::Log { level, message } => self.logs.push(LogLine { level, message }),
@@ -166,16 +190,36 @@ impl RunView {
             TrainEvent::PaletteFinished { csv_path } => {
                 self.palette_csv = Some(PathBuf::from(&csv_path));
                 self.status = RunStatus::Finished;
-                self.logs.push(LogLine { level: "info".into(), message: format!("palette written to {csv_path}") });
+                self.logs.push(LogLine {
+                    level: "info".into(),
+                    message: format!("palette written to {csv_path}"),
+                });
             }
-            TrainEvent::Finished { stopped, global_step } => {
+            TrainEvent::Finished {
+                stopped,
+                global_step,
+            } => {
                 self.global_step = global_step;
-                self.status = if stopped { RunStatus::Stopped } else { RunStatus::Finished };
-                let what = if stopped { "stopped (checkpoint kept; resume continues it)" } else { "training finished" };
-                self.logs.push(LogLine { level: "info".into(), message: format!("{what} at step {global_step}") });
+                self.status = if stopped {
+                    RunStatus::Stopped
+                } else {
+                    RunStatus::Finished
+                };
+                let what = if stopped {
+                    "stopped (checkpoint kept; resume continues it)"
+                } else {
+                    "training finished"
+                };
+                self.logs.push(LogLine {
+                    level: "info".into(),
+                    message: format!("{what} at step {global_step}"),
+                });
             }
             TrainEvent::Failed { error } => {
-                self.logs.push(LogLine { level: "error".into(), message: error.clone() });
+                self.logs.push(LogLine {
+                    level: "error".into(),
+                    message: error.clone(),
+                });
                 self.status = RunStatus::Failed(error);
             }
         }
@@ -191,7 +235,9 @@ impl RunView {
 
     /// Running time excluding pauses.
     pub fn elapsed(&self) -> Duration {
-        let Some(start) = self.started_at else { return Duration::ZERO };
+        let Some(start) = self.started_at else {
+            return Duration::ZERO;
+        };
         let paused_now = self.paused_at.map_or(Duration::ZERO, |p| p.elapsed());
         start.elapsed().saturating_sub(self.paused_for + paused_now)
     }
@@ -203,7 +249,9 @@ impl RunView {
             return None;
         }
         let per_step = self.elapsed().as_secs_f64() / done as f64;
-        Some(Duration::from_secs_f64(per_step * (self.total_steps - self.global_step) as f64))
+        Some(Duration::from_secs_f64(
+            per_step * (self.total_steps - self.global_step) as f64,
+        ))
     }
 }
 

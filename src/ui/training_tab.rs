@@ -20,7 +20,11 @@ fn role_colour(role: &str) -> Color32 {
 
 fn stage_lines(plot_ui: &mut egui_plot::PlotUi, app: &StudioApp) {
     for &(x, stage) in &app.run.stage_marks {
-        plot_ui.vline(VLine::new(stage_name(stage), x).color(Color32::GRAY).width(1.0));
+        plot_ui.vline(
+            VLine::new(stage_name(stage), x)
+                .color(Color32::GRAY)
+                .width(1.0),
+        );
     }
 }
 
@@ -47,10 +51,16 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
             for (role, series) in &app.run.losses {
                 let colour = role_colour(role);
                 let raw = downsample(series, DISPLAY_BINS);
-                plot_ui.line(Line::new(format!("{role} (raw)"), raw).color(colour.gamma_multiply(0.25)));
+                plot_ui.line(
+                    Line::new(format!("{role} (raw)"), raw).color(colour.gamma_multiply(0.25)),
+                );
                 let smooth = downsample(&debiased_ema(series, app.smoothing), DISPLAY_BINS);
                 let last = series.last().map_or(0.0, |p| p[1]);
-                plot_ui.line(Line::new(format!("{role}: {last:.4}"), smooth).color(colour).width(2.0));
+                plot_ui.line(
+                    Line::new(format!("{role}: {last:.4}"), smooth)
+                        .color(colour)
+                        .width(2.0),
+                );
             }
         });
     ui.columns(2, |cols| {
@@ -64,11 +74,18 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
             .show(&mut cols[0], |plot_ui| {
                 stage_lines(plot_ui, app);
                 if app.run.majority_accuracy > 0.0 {
-                    plot_ui.hline(egui_plot::HLine::new("majority class", app.run.majority_accuracy).color(Color32::DARK_GRAY));
+                    plot_ui.hline(
+                        egui_plot::HLine::new("majority class", app.run.majority_accuracy)
+                            .color(Color32::DARK_GRAY),
+                    );
                 }
                 for (role, series) in &app.run.dev_accuracy {
                     let last = series.last().map_or(0.0, |p| p[1]);
-                    plot_ui.line(Line::new(format!("{role}: {last:.3}"), series.clone()).color(role_colour(role)).width(2.0));
+                    plot_ui.line(
+                        Line::new(format!("{role}: {last:.3}"), series.clone())
+                            .color(role_colour(role))
+                            .width(2.0),
+                    );
                 }
             });
         Plot::new("learning-rate")
@@ -77,7 +94,13 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
             .y_axis_label("learning rate")
             .show(&mut cols[1], |plot_ui| {
                 stage_lines(plot_ui, app);
-                plot_ui.line(Line::new("learning rate", downsample(&app.run.learning_rate, DISPLAY_BINS)).width(1.5));
+                plot_ui.line(
+                    Line::new(
+                        "learning rate",
+                        downsample(&app.run.learning_rate, DISPLAY_BINS),
+                    )
+                    .width(1.5),
+                );
             });
     });
 }

@@ -22,7 +22,10 @@ impl TeacherSummary {
         let (d, a, f) = (c.hidden_size, c.attention_width(), c.intermediate_size);
         let emb = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size + 2) * d;
         let layer = 4 * (a * d + a) + 4 * d + 2 * f * d + f + d;
-        Ok(Self { params: emb + c.num_hidden_layers * layer, config })
+        Ok(Self {
+            params: emb + c.num_hidden_layers * layer,
+            config,
+        })
     }
 
     /// Limits for the search space.
@@ -44,13 +47,24 @@ pub fn parse_list(text: &str) -> Result<Vec<usize>, String> {
     text.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<usize>().map_err(|_| format!("'{t}' is not a whole number")))
+        .map(|t| {
+            t.parse::<usize>()
+                .map_err(|_| format!("'{t}' is not a whole number"))
+        })
         .collect()
 }
 
 /// Field name → reason, for every problem of the configuration in the window.
-pub fn field_errors(config: &RunConfig, teacher: &Result<TeacherSummary, String>, list_errors: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut errors: BTreeMap<String, String> = config.validate().into_iter().map(|e| (e.field, e.message)).collect();
+pub fn field_errors(
+    config: &RunConfig,
+    teacher: &Result<TeacherSummary, String>,
+    list_errors: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut errors: BTreeMap<String, String> = config
+        .validate()
+        .into_iter()
+        .map(|e| (e.field, e.message))
+        .collect();
     for (k, v) in list_errors {
         errors.insert(k.clone(), v.clone());
     }
@@ -66,7 +80,11 @@ pub fn field_errors(config: &RunConfig, teacher: &Result<TeacherSummary, String>
             }
         }
     }
-    for (field, path) in [("data.train", &config.data.train), ("data.dev", &config.data.dev), ("data.test", &config.data.test)] {
+    for (field, path) in [
+        ("data.train", &config.data.train),
+        ("data.dev", &config.data.dev),
+        ("data.test", &config.data.test),
+    ] {
         if !RunConfig::resolve(path).is_file() {
             errors.insert(field.into(), format!("{}: file not found", path.display()));
         }
