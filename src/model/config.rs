@@ -68,7 +68,7 @@ impl BertConfig {
         if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 {
             bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");
         }
-        if self.head_size.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_size.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size,

@@ -74,7 +74,7 @@ impl SubnetSpec {
                 t.heads
             );
         }
-        if self.heads % t.heads_per_kv != 0 {
+        if !self.heads.is_multiple_of(t.heads_per_kv) {
             bail!(
                 "subnet heads {} must be a multiple of {} (query heads per key/value head)",
                 self.heads,

@@ -27,6 +27,9 @@ pub struct CheckpointState {
     pub orders: Option<Vec<LayerOrder>>,
 }
 
+/// A checkpoint read back: its state, its tensors by name, and its folder.
+pub type LoadedCheckpoint = (CheckpointState, HashMap<String, Tensor>, PathBuf);
+
 /// Folder of all checkpoints of a run.
 pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
@@ -87,7 +90,7 @@ fn prune(root: &Path) -> Result<()> {
 /// The latest complete checkpoint of a run, if any.
 pub fn latest(
     run_dir: &Path,
-) -> Result<Option<(CheckpointState, HashMap<String, Tensor>, PathBuf)>> {
+) -> Result<Option<LoadedCheckpoint>> {
     let Some(dir) = complete_checkpoints(&checkpoints_dir(run_dir)).pop() else {
         return Ok(None);
     };

@@ -294,7 +294,7 @@ impl RunConfig {
         if self.rank == 0 || self.rank > 256 {
             bad("rank", format!("{} is outside 1..=256", self.rank));
         }
-        if !(self.lora_alpha > 0.0) {
+        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
             bad(
                 "lora_alpha",
                 format!("{} must be positive", self.lora_alpha),
@@ -307,10 +307,10 @@ impl RunConfig {
         if !(0.0..=1.0).contains(&d.alpha) {
             bad("distill.alpha", format!("{} is outside [0, 1]", d.alpha));
         }
-        if !(d.beta >= 0.0) {
+        if !(d.beta.is_finite() && d.beta >= 0.0) {
             bad("distill.beta", format!("{} must be non-negative", d.beta));
         }
-        if !(d.temperature > 0.0) {
+        if !(d.temperature.is_finite() && d.temperature > 0.0) {
             bad(
                 "distill.temperature",
                 format!("{} must be positive", d.temperature),
@@ -335,13 +335,13 @@ impl RunConfig {
                 bad(field, "choices must be positive".into());
             }
         }
-        if !(self.weight_decay >= 0.0) {
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             bad(
                 "weight_decay",
                 format!("{} must be non-negative", self.weight_decay),
             );
         }
-        if !(self.grad_clip >= 0.0) {
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
             bad(
                 "grad_clip",
                 format!("{} must be non-negative (0 disables)", self.grad_clip),

@@ -27,6 +27,9 @@ pub enum Flow {
     Stop,
 }
 
+/// Called between steps with the global step and a way to emit events; says go on or stop.
+pub type Control<'a> = dyn FnMut(usize, &mut dyn FnMut(TrainEvent)) -> Flow + 'a;
+
 /// Trained-supernet metadata stored beside `supernet.safetensors`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SupernetMeta {
@@ -230,7 +233,7 @@ impl Trainer {
     /// Runs to the end or until `control` says stop; returns true when stopped early.
     pub fn run(
         &mut self,
-        control: &mut dyn FnMut(usize, &mut dyn FnMut(TrainEvent)) -> Flow,
+        control: &mut Control<'_>,
         sink: &mut dyn FnMut(TrainEvent),
     ) -> Result<bool> {
         let majority = self.data.dev.majority_rate();
@@ -294,13 +297,13 @@ impl Trainer {
             );
             let stage_end = step_in_stage + 1 == self.stage_steps[stage];
             if stage_end
-                || (self.config.eval_every > 0 && self.global_step % self.config.eval_every == 0)
+                || (self.config.eval_every > 0 && self.global_step.is_multiple_of(self.config.eval_every))
             {
                 self.dev_eval(stage, sink)?;
             }
             if stage_end
                 || (self.config.checkpoint_every > 0
-                    && self.global_step % self.config.checkpoint_every == 0)
+                    && self.global_step.is_multiple_of(self.config.checkpoint_every))
             {
                 let path = self.save_checkpoint()?;
                 self.emit(

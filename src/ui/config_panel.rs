@@ -129,15 +129,12 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             if let Some(c) = path_row(ui, app, "teacher", "Teacher", &app.config.teacher.clone(), DialogPurpose::TeacherFolder, "Hugging Face BERT folder: config.json, model.safetensors, tokenizer.json. Its weights stay frozen.") {
                 cmd = Some(c);
             }
-            match &app.teacher {
-                Ok(t) => {
-                    let c = &t.config;
-                    ui.label(RichText::new(format!(
-                        "{} layers · hidden {} · {} heads of {} · FFN {} · {:.1} M parameters",
-                        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_size(), c.intermediate_size, t.params as f64 / 1e6
-                    )).small());
-                }
-                Err(_) => {}
+            if let Ok(t) = &app.teacher {
+                let c = &t.config;
+                ui.label(RichText::new(format!(
+                    "{} layers · hidden {} · {} heads of {} · FFN {} · {:.1} M parameters",
+                    c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_size(), c.intermediate_size, t.params as f64 / 1e6
+                )).small());
             }
             let d = app.config.data.clone();
             for (field, label, path, purpose) in [

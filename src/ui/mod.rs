@@ -163,7 +163,7 @@ pub fn run_studio() -> Result<()> {
                 StudioApp::new(Default::default(), Box::new(dialogs), PathBuf::from("runs"));
             app.wake = Some(wake);
             app.load_preset(&preset);
-            app.dark = stored(KEY_DARK).map_or(true, |d| d == "true");
+            app.dark = stored(KEY_DARK).is_none_or(|d| d == "true");
             app.resume_offer = stored(KEY_UNFINISHED).map(PathBuf::from).filter(|d| {
                 d.join("checkpoints").is_dir() && !d.join("supernet.safetensors").is_file()
             });
