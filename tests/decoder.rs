@@ -100,3 +100,39 @@ fn smollm2_teacher_and_subnet_match_hugging_face() {
         check(&teacher, &spec, ids, &fx.subnet.outputs[i], &format!("subnet text {i}"));
     }
 }
+
+#[test]
+fn forward_cli_prints_decoder_outputs() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("texts.jsonl");
+    let lines: Vec<String> = fx.texts.iter().map(|t| serde_json::json!({ "text": t }).to_string()).collect();
+    std::fs::write(&texts, lines.join("\n")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
+        .args(["forward", "--model"])
+        .arg(gguf_path())
+        .args(["--subnet", "layers=0,2,3,5,6,8,9,11,12,14,15,17,18,20,21,23,24,26,27,29;heads=6;ffn=1024", "--texts-file"])
+        .arg(&texts)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
+    assert_eq!(ids, fx.input_ids);
+    let top: Vec<Vec<Vec<(u32, f32)>>> = serde_json::from_value(json["logits_top10"].clone()).unwrap();
+    for (text, reference) in top.iter().zip(&fx.subnet.outputs) {
+        for (pos, row) in text.iter().enumerate() {
+            let r = &reference.top_logits[pos];
+            for (k, ((id, logit), (rid, rlogit))) in row.iter().zip(reference.top_ids[pos].iter().zip(r)).enumerate() {
+                assert!((logit - rlogit).abs() <= 1e-3, "position {pos}: {logit} vs {rlogit}");
+                // Ids agree wherever the reference's neighbours are not near-ties.
+                let clear = (k == 0 || r[k - 1] - r[k] > 2e-3) && (k + 1 == r.len() || r[k] - r[k + 1] > 2e-3);
+                if clear {
+                    assert_eq!(id, rid, "position {pos}, rank {k}");
+                }
+            }
+        }
+    }
+    let hidden: Vec<Vec<Vec<f32>>> = serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
+    assert_eq!(hidden[1].len(), fx.input_ids[1].len());
+}

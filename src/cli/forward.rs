@@ -38,8 +38,50 @@ pub fn batch_tensors(batch: &crate::model::TokenBatch) -> Result<(Tensor, Tensor
     ))
 }
 
-/// Runs the forward pass and renders the JSON the CLI prints.
+#[derive(Serialize)]
+struct DecoderForwardOutput {
+    input_ids: Vec<Vec<u32>>,
+    last_hidden_state: Vec<Vec<Vec<f32>>>,
+    logits_top10: Vec<Vec<Vec<(u32, f32)>>>,
+}
+
+/// The ten largest logits of a row as `(id, logit)`, descending.
+fn top10(row: &[f32]) -> Vec<(u32, f32)> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    let k = 10.min(row.len());
+    idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| row[b].total_cmp(&row[a]));
+    let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i as u32, row[i])).collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    top
+}
+
+/// Decoder forward: each text on its own (no special tokens added), final-norm hidden states
+/// and the top-10 next-token logits at every position.
+pub fn decoder_forward_json(model: &Path, subnet: Option<&str>, texts_file: &Path) -> Result<String> {
+    let teacher = crate::model::llama::DecoderTeacher::load(model)?;
+    let spec = resolve_spec(subnet, &teacher.decoder.shape())?;
+    let texts = read_texts(texts_file)?;
+    let mut out = DecoderForwardOutput { input_ids: Vec::new(), last_hidden_state: Vec::new(), logits_top10: Vec::new() };
+    for text in &texts {
+        let ids = teacher.tokenizer.encode(text, false, teacher.decoder.config.max_position_embeddings)?;
+        if ids.is_empty() {
+            anyhow::bail!("{}: a text has no tokens", texts_file.display());
+        }
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let result = teacher.decoder.forward(&input, &spec)?;
+        out.last_hidden_state.push(result.last_hidden.squeeze(0)?.to_vec2::<f32>()?);
+        let logits = result.logits.squeeze(0)?.to_vec2::<f32>()?;
+        out.logits_top10.push(logits.iter().map(|r| top10(r)).collect());
+        out.input_ids.push(ids);
+    }
+    Ok(serde_json::to_string(&out)?)
+}
+
+/// Runs the forward pass and renders the JSON the CLI prints (encoder or decoder by the model).
 pub fn forward_json(model_dir: &Path, subnet: Option<&str>, texts_file: &Path) -> Result<String> {
+    if crate::model::llama::is_decoder(model_dir) {
+        return decoder_forward_json(model_dir, subnet, texts_file);
+    }
     let teacher = EncoderTeacher::load(model_dir)?;
     let spec = resolve_spec(subnet, &teacher.encoder.shape())?;
     let texts = read_texts(texts_file)?;

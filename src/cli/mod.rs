@@ -25,14 +25,18 @@ pub struct Cli {
 /// The subcommands; none opens the studio window.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a subnet of a model on texts and print input ids, mask and last hidden state as JSON.
+    /// Run a subnet of a model on texts and print its outputs as JSON.
+    ///
+    /// Encoders print input_ids, attention_mask and last_hidden_state (batch padded to its
+    /// longest text); decoders print input_ids (no special tokens), last_hidden_state (after the
+    /// final norm) and logits_top10 ([[id, logit], …] per position, descending).
     Forward {
-        /// Model folder (Hugging Face BERT: config.json, model.safetensors, tokenizer.json).
+        /// A Hugging Face BERT or Llama folder (config.json, model.safetensors, tokenizer.json), or a Llama GGUF file.
         #[arg(long)]
         model: PathBuf,
         #[arg(long, help = SPEC_HELP)]
         subnet: Option<String>,
-        /// One text per line (or JSONL with a "text" field when the name ends in .jsonl).
+        /// One text per line, or JSONL with one {"text": …} per line when the name ends in .jsonl (texts may span lines).
         #[arg(long)]
         texts_file: PathBuf,
     },
