@@ -52,27 +52,57 @@ fn gguf_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
-        let out = std::process::Command::new(script).output().expect("run fetch-smollm2.sh");
-        assert!(out.status.success(), "fetch failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(script)
+            .output()
+            .expect("run fetch-smollm2.sh");
+        assert!(
+            out.status.success(),
+            "fetch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
 }
 
-fn check(teacher: &DecoderTeacher, spec: &SubnetSpec, ids: &[u32], reference: &Outputs, what: &str) {
-    let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+fn check(
+    teacher: &DecoderTeacher,
+    spec: &SubnetSpec,
+    ids: &[u32],
+    reference: &Outputs,
+    what: &str,
+) {
+    let input = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let out = teacher.decoder.forward(&input, spec).unwrap();
     let logits = out.logits.squeeze(0).unwrap();
-    let lse = mlfs_studio::model::llama::decoder::logsumexp(&logits).unwrap().to_vec1::<f32>().unwrap();
+    let lse = mlfs_studio::model::llama::decoder::logsumexp(&logits)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let logits = logits.to_vec2::<f32>().unwrap();
-    let hidden = out.last_hidden.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+    let hidden = out
+        .last_hidden
+        .squeeze(0)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let mut worst = 0f32;
     for (pos, row) in logits.iter().enumerate() {
-        for (k, (&id, &value)) in reference.top_ids[pos].iter().zip(&reference.top_logits[pos]).enumerate() {
+        for (k, (&id, &value)) in reference.top_ids[pos]
+            .iter()
+            .zip(&reference.top_logits[pos])
+            .enumerate()
+        {
             worst = worst.max((row[id as usize] - value).abs());
             // Order of the top 10 matches unless two logits are closer than the tolerance.
             if k > 0 {
                 let prev = reference.top_ids[pos][k - 1] as usize;
-                assert!(row[prev] >= row[id as usize] - 1e-3, "{what}: top-10 order at position {pos}");
+                assert!(
+                    row[prev] >= row[id as usize] - 1e-3,
+                    "{what}: top-10 order at position {pos}"
+                );
             }
         }
         worst = worst.max((lse[pos] - reference.logsumexp[pos]).abs());
@@ -88,16 +118,37 @@ fn smollm2_teacher_and_subnet_match_hugging_face() {
     let fx = fixture();
     let teacher = DecoderTeacher::load(gguf_path()).unwrap();
     for (text, ids) in fx.texts.iter().zip(&fx.input_ids) {
-        assert_eq!(&teacher.tokenizer.encode(text, false, 4096).unwrap(), ids, "token ids of {text:?}");
+        assert_eq!(
+            &teacher.tokenizer.encode(text, false, 4096).unwrap(),
+            ids,
+            "token ids of {text:?}"
+        );
     }
     let shape = teacher.decoder.shape();
     let maxnet = SubnetSpec::maxnet(&shape);
     let s = &fx.subnet.spec;
-    let spec = SubnetSpec { layers: s.layers.clone(), heads: s.kv_groups * shape.heads_per_kv, ffn: s.ffn, hidden: None };
+    let spec = SubnetSpec {
+        layers: s.layers.clone(),
+        heads: s.kv_groups * shape.heads_per_kv,
+        ffn: s.ffn,
+        hidden: None,
+    };
     spec.validate(&shape).unwrap();
     for (i, ids) in fx.input_ids.iter().enumerate() {
-        check(&teacher, &maxnet, ids, &fx.teacher[i], &format!("teacher text {i}"));
-        check(&teacher, &spec, ids, &fx.subnet.outputs[i], &format!("subnet text {i}"));
+        check(
+            &teacher,
+            &maxnet,
+            ids,
+            &fx.teacher[i],
+            &format!("teacher text {i}"),
+        );
+        check(
+            &teacher,
+            &spec,
+            ids,
+            &fx.subnet.outputs[i],
+            &format!("subnet text {i}"),
+        );
     }
 }
 
@@ -106,33 +157,55 @@ fn forward_cli_prints_decoder_outputs() {
     let fx = fixture();
     let dir = tempfile::tempdir().unwrap();
     let texts = dir.path().join("texts.jsonl");
-    let lines: Vec<String> = fx.texts.iter().map(|t| serde_json::json!({ "text": t }).to_string()).collect();
+    let lines: Vec<String> = fx
+        .texts
+        .iter()
+        .map(|t| serde_json::json!({ "text": t }).to_string())
+        .collect();
     std::fs::write(&texts, lines.join("\n")).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
         .args(["forward", "--model"])
         .arg(gguf_path())
-        .args(["--subnet", "layers=0,2,3,5,6,8,9,11,12,14,15,17,18,20,21,23,24,26,27,29;heads=6;ffn=1024", "--texts-file"])
+        .args([
+            "--subnet",
+            "layers=0,2,3,5,6,8,9,11,12,14,15,17,18,20,21,23,24,26,27,29;heads=6;ffn=1024",
+            "--texts-file",
+        ])
         .arg(&texts)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let ids: Vec<Vec<u32>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
     assert_eq!(ids, fx.input_ids);
-    let top: Vec<Vec<Vec<(u32, f32)>>> = serde_json::from_value(json["logits_top10"].clone()).unwrap();
+    let top: Vec<Vec<Vec<(u32, f32)>>> =
+        serde_json::from_value(json["logits_top10"].clone()).unwrap();
     for (text, reference) in top.iter().zip(&fx.subnet.outputs) {
         for (pos, row) in text.iter().enumerate() {
             let r = &reference.top_logits[pos];
-            for (k, ((id, logit), (rid, rlogit))) in row.iter().zip(reference.top_ids[pos].iter().zip(r)).enumerate() {
-                assert!((logit - rlogit).abs() <= 1e-3, "position {pos}: {logit} vs {rlogit}");
+            for (k, ((id, logit), (rid, rlogit))) in row
+                .iter()
+                .zip(reference.top_ids[pos].iter().zip(r))
+                .enumerate()
+            {
+                assert!(
+                    (logit - rlogit).abs() <= 1e-3,
+                    "position {pos}: {logit} vs {rlogit}"
+                );
                 // Ids agree wherever the reference's neighbours are not near-ties.
-                let clear = (k == 0 || r[k - 1] - r[k] > 2e-3) && (k + 1 == r.len() || r[k] - r[k + 1] > 2e-3);
+                let clear = (k == 0 || r[k - 1] - r[k] > 2e-3)
+                    && (k + 1 == r.len() || r[k] - r[k + 1] > 2e-3);
                 if clear {
                     assert_eq!(id, rid, "position {pos}, rank {k}");
                 }
             }
         }
     }
-    let hidden: Vec<Vec<Vec<f32>>> = serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
+    let hidden: Vec<Vec<Vec<f32>>> =
+        serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
     assert_eq!(hidden[1].len(), fx.input_ids[1].len());
 }

@@ -2,41 +2,17 @@
 
 use mlfs_studio::mlfs::rewire;
 use mlfs_studio::model::SubnetSpec;
-use mlfs_studio::train::config::{Budget, RunConfig, StageConfig};
+use mlfs_studio::train::config::{Budget, RunConfig};
 use mlfs_studio::train::protocol::TrainEvent;
 use mlfs_studio::train::trainer::{Flow, Trainer};
 use mlfs_studio::train::worker::{spawn, StartRequest};
 use std::path::PathBuf;
 
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
-}
+mod common;
 
 /// A small but complete run: all three stages, a few steps each.
 fn small_config(steps: [usize; 3]) -> RunConfig {
-    let a = assets();
-    let mut c = RunConfig {
-        teacher: a.join("minilm-l3"),
-        batch_size: 16,
-        max_seq_len: 48,
-        eval_every: 0,
-        checkpoint_every: 0,
-        rewire_batches: 2,
-        ..RunConfig::default()
-    };
-    c.data.train = a.join("sentiment/train.jsonl");
-    c.data.dev = a.join("sentiment/dev.jsonl");
-    c.data.test = a.join("sentiment/test.jsonl");
-    c.stages = steps
-        .iter()
-        .map(|&n| StageConfig {
-            enabled: n > 0,
-            budget: Budget::Steps(n.max(1)),
-            learning_rate: 3e-3,
-            warmup_ratio: 0.1,
-        })
-        .collect();
-    c
+    common::small_config(steps, 16, 48)
 }
 
 fn collect_run(trainer: &mut Trainer) -> Vec<TrainEvent> {

@@ -6,15 +6,13 @@ use mlfs_studio::eval::palette::{measure_subnet, read_csv};
 use mlfs_studio::export::classifier::DenseClassifier;
 use mlfs_studio::export::export_subnet;
 use mlfs_studio::model::SubnetSpec;
-use mlfs_studio::train::config::{Budget, RunConfig, StageConfig};
 use mlfs_studio::train::protocol::TrainEvent;
 use mlfs_studio::train::trainer::{Flow, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
-}
+mod common;
+use common::assets;
 
 /// One small trained run shared by every test of this file (trained once, then reopened).
 fn trained_run() -> &'static Path {
@@ -22,29 +20,7 @@ fn trained_run() -> &'static Path {
     let (_, dir) = RUN.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("run");
-        let a = assets();
-        let mut c = RunConfig {
-            teacher: a.join("minilm-l3"),
-            batch_size: 16,
-            max_seq_len: 48,
-            eval_every: 0,
-            checkpoint_every: 0,
-            rewire_batches: 2,
-            ..RunConfig::default()
-        };
-        c.data.train = a.join("sentiment/train.jsonl");
-        c.data.dev = a.join("sentiment/dev.jsonl");
-        c.data.test = a.join("sentiment/test.jsonl");
-        c.palette.latency_runs = 20;
-        c.stages = [20, 8, 8]
-            .iter()
-            .map(|&n| StageConfig {
-                enabled: true,
-                budget: Budget::Steps(n),
-                learning_rate: 3e-3,
-                warmup_ratio: 0.1,
-            })
-            .collect();
+        let c = common::small_config([20, 8, 8], 16, 48);
         let mut t = Trainer::create(c, &dir).unwrap();
         let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
         t.run(&mut ctl, &mut |_| {}).unwrap();

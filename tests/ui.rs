@@ -2,41 +2,19 @@
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use mlfs_studio::train::config::{Budget, RunConfig, StageConfig};
+use mlfs_studio::train::config::RunConfig;
 use mlfs_studio::ui::app::{ExportState, StudioApp};
 use mlfs_studio::ui::dialogs::ScriptedDialogs;
 use mlfs_studio::ui::run_view::RunStatus;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
-}
+mod common;
 
 fn tiny_config(steps: [usize; 3]) -> RunConfig {
-    let a = assets();
-    let mut c = RunConfig {
-        name: "ui-test".into(),
-        teacher: a.join("minilm-l3"),
-        batch_size: 8,
-        max_seq_len: 32,
-        eval_every: 2,
-        checkpoint_every: 0,
-        rewire_batches: 1,
-        ..RunConfig::default()
-    };
-    c.data.train = a.join("sentiment/train.jsonl");
-    c.data.dev = a.join("sentiment/dev.jsonl");
-    c.data.test = a.join("sentiment/test.jsonl");
-    c.stages = steps
-        .iter()
-        .map(|&n| StageConfig {
-            enabled: true,
-            budget: Budget::Steps(n),
-            learning_rate: 3e-3,
-            warmup_ratio: 0.1,
-        })
-        .collect();
+    let mut c = common::small_config(steps, 8, 32);
+    c.name = "ui-test".into();
+    c.eval_every = 2;
+    c.rewire_batches = 1;
     c.palette.subnets = vec![
         "layers=0,1,2;heads=12;ffn=1536".into(),
         "layers=1,2;heads=6;ffn=768".into(),

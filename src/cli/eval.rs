@@ -20,8 +20,12 @@ pub fn chosen_subnets(trainer: &Trainer, subnets: Option<&str>) -> Result<Vec<Su
 
 /// Measures the palette, writes `palette.csv` into the run folder and prints the table.
 pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
-    let trainer = Trainer::open_trained(run_dir)?;
-    let specs = chosen_subnets(&trainer, subnets)?;
+    print_palette(&Trainer::open_trained(run_dir)?, subnets)
+}
+
+/// Measures and prints the palette of a trained supernet, writing `palette.csv`.
+pub fn print_palette(trainer: &Trainer, subnets: Option<&str>) -> Result<()> {
+    let specs = chosen_subnets(trainer, subnets)?;
     println!(
         "{:<34} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
         "subnet", "params", "size MB", "lat ms", "p90 ms", "dev", "test"
@@ -39,7 +43,7 @@ pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
         );
         true
     };
-    let (entries, path) = evaluate_palette(&trainer, &specs, &mut print_row)?;
+    let (entries, path) = evaluate_palette(trainer, &specs, &mut print_row)?;
     let (size_front, latency_front) = fronts(&entries);
     let on_size: Vec<&str> = entries
         .iter()
@@ -55,7 +59,7 @@ pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
         .collect();
     println!("size front (dev accuracy): {}", on_size.join("  |  "));
     println!("latency front (dev accuracy): {}", on_lat.join("  |  "));
-    println!("{}", storage_summary(&trainer, &entries)?);
+    println!("{}", storage_summary(trainer, &entries)?);
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -57,21 +57,35 @@ fn top10(row: &[f32]) -> Vec<(u32, f32)> {
 
 /// Decoder forward: each text on its own (no special tokens added), final-norm hidden states
 /// and the top-10 next-token logits at every position.
-pub fn decoder_forward_json(model: &Path, subnet: Option<&str>, texts_file: &Path) -> Result<String> {
+pub fn decoder_forward_json(
+    model: &Path,
+    subnet: Option<&str>,
+    texts_file: &Path,
+) -> Result<String> {
     let teacher = crate::model::llama::DecoderTeacher::load(model)?;
     let spec = resolve_spec(subnet, &teacher.decoder.shape())?;
     let texts = read_texts(texts_file)?;
-    let mut out = DecoderForwardOutput { input_ids: Vec::new(), last_hidden_state: Vec::new(), logits_top10: Vec::new() };
+    let mut out = DecoderForwardOutput {
+        input_ids: Vec::new(),
+        last_hidden_state: Vec::new(),
+        logits_top10: Vec::new(),
+    };
     for text in &texts {
-        let ids = teacher.tokenizer.encode(text, false, teacher.decoder.config.max_position_embeddings)?;
+        let ids = teacher.tokenizer.encode(
+            text,
+            false,
+            teacher.decoder.config.max_position_embeddings,
+        )?;
         if ids.is_empty() {
             anyhow::bail!("{}: a text has no tokens", texts_file.display());
         }
         let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
         let result = teacher.decoder.forward(&input, &spec)?;
-        out.last_hidden_state.push(result.last_hidden.squeeze(0)?.to_vec2::<f32>()?);
+        out.last_hidden_state
+            .push(result.last_hidden.squeeze(0)?.to_vec2::<f32>()?);
         let logits = result.logits.squeeze(0)?.to_vec2::<f32>()?;
-        out.logits_top10.push(logits.iter().map(|r| top10(r)).collect());
+        out.logits_top10
+            .push(logits.iter().map(|r| top10(r)).collect());
         out.input_ids.push(ids);
     }
     Ok(serde_json::to_string(&out)?)

@@ -64,6 +64,11 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
         _ => {}
     };
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
-    trainer.run(&mut ctl, &mut sink)?;
+    let stopped = trainer.run(&mut ctl, &mut sink)?;
+    if !stopped && trainer.config.palette.evaluate_at_end {
+        let listed = trainer.config.palette.subnets.join(",");
+        let subnets = (!listed.is_empty()).then_some(listed.as_str());
+        crate::cli::eval::print_palette(&trainer, subnets)?;
+    }
     Ok(())
 }

@@ -34,14 +34,7 @@ mod tests {
 
     #[test]
     fn sandwich_order_and_reproducibility() {
-        let t = TeacherShape {
-            layers: 3,
-            heads: 12,
-            heads_per_kv: 1,
-            head_size: 32,
-            ffn: 1536,
-            hidden: 384,
-        };
+        let t = TeacherShape::MINILM_L3;
         let space = SearchSpace::new(t, &Default::default()).unwrap();
         assert_eq!(sample_step(&space, 0, 2, 1, 0), vec![space.maxnet()]);
         let a = sample_step(&space, 2, 2, 1, 17);

@@ -35,20 +35,9 @@ pub fn gradient_scale(n_max: usize, n_j: usize, gamma: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn minilm() -> TeacherShape {
-        TeacherShape {
-            layers: 3,
-            heads: 12,
-            heads_per_kv: 1,
-            head_size: 32,
-            ffn: 1536,
-            hidden: 384,
-        }
-    }
-
     #[test]
     fn weights_of_known_subnets() {
-        let t = minilm();
+        let t = TeacherShape::MINILM_L3;
         let max = SubnetSpec::maxnet(&t);
         // Per layer at r = 8: 4 attention linears of 384+384, FFN 2·(384+1536) → 8·6912.
         assert_eq!(

@@ -175,20 +175,9 @@ impl SearchSpace {
 mod tests {
     use super::*;
 
-    fn minilm() -> TeacherShape {
-        TeacherShape {
-            layers: 3,
-            heads: 12,
-            heads_per_kv: 1,
-            head_size: 32,
-            ffn: 1536,
-            hidden: 384,
-        }
-    }
-
     #[test]
     fn default_space_of_the_shipped_teacher() {
-        let s = SearchSpace::new(minilm(), &SpaceConfig::default()).unwrap();
+        let s = SearchSpace::new(TeacherShape::MINILM_L3, &SpaceConfig::default()).unwrap();
         assert_eq!(s.depths, vec![1, 2, 3]);
         assert_eq!(s.heads, vec![3, 6, 9, 12]);
         assert_eq!(s.ffn, vec![384, 768, 1152, 1536]);
@@ -201,7 +190,7 @@ mod tests {
 
     #[test]
     fn stage_one_samples_keep_full_depth() {
-        let s = SearchSpace::new(minilm(), &SpaceConfig::default()).unwrap();
+        let s = SearchSpace::new(TeacherShape::MINILM_L3, &SpaceConfig::default()).unwrap();
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
         for _ in 0..50 {
             assert_eq!(s.sample(1, &mut rng).layers.len(), 3);
@@ -218,13 +207,15 @@ mod tests {
             heads: vec![5, 13],
             ..Default::default()
         };
-        let err = SearchSpace::new(minilm(), &cfg).unwrap_err().to_string();
+        let err = SearchSpace::new(TeacherShape::MINILM_L3, &cfg)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("space.heads"), "{err}");
         let cfg = SpaceConfig {
             hidden: vec![100],
             ..Default::default()
         };
-        assert!(SearchSpace::new(minilm(), &cfg)
+        assert!(SearchSpace::new(TeacherShape::MINILM_L3, &cfg)
             .unwrap_err()
             .to_string()
             .contains("space.hidden"));

@@ -6,14 +6,21 @@ use candle_core::{Result, Tensor};
 /// `[B, T, H·hs]` → `[B, H, T, hs]` (contiguous).
 pub fn split_heads(x: &Tensor, heads: usize, head_size: usize) -> Result<Tensor> {
     let (b, t, _) = x.dims3()?;
-    x.reshape((b, t, heads, head_size))?.transpose(1, 2)?.contiguous()
+    x.reshape((b, t, heads, head_size))?
+        .transpose(1, 2)?
+        .contiguous()
 }
 
 /// Attention of `q` `[B, Hq, T, hs]` over `k`, `v` `[B, Hkv, S, hs]` (GQA when Hkv < Hq).
 ///
 /// `mask_add` is broadcast onto the scores `[B, Hq, T, S]` (0 = keep, large negative = drop).
 /// Returns the context `[B·T, Hq·hs]`.
-pub fn attend_heads(q: &Tensor, k: &Tensor, v: &Tensor, mask_add: Option<&Tensor>) -> Result<Tensor> {
+pub fn attend_heads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask_add: Option<&Tensor>,
+) -> Result<Tensor> {
     let (b, hq, t, hs) = q.dims4()?;
     let hkv = k.dim(1)?;
     let k = repeat_kv(k.clone(), hq / hkv)?;

@@ -64,6 +64,20 @@ impl BertConfig {
         self.head_size() * self.num_attention_heads
     }
 
+    /// Parameters of the whole encoder (embeddings and their LayerNorm included, no pooler).
+    pub fn param_count(&self) -> usize {
+        let (d, a, f) = (
+            self.hidden_size,
+            self.attention_width(),
+            self.intermediate_size,
+        );
+        let embeddings =
+            (self.vocab_size + self.max_position_embeddings + self.type_vocab_size + 2) * d;
+        // Q, K, V (a×d + a each), attention output (d×a + d), FFN in and out, two LayerNorms.
+        let layer = 3 * (a * d + a) + (a * d + d) + (f * d + f) + (f * d + d) + 4 * d;
+        embeddings + self.num_hidden_layers * layer
+    }
+
     fn check(&self) -> Result<()> {
         if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 {
             bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");

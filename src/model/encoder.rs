@@ -176,13 +176,7 @@ impl BertEncoder {
 
     /// Parameter count of the whole encoder (embeddings included, pooler excluded).
     pub fn param_count(&self) -> usize {
-        let c = &self.config;
-        let d = c.hidden_size;
-        let a = c.attention_width();
-        let f = c.intermediate_size;
-        let emb = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size + 2) * d;
-        let layer = 3 * (a * d + a) + (a * d + d) + 2 * d + (f * d + f) + (f * d + d) + 2 * d;
-        emb + c.num_hidden_layers * layer
+        self.config.param_count()
     }
 
     /// The teacher's limits for subnet validation.

@@ -173,6 +173,18 @@ impl FromStr for SubnetSpec {
     }
 }
 
+impl TeacherShape {
+    /// The shipped teacher's shape (paraphrase-MiniLM-L3-v2), for tests and examples.
+    pub const MINILM_L3: TeacherShape = TeacherShape {
+        layers: 3,
+        heads: 12,
+        heads_per_kv: 1,
+        head_size: 32,
+        ffn: 1536,
+        hidden: 384,
+    };
+}
+
 /// Evenly spaced layer indices for a depth, always including the last (DynaBERT's map).
 pub fn even_layers(teacher_layers: usize, depth: usize) -> Vec<usize> {
     let depth = depth.clamp(1, teacher_layers.max(1));
@@ -190,17 +202,6 @@ pub fn even_layers(teacher_layers: usize, depth: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn minilm() -> TeacherShape {
-        TeacherShape {
-            layers: 3,
-            heads: 12,
-            heads_per_kv: 1,
-            head_size: 32,
-            ffn: 1536,
-            hidden: 384,
-        }
-    }
 
     #[test]
     fn text_form_round_trips() {
@@ -223,7 +224,7 @@ mod tests {
 
     #[test]
     fn bad_specs_are_clear_errors() {
-        let t = minilm();
+        let t = TeacherShape::MINILM_L3;
         let cases = [
             ("layers=0,3;heads=6;ffn=768", "out of range"),
             ("layers=0;heads=13;ffn=768", "exceed"),

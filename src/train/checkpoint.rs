@@ -88,9 +88,7 @@ fn prune(root: &Path) -> Result<()> {
 }
 
 /// The latest complete checkpoint of a run, if any.
-pub fn latest(
-    run_dir: &Path,
-) -> Result<Option<LoadedCheckpoint>> {
+pub fn latest(run_dir: &Path) -> Result<Option<LoadedCheckpoint>> {
     let Some(dir) = complete_checkpoints(&checkpoints_dir(run_dir)).pop() else {
         return Ok(None);
     };

@@ -255,22 +255,8 @@ impl Trainer {
             if step_in_stage == 0 {
                 self.start_stage(stage, sink)?;
             }
-            let mut flow = Flow::Continue;
-            {
-                let mut forward = |e: TrainEvent| sink(e);
-                if control(self.global_step, &mut forward) == Flow::Stop {
-                    flow = Flow::Stop;
-                }
-            }
-            if flow == Flow::Stop {
-                let path = self.save_checkpoint()?;
-                self.emit(
-                    TrainEvent::CheckpointSaved {
-                        global_step: self.global_step,
-                        path: path.display().to_string(),
-                    },
-                    sink,
-                );
+            if control(self.global_step, &mut |e| sink(e)) == Flow::Stop {
+                self.checkpoint(sink)?;
                 self.emit(
                     TrainEvent::Finished {
                         global_step: self.global_step,
@@ -297,22 +283,18 @@ impl Trainer {
             );
             let stage_end = step_in_stage + 1 == self.stage_steps[stage];
             if stage_end
-                || (self.config.eval_every > 0 && self.global_step.is_multiple_of(self.config.eval_every))
+                || (self.config.eval_every > 0
+                    && self.global_step.is_multiple_of(self.config.eval_every))
             {
                 self.dev_eval(stage, sink)?;
             }
             if stage_end
                 || (self.config.checkpoint_every > 0
-                    && self.global_step.is_multiple_of(self.config.checkpoint_every))
+                    && self
+                        .global_step
+                        .is_multiple_of(self.config.checkpoint_every))
             {
-                let path = self.save_checkpoint()?;
-                self.emit(
-                    TrainEvent::CheckpointSaved {
-                        global_step: self.global_step,
-                        path: path.display().to_string(),
-                    },
-                    sink,
-                );
+                self.checkpoint(sink)?;
             }
         }
         self.net.set_stage(None)?;
@@ -504,6 +486,20 @@ impl Trainer {
                 stage,
                 global_step: self.global_step,
                 results,
+            },
+            sink,
+        );
+        Ok(())
+    }
+
+    /// Saves a checkpoint and reports where.
+    fn checkpoint(&mut self, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        let path = self.save_checkpoint()?;
+        let global_step = self.global_step;
+        self.emit(
+            TrainEvent::CheckpointSaved {
+                global_step,
+                path: path.display().to_string(),
             },
             sink,
         );

@@ -42,15 +42,20 @@ fn default_positions() -> usize {
 impl LlamaConfig {
     /// Reads and checks a `config.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read model config", path.display()))?;
-        let config: Self = serde_json::from_str(&text).with_context(|| format!("{}: not a valid Llama config.json", path.display()))?;
-        config.check().with_context(|| format!("{}: inconsistent Llama config", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read model config", path.display()))?;
+        let config: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid Llama config.json", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("{}: inconsistent Llama config", path.display()))?;
         Ok(config)
     }
 
     /// Width of one attention head.
     pub fn head_size(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
     /// Query heads sharing one key/value head.
@@ -60,10 +65,17 @@ impl LlamaConfig {
 
     /// Checks the shape fields are consistent.
     pub fn check(&self) -> Result<()> {
-        if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
+        if self.hidden_size == 0
+            || self.num_hidden_layers == 0
+            || self.num_attention_heads == 0
+            || self.num_key_value_heads == 0
+        {
             bail!("hidden_size, num_hidden_layers and head counts must be positive");
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             bail!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads,
@@ -71,7 +83,11 @@ impl LlamaConfig {
             );
         }
         if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            bail!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads);
+            bail!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
         }
         Ok(())
     }

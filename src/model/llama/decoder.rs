@@ -26,7 +26,15 @@ pub struct LlamaLayer {
 impl LlamaLayer {
     /// The seven adapted linears (Q, K, V, O, gate, up, down).
     pub fn linears_mut(&mut self) -> [&mut ElasticLinear; 7] {
-        [&mut self.q, &mut self.k, &mut self.v, &mut self.o, &mut self.gate, &mut self.up, &mut self.down]
+        [
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+            &mut self.gate,
+            &mut self.up,
+            &mut self.down,
+        ]
     }
 }
 
@@ -48,7 +56,12 @@ pub struct DecoderOutput {
 }
 
 fn rms(store: &WeightStore, name: &str, d: usize, eps: f64) -> Result<Norm> {
-    Ok(Norm { weight: store.get(name, &[d])?, bias: None, eps, kind: NormKind::Rms })
+    Ok(Norm {
+        weight: store.get(name, &[d])?,
+        bias: None,
+        eps,
+        kind: NormKind::Rms,
+    })
 }
 
 fn lin(store: &WeightStore, name: &str, out: usize, inp: usize) -> Result<ElasticLinear> {
@@ -60,7 +73,11 @@ impl LlamaDecoder {
     pub fn from_store(config: &LlamaConfig, store: &WeightStore) -> Result<Self> {
         let d = config.hidden_size;
         let hs = config.head_size();
-        let (qw, kvw, f) = (config.num_attention_heads * hs, config.num_key_value_heads * hs, config.intermediate_size);
+        let (qw, kvw, f) = (
+            config.num_attention_heads * hs,
+            config.num_key_value_heads * hs,
+            config.intermediate_size,
+        );
         let eps = config.rms_norm_eps;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
@@ -74,10 +91,19 @@ impl LlamaDecoder {
                 up: lin(store, &format!("{p}.mlp.up_proj.weight"), f, d)?,
                 down: lin(store, &format!("{p}.mlp.down_proj.weight"), d, f)?,
                 input_norm: rms(store, &format!("{p}.input_layernorm.weight"), d, eps)?,
-                post_norm: rms(store, &format!("{p}.post_attention_layernorm.weight"), d, eps)?,
+                post_norm: rms(
+                    store,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    d,
+                    eps,
+                )?,
             });
         }
-        let lm_head = if config.tie_word_embeddings { None } else { store.get_optional("lm_head.weight", &[config.vocab_size, d])? };
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            store.get_optional("lm_head.weight", &[config.vocab_size, d])?
+        };
         Ok(Self {
             config: config.clone(),
             embed: store.get("embed_tokens.weight", &[config.vocab_size, d])?,
@@ -104,7 +130,9 @@ impl LlamaDecoder {
     fn rotary(&self, t: usize, past: usize) -> Result<(Tensor, Tensor)> {
         let hs = self.config.head_size();
         let theta = self.config.rope_theta;
-        let inv: Vec<f32> = (0..hs / 2).map(|i| (1.0 / theta.powf(2.0 * i as f64 / hs as f64)) as f32).collect();
+        let inv: Vec<f32> = (0..hs / 2)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / hs as f64)) as f32)
+            .collect();
         let mut cos = Vec::with_capacity(t * hs / 2);
         let mut sin = Vec::with_capacity(t * hs / 2);
         for pos in past..past + t {
@@ -114,7 +142,10 @@ impl LlamaDecoder {
                 sin.push(a.sin());
             }
         }
-        Ok((Tensor::from_vec(cos, (t, hs / 2), &Device::Cpu)?, Tensor::from_vec(sin, (t, hs / 2), &Device::Cpu)?))
+        Ok((
+            Tensor::from_vec(cos, (t, hs / 2), &Device::Cpu)?,
+            Tensor::from_vec(sin, (t, hs / 2), &Device::Cpu)?,
+        ))
     }
 
     /// Forward of subnet `spec` over token ids `[B, T]` (right-padded rows are fine: causal).
@@ -125,27 +156,48 @@ impl LlamaDecoder {
         let (hq, hkv) = (spec.heads, spec.heads / self.config.group_size());
         let (cos, sin) = self.rotary(t, 0)?;
         let mask = causal_mask(t, 0)?;
-        let mut x = self.embed.embedding(&ids.flatten_all()?)?.reshape((b * t, d))?;
+        let mut x = self
+            .embed
+            .embedding(&ids.flatten_all()?)?
+            .reshape((b * t, d))?;
         let mut hidden_states = vec![x.reshape((b, t, d))?];
         for &l in &spec.layers {
             let layer = &self.layers[l];
             let h = layer.input_norm.forward(&x)?;
-            let q = split_heads(&layer.q.forward(&h, hq * hs)?.reshape((b, t, hq * hs))?, hq, hs)?;
-            let k = split_heads(&layer.k.forward(&h, hkv * hs)?.reshape((b, t, hkv * hs))?, hkv, hs)?;
-            let v = split_heads(&layer.v.forward(&h, hkv * hs)?.reshape((b, t, hkv * hs))?, hkv, hs)?;
+            let q = split_heads(
+                &layer.q.forward(&h, hq * hs)?.reshape((b, t, hq * hs))?,
+                hq,
+                hs,
+            )?;
+            let k = split_heads(
+                &layer.k.forward(&h, hkv * hs)?.reshape((b, t, hkv * hs))?,
+                hkv,
+                hs,
+            )?;
+            let v = split_heads(
+                &layer.v.forward(&h, hkv * hs)?.reshape((b, t, hkv * hs))?,
+                hkv,
+                hs,
+            )?;
             let (q, k) = (rope(&q, &cos, &sin)?, rope(&k, &cos, &sin)?);
             let ctx = attend_heads(&q, &k, &v, Some(&mask))?;
             x = (x + layer.o.forward(&ctx, d)?)?;
             let h = layer.post_norm.forward(&x)?;
             let gate = layer.gate.forward(&h, spec.ffn)?;
             let up = layer.up.forward(&h, spec.ffn)?;
-            x = (x + layer.down.forward(&(candle_nn::ops::silu(&gate)? * up)?, d)?)?;
+            x = (x + layer
+                .down
+                .forward(&(candle_nn::ops::silu(&gate)? * up)?, d)?)?;
             hidden_states.push(x.reshape((b, t, d))?);
         }
         let last = self.final_norm.forward(&x)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let logits = frozen_matmul_t(&last, head)?.reshape((b, t, self.config.vocab_size))?;
-        Ok(DecoderOutput { hidden_states, last_hidden: last.reshape((b, t, d))?, logits })
+        Ok(DecoderOutput {
+            hidden_states,
+            last_hidden: last.reshape((b, t, d))?,
+            logits,
+        })
     }
 }
 

@@ -22,7 +22,9 @@ pub struct GgufModel {
 }
 
 fn meta<'a>(ct: &'a Content, path: &Path, key: &str) -> Result<&'a Value> {
-    ct.metadata.get(key).ok_or_else(|| anyhow!("{}: GGUF metadata '{key}' is missing", path.display()))
+    ct.metadata
+        .get(key)
+        .ok_or_else(|| anyhow!("{}: GGUF metadata '{key}' is missing", path.display()))
 }
 
 fn meta_usize(ct: &Content, path: &Path, key: &str) -> Result<usize> {
@@ -34,7 +36,10 @@ fn meta_usize(ct: &Content, path: &Path, key: &str) -> Result<usize> {
         Value::U64(x) => *x,
         Value::I32(x) => *x as u64,
         Value::I64(x) => *x as u64,
-        other => bail!("{}: GGUF metadata '{key}' is not an integer: {other:?}", path.display()),
+        other => bail!(
+            "{}: GGUF metadata '{key}' is not an integer: {other:?}",
+            path.display()
+        ),
     };
     Ok(n as usize)
 }
@@ -48,9 +53,15 @@ fn meta_f64(ct: &Content, key: &str) -> Option<f64> {
 }
 
 fn meta_strings(ct: &Content, path: &Path, key: &str) -> Result<Vec<String>> {
-    let list = meta(ct, path, key)?.to_vec().map_err(|e| anyhow!("{}: '{key}': {e}", path.display()))?;
+    let list = meta(ct, path, key)?
+        .to_vec()
+        .map_err(|e| anyhow!("{}: '{key}': {e}", path.display()))?;
     list.iter()
-        .map(|v| v.to_string().cloned().map_err(|e| anyhow!("{}: '{key}': {e}", path.display())))
+        .map(|v| {
+            v.to_string()
+                .cloned()
+                .map_err(|e| anyhow!("{}: '{key}': {e}", path.display()))
+        })
         .collect()
 }
 
@@ -58,16 +69,27 @@ fn meta_strings(ct: &Content, path: &Path, key: &str) -> Result<Vec<String>> {
 pub fn unpermute_rotary(w: &Tensor, heads: usize) -> Result<Tensor> {
     let (out, inp) = w.dims2()?;
     let half = out / heads / 2;
-    Ok(w.reshape((heads, half, 2, inp))?.transpose(1, 2)?.contiguous()?.reshape((out, inp))?)
+    Ok(w.reshape((heads, half, 2, inp))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((out, inp))?)
 }
 
 /// Reads config, tensors (HF names, f32) and tokenizer from a GGUF file.
 pub fn load_gguf(path: &Path) -> Result<GgufModel> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open GGUF file", path.display()))?;
-    let ct = Content::read(&mut file).map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
-    let arch = meta(&ct, path, "general.architecture")?.to_string().map_err(|e| anyhow!("{e}"))?.clone();
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open GGUF file", path.display()))?;
+    let ct = Content::read(&mut file)
+        .map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
+    let arch = meta(&ct, path, "general.architecture")?
+        .to_string()
+        .map_err(|e| anyhow!("{e}"))?
+        .clone();
     if arch != "llama" {
-        bail!("{}: architecture '{arch}' is not supported (llama)", path.display());
+        bail!(
+            "{}: architecture '{arch}' is not supported (llama)",
+            path.display()
+        );
     }
     let tokens = meta_strings(&ct, path, "tokenizer.ggml.tokens")?;
     let heads = meta_usize(&ct, path, "llama.attention.head_count")?;
@@ -77,21 +99,32 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
         intermediate_size: meta_usize(&ct, path, "llama.feed_forward_length")?,
         num_hidden_layers: meta_usize(&ct, path, "llama.block_count")?,
         num_attention_heads: heads,
-        num_key_value_heads: meta_usize(&ct, path, "llama.attention.head_count_kv").unwrap_or(heads),
+        num_key_value_heads: meta_usize(&ct, path, "llama.attention.head_count_kv")
+            .unwrap_or(heads),
         rms_norm_eps: meta_f64(&ct, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
         rope_theta: meta_f64(&ct, "llama.rope.freq_base").unwrap_or(10_000.0),
         max_position_embeddings: meta_usize(&ct, path, "llama.context_length").unwrap_or(2048),
         tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
         head_dim: None,
-        bos_token_id: meta_usize(&ct, path, "tokenizer.ggml.bos_token_id").ok().map(|v| v as u32),
-        eos_token_id: meta_usize(&ct, path, "tokenizer.ggml.eos_token_id").ok().map(|v| v as u32),
+        bos_token_id: meta_usize(&ct, path, "tokenizer.ggml.bos_token_id")
+            .ok()
+            .map(|v| v as u32),
+        eos_token_id: meta_usize(&ct, path, "tokenizer.ggml.eos_token_id")
+            .ok()
+            .map(|v| v as u32),
     };
-    config.check().with_context(|| format!("{}: inconsistent GGUF metadata", path.display()))?;
+    config
+        .check()
+        .with_context(|| format!("{}: inconsistent GGUF metadata", path.display()))?;
     let kv_heads = config.num_key_value_heads;
     let mut tensors = HashMap::new();
     for name in ct.tensor_infos.keys() {
-        let q = ct.tensor(&mut file, name, &Device::Cpu).map_err(|e| anyhow!("{}: tensor '{name}': {e}", path.display()))?;
-        let mut t = q.dequantize(&Device::Cpu).map_err(|e| anyhow!("{}: tensor '{name}': {e}", path.display()))?;
+        let q = ct
+            .tensor(&mut file, name, &Device::Cpu)
+            .map_err(|e| anyhow!("{}: tensor '{name}': {e}", path.display()))?;
+        let mut t = q
+            .dequantize(&Device::Cpu)
+            .map_err(|e| anyhow!("{}: tensor '{name}': {e}", path.display()))?;
         if name.ends_with("attn_q.weight") {
             t = unpermute_rotary(&t, heads)?;
         } else if name.ends_with("attn_k.weight") {
@@ -101,7 +134,11 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
     }
     let store = WeightStore::from_tensors(path, tensors, &["model."]);
     let tokenizer = bpe_tokenizer(&ct, path, tokens)?;
-    Ok(GgufModel { config, store, tokenizer })
+    Ok(GgufModel {
+        config,
+        store,
+        tokenizer,
+    })
 }
 
 /// Hugging Face name of a llama.cpp tensor name.
@@ -135,9 +172,16 @@ fn bpe_tokenizer(ct: &Content, path: &Path, tokens: Vec<String>) -> Result<Token
     let merges_raw = meta_strings(ct, path, "tokenizer.ggml.merges")?;
     let merges: Vec<(String, String)> = merges_raw
         .iter()
-        .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .collect();
-    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
@@ -149,14 +193,17 @@ fn bpe_tokenizer(ct: &Content, path: &Path, tokens: Vec<String>) -> Result<Token
     ])));
     tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
     // Control tokens (type 3) are special: never split, never produced from ordinary text.
-    if let Ok(types) = meta(ct, path, "tokenizer.ggml.token_type").and_then(|v| v.to_vec().map_err(|e| anyhow!("{e}"))) {
+    if let Ok(types) = meta(ct, path, "tokenizer.ggml.token_type")
+        .and_then(|v| v.to_vec().map_err(|e| anyhow!("{e}")))
+    {
         let special: Vec<AddedToken> = types
             .iter()
             .zip(&tokens)
             .filter(|(t, _)| matches!(t, Value::I32(3) | Value::U32(3)))
             .map(|(_, s)| AddedToken::from(s.clone(), true))
             .collect();
-        tok.add_special_tokens(special).map_err(|e| anyhow!("{}: special tokens: {e}", path.display()))?;
+        tok.add_special_tokens(special)
+            .map_err(|e| anyhow!("{}: special tokens: {e}", path.display()))?;
     }
     Ok(tok)
 }

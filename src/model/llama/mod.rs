@@ -24,7 +24,11 @@ impl DecoderTeacher {
         if path.is_file() {
             let g = gguf::load_gguf(path)?;
             let decoder = LlamaDecoder::from_store(&g.config, &g.store)?;
-            return Ok(Self { source: path.into(), decoder, tokenizer: TextTokenizer::from_tokenizer(g.tokenizer, 0) });
+            return Ok(Self {
+                source: path.into(),
+                decoder,
+                tokenizer: TextTokenizer::from_tokenizer(g.tokenizer, 0),
+            });
         }
         if !path.is_dir() {
             bail!("{}: model file or folder not found", path.display());
@@ -41,7 +45,11 @@ impl DecoderTeacher {
         let store = crate::model::weights::WeightStore::load(&weights, &["model."])?;
         let decoder = LlamaDecoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(path, 0)?;
-        Ok(Self { source: path.into(), decoder, tokenizer })
+        Ok(Self {
+            source: path.into(),
+            decoder,
+            tokenizer,
+        })
     }
 }
 
@@ -53,6 +61,10 @@ pub fn is_decoder(path: &Path) -> bool {
     std::fs::read_to_string(path.join("config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(|m| m == "llama"))
+        .and_then(|v| {
+            v.get("model_type")
+                .and_then(|m| m.as_str())
+                .map(|m| m == "llama")
+        })
         .unwrap_or(false)
 }

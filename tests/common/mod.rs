@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests: the shipped assets and small run configurations.
+
+#![allow(dead_code)]
+
+use mlfs_studio::train::config::{Budget, RunConfig, StageConfig};
+use std::path::PathBuf;
+
+/// The crate's `assets/` folder.
+pub fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+/// A run on the shipped teacher and data with `steps` optimizer steps per stage (0 disables one).
+pub fn small_config(steps: [usize; 3], batch_size: usize, max_seq_len: usize) -> RunConfig {
+    let a = assets();
+    let mut c = RunConfig {
+        teacher: a.join("minilm-l3"),
+        batch_size,
+        max_seq_len,
+        eval_every: 0,
+        checkpoint_every: 0,
+        rewire_batches: 2,
+        ..RunConfig::default()
+    };
+    c.data.train = a.join("sentiment/train.jsonl");
+    c.data.dev = a.join("sentiment/dev.jsonl");
+    c.data.test = a.join("sentiment/test.jsonl");
+    c.stages = steps
+        .iter()
+        .map(|&n| StageConfig {
+            enabled: n > 0,
+            budget: Budget::Steps(n.max(1)),
+            learning_rate: 3e-3,
+            warmup_ratio: 0.1,
+        })
+        .collect();
+    c
+}
