@@ -1,29 +1,54 @@
 #!/usr/bin/env bash
-# Runs the studio under Xvfb, clicks through it and saves screenshots into screenshots/.
-# Needs: xvfb, xdotool, imagemagick (apt). Usage: scripts/screenshots.sh [RUN_DIR_TO_RESUME]
+# Runs the studio under Xvfb, clicks through it with xdotool and saves PNGs into screenshots/.
+# Needs xvfb, xdotool, imagemagick and zenity (apt; zenity answers rfd's folder dialog).
+# Usage: scripts/screenshots.sh [FINISHED_RUN_DIR]  (default: a sentiment-quick run, trained first if needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --bin mlfs-studio
+BIN=./target/debug/mlfs-studio
+RUN=${1:-runs/screenshots}
+if [ ! -f "$RUN/palette.csv" ]; then
+  rm -rf "$RUN"
+  $BIN train --preset presets/sentiment-quick.ron --out "$RUN"
+fi
 export DISPLAY=:77
 Xvfb :77 -screen 0 1500x950x24 >/dev/null 2>&1 &
 XVFB=$!
+APP=""
 trap 'kill $APP $XVFB 2>/dev/null || true' EXIT
 sleep 1
 export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
-./target/debug/mlfs-studio &
-APP=$!
-sleep "${SHOT_WAIT:-6}"
-WIN=$(xdotool search --name "MLFS Studio" | head -1)
-xdotool windowsize "$WIN" 1480 920 windowmove "$WIN" 0 0
-sleep 1
 mkdir -p screenshots
-import -window root screenshots/studio-start.png
-# Click Start (top-left of the run bar) and capture the live curves.
-xdotool mousemove 30 36 click 1
-sleep "${SHOT_TRAIN:-90}"
-import -window root screenshots/studio-training.png
-# Wait for the end of the run and its palette, then open the Pareto tab and pick a point.
-sleep "${SHOT_PALETTE:-240}"
-xdotool mousemove 436 67 click 1
+shot() { import -window root "screenshots/$1.png"; }
+wait_window() { sleep "${SHOT_WAIT:-6}"; WIN=$(xdotool search --name "MLFS Studio" | head -1); xdotool windowsize "$WIN" 1480 920 windowmove "$WIN" 0 0; sleep 1; }
+
+# 1. Fresh start: configuration panel; Start; training in progress.
+$BIN & APP=$!
+wait_window
+shot studio-start
+xdotool mousemove 30 36 click 1          # Start
+sleep "${SHOT_TRAIN:-60}"
+shot studio-training
+kill $APP; sleep 1
+
+# 2. A finished run: Pareto tab, a subnet selected with its tooltip, then exported.
+$BIN --run "$RUN" & APP=$!
+wait_window
+xdotool mousemove 437 523 click 1        # first table row
+sleep 1
+xdotool mousemove 470 523                # hover: the row's metrics tooltip
 sleep 2
-import -window root screenshots/studio-pareto.png
+shot studio-pareto
+EXPORT=/tmp/mlfs-screenshot-export
+rm -rf "$EXPORT"; mkdir -p "$EXPORT"
+xdotool mousemove 396 467 click 1        # Export selected…
+sleep 3
+xdotool type --delay 80 "$EXPORT/"
+sleep 1
+xdotool key Return
+sleep 1
+xdotool key Return
+xdotool mousemove 1000 300               # move off the button so its tooltip closes
+sleep 8
+shot studio-export
+ls "$EXPORT"

@@ -101,6 +101,16 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
             assert_eq!(folder, &export_dir);
             assert_eq!(files.len(), 4);
             assert!(export_dir.join("model.safetensors").is_file());
+            // The exported folder loads as a plain model and predicts.
+            let model =
+                mlfs_studio::export::classifier::DenseClassifier::load(&export_dir).unwrap();
+            let preds = mlfs_studio::cli::export::predict_texts(
+                &model,
+                &["A wonderful, moving film.".to_string()],
+            )
+            .unwrap();
+            assert_eq!(preds.len(), 1);
+            assert!(["0", "1"].contains(&preds[0].label.as_str()));
         }
         other => panic!("export did not succeed: {other:?}"),
     }
@@ -176,4 +186,46 @@ fn invalid_value_disables_start_and_fixing_it_reenables_it() {
         h.state().errors
     );
     assert_eq!(h.state().config.space.heads, vec![3, 6, 12]);
+}
+
+#[test]
+fn presets_save_and_load_round_trip_every_field() {
+    let runs = tempfile::tempdir().unwrap();
+    let preset = runs.path().join("mine.ron");
+    let mut dialogs = ScriptedDialogs::default();
+    dialogs.answers.push_back(Some(preset.clone()));
+    dialogs.answers.push_back(Some(preset.clone()));
+    let mut config = tiny_config([3, 4, 5]);
+    // Move every field away from its default so a dropped field would show.
+    config.seed = 7;
+    config.rank = 4;
+    config.lora_alpha = 12.0;
+    config.gamma = 0.25;
+    config.distill.alpha = 0.8;
+    config.distill.beta = 0.2;
+    config.distill.temperature = 2.0;
+    config.distill.projection_dim = 64;
+    config.distill.projection = mlfs_studio::train::config::ProjectionKind::Fixed;
+    config.random_subnets = 3;
+    config.space.heads = vec![6, 12];
+    config.rewire = false;
+    config.weight_decay = 0.05;
+    config.grad_clip = 0.5;
+    config.palette.latency_runs = 25;
+    config.stages[1].budget = mlfs_studio::train::config::Budget::Epochs(1);
+    let saved = config.clone();
+    let app = StudioApp::new(config, Box::new(dialogs), runs.path().to_path_buf());
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Save preset as…").click();
+    h.step();
+    h.step();
+    assert!(preset.is_file(), "no preset written");
+    // Change the window's configuration, then open the saved preset again.
+    h.state_mut().config = tiny_config([1, 1, 1]);
+    h.get_by_label("Open preset…").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().config, saved);
+    assert_eq!(h.state().preset_path.as_deref(), Some(preset.as_path()));
 }

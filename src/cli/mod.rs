@@ -20,6 +20,9 @@ and optionally the first 256 hidden units (a multiple of the head size). Default
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Open the studio showing this run folder (its curves and palette).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
 }
 
 /// The subcommands; none opens the studio window.
@@ -100,7 +103,7 @@ pub fn assets_dir() -> PathBuf {
 pub fn main_entry() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        None => crate::ui::run_studio(),
+        None => crate::ui::run_studio(cli.run),
         Some(Command::Forward {
             model,
             subnet,

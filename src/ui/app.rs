@@ -70,6 +70,8 @@ pub struct StudioApp {
     pub resume_offer: Option<PathBuf>,
     pub notice: Option<String>,
     pub wake: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Screen position of every drawn Pareto point, last frame: (chart id, subnet, position).
+    pub chart_points: Vec<(&'static str, String, egui::Pos2)>,
 }
 
 /// Actions the panels ask for; [`StudioApp::handle`] is their only interpreter.
@@ -147,6 +149,7 @@ impl StudioApp {
             resume_offer: None,
             notice: None,
             wake: None,
+            chart_points: Vec::new(),
         };
         app.revalidate();
         app
@@ -250,6 +253,7 @@ impl StudioApp {
                 }
                 Err(e) => self.notice = Some(format!("{e:#}")),
             },
+            DialogPurpose::RunFolder => self.open_run(&path),
             DialogPurpose::TeacherFolder => {
                 self.config.teacher = path;
                 self.reload_teacher();
@@ -259,6 +263,28 @@ impl StudioApp {
             DialogPurpose::TestFile => self.config.data.test = path,
         }
         self.revalidate();
+    }
+
+    /// Shows a finished or stopped run from its folder (curves, palette), ready to export.
+    pub fn open_run(&mut self, dir: &Path) {
+        if self.run.status.is_active() {
+            self.notice = Some("stop the current run before opening another".into());
+            return;
+        }
+        match RunView::from_run_dir(dir) {
+            Ok(view) => {
+                if let Ok(config) = RunConfig::load(&dir.join("config.ron")) {
+                    self.space_text = space_text(&config);
+                    self.config = config;
+                    self.reload_teacher();
+                }
+                self.run = view;
+                self.selection = None;
+                self.export = ExportState::Idle;
+                self.notice = Some(format!("opened run {}", dir.display()));
+            }
+            Err(e) => self.notice = Some(format!("{e:#}")),
+        }
     }
 
     fn new_run_dir(&self) -> PathBuf {

@@ -10,6 +10,7 @@ pub enum DialogPurpose {
     OpenPreset,
     SavePreset,
     TeacherFolder,
+    RunFolder,
     TrainFile,
     DevFile,
     TestFile,
@@ -49,6 +50,9 @@ impl Dialogs for RfdDialogs {
                 DialogPurpose::ExportFolder => rfd::FileDialog::new()
                     .set_title("Export subnet into an empty folder")
                     .pick_folder(),
+                DialogPurpose::RunFolder => {
+                    rfd::FileDialog::new().set_title("Run folder").pick_folder()
+                }
                 DialogPurpose::TeacherFolder => rfd::FileDialog::new()
                     .set_title("Teacher model folder")
                     .pick_folder(),

@@ -131,7 +131,7 @@ impl eframe::App for StudioWindow {
 }
 
 /// Opens the studio window on the shipped default: teacher, data and `sentiment-quick` loaded.
-pub fn run_studio() -> Result<()> {
+pub fn run_studio(open_run: Option<PathBuf>) -> Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1400.0, 900.0])
@@ -167,6 +167,10 @@ pub fn run_studio() -> Result<()> {
             app.resume_offer = stored(KEY_UNFINISHED).map(PathBuf::from).filter(|d| {
                 d.join("checkpoints").is_dir() && !d.join("supernet.safetensors").is_file()
             });
+            if let Some(dir) = &open_run {
+                app.open_run(dir);
+                app.tab = Tab::Pareto;
+            }
             Ok(Box::new(StudioWindow { app }))
         }),
     )

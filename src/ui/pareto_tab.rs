@@ -51,7 +51,7 @@ fn metrics_text(e: &PaletteEntry) -> String {
 }
 
 /// One chart; returns the subnet clicked, if any.
-fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> Option<String> {
+fn chart(ui: &mut Ui, app: &mut StudioApp, cost: Cost, width: f32, height: f32) -> Option<String> {
     let entries = &app.run.palette;
     let feasible: Vec<bool> = entries
         .iter()
@@ -70,7 +70,9 @@ fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> O
         })
         .collect();
     let front = pareto_front(&pts);
-    let best = best_within_budget(entries, app.budget_latency_ms, app.budget_size_mb);
+    let budgeted = app.budget_latency_ms.is_some() || app.budget_size_mb.is_some();
+    let best =
+        best_within_budget(entries, app.budget_latency_ms, app.budget_size_mb).filter(|_| budgeted);
     let (id, x_label) = match cost {
         Cost::Size if app.size_in_mb => ("pareto-size", "size (MB)"),
         Cost::Size => ("pareto-size", "parameters (M)"),
@@ -98,7 +100,8 @@ fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> O
     let response = Plot::new(id)
         .width(width)
         .height(height)
-        .legend(Legend::default())
+        // Top-left stays empty on an accuracy-vs-cost chart: no point hides under the legend.
+        .legend(Legend::default().position(egui_plot::Corner::LeftTop))
         .x_axis_label(x_label)
         .y_axis_label("dev accuracy")
         .label_formatter(move |hover| {
@@ -134,9 +137,11 @@ fn chart(ui: &mut Ui, app: &StudioApp, cost: Cost, width: f32, height: f32) -> O
                 })
                 .collect();
             plot_ui.line(
+                // No band aggregation: the stairs' vertical segments share an x and would be filled.
                 Line::new("Pareto front", stairs)
                     .color(Color32::from_rgb(66, 133, 244))
-                    .width(2.0),
+                    .width(2.0)
+                    .allow_band(false),
             );
             plot_ui.points(
                 Points::new(

@@ -93,7 +93,9 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             .desired_width(180.0)
             .show_percentage();
         ui.add(bar).on_hover_text("Progress of the whole run");
-        ui.label(format!("elapsed {}", format_duration(r.elapsed())));
+        if r.started_at.is_some() {
+            ui.label(format!("elapsed {}", format_duration(r.elapsed())));
+        }
         if let Some(eta) = r.eta() {
             ui.label(format!("ETA {}", format_duration(eta)));
         }

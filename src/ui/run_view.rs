@@ -100,6 +100,36 @@ pub fn stage_name(stage: usize) -> &'static str {
 }
 
 impl RunView {
+    /// Rebuilds the view of a run folder from its `metrics.jsonl` and `palette.csv`.
+    pub fn from_run_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let path = dir.join("metrics.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read run metrics", path.display()))?;
+        let mut view = RunView::default();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let event: TrainEvent = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: invalid event", path.display(), i + 1))?;
+            view.apply(event);
+        }
+        view.started_at = None;
+        view.run_dir = Some(dir.to_path_buf());
+        if view.status.is_active() {
+            view.status = RunStatus::Stopped;
+        }
+        let csv = dir.join("palette.csv");
+        if csv.is_file() {
+            view.palette = crate::eval::palette::read_csv(&csv)?;
+            view.palette_expected = view.palette.len();
+            view.palette_csv = Some(csv);
+        }
+        Ok(view)
+    }
+
     /// Folds one event into the view.
     pub fn apply(&mut self, event: TrainEvent) {
         match event {

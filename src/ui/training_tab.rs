@@ -66,11 +66,11 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
     ui.columns(2, |cols| {
         Plot::new("dev-accuracy")
             .height(height - loss_h - 20.0)
-            .legend(Legend::default())
+            .legend(Legend::default().position(egui_plot::Corner::LeftTop))
             .x_axis_label("step")
             .y_axis_label("dev accuracy")
-            .include_y(0.5)
-            .include_y(1.0)
+            .include_y(0.4)
+            .include_y(1.05)
             .show(&mut cols[0], |plot_ui| {
                 stage_lines(plot_ui, app);
                 if app.run.majority_accuracy > 0.0 {
