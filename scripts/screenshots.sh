@@ -32,22 +32,24 @@ shot studio-training
 kill $APP; sleep 1
 
 # 2. A finished run: Pareto tab, a subnet selected with its tooltip, then exported.
-$BIN --run "$RUN" & APP=$!
+# (A fresh settings folder: no "resume the unfinished run" banner shifting the layout.)
+export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
+# The file dialog opens in the working folder: start there so "Select" picks it as it is.
+EXPORT=/tmp/mlfs-screenshot-export
+rm -rf "$EXPORT"; mkdir -p "$EXPORT"
+ROOT=$(pwd)
+(cd "$EXPORT" && exec "$ROOT/$BIN" --run "$ROOT/$RUN") & APP=$!
 wait_window
 xdotool mousemove 437 523 click 1        # first table row
 sleep 1
 xdotool mousemove 470 523                # hover: the row's metrics tooltip
 sleep 2
 shot studio-pareto
-EXPORT=/tmp/mlfs-screenshot-export
-rm -rf "$EXPORT"; mkdir -p "$EXPORT"
 xdotool mousemove 396 467 click 1        # Export selected…
-sleep 3
-xdotool type --delay 80 "$EXPORT/"
+sleep 4
+xdotool mousemove 114 135 click 1        # zenity's sidebar entry of the working folder
 sleep 1
-xdotool key Return
-sleep 1
-xdotool key Return
+xdotool mousemove 1045 798 click 1       # OK
 xdotool mousemove 1000 300               # move off the button so its tooltip closes
 sleep 8
 shot studio-export

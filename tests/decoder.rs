@@ -209,3 +209,74 @@ fn forward_cli_prints_decoder_outputs() {
         serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
     assert_eq!(hidden[1].len(), fx.input_ids[1].len());
 }
+
+/// Writes a tiny GGUF with the given architecture and one f32 tensor named `blk.0.x.weight`.
+fn tiny_gguf(path: &std::path::Path, arch: &str) {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let t = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+    let arch = gguf_file::Value::String(arch.to_string());
+    let mut f = std::fs::File::create(path).unwrap();
+    gguf_file::write(
+        &mut f,
+        &[("general.architecture", &arch)],
+        &[("blk.0.x.weight", &q)],
+    )
+    .unwrap();
+}
+
+fn load_error(path: &std::path::Path) -> String {
+    match DecoderTeacher::load(path) {
+        Ok(_) => panic!("{} should not load", path.display()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn bad_gguf_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let truncated = dir.path().join("truncated.gguf");
+    let bytes = std::fs::read(gguf_path()).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let err = load_error(&truncated);
+    assert!(err.contains("truncated.gguf"), "{err}");
+
+    let other = dir.path().join("gpt2.gguf");
+    tiny_gguf(&other, "gpt2");
+    let err = load_error(&other);
+    assert!(
+        err.contains("gpt2.gguf") && err.contains("architecture 'gpt2' is not supported"),
+        "{err}"
+    );
+
+    // An unknown quantization type: patch the tensor's ggml type id (right after its dims) to 99.
+    let unknown = dir.path().join("unknown-type.gguf");
+    tiny_gguf(&unknown, "llama");
+    let mut bytes = std::fs::read(&unknown).unwrap();
+    let name = b"blk.0.x.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let type_at = at + 4 + 8 * n_dims;
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&unknown, &bytes).unwrap();
+    let err = load_error(&unknown);
+    assert!(
+        err.contains("unknown-type.gguf") && err.contains("not a readable GGUF file"),
+        "{err}"
+    );
+
+    let garbage = dir.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"definitely not gguf").unwrap();
+    let err = load_error(&garbage);
+    assert!(
+        err.contains("garbage.gguf") && err.contains("not a readable GGUF file"),
+        "{err}"
+    );
+
+    let err = load_error(&dir.path().join("missing.gguf"));
+    assert!(
+        err.contains("missing.gguf") && err.contains("not found"),
+        "{err}"
+    );
+}

@@ -276,6 +276,7 @@ impl StudioApp {
                 if let Ok(config) = RunConfig::load(&dir.join("config.ron")) {
                     self.space_text = space_text(&config);
                     self.config = config;
+                    self.preset_path = None;
                     self.reload_teacher();
                 }
                 self.run = view;

@@ -97,7 +97,19 @@ fn chart(ui: &mut Ui, app: &mut StudioApp, cost: Cost, width: f32, height: f32) 
     let hover_entries = entries.clone();
     let (front_for_hover, dom_for_hover, inf_for_hover) =
         (front_idx.clone(), dominated.clone(), infeasible.clone());
+    // Headroom above the best point keeps the top-left legend clear of every point.
+    let (lo, hi) = entries
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), e| {
+            (lo.min(e.dev_accuracy), hi.max(e.dev_accuracy))
+        });
+    let headroom = if hi > lo {
+        hi + 0.5 * (hi - lo)
+    } else {
+        hi + 0.01
+    };
     let response = Plot::new(id)
+        .include_y(headroom)
         .width(width)
         .height(height)
         // Top-left stays empty on an accuracy-vs-cost chart: no point hides under the legend.
