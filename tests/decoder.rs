@@ -280,3 +280,62 @@ fn bad_gguf_files_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn next_token_losses_match_the_fixture_logits() {
+    // For every position whose next token is among the fixture's top 10, Hugging Face's
+    // negative log-likelihood is logsumexp − logit(next token): compare ours with it.
+    let fx = fixture();
+    let teacher = DecoderTeacher::load(gguf_path()).unwrap();
+    let maxnet = SubnetSpec::maxnet(&teacher.decoder.shape());
+    let mut compared = 0;
+    for (ids, reference) in fx.input_ids.iter().zip(&fx.teacher) {
+        let (nll, _) = mlfs_studio::eval::lm::token_nll(&teacher.decoder, &maxnet, ids).unwrap();
+        assert_eq!(nll.len(), ids.len() - 1);
+        for (pos, &ours) in nll.iter().enumerate() {
+            let next = ids[pos + 1];
+            if let Some(k) = reference.top_ids[pos].iter().position(|&id| id == next) {
+                let theirs = reference.logsumexp[pos] - reference.top_logits[pos][k];
+                assert!(
+                    (ours - theirs).abs() <= 1e-3,
+                    "position {pos}: {ours} vs {theirs}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(
+        compared >= 20,
+        "only {compared} positions had their next token in the top 10"
+    );
+}
+
+#[test]
+fn code_blocks_and_empty_corpora() {
+    let teacher = DecoderTeacher::load(gguf_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = format!(
+        "{:#}",
+        mlfs_studio::eval::lm::read_corpus(dir.path()).unwrap_err()
+    );
+    assert!(err.contains("no text found"), "{err}");
+    std::fs::write(
+        dir.path().join("a.py"),
+        "def f(x):\n    return x + 1\n".repeat(40),
+    )
+    .unwrap();
+    let texts = mlfs_studio::eval::lm::read_corpus(dir.path()).unwrap();
+    let blocks =
+        mlfs_studio::eval::lm::token_blocks(&texts, &teacher.tokenizer, 32, Some(0)).unwrap();
+    assert!(blocks.len() >= 5 && blocks.iter().all(|b| b.len() == 32));
+    let m = mlfs_studio::eval::lm::lm_metrics(
+        &teacher.decoder,
+        &SubnetSpec::maxnet(&teacher.decoder.shape()),
+        &blocks[..2],
+    )
+    .unwrap();
+    assert_eq!(m.tokens, 62);
+    assert!((m.perplexity - m.loss.exp()).abs() < 1e-9);
+    // Repeated code is easy for the teacher.
+    assert!(m.top1_accuracy > 0.5, "top-1 {}", m.top1_accuracy);
+}

@@ -82,6 +82,23 @@ pub enum Command {
         #[arg(long)]
         texts_file: PathBuf,
     },
+    /// Validation loss, perplexity and next-token top-1 accuracy of a decoder subnet on code.
+    LmEval {
+        /// A Llama GGUF file or Hugging Face Llama folder.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, help = SPEC_HELP)]
+        subnet: Option<String>,
+        /// JSONL with a "text" field, or a folder of text files.
+        #[arg(long, default_value = "assets/python-code/valid.jsonl")]
+        data: PathBuf,
+        /// Tokens per block.
+        #[arg(long, default_value_t = 128)]
+        block: usize,
+        /// Blocks scored (the first ones of the corpus).
+        #[arg(long, default_value_t = 32)]
+        blocks: usize,
+    },
     /// Median training-step times on the shipped teacher (batch 32, length 64).
     Bench {
         /// Timed steps per stage.
@@ -122,5 +139,26 @@ pub fn main_entry() -> Result<()> {
         Some(Command::Export { run, subnet, out }) => export::export(&run, &subnet, &out),
         Some(Command::Predict { model, texts_file }) => export::predict(&model, &texts_file),
         Some(Command::Bench { steps }) => bench::bench(steps),
+        Some(Command::LmEval {
+            model,
+            subnet,
+            data,
+            block,
+            blocks,
+        }) => {
+            let teacher = crate::model::llama::DecoderTeacher::load(&model)?;
+            let spec = forward::resolve_spec(subnet.as_deref(), &teacher.decoder.shape())?;
+            let texts =
+                crate::eval::lm::read_corpus(&crate::train::config::RunConfig::resolve(&data))?;
+            let eos = teacher.decoder.config.eos_token_id;
+            let all = crate::eval::lm::token_blocks(&texts, &teacher.tokenizer, block.max(2), eos)?;
+            let chosen = &all[..blocks.clamp(1, all.len())];
+            let m = crate::eval::lm::lm_metrics(&teacher.decoder, &spec, chosen)?;
+            println!(
+                "{}",
+                serde_json::json!({ "subnet": spec.to_string(), "blocks": chosen.len(), "block": block, "metrics": m })
+            );
+            Ok(())
+        }
     }
 }

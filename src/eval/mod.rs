@@ -2,5 +2,6 @@
 
 pub mod accuracy;
 pub mod latency;
+pub mod lm;
 pub mod palette;
 pub mod pareto;
