@@ -221,68 +221,28 @@ mod tests {
             .cos()
             .unwrap();
 
-        let ours = frozen_norm(x.as_tensor(), &gamma, Some(&beta), 1e-5, NormKind::Layer).unwrap();
-        let reference =
-            candle_nn::ops::layer_norm_slow(x.as_tensor(), &gamma, &beta, 1e-5).unwrap();
-        close(&ours, &reference, 1e-5);
-        let g1 = (ours * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (reference * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        close(
-            g1.get(x.as_tensor()).unwrap(),
-            g2.get(x.as_tensor()).unwrap(),
-            1e-4,
-        );
-
-        let ours = frozen_norm(x.as_tensor(), &gamma, None, 1e-5, NormKind::Rms).unwrap();
-        let reference = candle_nn::ops::rms_norm_slow(x.as_tensor(), &gamma, 1e-5).unwrap();
-        close(&ours, &reference, 1e-5);
-        let g1 = (ours * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (reference * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        close(
-            g1.get(x.as_tensor()).unwrap(),
-            g2.get(x.as_tensor()).unwrap(),
-            1e-4,
-        );
-
-        let ours = softmax_last_dim(x.as_tensor()).unwrap();
-        let reference = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
-        close(&ours, &reference, 1e-6);
-        let g1 = (ours * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (reference * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        close(
-            g1.get(x.as_tensor()).unwrap(),
-            g2.get(x.as_tensor()).unwrap(),
-            1e-5,
-        );
+        // Each fused op against candle's composite reference: values, then input gradients.
+        let pairs = [
+            (
+                frozen_norm(x.as_tensor(), &gamma, Some(&beta), 1e-5, NormKind::Layer).unwrap(),
+                candle_nn::ops::layer_norm_slow(x.as_tensor(), &gamma, &beta, 1e-5).unwrap(),
+            ),
+            (
+                frozen_norm(x.as_tensor(), &gamma, None, 1e-5, NormKind::Rms).unwrap(),
+                candle_nn::ops::rms_norm_slow(x.as_tensor(), &gamma, 1e-5).unwrap(),
+            ),
+            (
+                softmax_last_dim(x.as_tensor()).unwrap(),
+                candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap(),
+            ),
+        ];
+        let input_grad = |y: &Tensor| {
+            let grads = (y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            grads.get(x.as_tensor()).unwrap().clone()
+        };
+        for (ours, reference) in pairs {
+            close(&ours, &reference, 1e-5);
+            close(&input_grad(&ours), &input_grad(&reference), 1e-4);
+        }
     }
 }
