@@ -4,8 +4,8 @@
 # Usage: scripts/screenshots.sh [FINISHED_RUN_DIR]  (default: a sentiment-quick run, trained first if needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --bin mlfs-studio
-BIN=./target/debug/mlfs-studio
+cargo build --release --bin mlfs-studio
+BIN=./target/release/mlfs-studio
 RUN=${1:-runs/screenshots}
 if [ ! -f "$RUN/palette.csv" ]; then
   rm -rf "$RUN"
