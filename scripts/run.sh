@@ -11,4 +11,4 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"
 fi
-exec cargo run --bin mlfs-studio -- "$@"
+exec cargo run --release --bin mlfs-studio -- "$@"
