@@ -237,7 +237,12 @@ mod tests {
             ),
         ];
         let input_grad = |y: &Tensor| {
-            let grads = (y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads = (y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             grads.get(x.as_tensor()).unwrap().clone()
         };
         for (ours, reference) in pairs {
