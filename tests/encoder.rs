@@ -5,6 +5,8 @@
 //! there keeps layers 0 and 2, the first 6 heads (Q/K/V rows and attention-output columns of
 //! those heads) and the first 768 FFN neurons of each kept layer (copied from ../shared/fixtures).
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use mlfs_studio::model::{EncoderTeacher, SubnetSpec, TokenBatch};
 use serde::Deserialize;
@@ -125,19 +127,14 @@ fn forward_cli_prints_the_fixture_values() {
     let dir = tempfile::tempdir().unwrap();
     let texts = dir.path().join("texts.txt");
     std::fs::write(&texts, fx.texts.join("\n")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
-        .args(["forward", "--model"])
-        .arg(teacher_dir())
-        .args(["--subnet", "layers=0,2;heads=6;ffn=768", "--texts-file"])
-        .arg(&texts)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = common::stdout_of(
+        common::cli()
+            .args(["forward", "--model"])
+            .arg(teacher_dir())
+            .args(["--subnet", "layers=0,2;heads=6;ffn=768", "--texts-file"])
+            .arg(&texts),
     );
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let ids: Vec<Vec<u32>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
     let mask: Vec<Vec<u32>> = serde_json::from_value(json["attention_mask"].clone()).unwrap();
     let last: Vec<Vec<Vec<f32>>> =
@@ -336,7 +333,7 @@ fn cli_rejects_bad_subnet_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let texts = dir.path().join("texts.txt");
     std::fs::write(&texts, "hello world\n").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
+    let output = common::cli()
         .args(["forward", "--model"])
         .arg(teacher_dir())
         .args(["--subnet", "layers=0,5;heads=6;ffn=768", "--texts-file"])

@@ -217,21 +217,11 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
 #[test]
 fn eval_cli_writes_the_palette_csv() {
     let run = trained_run();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
-        .args(["eval", "--run"])
-        .arg(run)
-        .args([
-            "--subnets",
-            "layers=0,1,2;heads=12;ffn=1536,layers=2;heads=3;ffn=384",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = common::stdout_of(common::cli().args(["eval", "--run"]).arg(run).args([
+        "--subnets",
+        "layers=0,1,2;heads=12;ffn=1536,layers=2;heads=3;ffn=384",
+    ]));
+    let stdout = String::from_utf8_lossy(&stdout);
     assert!(stdout.contains("storage: MLFS keeps"), "{stdout}");
     let text = std::fs::read_to_string(run.join("palette.csv")).unwrap();
     assert!(text.starts_with("subnet,layers,heads,ffn,hidden,params_total,params_non_embedding,size_bytes,latency_ms_median,latency_ms_p90,dev_accuracy,test_accuracy,on_front_size,on_front_latency\n"));

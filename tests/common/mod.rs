@@ -36,3 +36,19 @@ pub fn small_config(steps: [usize; 3], batch_size: usize, max_seq_len: usize) ->
         .collect();
     c
 }
+
+/// A command running the crate's binary.
+pub fn cli() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mlfs-studio"))
+}
+
+/// Runs `cmd`, asserts it succeeded (showing its stderr otherwise) and returns its stdout.
+pub fn stdout_of(cmd: &mut std::process::Command) -> Vec<u8> {
+    let output = cmd.output().expect("run mlfs-studio");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
