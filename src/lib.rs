@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod eval;
+pub mod lm;
 pub mod export;
 pub mod mlfs;
 pub mod model;

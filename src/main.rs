@@ -19,6 +19,10 @@ fn keep_freed_memory() {
     // `mi_option_purge_delay` is entry 15 of mimalloc v3's `mi_option_t` (mimalloc.h);
     // the -sys crate names no constant for it.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // A user's MIMALLOC_PURGE_DELAY wins (e.g. to trade speed for a smaller footprint).
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: setting an option is a plain store into mimalloc's option table.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }

@@ -47,3 +47,11 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
     }
     Ok(texts)
 }
+
+/// Resident memory of this process in MB (0 where /proc is unavailable).
+pub fn rss_mb() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096 / (1024 * 1024))
+}

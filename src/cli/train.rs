@@ -2,7 +2,8 @@
 
 use crate::train::config::RunConfig;
 use crate::train::protocol::TrainEvent;
-use crate::train::trainer::{Flow, Trainer};
+use crate::train::any::{measure_lm, AnyTrainer};
+use crate::train::trainer::Flow;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -10,8 +11,8 @@ use std::path::Path;
 /// Trains a new run from a preset, or resumes one, printing progress to the terminal.
 pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -> Result<()> {
     let mut trainer = match (preset, out, resume) {
-        (_, _, Some(dir)) => Trainer::resume(dir)?,
-        (Some(p), Some(dir), None) => Trainer::create(RunConfig::load(p)?, dir)?,
+        (_, _, Some(dir)) => AnyTrainer::resume(dir)?,
+        (Some(p), Some(dir), None) => AnyTrainer::create(RunConfig::load(p)?, dir)?,
         _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
     };
     let bar = ProgressBar::new(trainer.total_steps() as u64);
@@ -21,7 +22,7 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_position(trainer.global_step as u64);
+    bar.set_position(trainer.global_step() as u64);
     let mut stage_name = String::new();
     let mut sink = |e: TrainEvent| match &e {
         TrainEvent::StageStarted { stage, .. } => stage_name = format!("stage {stage}"),
@@ -31,11 +32,12 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
             ..
         } => {
             bar.set_position(*global_step as u64);
-            let max = losses.first().map_or(0.0, |l| l.loss);
-            let min = losses.get(1).map_or(max, |l| l.loss);
-            bar.set_message(format!(
-                "{stage_name} maxnet loss {max:.4} minnet loss {min:.4}"
-            ));
+            let shown: Vec<String> = losses
+                .iter()
+                .take(2)
+                .map(|l| format!("{:.4}", l.loss))
+                .collect();
+            bar.set_message(format!("{stage_name} loss {}", shown.join(" / ")));
         }
         TrainEvent::DevEval {
             global_step,
@@ -51,6 +53,22 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
                 accs.join(", ")
             ));
         }
+        TrainEvent::LmEval {
+            global_step,
+            results,
+            ..
+        } => {
+            let shown: Vec<String> = results
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} loss {:.3} ppl {:.1} top-1 {:.3}",
+                        r.role, r.loss, r.perplexity, r.top1_accuracy
+                    )
+                })
+                .collect();
+            bar.println(format!("step {global_step} validation: {}", shown.join(", ")));
+        }
         TrainEvent::Log { message, .. } => bar.println(message),
         TrainEvent::CheckpointSaved { path, .. } => bar.println(format!("checkpoint {path}")),
         TrainEvent::Finished {
@@ -65,10 +83,25 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
     };
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
     let stopped = trainer.run(&mut ctl, &mut sink)?;
-    if !stopped && trainer.config.palette.evaluate_at_end {
-        let listed = trainer.config.palette.subnets.join(",");
-        let subnets = (!listed.is_empty()).then_some(listed.as_str());
-        crate::cli::eval::print_palette(&trainer, subnets)?;
+    if stopped || !trainer.config().palette.evaluate_at_end {
+        return Ok(());
+    }
+    match &trainer {
+        AnyTrainer::Classifier(t) => {
+            let listed = t.config.palette.subnets.join(",");
+            let subnets = (!listed.is_empty()).then_some(listed.as_str());
+            crate::cli::eval::print_palette(t, subnets)?;
+        }
+        AnyTrainer::Lm(t) => {
+            let print = |e: TrainEvent| {
+                if let TrainEvent::LmMeasured(entry) = e {
+                    if let Ok(line) = serde_json::to_string(&entry) {
+                        println!("{line}");
+                    }
+                }
+            };
+            measure_lm(t, &print, &|| true)?;
+        }
     }
     Ok(())
 }

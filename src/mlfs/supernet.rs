@@ -41,7 +41,7 @@ pub struct Supernet {
 }
 
 /// `d × k` matrix with orthonormal columns (Gram–Schmidt on a Gaussian draw).
-fn orthonormal(d: usize, k: usize, rng: &mut StdRng) -> Result<Tensor> {
+pub fn orthonormal(d: usize, k: usize, rng: &mut StdRng) -> Result<Tensor> {
     let normal = Normal::new(0.0f64, 1.0).context("normal distribution")?;
     let k_eff = k.min(d);
     let mut cols: Vec<Vec<f64>> = Vec::with_capacity(k);
@@ -64,6 +64,14 @@ fn orthonormal(d: usize, k: usize, rng: &mut StdRng) -> Result<Tensor> {
         }
     }
     Ok(Tensor::from_vec(data, (d, k), &Device::Cpu)?)
+}
+
+/// Rescales every column of a projection to unit length (keeps P from collapsing).
+pub fn unit_columns(p: &Var) -> Result<()> {
+    let t = p.as_tensor();
+    let norms = t.sqr()?.sum_keepdim(0)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    p.set(&t.broadcast_div(&norms)?)?;
+    Ok(())
 }
 
 impl Supernet {
@@ -236,12 +244,7 @@ impl Supernet {
         if self.projection_kind != ProjectionKind::UnitNorm {
             return Ok(());
         }
-        for p in &self.projections {
-            let t = p.as_tensor();
-            let norms = t.sqr()?.sum_keepdim(0)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-            p.set(&t.broadcast_div(&norms)?)?;
-        }
-        Ok(())
+        self.projections.iter().try_for_each(unit_columns)
     }
 
     /// The projection of maxnet layer `g` (`None` for the identity option).

@@ -40,7 +40,12 @@ impl ElasticLinear {
     pub fn forward(&self, x: &Tensor, out_n: usize) -> Result<Tensor> {
         let in_n = x.dim(1)?;
         let w = self.weight_eff.narrow(0, 0, out_n)?.narrow(1, 0, in_n)?;
-        let mut y = frozen_matmul_t(x, &w)?;
+        // A trainable base weight (full fine-tuning) needs candle's own matmul for its gradient.
+        let mut y = if w.track_op() {
+            x.matmul(&w.t()?)?
+        } else {
+            frozen_matmul_t(x, &w)?
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.narrow(0, 0, out_n)?)?;
         }
@@ -48,6 +53,26 @@ impl ElasticLinear {
             y = (y + lora.delta(stage, x, out_n)?)?;
         }
         Ok(y)
+    }
+
+    /// Forward through the teacher's own weight only (no adapters): the distillation teacher.
+    pub fn forward_base(&self, x: &Tensor, out_n: usize) -> Result<Tensor> {
+        let in_n = x.dim(1)?;
+        let w = self.weight_pre.narrow(0, 0, out_n)?.narrow(1, 0, in_n)?;
+        let y = frozen_matmul_t(x, &w)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.narrow(0, 0, out_n)?),
+            None => Ok(y),
+        }
+    }
+
+    /// Forward with or without the adapters.
+    pub fn forward_with(&self, x: &Tensor, out_n: usize, adapters: bool) -> Result<Tensor> {
+        if adapters {
+            self.forward(x, out_n)
+        } else {
+            self.forward_base(x, out_n)
+        }
     }
 
     /// Makes `stage` the trainable one (or none) and merges every other stage into `weight_eff`.

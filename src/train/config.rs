@@ -133,6 +133,37 @@ impl Default for PaletteConfig {
     }
 }
 
+/// Decoder (language-model) settings: what trains and how the students are measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LmConfig {
+    /// Train every weight of the students (full fine-tuning) instead of the staged adapters.
+    pub train_base_weights: bool,
+    /// Where fully trained students start: the teacher's slice or random weights.
+    pub init: crate::model::llama::student::StudentInit,
+    /// Subnet specs trained every step; empty means sandwich sampling from the search space.
+    pub students: Vec<String>,
+    /// Validation blocks (of `max_seq_len` tokens) scored at each evaluation.
+    pub eval_blocks: usize,
+    /// Prompt tokens of the prefill-latency measurement.
+    pub latency_prompt: usize,
+    /// Tokens decoded (with the KV cache) for the tokens/s measurement.
+    pub latency_new_tokens: usize,
+}
+
+impl Default for LmConfig {
+    fn default() -> Self {
+        Self {
+            train_base_weights: false,
+            init: crate::model::llama::student::StudentInit::Sliced,
+            students: Vec::new(),
+            eval_blocks: 32,
+            latency_prompt: 128,
+            latency_new_tokens: 32,
+        }
+    }
+}
+
 /// Everything one MLFS run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -167,6 +198,9 @@ pub struct RunConfig {
     /// Checkpoint every N steps (0: only at stage ends).
     pub checkpoint_every: usize,
     pub palette: PaletteConfig,
+    /// Decoder settings; present only when the teacher is a decoder language model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lm: Option<LmConfig>,
 }
 
 impl Default for RunConfig {
@@ -196,6 +230,7 @@ impl Default for RunConfig {
             eval_every: 50,
             checkpoint_every: 100,
             palette: PaletteConfig::default(),
+            lm: None,
         }
     }
 }
@@ -359,11 +394,42 @@ impl RunConfig {
                 format!("{} is outside 2..=512", self.palette.latency_seq_len),
             );
         }
+        if let Some(lm) = &self.lm {
+            if lm.init == crate::model::llama::student::StudentInit::Random && !lm.train_base_weights {
+                bad(
+                    "lm.init",
+                    "a randomly initialised student must train its base weights (train_base_weights: true)".into(),
+                );
+            }
+            if lm.eval_blocks == 0 {
+                bad("lm.eval_blocks", "must be at least 1".into());
+            }
+            if lm.latency_prompt == 0 || lm.latency_new_tokens == 0 {
+                bad(
+                    "lm.latency_prompt",
+                    "prompt and decoded token counts must be positive".into(),
+                );
+            }
+        }
         errors
+    }
+
+    /// True for a decoder (language-model) run.
+    pub fn is_lm(&self) -> bool {
+        self.lm.is_some()
     }
 
     /// Resolves a path from a preset: as given if it exists, else beside the crate.
     pub fn resolve(path: &Path) -> PathBuf {
+        if let Ok(rest) = path.strip_prefix("~") {
+            // `~/.cache/…` follows XDG_CACHE_HOME when it is set, as the fetch scripts do.
+            if let (Ok(cache), Ok(inner)) = (std::env::var("XDG_CACHE_HOME"), rest.strip_prefix(".cache")) {
+                return PathBuf::from(cache).join(inner);
+            }
+            if let Ok(home) = std::env::var("HOME") {
+                return PathBuf::from(home).join(rest);
+            }
+        }
         if path.is_absolute() || path.exists() {
             return path.to_path_buf();
         }

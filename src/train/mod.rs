@@ -1,8 +1,10 @@
 //! Training: configuration, data, optimizer, checkpoints, the loop, and the trainer thread.
 
+pub mod any;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod events;
 pub mod optim;
 pub mod protocol;
 pub mod trainer;

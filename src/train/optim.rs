@@ -63,6 +63,24 @@ impl AdamW {
         Ok(())
     }
 
+    /// Adds a gradient computed outside candle's backward pass (e.g. a fused loss head) to the
+    /// slot of the parameter `var`; ignored when `var` is not one of ours.
+    pub fn add_grad(
+        &self,
+        var: &Tensor,
+        grad: Tensor,
+        acc: &mut Vec<Option<Tensor>>,
+    ) -> Result<()> {
+        acc.resize(self.params.len(), None);
+        if let Some(i) = self.params.iter().position(|p| p.var.as_tensor().id() == var.id()) {
+            acc[i] = Some(match acc[i].take() {
+                Some(prev) => (prev + grad)?,
+                None => grad,
+            });
+        }
+        Ok(())
+    }
+
     /// Global L2 norm of accumulated gradients.
     pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
         let mut total = 0f64;

@@ -47,6 +47,40 @@ pub struct PaletteEntry {
     pub test_accuracy: f64,
 }
 
+/// One decoder subnet's validation metrics at an evaluation point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmEvalResult {
+    /// "teacher", "student", "maxnet", "minnet", "medium-1", …
+    pub role: String,
+    pub subnet: String,
+    /// Mean next-token cross-entropy (nats).
+    pub loss: f64,
+    pub perplexity: f64,
+    pub top1_accuracy: f64,
+}
+
+/// One measured decoder subnet: size, validation metrics and latency (batch 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmEntry {
+    pub role: String,
+    pub subnet: String,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub ffn: usize,
+    pub params_total: usize,
+    pub params_non_embedding: usize,
+    /// Size of an f16 export (bytes).
+    pub size_bytes: usize,
+    pub val_loss: f64,
+    pub perplexity: f64,
+    pub top1_accuracy: f64,
+    /// Median prefill time of the latency prompt (ms).
+    pub prefill_ms: f64,
+    /// Median cached decoding speed.
+    pub decode_tokens_per_s: f64,
+}
+
 /// Events the trainer sends; `metrics.jsonl` holds one per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -79,6 +113,14 @@ pub enum TrainEvent {
         global_step: usize,
         results: Vec<SubnetAccuracy>,
     },
+    /// Validation of decoder subnets (loss, perplexity, top-1).
+    LmEval {
+        stage: usize,
+        global_step: usize,
+        results: Vec<LmEvalResult>,
+    },
+    /// A decoder subnet measured at the end of a run.
+    LmMeasured(LmEntry),
     Log {
         level: String,
         message: String,

@@ -3,6 +3,7 @@
 use super::checkpoint::{self, CheckpointState};
 use super::config::{Budget, RunConfig};
 use super::data::{epoch_order, Dataset};
+use super::events::EventLog;
 use super::optim::{learning_rate, AdamW};
 use super::protocol::{SubnetAccuracy, SubnetLoss, TrainEvent};
 use crate::cli::forward::batch_tensors;
@@ -16,7 +17,6 @@ use crate::mlfs::supernet::Supernet;
 use crate::model::{EncoderTeacher, SubnetSpec};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -55,7 +55,7 @@ pub struct Trainer {
     pub global_step: usize,
     orders: Option<Vec<LayerOrder>>,
     optimizer: Option<(usize, AdamW)>,
-    metrics: Option<std::fs::File>,
+    log: EventLog,
 }
 
 /// Steps in one pass over `n` examples at batch size `b`.
@@ -63,22 +63,39 @@ pub fn steps_per_epoch(n: usize, b: usize) -> usize {
     n.div_ceil(b.max(1)).max(1)
 }
 
+/// (stage, step within stage) of global step `global_step`; stage 3 when past the end.
+pub fn position_of(global_step: usize, stage_steps: &[usize]) -> (usize, usize) {
+    let mut left = global_step;
+    for (s, &n) in stage_steps.iter().enumerate() {
+        if left < n {
+            return (s, left);
+        }
+        left -= n;
+    }
+    (3, 0)
+}
+
+/// Checks a configuration and creates the folder of a new run (which must not hold one).
+pub fn check_new_run(config: &RunConfig, run_dir: &Path) -> Result<()> {
+    let errors = config.validate();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        bail!("invalid run configuration: {}", list.join("; "));
+    }
+    if run_dir.join("config.ron").exists() {
+        bail!(
+            "{}: already holds a run; resume it with --resume or choose another folder",
+            run_dir.display()
+        );
+    }
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create run folder", run_dir.display()))
+}
+
 impl Trainer {
     /// Prepares a new run in `run_dir` (created; must not already hold a run).
     pub fn create(config: RunConfig, run_dir: &Path) -> Result<Self> {
-        let errors = config.validate();
-        if !errors.is_empty() {
-            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            bail!("invalid run configuration: {}", list.join("; "));
-        }
-        if run_dir.join("config.ron").exists() {
-            bail!(
-                "{}: already holds a run; resume it with --resume or choose another folder",
-                run_dir.display()
-            );
-        }
-        std::fs::create_dir_all(run_dir)
-            .with_context(|| format!("{}: cannot create run folder", run_dir.display()))?;
+        check_new_run(&config, run_dir)?;
         let trainer = Self::build(config, run_dir)?;
         trainer.config.save(&run_dir.join("config.ron"))?;
         let labels = serde_json::to_vec_pretty(&trainer.data.labels)?;
@@ -195,7 +212,7 @@ impl Trainer {
             global_step: 0,
             orders: None,
             optimizer: None,
-            metrics: None,
+            log: EventLog::new(run_dir),
         })
     }
 
@@ -206,28 +223,11 @@ impl Trainer {
 
     /// (stage, step within stage) of the next step; stage 3 when the run is complete.
     pub fn position(&self) -> (usize, usize) {
-        let mut left = self.global_step;
-        for (s, &n) in self.stage_steps.iter().enumerate() {
-            if left < n {
-                return (s, left);
-            }
-            left -= n;
-        }
-        (3, 0)
+        position_of(self.global_step, &self.stage_steps)
     }
 
     fn emit(&mut self, event: TrainEvent, sink: &mut dyn FnMut(TrainEvent)) {
-        if self.metrics.is_none() {
-            self.metrics = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.run_dir.join("metrics.jsonl"))
-                .ok();
-        }
-        if let (Some(file), Ok(line)) = (self.metrics.as_mut(), serde_json::to_string(&event)) {
-            let _ = writeln!(file, "{line}");
-        }
-        sink(event);
+        self.log.emit(event, sink);
     }
 
     /// Runs to the end or until `control` says stop; returns true when stopped early.

@@ -2,7 +2,9 @@
 
 use super::config::RunConfig;
 use super::protocol::{TrainCmd, TrainEvent};
+use super::any::{is_lm_run, measure_lm, AnyTrainer};
 use super::trainer::{Flow, Trainer};
+use crate::lm::LmTrainer;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,18 +166,32 @@ fn run_request(
 ) -> anyhow::Result<()> {
     let mut palette_requests = Vec::new();
     let trainer = match request {
+        StartRequest::Palette { run_dir, .. } if is_lm_run(&run_dir) => {
+            let trainer = LmTrainer::open_trained(&run_dir)?;
+            return measure_decoder(&trainer, commands, stop, send);
+        }
         StartRequest::Palette { run_dir, subnets } => {
             let trainer = Trainer::open_trained(&run_dir)?;
             return run_palette(&trainer, subnets, commands, stop, send);
         }
         StartRequest::New { config, run_dir } => {
-            let mut t = Trainer::create(*config, &run_dir)?;
+            let mut t = AnyTrainer::create(*config, &run_dir)?;
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
         StartRequest::Resume { run_dir } => {
-            let mut t = Trainer::resume(&run_dir)?;
+            let mut t = AnyTrainer::resume(&run_dir)?;
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
+    };
+    let trainer = match trainer {
+        Some(AnyTrainer::Lm(t)) => {
+            if t.config.palette.evaluate_at_end || !palette_requests.is_empty() {
+                measure_decoder(&t, commands, stop, send)?;
+            }
+            return Ok(());
+        }
+        Some(AnyTrainer::Classifier(t)) => Some(t),
+        None => None,
     };
     // A completed run measures its palette when configured to, and whatever was asked meanwhile.
     if let Some(trainer) = trainer {
@@ -194,8 +210,24 @@ fn run_request(
 }
 
 /// Trains to the end; true when the run completed (not stopped).
+/// Measures a decoder run's subnets; Stop ends it early.
+fn measure_decoder(
+    trainer: &LmTrainer,
+    commands: &Receiver<TrainCmd>,
+    stop: &AtomicBool,
+    send: &dyn Fn(TrainEvent),
+) -> anyhow::Result<()> {
+    let keep_going =
+        || !(stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop));
+    measure_lm(trainer, send, &keep_going)?;
+    send(TrainEvent::PaletteFinished {
+        csv_path: trainer.run_dir.join("lm-palette.csv").display().to_string(),
+    });
+    Ok(())
+}
+
 fn train(
-    trainer: &mut Trainer,
+    trainer: &mut AnyTrainer,
     commands: &Receiver<TrainCmd>,
     stop: &AtomicBool,
     send: &dyn Fn(TrainEvent),

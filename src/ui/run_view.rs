@@ -1,6 +1,6 @@
 //! What the window knows about the current run, built only from `TrainEvent`s.
 
-use crate::train::protocol::{PaletteEntry, TrainEvent};
+use crate::train::protocol::{LmEntry, PaletteEntry, TrainEvent};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,6 +60,12 @@ pub struct RunView {
     pub palette_expected: usize,
     pub palette_csv: Option<PathBuf>,
     pub majority_accuracy: f64,
+    /// Decoder runs: validation loss per role over global steps.
+    pub val_loss: BTreeMap<String, Vec<[f64; 2]>>,
+    /// Decoder runs: the teacher's validation loss (a reference line).
+    pub teacher_val_loss: Option<f64>,
+    /// Decoder runs: measured subnets (size, validation metrics, latency).
+    pub lm_entries: Vec<LmEntry>,
     pub logs: Vec<LogLine>,
 }
 
@@ -84,6 +90,9 @@ impl Default for RunView {
             palette_expected: 0,
             palette_csv: None,
             majority_accuracy: 0.0,
+            val_loss: BTreeMap::new(),
+            teacher_val_loss: None,
+            lm_entries: Vec::new(),
             logs: Vec::new(),
         }
     }
@@ -195,6 +204,26 @@ impl RunView {
                         .or_default()
                         .push([global_step as f64, r.accuracy]);
                 }
+            }
+            TrainEvent::LmEval {
+                global_step,
+                results,
+                ..
+            } => {
+                for r in results {
+                    if r.role == "teacher" {
+                        self.teacher_val_loss = Some(r.loss);
+                    } else {
+                        self.val_loss
+                            .entry(r.role)
+                            .or_default()
+                            .push([global_step as f64, r.loss]);
+                    }
+                }
+            }
+            TrainEvent::LmMeasured(entry) => {
+                self.lm_entries.retain(|e| e.role != entry.role);
+                self.lm_entries.push(entry);
             }
             TrainEvent::Log { level, message } => self.logs.push(LogLine { level, message }),
             TrainEvent::CheckpointSaved { global_step, path } => self.logs.push(LogLine {

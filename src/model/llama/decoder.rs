@@ -151,53 +151,102 @@ impl LlamaDecoder {
     /// Forward of subnet `spec` over token ids `[B, T]` (right-padded rows are fine: causal).
     pub fn forward(&self, ids: &Tensor, spec: &SubnetSpec) -> Result<DecoderOutput> {
         let (b, t) = ids.dims2()?;
+        let (hidden_states, last) = self.forward_hidden(ids, spec, true, None)?;
+        let logits = self
+            .logits(&last)?
+            .reshape((b, t, self.config.vocab_size))?;
+        Ok(DecoderOutput {
+            hidden_states,
+            last_hidden: last.reshape((b, t, self.config.hidden_size))?,
+            logits,
+        })
+    }
+
+    /// The output matrix `[V, d]` (the embeddings when tied).
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Logits `[N, V]` of final hidden states `[N, d]`.
+    pub fn logits(&self, last: &Tensor) -> Result<Tensor> {
+        Ok(frozen_matmul_t(last, self.head())?)
+    }
+
+    /// Hidden states after the embeddings and after every kept layer (`[B, T, d]` each), and
+    /// the final-normed states `[B·T, d]`. `adapters: false` runs the teacher's own weights;
+    /// a cache makes this an incremental step after the cached positions.
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        spec: &SubnetSpec,
+        adapters: bool,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<(Vec<Tensor>, Tensor)> {
+        let (b, t) = ids.dims2()?;
         let d = self.config.hidden_size;
         let hs = self.config.head_size();
         let (hq, hkv) = (spec.heads, spec.heads / self.config.group_size());
-        let (cos, sin) = self.rotary(t, 0)?;
-        let mask = causal_mask(t, 0)?;
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        let (cos, sin) = self.rotary(t, past)?;
+        // A single new position may attend to everything cached: no mask needed.
+        let mask = (t > 1).then(|| causal_mask(t, past)).transpose()?;
         let mut x = self
             .embed
             .embedding(&ids.flatten_all()?)?
             .reshape((b * t, d))?;
         let mut hidden_states = vec![x.reshape((b, t, d))?];
-        for &l in &spec.layers {
+        for (slot, &l) in spec.layers.iter().enumerate() {
             let layer = &self.layers[l];
             let h = layer.input_norm.forward(&x)?;
-            let q = split_heads(
-                &layer.q.forward(&h, hq * hs)?.reshape((b, t, hq * hs))?,
-                hq,
-                hs,
-            )?;
-            let k = split_heads(
-                &layer.k.forward(&h, hkv * hs)?.reshape((b, t, hkv * hs))?,
-                hkv,
-                hs,
-            )?;
-            let v = split_heads(
-                &layer.v.forward(&h, hkv * hs)?.reshape((b, t, hkv * hs))?,
-                hkv,
-                hs,
-            )?;
-            let (q, k) = (rope(&q, &cos, &sin)?, rope(&k, &cos, &sin)?);
-            let ctx = attend_heads(&q, &k, &v, Some(&mask))?;
-            x = (x + layer.o.forward(&ctx, d)?)?;
+            let proj = |lin: &ElasticLinear, n: usize, heads: usize| -> Result<Tensor> {
+                let y = lin.forward_with(&h, n * hs, adapters)?;
+                Ok(split_heads(&y.reshape((b, t, n * hs))?, heads, hs)?)
+            };
+            let q = proj(&layer.q, hq, hq)?;
+            let k = proj(&layer.k, hkv, hkv)?;
+            let v = proj(&layer.v, hkv, hkv)?;
+            let (q, mut k) = (rope(&q, &cos, &sin)?, rope(&k, &cos, &sin)?);
+            let mut v = v;
+            if let Some(c) = cache.as_deref_mut() {
+                (k, v) = c.append(slot, k, v)?;
+            }
+            let ctx = attend_heads(&q, &k, &v, mask.as_ref())?;
+            x = (x + layer.o.forward_with(&ctx, d, adapters)?)?;
             let h = layer.post_norm.forward(&x)?;
-            let gate = layer.gate.forward(&h, spec.ffn)?;
-            let up = layer.up.forward(&h, spec.ffn)?;
-            x = (x + layer
-                .down
-                .forward(&(candle_nn::ops::silu(&gate)? * up)?, d)?)?;
+            let gate = layer.gate.forward_with(&h, spec.ffn, adapters)?;
+            let up = layer.up.forward_with(&h, spec.ffn, adapters)?;
+            let act = (candle_nn::ops::silu(&gate)? * up)?;
+            x = (x + layer.down.forward_with(&act, d, adapters)?)?;
             hidden_states.push(x.reshape((b, t, d))?);
         }
+        if let Some(c) = cache {
+            c.len += t;
+        }
         let last = self.final_norm.forward(&x)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        let logits = frozen_matmul_t(&last, head)?.reshape((b, t, self.config.vocab_size))?;
-        Ok(DecoderOutput {
-            hidden_states,
-            last_hidden: last.reshape((b, t, d))?,
-            logits,
-        })
+        Ok((hidden_states, last))
+    }
+}
+
+/// Keys and values of the positions seen so far, per kept layer (`[B, Hkv, S, hs]`).
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Positions cached.
+    pub len: usize,
+}
+
+impl KvCache {
+    /// Appends this step's keys and values to a layer's cache; returns the whole sequence's.
+    fn append(&mut self, slot: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        if self.layers.len() <= slot {
+            self.layers.resize(slot + 1, None);
+        }
+        let (k, v) = match self.layers[slot].take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        self.layers[slot] = Some((k.clone(), v.clone()));
+        Ok((k, v))
     }
 }
 

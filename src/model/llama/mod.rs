@@ -2,14 +2,16 @@
 
 pub mod config;
 pub mod decoder;
+pub mod generate;
 pub mod gguf;
+pub mod student;
 
 use crate::model::TextTokenizer;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 pub use config::LlamaConfig;
-pub use decoder::LlamaDecoder;
+pub use decoder::{KvCache, LlamaDecoder};
 
 /// A loaded decoder teacher with its tokenizer.
 pub struct DecoderTeacher {

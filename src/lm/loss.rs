@@ -1,0 +1,329 @@
+//! The language-model head's loss, fused and chunked: next-token cross-entropy and
+//! `T²·KL(teacher ‖ student)` with their gradients in closed form.
+//!
+//! Logits over a 49k vocabulary are the largest tensors of a decoder step (8 × 128 × 49,152
+//! floats = 200 MB each); going through candle's autograd would keep several of them alive.
+//! Here each chunk of positions is projected, scored and differentiated, then dropped: only the
+//! gradient with respect to the final hidden states (and to the head, when it trains) remains.
+
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+use rayon::prelude::*;
+
+/// Positions projected to the vocabulary at a time.
+const CHUNK_ROWS: usize = 128;
+
+/// How the head loss is weighted and what it returns.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLossOptions {
+    /// Weight of the distillation term; the cross-entropy gets `1 − alpha`.
+    pub alpha: f64,
+    pub temperature: f64,
+    /// Return d loss / d hidden.
+    pub grad_hidden: bool,
+    /// Also return d loss / d head (a trained output matrix).
+    pub grad_head: bool,
+}
+
+/// Sums over the scored positions, and the gradients of the mean combined loss.
+pub struct HeadLoss {
+    pub ce_sum: f64,
+    pub kd_sum: f64,
+    /// Positions whose argmax is the target.
+    pub hits: usize,
+    /// Positions scored (those with a target).
+    pub count: usize,
+    /// `[N, d]`, for the mean of `(1−α)·CE + α·T²·KL`.
+    pub grad_hidden: Option<Tensor>,
+    /// `[V, d]`.
+    pub grad_head: Option<Tensor>,
+}
+
+impl HeadLoss {
+    /// Mean combined loss `(1−α)·CE + α·T²·KL` over the scored positions.
+    pub fn loss(&self, alpha: f64, temperature: f64) -> f64 {
+        let n = self.count.max(1) as f64;
+        ((1.0 - alpha) * self.ce_sum + alpha * temperature * temperature * self.kd_sum) / n
+    }
+}
+
+/// One position's terms: cross-entropy, KL and hit; writes the logit gradient when asked.
+fn row_terms(
+    z: &[f32],
+    target: u32,
+    teacher: Option<&[f32]>,
+    alpha: f32,
+    temperature: f32,
+    grad: Option<(&mut [f32], f32)>,
+) -> (f64, f64, bool) {
+    let (mut max, mut arg) = (f32::NEG_INFINITY, 0usize);
+    for (i, &v) in z.iter().enumerate() {
+        if v > max {
+            (max, arg) = (v, i);
+        }
+    }
+    let sum: f64 = z.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    let lse = max as f64 + sum.ln();
+    let y = target as usize;
+    let ce = lse - z[y] as f64;
+    let inv_t = 1.0 / temperature;
+    // Student and teacher log-normalisers at temperature T.
+    let (lse_s, lse_u) = match teacher {
+        Some(u) => {
+            let lse_s = if temperature == 1.0 {
+                lse
+            } else {
+                log_sum_exp(z, inv_t)
+            };
+            (lse_s, log_sum_exp(u, inv_t))
+        }
+        None => (0.0, 0.0),
+    };
+    let mut kd = 0.0f64;
+    if let Some(u) = teacher {
+        for (&zi, &ui) in z.iter().zip(u) {
+            let log_p = (ui * inv_t) as f64 - lse_u;
+            let log_q = (zi * inv_t) as f64 - lse_s;
+            kd += log_p.exp() * (log_p - log_q);
+        }
+    }
+    if let Some((g, scale)) = grad {
+        let ce_w = 1.0 - alpha;
+        for (i, gi) in g.iter_mut().enumerate() {
+            let s = ((z[i] as f64) - lse).exp() as f32;
+            let mut v = ce_w * (s - if i == y { 1.0 } else { 0.0 });
+            if let Some(u) = teacher {
+                let s_t = ((z[i] * inv_t) as f64 - lse_s).exp() as f32;
+                let p_t = ((u[i] * inv_t) as f64 - lse_u).exp() as f32;
+                // d(T²·KL)/dz = T·(softmax(z/T) − softmax(u/T)).
+                v += alpha * temperature * (s_t - p_t);
+            }
+            *gi = v * scale;
+        }
+    }
+    (ce, kd, arg == y)
+}
+
+fn log_sum_exp(v: &[f32], scale: f32) -> f64 {
+    let max = v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
+    let sum: f64 = v.iter().map(|&x| ((x * scale - max) as f64).exp()).sum();
+    max as f64 + sum.ln()
+}
+
+/// Scores hidden states `[N, d]` through `head` `[V, d]` against `targets` (one per row; `None`
+/// rows are not scored), optionally distilling from a teacher's `(hidden [N, d_t], head [V, d_t])`.
+pub fn head_loss(
+    hidden: &Tensor,
+    head: &Tensor,
+    targets: &[Option<u32>],
+    teacher: Option<(&Tensor, &Tensor)>,
+    options: HeadLossOptions,
+) -> Result<HeadLoss> {
+    let (n, _) = hidden.dims2()?;
+    let v = head.dim(0)?;
+    if targets.len() != n {
+        bail!("{} targets for {n} positions", targets.len());
+    }
+    if options.alpha > 0.0 && teacher.is_none() {
+        bail!("distillation weight {} without a teacher", options.alpha);
+    }
+    let count = targets.iter().flatten().count();
+    let scale = 1.0 / count.max(1) as f32;
+    let (alpha, temperature) = (options.alpha as f32, options.temperature as f32);
+    let hidden = hidden.detach();
+    let head = head.detach();
+    let head_t = head.t()?;
+    let mut out = HeadLoss {
+        ce_sum: 0.0,
+        kd_sum: 0.0,
+        hits: 0,
+        count,
+        grad_hidden: None,
+        grad_head: None,
+    };
+    let mut grad_rows = Vec::new();
+    let mut grad_head: Option<Tensor> = None;
+    for start in (0..n).step_by(CHUNK_ROWS) {
+        let rows = CHUNK_ROWS.min(n - start);
+        let h = hidden.narrow(0, start, rows)?;
+        let z = h.matmul(&head_t)?.flatten_all()?.to_vec1::<f32>()?;
+        let u = match (teacher, options.alpha > 0.0) {
+            (Some((th, thead)), true) => Some(
+                th.detach()
+                    .narrow(0, start, rows)?
+                    .matmul(&thead.detach().t()?)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            ),
+            _ => None,
+        };
+        let chunk_targets = &targets[start..start + rows];
+        let mut g = if options.grad_hidden {
+            vec![0f32; rows * v]
+        } else {
+            Vec::new()
+        };
+        let terms: Vec<(f64, f64, bool)> = if options.grad_hidden {
+            g.par_chunks_mut(v)
+                .enumerate()
+                .map(|(r, g_row)| match chunk_targets[r] {
+                    Some(y) => row_terms(
+                        &z[r * v..(r + 1) * v],
+                        y,
+                        u.as_ref().map(|u| &u[r * v..(r + 1) * v]),
+                        alpha,
+                        temperature,
+                        Some((g_row, scale)),
+                    ),
+                    None => (0.0, 0.0, false),
+                })
+                .collect()
+        } else {
+            (0..rows)
+                .into_par_iter()
+                .map(|r| match chunk_targets[r] {
+                    Some(y) => row_terms(
+                        &z[r * v..(r + 1) * v],
+                        y,
+                        u.as_ref().map(|u| &u[r * v..(r + 1) * v]),
+                        alpha,
+                        temperature,
+                        None,
+                    ),
+                    None => (0.0, 0.0, false),
+                })
+                .collect()
+        };
+        for (ce, kd, hit) in terms {
+            out.ce_sum += ce;
+            out.kd_sum += kd;
+            out.hits += hit as usize;
+        }
+        if options.grad_hidden {
+            let g = Tensor::from_vec(g, (rows, v), hidden.device())?;
+            grad_rows.push(g.matmul(&head)?);
+            if options.grad_head {
+                let gh = g.t()?.matmul(&h)?;
+                grad_head = Some(match grad_head {
+                    Some(acc) => (acc + gh)?,
+                    None => gh,
+                });
+            }
+        }
+    }
+    if options.grad_hidden {
+        out.grad_hidden = Some(Tensor::cat(&grad_rows, 0)?);
+        out.grad_head = grad_head;
+    }
+    Ok(out)
+}
+
+/// Next-token targets of blocks laid out row by row: position t predicts token t + 1; the last
+/// position of each block has none.
+pub fn next_token_targets(blocks: &[&[u32]]) -> Vec<Option<u32>> {
+    blocks
+        .iter()
+        .flat_map(|b| (0..b.len()).map(move |t| b.get(t + 1).copied()))
+        .collect()
+}
+
+/// Reference `(1−α)·CE + α·T²·KL` through candle's autograd on full logits (tests only: memory-heavy).
+pub fn reference_loss(
+    hidden: &Tensor,
+    head: &Tensor,
+    targets: &[u32],
+    teacher_logits: &Tensor,
+    alpha: f64,
+    temperature: f64,
+) -> Result<Tensor> {
+    let logits = hidden.matmul(&head.t()?)?;
+    let labels = Tensor::new(targets, hidden.device())?;
+    let ce = candle_nn::loss::cross_entropy(&logits, &labels)?;
+    let kd = crate::mlfs::distill::kd_loss(&logits, teacher_logits, temperature)?;
+    Ok(((ce * (1.0 - alpha))? + (kd * alpha)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn random(shape: (usize, usize), seed: u64) -> Tensor {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn fused_loss_and_gradients_match_autograd() {
+        // 300 positions (three chunks, the last partial), vocabulary 50, width 16.
+        let (n, v, d) = (300, 50, 16);
+        let hidden = Var::from_tensor(&(random((n, d), 1) * 2.0).unwrap()).unwrap();
+        let head = Var::from_tensor(&random((v, d), 2)).unwrap();
+        let teacher_h = random((n, d), 3);
+        let teacher_head = random((v, d), 4);
+        let targets: Vec<u32> = (0..n).map(|i| (i * 7 % v) as u32).collect();
+        for (alpha, temperature) in [(0.0, 1.0), (0.9, 1.0), (0.5, 2.0)] {
+            let teacher_logits = teacher_h.matmul(&teacher_head.t().unwrap()).unwrap();
+            let reference = reference_loss(
+                hidden.as_tensor(),
+                head.as_tensor(),
+                &targets,
+                &teacher_logits,
+                alpha,
+                temperature,
+            )
+            .unwrap();
+            let grads = reference.backward().unwrap();
+            let ours = head_loss(
+                hidden.as_tensor(),
+                head.as_tensor(),
+                &targets.iter().map(|&t| Some(t)).collect::<Vec<_>>(),
+                Some((&teacher_h, &teacher_head)),
+                HeadLossOptions {
+                    alpha,
+                    temperature,
+                    grad_hidden: true,
+                    grad_head: true,
+                },
+            )
+            .unwrap();
+            let want = reference.to_scalar::<f32>().unwrap() as f64;
+            assert!((ours.loss(alpha, temperature) - want).abs() < 1e-4, "loss α={alpha} T={temperature}");
+            let gh = grads.get(hidden.as_tensor()).unwrap();
+            assert!(max_diff(ours.grad_hidden.as_ref().unwrap(), gh) < 1e-5, "d/dh α={alpha}");
+            let gw = grads.get(head.as_tensor()).unwrap();
+            assert!(max_diff(ours.grad_head.as_ref().unwrap(), gw) < 1e-5, "d/dW α={alpha}");
+        }
+    }
+
+    #[test]
+    fn unscored_positions_get_no_gradient_and_targets_shift_by_one() {
+        let blocks: [&[u32]; 2] = [&[5, 6, 7], &[8, 9, 10]];
+        assert_eq!(
+            next_token_targets(&blocks),
+            vec![Some(6), Some(7), None, Some(9), Some(10), None]
+        );
+        let hidden = random((6, 4), 5);
+        let head = random((12, 4), 6);
+        let out = head_loss(
+            &hidden,
+            &head,
+            &next_token_targets(&blocks),
+            None,
+            HeadLossOptions { alpha: 0.0, temperature: 1.0, grad_hidden: true, grad_head: false },
+        )
+        .unwrap();
+        assert_eq!(out.count, 4);
+        let g = out.grad_hidden.unwrap().to_vec2::<f32>().unwrap();
+        assert!(g[2].iter().all(|&x| x == 0.0) && g[5].iter().all(|&x| x == 0.0));
+        assert!(g[0].iter().any(|&x| x != 0.0));
+    }
+}
