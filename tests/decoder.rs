@@ -13,7 +13,6 @@ use mlfs_studio::model::llama::DecoderTeacher;
 use mlfs_studio::model::SubnetSpec;
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -49,21 +48,8 @@ fn fixture() -> Fixture {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-/// The teacher GGUF, fetched once by the repo's script.
 fn gguf_path() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
-        let out = std::process::Command::new(script)
-            .output()
-            .expect("run fetch-smollm2.sh");
-        assert!(
-            out.status.success(),
-            "fetch failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
+    common::smollm2_gguf()
 }
 
 fn check(

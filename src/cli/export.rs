@@ -10,7 +10,19 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// Exports one subnet of a trained run as a standalone folder and lists the files.
-pub fn export(run_dir: &Path, subnet: &str, out: &Path) -> Result<()> {
+pub fn export(run_dir: &Path, subnet: Option<&str>, out: &Path, format: &str) -> Result<()> {
+    if crate::train::any::is_lm_run(run_dir) {
+        let format = crate::export::lm::ExportFormat::parse(format)?;
+        let trainer = crate::lm::LmTrainer::open_trained(run_dir)?;
+        let files = crate::export::lm::export_run_subnet(&trainer, subnet, format, out)?;
+        println!("exported to {}:", out.display());
+        for f in files {
+            let bytes = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            println!("  {} ({} bytes)", f.display(), bytes);
+        }
+        return Ok(());
+    }
+    let subnet = subnet.context("--subnet is required for a classifier run")?;
     let trainer = Trainer::open_trained(run_dir)?;
     let spec = resolve_spec(Some(subnet), &trainer.space.teacher)?;
     crate::export::folder::check_target(out)?;

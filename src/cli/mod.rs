@@ -64,15 +64,22 @@ pub enum Command {
         #[arg(long)]
         subnets: Option<String>,
     },
-    /// Export one subnet of a trained run, adapters merged, as a standalone model folder.
+    /// Export one subnet of a trained run, adapters merged, as a standalone model.
+    ///
+    /// Classifier runs write a BERT folder. Decoder runs write a Hugging Face Llama folder
+    /// (`--format hf`) or a llama.cpp GGUF file (`--format gguf-f16` / `gguf-f32`).
     Export {
         #[arg(long)]
         run: PathBuf,
+        /// Subnet to export (required for classifier runs; decoder runs default to their student).
         #[arg(long, help = SPEC_HELP)]
-        subnet: String,
-        /// Target folder: new (its parent must exist) or empty.
+        subnet: Option<String>,
+        /// Target folder (new, its parent must exist, or empty), or the new .gguf file.
         #[arg(long)]
         out: PathBuf,
+        /// Decoder runs: hf, gguf-f16 or gguf-f32.
+        #[arg(long, default_value = "hf")]
+        format: String,
     },
     /// Classify texts with an exported subnet: one JSON line per text with label and probabilities.
     Predict {
@@ -136,7 +143,12 @@ pub fn main_entry() -> Result<()> {
             resume,
         }) => train::train(preset.as_deref(), out.as_deref(), resume.as_deref()),
         Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref()),
-        Some(Command::Export { run, subnet, out }) => export::export(&run, &subnet, &out),
+        Some(Command::Export {
+            run,
+            subnet,
+            out,
+            format,
+        }) => export::export(&run, subnet.as_deref(), &out, &format),
         Some(Command::Predict { model, texts_file }) => export::predict(&model, &texts_file),
         Some(Command::Bench { steps }) => bench::bench(steps),
         Some(Command::LmEval {

@@ -1,7 +1,9 @@
 //! Export of a chosen subnet as an ordinary dense model folder.
 
 pub mod classifier;
+pub mod decoder;
 pub mod folder;
+pub mod lm;
 pub mod merged;
 
 use crate::model::SubnetSpec;

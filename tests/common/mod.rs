@@ -52,3 +52,20 @@ pub fn stdout_of(cmd: &mut std::process::Command) -> Vec<u8> {
     );
     output.stdout
 }
+
+/// The SmolLM2 teacher GGUF, fetched once by the repo's script (cached under the user's cache).
+pub fn smollm2_gguf() -> &'static PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
+        let out = std::process::Command::new(script)
+            .output()
+            .expect("run fetch-smollm2.sh");
+        assert!(
+            out.status.success(),
+            "fetch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}

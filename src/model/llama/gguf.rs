@@ -105,7 +105,8 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
         rope_theta: meta_f64(&ct, "llama.rope.freq_base").unwrap_or(10_000.0),
         max_position_embeddings: meta_usize(&ct, path, "llama.context_length").unwrap_or(2048),
         tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
-        head_dim: None,
+        // Explicit when heads × head size differs from the width (e.g. exported subnets).
+        head_dim: meta_usize(&ct, path, "llama.attention.key_length").ok(),
         bos_token_id: meta_usize(&ct, path, "tokenizer.ggml.bos_token_id")
             .ok()
             .map(|v| v as u32),

@@ -1,0 +1,282 @@
+//! Export of a decoder subnet as a Hugging Face Llama folder or a llama.cpp GGUF file.
+
+use super::folder::{safetensors_bytes, write_export, ExportFiles};
+use crate::model::llama::LlamaDecoder;
+use crate::model::SubnetSpec;
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Tensor;
+use std::path::{Path, PathBuf};
+
+/// Element type of the large matrices in a GGUF export (norms are always f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufType {
+    F16,
+    F32,
+}
+
+/// The subnet's dense tensors under Hugging Face names, kept layers renumbered from 0,
+/// adapters merged (the effective weights of the run).
+pub fn decoder_tensors(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<Vec<(String, Tensor)>> {
+    let c = &net.config;
+    let hs = c.head_size();
+    let (q_rows, kv_rows) = (spec.heads * hs, spec.heads / c.group_size() * hs);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), net.embed.detach())];
+    for (new, &l) in spec.layers.iter().enumerate() {
+        let layer = &net.layers[l];
+        let p = format!("model.layers.{new}");
+        let rows = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(0, 0, n)?.contiguous()?.detach()) };
+        let cols = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(1, 0, n)?.contiguous()?.detach()) };
+        out.push((format!("{p}.self_attn.q_proj.weight"), rows(&layer.q.weight_eff, q_rows)?));
+        out.push((format!("{p}.self_attn.k_proj.weight"), rows(&layer.k.weight_eff, kv_rows)?));
+        out.push((format!("{p}.self_attn.v_proj.weight"), rows(&layer.v.weight_eff, kv_rows)?));
+        out.push((format!("{p}.self_attn.o_proj.weight"), cols(&layer.o.weight_eff, q_rows)?));
+        out.push((format!("{p}.mlp.gate_proj.weight"), rows(&layer.gate.weight_eff, spec.ffn)?));
+        out.push((format!("{p}.mlp.up_proj.weight"), rows(&layer.up.weight_eff, spec.ffn)?));
+        out.push((format!("{p}.mlp.down_proj.weight"), cols(&layer.down.weight_eff, spec.ffn)?));
+        out.push((format!("{p}.input_layernorm.weight"), layer.input_norm.weight.detach()));
+        out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_norm.weight.detach()));
+    }
+    out.push(("model.norm.weight".into(), net.final_norm.weight.detach()));
+    if let Some(head) = &net.lm_head {
+        out.push(("lm_head.weight".into(), head.detach()));
+    }
+    Ok(out)
+}
+
+/// `config.json` of the subnet for transformers' `LlamaForCausalLM`, every shape explicit.
+pub fn decoder_config(net: &LlamaDecoder, spec: &SubnetSpec) -> serde_json::Value {
+    let c = &net.config;
+    serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": spec.ffn,
+        "num_hidden_layers": spec.layers.len(),
+        "num_attention_heads": spec.heads,
+        "num_key_value_heads": spec.heads / c.group_size(),
+        "head_dim": c.head_size(),
+        "hidden_act": "silu",
+        "rms_norm_eps": c.rms_norm_eps,
+        "rope_theta": c.rope_theta,
+        "max_position_embeddings": c.max_position_embeddings,
+        "tie_word_embeddings": net.lm_head.is_none(),
+        "attention_bias": false,
+        "mlp_bias": false,
+        "bos_token_id": c.bos_token_id,
+        "eos_token_id": c.eos_token_id,
+        "torch_dtype": "float32",
+    })
+}
+
+/// Writes the subnet as a Hugging Face Llama folder (config, safetensors, tokenizer, manifest).
+pub fn export_hf(
+    net: &LlamaDecoder,
+    tokenizer: &crate::model::TextTokenizer,
+    spec: &SubnetSpec,
+    manifest: serde_json::Value,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    spec.validate(&net.shape())
+        .with_context(|| format!("subnet '{spec}' does not fit the teacher"))?;
+    let files = ExportFiles {
+        model_safetensors: safetensors_bytes(&decoder_tensors(net, spec)?)?,
+        config_json: serde_json::to_vec_pretty(&decoder_config(net, spec))?,
+        tokenizer_json: tokenizer
+            .inner()
+            .to_string(true)
+            .map_err(|e| anyhow!("cannot serialise the tokenizer: {e}"))?
+            .into_bytes(),
+        manifest_json: serde_json::to_vec_pretty(&manifest)?,
+    };
+    write_export(out, &files)
+}
+
+/// llama.cpp's name of a Hugging Face tensor name.
+fn gguf_name(hf: &str) -> String {
+    if let Some(rest) = hf.strip_prefix("model.layers.") {
+        let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
+        let short = match part {
+            "input_layernorm.weight" => "attn_norm.weight",
+            "post_attention_layernorm.weight" => "ffn_norm.weight",
+            "self_attn.q_proj.weight" => "attn_q.weight",
+            "self_attn.k_proj.weight" => "attn_k.weight",
+            "self_attn.v_proj.weight" => "attn_v.weight",
+            "self_attn.o_proj.weight" => "attn_output.weight",
+            "mlp.gate_proj.weight" => "ffn_gate.weight",
+            "mlp.up_proj.weight" => "ffn_up.weight",
+            "mlp.down_proj.weight" => "ffn_down.weight",
+            other => other,
+        };
+        return format!("blk.{layer}.{short}");
+    }
+    match hf {
+        "model.embed_tokens.weight" => "token_embd.weight".into(),
+        "model.norm.weight" => "output_norm.weight".into(),
+        "lm_head.weight" => "output.weight".into(),
+        other => other.into(),
+    }
+}
+
+/// llama.cpp's row order for rotary Q/K (the inverse of the loader's unpermute): within each
+/// head, the two rotated halves are interleaved.
+pub fn permute_rotary(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    let half = out / heads / 2;
+    Ok(w.reshape((heads, 2, half, inp))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((out, inp))?)
+}
+
+/// Tokenizer metadata (`tokenizer.*` keys) copied from the teacher's GGUF file, or rebuilt
+/// from a Hugging Face `tokenizer.json` (byte-level BPE) for a folder teacher.
+pub fn tokenizer_metadata(teacher: &Path) -> Result<Vec<(String, Value)>> {
+    if teacher.is_file() {
+        let mut f = std::fs::File::open(teacher)
+            .with_context(|| format!("{}: cannot open", teacher.display()))?;
+        let ct = gguf_file::Content::read(&mut f)
+            .map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", teacher.display()))?;
+        let mut keys: Vec<(String, Value)> = ct
+            .metadata
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("tokenizer."))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        return Ok(keys);
+    }
+    let path = teacher.join("tokenizer.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let vocab = json["model"]["vocab"]
+        .as_object()
+        .with_context(|| format!("{}: no BPE vocabulary", path.display()))?;
+    let mut tokens = vec![String::new(); vocab.len()];
+    for (tok, id) in vocab {
+        let id = id.as_u64().unwrap_or(u64::MAX) as usize;
+        if id >= tokens.len() {
+            bail!("{}: token id {id} out of range", path.display());
+        }
+        tokens[id] = tok.clone();
+    }
+    let merges: Vec<Value> = json["model"]["merges"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| match x {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Array(p) => Some(
+                        p.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+                    ),
+                    _ => None,
+                })
+                .map(Value::String)
+                .collect()
+        })
+        .unwrap_or_default();
+    let special: Vec<u64> = json["added_tokens"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["id"].as_u64()).collect())
+        .unwrap_or_default();
+    let types = (0..tokens.len())
+        .map(|i| Value::I32(if special.contains(&(i as u64)) { 3 } else { 1 }))
+        .collect();
+    Ok(vec![
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.tokens".into(), Value::Array(tokens.into_iter().map(Value::String).collect())),
+        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
+        ("tokenizer.ggml.merges".into(), Value::Array(merges)),
+    ])
+}
+
+/// Writes the subnet as a llama.cpp GGUF file (`out` must not exist; its folder must).
+pub fn export_gguf(
+    net: &LlamaDecoder,
+    spec: &SubnetSpec,
+    tokenizer_meta: &[(String, Value)],
+    name: &str,
+    dtype: GgufType,
+    out: &Path,
+) -> Result<PathBuf> {
+    spec.validate(&net.shape())
+        .with_context(|| format!("subnet '{spec}' does not fit the teacher"))?;
+    if out.exists() {
+        bail!("{}: already exists; choose a new file name", out.display());
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!("{}: the folder {} does not exist", out.display(), parent.display());
+    }
+    let c = &net.config;
+    let (heads, kv_heads) = (spec.heads, spec.heads / c.group_size());
+    let mut quantized = Vec::new();
+    for (hf, t) in decoder_tensors(net, spec)? {
+        let t = if hf.ends_with("q_proj.weight") {
+            permute_rotary(&t, heads)?
+        } else if hf.ends_with("k_proj.weight") {
+            permute_rotary(&t, kv_heads)?
+        } else {
+            t
+        };
+        // A fresh buffer: `quantize` reads the whole storage, and a sliced view shares its
+        // parent's (a row prefix is "contiguous" without being copied).
+        let t = Tensor::from_vec(t.flatten_all()?.to_vec1::<f32>()?, t.shape(), t.device())?;
+        let kind = if t.rank() == 1 || dtype == GgufType::F32 { GgmlDType::F32 } else { GgmlDType::F16 };
+        let q = QTensor::quantize(&t, kind).with_context(|| format!("tensor {hf}"))?;
+        quantized.push((gguf_name(&hf), q));
+    }
+    let hs = c.head_size() as u32;
+    let mut meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String("llama".into())),
+        ("general.name".into(), Value::String(name.into())),
+        ("general.file_type".into(), Value::U32(if dtype == GgufType::F16 { 1 } else { 0 })),
+        ("llama.context_length".into(), Value::U32(c.max_position_embeddings as u32)),
+        ("llama.embedding_length".into(), Value::U32(c.hidden_size as u32)),
+        ("llama.block_count".into(), Value::U32(spec.layers.len() as u32)),
+        ("llama.feed_forward_length".into(), Value::U32(spec.ffn as u32)),
+        ("llama.attention.head_count".into(), Value::U32(heads as u32)),
+        ("llama.attention.head_count_kv".into(), Value::U32(kv_heads as u32)),
+        ("llama.attention.key_length".into(), Value::U32(hs)),
+        ("llama.attention.value_length".into(), Value::U32(hs)),
+        ("llama.rope.dimension_count".into(), Value::U32(hs)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(c.rms_norm_eps as f32)),
+        ("llama.rope.freq_base".into(), Value::F32(c.rope_theta as f32)),
+        ("llama.vocab_size".into(), Value::U32(c.vocab_size as u32)),
+    ];
+    meta.extend(tokenizer_meta.iter().cloned());
+    if let Some(id) = c.bos_token_id {
+        if !meta.iter().any(|(k, _)| k == "tokenizer.ggml.bos_token_id") {
+            meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(id)));
+        }
+    }
+    if let Some(id) = c.eos_token_id {
+        if !meta.iter().any(|(k, _)| k == "tokenizer.ggml.eos_token_id") {
+            meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(id)));
+        }
+    }
+    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = quantized.iter().map(|(k, q)| (k.as_str(), q)).collect();
+    let tmp = parent.join(format!(
+        ".{}.partial",
+        out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+    ));
+    let result = (|| -> Result<()> {
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(&tmp)
+                .with_context(|| format!("{}: cannot write into this folder", parent.display()))?,
+        );
+        gguf_file::write(&mut file, &meta_refs, &tensor_refs)
+            .map_err(|e| anyhow!("{}: cannot write GGUF: {e}", out.display()))?;
+        std::io::Write::flush(&mut file).with_context(|| format!("{}: cannot write", out.display()))?;
+        drop(file);
+        std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot move into place", out.display()))
+    })();
+    if result.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    result.map(|_| out.to_path_buf())
+}
