@@ -2,8 +2,8 @@
 
 pub mod cli;
 pub mod eval;
-pub mod lm;
 pub mod export;
+pub mod lm;
 pub mod mlfs;
 pub mod model;
 pub mod train;

@@ -48,7 +48,12 @@ fn train(config: RunConfig, dir: &Path) -> (LmTrainer, Vec<f64>) {
     let mut losses = Vec::new();
     let mut sink = |e: TrainEvent| {
         if let TrainEvent::LmEval { results, .. } = e {
-            losses.extend(results.iter().filter(|r| r.role == "student").map(|r| r.loss));
+            losses.extend(
+                results
+                    .iter()
+                    .filter(|r| r.role == "student")
+                    .map(|r| r.loss),
+            );
         }
     };
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
@@ -56,14 +61,30 @@ fn train(config: RunConfig, dir: &Path) -> (LmTrainer, Vec<f64>) {
     (t, losses)
 }
 
-fn logits(net: &mlfs_studio::model::llama::LlamaDecoder, spec: &SubnetSpec, ids: &[u32]) -> Vec<f32> {
-    let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    net.forward(&input, spec).unwrap().logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+fn logits(
+    net: &mlfs_studio::model::llama::LlamaDecoder,
+    spec: &SubnetSpec,
+    ids: &[u32],
+) -> Vec<f32> {
+    let input = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    net.forward(&input, spec)
+        .unwrap()
+        .logits
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -71,16 +92,30 @@ fn full_and_adapter_training_lower_validation_loss_and_exports_reload() {
     let dir = tempfile::tempdir().unwrap();
     // Full fine-tuning of the slice, distilled from the teacher.
     let (full, losses) = train(lm_config(true, 8), &dir.path().join("full"));
-    assert_eq!(losses.len(), 2, "validation before and after training: {losses:?}");
-    assert!(losses[1] < losses[0] - 0.5, "full training: validation loss {losses:?}");
+    assert_eq!(
+        losses.len(),
+        2,
+        "validation before and after training: {losses:?}"
+    );
+    assert!(
+        losses[1] < losses[0] - 0.5,
+        "full training: validation loss {losses:?}"
+    );
     assert!(dir.path().join("full/supernet.safetensors").is_file());
 
     // The trained student exports; each format reloads with the run's logits.
     let reopened = LmTrainer::open_trained(&dir.path().join("full")).unwrap();
     let spec: SubnetSpec = SLICE.parse().unwrap();
-    let ids = reopened.teacher.tokenizer.encode("def add(a, b):\n    return a + b\n", false, 64).unwrap();
+    let ids = reopened
+        .teacher
+        .tokenizer
+        .encode("def add(a, b):\n    return a + b\n", false, 64)
+        .unwrap();
     let ours = logits(reopened.net(), &spec, &ids);
-    assert!(max_abs_diff(&ours, &logits(full.net(), &spec, &ids)) < 1e-4, "reopened run differs");
+    assert!(
+        max_abs_diff(&ours, &logits(full.net(), &spec, &ids)) < 1e-4,
+        "reopened run differs"
+    );
 
     let hf = dir.path().join("hf");
     export_run_subnet(&reopened, None, ExportFormat::HfFolder, &hf).unwrap();
@@ -93,7 +128,12 @@ fn full_and_adapter_training_lower_validation_loss_and_exports_reload() {
     assert_eq!(config["intermediate_size"], 1024);
     let back = DecoderTeacher::load(&hf).unwrap();
     let dense = SubnetSpec::maxnet(&back.decoder.shape());
-    assert_eq!(back.tokenizer.encode("def add(a, b):\n    return a + b\n", false, 64).unwrap(), ids);
+    assert_eq!(
+        back.tokenizer
+            .encode("def add(a, b):\n    return a + b\n", false, 64)
+            .unwrap(),
+        ids
+    );
     let d = max_abs_diff(&ours, &logits(&back.decoder, &dense, &ids));
     assert!(d < 1e-3, "HF folder logits differ by {d}");
 
@@ -111,14 +151,26 @@ fn full_and_adapter_training_lower_validation_loss_and_exports_reload() {
 
     // MLFS adapters on the frozen slice: the loss falls too and the teacher stays untouched.
     let (adapters, losses) = train(lm_config(false, 8), &dir.path().join("adapters"));
-    assert!(losses[1] < losses[0] - 0.3, "adapter training: validation loss {losses:?}");
+    assert!(
+        losses[1] < losses[0] - 0.3,
+        "adapter training: validation loss {losses:?}"
+    );
     let teacher = DecoderTeacher::load(common::smollm2_gguf()).unwrap();
     let base = |d: &mlfs_studio::model::llama::LlamaDecoder| {
-        d.layers[29].gate.weight_pre.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        d.layers[29]
+            .gate
+            .weight_pre
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     };
     assert_eq!(base(&adapters.teacher.decoder), base(&teacher.decoder));
     let before = logits(&teacher.decoder, &spec, &ids);
-    assert!(max_abs_diff(&before, &logits(adapters.net(), &spec, &ids)) > 1e-2, "adapters had no effect");
+    assert!(
+        max_abs_diff(&before, &logits(adapters.net(), &spec, &ids)) > 1e-2,
+        "adapters had no effect"
+    );
 }
 
 /// Independent reading of the GGUF header: magic, version, counts, metadata keys, tensor
@@ -190,7 +242,10 @@ fn gguf_header_check(path: &Path, kind: GgufType) {
         "tokenizer.ggml.tokens",
         "tokenizer.ggml.merges",
     ] {
-        assert!(keys.iter().any(|k| k == required), "missing metadata {required}");
+        assert!(
+            keys.iter().any(|k| k == required),
+            "missing metadata {required}"
+        );
     }
     assert_eq!(u32_values["llama.block_count"], 2);
     assert_eq!(u32_values["llama.attention.head_count"], 6);
@@ -201,7 +256,9 @@ fn gguf_header_check(path: &Path, kind: GgufType) {
     for _ in 0..n_tensors {
         let len = u64_of(take(8)) as usize;
         let name = String::from_utf8(take(len)).unwrap();
-        let dims: Vec<usize> = (0..u32_of(take(4))).map(|_| u64_of(take(8)) as usize).collect();
+        let dims: Vec<usize> = (0..u32_of(take(4)))
+            .map(|_| u64_of(take(8)) as usize)
+            .collect();
         let ty = u32_of(take(4));
         let offset = u64_of(take(8)) as usize;
         assert_eq!(offset % 32, 0, "{name}: unaligned");
@@ -220,28 +277,46 @@ fn gguf_header_check(path: &Path, kind: GgufType) {
         end = end.max(offset + elems * width);
         names.push(name);
     }
-    for n in ["token_embd.weight", "output_norm.weight", "blk.1.ffn_down.weight", "blk.1.attn_k.weight"] {
+    for n in [
+        "token_embd.weight",
+        "output_norm.weight",
+        "blk.1.ffn_down.weight",
+        "blk.1.attn_k.weight",
+    ] {
         assert!(names.iter().any(|x| x == n), "missing tensor {n}");
     }
     let data_start = at.div_ceil(32) * 32;
-    assert_eq!(data_start + end, bytes.len(), "tensor data does not fill the file");
+    assert_eq!(
+        data_start + end,
+        bytes.len(),
+        "tensor data does not fill the file"
+    );
 }
 
 #[test]
 fn cached_greedy_decoding_matches_full_recompute() {
     let teacher = DecoderTeacher::load(common::smollm2_gguf()).unwrap();
-    let spec: SubnetSpec = "layers=0,2,3,5,6,8,9,11,12,14,15,17,18,20,21,23,24,26,27,29;heads=9;ffn=1536"
-        .parse()
-        .unwrap();
+    let spec: SubnetSpec =
+        "layers=0,2,3,5,6,8,9,11,12,14,15,17,18,20,21,23,24,26,27,29;heads=9;ffn=1536"
+            .parse()
+            .unwrap();
     for spec in [SubnetSpec::maxnet(&teacher.decoder.shape()), spec] {
-        let prompt = teacher.tokenizer.encode("def fibonacci(n):\n", false, 64).unwrap();
+        let prompt = teacher
+            .tokenizer
+            .encode("def fibonacci(n):\n", false, 64)
+            .unwrap();
         let cached = greedy(&teacher.decoder, &spec, &prompt, 6, None).unwrap();
         let mut seq = prompt.clone();
         for _ in 0..6 {
             let l = logits(&teacher.decoder, &spec, &seq);
             let v = teacher.decoder.config.vocab_size;
             let last = &l[l.len() - v..];
-            let arg = last.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+            let arg = last
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
             seq.push(arg as u32);
         }
         assert_eq!(cached, seq[prompt.len()..].to_vec());
@@ -255,8 +330,14 @@ fn decoder_run_input_errors_are_clear() {
     std::fs::create_dir(&empty).unwrap();
     let mut c = lm_config(true, 1);
     c.data.train = empty.clone();
-    let err = format!("{:#}", LmTrainer::create(c, &dir.path().join("run")).err().unwrap());
-    assert!(err.contains("empty-code") && err.contains("no text found"), "{err}");
+    let err = format!(
+        "{:#}",
+        LmTrainer::create(c, &dir.path().join("run")).err().unwrap()
+    );
+    assert!(
+        err.contains("empty-code") && err.contains("no text found"),
+        "{err}"
+    );
 
     let mut c = lm_config(false, 1);
     if let Some(lm) = c.lm.as_mut() {
@@ -267,6 +348,14 @@ fn decoder_run_input_errors_are_clear() {
 
     let mut c = lm_config(true, 1);
     c.teacher = dir.path().join("missing.gguf");
-    let err = format!("{:#}", LmTrainer::create(c, &dir.path().join("run2")).err().unwrap());
-    assert!(err.contains("missing.gguf") && err.contains("fetch-smollm2"), "{err}");
+    let err = format!(
+        "{:#}",
+        LmTrainer::create(c, &dir.path().join("run2"))
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("missing.gguf") && err.contains("fetch-smollm2"),
+        "{err}"
+    );
 }

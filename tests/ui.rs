@@ -229,3 +229,93 @@ fn presets_save_and_load_round_trip_every_field() {
     assert_eq!(h.state().config, saved);
     assert_eq!(h.state().preset_path.as_deref(), Some(preset.as_path()));
 }
+
+/// A decoder run in the studio: a 2-layer slice of SmolLM2 (scripts/fetch-smollm2.sh) trains,
+/// is compared with an earlier run, completes a prompt in "Try it" and exports as GGUF.
+#[test]
+fn decoder_run_overlays_tries_and_exports() {
+    use mlfs_studio::export::decoder::GgufType;
+    use mlfs_studio::export::lm::ExportFormat;
+    use mlfs_studio::model::llama::student::StudentInit;
+    use mlfs_studio::train::config::LmConfig;
+
+    let runs = tempfile::tempdir().unwrap();
+    // An earlier run in the runs folder, as `metrics.jsonl` lines, to overlay.
+    let earlier = runs.path().join("earlier-run");
+    std::fs::create_dir(&earlier).unwrap();
+    std::fs::write(
+        earlier.join("metrics.jsonl"),
+        "{\"event\":\"lm_eval\",\"stage\":0,\"global_step\":0,\"results\":[{\"role\":\"student\",\"subnet\":\"s\",\"loss\":9.5,\"perplexity\":13000.0,\"top1_accuracy\":0.1}]}\n",
+    )
+    .unwrap();
+    let gguf_out = runs.path().join("student.gguf");
+    let mut dialogs = ScriptedDialogs::default();
+    dialogs.answers.push_back(Some(gguf_out.clone()));
+
+    let a = common::assets();
+    let mut c = common::small_config([3, 0, 0], 2, 32);
+    c.name = "ui-decoder".into();
+    c.teacher = common::smollm2_gguf().clone();
+    c.data.train = a.join("python-code/train.jsonl");
+    c.data.dev = a.join("python-code/valid.jsonl");
+    c.distill.beta = 1e-5;
+    c.lm = Some(LmConfig {
+        train_base_weights: true,
+        init: StudentInit::Sliced,
+        students: vec!["layers=0,29;heads=6;ffn=1024".into()],
+        eval_blocks: 2,
+        latency_prompt: 8,
+        latency_new_tokens: 2,
+    });
+    let app = StudioApp::new(c, Box::new(dialogs), runs.path().to_path_buf());
+    let mut h = harness(app);
+    h.step();
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    h.get_by_label("earlier-run").click();
+    h.step();
+    assert_eq!(h.state().overlays.shown(None).count(), 1);
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(900), |a| {
+        a.run.status == RunStatus::Finished && a.run.lm_entries.len() == 2 && a.handle.is_none()
+    });
+    let app = h.state();
+    assert_eq!(
+        app.run.val_loss["student"].len(),
+        2,
+        "before and after training"
+    );
+    assert!(app.run.teacher_val_loss.is_some());
+    let roles: Vec<&str> = app.run.lm_entries.iter().map(|e| e.role.as_str()).collect();
+    assert_eq!(roles, ["teacher", "student"]);
+
+    h.get_by_label("Try it").click();
+    h.step();
+    h.get_by_label("Prompt").click();
+    h.step();
+    h.get_by_label("Prompt").type_text("def add(a, b):");
+    h.step();
+    assert_eq!(h.state().try_it.input, "def add(a, b):");
+    h.get_by_label("Complete").click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        a.try_it.output.is_some()
+    });
+    match &h.state().try_it.output {
+        Some(Ok(text)) => assert!(!text.is_empty()),
+        other => panic!("no completion: {other:?}"),
+    }
+
+    h.get_by_label("Pareto").click();
+    h.state_mut().decoder_format = ExportFormat::Gguf(GgufType::F16);
+    h.step();
+    h.get_by_label("Export…").click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
+    });
+    assert!(
+        matches!(h.state().export, ExportState::Done { .. }),
+        "{:?}",
+        h.state().export
+    );
+    let back = mlfs_studio::model::llama::DecoderTeacher::load(&gguf_out).unwrap();
+    assert_eq!(back.decoder.config.num_hidden_layers, 2);
+}

@@ -1,8 +1,8 @@
 //! `mlfs-studio train`: the headless run with a progress bar.
 
+use crate::train::any::{measure_lm, AnyTrainer};
 use crate::train::config::RunConfig;
 use crate::train::protocol::TrainEvent;
-use crate::train::any::{measure_lm, AnyTrainer};
 use crate::train::trainer::Flow;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,7 +67,10 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
                     )
                 })
                 .collect();
-            bar.println(format!("step {global_step} validation: {}", shown.join(", ")));
+            bar.println(format!(
+                "step {global_step} validation: {}",
+                shown.join(", ")
+            ));
         }
         TrainEvent::Log { message, .. } => bar.println(message),
         TrainEvent::CheckpointSaved { path, .. } => bar.println(format!("checkpoint {path}")),

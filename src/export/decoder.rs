@@ -26,17 +26,48 @@ pub fn decoder_tensors(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<Vec<(Str
     for (new, &l) in spec.layers.iter().enumerate() {
         let layer = &net.layers[l];
         let p = format!("model.layers.{new}");
-        let rows = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(0, 0, n)?.contiguous()?.detach()) };
-        let cols = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(1, 0, n)?.contiguous()?.detach()) };
-        out.push((format!("{p}.self_attn.q_proj.weight"), rows(&layer.q.weight_eff, q_rows)?));
-        out.push((format!("{p}.self_attn.k_proj.weight"), rows(&layer.k.weight_eff, kv_rows)?));
-        out.push((format!("{p}.self_attn.v_proj.weight"), rows(&layer.v.weight_eff, kv_rows)?));
-        out.push((format!("{p}.self_attn.o_proj.weight"), cols(&layer.o.weight_eff, q_rows)?));
-        out.push((format!("{p}.mlp.gate_proj.weight"), rows(&layer.gate.weight_eff, spec.ffn)?));
-        out.push((format!("{p}.mlp.up_proj.weight"), rows(&layer.up.weight_eff, spec.ffn)?));
-        out.push((format!("{p}.mlp.down_proj.weight"), cols(&layer.down.weight_eff, spec.ffn)?));
-        out.push((format!("{p}.input_layernorm.weight"), layer.input_norm.weight.detach()));
-        out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_norm.weight.detach()));
+        let rows = |t: &Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.narrow(0, 0, n)?.contiguous()?.detach())
+        };
+        let cols = |t: &Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.narrow(1, 0, n)?.contiguous()?.detach())
+        };
+        out.push((
+            format!("{p}.self_attn.q_proj.weight"),
+            rows(&layer.q.weight_eff, q_rows)?,
+        ));
+        out.push((
+            format!("{p}.self_attn.k_proj.weight"),
+            rows(&layer.k.weight_eff, kv_rows)?,
+        ));
+        out.push((
+            format!("{p}.self_attn.v_proj.weight"),
+            rows(&layer.v.weight_eff, kv_rows)?,
+        ));
+        out.push((
+            format!("{p}.self_attn.o_proj.weight"),
+            cols(&layer.o.weight_eff, q_rows)?,
+        ));
+        out.push((
+            format!("{p}.mlp.gate_proj.weight"),
+            rows(&layer.gate.weight_eff, spec.ffn)?,
+        ));
+        out.push((
+            format!("{p}.mlp.up_proj.weight"),
+            rows(&layer.up.weight_eff, spec.ffn)?,
+        ));
+        out.push((
+            format!("{p}.mlp.down_proj.weight"),
+            cols(&layer.down.weight_eff, spec.ffn)?,
+        ));
+        out.push((
+            format!("{p}.input_layernorm.weight"),
+            layer.input_norm.weight.detach(),
+        ));
+        out.push((
+            format!("{p}.post_attention_layernorm.weight"),
+            layer.post_norm.weight.detach(),
+        ));
     }
     out.push(("model.norm.weight".into(), net.final_norm.weight.detach()));
     if let Some(head) = &net.lm_head {
@@ -150,8 +181,8 @@ pub fn tokenizer_metadata(teacher: &Path) -> Result<Vec<(String, Value)>> {
     let path = teacher.join("tokenizer.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
     let vocab = json["model"]["vocab"]
         .as_object()
         .with_context(|| format!("{}: no BPE vocabulary", path.display()))?;
@@ -170,7 +201,10 @@ pub fn tokenizer_metadata(teacher: &Path) -> Result<Vec<(String, Value)>> {
                 .filter_map(|x| match x {
                     serde_json::Value::String(s) => Some(s.clone()),
                     serde_json::Value::Array(p) => Some(
-                        p.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+                        p.iter()
+                            .filter_map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
                     ),
                     _ => None,
                 })
@@ -187,7 +221,10 @@ pub fn tokenizer_metadata(teacher: &Path) -> Result<Vec<(String, Value)>> {
         .collect();
     Ok(vec![
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-        ("tokenizer.ggml.tokens".into(), Value::Array(tokens.into_iter().map(Value::String).collect())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ),
         ("tokenizer.ggml.token_type".into(), Value::Array(types)),
         ("tokenizer.ggml.merges".into(), Value::Array(merges)),
     ])
@@ -207,9 +244,16 @@ pub fn export_gguf(
     if out.exists() {
         bail!("{}: already exists; choose a new file name", out.display());
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !parent.is_dir() {
-        bail!("{}: the folder {} does not exist", out.display(), parent.display());
+        bail!(
+            "{}: the folder {} does not exist",
+            out.display(),
+            parent.display()
+        );
     }
     let c = &net.config;
     let (heads, kv_heads) = (spec.heads, spec.heads / c.group_size());
@@ -225,7 +269,11 @@ pub fn export_gguf(
         // A fresh buffer: `quantize` reads the whole storage, and a sliced view shares its
         // parent's (a row prefix is "contiguous" without being copied).
         let t = Tensor::from_vec(t.flatten_all()?.to_vec1::<f32>()?, t.shape(), t.device())?;
-        let kind = if t.rank() == 1 || dtype == GgufType::F32 { GgmlDType::F32 } else { GgmlDType::F16 };
+        let kind = if t.rank() == 1 || dtype == GgufType::F32 {
+            GgmlDType::F32
+        } else {
+            GgmlDType::F16
+        };
         let q = QTensor::quantize(&t, kind).with_context(|| format!("tensor {hf}"))?;
         quantized.push((gguf_name(&hf), q));
     }
@@ -233,18 +281,45 @@ pub fn export_gguf(
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
         ("general.name".into(), Value::String(name.into())),
-        ("general.file_type".into(), Value::U32(if dtype == GgufType::F16 { 1 } else { 0 })),
-        ("llama.context_length".into(), Value::U32(c.max_position_embeddings as u32)),
-        ("llama.embedding_length".into(), Value::U32(c.hidden_size as u32)),
-        ("llama.block_count".into(), Value::U32(spec.layers.len() as u32)),
-        ("llama.feed_forward_length".into(), Value::U32(spec.ffn as u32)),
-        ("llama.attention.head_count".into(), Value::U32(heads as u32)),
-        ("llama.attention.head_count_kv".into(), Value::U32(kv_heads as u32)),
+        (
+            "general.file_type".into(),
+            Value::U32(if dtype == GgufType::F16 { 1 } else { 0 }),
+        ),
+        (
+            "llama.context_length".into(),
+            Value::U32(c.max_position_embeddings as u32),
+        ),
+        (
+            "llama.embedding_length".into(),
+            Value::U32(c.hidden_size as u32),
+        ),
+        (
+            "llama.block_count".into(),
+            Value::U32(spec.layers.len() as u32),
+        ),
+        (
+            "llama.feed_forward_length".into(),
+            Value::U32(spec.ffn as u32),
+        ),
+        (
+            "llama.attention.head_count".into(),
+            Value::U32(heads as u32),
+        ),
+        (
+            "llama.attention.head_count_kv".into(),
+            Value::U32(kv_heads as u32),
+        ),
         ("llama.attention.key_length".into(), Value::U32(hs)),
         ("llama.attention.value_length".into(), Value::U32(hs)),
         ("llama.rope.dimension_count".into(), Value::U32(hs)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(c.rms_norm_eps as f32)),
-        ("llama.rope.freq_base".into(), Value::F32(c.rope_theta as f32)),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(c.rms_norm_eps as f32),
+        ),
+        (
+            "llama.rope.freq_base".into(),
+            Value::F32(c.rope_theta as f32),
+        ),
         ("llama.vocab_size".into(), Value::U32(c.vocab_size as u32)),
     ];
     meta.extend(tokenizer_meta.iter().cloned());
@@ -259,10 +334,13 @@ pub fn export_gguf(
         }
     }
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = quantized.iter().map(|(k, q)| (k.as_str(), q)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> =
+        quantized.iter().map(|(k, q)| (k.as_str(), q)).collect();
     let tmp = parent.join(format!(
         ".{}.partial",
-        out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+        out.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
     ));
     let result = (|| -> Result<()> {
         let mut file = std::io::BufWriter::new(
@@ -271,9 +349,11 @@ pub fn export_gguf(
         );
         gguf_file::write(&mut file, &meta_refs, &tensor_refs)
             .map_err(|e| anyhow!("{}: cannot write GGUF: {e}", out.display()))?;
-        std::io::Write::flush(&mut file).with_context(|| format!("{}: cannot write", out.display()))?;
+        std::io::Write::flush(&mut file)
+            .with_context(|| format!("{}: cannot write", out.display()))?;
         drop(file);
-        std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot move into place", out.display()))
+        std::fs::rename(&tmp, out)
+            .with_context(|| format!("{}: cannot move into place", out.display()))
     })();
     if result.is_err() {
         std::fs::remove_file(&tmp).ok();

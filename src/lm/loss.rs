@@ -258,7 +258,14 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     #[test]
@@ -296,11 +303,20 @@ mod tests {
             )
             .unwrap();
             let want = reference.to_scalar::<f32>().unwrap() as f64;
-            assert!((ours.loss(alpha, temperature) - want).abs() < 1e-4, "loss α={alpha} T={temperature}");
+            assert!(
+                (ours.loss(alpha, temperature) - want).abs() < 1e-4,
+                "loss α={alpha} T={temperature}"
+            );
             let gh = grads.get(hidden.as_tensor()).unwrap();
-            assert!(max_diff(ours.grad_hidden.as_ref().unwrap(), gh) < 1e-5, "d/dh α={alpha}");
+            assert!(
+                max_diff(ours.grad_hidden.as_ref().unwrap(), gh) < 1e-5,
+                "d/dh α={alpha}"
+            );
             let gw = grads.get(head.as_tensor()).unwrap();
-            assert!(max_diff(ours.grad_head.as_ref().unwrap(), gw) < 1e-5, "d/dW α={alpha}");
+            assert!(
+                max_diff(ours.grad_head.as_ref().unwrap(), gw) < 1e-5,
+                "d/dW α={alpha}"
+            );
         }
     }
 
@@ -318,7 +334,12 @@ mod tests {
             &head,
             &next_token_targets(&blocks),
             None,
-            HeadLossOptions { alpha: 0.0, temperature: 1.0, grad_hidden: true, grad_head: false },
+            HeadLossOptions {
+                alpha: 0.0,
+                temperature: 1.0,
+                grad_hidden: true,
+                grad_head: false,
+            },
         )
         .unwrap();
         assert_eq!(out.count, 4);

@@ -107,7 +107,10 @@ impl LmTrainer {
                 .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             trainer.global_step = state.global_step;
         } else {
-            bail!("{}: no trained weights and no checkpoint yet", run_dir.display());
+            bail!(
+                "{}: no trained weights and no checkpoint yet",
+                run_dir.display()
+            );
         }
         trainer.set_stage(None)?;
         Ok(trainer)
@@ -136,7 +139,10 @@ impl LmTrainer {
         let used_layers: Vec<usize> = if fixed_students.is_empty() {
             (0..shape.layers).collect()
         } else {
-            let mut l: Vec<usize> = fixed_students.iter().flat_map(|s| s.layers.clone()).collect();
+            let mut l: Vec<usize> = fixed_students
+                .iter()
+                .flat_map(|s| s.layers.clone())
+                .collect();
             l.sort_unstable();
             l.dedup();
             l
@@ -153,7 +159,12 @@ impl LmTrainer {
         valid_blocks.truncate(lm.eval_blocks);
         let mut rng = StdRng::seed_from_u64(config.seed);
         let student = if lm.train_base_weights {
-            Some(trainable_student(&teacher.decoder, &used_layers, lm.init, config.seed)?)
+            Some(trainable_student(
+                &teacher.decoder,
+                &used_layers,
+                lm.init,
+                config.seed,
+            )?)
         } else {
             for &l in &used_layers {
                 for lin in teacher.decoder.layers[l].linears_mut() {
@@ -173,7 +184,13 @@ impl LmTrainer {
         let projections = match config.distill.projection {
             ProjectionKind::Identity => Vec::new(),
             _ => (0..shape.layers)
-                .map(|_| Ok(Var::from_tensor(&orthonormal(d, config.distill.projection_dim, &mut rng)?)?))
+                .map(|_| {
+                    Ok(Var::from_tensor(&orthonormal(
+                        d,
+                        config.distill.projection_dim,
+                        &mut rng,
+                    )?)?)
+                })
                 .collect::<Result<Vec<_>>>()?,
         };
         let spe = steps_per_epoch(train_blocks.len(), config.batch_size);
@@ -247,14 +264,26 @@ impl LmTrainer {
             })),
             None => {
                 for (name, a, b) in self.adapters(stage) {
-                    out.push(Param { name: format!("{name}.a{stage}"), var: a, decay: true });
-                    out.push(Param { name: format!("{name}.b{stage}"), var: b, decay: true });
+                    out.push(Param {
+                        name: format!("{name}.a{stage}"),
+                        var: a,
+                        decay: true,
+                    });
+                    out.push(Param {
+                        name: format!("{name}.b{stage}"),
+                        var: b,
+                        decay: true,
+                    });
                 }
             }
         }
         if stage >= 1 && self.config.distill.projection == ProjectionKind::UnitNorm {
             for (l, p) in self.projections.iter().enumerate() {
-                out.push(Param { name: format!("projection.{l}"), var: p.clone(), decay: false });
+                out.push(Param {
+                    name: format!("projection.{l}"),
+                    var: p.clone(),
+                    decay: false,
+                });
             }
         }
         out
@@ -265,13 +294,23 @@ impl LmTrainer {
         let mut out = Vec::new();
         for (l, layer) in self.teacher.decoder.layers.iter().enumerate() {
             for (i, lin) in [
-                &layer.q, &layer.k, &layer.v, &layer.o, &layer.gate, &layer.up, &layer.down,
+                &layer.q,
+                &layer.k,
+                &layer.v,
+                &layer.o,
+                &layer.gate,
+                &layer.up,
+                &layer.down,
             ]
             .iter()
             .enumerate()
             {
                 if let Some(lora) = &lin.lora {
-                    out.push((format!("adapter.{l}.{i}"), lora.a[stage].clone(), lora.b[stage].clone()));
+                    out.push((
+                        format!("adapter.{l}.{i}"),
+                        lora.a[stage].clone(),
+                        lora.b[stage].clone(),
+                    ));
                 }
             }
         }
@@ -282,9 +321,11 @@ impl LmTrainer {
     pub fn named_state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         match &self.student {
-            Some((_, params)) => {
-                out.extend(params.iter().map(|p| (p.name.clone(), p.var.as_tensor().clone())))
-            }
+            Some((_, params)) => out.extend(
+                params
+                    .iter()
+                    .map(|p| (p.name.clone(), p.var.as_tensor().clone())),
+            ),
             None => {
                 for s in 0..STAGES {
                     for (name, a, b) in self.adapters(s) {
@@ -303,7 +344,9 @@ impl LmTrainer {
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let mut vars: Vec<(String, Var)> = Vec::new();
         match &self.student {
-            Some((_, params)) => vars.extend(params.iter().map(|p| (p.name.clone(), p.var.clone()))),
+            Some((_, params)) => {
+                vars.extend(params.iter().map(|p| (p.name.clone(), p.var.clone())))
+            }
             None => {
                 for s in 0..STAGES {
                     for (name, a, b) in self.adapters(s) {
@@ -313,11 +356,22 @@ impl LmTrainer {
                 }
             }
         }
-        vars.extend(self.projections.iter().enumerate().map(|(l, p)| (format!("projection.{l}"), p.clone())));
+        vars.extend(
+            self.projections
+                .iter()
+                .enumerate()
+                .map(|(l, p)| (format!("projection.{l}"), p.clone())),
+        );
         for (name, var) in vars {
-            let t = tensors.get(&name).with_context(|| format!("tensor {name} is missing"))?;
+            let t = tensors
+                .get(&name)
+                .with_context(|| format!("tensor {name} is missing"))?;
             if t.dims() != var.dims() {
-                bail!("tensor {name}: expected shape {:?}, found {:?}", var.dims(), t.dims());
+                bail!(
+                    "tensor {name}: expected shape {:?}, found {:?}",
+                    var.dims(),
+                    t.dims()
+                );
             }
             var.set(&t.to_dtype(DType::F32)?)?;
         }
@@ -330,7 +384,13 @@ impl LmTrainer {
             return self.fixed_students.clone();
         }
         let mut out: Vec<SubnetSpec> = Vec::new();
-        for s in sample_step(&self.space, stage, self.config.random_subnets, self.config.seed, self.global_step) {
+        for s in sample_step(
+            &self.space,
+            stage,
+            self.config.random_subnets,
+            self.config.seed,
+            self.global_step,
+        ) {
             if !out.contains(&s) {
                 out.push(s);
             }
@@ -366,7 +426,11 @@ impl LmTrainer {
     }
 
     /// Runs to the end or until `control` says stop; returns true when stopped early.
-    pub fn run(&mut self, control: &mut Control<'_>, sink: &mut dyn FnMut(TrainEvent)) -> Result<bool> {
+    pub fn run(
+        &mut self,
+        control: &mut Control<'_>,
+        sink: &mut dyn FnMut(TrainEvent),
+    ) -> Result<bool> {
         self.emit(
             TrainEvent::RunStarted {
                 run_dir: self.run_dir.display().to_string(),
@@ -392,7 +456,13 @@ impl LmTrainer {
             }
             if control(self.global_step, &mut |e| sink(e)) == Flow::Stop {
                 self.checkpoint(sink)?;
-                self.emit(TrainEvent::Finished { global_step: self.global_step, stopped: true }, sink);
+                self.emit(
+                    TrainEvent::Finished {
+                        global_step: self.global_step,
+                        stopped: true,
+                    },
+                    sink,
+                );
                 return Ok(true);
             }
             let started = Instant::now();
@@ -421,7 +491,10 @@ impl LmTrainer {
             }
         }
         self.set_stage(None)?;
-        crate::model::weights::save_f32(&self.run_dir.join("supernet.safetensors"), &self.named_state())?;
+        crate::model::weights::save_f32(
+            &self.run_dir.join("supernet.safetensors"),
+            &self.named_state(),
+        )?;
         let meta = LmMeta {
             teacher: RunConfig::resolve(&self.config.teacher),
             train_base_weights: self.lm.train_base_weights,
@@ -429,21 +502,40 @@ impl LmTrainer {
             rank: self.config.rank,
             lora_alpha: self.config.lora_alpha,
         };
-        crate::util::write_atomic(&self.run_dir.join("supernet.json"), &serde_json::to_vec_pretty(&meta)?)?;
+        crate::util::write_atomic(
+            &self.run_dir.join("supernet.json"),
+            &serde_json::to_vec_pretty(&meta)?,
+        )?;
         self.emit(
-            TrainEvent::log("info", format!("trained weights saved in {}", self.run_dir.display())),
+            TrainEvent::log(
+                "info",
+                format!("trained weights saved in {}", self.run_dir.display()),
+            ),
             sink,
         );
-        self.emit(TrainEvent::Finished { global_step: self.global_step, stopped: false }, sink);
+        self.emit(
+            TrainEvent::Finished {
+                global_step: self.global_step,
+                stopped: false,
+            },
+            sink,
+        );
         Ok(false)
     }
 
     /// Enters a stage: activates its adapters and resets the optimizer.
     pub fn start_stage(&mut self, stage: usize, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
         self.set_stage(Some(stage))?;
-        self.optimizer = Some((stage, AdamW::new(self.trainable(stage), self.config.weight_decay)?));
+        self.optimizer = Some((
+            stage,
+            AdamW::new(self.trainable(stage), self.config.weight_decay)?,
+        ));
         self.emit(
-            TrainEvent::StageStarted { stage, global_step: self.global_step, steps: self.stage_steps[stage] },
+            TrainEvent::StageStarted {
+                stage,
+                global_step: self.global_step,
+                steps: self.stage_steps[stage],
+            },
             sink,
         );
         Ok(())
@@ -461,9 +553,16 @@ impl LmTrainer {
     }
 
     /// One optimizer step; returns each student's loss, the gradient norm and the lr.
-    pub fn train_step(&mut self, stage: usize, step_in_stage: usize) -> Result<(Vec<SubnetLoss>, f64, f64)> {
+    pub fn train_step(
+        &mut self,
+        stage: usize,
+        step_in_stage: usize,
+    ) -> Result<(Vec<SubnetLoss>, f64, f64)> {
         let idx = self.step_indices(stage, step_in_stage);
-        let blocks: Vec<&[u32]> = idx.iter().map(|&i| self.train_blocks[i].as_slice()).collect();
+        let blocks: Vec<&[u32]> = idx
+            .iter()
+            .map(|&i| self.train_blocks[i].as_slice())
+            .collect();
         let t = self.config.max_seq_len;
         let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), &Device::Cpu)?;
         let targets = next_token_targets(&blocks);
@@ -475,11 +574,19 @@ impl LmTrainer {
         let clock = Instant::now();
         let lap = |what: &str| {
             if profile {
-                eprintln!("{what}: {:.2} s, rss {} MB", clock.elapsed().as_secs_f64(), crate::util::rss_mb());
+                eprintln!(
+                    "{what}: {:.2} s, rss {} MB",
+                    clock.elapsed().as_secs_f64(),
+                    crate::util::rss_mb()
+                );
             }
         };
         let teacher_out = if alpha > 0.0 {
-            Some(self.teacher.decoder.forward_hidden(&ids, &self.space.maxnet(), false, None)?)
+            Some(
+                self.teacher
+                    .decoder
+                    .forward_hidden(&ids, &self.space.maxnet(), false, None)?,
+            )
         } else {
             None
         };
@@ -494,7 +601,10 @@ impl LmTrainer {
         };
         let n_max = size(&self.space.maxnet());
         let ones = Tensor::ones((blocks.len(), t), DType::F32, &Device::Cpu)?;
-        let (_, opt) = self.optimizer.as_ref().context("optimizer not initialised")?;
+        let (_, opt) = self
+            .optimizer
+            .as_ref()
+            .context("optimizer not initialised")?;
         let net = self.net();
         let mut grads = Vec::new();
         let mut losses = Vec::new();
@@ -506,8 +616,15 @@ impl LmTrainer {
                 &last,
                 head,
                 &targets,
-                teacher_out.as_ref().map(|(_, tl)| (tl, self.teacher.decoder.head())),
-                HeadLossOptions { alpha, temperature, grad_hidden: true, grad_head: full },
+                teacher_out
+                    .as_ref()
+                    .map(|(_, tl)| (tl, self.teacher.decoder.head())),
+                HeadLossOptions {
+                    alpha,
+                    temperature,
+                    grad_hidden: true,
+                    grad_head: full,
+                },
             )?;
             lap("head loss");
             let grad_hidden = out.grad_hidden.clone().context("no hidden gradient")?;
@@ -542,7 +659,10 @@ impl LmTrainer {
         let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;
         let lr = learning_rate(step_in_stage, steps, warmup, stage_cfg.learning_rate);
         let clip = self.config.grad_clip;
-        let (_, opt) = self.optimizer.as_mut().context("optimizer not initialised")?;
+        let (_, opt) = self
+            .optimizer
+            .as_mut()
+            .context("optimizer not initialised")?;
         let grad_norm = opt.step(&grads, lr, clip)?;
         lap("optimizer");
         if self.config.distill.projection == ProjectionKind::UnitNorm {
@@ -552,12 +672,23 @@ impl LmTrainer {
     }
 
     /// Validation loss, perplexity and top-1 of the reported subnets (and the teacher first).
-    fn validate(&mut self, stage: usize, with_teacher: bool, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+    fn validate(
+        &mut self,
+        stage: usize,
+        with_teacher: bool,
+        sink: &mut dyn FnMut(TrainEvent),
+    ) -> Result<()> {
         let mut results = Vec::new();
         let batch = self.config.batch_size;
         if with_teacher {
             let spec = self.space.maxnet();
-            let m = evaluate_blocks(&self.teacher.decoder, &spec, false, &self.valid_blocks, batch)?;
+            let m = evaluate_blocks(
+                &self.teacher.decoder,
+                &spec,
+                false,
+                &self.valid_blocks,
+                batch,
+            )?;
             results.push(LmEvalResult {
                 role: "teacher".into(),
                 subnet: spec.to_string(),
@@ -576,7 +707,14 @@ impl LmTrainer {
                 top1_accuracy: m.top1_accuracy,
             });
         }
-        self.emit(TrainEvent::LmEval { stage, global_step: self.global_step, results }, sink);
+        self.emit(
+            TrainEvent::LmEval {
+                stage,
+                global_step: self.global_step,
+                results,
+            },
+            sink,
+        );
         Ok(())
     }
 
@@ -589,10 +727,21 @@ impl LmTrainer {
             }
             None => (None, 0),
         };
-        let state = CheckpointState { global_step: self.global_step, optimizer_stage, optimizer_t, orders: None };
+        let state = CheckpointState {
+            global_step: self.global_step,
+            optimizer_stage,
+            optimizer_t,
+            orders: None,
+        };
         let path = checkpoint::save(&self.run_dir, &state, &tensors)?;
         let global_step = self.global_step;
-        self.emit(TrainEvent::CheckpointSaved { global_step, path: path.display().to_string() }, sink);
+        self.emit(
+            TrainEvent::CheckpointSaved {
+                global_step,
+                path: path.display().to_string(),
+            },
+            sink,
+        );
         Ok(())
     }
 
@@ -606,8 +755,20 @@ impl LmTrainer {
         subjects.extend(self.report_subnets().into_iter().map(|(r, s)| (r, s, true)));
         let mut entries = Vec::new();
         for (role, spec, adapters) in subjects {
-            let net = if adapters { self.net() } else { &self.teacher.decoder };
-            let e = measure_entry(net, &role, &spec, adapters, &self.valid_blocks, &self.config, &self.lm)?;
+            let net = if adapters {
+                self.net()
+            } else {
+                &self.teacher.decoder
+            };
+            let e = measure_entry(
+                net,
+                &role,
+                &spec,
+                adapters,
+                &self.valid_blocks,
+                &self.config,
+                &self.lm,
+            )?;
             let go_on = on_entry(&e);
             entries.push(e);
             if !go_on {

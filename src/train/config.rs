@@ -395,7 +395,9 @@ impl RunConfig {
             );
         }
         if let Some(lm) = &self.lm {
-            if lm.init == crate::model::llama::student::StudentInit::Random && !lm.train_base_weights {
+            if lm.init == crate::model::llama::student::StudentInit::Random
+                && !lm.train_base_weights
+            {
                 bad(
                     "lm.init",
                     "a randomly initialised student must train its base weights (train_base_weights: true)".into(),
@@ -423,7 +425,9 @@ impl RunConfig {
     pub fn resolve(path: &Path) -> PathBuf {
         if let Ok(rest) = path.strip_prefix("~") {
             // `~/.cache/…` follows XDG_CACHE_HOME when it is set, as the fetch scripts do.
-            if let (Ok(cache), Ok(inner)) = (std::env::var("XDG_CACHE_HOME"), rest.strip_prefix(".cache")) {
+            if let (Ok(cache), Ok(inner)) =
+                (std::env::var("XDG_CACHE_HOME"), rest.strip_prefix(".cache"))
+            {
                 return PathBuf::from(cache).join(inner);
             }
             if let Ok(home) = std::env::var("HOME") {

@@ -72,7 +72,11 @@ impl AdamW {
         acc: &mut Vec<Option<Tensor>>,
     ) -> Result<()> {
         acc.resize(self.params.len(), None);
-        if let Some(i) = self.params.iter().position(|p| p.var.as_tensor().id() == var.id()) {
+        if let Some(i) = self
+            .params
+            .iter()
+            .position(|p| p.var.as_tensor().id() == var.id())
+        {
             acc[i] = Some(match acc[i].take() {
                 Some(prev) => (prev + grad)?,
                 None => grad,

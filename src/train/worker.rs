@@ -1,8 +1,8 @@
 //! The trainer thread: commands in, events out, plain data only; panics become `Failed` events.
 
+use super::any::{is_lm_run, measure_lm, AnyTrainer};
 use super::config::RunConfig;
 use super::protocol::{TrainCmd, TrainEvent};
-use super::any::{is_lm_run, measure_lm, AnyTrainer};
 use super::trainer::{Flow, Trainer};
 use crate::lm::LmTrainer;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};

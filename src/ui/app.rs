@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub enum Tab {
     Training,
     Pareto,
+    TryIt,
 }
 
 /// State of the off-thread export.
@@ -49,6 +50,8 @@ pub struct StudioApp {
     pub teacher: Result<TeacherSummary, String>,
     /// Editable text of the search-space lists (depths, heads, ffn, hidden).
     pub space_text: [String; 4],
+    /// Editable decoder students, one subnet spec per line.
+    pub students_text: String,
     pub list_errors: BTreeMap<String, String>,
     pub errors: BTreeMap<String, String>,
     pub run: RunView,
@@ -72,6 +75,12 @@ pub struct StudioApp {
     pub wake: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Screen position of every drawn Pareto point, last frame: (chart id, subnet, position).
     pub chart_points: Vec<(&'static str, String, egui::Pos2)>,
+    /// Finished runs that can be drawn over the current curves.
+    pub overlays: super::overlays::Overlays,
+    /// The "Try it" box.
+    pub try_it: super::try_it::TryIt,
+    /// Format of the next decoder export.
+    pub decoder_format: crate::export::lm::ExportFormat,
 }
 
 /// Actions the panels ask for; [`StudioApp::handle`] is their only interpreter.
@@ -104,6 +113,15 @@ fn space_text(config: &RunConfig) -> [String; 4] {
     ]
 }
 
+/// A decoder configuration's students, one per line.
+fn students_text(config: &RunConfig) -> String {
+    config
+        .lm
+        .as_ref()
+        .map(|lm| lm.students.join("\n"))
+        .unwrap_or_default()
+}
+
 /// `*.ron` files of a presets folder, sorted.
 pub fn list_presets(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -124,6 +142,7 @@ impl StudioApp {
         let presets_dir = RunConfig::resolve(Path::new("presets"));
         let mut app = Self {
             space_text: space_text(&config),
+            students_text: students_text(&config),
             config,
             preset_path: None,
             presets: list_presets(&presets_dir),
@@ -150,7 +169,11 @@ impl StudioApp {
             notice: None,
             wake: None,
             chart_points: Vec::new(),
+            overlays: Default::default(),
+            try_it: Default::default(),
+            decoder_format: crate::export::lm::ExportFormat::HfFolder,
         };
+        app.overlays.scan(&app.runs_root);
         app.revalidate();
         app
     }
@@ -172,6 +195,15 @@ impl StudioApp {
                 }
             }
         }
+        if let Some(lm) = self.config.lm.as_mut() {
+            lm.students = self
+                .students_text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+        }
         self.errors = field_errors(&self.config, &self.teacher, &self.list_errors);
     }
 
@@ -186,6 +218,7 @@ impl StudioApp {
         match RunConfig::load(path) {
             Ok(config) => {
                 self.space_text = space_text(&config);
+                self.students_text = students_text(&config);
                 self.config = config;
                 self.preset_path = Some(path.to_path_buf());
                 self.notice = Some(format!("loaded preset {}", path.display()));
@@ -244,7 +277,9 @@ impl StudioApp {
         // A cancelled dialog is not an error: nothing changes.
         let Some(path) = answer else { return };
         match purpose {
+            DialogPurpose::ExportFolder if self.is_decoder_run() => self.start_decoder_export(path),
             DialogPurpose::ExportFolder => self.start_export(path),
+            DialogPurpose::ExportGguf => self.start_decoder_export(path),
             DialogPurpose::OpenPreset => self.load_preset(&path),
             DialogPurpose::SavePreset => match self.config.save(&path) {
                 Ok(()) => {
@@ -254,7 +289,7 @@ impl StudioApp {
                 Err(e) => self.notice = Some(format!("{e:#}")),
             },
             DialogPurpose::RunFolder => self.open_run(&path),
-            DialogPurpose::TeacherFolder => {
+            DialogPurpose::TeacherFolder | DialogPurpose::TeacherFile => {
                 self.config.teacher = path;
                 self.reload_teacher();
             }
@@ -275,6 +310,8 @@ impl StudioApp {
             Ok(view) => {
                 if let Ok(config) = RunConfig::load(&dir.join("config.ron")) {
                     self.space_text = space_text(&config);
+                    self.students_text = students_text(&config);
+                    self.students_text = students_text(&config);
                     self.config = config;
                     self.preset_path = None;
                     self.reload_teacher();
@@ -366,7 +403,12 @@ impl StudioApp {
             }
             UiCommand::Select(s) => self.selection = s,
             UiCommand::Export => {
-                if self.selection.is_some() && self.run.run_dir.is_some() {
+                if self.is_decoder_run() {
+                    self.dialogs.open(match self.decoder_format {
+                        crate::export::lm::ExportFormat::HfFolder => DialogPurpose::ExportFolder,
+                        crate::export::lm::ExportFormat::Gguf(_) => DialogPurpose::ExportGguf,
+                    });
+                } else if self.selection.is_some() && self.run.run_dir.is_some() {
                     self.dialogs.open(DialogPurpose::ExportFolder);
                 }
             }
@@ -383,6 +425,48 @@ impl StudioApp {
         self.selection = None;
         self.export = ExportState::Idle;
         self.handle = Some(spawn(request, self.wake.clone()));
+    }
+
+    /// True when the shown run is a decoder run.
+    pub fn is_decoder_run(&self) -> bool {
+        self.run
+            .run_dir
+            .as_deref()
+            .is_some_and(crate::train::any::is_lm_run)
+    }
+
+    /// Exports the selected (or default) subnet of the decoder run on its own thread.
+    fn start_decoder_export(&mut self, target: PathBuf) {
+        let Some(run_dir) = self.run.run_dir.clone() else {
+            return;
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let wake = self.wake.clone();
+        let (subnet, format, out) = (self.selection.clone(), self.decoder_format, target.clone());
+        std::thread::spawn(move || {
+            let result = (|| -> anyhow::Result<Vec<String>> {
+                let trainer = crate::lm::LmTrainer::open_trained(&run_dir)?;
+                let files = crate::export::lm::export_run_subnet(
+                    &trainer,
+                    subnet.as_deref(),
+                    format,
+                    &out,
+                )?;
+                Ok(files.iter().map(|f| f.display().to_string()).collect())
+            })();
+            let _ = tx.send(result.map_err(|e| format!("{e:#}")));
+            if let Some(w) = wake {
+                w();
+            }
+        });
+        self.export = ExportState::Running {
+            subnet: self
+                .selection
+                .clone()
+                .unwrap_or_else(|| "the student".into()),
+            folder: target,
+        };
+        self.export_rx = Some(rx);
     }
 
     fn start_export(&mut self, folder: PathBuf) {

@@ -126,27 +126,43 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
     egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
         let errors = app.errors.clone();
         egui::CollapsingHeader::new("Teacher and data").default_open(true).show(ui, |ui| {
-            if let Some(c) = path_row(ui, app, "teacher", "Teacher", &app.config.teacher.clone(), DialogPurpose::TeacherFolder, "Hugging Face BERT folder: config.json, model.safetensors, tokenizer.json. Its weights stay frozen.") {
+            if let Some(c) = path_row(ui, app, "teacher", "Teacher", &app.config.teacher.clone(), DialogPurpose::TeacherFolder, "Hugging Face BERT or Llama folder (config.json, model.safetensors, tokenizer.json), or a Llama GGUF file. Its weights stay frozen.") {
                 cmd = Some(c);
             }
+            if ui
+                .small_button("GGUF file…")
+                .on_hover_text("Choose a Llama-family GGUF teacher (e.g. SmolLM2 from scripts/fetch-smollm2.sh)")
+                .clicked()
+            {
+                cmd = Some(UiCommand::Open(DialogPurpose::TeacherFile));
+            }
             if let Ok(t) = &app.teacher {
-                let c = &t.config;
-                ui.label(RichText::new(format!(
-                    "{} layers · hidden {} · {} heads of {} · FFN {} · {:.1} M parameters",
-                    c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_size(), c.intermediate_size, t.params as f64 / 1e6
-                )).small());
+                ui.label(RichText::new(t.describe()).small());
             }
             let d = app.config.data.clone();
-            for (field, label, path, purpose) in [
+            let rows = [
                 ("data.train", "Train", &d.train, DialogPurpose::TrainFile),
                 ("data.dev", "Dev", &d.dev, DialogPurpose::DevFile),
                 ("data.test", "Test", &d.test, DialogPurpose::TestFile),
-            ] {
-                if let Some(c) = path_row(ui, app, field, label, path, purpose, "JSONL with text and label fields, or CSV/TSV with a header") {
+            ];
+            // Decoder runs have no test split: training and validation text only.
+            let shown = if app.config.is_lm() { &rows[..2] } else { &rows[..] };
+            let tip = if app.config.is_lm() {
+                "JSONL with a text field, or a folder of text files (cut into blocks of the sequence length)"
+            } else {
+                "JSONL with text and label fields, or CSV/TSV with a header"
+            };
+            for &(field, label, path, purpose) in shown {
+                if let Some(c) = path_row(ui, app, field, label, path, purpose, tip) {
                     cmd = Some(c);
                 }
             }
         });
+        if app.config.lm.is_some() {
+            egui::CollapsingHeader::new("Decoder").default_open(true).show(ui, |ui| {
+                changed |= decoder_section(ui, app, &errors);
+            });
+        }
         egui::CollapsingHeader::new("Stages").default_open(true).show(ui, |ui| {
             let tips = [
                 "Stage 0: plain LoRA on the full teacher with (A_0, B_0); task loss only. Produces the maxnet.",
@@ -256,4 +272,70 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
         app.revalidate();
     }
     cmd
+}
+
+/// Decoder settings: what trains, where it starts, the students and the validation size.
+fn decoder_section(
+    ui: &mut Ui,
+    app: &mut StudioApp,
+    errors: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    use crate::model::llama::student::StudentInit;
+    let mut changed = false;
+    let Some(lm) = app.config.lm.as_mut() else {
+        return false;
+    };
+    changed |= ui
+        .checkbox(&mut lm.train_base_weights, "Train base weights")
+        .on_hover_text("Full fine-tuning of the students' weights instead of MLFS adapters on the frozen slice (converges faster at small budgets)")
+        .changed();
+    ui.horizontal(|ui| {
+        let l = ui.label("Start from").on_hover_text(
+            "The teacher's slice, or random weights of the same shape (needs base-weight training)",
+        );
+        egui::ComboBox::from_id_salt("student-init")
+            .selected_text(match lm.init {
+                StudentInit::Sliced => "teacher slice",
+                StudentInit::Random => "random init",
+            })
+            .show_ui(ui, |ui| {
+                changed |= ui
+                    .selectable_value(&mut lm.init, StudentInit::Sliced, "teacher slice")
+                    .changed();
+                changed |= ui
+                    .selectable_value(&mut lm.init, StudentInit::Random, "random init")
+                    .changed();
+            })
+            .response
+            .labelled_by(l.id);
+    });
+    if let Some(e) = errors.get("lm.init") {
+        ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
+    }
+    let l = ui.label("Students (one spec per line; empty = sample the space)");
+    changed |= ui
+        .add(
+            egui::TextEdit::multiline(&mut app.students_text)
+                .desired_rows(2)
+                .desired_width(f32::INFINITY)
+                .code_editor(),
+        )
+        .labelled_by(l.id)
+        .on_hover_text("e.g. layers=0,2,3,…;heads=9;ffn=1536 — trained every step and reported")
+        .changed();
+    if let Some(e) = errors.get("lm.students") {
+        ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
+    }
+    if let Some(lm) = app.config.lm.as_mut() {
+        changed |= number(
+            ui,
+            errors,
+            "lm.eval_blocks",
+            "Validation blocks",
+            &mut lm.eval_blocks,
+            1.0,
+            "Blocks of the validation split scored at each evaluation",
+        );
+    }
+    changed
 }

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialogPurpose {
     ExportFolder,
+    /// A new `.gguf` file for a decoder export.
+    ExportGguf,
+    /// A GGUF teacher file.
+    TeacherFile,
     OpenPreset,
     SavePreset,
     TeacherFolder,
@@ -53,6 +57,15 @@ impl Dialogs for RfdDialogs {
                 DialogPurpose::RunFolder => {
                     rfd::FileDialog::new().set_title("Run folder").pick_folder()
                 }
+                DialogPurpose::ExportGguf => rfd::FileDialog::new()
+                    .set_title("Export subnet as GGUF")
+                    .add_filter("GGUF", &["gguf"])
+                    .set_file_name("subnet.gguf")
+                    .save_file(),
+                DialogPurpose::TeacherFile => rfd::FileDialog::new()
+                    .set_title("Teacher GGUF file")
+                    .add_filter("GGUF", &["gguf"])
+                    .pick_file(),
                 DialogPurpose::TeacherFolder => rfd::FileDialog::new()
                     .set_title("Teacher model folder")
                     .pick_folder(),

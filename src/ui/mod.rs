@@ -3,12 +3,15 @@
 pub mod app;
 pub mod config_panel;
 pub mod curves;
+pub mod decoder_panel;
 pub mod dialogs;
 pub mod log_panel;
+pub mod overlays;
 pub mod pareto_tab;
 pub mod run_bar;
 pub mod run_view;
 pub mod training_tab;
+pub mod try_it;
 pub mod validation;
 
 use anyhow::{anyhow, Result};
@@ -78,11 +81,14 @@ impl StudioApp {
                     .on_hover_text("Loss, dev accuracy and learning-rate curves");
                 ui.selectable_value(&mut self.tab, Tab::Pareto, "Pareto")
                     .on_hover_text("Size and latency against accuracy for every subnet");
+                ui.selectable_value(&mut self.tab, Tab::TryIt, "Try it")
+                    .on_hover_text("Run a trained subnet on your own input");
             });
             ui.separator();
             match self.tab {
                 Tab::Training => training_tab::show(ui, self),
                 Tab::Pareto => commands.extend(pareto_tab::show(ui, self)),
+                Tab::TryIt => commands.extend(try_it::show(ui, self)),
             }
         });
         for c in commands {

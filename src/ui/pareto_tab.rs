@@ -343,6 +343,9 @@ fn budget(ui: &mut Ui, label: &str, value: &mut Option<f64>, default: f64, tip: 
 
 /// Draws the tab.
 pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
+    if app.config.is_lm() || !app.run.lm_entries.is_empty() {
+        return super::decoder_panel::show(ui, app);
+    }
     let mut cmd = None;
     ui.horizontal(|ui| {
         let can_eval = app.run.run_dir.is_some()
@@ -417,7 +420,17 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             None => ui.weak("select a subnet in a chart or the table"),
         };
     });
-    match &app.export {
+    export_status(ui, &app.export);
+    ui.separator();
+    if let Some(c) = table(ui, app) {
+        cmd = Some(c);
+    }
+    cmd
+}
+
+/// The export's progress, its files or its error.
+pub fn export_status(ui: &mut Ui, export: &ExportState) {
+    match export {
         ExportState::Idle => {}
         ExportState::Running { subnet, folder } => {
             ui.horizontal(|ui| {
@@ -446,9 +459,4 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             );
         }
     }
-    ui.separator();
-    if let Some(c) = table(ui, app) {
-        cmd = Some(c);
-    }
-    cmd
 }

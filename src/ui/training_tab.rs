@@ -28,6 +28,57 @@ fn stage_lines(plot_ui: &mut egui_plot::PlotUi, app: &StudioApp) {
     }
 }
 
+/// Colour of the i-th overlaid run (distinct from the role colours).
+fn overlay_colour(i: usize) -> Color32 {
+    const COLOURS: [Color32; 6] = [
+        Color32::from_rgb(171, 71, 188),
+        Color32::from_rgb(0, 172, 193),
+        Color32::from_rgb(255, 112, 67),
+        Color32::from_rgb(124, 179, 66),
+        Color32::from_rgb(141, 110, 99),
+        Color32::from_rgb(236, 64, 122),
+    ];
+    COLOURS[i % COLOURS.len()]
+}
+
+/// The "Compare runs" row: one labelled checkbox per run folder, and a refresh button.
+fn compare_controls(ui: &mut Ui, app: &mut StudioApp) {
+    egui::CollapsingHeader::new("Compare runs")
+        .default_open(!app.overlays.runs.is_empty())
+        .show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                if ui
+                    .small_button("Refresh runs")
+                    .on_hover_text(format!("List the runs in {}", app.runs_root.display()))
+                    .clicked()
+                {
+                    app.overlays.scan(&app.runs_root);
+                }
+                let mut toggles = Vec::new();
+                for run in &app.overlays.runs {
+                    let mut shown = run.shown;
+                    let tip = match &run.view {
+                        Some(Err(e)) => e.clone(),
+                        _ => format!("Draw {} over the current curves", run.dir.display()),
+                    };
+                    if ui
+                        .checkbox(&mut shown, &run.name)
+                        .on_hover_text(tip)
+                        .changed()
+                    {
+                        toggles.push((run.name.clone(), shown));
+                    }
+                }
+                for (name, shown) in toggles {
+                    app.overlays.set_shown(&name, shown);
+                }
+                if app.overlays.runs.is_empty() {
+                    ui.weak("No finished runs yet in the runs folder.");
+                }
+            });
+        });
+}
+
 /// Draws the tab.
 pub fn show(ui: &mut Ui, app: &mut StudioApp) {
     ui.horizontal(|ui| {
@@ -36,7 +87,14 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
             .labelled_by(l.id)
             .on_hover_text("Debiased exponential moving average over the full series; the raw curve is drawn faintly beneath");
     });
-    if app.run.losses.is_empty() {
+    compare_controls(ui, app);
+    let current = app.run.run_dir.clone();
+    let overlays: Vec<(String, super::run_view::RunView)> = app
+        .overlays
+        .shown(current.as_deref())
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    if app.run.losses.is_empty() && overlays.is_empty() {
         ui.weak("No steps yet — press Start (Ctrl+Enter) to train; curves fill live.");
     }
     let height = (ui.available_height() - 40.0).max(240.0);
@@ -62,32 +120,61 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
                         .width(2.0),
                 );
             }
-        });
-    ui.columns(2, |cols| {
-        Plot::new("dev-accuracy")
-            .height(height - loss_h - 20.0)
-            .legend(Legend::default().position(egui_plot::Corner::LeftTop))
-            .x_axis_label("step")
-            .y_axis_label("dev accuracy")
-            .include_y(0.4)
-            .include_y(1.05)
-            .show(&mut cols[0], |plot_ui| {
-                stage_lines(plot_ui, app);
-                if app.run.majority_accuracy > 0.0 {
-                    plot_ui.hline(
-                        egui_plot::HLine::new("majority class", app.run.majority_accuracy)
-                            .color(Color32::DARK_GRAY),
-                    );
-                }
-                for (role, series) in &app.run.dev_accuracy {
+            for (i, (name, view)) in overlays.iter().enumerate() {
+                for (role, series) in &view.losses {
+                    let smooth = downsample(&debiased_ema(series, app.smoothing), DISPLAY_BINS);
                     let last = series.last().map_or(0.0, |p| p[1]);
                     plot_ui.line(
-                        Line::new(format!("{role}: {last:.3}"), series.clone())
-                            .color(role_colour(role))
-                            .width(2.0),
+                        Line::new(format!("{name} · {role}: {last:.4}"), smooth)
+                            .color(overlay_colour(i))
+                            .style(egui_plot::LineStyle::dashed_loose())
+                            .width(1.5),
                     );
                 }
-            });
+            }
+        });
+    let decoder = !app.run.val_loss.is_empty()
+        || app.config.is_lm()
+        || overlays.iter().any(|(_, v)| !v.val_loss.is_empty());
+    ui.columns(2, |cols| {
+        if decoder {
+            validation_loss_chart(&mut cols[0], app, &overlays, height - loss_h - 20.0);
+        } else {
+            Plot::new("dev-accuracy")
+                .height(height - loss_h - 20.0)
+                .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+                .x_axis_label("step")
+                .y_axis_label("dev accuracy")
+                .include_y(0.4)
+                .include_y(1.05)
+                .show(&mut cols[0], |plot_ui| {
+                    stage_lines(plot_ui, app);
+                    if app.run.majority_accuracy > 0.0 {
+                        plot_ui.hline(
+                            egui_plot::HLine::new("majority class", app.run.majority_accuracy)
+                                .color(Color32::DARK_GRAY),
+                        );
+                    }
+                    for (role, series) in &app.run.dev_accuracy {
+                        let last = series.last().map_or(0.0, |p| p[1]);
+                        plot_ui.line(
+                            Line::new(format!("{role}: {last:.3}"), series.clone())
+                                .color(role_colour(role))
+                                .width(2.0),
+                        );
+                    }
+                    for (i, (name, view)) in overlays.iter().enumerate() {
+                        for (role, series) in &view.dev_accuracy {
+                            plot_ui.line(
+                                Line::new(format!("{name} · {role}"), series.clone())
+                                    .color(overlay_colour(i))
+                                    .style(egui_plot::LineStyle::dashed_loose())
+                                    .width(1.5),
+                            );
+                        }
+                    }
+                });
+        }
         Plot::new("learning-rate")
             .height(height - loss_h - 20.0)
             .x_axis_label("step")
@@ -103,4 +190,55 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
                 );
             });
     });
+}
+
+/// Decoder runs: validation loss per subnet with points at each evaluation, the teacher as a
+/// reference line, and the overlaid runs' curves under their names.
+fn validation_loss_chart(
+    ui: &mut Ui,
+    app: &StudioApp,
+    overlays: &[(String, super::run_view::RunView)],
+    height: f32,
+) {
+    Plot::new("validation-loss")
+        .height(height)
+        .legend(Legend::default().position(egui_plot::Corner::RightTop))
+        .x_axis_label("step")
+        .y_axis_label("validation loss (nats/token)")
+        .show(ui, |plot_ui| {
+            stage_lines(plot_ui, app);
+            let teacher = app
+                .run
+                .teacher_val_loss
+                .or_else(|| overlays.iter().find_map(|(_, v)| v.teacher_val_loss));
+            if let Some(t) = teacher {
+                plot_ui.hline(
+                    egui_plot::HLine::new(format!("teacher: {t:.3}"), t).color(Color32::DARK_GRAY),
+                );
+            }
+            let mut draw = |name: String, series: &Vec<[f64; 2]>, colour: Color32, dashed: bool| {
+                let last = series.last().map_or(0.0, |p| p[1]);
+                let label = format!("{name}: {last:.3}");
+                let mut line = Line::new(label.clone(), series.clone())
+                    .color(colour)
+                    .width(2.0);
+                if dashed {
+                    line = line.style(egui_plot::LineStyle::dashed_loose());
+                }
+                plot_ui.line(line);
+                plot_ui.points(
+                    egui_plot::Points::new(label, series.clone())
+                        .color(colour)
+                        .radius(3.0),
+                );
+            };
+            for (role, series) in &app.run.val_loss {
+                draw(role.clone(), series, role_colour(role), false);
+            }
+            for (i, (name, view)) in overlays.iter().enumerate() {
+                for (role, series) in &view.val_loss {
+                    draw(format!("{name} · {role}"), series, overlay_colour(i), true);
+                }
+            }
+        });
 }

@@ -1,44 +1,100 @@
 //! Everything that keeps Start disabled, field by field, with the reason.
 
 use crate::mlfs::space::SearchSpace;
+use crate::model::llama::LlamaConfig;
 use crate::model::{BertConfig, TeacherShape};
 use crate::train::config::RunConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The teacher's shape and size read from its `config.json` (cheap: no weights loaded).
+/// The teacher's shape and size from its metadata (cheap: no weights loaded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeacherSummary {
-    pub config: BertConfig,
+    pub shape: TeacherShape,
     pub params: usize,
+    /// A Llama-family decoder (GGUF or Hugging Face Llama folder) rather than a BERT encoder.
+    pub decoder: bool,
 }
 
 impl TeacherSummary {
-    /// Reads `config.json` of a teacher folder.
-    pub fn read(dir: &Path) -> Result<Self, String> {
-        let path = RunConfig::resolve(dir).join("config.json");
-        let config = BertConfig::from_file(&path).map_err(|e| format!("{e:#}"))?;
+    /// Reads a BERT folder's `config.json`, a Llama folder's, or a GGUF file's metadata.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let path = RunConfig::resolve(path);
+        if crate::model::llama::is_decoder(&path) {
+            let config = if path.is_file() {
+                crate::model::llama::gguf::read_config(&path)
+            } else {
+                LlamaConfig::from_file(&path.join("config.json"))
+            }
+            .map_err(|e| format!("{e:#}"))?;
+            let c = &config;
+            let (d, hs) = (c.hidden_size, c.head_size());
+            let (q, kv) = (c.num_attention_heads * hs, c.num_key_value_heads * hs);
+            let layer = 2 * d * q + 2 * d * kv + 3 * d * c.intermediate_size + 2 * d;
+            let head = if c.tie_word_embeddings {
+                0
+            } else {
+                c.vocab_size * d
+            };
+            return Ok(Self {
+                shape: TeacherShape {
+                    layers: c.num_hidden_layers,
+                    heads: c.num_attention_heads,
+                    heads_per_kv: c.group_size(),
+                    head_size: hs,
+                    ffn: c.intermediate_size,
+                    hidden: d,
+                },
+                params: c.vocab_size * d + head + d + c.num_hidden_layers * layer,
+                decoder: true,
+            });
+        }
+        let config =
+            BertConfig::from_file(&path.join("config.json")).map_err(|e| format!("{e:#}"))?;
         let c = &config;
         let (d, a, f) = (c.hidden_size, c.attention_width(), c.intermediate_size);
         let emb = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size + 2) * d;
         let layer = 4 * (a * d + a) + 4 * d + 2 * f * d + f + d;
         Ok(Self {
             params: emb + c.num_hidden_layers * layer,
-            config,
+            shape: TeacherShape {
+                layers: c.num_hidden_layers,
+                heads: c.num_attention_heads,
+                heads_per_kv: 1,
+                head_size: c.head_size(),
+                ffn: c.intermediate_size,
+                hidden: c.hidden_size,
+            },
+            decoder: false,
         })
     }
 
     /// Limits for the search space.
     pub fn shape(&self) -> TeacherShape {
-        let c = &self.config;
-        TeacherShape {
-            layers: c.num_hidden_layers,
-            heads: c.num_attention_heads,
-            heads_per_kv: 1,
-            head_size: c.head_size(),
-            ffn: c.intermediate_size,
-            hidden: c.hidden_size,
-        }
+        self.shape
+    }
+
+    /// One line for the configuration panel.
+    pub fn describe(&self) -> String {
+        let t = &self.shape;
+        let heads = if t.heads_per_kv > 1 {
+            format!(
+                "{} query heads ({} KV) of {}",
+                t.heads,
+                t.heads / t.heads_per_kv,
+                t.head_size
+            )
+        } else {
+            format!("{} heads of {}", t.heads, t.head_size)
+        };
+        format!(
+            "{} · {} layers · hidden {} · {heads} · FFN {} · {:.1} M parameters",
+            if self.decoder { "decoder" } else { "encoder" },
+            t.layers,
+            t.hidden,
+            t.ffn,
+            self.params as f64 / 1e6
+        )
     }
 }
 
@@ -80,12 +136,42 @@ pub fn field_errors(
             }
         }
     }
-    for (field, path) in [
-        ("data.train", &config.data.train),
-        ("data.dev", &config.data.dev),
-        ("data.test", &config.data.test),
-    ] {
-        if !RunConfig::resolve(path).is_file() {
+    if let (Ok(t), Some(lm)) = (teacher, &config.lm) {
+        for spec in &lm.students {
+            let checked = spec
+                .parse::<crate::model::SubnetSpec>()
+                .and_then(|s| s.validate(&t.shape()));
+            if let Err(e) = checked {
+                errors.insert("lm.students".into(), format!("'{spec}': {e:#}"));
+            }
+        }
+    }
+    if let Ok(t) = teacher {
+        if t.decoder != config.is_lm() {
+            let what = if t.decoder {
+                "a decoder teacher needs a decoder preset (an `lm` section): open one of the code-* presets"
+            } else {
+                "a decoder preset needs a decoder teacher (GGUF file or Llama folder)"
+            };
+            errors.insert("teacher".into(), what.into());
+        }
+    }
+    // Decoder runs read a JSONL file or a folder of text files, and have no test split.
+    let files: &[(&str, &std::path::PathBuf)] = if config.is_lm() {
+        &[
+            ("data.train", &config.data.train),
+            ("data.dev", &config.data.dev),
+        ]
+    } else {
+        &[
+            ("data.train", &config.data.train),
+            ("data.dev", &config.data.dev),
+            ("data.test", &config.data.test),
+        ]
+    };
+    for &(field, path) in files {
+        let p = RunConfig::resolve(path);
+        if !(p.is_file() || (config.is_lm() && p.is_dir())) {
             errors.insert(field.into(), format!("{}: file not found", path.display()));
         }
     }

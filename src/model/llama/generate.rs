@@ -32,7 +32,12 @@ pub fn greedy(
 }
 
 /// Feeds `ids` after the cached positions and returns the argmax of the last position.
-fn step(decoder: &LlamaDecoder, spec: &SubnetSpec, ids: &[u32], cache: &mut KvCache) -> Result<u32> {
+fn step(
+    decoder: &LlamaDecoder,
+    spec: &SubnetSpec,
+    ids: &[u32],
+    cache: &mut KvCache,
+) -> Result<u32> {
     let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
     let (_, last) = decoder.forward_hidden(&input, spec, true, Some(cache))?;
     let final_row = last.narrow(0, ids.len() - 1, 1)?;

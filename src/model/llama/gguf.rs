@@ -75,13 +75,17 @@ pub fn unpermute_rotary(w: &Tensor, heads: usize) -> Result<Tensor> {
         .reshape((out, inp))?)
 }
 
-/// Reads config, tensors (HF names, f32) and tokenizer from a GGUF file.
-pub fn load_gguf(path: &Path) -> Result<GgufModel> {
+/// The model shape of a GGUF file from its metadata alone (no tensors read).
+pub fn read_config(path: &Path) -> Result<LlamaConfig> {
     let mut file = std::fs::File::open(path)
         .with_context(|| format!("{}: cannot open GGUF file", path.display()))?;
     let ct = Content::read(&mut file)
         .map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
-    let arch = meta(&ct, path, "general.architecture")?
+    config_of(&ct, path)
+}
+
+fn config_of(ct: &Content, path: &Path) -> Result<LlamaConfig> {
+    let arch = meta(ct, path, "general.architecture")?
         .to_string()
         .map_err(|e| anyhow!("{e}"))?
         .clone();
@@ -91,32 +95,42 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
             path.display()
         );
     }
-    let tokens = meta_strings(&ct, path, "tokenizer.ggml.tokens")?;
-    let heads = meta_usize(&ct, path, "llama.attention.head_count")?;
+    let tokens = meta_strings(ct, path, "tokenizer.ggml.tokens")?;
+    let heads = meta_usize(ct, path, "llama.attention.head_count")?;
     let config = LlamaConfig {
         vocab_size: tokens.len(),
-        hidden_size: meta_usize(&ct, path, "llama.embedding_length")?,
-        intermediate_size: meta_usize(&ct, path, "llama.feed_forward_length")?,
-        num_hidden_layers: meta_usize(&ct, path, "llama.block_count")?,
+        hidden_size: meta_usize(ct, path, "llama.embedding_length")?,
+        intermediate_size: meta_usize(ct, path, "llama.feed_forward_length")?,
+        num_hidden_layers: meta_usize(ct, path, "llama.block_count")?,
         num_attention_heads: heads,
-        num_key_value_heads: meta_usize(&ct, path, "llama.attention.head_count_kv")
-            .unwrap_or(heads),
-        rms_norm_eps: meta_f64(&ct, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-        rope_theta: meta_f64(&ct, "llama.rope.freq_base").unwrap_or(10_000.0),
-        max_position_embeddings: meta_usize(&ct, path, "llama.context_length").unwrap_or(2048),
+        num_key_value_heads: meta_usize(ct, path, "llama.attention.head_count_kv").unwrap_or(heads),
+        rms_norm_eps: meta_f64(ct, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+        rope_theta: meta_f64(ct, "llama.rope.freq_base").unwrap_or(10_000.0),
+        max_position_embeddings: meta_usize(ct, path, "llama.context_length").unwrap_or(2048),
         tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
         // Explicit when heads × head size differs from the width (e.g. exported subnets).
-        head_dim: meta_usize(&ct, path, "llama.attention.key_length").ok(),
-        bos_token_id: meta_usize(&ct, path, "tokenizer.ggml.bos_token_id")
+        head_dim: meta_usize(ct, path, "llama.attention.key_length").ok(),
+        bos_token_id: meta_usize(ct, path, "tokenizer.ggml.bos_token_id")
             .ok()
             .map(|v| v as u32),
-        eos_token_id: meta_usize(&ct, path, "tokenizer.ggml.eos_token_id")
+        eos_token_id: meta_usize(ct, path, "tokenizer.ggml.eos_token_id")
             .ok()
             .map(|v| v as u32),
     };
     config
         .check()
         .with_context(|| format!("{}: inconsistent GGUF metadata", path.display()))?;
+    Ok(config)
+}
+
+/// Reads config, tensors (HF names, f32) and tokenizer from a GGUF file.
+pub fn load_gguf(path: &Path) -> Result<GgufModel> {
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open GGUF file", path.display()))?;
+    let ct = Content::read(&mut file)
+        .map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
+    let config = config_of(&ct, path)?;
+    let tokens = meta_strings(&ct, path, "tokenizer.ggml.tokens")?;
     let kv_heads = config.num_key_value_heads;
     let mut tensors = HashMap::new();
     for name in ct.tensor_infos.keys() {
@@ -127,7 +141,7 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
             .dequantize(&Device::Cpu)
             .map_err(|e| anyhow!("{}: tensor '{name}': {e}", path.display()))?;
         if name.ends_with("attn_q.weight") {
-            t = unpermute_rotary(&t, heads)?;
+            t = unpermute_rotary(&t, config.num_attention_heads)?;
         } else if name.ends_with("attn_k.weight") {
             t = unpermute_rotary(&t, kv_heads)?;
         }

@@ -57,7 +57,11 @@ pub fn trainable_student(
         None => None,
     };
     let final_norm = Norm {
-        weight: make("model.norm.weight".into(), &teacher.final_norm.weight, false)?,
+        weight: make(
+            "model.norm.weight".into(),
+            &teacher.final_norm.weight,
+            false,
+        )?,
         bias: None,
         eps: teacher.final_norm.eps,
         kind: teacher.final_norm.kind,
