@@ -359,3 +359,148 @@ fn decoder_run_input_errors_are_clear() {
         "{err}"
     );
 }
+
+#[test]
+fn recomputed_layer_gradients_equal_plain_autograd() {
+    use mlfs_studio::lm::loss::{next_token_targets, reference_loss};
+    use mlfs_studio::lm::step::{student_gradients, StudentStep, TeacherSignal};
+    use mlfs_studio::mlfs::distill::feature_loss;
+    use mlfs_studio::mlfs::supernet::{orthonormal, Param};
+    use mlfs_studio::model::llama::student::trainable_student;
+    use mlfs_studio::train::optim::AdamW;
+    use rand::SeedableRng;
+
+    let teacher = DecoderTeacher::load(common::smollm2_gguf()).unwrap();
+    let spec: SubnetSpec = SLICE.parse().unwrap();
+    let (student, params) =
+        trainable_student(&teacher.decoder, &spec.layers, StudentInit::Sliced, 3).unwrap();
+    let block = teacher
+        .tokenizer
+        .encode(
+            "import os\nfor name in sorted(os.listdir('.')):\n    print(name)\n",
+            false,
+            24,
+        )
+        .unwrap();
+    let t = block.len();
+    let ids = Tensor::new(block.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let targets = next_token_targets(&[block.as_slice()]);
+    let maxnet = SubnetSpec::maxnet(&teacher.decoder.shape());
+    let (t_hidden, t_last) = teacher
+        .decoder
+        .forward_hidden(&ids, &maxnet, false, None)
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let projections: Vec<candle_core::Var> = (0..30)
+        .map(|_| candle_core::Var::from_tensor(&orthonormal(576, 16, &mut rng).unwrap()).unwrap())
+        .collect();
+    let (alpha, beta, temperature, weight) = (0.7, 1e-3, 2.0, 1.5);
+    let opt = AdamW::new(
+        params
+            .iter()
+            .map(|p| Param {
+                name: p.name.clone(),
+                var: p.var.clone(),
+                decay: p.decay,
+            })
+            .collect(),
+        0.0,
+    )
+    .unwrap();
+    let mut grads = Vec::new();
+    let step = StudentStep {
+        net: &student,
+        spec: &spec,
+        ids: &ids,
+        targets: &targets,
+        teacher: Some(TeacherSignal {
+            hidden: &t_hidden,
+            last: &t_last,
+            head: teacher.decoder.head(),
+        }),
+        projections: &projections,
+        alpha,
+        beta,
+        temperature,
+        weight,
+        train_head: true,
+    };
+    let loss = student_gradients(&step, &opt, &mut grads).unwrap();
+
+    // The same loss through candle's autograd on the whole graph and full logits.
+    let (hidden, last) = student.forward_hidden(&ids, &spec, true, None).unwrap();
+    let scored = t - 1;
+    let teacher_logits = t_last
+        .narrow(0, 0, scored)
+        .unwrap()
+        .matmul(&teacher.decoder.head().t().unwrap())
+        .unwrap();
+    let head_part = reference_loss(
+        &last.narrow(0, 0, scored).unwrap(),
+        student.head(),
+        &block[1..],
+        &teacher_logits,
+        alpha,
+        temperature,
+    )
+    .unwrap();
+    let ones = Tensor::ones((1, t), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let mut total = head_part;
+    for (i, &l) in spec.layers.iter().enumerate() {
+        let f = feature_loss(
+            &hidden[i + 1],
+            &t_hidden[l + 1],
+            projections[l].as_tensor(),
+            &ones,
+        )
+        .unwrap();
+        total = (total + (f * (alpha * beta)).unwrap()).unwrap();
+    }
+    let want = total.to_scalar::<f32>().unwrap() as f64;
+    assert!(
+        (loss - want).abs() < 1e-3 * want.abs().max(1.0),
+        "loss {loss} vs {want}"
+    );
+    let reference = (total * weight).unwrap().backward().unwrap();
+    let mut compared = 0;
+    for (p, g) in params.iter().zip(&grads) {
+        let want = reference.get(p.var.as_tensor());
+        match (g, want) {
+            (Some(ours), Some(want)) => {
+                let scale = want
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .max(1e-6);
+                let diff = (ours - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    diff <= 2e-3 * scale,
+                    "{}: max diff {diff} (scale {scale})",
+                    p.name
+                );
+                compared += 1;
+            }
+            (None, None) => {}
+            (ours, want) => panic!(
+                "{}: gradient present ours={} reference={}",
+                p.name,
+                ours.is_some(),
+                want.is_some()
+            ),
+        }
+    }
+    assert!(compared >= 2 * 9 + 2, "compared {compared} tensors");
+}

@@ -1,6 +1,7 @@
 //! Command-line interface: the headless client of the engine.
 
 pub mod bench;
+pub mod bench_lm;
 pub mod eval;
 pub mod export;
 pub mod forward;
@@ -106,11 +107,15 @@ pub enum Command {
         #[arg(long, default_value_t = 32)]
         blocks: usize,
     },
-    /// Median training-step times on the shipped teacher (batch 32, length 64).
+    /// Median training-step times on the shipped teacher (batch 32, length 64), or of a decoder
+    /// preset (`--preset presets/code-slice20-full.ron`) with its peak memory.
     Bench {
         /// Timed steps per stage.
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// A decoder preset to time instead of the encoder.
+        #[arg(long)]
+        preset: Option<PathBuf>,
     },
 }
 
@@ -150,7 +155,10 @@ pub fn main_entry() -> Result<()> {
             format,
         }) => export::export(&run, subnet.as_deref(), &out, &format),
         Some(Command::Predict { model, texts_file }) => export::predict(&model, &texts_file),
-        Some(Command::Bench { steps }) => bench::bench(steps),
+        Some(Command::Bench { steps, preset }) => match preset {
+            Some(p) => bench_lm::bench_decoder(&p, steps),
+            None => bench::bench(steps),
+        },
         Some(Command::LmEval {
             model,
             subnet,

@@ -118,3 +118,74 @@ val_loss,perplexity,top1_accuracy,prefill_ms,decode_tokens_per_s\n",
     crate::util::write_atomic(path, text.as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))
 }
+
+/// Reads `lm-palette.csv` back (the subnet column is quoted: it holds commas).
+pub fn read_csv(path: &Path) -> Result<Vec<LmEntry>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = || anyhow::anyhow!("{}:{}: malformed row", path.display(), i + 1);
+        let (role, rest) = line.split_once(",\"").ok_or_else(bad)?;
+        let (subnet, rest) = rest.split_once("\",").ok_or_else(bad)?;
+        let f: Vec<&str> = rest.split(',').collect();
+        if f.len() != 12 {
+            return Err(bad());
+        }
+        let n = |k: usize| f[k].parse::<usize>().map_err(|_| bad());
+        let x = |k: usize| f[k].parse::<f64>().map_err(|_| bad());
+        out.push(LmEntry {
+            role: role.to_string(),
+            subnet: subnet.to_string(),
+            layers: n(0)?,
+            heads: n(1)?,
+            kv_heads: n(2)?,
+            ffn: n(3)?,
+            params_total: n(4)?,
+            params_non_embedding: n(5)?,
+            size_bytes: n(6)?,
+            val_loss: x(7)?,
+            perplexity: x(8)?,
+            top1_accuracy: x(9)?,
+            prefill_ms: x(10)?,
+            decode_tokens_per_s: x(11)?,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_round_trips() {
+        let entry = LmEntry {
+            role: "student".into(),
+            subnet: "layers=0,2,29;heads=6;ffn=1024".into(),
+            layers: 3,
+            heads: 6,
+            kv_heads: 2,
+            ffn: 1024,
+            params_total: 1000,
+            params_non_embedding: 400,
+            size_bytes: 2000,
+            val_loss: 3.4412,
+            perplexity: 31.226,
+            top1_accuracy: 0.4125,
+            prefill_ms: 812.25,
+            decode_tokens_per_s: 25.5,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lm-palette.csv");
+        write_csv(&path, std::slice::from_ref(&entry)).unwrap();
+        assert_eq!(read_csv(&path).unwrap(), vec![entry]);
+        std::fs::write(&path, "header\nstudent,broken\n").unwrap();
+        assert!(format!("{:#}", read_csv(&path).unwrap_err()).contains("lm-palette.csv:2"));
+    }
+}

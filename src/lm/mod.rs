@@ -2,6 +2,7 @@
 
 pub mod loss;
 pub mod metrics;
+pub mod step;
 pub mod trainer;
 
 pub use trainer::LmTrainer;

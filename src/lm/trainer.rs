@@ -1,11 +1,11 @@
 //! The decoder training loop: a frozen teacher, students trained through staged adapters or in
 //! full, distillation on next-token distributions, validation loss, checkpoints, measurements.
 
-use super::loss::{head_loss, next_token_targets, HeadLossOptions};
+use super::loss::next_token_targets;
 use super::metrics::{evaluate_blocks, measure_entry, write_csv};
+use super::step::{student_gradients, StudentStep, TeacherSignal};
 use crate::cli::forward::resolve_spec;
 use crate::eval::lm::{read_corpus, token_blocks};
-use crate::mlfs::distill::feature_loss;
 use crate::mlfs::sampler::sample_step;
 use crate::mlfs::scaling::{active_adapter_params_swiglu, decoder_params, gradient_scale};
 use crate::mlfs::space::SearchSpace;
@@ -600,7 +600,6 @@ impl LmTrainer {
             }
         };
         let n_max = size(&self.space.maxnet());
-        let ones = Tensor::ones((blocks.len(), t), DType::F32, &Device::Cpu)?;
         let (_, opt) = self
             .optimizer
             .as_ref()
@@ -609,49 +608,30 @@ impl LmTrainer {
         let mut grads = Vec::new();
         let mut losses = Vec::new();
         for spec in self.step_students(stage) {
-            let (hidden, last) = net.forward_hidden(&ids, &spec, true, None)?;
-            lap("student forward");
-            let head = net.head();
-            let out = head_loss(
-                &last,
-                head,
-                &targets,
-                teacher_out
-                    .as_ref()
-                    .map(|(_, tl)| (tl, self.teacher.decoder.head())),
-                HeadLossOptions {
-                    alpha,
-                    temperature,
-                    grad_hidden: true,
-                    grad_head: full,
-                },
-            )?;
-            lap("head loss");
-            let grad_hidden = out.grad_hidden.clone().context("no hidden gradient")?;
-            let mut total = (&last * grad_hidden)?.sum_all()?;
-            let mut feature_sum = 0.0;
-            if let (Some((teacher_hidden, _)), true) = (&teacher_out, beta > 0.0) {
-                for (l, &g) in spec.layers.iter().enumerate() {
-                    let proj = match self.projections.get(g) {
-                        Some(p) => p.as_tensor().clone(),
-                        None => Tensor::eye(shape.hidden, DType::F32, &Device::Cpu)?,
-                    };
-                    let f = feature_loss(&hidden[l + 1], &teacher_hidden[g + 1], &proj, &ones)?;
-                    feature_sum += f.to_scalar::<f32>()? as f64;
-                    total = (total + (f * (alpha * beta))?)?;
-                }
-            }
-            let w = gradient_scale(n_max, size(&spec), self.config.gamma);
-            lap("features");
-            opt.accumulate(&(total * w)?.backward()?, &mut grads)?;
-            if let Some(g) = out.grad_head.clone() {
-                opt.add_grad(head, (g * w)?, &mut grads)?;
-            }
-            lap("backward");
+            let weight = gradient_scale(n_max, size(&spec), self.config.gamma);
+            let step = StudentStep {
+                net,
+                spec: &spec,
+                ids: &ids,
+                targets: &targets,
+                teacher: teacher_out.as_ref().map(|(hidden, last)| TeacherSignal {
+                    hidden,
+                    last,
+                    head: self.teacher.decoder.head(),
+                }),
+                projections: &self.projections,
+                alpha,
+                beta,
+                temperature,
+                weight,
+                train_head: full,
+            };
+            let loss = student_gradients(&step, opt, &mut grads)?;
+            lap("student forward, loss and backward");
             losses.push(SubnetLoss {
                 subnet: spec.to_string(),
-                loss: out.loss(alpha, temperature) + alpha * beta * feature_sum,
-                weight: w,
+                loss,
+                weight,
             });
         }
         let stage_cfg = &self.config.stages[stage];

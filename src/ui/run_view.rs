@@ -130,6 +130,10 @@ impl RunView {
         if view.status.is_active() {
             view.status = RunStatus::Stopped;
         }
+        let lm_csv = dir.join("lm-palette.csv");
+        if lm_csv.is_file() {
+            view.lm_entries = crate::lm::metrics::read_csv(&lm_csv)?;
+        }
         let csv = dir.join("palette.csv");
         if csv.is_file() {
             view.palette = crate::eval::palette::read_csv(&csv)?;

@@ -184,39 +184,12 @@ impl LlamaDecoder {
     ) -> Result<(Vec<Tensor>, Tensor)> {
         let (b, t) = ids.dims2()?;
         let d = self.config.hidden_size;
-        let hs = self.config.head_size();
-        let (hq, hkv) = (spec.heads, spec.heads / self.config.group_size());
         let past = cache.as_ref().map_or(0, |c| c.len);
-        let (cos, sin) = self.rotary(t, past)?;
-        // A single new position may attend to everything cached: no mask needed.
-        let mask = (t > 1).then(|| causal_mask(t, past)).transpose()?;
-        let mut x = self
-            .embed
-            .embedding(&ids.flatten_all()?)?
-            .reshape((b * t, d))?;
+        let ctx = self.layer_context(b, t, spec, past)?;
+        let mut x = self.embed_tokens(ids)?;
         let mut hidden_states = vec![x.reshape((b, t, d))?];
         for (slot, &l) in spec.layers.iter().enumerate() {
-            let layer = &self.layers[l];
-            let h = layer.input_norm.forward(&x)?;
-            let proj = |lin: &ElasticLinear, n: usize, heads: usize| -> Result<Tensor> {
-                let y = lin.forward_with(&h, n * hs, adapters)?;
-                Ok(split_heads(&y.reshape((b, t, n * hs))?, heads, hs)?)
-            };
-            let q = proj(&layer.q, hq, hq)?;
-            let k = proj(&layer.k, hkv, hkv)?;
-            let v = proj(&layer.v, hkv, hkv)?;
-            let (q, mut k) = (rope(&q, &cos, &sin)?, rope(&k, &cos, &sin)?);
-            let mut v = v;
-            if let Some(c) = cache.as_deref_mut() {
-                (k, v) = c.append(slot, k, v)?;
-            }
-            let ctx = attend_heads(&q, &k, &v, mask.as_ref())?;
-            x = (x + layer.o.forward_with(&ctx, d, adapters)?)?;
-            let h = layer.post_norm.forward(&x)?;
-            let gate = layer.gate.forward_with(&h, spec.ffn, adapters)?;
-            let up = layer.up.forward_with(&h, spec.ffn, adapters)?;
-            let act = (candle_nn::ops::silu(&gate)? * up)?;
-            x = (x + layer.down.forward_with(&act, d, adapters)?)?;
+            x = self.layer_forward(l, slot, &x, &ctx, adapters, cache.as_deref_mut())?;
             hidden_states.push(x.reshape((b, t, d))?);
         }
         if let Some(c) = cache {
@@ -225,6 +198,85 @@ impl LlamaDecoder {
         let last = self.final_norm.forward(&x)?;
         Ok((hidden_states, last))
     }
+
+    /// Token embeddings `[B·T, d]` of ids `[B, T]`.
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        Ok(self
+            .embed
+            .embedding(&ids.flatten_all()?)?
+            .reshape((b * t, self.config.hidden_size))?)
+    }
+
+    /// What every layer of one forward pass shares: shapes, rotary tables and the causal mask.
+    pub fn layer_context(
+        &self,
+        b: usize,
+        t: usize,
+        spec: &SubnetSpec,
+        past: usize,
+    ) -> Result<LayerContext> {
+        let (cos, sin) = self.rotary(t, past)?;
+        Ok(LayerContext {
+            b,
+            t,
+            q_heads: spec.heads,
+            kv_heads: spec.heads / self.config.group_size(),
+            ffn: spec.ffn,
+            cos,
+            sin,
+            // A single new position may attend to everything cached: no mask needed.
+            mask: (t > 1).then(|| causal_mask(t, past)).transpose()?,
+        })
+    }
+
+    /// One decoder block (teacher layer `l`, the subnet's `slot`-th) on `x` `[B·T, d]`.
+    pub fn layer_forward(
+        &self,
+        l: usize,
+        slot: usize,
+        x: &Tensor,
+        ctx: &LayerContext,
+        adapters: bool,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = (ctx.b, ctx.t);
+        let d = self.config.hidden_size;
+        let hs = self.config.head_size();
+        let layer = &self.layers[l];
+        let h = layer.input_norm.forward(x)?;
+        let proj = |lin: &ElasticLinear, n: usize| -> Result<Tensor> {
+            let y = lin.forward_with(&h, n * hs, adapters)?;
+            Ok(split_heads(&y.reshape((b, t, n * hs))?, n, hs)?)
+        };
+        let q = proj(&layer.q, ctx.q_heads)?;
+        let k = proj(&layer.k, ctx.kv_heads)?;
+        let v = proj(&layer.v, ctx.kv_heads)?;
+        let (q, mut k) = (rope(&q, &ctx.cos, &ctx.sin)?, rope(&k, &ctx.cos, &ctx.sin)?);
+        let mut v = v;
+        if let Some(c) = cache {
+            (k, v) = c.append(slot, k, v)?;
+        }
+        let attn = attend_heads(&q, &k, &v, ctx.mask.as_ref())?;
+        let x = (x + layer.o.forward_with(&attn, d, adapters)?)?;
+        let h = layer.post_norm.forward(&x)?;
+        let gate = layer.gate.forward_with(&h, ctx.ffn, adapters)?;
+        let up = layer.up.forward_with(&h, ctx.ffn, adapters)?;
+        let act = (candle_nn::ops::silu(&gate)? * up)?;
+        Ok((x + layer.down.forward_with(&act, d, adapters)?)?)
+    }
+}
+
+/// Shapes, rotary tables and mask shared by the layers of one forward pass.
+pub struct LayerContext {
+    pub b: usize,
+    pub t: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub ffn: usize,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
 }
 
 /// Keys and values of the positions seen so far, per kept layer (`[B, Hkv, S, hs]`).

@@ -1,0 +1,78 @@
+//! `mlfs-studio bench --preset code-….ron`: decoder training-step time and peak memory, beside
+//! the PyTorch figures quoted in the decoder issue (batch 8 × 128, f32, 2 threads).
+
+use crate::lm::LmTrainer;
+use crate::train::config::RunConfig;
+use anyhow::Result;
+use std::path::Path;
+use std::time::Instant;
+
+/// PyTorch seconds per step: plain fine-tuning of the 20-layer slice, and with distillation.
+const PYTORCH_PLAIN_S: f64 = 3.5;
+const PYTORCH_DISTILL_S: f64 = 5.0;
+
+/// Peak resident memory of this process so far (MB), from /proc.
+fn peak_rss_mb() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<usize>()
+                .ok()
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// Times `steps` decoder steps of the preset's first stage (after one warm-up step).
+pub fn bench_decoder(preset: &Path, steps: usize) -> Result<()> {
+    let config = RunConfig::load(preset)?;
+    let dir = std::env::temp_dir().join(format!("mlfs-bench-lm-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let loaded_at = Instant::now();
+    let mut trainer = LmTrainer::create(config, &dir)?;
+    let load_s = loaded_at.elapsed().as_secs_f64();
+    let rss_loaded = peak_rss_mb();
+    let mut sink = |_e: crate::train::protocol::TrainEvent| {};
+    trainer.start_stage(0, &mut sink)?;
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..=steps {
+        let started = Instant::now();
+        trainer.train_step(0, step)?;
+        trainer.global_step += 1;
+        if step > 0 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    let c = &trainer.config;
+    let distill = c.distill.alpha > 0.0;
+    let reference = if distill {
+        PYTORCH_DISTILL_S
+    } else {
+        PYTORCH_PLAIN_S
+    };
+    let mode = if trainer.lm.train_base_weights {
+        "all weights"
+    } else {
+        "MLFS adapters"
+    };
+    println!(
+        "decoder step, {} ({mode}, alpha {}), batch {} x {} tokens, median of {steps}:",
+        c.name, c.distill.alpha, c.batch_size, c.max_seq_len
+    );
+    println!(
+        "  {median:.2} s/step   PyTorch {reference:.1} s   ratio {:.2}",
+        median / reference
+    );
+    println!(
+        "  peak memory {} MB (after loading {} MB, load {load_s:.1} s)   PyTorch 5200-5900 MB",
+        peak_rss_mb(),
+        rss_loaded
+    );
+    Ok(())
+}

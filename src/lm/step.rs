@@ -1,0 +1,127 @@
+//! One student's gradients with activations recomputed layer by layer.
+//!
+//! A forward pass that keeps candle's graph holds every intermediate of every layer (about
+//! 100 MB per layer at 8 × 128 tokens for SmolLM2). Here the forward keeps only each layer's
+//! input; the backward walks the layers from the top, rebuilds one layer's graph at a time and
+//! back-propagates the gradient arriving at its output. One extra student forward buys a peak
+//! of one layer's intermediates.
+
+use super::loss::{head_loss, HeadLossOptions};
+use crate::mlfs::distill::feature_loss;
+use crate::model::llama::LlamaDecoder;
+use crate::model::SubnetSpec;
+use crate::train::optim::AdamW;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+
+/// The teacher's signal for one batch: hidden states per layer, final states and head.
+pub struct TeacherSignal<'a> {
+    /// `[B, T, d]` after the embeddings and after every teacher layer.
+    pub hidden: &'a [Tensor],
+    /// `[B·T, d]` after the final norm.
+    pub last: &'a Tensor,
+    pub head: &'a Tensor,
+}
+
+/// Everything one student's step needs.
+pub struct StudentStep<'a> {
+    pub net: &'a LlamaDecoder,
+    pub spec: &'a SubnetSpec,
+    /// Token ids `[B, T]`.
+    pub ids: &'a Tensor,
+    pub targets: &'a [Option<u32>],
+    pub teacher: Option<TeacherSignal<'a>>,
+    /// P^m per teacher layer (empty: identity).
+    pub projections: &'a [Var],
+    pub alpha: f64,
+    pub beta: f64,
+    pub temperature: f64,
+    /// Gradient-scaling weight of this student's loss.
+    pub weight: f64,
+    /// The output matrix trains (full fine-tuning).
+    pub train_head: bool,
+}
+
+/// Adds the student's weighted gradients into `grads`; returns its (unweighted) loss.
+pub fn student_gradients(
+    s: &StudentStep<'_>,
+    opt: &AdamW,
+    grads: &mut Vec<Option<Tensor>>,
+) -> Result<f64> {
+    let (b, t) = s.ids.dims2()?;
+    let net = s.net;
+    let d = net.config.hidden_size;
+    let ctx = net.layer_context(b, t, s.spec, 0)?;
+    // Forward: keep each layer's input only.
+    let mut inputs = vec![net.embed_tokens(s.ids)?.detach()];
+    for (slot, &l) in s.spec.layers.iter().enumerate() {
+        let x = inputs.last().context("no input")?;
+        let y = net.layer_forward(l, slot, x, &ctx, true, None)?.detach();
+        inputs.push(y);
+    }
+    // Head and final norm.
+    let top = Var::from_tensor(inputs.last().context("no output")?)?;
+    let last = net.final_norm.forward(top.as_tensor())?;
+    let out = head_loss(
+        &last,
+        net.head(),
+        s.targets,
+        s.teacher.as_ref().map(|t| (t.last, t.head)),
+        HeadLossOptions {
+            alpha: s.alpha,
+            temperature: s.temperature,
+            grad_hidden: true,
+            grad_head: s.train_head,
+        },
+    )?;
+    let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
+    let g_top = (grad_hidden * s.weight)?;
+    let gs = (&last * &g_top)?.sum_all()?.backward()?;
+    opt.accumulate(&gs, grads)?;
+    if let Some(g) = &out.grad_head {
+        opt.add_grad(net.head(), (g * s.weight)?, grads)?;
+    }
+    let mut g = gs
+        .get(top.as_tensor())
+        .context("no gradient at the last layer")?
+        .detach();
+    drop(gs);
+    // Backward, one layer at a time from the top.
+    let ones = Tensor::ones((b, t), DType::F32, &Device::Cpu)?;
+    let mut feature_sum = 0.0;
+    for (slot, &l) in s.spec.layers.iter().enumerate().rev() {
+        if let (Some(teacher), true) = (&s.teacher, s.beta > 0.0 && s.alpha > 0.0) {
+            let h = Var::from_tensor(&inputs[slot + 1])?;
+            let proj = match s.projections.get(l) {
+                Some(p) => p.as_tensor().clone(),
+                None => Tensor::eye(d, DType::F32, &Device::Cpu)?,
+            };
+            let f = feature_loss(
+                &h.as_tensor().reshape((b, t, d))?,
+                &teacher.hidden[l + 1],
+                &proj,
+                &ones,
+            )?;
+            feature_sum += f.to_scalar::<f32>()? as f64;
+            let fg = (f * (s.alpha * s.beta * s.weight))?.backward()?;
+            opt.accumulate(&fg, grads)?;
+            if let Some(extra) = fg.get(h.as_tensor()) {
+                g = (g + extra.detach())?;
+            }
+        }
+        let x = Var::from_tensor(&inputs[slot])?;
+        let y = net.layer_forward(l, slot, x.as_tensor(), &ctx, true, None)?;
+        let gs = (y * &g)?.sum_all()?.backward()?;
+        opt.accumulate(&gs, grads)?;
+        g = gs
+            .get(x.as_tensor())
+            .with_context(|| format!("no gradient below layer {l}"))?
+            .detach();
+    }
+    if net.embed.is_variable() {
+        let e = net.embed_tokens(s.ids)?;
+        let gs = (e * &g)?.sum_all()?.backward()?;
+        opt.accumulate(&gs, grads)?;
+    }
+    Ok(out.loss(s.alpha, s.temperature) + s.alpha * s.beta * feature_sum)
+}
