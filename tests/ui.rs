@@ -115,6 +115,32 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
         other => panic!("export did not succeed: {other:?}"),
     }
     assert!(h.query_by_label_contains("Exported to").is_some());
+
+    // "Try it" classifies a sentence with the selected subnet, off the UI thread.
+    h.get_by_label("Try it").click();
+    h.step();
+    h.get_by_label("Sentence").click();
+    h.step();
+    h.get_by_label("Sentence")
+        .type_text("A wonderful, moving film.");
+    h.step();
+    h.get_by_label("Classify").click();
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        a.try_it.output.is_some()
+    });
+    match &h.state().try_it.output {
+        Some(Ok(text)) => {
+            assert!(text.starts_with("label: "), "{text}");
+            // One probability line per class, summing to 1.
+            let total: f64 = text
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.rsplit(": ").next()?.parse::<f64>().ok())
+                .sum();
+            assert!((total - 1.0).abs() < 1e-2, "{text}");
+        }
+        other => panic!("no classification: {other:?}"),
+    }
 }
 
 #[test]
