@@ -55,3 +55,19 @@ pub fn rss_mb() -> usize {
         .and_then(|t| t.split_whitespace().nth(1)?.parse::<usize>().ok())
         .map_or(0, |pages| pages * 4096 / (1024 * 1024))
 }
+
+/// Largest absolute elementwise difference of two tensors of one shape.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f32> {
+    (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+}
+
+/// A seeded tensor of uniform values in [-1, 1) (unit tests).
+#[cfg(test)]
+pub fn uniform_tensor(shape: (usize, usize), seed: u64) -> candle_core::Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
+}

@@ -478,14 +478,7 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
                     .to_scalar::<f32>()
                     .unwrap()
                     .max(1e-6);
-                let diff = (ours - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = mlfs_studio::util::max_abs_diff(ours, want).unwrap();
                 assert!(
                     diff <= 2e-3 * scale,
                     "{}: max diff {diff} (scale {scale})",

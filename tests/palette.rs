@@ -77,14 +77,7 @@ fn exported_subnets_reload_with_the_same_logits() {
             .unwrap()
             .logits;
         let theirs = model.logits(&ids, &mask).unwrap();
-        let diff = (ours - theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = mlfs_studio::util::max_abs_diff(&ours, &theirs).unwrap();
         assert!(diff <= 1e-4, "{spec}: exported logits differ by {diff}");
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();

@@ -89,24 +89,11 @@ pub fn token_nll(
     Ok((nll, hits))
 }
 
-/// Loss, perplexity and top-1 accuracy of a subnet over blocks.
+/// Loss, perplexity and top-1 accuracy of a subnet over blocks (8 blocks per forward).
 pub fn lm_metrics(
     decoder: &LlamaDecoder,
     spec: &SubnetSpec,
     blocks: &[Vec<u32>],
 ) -> Result<LmMetrics> {
-    let (mut total, mut hits, mut count) = (0f64, 0usize, 0usize);
-    for b in blocks {
-        let (nll, hit) = token_nll(decoder, spec, b)?;
-        total += nll.iter().map(|&x| x as f64).sum::<f64>();
-        hits += hit.iter().filter(|&&h| h).count();
-        count += nll.len();
-    }
-    let loss = total / count.max(1) as f64;
-    Ok(LmMetrics {
-        loss,
-        perplexity: loss.exp(),
-        top1_accuracy: hits as f64 / count.max(1) as f64,
-        tokens: count,
-    })
+    crate::lm::metrics::evaluate_blocks(decoder, spec, true, blocks, 8)
 }

@@ -244,17 +244,7 @@ pub fn export_gguf(
     if out.exists() {
         bail!("{}: already exists; choose a new file name", out.display());
     }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        bail!(
-            "{}: the folder {} does not exist",
-            out.display(),
-            parent.display()
-        );
-    }
+    let parent = super::folder::existing_parent(out)?;
     let c = &net.config;
     let (heads, kv_heads) = (spec.heads, spec.heads / c.group_size());
     let mut quantized = Vec::new();

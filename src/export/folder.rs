@@ -50,19 +50,25 @@ pub fn check_target(out: &Path) -> Result<()> {
             );
         }
     } else {
-        let parent = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !parent.is_dir() {
-            bail!(
-                "{}: the parent folder {} does not exist",
-                out.display(),
-                parent.display()
-            );
-        }
+        existing_parent(out)?;
     }
     Ok(())
+}
+
+/// The folder a new `out` goes into; an error naming both when that folder does not exist.
+pub fn existing_parent(out: &Path) -> Result<&Path> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!(
+            "{}: the parent folder {} does not exist",
+            out.display(),
+            parent.display()
+        );
+    }
+    Ok(parent)
 }
 
 /// Writes the files into `out` through a staging folder; on any failure nothing is left behind.

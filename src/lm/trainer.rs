@@ -15,12 +15,13 @@ use crate::model::llama::{DecoderTeacher, LlamaDecoder};
 use crate::model::lowrank::{StagedLowRank, STAGES};
 use crate::model::SubnetSpec;
 use crate::train::checkpoint::{self, CheckpointState};
-use crate::train::config::{Budget, LmConfig, ProjectionKind, RunConfig};
+use crate::train::config::{LmConfig, ProjectionKind, RunConfig};
 use crate::train::data::epoch_order;
 use crate::train::events::EventLog;
 use crate::train::optim::{learning_rate, AdamW};
 use crate::train::protocol::{LmEvalResult, SubnetLoss, TrainEvent};
-use crate::train::trainer::{steps_per_epoch, Control, Flow};
+use crate::train::stage_loop::{run_stages, stage_steps, StagedRun};
+use crate::train::trainer::{steps_per_epoch, Control};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::rngs::StdRng;
@@ -193,16 +194,7 @@ impl LmTrainer {
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
-        let spe = steps_per_epoch(train_blocks.len(), config.batch_size);
-        let stage_steps = config
-            .stages
-            .iter()
-            .map(|s| match (s.enabled, s.budget) {
-                (false, _) => 0,
-                (true, Budget::Epochs(e)) => e * spe,
-                (true, Budget::Steps(n)) => n,
-            })
-            .collect();
+        let stage_steps = stage_steps(&config, train_blocks.len());
         Ok(Self {
             lm,
             log: EventLog::new(run_dir),
@@ -446,81 +438,7 @@ impl LmTrainer {
             self.set_stage(Some(stage.min(2)))?;
             self.validate(stage.min(2), true, sink)?;
         }
-        loop {
-            let (stage, step_in_stage) = self.position();
-            if stage >= 3 {
-                break;
-            }
-            if step_in_stage == 0 {
-                self.start_stage(stage, sink)?;
-            }
-            if control(self.global_step, &mut |e| sink(e)) == Flow::Stop {
-                self.checkpoint(sink)?;
-                self.emit(
-                    TrainEvent::Finished {
-                        global_step: self.global_step,
-                        stopped: true,
-                    },
-                    sink,
-                );
-                return Ok(true);
-            }
-            let started = Instant::now();
-            let (losses, grad_norm, lr) = self.train_step(stage, step_in_stage)?;
-            self.global_step += 1;
-            self.emit(
-                TrainEvent::Step {
-                    stage,
-                    step_in_stage,
-                    global_step: self.global_step,
-                    learning_rate: lr,
-                    losses,
-                    grad_norm,
-                    seconds: started.elapsed().as_secs_f64(),
-                },
-                sink,
-            );
-            let stage_end = step_in_stage + 1 == self.stage_steps[stage];
-            let done = self.global_step;
-            let every = |n: usize| n > 0 && done.is_multiple_of(n);
-            if stage_end || every(self.config.eval_every) {
-                self.validate(stage, false, sink)?;
-            }
-            if stage_end || every(self.config.checkpoint_every) {
-                self.checkpoint(sink)?;
-            }
-        }
-        self.set_stage(None)?;
-        crate::model::weights::save_f32(
-            &self.run_dir.join("supernet.safetensors"),
-            &self.named_state(),
-        )?;
-        let meta = LmMeta {
-            teacher: RunConfig::resolve(&self.config.teacher),
-            train_base_weights: self.lm.train_base_weights,
-            init: self.lm.init,
-            rank: self.config.rank,
-            lora_alpha: self.config.lora_alpha,
-        };
-        crate::util::write_atomic(
-            &self.run_dir.join("supernet.json"),
-            &serde_json::to_vec_pretty(&meta)?,
-        )?;
-        self.emit(
-            TrainEvent::log(
-                "info",
-                format!("trained weights saved in {}", self.run_dir.display()),
-            ),
-            sink,
-        );
-        self.emit(
-            TrainEvent::Finished {
-                global_step: self.global_step,
-                stopped: false,
-            },
-            sink,
-        );
-        Ok(false)
+        run_stages(self, control, sink)
     }
 
     /// Enters a stage: activates its adapters and resets the optimizer.
@@ -698,33 +616,6 @@ impl LmTrainer {
         Ok(())
     }
 
-    fn checkpoint(&mut self, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
-        let mut tensors = self.named_state();
-        let (optimizer_stage, optimizer_t) = match &self.optimizer {
-            Some((stage, opt)) => {
-                tensors.extend(opt.state());
-                (Some(*stage), opt.t)
-            }
-            None => (None, 0),
-        };
-        let state = CheckpointState {
-            global_step: self.global_step,
-            optimizer_stage,
-            optimizer_t,
-            orders: None,
-        };
-        let path = checkpoint::save(&self.run_dir, &state, &tensors)?;
-        let global_step = self.global_step;
-        self.emit(
-            TrainEvent::CheckpointSaved {
-                global_step,
-                path: path.display().to_string(),
-            },
-            sink,
-        );
-        Ok(())
-    }
-
     /// Measures the teacher and the reported subnets (size, validation, latency) into
     /// `lm-palette.csv`, sending each entry as it is known; `keep_going` false stops early.
     pub fn measure(
@@ -758,5 +649,69 @@ impl LmTrainer {
         let path = self.run_dir.join("lm-palette.csv");
         write_csv(&path, &entries)?;
         Ok(path)
+    }
+}
+
+impl StagedRun for LmTrainer {
+    fn config(&self) -> &RunConfig {
+        &self.config
+    }
+    fn stage_steps(&self) -> &[usize] {
+        &self.stage_steps
+    }
+    fn global_step(&self) -> usize {
+        self.global_step
+    }
+    fn set_global_step(&mut self, step: usize) {
+        self.global_step = step;
+    }
+    fn emit(&mut self, event: TrainEvent, sink: &mut dyn FnMut(TrainEvent)) {
+        self.log.emit(event, sink);
+    }
+    fn start_stage(&mut self, stage: usize, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        LmTrainer::start_stage(self, stage, sink)
+    }
+    fn train_step(&mut self, stage: usize, step: usize) -> Result<(Vec<SubnetLoss>, f64, f64)> {
+        LmTrainer::train_step(self, stage, step)
+    }
+    fn evaluate(&mut self, stage: usize, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        self.validate(stage, false, sink)
+    }
+    fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        let mut tensors = self.named_state();
+        let (optimizer_stage, optimizer_t) = match &self.optimizer {
+            Some((stage, opt)) => {
+                tensors.extend(opt.state());
+                (Some(*stage), opt.t)
+            }
+            None => (None, 0),
+        };
+        let state = CheckpointState {
+            global_step: self.global_step,
+            optimizer_stage,
+            optimizer_t,
+            orders: None,
+        };
+        checkpoint::save(&self.run_dir, &state, &tensors)
+    }
+    fn finish(&mut self) -> Result<String> {
+        self.set_stage(None)?;
+        let weights = self.run_dir.join("supernet.safetensors");
+        crate::model::weights::save_f32(&weights, &self.named_state())?;
+        let meta = LmMeta {
+            teacher: RunConfig::resolve(&self.config.teacher),
+            train_base_weights: self.lm.train_base_weights,
+            init: self.lm.init,
+            rank: self.config.rank,
+            lora_alpha: self.config.lora_alpha,
+        };
+        crate::util::write_atomic(
+            &self.run_dir.join("supernet.json"),
+            &serde_json::to_vec_pretty(&meta)?,
+        )?;
+        Ok(format!(
+            "trained weights saved in {}",
+            self.run_dir.display()
+        ))
     }
 }

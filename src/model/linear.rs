@@ -140,26 +140,15 @@ impl ElasticLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::Var;
     use rand::SeedableRng;
 
     fn random(shape: (usize, usize), seed: u64) -> Tensor {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let v: Vec<f32> = (0..shape.0 * shape.1)
-            .map(|_| rand::Rng::random_range(&mut rng, -1.0..1.0))
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        crate::util::uniform_tensor(shape, seed)
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        crate::util::max_abs_diff(a, b).unwrap()
     }
 
     /// A 12×10 layer with rank-3 adapters whose B are non-zero (as after training).

@@ -7,5 +7,6 @@ pub mod data;
 pub mod events;
 pub mod optim;
 pub mod protocol;
+pub mod stage_loop;
 pub mod trainer;
 pub mod worker;

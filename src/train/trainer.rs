@@ -1,11 +1,12 @@
 //! The MLFS training loop: stages, sandwich sampling, gradient scaling, distillation, checkpoints.
 
 use super::checkpoint::{self, CheckpointState};
-use super::config::{Budget, RunConfig};
+use super::config::RunConfig;
 use super::data::{epoch_order, Dataset};
 use super::events::EventLog;
 use super::optim::{learning_rate, AdamW};
 use super::protocol::{SubnetAccuracy, SubnetLoss, TrainEvent};
+use super::stage_loop::{run_stages, stage_steps, StagedRun};
 use crate::cli::forward::batch_tensors;
 use crate::eval::accuracy::split_accuracy;
 use crate::mlfs::distill::{combine, cross_entropy, feature_loss, kd_loss, DistillWeights};
@@ -18,7 +19,6 @@ use crate::model::{EncoderTeacher, SubnetSpec};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// What the control callback tells the loop between steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,16 +190,7 @@ impl Trainer {
             config.distill.projection,
             config.seed,
         )?;
-        let spe = steps_per_epoch(data.train.len(), config.batch_size);
-        let stage_steps = config
-            .stages
-            .iter()
-            .map(|s| match (s.enabled, s.budget) {
-                (false, _) => 0,
-                (true, Budget::Epochs(e)) => e * spe,
-                (true, Budget::Steps(n)) => n,
-            })
-            .collect();
+        let stage_steps = stage_steps(&config, data.train.len());
         Ok(Self {
             config,
             run_dir: run_dir.to_path_buf(),
@@ -247,73 +238,7 @@ impl Trainer {
             },
             sink,
         );
-        loop {
-            let (stage, step_in_stage) = self.position();
-            if stage >= 3 {
-                break;
-            }
-            if step_in_stage == 0 {
-                self.start_stage(stage, sink)?;
-            }
-            if control(self.global_step, &mut |e| sink(e)) == Flow::Stop {
-                self.checkpoint(sink)?;
-                self.emit(
-                    TrainEvent::Finished {
-                        global_step: self.global_step,
-                        stopped: true,
-                    },
-                    sink,
-                );
-                return Ok(true);
-            }
-            let started = Instant::now();
-            let (losses, grad_norm, lr) = self.train_step(stage, step_in_stage)?;
-            self.global_step += 1;
-            self.emit(
-                TrainEvent::Step {
-                    stage,
-                    step_in_stage,
-                    global_step: self.global_step,
-                    learning_rate: lr,
-                    losses,
-                    grad_norm,
-                    seconds: started.elapsed().as_secs_f64(),
-                },
-                sink,
-            );
-            let stage_end = step_in_stage + 1 == self.stage_steps[stage];
-            if stage_end
-                || (self.config.eval_every > 0
-                    && self.global_step.is_multiple_of(self.config.eval_every))
-            {
-                self.dev_eval(stage, sink)?;
-            }
-            if stage_end
-                || (self.config.checkpoint_every > 0
-                    && self
-                        .global_step
-                        .is_multiple_of(self.config.checkpoint_every))
-            {
-                self.checkpoint(sink)?;
-            }
-        }
-        self.net.set_stage(None)?;
-        self.save_supernet()?;
-        self.emit(
-            TrainEvent::log(
-                "info",
-                format!("trained supernet saved in {}", self.run_dir.display()),
-            ),
-            sink,
-        );
-        self.emit(
-            TrainEvent::Finished {
-                global_step: self.global_step,
-                stopped: false,
-            },
-            sink,
-        );
-        Ok(false)
+        run_stages(self, control, sink)
     }
 
     /// Enters a stage: rewires before stage 1 (once), activates its adapters, resets the optimizer.
@@ -492,21 +417,7 @@ impl Trainer {
         Ok(())
     }
 
-    /// Saves a checkpoint and reports where.
-    fn checkpoint(&mut self, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
-        let path = self.save_checkpoint()?;
-        let global_step = self.global_step;
-        self.emit(
-            TrainEvent::CheckpointSaved {
-                global_step,
-                path: path.display().to_string(),
-            },
-            sink,
-        );
-        Ok(())
-    }
-
-    fn save_checkpoint(&self) -> Result<PathBuf> {
+    fn checkpoint_now(&self) -> Result<PathBuf> {
         let mut tensors = self.net.named_state();
         let (optimizer_stage, optimizer_t) = match &self.optimizer {
             Some((stage, opt)) => {
@@ -541,5 +452,43 @@ impl Trainer {
             &self.run_dir.join("supernet.json"),
             &serde_json::to_vec_pretty(&meta)?,
         )
+    }
+}
+
+impl StagedRun for Trainer {
+    fn config(&self) -> &RunConfig {
+        &self.config
+    }
+    fn stage_steps(&self) -> &[usize] {
+        &self.stage_steps
+    }
+    fn global_step(&self) -> usize {
+        self.global_step
+    }
+    fn set_global_step(&mut self, step: usize) {
+        self.global_step = step;
+    }
+    fn emit(&mut self, event: TrainEvent, sink: &mut dyn FnMut(TrainEvent)) {
+        self.log.emit(event, sink);
+    }
+    fn start_stage(&mut self, stage: usize, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        Trainer::start_stage(self, stage, sink)
+    }
+    fn train_step(&mut self, stage: usize, step: usize) -> Result<(Vec<SubnetLoss>, f64, f64)> {
+        Trainer::train_step(self, stage, step)
+    }
+    fn evaluate(&mut self, stage: usize, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        self.dev_eval(stage, sink)
+    }
+    fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        self.checkpoint_now()
+    }
+    fn finish(&mut self) -> Result<String> {
+        self.net.set_stage(None)?;
+        self.save_supernet()?;
+        Ok(format!(
+            "trained supernet saved in {}",
+            self.run_dir.display()
+        ))
     }
 }
