@@ -525,7 +525,17 @@ impl LmTrainer {
         let net = self.net();
         let mut grads = Vec::new();
         let mut losses = Vec::new();
+        let fixed = self.report_subnets();
         for spec in self.step_students(stage) {
+            // Listed students keep their reported names; sampled ones are named by position.
+            let role = (!self.fixed_students.is_empty())
+                .then(|| {
+                    fixed
+                        .iter()
+                        .find(|(_, s)| *s == spec)
+                        .map(|(r, _)| r.clone())
+                })
+                .flatten();
             let weight = gradient_scale(n_max, size(&spec), self.config.gamma);
             let step = StudentStep {
                 net,
@@ -550,6 +560,7 @@ impl LmTrainer {
                 subnet: spec.to_string(),
                 loss,
                 weight,
+                role,
             });
         }
         let stage_cfg = &self.config.stages[stage];

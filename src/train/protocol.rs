@@ -19,6 +19,10 @@ pub struct SubnetLoss {
     pub loss: f64,
     /// The gradient-scaling weight applied to this loss.
     pub weight: f64,
+    /// How the curves name it ("student" for a decoder's listed student); absent: by position
+    /// (maxnet, minnet, random subnets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// One subnet's dev accuracy at an evaluation point.

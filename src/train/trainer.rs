@@ -332,6 +332,7 @@ impl Trainer {
             subnet: specs[0].to_string(),
             loss: max_loss.to_scalar::<f32>()? as f64,
             weight: 1.0,
+            role: None,
         }];
         opt.accumulate(&max_loss.backward()?, &mut grads)?;
         let target_logits = max_out.logits.detach();
@@ -367,6 +368,7 @@ impl Trainer {
                 subnet: spec.to_string(),
                 loss: loss.to_scalar::<f32>()? as f64,
                 weight: w,
+                role: None,
             });
             // Gradient scaling: the subnet's loss enters the sum with weight (n₁/nⱼ)^γ.
             opt.accumulate(&(loss * w)?.backward()?, &mut grads)?;

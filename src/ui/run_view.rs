@@ -179,15 +179,19 @@ impl RunView {
                 self.global_step = global_step;
                 let x = global_step as f64;
                 self.learning_rate.push([x, learning_rate]);
+                // A decoder run validated its teacher before the first step.
+                let decoder = self.teacher_val_loss.is_some();
                 for (i, l) in losses.iter().enumerate() {
-                    let role = match i {
-                        0 => "maxnet",
-                        1 => "minnet",
+                    let role = match (&l.role, i) {
+                        (Some(r), _) => r.as_str(),
+                        (None, 0) if decoder => "student",
+                        (None, 0) => "maxnet",
+                        (None, 1) => "minnet",
                         _ => "random subnets",
                     };
                     let series = self.losses.entry(role.to_string()).or_default();
                     // Random subnets: one point per step, the mean of that step's draws.
-                    if i >= 2 && series.last().is_some_and(|p| p[0] == x) {
+                    if i >= 2 && l.role.is_none() && series.last().is_some_and(|p| p[0] == x) {
                         let k = (i - 1) as f64;
                         if let Some(last) = series.last_mut() {
                             last[1] = (last[1] * k + l.loss) / (k + 1.0);
