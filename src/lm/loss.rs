@@ -124,6 +124,9 @@ pub fn head_loss(
     if targets.len() != n {
         bail!("{} targets for {n} positions", targets.len());
     }
+    if let Some(bad) = targets.iter().flatten().find(|&&y| y as usize >= v) {
+        bail!("token id {bad} is outside the model's vocabulary of {v}");
+    }
     if options.alpha > 0.0 && teacher.is_none() {
         bail!("distillation weight {} without a teacher", options.alpha);
     }
