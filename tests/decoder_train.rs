@@ -497,3 +497,46 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
     }
     assert!(compared >= 2 * 9 + 2, "compared {compared} tensors");
 }
+
+#[test]
+fn sampled_space_trains_sandwich_students_through_all_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = lm_config(false, 1);
+    c.max_seq_len = 16;
+    c.stages = common::small_config([1, 1, 1], 2, 16).stages;
+    c.random_subnets = 1;
+    c.space.depths = vec![2, 30];
+    c.space.heads = vec![3, 9];
+    c.space.ffn = vec![512, 1536];
+    if let Some(lm) = c.lm.as_mut() {
+        lm.students.clear();
+        lm.eval_blocks = 2;
+    }
+    let mut t = LmTrainer::create(c, dir.path()).unwrap();
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    let mut roles = Vec::new();
+    let mut sink = |e: TrainEvent| match e {
+        TrainEvent::Step { losses, .. } => {
+            steps.push(losses.iter().map(|l| l.subnet.clone()).collect())
+        }
+        TrainEvent::LmEval { results, .. } => roles.extend(results.into_iter().map(|r| r.role)),
+        _ => {}
+    };
+    let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+    assert!(!t.run(&mut ctl, &mut sink).unwrap());
+    assert_eq!(steps.len(), 3);
+    let maxnet = t.space.maxnet().to_string();
+    // Stage 0 trains the maxnet alone; later stages add the stage's minnet and a random subnet.
+    assert_eq!(steps[0], vec![maxnet.clone()]);
+    assert_eq!(steps[2][0], maxnet);
+    assert_eq!(steps[2][1], t.space.minnet(2).to_string());
+    assert!(steps[2].len() >= 2);
+    for r in ["teacher", "maxnet", "minnet"] {
+        assert!(roles.iter().any(|x| x == r), "{r} missing from {roles:?}");
+    }
+    // The projections train from stage 1 on and stay unit-norm.
+    let p = t.projections[29].as_tensor();
+    let norms = p.sqr().unwrap().sum(0).unwrap().to_vec1::<f32>().unwrap();
+    assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-4), "{norms:?}");
+    assert!(dir.path().join("supernet.safetensors").is_file());
+}
