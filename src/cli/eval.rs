@@ -20,7 +20,36 @@ pub fn chosen_subnets(trainer: &Trainer, subnets: Option<&str>) -> Result<Vec<Su
 
 /// Measures the palette, writes `palette.csv` into the run folder and prints the table.
 pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
+    if crate::train::any::is_lm_run(run_dir) {
+        return print_decoder_measurements(run_dir);
+    }
     print_palette(&Trainer::open_trained(run_dir)?, subnets)
+}
+
+/// Measures a decoder run's teacher and students into `lm-palette.csv` and prints them.
+fn print_decoder_measurements(run_dir: &Path) -> Result<()> {
+    let trainer = crate::lm::LmTrainer::open_trained(run_dir)?;
+    println!(
+        "{:<10} {:>6} {:>10} {:>8} {:>8} {:>7} {:>11} {:>9}",
+        "role", "layers", "params", "val", "ppl", "top-1", "prefill ms", "tok/s"
+    );
+    let print = |e: crate::train::protocol::TrainEvent| {
+        if let crate::train::protocol::TrainEvent::LmMeasured(m) = e {
+            println!(
+                "{:<10} {:>6} {:>9.1}M {:>8.4} {:>8.2} {:>7.4} {:>11.1} {:>9.1}",
+                m.role,
+                m.layers,
+                m.params_total as f64 / 1e6,
+                m.val_loss,
+                m.perplexity,
+                m.top1_accuracy,
+                m.prefill_ms,
+                m.decode_tokens_per_s
+            );
+        }
+    };
+    crate::train::any::measure_lm(&trainer, &print, &|| true)?;
+    Ok(())
 }
 
 /// Measures and prints the palette of a trained supernet, writing `palette.csv`.
