@@ -38,6 +38,7 @@ fn lm_config(full: bool, steps: usize) -> RunConfig {
         eval_blocks: 4,
         latency_prompt: 16,
         latency_new_tokens: 4,
+        recompute_activations: true,
     });
     c
 }
@@ -410,25 +411,31 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
         0.0,
     )
     .unwrap();
-    let mut grads = Vec::new();
-    let step = StudentStep {
-        net: &student,
-        spec: &spec,
-        ids: &ids,
-        targets: &targets,
-        teacher: Some(TeacherSignal {
-            hidden: &t_hidden,
-            last: &t_last,
-            head: teacher.decoder.head(),
-        }),
-        projections: &projections,
-        alpha,
-        beta,
-        temperature,
-        weight,
-        train_head: true,
+    let run = |recompute: bool| {
+        let mut grads = Vec::new();
+        let step = StudentStep {
+            net: &student,
+            spec: &spec,
+            ids: &ids,
+            targets: &targets,
+            teacher: Some(TeacherSignal {
+                hidden: &t_hidden,
+                last: &t_last,
+                head: teacher.decoder.head(),
+            }),
+            projections: &projections,
+            alpha,
+            beta,
+            temperature,
+            weight,
+            train_head: true,
+            recompute,
+        };
+        let loss = student_gradients(&step, &opt, &mut grads).unwrap();
+        (loss, grads)
     };
-    let loss = student_gradients(&step, &opt, &mut grads).unwrap();
+    let variants = [run(true), run(false)];
+    let loss = variants[0].0;
 
     // The same loss through candle's autograd on the whole graph and full logits.
     let (hidden, last) = student.forward_hidden(&ids, &spec, true, None).unwrap();
@@ -464,9 +471,26 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
         (loss - want).abs() < 1e-3 * want.abs().max(1.0),
         "loss {loss} vs {want}"
     );
+    assert!((variants[1].0 - want).abs() < 1e-3 * want.abs().max(1.0));
     let reference = (total * weight).unwrap().backward().unwrap();
     let mut compared = 0;
-    for (p, g) in params.iter().zip(&grads) {
+    for (p, (g, g_whole)) in params.iter().zip(variants[0].1.iter().zip(&variants[1].1)) {
+        if let (Some(a), Some(b)) = (g, g_whole) {
+            let scale = b
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .max(1e-6);
+            let diff = mlfs_studio::util::max_abs_diff(a, b).unwrap();
+            assert!(
+                diff <= 2e-3 * scale,
+                "{}: recomputed vs whole graph {diff}",
+                p.name
+            );
+        }
         let want = reference.get(p.var.as_tensor());
         match (g, want) {
             (Some(ours), Some(want)) => {

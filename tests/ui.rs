@@ -292,6 +292,7 @@ fn decoder_run_overlays_tries_and_exports() {
         eval_blocks: 2,
         latency_prompt: 8,
         latency_new_tokens: 2,
+        recompute_activations: true,
     });
     let app = StudioApp::new(c, Box::new(dialogs), runs.path().to_path_buf());
     let mut h = harness(app);

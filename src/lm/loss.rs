@@ -48,10 +48,13 @@ impl HeadLoss {
 }
 
 /// One position's terms: cross-entropy, KL and hit; writes the logit gradient when asked.
+///
+/// Two exponentials per vocabulary entry at T = 1: the student's softmax (kept in the gradient
+/// row) and the teacher's (kept in place of its logits, which are consumed).
 fn row_terms(
     z: &[f32],
     target: u32,
-    teacher: Option<&[f32]>,
+    teacher: Option<&mut [f32]>,
     alpha: f32,
     temperature: f32,
     grad: Option<(&mut [f32], f32)>,
@@ -62,51 +65,75 @@ fn row_terms(
             (max, arg) = (v, i);
         }
     }
-    let sum: f64 = z.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    let lse = max as f64 + sum.ln();
     let y = target as usize;
+    let mut grad = grad;
+    // log Σ exp(z); with a gradient row, exp(z − max) is kept there (normalised below).
+    let sum: f64 = match grad.as_mut() {
+        Some((g, _)) => g
+            .iter_mut()
+            .zip(z)
+            .map(|(gi, &v)| {
+                *gi = (v - max).exp();
+                *gi as f64
+            })
+            .sum(),
+        None => z.iter().map(|&v| (v - max).exp() as f64).sum(),
+    };
+    let lse = max as f64 + sum.ln();
     let ce = lse - z[y] as f64;
     let inv_t = 1.0 / temperature;
-    // Student and teacher log-normalisers at temperature T.
-    let (lse_s, lse_u) = match teacher {
-        Some(u) => {
-            let lse_s = if temperature == 1.0 {
-                lse
-            } else {
-                log_sum_exp(z, inv_t)
-            };
-            (lse_s, log_sum_exp(u, inv_t))
-        }
-        None => (0.0, 0.0),
-    };
     let mut kd = 0.0f64;
+    let mut teacher_probs: Option<&[f32]> = None;
     if let Some(u) = teacher {
-        for (&zi, &ui) in z.iter().zip(u) {
-            let log_p = (ui * inv_t) as f64 - lse_u;
-            let log_q = (zi * inv_t) as f64 - lse_s;
-            kd += log_p.exp() * (log_p - log_q);
+        let lse_zt = if temperature == 1.0 {
+            lse
+        } else {
+            log_sum_exp(z, inv_t)
+        };
+        // One pass: e = exp(u/T − m), Σe and Σ e·(u − z)/T; then p = e / Σe in place.
+        let m = u.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x * inv_t));
+        let (mut sum_u, mut dot) = (0f64, 0f64);
+        for (ui, &zi) in u.iter_mut().zip(z) {
+            let e = (*ui * inv_t - m).exp();
+            sum_u += e as f64;
+            dot += e as f64 * ((*ui - zi) * inv_t) as f64;
+            *ui = e;
         }
+        let lse_ut = m as f64 + sum_u.ln();
+        // KL(p‖q) = Σ p (u − z)/T − lse_u + lse_z, since Σ p = 1.
+        kd = dot / sum_u - lse_ut + lse_zt;
+        let inv = (1.0 / sum_u) as f32;
+        u.iter_mut().for_each(|p| *p *= inv);
+        teacher_probs = Some(u);
     }
     if let Some((g, scale)) = grad {
+        let inv = (1.0 / sum) as f32;
         let ce_w = 1.0 - alpha;
-        for (i, gi) in g.iter_mut().enumerate() {
-            let s = ((z[i] as f64) - lse).exp() as f32;
-            let mut v = ce_w * (s - if i == y { 1.0 } else { 0.0 });
-            if let Some(u) = teacher {
-                let s_t = ((z[i] * inv_t) as f64 - lse_s).exp() as f32;
-                let p_t = ((u[i] * inv_t) as f64 - lse_u).exp() as f32;
-                // d(T²·KL)/dz = T·(softmax(z/T) − softmax(u/T)).
-                v += alpha * temperature * (s_t - p_t);
+        match teacher_probs {
+            Some(p) if temperature == 1.0 => {
+                // (1−α)(s − e_y) + α(s − p) = s − (1−α)e_y − αp.
+                for (gi, &pi) in g.iter_mut().zip(p) {
+                    *gi = (*gi * inv - alpha * pi) * scale;
+                }
             }
-            *gi = v * scale;
+            Some(p) => {
+                let lse_zt = log_sum_exp(z, inv_t);
+                for ((gi, &pi), &zi) in g.iter_mut().zip(p).zip(z) {
+                    let s_t = ((zi * inv_t) as f64 - lse_zt).exp() as f32;
+                    // d(T²·KL)/dz = T·(softmax(z/T) − softmax(u/T)).
+                    *gi = (ce_w * *gi * inv + alpha * temperature * (s_t - pi)) * scale;
+                }
+            }
+            None => g.iter_mut().for_each(|gi| *gi *= ce_w * inv * scale),
         }
+        g[y] -= ce_w * scale;
     }
     (ce, kd, arg == y)
 }
 
 fn log_sum_exp(v: &[f32], scale: f32) -> f64 {
     let max = v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
-    let sum: f64 = v.iter().map(|&x| ((x * scale - max) as f64).exp()).sum();
+    let sum: f64 = v.iter().map(|&x| (x * scale - max).exp() as f64).sum();
     max as f64 + sum.ln()
 }
 
@@ -150,7 +177,7 @@ pub fn head_loss(
         let rows = CHUNK_ROWS.min(n - start);
         let h = hidden.narrow(0, start, rows)?;
         let z = h.matmul(&head_t)?.flatten_all()?.to_vec1::<f32>()?;
-        let u = match (teacher, options.alpha > 0.0) {
+        let mut u = match (teacher, options.alpha > 0.0) {
             (Some((th, thead)), true) => Some(
                 th.detach()
                     .narrow(0, start, rows)?
@@ -166,37 +193,32 @@ pub fn head_loss(
         } else {
             Vec::new()
         };
-        let terms: Vec<(f64, f64, bool)> = if options.grad_hidden {
-            g.par_chunks_mut(v)
-                .enumerate()
-                .map(|(r, g_row)| match chunk_targets[r] {
-                    Some(y) => row_terms(
-                        &z[r * v..(r + 1) * v],
-                        y,
-                        u.as_ref().map(|u| &u[r * v..(r + 1) * v]),
-                        alpha,
-                        temperature,
-                        Some((g_row, scale)),
-                    ),
-                    None => (0.0, 0.0, false),
-                })
-                .collect()
-        } else {
-            (0..rows)
-                .into_par_iter()
-                .map(|r| match chunk_targets[r] {
-                    Some(y) => row_terms(
-                        &z[r * v..(r + 1) * v],
-                        y,
-                        u.as_ref().map(|u| &u[r * v..(r + 1) * v]),
-                        alpha,
-                        temperature,
-                        None,
-                    ),
-                    None => (0.0, 0.0, false),
-                })
-                .collect()
+        // Per-row views: the teacher's logits and the gradient row, when present.
+        let u_rows: Vec<Option<&mut [f32]>> = match u.as_mut() {
+            Some(u) => u.chunks_mut(v).map(Some).collect(),
+            None => (0..rows).map(|_| None).collect(),
         };
+        let g_rows: Vec<Option<&mut [f32]>> = if options.grad_hidden {
+            g.chunks_mut(v).map(Some).collect()
+        } else {
+            (0..rows).map(|_| None).collect()
+        };
+        let terms: Vec<(f64, f64, bool)> = u_rows
+            .into_par_iter()
+            .zip(g_rows)
+            .enumerate()
+            .map(|(r, (u_row, g_row))| match chunk_targets[r] {
+                Some(y) => row_terms(
+                    &z[r * v..(r + 1) * v],
+                    y,
+                    u_row,
+                    alpha,
+                    temperature,
+                    g_row.map(|g| (g, scale)),
+                ),
+                None => (0.0, 0.0, false),
+            })
+            .collect();
         for (ce, kd, hit) in terms {
             out.ce_sum += ce;
             out.kd_sum += kd;

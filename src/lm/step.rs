@@ -40,6 +40,8 @@ pub struct StudentStep<'a> {
     pub weight: f64,
     /// The output matrix trains (full fine-tuning).
     pub train_head: bool,
+    /// Recompute each layer in the backward pass (low memory) instead of keeping the graph.
+    pub recompute: bool,
 }
 
 /// Adds the student's weighted gradients into `grads`; returns its (unweighted) loss.
@@ -48,6 +50,9 @@ pub fn student_gradients(
     opt: &AdamW,
     grads: &mut Vec<Option<Tensor>>,
 ) -> Result<f64> {
+    if !s.recompute {
+        return whole_graph_gradients(s, opt, grads);
+    }
     let (b, t) = s.ids.dims2()?;
     let net = s.net;
     let d = net.config.hidden_size;
@@ -122,6 +127,50 @@ pub fn student_gradients(
         let e = net.embed_tokens(s.ids)?;
         let gs = (e * &g)?.sum_all()?.backward()?;
         opt.accumulate(&gs, grads)?;
+    }
+    Ok(out.loss(s.alpha, s.temperature) + s.alpha * s.beta * feature_sum)
+}
+
+/// The same gradients through one graph of the whole student (faster, far more memory).
+fn whole_graph_gradients(
+    s: &StudentStep<'_>,
+    opt: &AdamW,
+    grads: &mut Vec<Option<Tensor>>,
+) -> Result<f64> {
+    let (b, t) = s.ids.dims2()?;
+    let net = s.net;
+    let (hidden, last) = net.forward_hidden(s.ids, s.spec, true, None)?;
+    let out = head_loss(
+        &last,
+        net.head(),
+        s.targets,
+        s.teacher.as_ref().map(|t| (t.last, t.head)),
+        HeadLossOptions {
+            alpha: s.alpha,
+            temperature: s.temperature,
+            grad_hidden: true,
+            grad_head: s.train_head,
+        },
+    )?;
+    let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
+    let mut total = (&last * grad_hidden)?.sum_all()?;
+    let mut feature_sum = 0.0;
+    if let (Some(teacher), true) = (&s.teacher, s.beta > 0.0 && s.alpha > 0.0) {
+        let ones = Tensor::ones((b, t), DType::F32, &Device::Cpu)?;
+        let d = net.config.hidden_size;
+        for (slot, &l) in s.spec.layers.iter().enumerate() {
+            let proj = match s.projections.get(l) {
+                Some(p) => p.as_tensor().clone(),
+                None => Tensor::eye(d, DType::F32, &Device::Cpu)?,
+            };
+            let f = feature_loss(&hidden[slot + 1], &teacher.hidden[l + 1], &proj, &ones)?;
+            feature_sum += f.to_scalar::<f32>()? as f64;
+            total = (total + (f * (s.alpha * s.beta))?)?;
+        }
+    }
+    opt.accumulate(&(total * s.weight)?.backward()?, grads)?;
+    if let Some(g) = &out.grad_head {
+        opt.add_grad(net.head(), (g * s.weight)?, grads)?;
     }
     Ok(out.loss(s.alpha, s.temperature) + s.alpha * s.beta * feature_sum)
 }

@@ -553,6 +553,7 @@ impl LmTrainer {
                 temperature,
                 weight,
                 train_head: full,
+                recompute: self.lm.recompute_activations,
             };
             let loss = student_gradients(&step, opt, &mut grads)?;
             lap("student forward, loss and backward");
