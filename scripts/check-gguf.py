@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Reads a GGUF export with llama.cpp's own Python reader (gguf-py, `pip install gguf`) and
 checks what llama.cpp needs: llama architecture, shape metadata, tokenizer, every tensor of every
-block with the expected shape and an f16/f32 type. Usage: check-gguf.py FILE.gguf"""
+block with the expected shape and an f16/f32 type. With a Hugging Face export of the same subnet
+(`pip install safetensors numpy`), every tensor must equal the Hugging Face one after llama.cpp's
+own Q/K permutation (the formula of its convert_hf_to_gguf.py).
+Usage: check-gguf.py FILE.gguf [HF_FOLDER]"""
 import sys
 
 import gguf
@@ -55,3 +58,37 @@ for name, shape in want.items():
         sys.exit(f"{path}: {name} has type {t.tensor_type.name}")
 print(f"{path}: llama, {blocks} blocks, hidden {d}, {heads} heads ({kv} KV) of {head_dim}, "
       f"FFN {ffn}, vocabulary {vocab}, {len(r.tensors)} tensors: OK")
+
+if len(sys.argv) > 2:
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    hf = load_file(sys.argv[2] + "/model.safetensors")
+
+    def permute(w, n_head):
+        # llama.cpp convert_hf_to_gguf.py: LlamaModel.permute
+        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    parts = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+             "ffn_down": "mlp.down_proj"}
+    worst = 0.0
+    for t in r.tensors:
+        if t.name == "token_embd.weight":
+            ref = hf["model.embed_tokens.weight"]
+        elif t.name == "output_norm.weight":
+            ref = hf["model.norm.weight"]
+        else:
+            _, i, part, _ = t.name.split(".")
+            ref = hf[f"model.layers.{i}.{parts[part]}.weight"]
+            if part == "attn_q":
+                ref = permute(ref, heads)
+            elif part == "attn_k":
+                ref = permute(ref, kv)
+        ours = np.asarray(t.data, dtype=np.float32).reshape(ref.shape)
+        err = float(np.max(np.abs(ours - ref)) / max(1e-6, float(np.max(np.abs(ref)))))
+        worst = max(worst, err)
+        if err > 2e-3:
+            sys.exit(f"{t.name}: differs from the Hugging Face tensor (relative {err:.2e})")
+    print(f"every tensor equals the Hugging Face export after llama.cpp's Q/K permutation (worst relative {worst:.1e})")

@@ -564,3 +564,25 @@ fn sampled_space_trains_sandwich_students_through_all_stages() {
     assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-4), "{norms:?}");
     assert!(dir.path().join("supernet.safetensors").is_file());
 }
+
+#[test]
+fn code_presets_describe_the_four_comparison_runs() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("presets");
+    // The 20-layer slice of the golden fixture: every third layer dropped, full width.
+    let slice: Vec<usize> = (0..30).filter(|l| l % 3 != 1).collect();
+    for (name, full, init, alpha) in [
+        ("code-slice20-mlfs", false, StudentInit::Sliced, 0.9),
+        ("code-slice20-alpha0", true, StudentInit::Sliced, 0.0),
+        ("code-slice20-full", true, StudentInit::Sliced, 0.9),
+        ("code-random20", true, StudentInit::Random, 0.9),
+    ] {
+        let c = RunConfig::load(&dir.join(format!("{name}.ron"))).unwrap();
+        let lm = c.lm.as_ref().unwrap_or_else(|| panic!("{name}: no lm section"));
+        assert_eq!((lm.train_base_weights, lm.init, c.distill.alpha), (full, init, alpha), "{name}");
+        assert_eq!((c.batch_size, c.max_seq_len, lm.eval_blocks), (8, 128, 32), "{name}");
+        assert_eq!(c.stages[0].budget, mlfs_studio::train::config::Budget::Steps(100), "{name}");
+        assert!(!c.stages[1].enabled && !c.stages[2].enabled, "{name}");
+        let spec: SubnetSpec = lm.students[0].parse().unwrap();
+        assert_eq!((spec.layers.clone(), spec.heads, spec.ffn), (slice.clone(), 9, 1536), "{name}");
+    }
+}
