@@ -577,12 +577,30 @@ fn code_presets_describe_the_four_comparison_runs() {
         ("code-random20", true, StudentInit::Random, 0.9),
     ] {
         let c = RunConfig::load(&dir.join(format!("{name}.ron"))).unwrap();
-        let lm = c.lm.as_ref().unwrap_or_else(|| panic!("{name}: no lm section"));
-        assert_eq!((lm.train_base_weights, lm.init, c.distill.alpha), (full, init, alpha), "{name}");
-        assert_eq!((c.batch_size, c.max_seq_len, lm.eval_blocks), (8, 128, 32), "{name}");
-        assert_eq!(c.stages[0].budget, mlfs_studio::train::config::Budget::Steps(100), "{name}");
+        let lm =
+            c.lm.as_ref()
+                .unwrap_or_else(|| panic!("{name}: no lm section"));
+        assert_eq!(
+            (lm.train_base_weights, lm.init, c.distill.alpha),
+            (full, init, alpha),
+            "{name}"
+        );
+        assert_eq!(
+            (c.batch_size, c.max_seq_len, lm.eval_blocks),
+            (8, 128, 32),
+            "{name}"
+        );
+        assert_eq!(
+            c.stages[0].budget,
+            mlfs_studio::train::config::Budget::Steps(100),
+            "{name}"
+        );
         assert!(!c.stages[1].enabled && !c.stages[2].enabled, "{name}");
         let spec: SubnetSpec = lm.students[0].parse().unwrap();
-        assert_eq!((spec.layers.clone(), spec.heads, spec.ffn), (slice.clone(), 9, 1536), "{name}");
+        assert_eq!(
+            (spec.layers.clone(), spec.heads, spec.ffn),
+            (slice.clone(), 9, 1536),
+            "{name}"
+        );
     }
 }

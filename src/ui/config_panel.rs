@@ -25,7 +25,7 @@ fn number<T: egui::emath::Numeric>(
         };
         let l = ui.label(text).on_hover_text(tooltip);
         changed = ui
-            .add(DragValue::new(value).speed(speed))
+            .add(DragValue::new(value).speed(speed).max_decimals(6))
             .labelled_by(l.id)
             .on_hover_text(tooltip)
             .changed();

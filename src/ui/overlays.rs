@@ -74,6 +74,18 @@ impl Overlays {
     }
 }
 
+/// True when `dir` is the run shown as the current one (however its path is spelled).
+pub fn is_current(dir: &Path, current: Option<&Path>) -> bool {
+    let Some(current) = current else {
+        return false;
+    };
+    dir == current
+        || matches!(
+            (dir.canonicalize(), current.canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
 impl OverlayRun {
     fn load(&mut self) {
         self.view = Some(RunView::from_run_dir(&self.dir).map_err(|e| format!("{e:#}")));

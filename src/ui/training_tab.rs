@@ -55,7 +55,12 @@ fn compare_controls(ui: &mut Ui, app: &mut StudioApp) {
                     app.overlays.scan(&app.runs_root);
                 }
                 let mut toggles = Vec::new();
+                let current = app.run.run_dir.clone();
                 for run in &app.overlays.runs {
+                    // The current run is always drawn: no checkbox for it.
+                    if super::overlays::is_current(&run.dir, current.as_deref()) {
+                        continue;
+                    }
                     let mut shown = run.shown;
                     let tip = match &run.view {
                         Some(Err(e)) => e.clone(),
@@ -200,17 +205,18 @@ fn validation_loss_chart(
     overlays: &[(String, super::run_view::RunView)],
     height: f32,
 ) {
+    let teacher = app
+        .run
+        .teacher_val_loss
+        .or_else(|| overlays.iter().find_map(|(_, v)| v.teacher_val_loss));
     Plot::new("validation-loss")
         .height(height)
+        .include_y(teacher.map_or(0.0, |t| t - 0.3))
         .legend(Legend::default().position(egui_plot::Corner::RightTop))
         .x_axis_label("step")
         .y_axis_label("validation loss (nats/token)")
         .show(ui, |plot_ui| {
             stage_lines(plot_ui, app);
-            let teacher = app
-                .run
-                .teacher_val_loss
-                .or_else(|| overlays.iter().find_map(|(_, v)| v.teacher_val_loss));
             if let Some(t) = teacher {
                 plot_ui.hline(
                     egui_plot::HLine::new(format!("teacher: {t:.3}"), t).color(Color32::DARK_GRAY),

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Decoder screenshots: the four code-* comparison runs overlaid in the Training tab, the
+# measured-subnet table, and "Try it" completing a prompt. Needs the finished runs
+# runs/code-slice20-mlfs, -alpha0, -full and runs/code-random20 (train them with
+# `mlfs-studio train --preset presets/NAME.ron --out runs/NAME`), xvfb, xdotool, imagemagick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN=$ROOT/target/release/mlfs-studio
+[ -x "$BIN" ] || cargo build --release --bin mlfs-studio
+for r in code-slice20-mlfs code-slice20-alpha0 code-slice20-full code-random20; do
+  [ -f "runs/$r/supernet.safetensors" ] || { echo "runs/$r is not finished" >&2; exit 1; }
+done
+# A clean runs folder holding only the four runs (the studio lists ./runs for comparison).
+WORK=$(mktemp -d)
+mkdir -p "$WORK/runs"
+ln -s "$ROOT"/runs/code-* "$WORK/runs/"
+export DISPLAY=:78
+Xvfb :78 -screen 0 1500x950x24 >/dev/null 2>&1 &
+XVFB=$!
+APP=""
+trap 'kill $APP $XVFB 2>/dev/null || true' EXIT
+sleep 1
+export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
+mkdir -p screenshots
+shot() { import -window root "$ROOT/screenshots/$1.png"; }
+(cd "$WORK" && exec "$BIN" --run runs/code-slice20-mlfs) & APP=$!
+sleep "${SHOT_WAIT:-8}"
+WIN=$(xdotool search --name "MLFS Studio" | head -1)
+xdotool windowsize "$WIN" 1480 920 windowmove "$WIN" 0 0
+sleep 1
+# Overlay the other three runs (checkbox positions in the "Compare runs" row).
+for x in ${OVERLAY_X:-500 640 790}; do
+  xdotool mousemove "$x" "${OVERLAY_Y:-104}" click 1
+  sleep 0.5
+done
+xdotool mousemove 1000 600
+sleep 2
+shot studio-decoder-compare
+xdotool mousemove "${PARETO_X:-420}" "${TABS_Y:-62}" click 1   # Pareto: measured subnets
+sleep 2
+shot studio-decoder-subnets
+xdotool mousemove "${TRY_X:-480}" "${TABS_Y:-62}" click 1      # Try it
+sleep 1
+xdotool mousemove 700 "${PROMPT_Y:-140}" click 1
+xdotool type --delay 20 'def is_prime(n):'
+xdotool mousemove "${COMPLETE_X:-540}" "${COMPLETE_Y:-280}" click 1
+sleep "${SHOT_TRY:-40}"
+shot studio-decoder-try
