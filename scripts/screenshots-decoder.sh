@@ -29,21 +29,26 @@ sleep "${SHOT_WAIT:-8}"
 WIN=$(xdotool search --name "MLFS Studio" | head -1)
 xdotool windowsize "$WIN" 1480 920 windowmove "$WIN" 0 0
 sleep 1
-# Overlay the other three runs (checkbox positions in the "Compare runs" row).
-for x in ${OVERLAY_X:-500 640 790}; do
-  xdotool mousemove "$x" "${OVERLAY_Y:-104}" click 1
+xdotool mousemove 481 67 click 1          # Training tab
+sleep 1
+# Overlay the other three runs (checkboxes of the "Compare runs" row).
+for x in ${OVERLAY_X:-572 691 831}; do
+  xdotool mousemove "$x" "${OVERLAY_Y:-144}" click 1
   sleep 0.5
 done
 xdotool mousemove 1000 600
 sleep 2
 shot studio-decoder-compare
-xdotool mousemove "${PARETO_X:-420}" "${TABS_Y:-62}" click 1   # Pareto: measured subnets
+xdotool mousemove "${PARETO_X:-549}" "${TABS_Y:-67}" click 1   # Pareto: measured subnets
 sleep 2
 shot studio-decoder-subnets
-xdotool mousemove "${TRY_X:-480}" "${TABS_Y:-62}" click 1      # Try it
+xdotool mousemove "${TRY_X:-606}" "${TABS_Y:-67}" click 1      # Try it
 sleep 1
-xdotool mousemove 700 "${PROMPT_Y:-140}" click 1
-xdotool type --delay 20 'def is_prime(n):'
-xdotool mousemove "${COMPLETE_X:-540}" "${COMPLETE_Y:-280}" click 1
+xdotool mousemove 800 "${PROMPT_Y:-160}" click 1
+sleep 1
+xdotool windowfocus --sync "$WIN" || true
+xdotool type --delay 30 'def is_prime(n):'
+sleep 1
+xdotool mousemove "${COMPLETE_X:-636}" "${COMPLETE_Y:-232}" click 1
 sleep "${SHOT_TRY:-40}"
 shot studio-decoder-try

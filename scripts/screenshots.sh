@@ -54,3 +54,9 @@ xdotool mousemove 1000 300               # move off the button so its tooltip cl
 sleep 8
 shot studio-export
 ls "$EXPORT"
+
+# 3. Decoder views, when the four code-* runs are there.
+if ls runs/code-random20/supernet.safetensors >/dev/null 2>&1; then
+  kill $APP $XVFB 2>/dev/null || true
+  scripts/screenshots-decoder.sh
+fi

@@ -25,7 +25,12 @@ fn number<T: egui::emath::Numeric>(
         };
         let l = ui.label(text).on_hover_text(tooltip);
         changed = ui
-            .add(DragValue::new(value).speed(speed).max_decimals(6))
+            .add(if T::INTEGRAL {
+                DragValue::new(value).speed(speed)
+            } else {
+                // Small weights such as β = 1e-5 must not read as 0.
+                DragValue::new(value).speed(speed).max_decimals(6)
+            })
             .labelled_by(l.id)
             .on_hover_text(tooltip)
             .changed();

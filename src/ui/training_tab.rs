@@ -103,7 +103,11 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
         ui.weak("No steps yet — press Start (Ctrl+Enter) to train; curves fill live.");
     }
     let height = (ui.available_height() - 40.0).max(240.0);
-    let loss_h = height * 0.55;
+    let decoder = !app.run.val_loss.is_empty()
+        || app.config.is_lm()
+        || overlays.iter().any(|(_, v)| !v.val_loss.is_empty());
+    // Decoder runs are compared on validation loss: its chart gets as much height as training loss.
+    let loss_h = height * if decoder { 0.45 } else { 0.55 };
     Plot::new("loss-curves")
         .height(loss_h)
         .legend(Legend::default())
@@ -138,13 +142,22 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
                 }
             }
         });
-    let decoder = !app.run.val_loss.is_empty()
-        || app.config.is_lm()
-        || overlays.iter().any(|(_, v)| !v.val_loss.is_empty());
+    let lower = height - loss_h - 20.0;
+    if decoder {
+        // The validation chart is the comparison: it gets two thirds of the width.
+        let width = ui.available_width();
+        ui.horizontal(|ui| {
+            ui.allocate_ui(egui::vec2(width * 0.66, lower), |ui| {
+                validation_loss_chart(ui, app, &overlays, lower)
+            });
+            ui.allocate_ui(egui::vec2(width * 0.32, lower), |ui| {
+                learning_rate_chart(ui, app, lower)
+            });
+        });
+        return;
+    }
     ui.columns(2, |cols| {
-        if decoder {
-            validation_loss_chart(&mut cols[0], app, &overlays, height - loss_h - 20.0);
-        } else {
+        {
             Plot::new("dev-accuracy")
                 .height(height - loss_h - 20.0)
                 .legend(Legend::default().position(egui_plot::Corner::LeftTop))
@@ -180,20 +193,7 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) {
                     }
                 });
         }
-        Plot::new("learning-rate")
-            .height(height - loss_h - 20.0)
-            .x_axis_label("step")
-            .y_axis_label("learning rate")
-            .show(&mut cols[1], |plot_ui| {
-                stage_lines(plot_ui, app);
-                plot_ui.line(
-                    Line::new(
-                        "learning rate",
-                        downsample(&app.run.learning_rate, DISPLAY_BINS),
-                    )
-                    .width(1.5),
-                );
-            });
+        learning_rate_chart(&mut cols[1], app, height - loss_h - 20.0);
     });
 }
 
@@ -209,9 +209,19 @@ fn validation_loss_chart(
         .run
         .teacher_val_loss
         .or_else(|| overlays.iter().find_map(|(_, v)| v.teacher_val_loss));
+    let highest = app
+        .run
+        .val_loss
+        .values()
+        .chain(overlays.iter().flat_map(|(_, v)| v.val_loss.values()))
+        .flatten()
+        .map(|p| p[1])
+        .fold(0.0f64, f64::max);
     Plot::new("validation-loss")
         .height(height)
         .include_y(teacher.map_or(0.0, |t| t - 0.3))
+        // Headroom above the curves for the legend.
+        .include_y(highest * 1.3)
         .legend(Legend::default().position(egui_plot::Corner::RightTop))
         .x_axis_label("step")
         .y_axis_label("validation loss (nats/token)")
@@ -246,5 +256,23 @@ fn validation_loss_chart(
                     draw(format!("{name} · {role}"), series, overlay_colour(i), true);
                 }
             }
+        });
+}
+
+/// The learning rate over steps, with the stage marks.
+fn learning_rate_chart(ui: &mut Ui, app: &StudioApp, height: f32) {
+    Plot::new("learning-rate")
+        .height(height)
+        .x_axis_label("step")
+        .y_axis_label("learning rate")
+        .show(ui, |plot_ui| {
+            stage_lines(plot_ui, app);
+            plot_ui.line(
+                Line::new(
+                    "learning rate",
+                    downsample(&app.run.learning_rate, DISPLAY_BINS),
+                )
+                .width(1.5),
+            );
         });
 }
