@@ -44,6 +44,22 @@ pub struct StudentStep<'a> {
     pub recompute: bool,
 }
 
+/// The head's loss and gradients for final states `last` `[B·T, d]`.
+fn head_terms(s: &StudentStep<'_>, last: &Tensor) -> Result<super::loss::HeadLoss> {
+    head_loss(
+        last,
+        s.net.head(),
+        s.targets,
+        s.teacher.as_ref().map(|t| (t.last, t.head)),
+        HeadLossOptions {
+            alpha: s.alpha,
+            temperature: s.temperature,
+            grad_hidden: true,
+            grad_head: s.train_head,
+        },
+    )
+}
+
 /// Adds the student's weighted gradients into `grads`; returns its (unweighted) loss.
 pub fn student_gradients(
     s: &StudentStep<'_>,
@@ -67,18 +83,7 @@ pub fn student_gradients(
     // Head and final norm.
     let top = Var::from_tensor(inputs.last().context("no output")?)?;
     let last = net.final_norm.forward(top.as_tensor())?;
-    let out = head_loss(
-        &last,
-        net.head(),
-        s.targets,
-        s.teacher.as_ref().map(|t| (t.last, t.head)),
-        HeadLossOptions {
-            alpha: s.alpha,
-            temperature: s.temperature,
-            grad_hidden: true,
-            grad_head: s.train_head,
-        },
-    )?;
+    let out = head_terms(s, &last)?;
     let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
     let g_top = (grad_hidden * s.weight)?;
     let gs = (&last * &g_top)?.sum_all()?.backward()?;
@@ -140,18 +145,7 @@ fn whole_graph_gradients(
     let (b, t) = s.ids.dims2()?;
     let net = s.net;
     let (hidden, last) = net.forward_hidden(s.ids, s.spec, true, None)?;
-    let out = head_loss(
-        &last,
-        net.head(),
-        s.targets,
-        s.teacher.as_ref().map(|t| (t.last, t.head)),
-        HeadLossOptions {
-            alpha: s.alpha,
-            temperature: s.temperature,
-            grad_hidden: true,
-            grad_head: s.train_head,
-        },
-    )?;
+    let out = head_terms(s, &last)?;
     let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
     let mut total = (&last * grad_hidden)?.sum_all()?;
     let mut feature_sum = 0.0;
