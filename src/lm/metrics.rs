@@ -3,7 +3,7 @@
 
 use super::loss::{head_loss, next_token_targets, HeadLossOptions};
 use crate::eval::lm::LmMetrics;
-use crate::mlfs::scaling::decoder_params;
+use crate::mlfs::scaling::{decoder_params, decoder_params_total};
 use crate::model::llama::generate;
 use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
@@ -69,9 +69,7 @@ pub fn measure_entry(
     let runs = config.palette.latency_runs.clamp(3, 5);
     let lat = generate::measure(net, spec, lm.latency_prompt, lm.latency_new_tokens, runs)?;
     let non_embedding = decoder_params(spec, &shape);
-    let d = shape.hidden;
-    let head = net.lm_head.as_ref().map_or(0, |h| h.elem_count());
-    let total = non_embedding + net.embed.elem_count() + head + d;
+    let total = decoder_params_total(spec, &shape, net.config.vocab_size, net.lm_head.is_none());
     Ok(LmEntry {
         role: role.to_string(),
         subnet: spec.to_string(),

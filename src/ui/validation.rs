@@ -28,24 +28,23 @@ impl TeacherSummary {
             }
             .map_err(|e| format!("{e:#}"))?;
             let c = &config;
-            let (d, hs) = (c.hidden_size, c.head_size());
-            let (q, kv) = (c.num_attention_heads * hs, c.num_key_value_heads * hs);
-            let layer = 2 * d * q + 2 * d * kv + 3 * d * c.intermediate_size + 2 * d;
-            let head = if c.tie_word_embeddings {
-                0
-            } else {
-                c.vocab_size * d
+            let shape = TeacherShape {
+                layers: c.num_hidden_layers,
+                heads: c.num_attention_heads,
+                heads_per_kv: c.group_size(),
+                head_size: c.head_size(),
+                ffn: c.intermediate_size,
+                hidden: c.hidden_size,
             };
+            let full = crate::model::SubnetSpec::maxnet(&shape);
             return Ok(Self {
-                shape: TeacherShape {
-                    layers: c.num_hidden_layers,
-                    heads: c.num_attention_heads,
-                    heads_per_kv: c.group_size(),
-                    head_size: hs,
-                    ffn: c.intermediate_size,
-                    hidden: d,
-                },
-                params: c.vocab_size * d + head + d + c.num_hidden_layers * layer,
+                params: crate::mlfs::scaling::decoder_params_total(
+                    &full,
+                    &shape,
+                    c.vocab_size,
+                    c.tie_word_embeddings,
+                ),
+                shape,
                 decoder: true,
             });
         }
