@@ -273,7 +273,9 @@ fn next_token_losses_match_the_fixture_logits() {
     let maxnet = SubnetSpec::maxnet(&teacher.decoder.shape());
     let mut compared = 0;
     for (ids, reference) in fx.input_ids.iter().zip(&fx.teacher) {
-        let (nll, _) = mlfs_studio::eval::lm::token_nll(&teacher.decoder, &maxnet, ids).unwrap();
+        let (nll, _) =
+            mlfs_studio::train::decoder::metrics::token_nll(&teacher.decoder, &maxnet, ids)
+                .unwrap();
         assert_eq!(nll.len(), ids.len() - 1);
         for (pos, &ours) in nll.iter().enumerate() {
             let next = ids[pos + 1];
@@ -299,7 +301,7 @@ fn code_blocks_and_empty_corpora() {
     let dir = tempfile::tempdir().unwrap();
     let err = format!(
         "{:#}",
-        mlfs_studio::eval::lm::read_corpus(dir.path()).unwrap_err()
+        mlfs_studio::train::data::read_corpus(dir.path()).unwrap_err()
     );
     assert!(err.contains("no text found"), "{err}");
     std::fs::write(
@@ -307,14 +309,16 @@ fn code_blocks_and_empty_corpora() {
         "def f(x):\n    return x + 1\n".repeat(40),
     )
     .unwrap();
-    let texts = mlfs_studio::eval::lm::read_corpus(dir.path()).unwrap();
+    let texts = mlfs_studio::train::data::read_corpus(dir.path()).unwrap();
     let blocks =
-        mlfs_studio::eval::lm::token_blocks(&texts, &teacher.tokenizer, 32, Some(0)).unwrap();
+        mlfs_studio::train::data::token_blocks(&texts, &teacher.tokenizer, 32, Some(0)).unwrap();
     assert!(blocks.len() >= 5 && blocks.iter().all(|b| b.len() == 32));
-    let m = mlfs_studio::eval::lm::lm_metrics(
+    let m = mlfs_studio::train::decoder::metrics::evaluate_blocks(
         &teacher.decoder,
         &SubnetSpec::maxnet(&teacher.decoder.shape()),
+        true,
         &blocks[..2],
+        8,
     )
     .unwrap();
     assert_eq!(m.tokens, 62);

@@ -7,16 +7,17 @@
 mod common;
 
 use candle_core::{Device, Tensor};
+use mlfs_studio::cli::export::export_decoder;
 use mlfs_studio::export::decoder::GgufType;
-use mlfs_studio::export::lm::{export_run_subnet, ExportFormat};
-use mlfs_studio::lm::LmTrainer;
+use mlfs_studio::export::decoder_subnet::ExportFormat;
 use mlfs_studio::model::llama::generate::greedy;
 use mlfs_studio::model::llama::student::StudentInit;
 use mlfs_studio::model::llama::DecoderTeacher;
 use mlfs_studio::model::SubnetSpec;
 use mlfs_studio::train::config::{LmConfig, RunConfig};
 use mlfs_studio::train::protocol::TrainEvent;
-use mlfs_studio::train::trainer::Flow;
+use mlfs_studio::train::run::Flow;
+use mlfs_studio::train::DecoderRun;
 use std::path::Path;
 
 /// A 2-layer slice (first and last teacher layer, 2 of 3 KV groups, FFN 1024) trained on short blocks.
@@ -44,8 +45,8 @@ fn lm_config(full: bool, steps: usize) -> RunConfig {
 }
 
 /// Trains a run to the end; returns the trainer and the student's validation losses.
-fn train(config: RunConfig, dir: &Path) -> (LmTrainer, Vec<f64>) {
-    let mut t = LmTrainer::create(config, dir).unwrap();
+fn train(config: RunConfig, dir: &Path) -> (DecoderRun, Vec<f64>) {
+    let mut t = DecoderRun::create(config, dir).unwrap();
     let mut losses = Vec::new();
     let mut sink = |e: TrainEvent| {
         if let TrainEvent::LmEval { results, .. } = e {
@@ -105,21 +106,23 @@ fn full_and_adapter_training_lower_validation_loss_and_exports_reload() {
     assert!(dir.path().join("full/supernet.safetensors").is_file());
 
     // The trained student exports; each format reloads with the run's logits.
-    let reopened = LmTrainer::open_trained(&dir.path().join("full")).unwrap();
+    let reopened = DecoderRun::open_trained(&dir.path().join("full")).unwrap();
     let spec: SubnetSpec = SLICE.parse().unwrap();
     let ids = reopened
+        .task
+        .net
         .teacher
         .tokenizer
         .encode("def add(a, b):\n    return a + b\n", false, 64)
         .unwrap();
-    let ours = logits(reopened.net(), &spec, &ids);
+    let ours = logits(reopened.task.net.net(), &spec, &ids);
     assert!(
-        max_abs_diff(&ours, &logits(full.net(), &spec, &ids)) < 1e-4,
+        max_abs_diff(&ours, &logits(full.task.net.net(), &spec, &ids)) < 1e-4,
         "reopened run differs"
     );
 
     let hf = dir.path().join("hf");
-    export_run_subnet(&reopened, None, ExportFormat::HfFolder, &hf).unwrap();
+    export_decoder(&reopened, None, ExportFormat::HfFolder, &hf).unwrap();
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["num_hidden_layers"], 2);
@@ -140,13 +143,13 @@ fn full_and_adapter_training_lower_validation_loss_and_exports_reload() {
 
     for (kind, tolerance) in [(GgufType::F32, 1e-3), (GgufType::F16, 0.15)] {
         let file = dir.path().join(format!("student-{kind:?}.gguf"));
-        export_run_subnet(&reopened, None, ExportFormat::Gguf(kind), &file).unwrap();
+        export_decoder(&reopened, None, ExportFormat::Gguf(kind), &file).unwrap();
         gguf_header_check(&file, kind);
         let back = DecoderTeacher::load(&file).unwrap();
         assert_eq!(back.decoder.config.head_size(), 64);
         let d = max_abs_diff(&ours, &logits(&back.decoder, &dense, &ids));
         assert!(d < tolerance, "GGUF {kind:?} logits differ by {d}");
-        let err = export_run_subnet(&reopened, None, ExportFormat::Gguf(kind), &file).unwrap_err();
+        let err = export_decoder(&reopened, None, ExportFormat::Gguf(kind), &file).unwrap_err();
         assert!(format!("{err:#}").contains("already exists"), "{err:#}");
     }
 
@@ -166,10 +169,13 @@ fn full_and_adapter_training_lower_validation_loss_and_exports_reload() {
             .to_vec1::<f32>()
             .unwrap()
     };
-    assert_eq!(base(&adapters.teacher.decoder), base(&teacher.decoder));
+    assert_eq!(
+        base(&adapters.task.net.teacher.decoder),
+        base(&teacher.decoder)
+    );
     let before = logits(&teacher.decoder, &spec, &ids);
     assert!(
-        max_abs_diff(&before, &logits(adapters.net(), &spec, &ids)) > 1e-2,
+        max_abs_diff(&before, &logits(adapters.task.net.net(), &spec, &ids)) > 1e-2,
         "adapters had no effect"
     );
 }
@@ -333,7 +339,9 @@ fn decoder_run_input_errors_are_clear() {
     c.data.train = empty.clone();
     let err = format!(
         "{:#}",
-        LmTrainer::create(c, &dir.path().join("run")).err().unwrap()
+        DecoderRun::create(c, &dir.path().join("run"))
+            .err()
+            .unwrap()
     );
     assert!(
         err.contains("empty-code") && err.contains("no text found"),
@@ -351,7 +359,7 @@ fn decoder_run_input_errors_are_clear() {
     c.teacher = dir.path().join("missing.gguf");
     let err = format!(
         "{:#}",
-        LmTrainer::create(c, &dir.path().join("run2"))
+        DecoderRun::create(c, &dir.path().join("run2"))
             .err()
             .unwrap()
     );
@@ -363,11 +371,14 @@ fn decoder_run_input_errors_are_clear() {
 
 #[test]
 fn recomputed_layer_gradients_equal_plain_autograd() {
-    use mlfs_studio::lm::loss::{next_token_targets, reference_loss};
-    use mlfs_studio::lm::step::{student_gradients, StudentStep, TeacherSignal};
+    use mlfs_studio::mlfs::config::ProjectionKind;
     use mlfs_studio::mlfs::distill::feature_loss;
-    use mlfs_studio::mlfs::supernet::{orthonormal, Param};
+    use mlfs_studio::mlfs::distill::DistillWeights;
+    use mlfs_studio::mlfs::head_loss::{next_token_targets, reference_loss};
+    use mlfs_studio::mlfs::projection::{orthonormal, Projections};
     use mlfs_studio::model::llama::student::trainable_student;
+    use mlfs_studio::model::param::Param;
+    use mlfs_studio::train::decoder::step::{student_gradients, StudentStep, TeacherSignal};
     use mlfs_studio::train::optim::AdamW;
     use rand::SeedableRng;
 
@@ -395,10 +406,20 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
         .forward_hidden(&ids, &maxnet, false, None)
         .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let projections: Vec<candle_core::Var> = (0..30)
-        .map(|_| candle_core::Var::from_tensor(&orthonormal(576, 16, &mut rng).unwrap()).unwrap())
-        .collect();
+    let projections = Projections {
+        vars: (0..30)
+            .map(|_| {
+                candle_core::Var::from_tensor(&orthonormal(576, 16, &mut rng).unwrap()).unwrap()
+            })
+            .collect(),
+        kind: ProjectionKind::UnitNorm,
+    };
     let (alpha, beta, temperature, weight) = (0.7, 1e-3, 2.0, 1.5);
+    let weights = DistillWeights {
+        alpha,
+        beta,
+        temperature,
+    };
     let opt = AdamW::new(
         params
             .iter()
@@ -424,9 +445,7 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
                 head: teacher.decoder.head(),
             }),
             projections: &projections,
-            alpha,
-            beta,
-            temperature,
+            weights,
             weight,
             train_head: true,
             recompute,
@@ -450,8 +469,7 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
         student.head(),
         &block[1..],
         &teacher_logits,
-        alpha,
-        temperature,
+        weights,
     )
     .unwrap();
     let ones = Tensor::ones((1, t), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -460,7 +478,7 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
         let f = feature_loss(
             &hidden[i + 1],
             &t_hidden[l + 1],
-            projections[l].as_tensor(),
+            projections.vars[l].as_tensor(),
             &ones,
         )
         .unwrap();
@@ -526,7 +544,7 @@ fn sampled_space_trains_sandwich_students_through_all_stages() {
         lm.students.clear();
         lm.eval_blocks = 2;
     }
-    let mut t = LmTrainer::create(c, dir.path()).unwrap();
+    let mut t = DecoderRun::create(c, dir.path()).unwrap();
     let mut steps: Vec<Vec<String>> = Vec::new();
     let mut roles = Vec::new();
     let mut sink = |e: TrainEvent| match e {
@@ -539,17 +557,17 @@ fn sampled_space_trains_sandwich_students_through_all_stages() {
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
     assert!(!t.run(&mut ctl, &mut sink).unwrap());
     assert_eq!(steps.len(), 3);
-    let maxnet = t.space.maxnet().to_string();
+    let maxnet = t.task.space.maxnet().to_string();
     // Stage 0 trains the maxnet alone; later stages add the stage's minnet and a random subnet.
     assert_eq!(steps[0], vec![maxnet.clone()]);
     assert_eq!(steps[2][0], maxnet);
-    assert_eq!(steps[2][1], t.space.minnet(2).to_string());
+    assert_eq!(steps[2][1], t.task.space.minnet(2).to_string());
     assert!(steps[2].len() >= 2);
     for r in ["teacher", "maxnet", "minnet"] {
         assert!(roles.iter().any(|x| x == r), "{r} missing from {roles:?}");
     }
     // The projections train from stage 1 on and stay unit-norm.
-    let p = t.projections[29].as_tensor();
+    let p = t.task.net.projections.vars[29].as_tensor();
     let norms = p.sqr().unwrap().sum(0).unwrap().to_vec1::<f32>().unwrap();
     assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-4), "{norms:?}");
     assert!(dir.path().join("supernet.safetensors").is_file());

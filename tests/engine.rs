@@ -1,11 +1,13 @@
 //! MLFS training engine end to end on the shipped teacher and data, with small budgets.
 
+use mlfs_studio::mlfs::adapters::AdaptedSupernet;
 use mlfs_studio::mlfs::rewire;
 use mlfs_studio::model::SubnetSpec;
 use mlfs_studio::train::config::{Budget, RunConfig};
 use mlfs_studio::train::protocol::TrainEvent;
-use mlfs_studio::train::trainer::{Flow, Trainer};
-use mlfs_studio::train::worker::{spawn, StartRequest};
+use mlfs_studio::train::run::Flow;
+use mlfs_studio::train::ClassifierRun;
+use mlfs_studio::worker::{spawn, StartRequest};
 use std::path::PathBuf;
 
 mod common;
@@ -15,7 +17,7 @@ fn small_config(steps: [usize; 3]) -> RunConfig {
     common::small_config(steps, 16, 48)
 }
 
-fn collect_run(trainer: &mut Trainer) -> Vec<TrainEvent> {
+fn collect_run(trainer: &mut ClassifierRun) -> Vec<TrainEvent> {
     let mut events = Vec::new();
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
     trainer.run(&mut ctl, &mut |e| events.push(e)).unwrap();
@@ -45,8 +47,8 @@ fn dev_results(events: &[TrainEvent]) -> Vec<(usize, Vec<(String, f64)>)> {
 #[test]
 fn small_run_learns_and_beats_the_majority_class() {
     let dir = tempfile::tempdir().unwrap();
-    let mut trainer = Trainer::create(small_config([40, 20, 25]), dir.path()).unwrap();
-    let majority = trainer.data.dev.majority_rate();
+    let mut trainer = ClassifierRun::create(small_config([40, 20, 25]), dir.path()).unwrap();
+    let majority = trainer.task.data.dev.majority_rate();
     let events = collect_run(&mut trainer);
     let maxnet_losses: Vec<f64> = events
         .iter()
@@ -82,12 +84,12 @@ fn small_run_learns_and_beats_the_majority_class() {
 fn stop_then_resume_matches_an_uninterrupted_run() {
     let steps = [6, 5, 5];
     let full_dir = tempfile::tempdir().unwrap();
-    let mut full = Trainer::create(small_config(steps), full_dir.path()).unwrap();
+    let mut full = ClassifierRun::create(small_config(steps), full_dir.path()).unwrap();
     let reference = collect_run(&mut full);
 
     // Stop mid-stage 1 (after 9 steps), then resume from the checkpoint in a fresh trainer.
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Trainer::create(small_config(steps), dir.path()).unwrap();
+    let mut first = ClassifierRun::create(small_config(steps), dir.path()).unwrap();
     let mut early = Vec::new();
     let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
         if step >= 9 {
@@ -99,7 +101,7 @@ fn stop_then_resume_matches_an_uninterrupted_run() {
     let stopped = first.run(&mut ctl, &mut |e| early.push(e)).unwrap();
     assert!(stopped);
     drop(first);
-    let mut resumed = Trainer::resume(dir.path()).unwrap();
+    let mut resumed = ClassifierRun::resume(dir.path()).unwrap();
     assert_eq!(resumed.global_step, 9);
     let later = collect_run(&mut resumed);
 
@@ -133,29 +135,34 @@ fn stop_then_resume_matches_an_uninterrupted_run() {
 #[test]
 fn rewiring_leaves_the_maxnet_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let mut trainer = Trainer::create(small_config([3, 0, 0]), dir.path()).unwrap();
+    let mut trainer = ClassifierRun::create(small_config([3, 0, 0]), dir.path()).unwrap();
     collect_run(&mut trainer);
-    trainer.net.set_stage(Some(1)).unwrap();
+    trainer.task.net.set_stage(Some(1)).unwrap();
     let idx: Vec<usize> = (0..8).collect();
-    let (batch, _) = trainer.data.dev.batch(&idx, 0);
-    let (ids, mask) = mlfs_studio::cli::forward::batch_tensors(&batch).unwrap();
-    let maxnet = SubnetSpec::maxnet(&trainer.space.teacher);
+    let (batch, _) = trainer.task.data.dev.batch(&idx, 0);
+    let (ids, mask) = mlfs_studio::model::tokenizer::batch_tensors(&batch).unwrap();
+    let maxnet = SubnetSpec::maxnet(&trainer.task.space.teacher);
     let before = trainer
+        .task
         .net
         .forward(&ids, &mask, &maxnet, None)
         .unwrap()
         .logits
         .to_vec2::<f32>()
         .unwrap();
-    let (b2, _) = trainer.data.train.batch(&(0..16).collect::<Vec<_>>(), 0);
-    let (i2, m2) = mlfs_studio::cli::forward::batch_tensors(&b2).unwrap();
+    let (b2, _) = trainer
+        .task
+        .data
+        .train
+        .batch(&(0..16).collect::<Vec<_>>(), 0);
+    let (i2, m2) = mlfs_studio::model::tokenizer::batch_tensors(&b2).unwrap();
     let labels = candle_core::Tensor::from_vec(
-        trainer.data.train.labels[..16].to_vec(),
+        trainer.task.data.train.labels[..16].to_vec(),
         16,
         &candle_core::Device::Cpu,
     )
     .unwrap();
-    let orders = rewire::rewire(&mut trainer.net, &[(i2, m2, labels)]).unwrap();
+    let orders = rewire::rewire(&mut trainer.task.net, &[(i2, m2, labels)]).unwrap();
     assert!(
         orders
             .iter()
@@ -163,6 +170,7 @@ fn rewiring_leaves_the_maxnet_unchanged() {
         "rewiring changed nothing"
     );
     let after = trainer
+        .task
         .net
         .forward(&ids, &mask, &maxnet, None)
         .unwrap()
@@ -299,7 +307,7 @@ fn label_seen_only_in_dev_is_a_clear_error() {
     .unwrap();
     let mut cfg = small_config([1, 0, 0]);
     cfg.data.dev = dev;
-    let err = match Trainer::create(cfg, &dir.path().join("run")) {
+    let err = match ClassifierRun::create(cfg, &dir.path().join("run")) {
         Ok(_) => panic!("should fail"),
         Err(e) => format!("{e:#}"),
     };

@@ -1,13 +1,14 @@
 //! Palette, merged export and predict on a small trained run of the shipped teacher.
 
+use mlfs_studio::cli::export::export_classifier;
 use mlfs_studio::cli::export::predict_texts;
-use mlfs_studio::cli::forward::batch_tensors;
 use mlfs_studio::eval::palette::{measure_subnet, read_csv};
 use mlfs_studio::export::classifier::DenseClassifier;
-use mlfs_studio::export::export_subnet;
+use mlfs_studio::model::tokenizer::batch_tensors;
 use mlfs_studio::model::SubnetSpec;
 use mlfs_studio::train::protocol::TrainEvent;
-use mlfs_studio::train::trainer::{Flow, Trainer};
+use mlfs_studio::train::run::Flow;
+use mlfs_studio::train::ClassifierRun;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -21,7 +22,7 @@ fn trained_run() -> &'static Path {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("run");
         let c = common::small_config([20, 8, 8], 16, 48);
-        let mut t = Trainer::create(c, &dir).unwrap();
+        let mut t = ClassifierRun::create(c, &dir).unwrap();
         let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
         t.run(&mut ctl, &mut |_| {}).unwrap();
         (tmp, dir)
@@ -43,14 +44,14 @@ fn specs() -> Vec<SubnetSpec> {
 
 #[test]
 fn exported_subnets_reload_with_the_same_logits() {
-    let trainer = Trainer::open_trained(trained_run()).unwrap();
+    let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
     let idx: Vec<usize> = (0..12).collect();
-    let (batch, _) = trainer.data.test.batch(&idx, trainer.pad_id);
+    let (batch, _) = trainer.task.data.test.batch(&idx, trainer.task.pad_id);
     let (ids, mask) = batch_tensors(&batch).unwrap();
     for spec in specs() {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("model");
-        let files = export_subnet(&trainer, &spec, &target, None).unwrap();
+        let files = export_classifier(&trainer, &spec, None, &target).unwrap();
         assert_eq!(files.len(), 4);
         let st = std::fs::read(target.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st).unwrap();
@@ -72,6 +73,7 @@ fn exported_subnets_reload_with_the_same_logits() {
 
         let model = DenseClassifier::load(&target).unwrap();
         let ours = trainer
+            .task
             .net
             .forward(&ids, &mask, &spec, None)
             .unwrap()
@@ -92,13 +94,13 @@ fn exported_subnets_reload_with_the_same_logits() {
 
 #[test]
 fn predict_agrees_with_the_palette_test_accuracy() {
-    let trainer = Trainer::open_trained(trained_run()).unwrap();
+    let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
     let spec: SubnetSpec = "layers=1,2;heads=6;ffn=768".parse().unwrap();
-    let entry = measure_subnet(&trainer, &spec).unwrap();
+    let entry = measure_subnet(&trainer.task, &trainer.config.palette, &spec).unwrap();
     assert!(entry.latency_ms_median > 0.0 && entry.latency_ms_p90 >= entry.latency_ms_median);
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("m");
-    export_subnet(&trainer, &spec, &target, Some(&entry)).unwrap();
+    export_classifier(&trainer, &spec, Some(&entry), &target).unwrap();
     let model = DenseClassifier::load(&target).unwrap();
     let examples = mlfs_studio::train::data::read_examples(
         &assets().join("sentiment/test.jsonl"),
@@ -117,7 +119,15 @@ fn predict_agrees_with_the_palette_test_accuracy() {
         .count();
     let long = examples
         .iter()
-        .filter(|e| trainer.tokenizer.encode(&e.text, true, 512).unwrap().len() > 48)
+        .filter(|e| {
+            trainer
+                .task
+                .tokenizer
+                .encode(&e.text, true, 512)
+                .unwrap()
+                .len()
+                > 48
+        })
         .count();
     let palette_correct = (entry.test_accuracy * examples.len() as f64).round() as i64;
     assert!(
@@ -132,14 +142,14 @@ fn predict_agrees_with_the_palette_test_accuracy() {
 
 #[test]
 fn export_errors_are_clear_and_leave_nothing_behind() {
-    let trainer = Trainer::open_trained(trained_run()).unwrap();
+    let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
     let spec: SubnetSpec = "layers=2;heads=3;ffn=384".parse().unwrap();
     let tmp = tempfile::tempdir().unwrap();
 
     let missing = tmp.path().join("no/such/parent/model");
     let err = format!(
         "{:#}",
-        export_subnet(&trainer, &spec, &missing, None).unwrap_err()
+        export_classifier(&trainer, &spec, None, &missing).unwrap_err()
     );
     assert!(
         err.contains("parent folder") && err.contains("does not exist"),
@@ -151,7 +161,7 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     std::fs::write(full.join("keep.txt"), "user data").unwrap();
     let err = format!(
         "{:#}",
-        export_subnet(&trainer, &spec, &full, None).unwrap_err()
+        export_classifier(&trainer, &spec, None, &full).unwrap_err()
     );
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(
@@ -174,7 +184,7 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     };
     let err = format!(
         "{:#}",
-        export_subnet(&trainer, &spec, &target, None).unwrap_err()
+        export_classifier(&trainer, &spec, None, &target).unwrap_err()
     );
     assert!(err.contains("cannot write"), "{err}");
     assert!(!target.exists());
@@ -190,7 +200,7 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     // An empty existing folder is fine (the file dialog's usual case).
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    export_subnet(&trainer, &spec, &empty, None).unwrap();
+    export_classifier(&trainer, &spec, None, &empty).unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&empty)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into())

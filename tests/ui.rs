@@ -3,8 +3,9 @@
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use mlfs_studio::train::config::RunConfig;
-use mlfs_studio::ui::app::{ExportState, StudioApp};
+use mlfs_studio::ui::app::StudioApp;
 use mlfs_studio::ui::dialogs::ScriptedDialogs;
+use mlfs_studio::ui::export_state::ExportState;
 use mlfs_studio::ui::run_view::RunStatus;
 use std::time::{Duration, Instant};
 
@@ -261,7 +262,7 @@ fn presets_save_and_load_round_trip_every_field() {
 #[test]
 fn decoder_run_overlays_tries_and_exports() {
     use mlfs_studio::export::decoder::GgufType;
-    use mlfs_studio::export::lm::ExportFormat;
+    use mlfs_studio::export::decoder_subnet::ExportFormat;
     use mlfs_studio::model::llama::student::StudentInit;
     use mlfs_studio::train::config::LmConfig;
 
@@ -332,7 +333,7 @@ fn decoder_run_overlays_tries_and_exports() {
     }
 
     h.get_by_label("Pareto").click();
-    h.state_mut().decoder_format = ExportFormat::Gguf(GgufType::F16);
+    h.state_mut().decoder.format = ExportFormat::Gguf(GgufType::F16);
     h.step();
     h.get_by_label("Export…").click();
     step_until(&mut h, Duration::from_secs(300), |a| {

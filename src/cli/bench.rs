@@ -1,8 +1,9 @@
 //! `mlfs-studio bench`: median training-step times on the shipped teacher, beside the
 //! PyTorch reference figures quoted in the training-engine issue.
 
+use crate::mlfs::adapters::AdaptedSupernet;
 use crate::train::config::RunConfig;
-use crate::train::trainer::Trainer;
+use crate::train::ClassifierRun;
 use anyhow::Result;
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ pub fn bench(steps: usize) -> Result<()> {
         checkpoint_every: 0,
         ..RunConfig::default()
     };
-    let mut trainer = Trainer::create(config, &dir)?;
+    let mut trainer = ClassifierRun::create(config, &dir)?;
     let mut sink = |_e: crate::train::protocol::TrainEvent| {};
     let mut report = Vec::new();
     for stage in 0..3 {
@@ -73,10 +74,10 @@ const LATENCY_REFERENCES: [(&str, f64, f64); 4] = [
 ];
 
 /// Latency of maxnet, two medium subnets and the minnet: merged (exported) and on the fly.
-fn latency_report(trainer: &mut Trainer) -> Result<()> {
+fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
     use crate::eval::latency::{measure, probe_input};
     use crate::eval::palette::{dense_latency, dense_subnet};
-    trainer.net.set_stage(None)?;
+    trainer.task.net.set_stage(None)?;
     let (ids, mask) = probe_input(32)?;
     println!("inference latency, batch 1, length 32, median of 50 runs (ms):");
     println!(
@@ -85,10 +86,10 @@ fn latency_report(trainer: &mut Trainer) -> Result<()> {
     );
     for (text, ort, torch) in LATENCY_REFERENCES {
         let spec: crate::model::SubnetSpec = text.parse()?;
-        let (model, ..) = dense_subnet(trainer, &spec)?;
+        let (model, ..) = dense_subnet(&trainer.task, &spec)?;
         let merged = dense_latency(&model, 32, 50)?;
         let on_the_fly = measure(3, 50, || {
-            trainer.net.forward(&ids, &mask, &spec, None)?;
+            trainer.task.net.forward(&ids, &mask, &spec, None)?;
             Ok(())
         })?;
         println!(

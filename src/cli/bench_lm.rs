@@ -1,8 +1,8 @@
 //! `mlfs-studio bench --preset code-….ron`: decoder training-step time and peak memory, beside
 //! the PyTorch figures quoted in the decoder issue (batch 8 × 128, f32, 2 threads).
 
-use crate::lm::LmTrainer;
 use crate::train::config::RunConfig;
+use crate::train::DecoderRun;
 use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
@@ -32,7 +32,7 @@ pub fn bench_decoder(preset: &Path, steps: usize) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("mlfs-bench-lm-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     let loaded_at = Instant::now();
-    let mut trainer = LmTrainer::create(config, &dir)?;
+    let mut trainer = DecoderRun::create(config, &dir)?;
     let load_s = loaded_at.elapsed().as_secs_f64();
     let rss_loaded = peak_rss_mb();
     let mut sink = |_e: crate::train::protocol::TrainEvent| {};
@@ -56,7 +56,7 @@ pub fn bench_decoder(preset: &Path, steps: usize) -> Result<()> {
     } else {
         PYTORCH_PLAIN_S
     };
-    let mode = if trainer.lm.train_base_weights {
+    let mode = if trainer.task.lm.train_base_weights {
         "all weights"
     } else {
         "MLFS adapters"

@@ -1,40 +1,44 @@
 //! `mlfs-studio eval`: the palette table of a trained run (all or listed subnets).
 
-use crate::cli::forward::resolve_spec;
+use crate::eval::decoder::measure_with_events;
 use crate::eval::palette::{evaluate_palette, fronts, storage_summary};
+use crate::model::subnet::resolve_spec;
 use crate::model::SubnetSpec;
-use crate::train::trainer::Trainer;
+use crate::train::kind::is_decoder_run;
+use crate::train::protocol::{PaletteEntry, TrainEvent};
+use crate::train::{ClassifierRun, DecoderRun};
 use anyhow::Result;
 use std::path::Path;
 
 /// Subnets named on the command line, or the whole search space.
-pub fn chosen_subnets(trainer: &Trainer, subnets: Option<&str>) -> Result<Vec<SubnetSpec>> {
+pub fn chosen_subnets(run: &ClassifierRun, subnets: Option<&str>) -> Result<Vec<SubnetSpec>> {
+    let space = &run.task.space;
     match subnets {
         Some(list) => split_specs(list)
             .iter()
-            .map(|s| resolve_spec(Some(s), &trainer.space.teacher))
+            .map(|s| resolve_spec(Some(s), &space.teacher))
             .collect(),
-        None => Ok(trainer.space.all()),
+        None => Ok(space.all()),
     }
 }
 
 /// Measures the palette, writes `palette.csv` into the run folder and prints the table.
 pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
-    if crate::train::any::is_lm_run(run_dir) {
+    if is_decoder_run(run_dir) {
         return print_decoder_measurements(run_dir);
     }
-    print_palette(&Trainer::open_trained(run_dir)?, subnets)
+    print_palette(&ClassifierRun::open_trained(run_dir)?, subnets)
 }
 
 /// Measures a decoder run's teacher and students into `lm-palette.csv` and prints them.
 fn print_decoder_measurements(run_dir: &Path) -> Result<()> {
-    let trainer = crate::lm::LmTrainer::open_trained(run_dir)?;
+    let run = DecoderRun::open_trained(run_dir)?;
     println!(
         "{:<10} {:>6} {:>10} {:>8} {:>8} {:>7} {:>11} {:>9}",
         "role", "layers", "params", "val", "ppl", "top-1", "prefill ms", "tok/s"
     );
-    let print = |e: crate::train::protocol::TrainEvent| {
-        if let crate::train::protocol::TrainEvent::LmMeasured(m) = e {
+    let print = |e: TrainEvent| {
+        if let TrainEvent::LmMeasured(m) = e {
             println!(
                 "{:<10} {:>6} {:>9.1}M {:>8.4} {:>8.2} {:>7.4} {:>11.1} {:>9.1}",
                 m.role,
@@ -48,18 +52,18 @@ fn print_decoder_measurements(run_dir: &Path) -> Result<()> {
             );
         }
     };
-    crate::train::any::measure_lm(&trainer, &print, &|| true)?;
+    measure_with_events(&run.task, &run.config, &run.run_dir, &print, &|| true)?;
     Ok(())
 }
 
 /// Measures and prints the palette of a trained supernet, writing `palette.csv`.
-pub fn print_palette(trainer: &Trainer, subnets: Option<&str>) -> Result<()> {
-    let specs = chosen_subnets(trainer, subnets)?;
+pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>) -> Result<()> {
+    let specs = chosen_subnets(run, subnets)?;
     println!(
         "{:<34} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
         "subnet", "params", "size MB", "lat ms", "p90 ms", "dev", "test"
     );
-    let mut print_row = |e: &crate::train::protocol::PaletteEntry| {
+    let mut print_row = |e: &PaletteEntry| {
         println!(
             "{:<34} {:>9} {:>10.2} {:>9.3} {:>9.3} {:>7.4} {:>7.4}",
             e.subnet,
@@ -72,7 +76,9 @@ pub fn print_palette(trainer: &Trainer, subnets: Option<&str>) -> Result<()> {
         );
         true
     };
-    let (entries, path) = evaluate_palette(trainer, &specs, &mut print_row)?;
+    let palette = &run.config.palette;
+    let (entries, path) =
+        evaluate_palette(&run.task, palette, &run.run_dir, &specs, &mut print_row)?;
     let (size_front, latency_front) = fronts(&entries);
     let on_size: Vec<&str> = entries
         .iter()
@@ -88,7 +94,7 @@ pub fn print_palette(trainer: &Trainer, subnets: Option<&str>) -> Result<()> {
         .collect();
     println!("size front (dev accuracy): {}", on_size.join("  |  "));
     println!("latency front (dev accuracy): {}", on_lat.join("  |  "));
-    println!("{}", storage_summary(trainer, &entries)?);
+    println!("{}", storage_summary(&run.task.net, &entries)?);
     println!("wrote {}", path.display());
     Ok(())
 }

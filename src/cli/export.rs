@@ -1,30 +1,34 @@
 //! `mlfs-studio export` and `mlfs-studio predict`.
 
-use crate::cli::forward::{batch_tensors, resolve_spec};
 use crate::eval::palette::{measure_subnet, read_csv};
 use crate::export::classifier::DenseClassifier;
-use crate::export::export_subnet;
-use crate::train::trainer::Trainer;
+use crate::export::decoder_subnet::ExportFormat;
+use crate::export::manifest::manifest;
+use crate::export::{bert, decoder_subnet};
+use crate::model::subnet::resolve_spec;
+use crate::model::tokenizer::batch_tensors;
+use crate::model::SubnetSpec;
+use crate::train::kind::is_decoder_run;
+use crate::train::protocol::PaletteEntry;
+use crate::train::task::Task;
+use crate::train::{ClassifierRun, DecoderRun};
 use crate::util::read_texts;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Exports one subnet of a trained run as a standalone folder and lists the files.
 pub fn export(run_dir: &Path, subnet: Option<&str>, out: &Path, format: &str) -> Result<()> {
-    if crate::train::any::is_lm_run(run_dir) {
-        let format = crate::export::lm::ExportFormat::parse(format)?;
-        let trainer = crate::lm::LmTrainer::open_trained(run_dir)?;
-        let files = crate::export::lm::export_run_subnet(&trainer, subnet, format, out)?;
+    if is_decoder_run(run_dir) {
+        let format = ExportFormat::parse(format)?;
+        let run = DecoderRun::open_trained(run_dir)?;
+        let files = export_decoder(&run, subnet, format, out)?;
         println!("exported to {}:", out.display());
-        for f in files {
-            let bytes = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
-            println!("  {} ({} bytes)", f.display(), bytes);
-        }
+        list_files(&files);
         return Ok(());
     }
     let subnet = subnet.context("--subnet is required for a classifier run")?;
-    let trainer = Trainer::open_trained(run_dir)?;
-    let spec = resolve_spec(Some(subnet), &trainer.space.teacher)?;
+    let run = ClassifierRun::open_trained(run_dir)?;
+    let spec = resolve_spec(Some(subnet), &run.task.space.teacher)?;
     crate::export::folder::check_target(out)?;
     // Metrics from the palette when it has this subnet, measured now otherwise.
     let known = read_csv(&run_dir.join("palette.csv"))
@@ -32,20 +36,63 @@ pub fn export(run_dir: &Path, subnet: Option<&str>, out: &Path, format: &str) ->
         .and_then(|rows| rows.into_iter().find(|r| r.subnet == spec.to_string()));
     let metrics = match known {
         Some(m) => m,
-        None => measure_subnet(&trainer, &spec)?,
+        None => measure_subnet(&run.task, &run.config.palette, &spec)?,
     };
-    let files = export_subnet(&trainer, &spec, out, Some(&metrics))?;
+    let files = export_classifier(&run, &spec, Some(&metrics), out)?;
     println!(
         "exported {spec} (dev accuracy {:.4}, test accuracy {:.4}) to {}:",
         metrics.dev_accuracy,
         metrics.test_accuracy,
         out.display()
     );
+    list_files(&files);
+    Ok(())
+}
+
+fn list_files(files: &[PathBuf]) {
     for f in files {
-        let bytes = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
         println!("  {} ({} bytes)", f.display(), bytes);
     }
-    Ok(())
+}
+
+/// Exports `spec` of a trained classifier run as a BERT folder, with its palette metrics.
+pub fn export_classifier(
+    run: &ClassifierRun,
+    spec: &SubnetSpec,
+    metrics: Option<&PaletteEntry>,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let t = &run.task;
+    let mut extra = serde_json::Map::new();
+    extra.insert("metrics".into(), serde_json::to_value(metrics)?);
+    let manifest = manifest(&run.config, spec, t.orders().is_some(), extra);
+    let labels = &t.data.labels.names;
+    bert::export_subnet(&t.net, &t.tokenizer, labels, spec, manifest, out)
+}
+
+/// Exports `subnet` (default: the run's first reported student) of a trained decoder run.
+pub fn export_decoder(
+    run: &DecoderRun,
+    subnet: Option<&str>,
+    format: ExportFormat,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let t = &run.task;
+    let spec = match subnet {
+        Some(s) => resolve_spec(Some(s), &t.space.teacher)?,
+        None => t
+            .report_subnets()
+            .first()
+            .map(|(_, s)| s.clone())
+            .context("the run has no subnet to export")?,
+    };
+    let measured = std::fs::read_to_string(run.run_dir.join("lm-palette.csv")).ok();
+    let mut extra = serde_json::Map::new();
+    extra.insert("lm".into(), serde_json::to_value(&run.config.lm)?);
+    extra.insert("measurements_csv".into(), measured.into());
+    let manifest = manifest(&run.config, &spec, false, extra);
+    decoder_subnet::export_subnet(&t.net, &spec, manifest, format, out)
 }
 
 /// One prediction: the label and every class probability.

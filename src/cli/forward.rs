@@ -1,8 +1,10 @@
 //! `mlfs-studio forward`: one subnet's last hidden state for a file of texts, as JSON.
 
-use crate::model::{EncoderTeacher, SubnetSpec};
+use crate::model::subnet::resolve_spec;
+use crate::model::tokenizer::batch_tensors;
+use crate::model::EncoderTeacher;
 use crate::util::read_texts;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::path::Path;
@@ -12,30 +14,6 @@ struct ForwardOutput {
     input_ids: Vec<Vec<u32>>,
     attention_mask: Vec<Vec<u32>>,
     last_hidden_state: Vec<Vec<Vec<f32>>>,
-}
-
-/// Parses a spec and checks it against a teacher, or returns the maxnet when none is given.
-pub fn resolve_spec(text: Option<&str>, shape: &crate::model::TeacherShape) -> Result<SubnetSpec> {
-    match text {
-        None => Ok(SubnetSpec::maxnet(shape)),
-        Some(t) => {
-            let spec: SubnetSpec = t.parse()?;
-            spec.validate(shape)
-                .with_context(|| format!("subnet '{t}' does not fit the teacher"))?;
-            Ok(spec)
-        }
-    }
-}
-
-/// Token ids and mask as tensors `[B, T]`.
-pub fn batch_tensors(batch: &crate::model::TokenBatch) -> Result<(Tensor, Tensor)> {
-    let (b, t) = (batch.len(), batch.seq_len());
-    let ids: Vec<u32> = batch.input_ids.concat();
-    let mask: Vec<u32> = batch.attention_mask.concat();
-    Ok((
-        Tensor::from_vec(ids, (b, t), &Device::Cpu)?,
-        Tensor::from_vec(mask, (b, t), &Device::Cpu)?,
-    ))
 }
 
 #[derive(Serialize)]

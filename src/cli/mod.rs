@@ -167,13 +167,21 @@ pub fn main_entry() -> Result<()> {
             blocks,
         }) => {
             let teacher = crate::model::llama::DecoderTeacher::load(&model)?;
-            let spec = forward::resolve_spec(subnet.as_deref(), &teacher.decoder.shape())?;
+            let spec =
+                crate::model::subnet::resolve_spec(subnet.as_deref(), &teacher.decoder.shape())?;
             let texts =
-                crate::eval::lm::read_corpus(&crate::train::config::RunConfig::resolve(&data))?;
+                crate::train::data::read_corpus(&crate::train::config::RunConfig::resolve(&data))?;
             let eos = teacher.decoder.config.eos_token_id;
-            let all = crate::eval::lm::token_blocks(&texts, &teacher.tokenizer, block.max(2), eos)?;
+            let all =
+                crate::train::data::token_blocks(&texts, &teacher.tokenizer, block.max(2), eos)?;
             let chosen = &all[..blocks.clamp(1, all.len())];
-            let m = crate::eval::lm::lm_metrics(&teacher.decoder, &spec, chosen)?;
+            let m = crate::train::decoder::metrics::evaluate_blocks(
+                &teacher.decoder,
+                &spec,
+                true,
+                chosen,
+                8,
+            )?;
             println!(
                 "{}",
                 serde_json::json!({ "subnet": spec.to_string(), "blocks": chosen.len(), "block": block, "metrics": m })

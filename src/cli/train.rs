@@ -1,9 +1,10 @@
 //! `mlfs-studio train`: the headless run with a progress bar.
 
-use crate::train::any::{measure_lm, AnyTrainer};
+use crate::eval::decoder::measure_with_events;
 use crate::train::config::RunConfig;
+use crate::train::kind::AnyRun;
 use crate::train::protocol::TrainEvent;
-use crate::train::trainer::Flow;
+use crate::train::run::Flow;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -11,8 +12,8 @@ use std::path::Path;
 /// Trains a new run from a preset, or resumes one, printing progress to the terminal.
 pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -> Result<()> {
     let mut trainer = match (preset, out, resume) {
-        (_, _, Some(dir)) => AnyTrainer::resume(dir)?,
-        (Some(p), Some(dir), None) => AnyTrainer::create(RunConfig::load(p)?, dir)?,
+        (_, _, Some(dir)) => AnyRun::resume(dir)?,
+        (Some(p), Some(dir), None) => AnyRun::create(RunConfig::load(p)?, dir)?,
         _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
     };
     let bar = ProgressBar::new(trainer.total_steps() as u64);
@@ -90,12 +91,12 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
         return Ok(());
     }
     match &trainer {
-        AnyTrainer::Classifier(t) => {
+        AnyRun::Classifier(t) => {
             let listed = t.config.palette.subnets.join(",");
             let subnets = (!listed.is_empty()).then_some(listed.as_str());
             crate::cli::eval::print_palette(t, subnets)?;
         }
-        AnyTrainer::Lm(t) => {
+        AnyRun::Decoder(t) => {
             let print = |e: TrainEvent| {
                 if let TrainEvent::LmMeasured(entry) = e {
                     if let Ok(line) = serde_json::to_string(&entry) {
@@ -103,7 +104,7 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
                     }
                 }
             };
-            measure_lm(t, &print, &|| true)?;
+            measure_with_events(&t.task, &t.config, &t.run_dir, &print, &|| true)?;
         }
     }
     Ok(())

@@ -1,33 +1,36 @@
 //! The subnet palette: accuracy, size and measured latency of every subnet, and its CSV.
 
-use super::accuracy::split_accuracy;
 use super::latency::{measure, probe_input, Latency};
 use super::pareto::pareto_front;
 use crate::export::classifier::DenseClassifier;
 use crate::export::folder::safetensors_bytes;
+use crate::export::manifest::storage_report;
 use crate::export::merged::{merged_tensors, param_counts, subnet_config};
+use crate::mlfs::classifier::ClassifierSupernet;
 use crate::model::weights::WeightStore;
 use crate::model::SubnetSpec;
+use crate::train::classifier::accuracy::split_accuracy;
+use crate::train::classifier::ClassifierTask;
+use crate::train::config::PaletteConfig;
 use crate::train::protocol::PaletteEntry;
-use crate::train::trainer::Trainer;
 use anyhow::{Context, Result};
 use std::path::Path;
 
 /// Builds the merged dense classifier of a subnet in memory (what an export would load).
 pub fn dense_subnet(
-    trainer: &Trainer,
+    task: &ClassifierTask,
     spec: &SubnetSpec,
 ) -> Result<(DenseClassifier, usize, usize, usize)> {
-    let tensors = merged_tensors(&trainer.net, spec)?;
+    let tensors = merged_tensors(&task.net, spec)?;
     let (total, non_embedding) = param_counts(&tensors);
     let size_bytes = safetensors_bytes(&tensors)?.len();
-    let config = subnet_config(&trainer.net.encoder.config, spec);
+    let config = subnet_config(&task.net.encoder.config, spec);
     let store = WeightStore::from_tensors(
         Path::new("<merged subnet>"),
         tensors.into_iter().collect(),
         &["bert."],
     );
-    let model = DenseClassifier::from_tensors(config, &store, trainer.data.labels.names.clone())?;
+    let model = DenseClassifier::from_tensors(config, &store, task.data.labels.names.clone())?;
     Ok((model, total, non_embedding, size_bytes))
 }
 
@@ -41,18 +44,21 @@ pub fn dense_latency(model: &DenseClassifier, seq_len: usize, runs: usize) -> Re
 }
 
 /// Measures one subnet: accuracy on dev and test, parameters, exported size, latency.
-pub fn measure_subnet(trainer: &Trainer, spec: &SubnetSpec) -> Result<PaletteEntry> {
-    let (model, params_total, params_non_embedding, size_bytes) = dense_subnet(trainer, spec)?;
-    let p = &trainer.config.palette;
+pub fn measure_subnet(
+    task: &ClassifierTask,
+    p: &PaletteConfig,
+    spec: &SubnetSpec,
+) -> Result<PaletteEntry> {
+    let (model, params_total, params_non_embedding, size_bytes) = dense_subnet(task, spec)?;
     let latency = dense_latency(&model, p.latency_seq_len, p.latency_runs)?;
-    let dev_accuracy = split_accuracy(&trainer.net, &trainer.data.dev, spec, trainer.pad_id)?;
-    let test_accuracy = split_accuracy(&trainer.net, &trainer.data.test, spec, trainer.pad_id)?;
+    let dev_accuracy = split_accuracy(&task.net, &task.data.dev, spec, task.pad_id)?;
+    let test_accuracy = split_accuracy(&task.net, &task.data.test, spec, task.pad_id)?;
     Ok(PaletteEntry {
         subnet: spec.to_string(),
         layers: spec.layers.len(),
         heads: spec.heads,
         ffn: spec.ffn,
-        hidden: spec.hidden_or(trainer.space.teacher.hidden),
+        hidden: spec.hidden_or(task.space.teacher.hidden),
         params_total,
         params_non_embedding,
         size_bytes,
@@ -105,25 +111,9 @@ pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
         .with_context(|| format!("{}: cannot write palette", path.display()))
 }
 
-/// Bytes of what MLFS keeps for the whole palette (teacher + adapters + head + projections).
-pub fn storage_report_value(trainer: &Trainer) -> Result<serde_json::Value> {
-    let teacher_params = trainer.net.encoder.param_count();
-    let mlfs_params: usize = trainer
-        .net
-        .named_state()
-        .iter()
-        .map(|(_, t)| t.elem_count())
-        .sum();
-    Ok(serde_json::json!({
-        "teacher_bytes_f32": teacher_params * 4,
-        "adapters_head_projections_bytes_f32": mlfs_params * 4,
-        "palette_bytes_f32": (teacher_params + mlfs_params) * 4,
-    }))
-}
-
 /// One line comparing MLFS's constant storage with the sum of exported subnets.
-pub fn storage_summary(trainer: &Trainer, entries: &[PaletteEntry]) -> Result<String> {
-    let v = storage_report_value(trainer)?;
+pub fn storage_summary(net: &ClassifierSupernet, entries: &[PaletteEntry]) -> Result<String> {
+    let v = storage_report(net);
     let kept = v["palette_bytes_f32"].as_u64().unwrap_or(0) as f64;
     let exported: f64 = entries.iter().map(|e| e.size_bytes as f64).sum();
     Ok(format!(
@@ -136,22 +126,24 @@ pub fn storage_summary(trainer: &Trainer, entries: &[PaletteEntry]) -> Result<St
 }
 
 /// Measures `specs` one by one, handing each result to `on_entry` as soon as it is known
-/// (return `false` from it to stop early), then writes `palette.csv` into the run folder.
+/// (return `false` from it to stop early), then writes `palette.csv` into `run_dir`.
 pub fn evaluate_palette(
-    trainer: &Trainer,
+    task: &ClassifierTask,
+    palette: &PaletteConfig,
+    run_dir: &Path,
     specs: &[SubnetSpec],
     on_entry: &mut dyn FnMut(&PaletteEntry) -> bool,
 ) -> Result<(Vec<PaletteEntry>, std::path::PathBuf)> {
     let mut entries = Vec::with_capacity(specs.len());
     for spec in specs {
-        let entry = measure_subnet(trainer, spec)?;
+        let entry = measure_subnet(task, palette, spec)?;
         let keep_going = on_entry(&entry);
         entries.push(entry);
         if !keep_going {
             break;
         }
     }
-    let path = trainer.run_dir.join("palette.csv");
+    let path = run_dir.join("palette.csv");
     write_csv(&path, &entries)?;
     Ok((entries, path))
 }

@@ -24,6 +24,56 @@ pub fn front_indices_by_cost(points: &[(f64, f64)]) -> Vec<usize> {
     idx
 }
 
+/// Upper limits on a subnet's cost; `None` leaves that cost unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CostBudget {
+    /// Largest median latency (ms, batch 1) that fits.
+    pub latency_ms: Option<f64>,
+    /// Largest exported size (MB, 10^6 bytes) that fits.
+    pub size_mb: Option<f64>,
+}
+
+impl CostBudget {
+    /// True when at least one limit is set.
+    pub fn is_set(&self) -> bool {
+        self.latency_ms.is_some() || self.size_mb.is_some()
+    }
+
+    /// True when a subnet of this latency (ms) and size (MB) is within every set limit
+    /// (a limit is inclusive; a NaN cost never fits a set limit).
+    pub fn fits(&self, latency_ms: f64, size_mb: f64) -> bool {
+        self.latency_ms.is_none_or(|b| latency_ms <= b) && self.size_mb.is_none_or(|b| size_mb <= b)
+    }
+}
+
+/// The front among the points that fit (`fits[i]`): a point outside the budget is never on it
+/// and cannot push a fitting point off it (Optuna's convention for infeasible trials).
+pub fn front_within(points: &[(f64, f64)], fits: &[bool]) -> Vec<bool> {
+    let feasible: Vec<(f64, f64)> = points
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            if fits.get(i).copied().unwrap_or(false) {
+                p
+            } else {
+                (f64::NAN, f64::NAN)
+            }
+        })
+        .collect();
+    pareto_front(&feasible)
+}
+
+/// The most accurate point among those that fit; on a tie the later one, as `Iterator::max_by`.
+/// NaN accuracies are never chosen.
+pub fn best_within(accuracy: &[f64], fits: &[bool]) -> Option<usize> {
+    accuracy
+        .iter()
+        .enumerate()
+        .filter(|&(i, a)| !a.is_nan() && fits.get(i).copied().unwrap_or(false))
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +103,56 @@ mod tests {
     fn empty_and_single() {
         assert!(pareto_front(&[]).is_empty());
         assert_eq!(pareto_front(&[(1.0, 0.5)]), vec![true]);
+    }
+
+    #[test]
+    fn budget_excludes_points_from_the_front_and_picks_the_best_that_fits() {
+        // (latency ms, size MB, dev accuracy) of four subnets, checked by hand:
+        //   a (0.5, 10, 0.70)  b (1.2, 50, 0.90)  c (0.8, 30, 0.85)  d (2.0, 20, 0.95)
+        let latency = [0.5, 1.2, 0.8, 2.0];
+        let size = [10.0, 50.0, 30.0, 20.0];
+        let accuracy = [0.70, 0.90, 0.85, 0.95];
+        let size_points: Vec<(f64, f64)> = size.iter().copied().zip(accuracy).collect();
+
+        // No budget: everything fits; d (20 MB, 0.95) dominates b and c on size.
+        let open = CostBudget::default();
+        assert!(!open.is_set());
+        let all: Vec<bool> = (0..4).map(|i| open.fits(latency[i], size[i])).collect();
+        assert_eq!(all, vec![true; 4]);
+        assert_eq!(
+            front_within(&size_points, &all),
+            vec![true, false, false, true]
+        );
+        assert_eq!(front_within(&size_points, &all), pareto_front(&size_points));
+        assert_eq!(best_within(&accuracy, &all), Some(3));
+
+        // At most 0.8 ms (inclusive) and 40 MB: b is too slow and too big, d too slow.
+        let tight = CostBudget {
+            latency_ms: Some(0.8),
+            size_mb: Some(40.0),
+        };
+        assert!(tight.is_set());
+        let fits: Vec<bool> = (0..4).map(|i| tight.fits(latency[i], size[i])).collect();
+        assert_eq!(fits, vec![true, false, true, false]);
+        // With d out of the way, c (30 MB, 0.85) is on the front beside a.
+        assert_eq!(
+            front_within(&size_points, &fits),
+            vec![true, false, true, false]
+        );
+        assert_eq!(best_within(&accuracy, &fits), Some(2));
+
+        // Only a size limit: the latency of a subnet no longer matters.
+        let size_only = CostBudget {
+            latency_ms: None,
+            size_mb: Some(25.0),
+        };
+        assert!(size_only.fits(2.0, 20.0));
+        assert!(!size_only.fits(0.1, 25.5));
+        assert!(!tight.fits(f64::NAN, 10.0));
+
+        // Nothing fits: no front, no best.
+        let none = [false; 4];
+        assert_eq!(front_within(&size_points, &none), vec![false; 4]);
+        assert_eq!(best_within(&accuracy, &none), None);
     }
 }

@@ -1,6 +1,6 @@
 //! A dense BERT classifier with mean pooling: an exported subnet, loaded like any HF folder.
 
-use crate::mlfs::supernet::mean_pool;
+use crate::mlfs::classifier::mean_pool;
 use crate::model::weights::WeightStore;
 use crate::model::{BertConfig, BertEncoder, SubnetSpec, TextTokenizer};
 use anyhow::{bail, Context, Result};

@@ -1,6 +1,7 @@
 //! Export of a decoder subnet as a Hugging Face Llama folder or a llama.cpp GGUF file.
 
 use super::folder::{safetensors_bytes, write_export, ExportFiles};
+use crate::model::llama::names::gguf_name;
 use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
 use anyhow::{anyhow, bail, Context, Result};
@@ -123,32 +124,6 @@ pub fn export_hf(
         manifest_json: serde_json::to_vec_pretty(&manifest)?,
     };
     write_export(out, &files)
-}
-
-/// llama.cpp's name of a Hugging Face tensor name.
-fn gguf_name(hf: &str) -> String {
-    if let Some(rest) = hf.strip_prefix("model.layers.") {
-        let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
-        let short = match part {
-            "input_layernorm.weight" => "attn_norm.weight",
-            "post_attention_layernorm.weight" => "ffn_norm.weight",
-            "self_attn.q_proj.weight" => "attn_q.weight",
-            "self_attn.k_proj.weight" => "attn_k.weight",
-            "self_attn.v_proj.weight" => "attn_v.weight",
-            "self_attn.o_proj.weight" => "attn_output.weight",
-            "mlp.gate_proj.weight" => "ffn_gate.weight",
-            "mlp.up_proj.weight" => "ffn_up.weight",
-            "mlp.down_proj.weight" => "ffn_down.weight",
-            other => other,
-        };
-        return format!("blk.{layer}.{short}");
-    }
-    match hf {
-        "model.embed_tokens.weight" => "token_embd.weight".into(),
-        "model.norm.weight" => "output_norm.weight".into(),
-        "lm_head.weight" => "output.weight".into(),
-        other => other.into(),
-    }
 }
 
 /// llama.cpp's row order for rotary Q/K (the inverse of the loader's unpermute): within each

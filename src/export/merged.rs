@@ -1,6 +1,6 @@
 //! Merging a subnet's adapters into dense weights with Hugging Face BERT tensor names.
 
-use crate::mlfs::supernet::Supernet;
+use crate::mlfs::classifier::ClassifierSupernet;
 use crate::model::linear::ElasticLinear;
 use crate::model::lowrank::STAGES;
 use crate::model::{BertConfig, SubnetSpec};
@@ -44,7 +44,10 @@ pub fn subnet_config(teacher: &BertConfig, spec: &SubnetSpec) -> BertConfig {
 }
 
 /// Every tensor of the merged subnet, named as BertForSequenceClassification names them.
-pub fn merged_tensors(net: &Supernet, spec: &SubnetSpec) -> Result<Vec<(String, Tensor)>> {
+pub fn merged_tensors(
+    net: &ClassifierSupernet,
+    spec: &SubnetSpec,
+) -> Result<Vec<(String, Tensor)>> {
     let enc = &net.encoder;
     let d = spec.hidden_or(enc.config.hidden_size);
     let att = spec.heads * enc.config.head_size();

@@ -1,5 +1,6 @@
 //! Task and distillation losses: cross-entropy, T²·KL(maxnet ‖ subnet) and projected feature MSE.
 
+use super::config::DistillConfig;
 use candle_core::{DType, Result, Tensor, D};
 
 /// Mean cross-entropy of logits `[B, C]` against label ids `[B]` (u32).
@@ -39,26 +40,78 @@ pub fn feature_loss(
     sq.sum_all()? / (tokens * k as f64)
 }
 
-/// The weights of one subnet's loss terms.
-#[derive(Debug, Clone, Copy)]
+/// The weights of one subnet's loss terms: `(1−α)·task + α·(KD + β·Σ features)`, KD at T.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DistillWeights {
     pub alpha: f64,
     pub beta: f64,
     pub temperature: f64,
 }
 
-/// `(1−α)·task + α·(kd + β·Σ_l feature_l)` for a non-maxnet subnet.
-pub fn combine(
-    task: &Tensor,
-    kd: &Tensor,
-    features: &[Tensor],
+impl DistillWeights {
+    /// The weights of a run's distillation settings.
+    pub fn of(config: &DistillConfig) -> Self {
+        Self {
+            alpha: config.alpha,
+            beta: config.beta,
+            temperature: config.temperature,
+        }
+    }
+
+    /// Weight of the task loss, `1 − α`.
+    pub fn task(&self) -> f64 {
+        1.0 - self.alpha
+    }
+
+    /// Weight of the logit distillation term, `α`.
+    pub fn kd(&self) -> f64 {
+        self.alpha
+    }
+
+    /// Weight of each layer's feature term in the total, `α·β`.
+    pub fn feature(&self) -> f64 {
+        self.alpha * self.beta
+    }
+}
+
+/// A loss term the formula weighs and adds: a tensor (with its graph) or an already reduced value.
+pub trait LossTerm: Sized + Clone {
+    /// `self · w`.
+    fn scaled(&self, w: f64) -> anyhow::Result<Self>;
+    /// `self + other`.
+    fn plus(self, other: Self) -> anyhow::Result<Self>;
+}
+
+impl LossTerm for Tensor {
+    fn scaled(&self, w: f64) -> anyhow::Result<Self> {
+        Ok((self * w)?)
+    }
+    fn plus(self, other: Self) -> anyhow::Result<Self> {
+        Ok((self + other)?)
+    }
+}
+
+impl LossTerm for f64 {
+    fn scaled(&self, w: f64) -> anyhow::Result<Self> {
+        Ok(self * w)
+    }
+    fn plus(self, other: Self) -> anyhow::Result<Self> {
+        Ok(self + other)
+    }
+}
+
+/// `(1−α)·task + α·(kd + β·Σ_l feature_l)`: the one place the terms of a student's loss meet.
+pub fn combine<L: LossTerm>(
+    task: &L,
+    kd: &L,
+    features: &[L],
     w: DistillWeights,
-) -> Result<Tensor> {
+) -> anyhow::Result<L> {
     let mut distill = kd.clone();
     for f in features {
-        distill = (distill + (f * w.beta)?)?;
+        distill = distill.plus(f.scaled(w.beta)?)?;
     }
-    (task * (1.0 - w.alpha))? + (distill * w.alpha)?
+    task.scaled(w.task())?.plus(distill.scaled(w.kd())?)
 }
 
 #[cfg(test)]

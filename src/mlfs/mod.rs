@@ -1,8 +1,15 @@
-//! The MLFS method: search space, sandwich sampler, gradient scaling, distillation, rewiring.
+//! The MLFS method: its settings, search space, sandwich sampler, gradient scaling, the loss
+//! formula (distillation, fused LM-head loss), rewiring, and the two supernets (classifier and
+//! decoder) with their shared adapter bookkeeping and feature projections.
 
+pub mod adapters;
+pub mod classifier;
+pub mod config;
+pub mod decoder;
 pub mod distill;
+pub mod head_loss;
+pub mod projection;
 pub mod rewire;
 pub mod sampler;
 pub mod scaling;
 pub mod space;
-pub mod supernet;

@@ -1,6 +1,6 @@
 //! Rewiring (DynaBERT): reorder heads and FFN neurons by importance so front slicing keeps the best.
 
-use super::supernet::Supernet;
+use super::classifier::ClassifierSupernet;
 use crate::model::encoder::LayerGates;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -24,7 +24,10 @@ pub fn order_by_score(scores: &[f32]) -> Vec<usize> {
 pub type LabelledBatch = (Tensor, Tensor, Tensor);
 
 /// |∂L/∂gate| summed over batches: the importance of each head and FFN neuron of every layer.
-pub fn importance(net: &Supernet, batches: &[LabelledBatch]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+pub fn importance(
+    net: &ClassifierSupernet,
+    batches: &[LabelledBatch],
+) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let shape = net.encoder.shape();
     let maxnet = crate::model::SubnetSpec::maxnet(&shape);
     let mut totals: Vec<(Vec<f32>, Vec<f32>)> = (0..shape.layers)
@@ -67,7 +70,7 @@ pub fn importance(net: &Supernet, batches: &[LabelledBatch]) -> Result<Vec<(Vec<
 }
 
 /// Applies per-layer orders to the teacher weights and every adapter (a pure permutation).
-pub fn apply(net: &mut Supernet, orders: &[LayerOrder]) -> Result<()> {
+pub fn apply(net: &mut ClassifierSupernet, orders: &[LayerOrder]) -> Result<()> {
     let hs = net.encoder.config.head_size();
     for (layer, order) in net.encoder.layers.iter_mut().zip(orders) {
         let rows: Vec<usize> = order
@@ -86,7 +89,7 @@ pub fn apply(net: &mut Supernet, orders: &[LayerOrder]) -> Result<()> {
 }
 
 /// Scores heads and neurons on `batches` and reorders the supernet; returns the orders applied.
-pub fn rewire(net: &mut Supernet, batches: &[LabelledBatch]) -> Result<Vec<LayerOrder>> {
+pub fn rewire(net: &mut ClassifierSupernet, batches: &[LabelledBatch]) -> Result<Vec<LayerOrder>> {
     let scores = importance(net, batches)?;
     let orders: Vec<LayerOrder> = scores
         .iter()

@@ -1,8 +1,8 @@
 //! The search space A: depth, heads, FFN and hidden choices, with the maxnet and minnet of each stage.
 
+use super::config::SpaceConfig;
 use crate::model::subnet::even_layers;
 use crate::model::{SubnetSpec, TeacherShape};
-use crate::train::config::SpaceConfig;
 use anyhow::{bail, Result};
 use rand::Rng;
 

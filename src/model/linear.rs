@@ -93,13 +93,6 @@ impl ElasticLinear {
         }
         Ok(w)
     }
-
-    /// Trainable adapter parameters this layer contributes to a subnet of that slice.
-    pub fn active_params(&self, out_n: usize, in_n: usize) -> usize {
-        self.lora
-            .as_ref()
-            .map_or(0, |l| l.active_params(out_n, in_n))
-    }
 }
 
 /// Index tensor of a permutation.

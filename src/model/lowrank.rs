@@ -67,9 +67,4 @@ impl StagedLowRank {
             .matmul(self.a[stage].as_tensor())?
             * self.scale
     }
-
-    /// Trainable parameters of one stage restricted to a sliced `out_n × in_n` block.
-    pub fn active_params(&self, out_n: usize, in_n: usize) -> usize {
-        self.rank() * (out_n + in_n)
-    }
 }

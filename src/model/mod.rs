@@ -7,6 +7,7 @@ pub mod linear;
 pub mod llama;
 pub mod lowrank;
 pub mod ops;
+pub mod param;
 pub mod subnet;
 pub mod tokenizer;
 pub mod weights;

@@ -199,6 +199,19 @@ pub fn even_layers(teacher_layers: usize, depth: usize) -> Vec<usize> {
     out
 }
 
+/// Parses a spec and checks it against a teacher, or returns the maxnet when none is given.
+pub fn resolve_spec(text: Option<&str>, shape: &TeacherShape) -> Result<SubnetSpec> {
+    match text {
+        None => Ok(SubnetSpec::maxnet(shape)),
+        Some(t) => {
+            let spec: SubnetSpec = t.parse()?;
+            spec.validate(shape)
+                .with_context(|| format!("subnet '{t}' does not fit the teacher"))?;
+            Ok(spec)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,3 +144,14 @@ fn wordpiece_from_vocab(vocab: &Path) -> Result<Tokenizer> {
     )));
     Ok(tok)
 }
+
+/// Token ids and mask as tensors `[B, T]`.
+pub fn batch_tensors(batch: &TokenBatch) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
+    let (b, t) = (batch.len(), batch.seq_len());
+    let ids: Vec<u32> = batch.input_ids.concat();
+    let mask: Vec<u32> = batch.attention_mask.concat();
+    Ok((
+        candle_core::Tensor::from_vec(ids, (b, t), &candle_core::Device::Cpu)?,
+        candle_core::Tensor::from_vec(mask, (b, t), &candle_core::Device::Cpu)?,
+    ))
+}

@@ -1,4 +1,5 @@
-//! Text-classification data: JSONL or CSV/TSV files, label mapping, tokenised examples, batching.
+//! Training data: labelled text files (JSONL or CSV/TSV, label mapping, tokenised examples,
+//! batching) and code corpora cut into token blocks.
 
 use crate::model::{tokenizer::pad_batch, TextTokenizer, TokenBatch};
 use anyhow::{bail, Context, Result};
@@ -264,6 +265,54 @@ impl Dataset {
             labels,
         })
     }
+}
+
+/// Texts of a JSONL file (`text` field) or of every text file below a folder.
+pub fn read_corpus(path: &Path) -> Result<Vec<String>> {
+    let mut texts = Vec::new();
+    if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("{}: cannot read folder", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            if f.extension().is_some_and(|e| e == "jsonl") {
+                texts.extend(crate::util::read_texts(&f)?);
+            } else if let Ok(text) = std::fs::read_to_string(&f) {
+                if !text.trim().is_empty() {
+                    texts.push(text);
+                }
+            }
+        }
+    } else {
+        texts = crate::util::read_texts(path)?;
+    }
+    if texts.is_empty() {
+        bail!("{}: no text found", path.display());
+    }
+    Ok(texts)
+}
+
+/// Consecutive blocks of `block` tokens: documents tokenised without special tokens, joined by
+/// `separator` (the end-of-text token), cut into full blocks (the tail is dropped).
+pub fn token_blocks(
+    texts: &[String],
+    tokenizer: &TextTokenizer,
+    block: usize,
+    separator: Option<u32>,
+) -> Result<Vec<Vec<u32>>> {
+    let mut stream = Vec::new();
+    for t in texts {
+        stream.extend(tokenizer.encode(t, false, usize::MAX)?);
+        stream.extend(separator);
+    }
+    let blocks: Vec<Vec<u32>> = stream.chunks_exact(block).map(|c| c.to_vec()).collect();
+    if blocks.is_empty() {
+        bail!("the corpus holds fewer than {block} tokens");
+    }
+    Ok(blocks)
 }
 
 #[cfg(test)]

@@ -1,12 +1,18 @@
-//! Training: configuration, data, optimizer, checkpoints, the loop, and the trainer thread.
+//! Training: one run skeleton ([`run::Run`]) over a [`task::Task`] — the classifier task and the
+//! decoder task — with its configuration, data, optimizer, checkpoints, event log and protocol.
+//! Nothing here knows a thread or a window.
 
-pub mod any;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod data;
+pub mod decoder;
 pub mod events;
+pub mod kind;
 pub mod optim;
 pub mod protocol;
-pub mod stage_loop;
-pub mod trainer;
-pub mod worker;
+pub mod run;
+pub mod task;
+
+pub use classifier::ClassifierRun;
+pub use decoder::DecoderRun;

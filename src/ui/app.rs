@@ -1,100 +1,89 @@
 //! The studio's state and the one place that turns user commands into engine commands.
 
+use super::commands::UiCommand;
+use super::decoder_panel::DecoderPanel;
 use super::dialogs::{DialogPurpose, Dialogs};
+use super::export_state::ExportState;
+use super::jobs::{Job, Jobs};
+use super::log_panel::LogPanel;
+use super::overlays::Overlays;
+use super::pareto_tab::ParetoTab;
 use super::run_view::{RunStatus, RunView};
+use super::training_tab::TrainingTab;
+use super::try_it::TryIt;
 use super::validation::{field_errors, parse_list, TeacherSummary};
+use crate::export::decoder_subnet::ExportFormat;
 use crate::train::config::RunConfig;
 use crate::train::protocol::TrainCmd;
-use crate::train::worker::{spawn, StartRequest, TrainerHandle};
-use crossbeam_channel::Receiver;
+use crate::worker::{spawn, StartRequest, WorkerHandle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The main area's tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
+    /// Loss, dev accuracy and learning-rate curves.
     Training,
+    /// The subnets' costs against accuracy (a decoder run's measurements instead).
     Pareto,
+    /// A trained subnet on the user's own input.
     TryIt,
 }
 
-/// State of the off-thread export.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ExportState {
-    Idle,
-    Running { subnet: String, folder: PathBuf },
-    Done { folder: PathBuf, files: Vec<String> },
-    Failed(String),
-}
-
-/// Table columns (also the sort keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Column {
-    Subnet,
-    Layers,
-    Heads,
-    Ffn,
-    Params,
-    Size,
-    Latency,
-    DevAccuracy,
-    TestAccuracy,
-}
-
-/// Everything the window shows; panels read it and send [`UiCommand`]s.
+/// Everything the window shows: state shared by several panels, and each panel's own state.
+/// Panels read it and send [`UiCommand`]s; [`StudioApp::handle`] interprets them.
 pub struct StudioApp {
+    /// The configuration being edited (and started).
     pub config: RunConfig,
+    /// The preset the configuration came from, if any.
     pub preset_path: Option<PathBuf>,
+    /// The presets offered in the menu.
     pub presets: Vec<PathBuf>,
+    /// The teacher's summary, or why it could not be read.
     pub teacher: Result<TeacherSummary, String>,
     /// Editable text of the search-space lists (depths, heads, ffn, hidden).
     pub space_text: [String; 4],
     /// Editable decoder students, one subnet spec per line.
     pub students_text: String,
+    /// Search-space lists that do not parse, and why.
     pub list_errors: BTreeMap<String, String>,
+    /// Every invalid field and why (Start stays disabled while any is left).
     pub errors: BTreeMap<String, String>,
+    /// The shown run, built from the trainer's events or a run folder.
     pub run: RunView,
-    pub handle: Option<TrainerHandle>,
+    /// The trainer thread, while one runs.
+    pub handle: Option<WorkerHandle>,
+    /// Folder new runs are created in.
     pub runs_root: PathBuf,
+    /// The main area's tab.
     pub tab: Tab,
-    pub smoothing: f64,
+    /// The selected subnet: one selection for the charts, tables, "Try it" and export.
     pub selection: Option<String>,
-    pub sort: (Column, bool),
-    pub size_in_mb: bool,
-    pub budget_latency_ms: Option<f64>,
-    pub budget_size_mb: Option<f64>,
+    /// The export's state (shown by the Pareto tab and the decoder panel).
     pub export: ExportState,
-    export_rx: Option<Receiver<Result<Vec<String>, String>>>,
-    pub log_open: bool,
-    pub log_level: String,
+    export_job: Option<Job<Vec<String>>>,
+    /// Dark (else light) theme.
     pub dark: bool,
+    /// File dialogs (native in the app, scripted in tests).
     pub dialogs: Box<dyn Dialogs>,
+    /// An unfinished run the user may resume.
     pub resume_offer: Option<PathBuf>,
+    /// The last message for the user (loaded preset, opened run, an error).
     pub notice: Option<String>,
-    pub wake: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// Screen position of every drawn Pareto point, last frame: (chart id, subnet, position).
-    pub chart_points: Vec<(&'static str, String, egui::Pos2)>,
+    /// Runs one-shot background work (export, "Try it") and wakes the window when it is done.
+    pub jobs: Jobs,
     /// Finished runs that can be drawn over the current curves.
-    pub overlays: super::overlays::Overlays,
+    pub overlays: Overlays,
+    /// The Training tab's settings.
+    pub training: TrainingTab,
+    /// The Pareto tab's sort order, size unit and budgets.
+    pub pareto: ParetoTab,
+    /// The decoder panel's settings (export format).
+    pub decoder: DecoderPanel,
     /// The "Try it" box.
-    pub try_it: super::try_it::TryIt,
-    /// Format of the next decoder export.
-    pub decoder_format: crate::export::lm::ExportFormat,
-}
-
-/// Actions the panels ask for; [`StudioApp::handle`] is their only interpreter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UiCommand {
-    Start,
-    PauseOrResume,
-    Stop,
-    ResumeRun(PathBuf),
-    EvaluatePalette,
-    Select(Option<String>),
-    Export,
-    LoadPreset(PathBuf),
-    Open(DialogPurpose),
+    pub try_it: TryIt,
+    /// The log panel's settings.
+    pub log: LogPanel,
 }
 
 /// The space lists as editable text.
@@ -153,25 +142,20 @@ impl StudioApp {
             handle: None,
             runs_root,
             tab: Tab::Training,
-            smoothing: 0.6,
             selection: None,
-            sort: (Column::DevAccuracy, true),
-            size_in_mb: false,
-            budget_latency_ms: None,
-            budget_size_mb: None,
             export: ExportState::Idle,
-            export_rx: None,
-            log_open: true,
-            log_level: "all".into(),
+            export_job: None,
             dark: true,
             dialogs,
             resume_offer: None,
             notice: None,
-            wake: None,
-            chart_points: Vec::new(),
-            overlays: Default::default(),
-            try_it: Default::default(),
-            decoder_format: crate::export::lm::ExportFormat::HfFolder,
+            jobs: Jobs::default(),
+            overlays: Overlays::default(),
+            training: TrainingTab::default(),
+            pareto: ParetoTab::default(),
+            decoder: DecoderPanel::default(),
+            try_it: TryIt::default(),
+            log: LogPanel::default(),
         };
         app.overlays.scan(&app.runs_root);
         app.revalidate();
@@ -235,7 +219,7 @@ impl StudioApp {
             && self.run.status != RunStatus::MeasuringPalette
     }
 
-    /// Drains trainer events, dialog answers and export results (never blocks).
+    /// Drains trainer events, dialog answers and the export's result (never blocks).
     pub fn poll(&mut self) {
         if let Some(h) = &self.handle {
             let events: Vec<_> = h.events.try_iter().collect();
@@ -256,20 +240,21 @@ impl StudioApp {
             }
         }
         while let Some((purpose, answer)) = self.dialogs.poll() {
-            self.on_dialog(purpose, answer);
-        }
-        if let Some(rx) = &self.export_rx {
-            if let Ok(result) = rx.try_recv() {
-                let folder = match &self.export {
-                    ExportState::Running { folder, .. } => folder.clone(),
-                    _ => PathBuf::new(),
-                };
-                self.export = match result {
-                    Ok(files) => ExportState::Done { folder, files },
-                    Err(e) => ExportState::Failed(e),
-                };
-                self.export_rx = None;
+            match answer {
+                Ok(path) => self.on_dialog(purpose, path),
+                Err(e) => self.notice = Some(format!("the file dialog failed: {e}")),
             }
+        }
+        if let Some(result) = self.export_job.as_mut().and_then(Job::try_take) {
+            let folder = match &self.export {
+                ExportState::Running { folder, .. } => folder.clone(),
+                _ => PathBuf::new(),
+            };
+            self.export = match result {
+                Ok(files) => ExportState::Done { folder, files },
+                Err(e) => ExportState::Failed(format!("{e:#}")),
+            };
+            self.export_job = None;
         }
     }
 
@@ -310,7 +295,6 @@ impl StudioApp {
             Ok(view) => {
                 if let Ok(config) = RunConfig::load(&dir.join("config.ron")) {
                     self.space_text = space_text(&config);
-                    self.students_text = students_text(&config);
                     self.students_text = students_text(&config);
                     self.config = config;
                     self.preset_path = None;
@@ -396,7 +380,7 @@ impl StudioApp {
                             run_dir: dir,
                             subnets,
                         },
-                        self.wake.clone(),
+                        self.jobs.wake(),
                     ));
                     self.run.status = RunStatus::MeasuringPalette;
                 }
@@ -404,9 +388,9 @@ impl StudioApp {
             UiCommand::Select(s) => self.selection = s,
             UiCommand::Export => {
                 if self.is_decoder_run() {
-                    self.dialogs.open(match self.decoder_format {
-                        crate::export::lm::ExportFormat::HfFolder => DialogPurpose::ExportFolder,
-                        crate::export::lm::ExportFormat::Gguf(_) => DialogPurpose::ExportGguf,
+                    self.dialogs.open(match self.decoder.format {
+                        ExportFormat::HfFolder => DialogPurpose::ExportFolder,
+                        ExportFormat::Gguf(_) => DialogPurpose::ExportGguf,
                     });
                 } else if self.selection.is_some() && self.run.run_dir.is_some() {
                     self.dialogs.open(DialogPurpose::ExportFolder);
@@ -424,7 +408,7 @@ impl StudioApp {
         };
         self.selection = None;
         self.export = ExportState::Idle;
-        self.handle = Some(spawn(request, self.wake.clone()));
+        self.handle = Some(spawn(request, self.jobs.wake()));
     }
 
     /// True when the shown run is a decoder run.
@@ -432,33 +416,23 @@ impl StudioApp {
         self.run
             .run_dir
             .as_deref()
-            .is_some_and(crate::train::any::is_lm_run)
+            .is_some_and(crate::train::kind::is_decoder_run)
     }
 
-    /// Exports the selected (or default) subnet of the decoder run on its own thread.
+    /// Exports the selected (or default) subnet of the decoder run as a background job.
     fn start_decoder_export(&mut self, target: PathBuf) {
         let Some(run_dir) = self.run.run_dir.clone() else {
             return;
         };
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let wake = self.wake.clone();
-        let (subnet, format, out) = (self.selection.clone(), self.decoder_format, target.clone());
-        std::thread::spawn(move || {
-            let result = (|| -> anyhow::Result<Vec<String>> {
-                let trainer = crate::lm::LmTrainer::open_trained(&run_dir)?;
-                let files = crate::export::lm::export_run_subnet(
-                    &trainer,
-                    subnet.as_deref(),
-                    format,
-                    &out,
-                )?;
-                Ok(files.iter().map(|f| f.display().to_string()).collect())
-            })();
-            let _ = tx.send(result.map_err(|e| format!("{e:#}")));
-            if let Some(w) = wake {
-                w();
-            }
-        });
+        let (subnet, format, out) = (self.selection.clone(), self.decoder.format, target.clone());
+        self.export_job = Some(self.jobs.spawn("export", move || {
+            let run = crate::train::DecoderRun::open_trained(&run_dir)?;
+            let files = crate::cli::export::export_decoder(&run, subnet.as_deref(), format, &out)?;
+            Ok(files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<String>>())
+        }));
         self.export = ExportState::Running {
             subnet: self
                 .selection
@@ -466,9 +440,9 @@ impl StudioApp {
                 .unwrap_or_else(|| "the student".into()),
             folder: target,
         };
-        self.export_rx = Some(rx);
     }
 
+    /// Exports the selected subnet of the classifier run, adapters merged, as a background job.
     fn start_export(&mut self, folder: PathBuf) {
         let (Some(subnet), Some(run_dir)) = (self.selection.clone(), self.run.run_dir.clone())
         else {
@@ -480,26 +454,20 @@ impl StudioApp {
             .iter()
             .find(|e| e.subnet == subnet)
             .cloned();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let wake = self.wake.clone();
         let target = folder.clone();
         let spec_text = subnet.clone();
-        std::thread::spawn(move || {
-            let result = (|| -> anyhow::Result<Vec<String>> {
-                crate::export::folder::check_target(&target)?;
-                let trainer = crate::train::trainer::Trainer::open_trained(&run_dir)?;
-                let spec =
-                    crate::cli::forward::resolve_spec(Some(&spec_text), &trainer.space.teacher)?;
-                let files =
-                    crate::export::export_subnet(&trainer, &spec, &target, metrics.as_ref())?;
-                Ok(files.iter().map(|f| f.display().to_string()).collect())
-            })();
-            let _ = tx.send(result.map_err(|e| format!("{e:#}")));
-            if let Some(w) = wake {
-                w();
-            }
-        });
+        self.export_job = Some(self.jobs.spawn("export", move || {
+            crate::export::folder::check_target(&target)?;
+            let run = crate::train::ClassifierRun::open_trained(&run_dir)?;
+            let teacher = &run.task.space.teacher;
+            let spec = crate::model::subnet::resolve_spec(Some(&spec_text), teacher)?;
+            let files =
+                crate::cli::export::export_classifier(&run, &spec, metrics.as_ref(), &target)?;
+            Ok(files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<String>>())
+        }));
         self.export = ExportState::Running { subnet, folder };
-        self.export_rx = Some(rx);
     }
 }

@@ -1,9 +1,39 @@
 //! Left panel: teacher, data, stages, adapters, scaling, distillation, sampler, space, palette.
 
-use super::app::{StudioApp, UiCommand};
+use super::commands::UiCommand;
 use super::dialogs::DialogPurpose;
-use crate::train::config::{Budget, ProjectionKind};
+use super::validation::TeacherSummary;
+use crate::train::config::{Budget, ProjectionKind, RunConfig};
 use egui::{DragValue, RichText, Ui};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What the panel edits and shows, borrowed from the window's state for one frame.
+pub struct ConfigForm<'a> {
+    /// The configuration being edited.
+    pub config: &'a mut RunConfig,
+    /// Editable text of the search-space lists (depths, heads, ffn, hidden).
+    pub space_text: &'a mut [String; 4],
+    /// Editable decoder students, one subnet spec per line.
+    pub students_text: &'a mut String,
+    /// Invalid fields and why, from the last validation.
+    pub errors: &'a BTreeMap<String, String>,
+    /// The teacher's summary, or why it could not be read.
+    pub teacher: &'a Result<TeacherSummary, String>,
+    /// The presets offered in the menu.
+    pub presets: &'a [PathBuf],
+    /// The preset the configuration came from, if any.
+    pub preset_path: Option<&'a Path>,
+}
+
+/// What one frame of the panel did.
+#[derive(Debug, Default)]
+pub struct ConfigEdit {
+    /// A command a button asked for.
+    pub command: Option<UiCommand>,
+    /// A field changed: the window validates the configuration again.
+    pub changed: bool,
+}
 
 /// A labelled number field with its tooltip and, when invalid, the reason under it.
 fn number<T: egui::emath::Numeric>(
@@ -44,7 +74,7 @@ fn number<T: egui::emath::Numeric>(
 /// A labelled path with a "…" button opening a file dialog.
 fn path_row(
     ui: &mut Ui,
-    app: &StudioApp,
+    errors: &BTreeMap<String, String>,
     field: &str,
     label: &str,
     path: &std::path::Path,
@@ -52,7 +82,7 @@ fn path_row(
     tooltip: &str,
 ) -> Option<UiCommand> {
     let mut cmd = None;
-    let error = app.errors.get(field);
+    let error = errors.get(field);
     ui.horizontal(|ui| {
         let text = if error.is_some() {
             RichText::new(label).color(ui.visuals().error_fg_color)
@@ -80,27 +110,26 @@ fn path_row(
     cmd
 }
 
-/// Draws the configuration panel; returns a command when a button asks for one.
-pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
+/// Draws the configuration panel; says which command a button asked for and whether a field changed.
+pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
     let mut cmd = None;
     let mut changed = false;
     ui.horizontal(|ui| {
         let preset_label = ui.label("Preset");
-        let current = app
+        let current = form
             .preset_path
-            .as_ref()
             .and_then(|p| p.file_stem())
             .map_or("(unsaved)".to_string(), |s| s.to_string_lossy().into());
         egui::ComboBox::from_id_salt("preset-menu")
             .selected_text(current)
             .show_ui(ui, |ui| {
-                for p in app.presets.clone() {
+                for p in form.presets {
                     let name = p
                         .file_stem()
                         .map(|s| s.to_string_lossy().to_string())
                         .unwrap_or_default();
                     if ui
-                        .selectable_label(app.preset_path.as_ref() == Some(&p), name)
+                        .selectable_label(form.preset_path == Some(p.as_path()), name)
                         .clicked()
                     {
                         cmd = Some(UiCommand::LoadPreset(p.clone()));
@@ -129,9 +158,9 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
     });
     ui.separator();
     egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
-        let errors = app.errors.clone();
+        let errors = form.errors.clone();
         egui::CollapsingHeader::new("Teacher and data").default_open(true).show(ui, |ui| {
-            if let Some(c) = path_row(ui, app, "teacher", "Teacher", &app.config.teacher.clone(), DialogPurpose::TeacherFolder, "Hugging Face BERT or Llama folder (config.json, model.safetensors, tokenizer.json), or a Llama GGUF file. Its weights stay frozen.") {
+            if let Some(c) = path_row(ui, &errors, "teacher", "Teacher", &form.config.teacher.clone(), DialogPurpose::TeacherFolder, "Hugging Face BERT or Llama folder (config.json, model.safetensors, tokenizer.json), or a Llama GGUF file. Its weights stay frozen.") {
                 cmd = Some(c);
             }
             if ui
@@ -141,31 +170,31 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             {
                 cmd = Some(UiCommand::Open(DialogPurpose::TeacherFile));
             }
-            if let Ok(t) = &app.teacher {
+            if let Ok(t) = form.teacher {
                 ui.label(RichText::new(t.describe()).small());
             }
-            let d = app.config.data.clone();
+            let d = form.config.data.clone();
             let rows = [
                 ("data.train", "Train", &d.train, DialogPurpose::TrainFile),
                 ("data.dev", "Dev", &d.dev, DialogPurpose::DevFile),
                 ("data.test", "Test", &d.test, DialogPurpose::TestFile),
             ];
             // Decoder runs have no test split: training and validation text only.
-            let shown = if app.config.is_lm() { &rows[..2] } else { &rows[..] };
-            let tip = if app.config.is_lm() {
+            let shown = if form.config.is_lm() { &rows[..2] } else { &rows[..] };
+            let tip = if form.config.is_lm() {
                 "JSONL with a text field, or a folder of text files (cut into blocks of the sequence length)"
             } else {
                 "JSONL with text and label fields, or CSV/TSV with a header"
             };
             for &(field, label, path, purpose) in shown {
-                if let Some(c) = path_row(ui, app, field, label, path, purpose, tip) {
+                if let Some(c) = path_row(ui, &errors, field, label, path, purpose, tip) {
                     cmd = Some(c);
                 }
             }
         });
-        if app.config.lm.is_some() {
+        if form.config.lm.is_some() {
             egui::CollapsingHeader::new("Decoder").default_open(true).show(ui, |ui| {
-                changed |= decoder_section(ui, app, &errors);
+                changed |= decoder_section(ui, form, &errors);
             });
         }
         egui::CollapsingHeader::new("Stages").default_open(true).show(ui, |ui| {
@@ -175,7 +204,7 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
                 "Stage 2: trains (A_2, B_2) while sampling width and depth.",
             ];
             for (i, tip) in tips.iter().enumerate() {
-                let stage = &mut app.config.stages[i];
+                let stage = &mut form.config.stages[i];
                 ui.horizontal(|ui| {
                     changed |= ui.checkbox(&mut stage.enabled, format!("Stage {i}")).on_hover_text(*tip).changed();
                     let (mut n, mut epochs) = match stage.budget {
@@ -190,7 +219,7 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
                     }).response.labelled_by(l.id).on_hover_text("Budget in epochs or optimizer steps");
                     stage.budget = if epochs { Budget::Epochs(n) } else { Budget::Steps(n) };
                 });
-                let lr = &mut app.config.stages[i].learning_rate;
+                let lr = &mut form.config.stages[i].learning_rate;
                 changed |= number(ui, &errors, &format!("stages[{i}].learning_rate"), &format!("Stage {i} learning rate"), lr, 1e-5, "Peak learning rate of this stage (linear warm-up, then linear decay)");
                 if let Some(e) = errors.get(&format!("stages[{i}].budget")) {
                     ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
@@ -201,19 +230,19 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             }
         });
         egui::CollapsingHeader::new("Adapters").default_open(true).show(ui, |ui| {
-            changed |= number(ui, &errors, "rank", "Rank r", &mut app.config.rank, 0.2, "Rank of every stage's adapter pair (A_s in R^{r×d_in}, B_s in R^{d_out×r}); the paper finds r = 8 best for small and medium subnets");
-            changed |= number(ui, &errors, "lora_alpha", "LoRA alpha", &mut app.config.lora_alpha, 0.5, "Adapter scale is lora_alpha / r");
+            changed |= number(ui, &errors, "rank", "Rank r", &mut form.config.rank, 0.2, "Rank of every stage's adapter pair (A_s in R^{r×d_in}, B_s in R^{d_out×r}); the paper finds r = 8 best for small and medium subnets");
+            changed |= number(ui, &errors, "lora_alpha", "LoRA alpha", &mut form.config.lora_alpha, 0.5, "Adapter scale is lora_alpha / r");
         });
         egui::CollapsingHeader::new("Gradient scaling").default_open(true).show(ui, |ui| {
-            let mut on = app.config.gamma > 0.0;
+            let mut on = form.config.gamma > 0.0;
             if ui.checkbox(&mut on, "Scale gradients").on_hover_text("Weight each subnet's loss by (n_1/n_j)^γ so small subnets converge faster").changed() {
-                app.config.gamma = if on { 0.5 } else { 0.0 };
+                form.config.gamma = if on { 0.5 } else { 0.0 };
                 changed = true;
             }
-            changed |= number(ui, &errors, "gamma", "γ", &mut app.config.gamma, 0.01, "γ: exponent of the gradient-scaling weight (n_1/n_j)^γ; 0 turns scaling off");
+            changed |= number(ui, &errors, "gamma", "γ", &mut form.config.gamma, 0.01, "γ: exponent of the gradient-scaling weight (n_1/n_j)^γ; 0 turns scaling off");
         });
         egui::CollapsingHeader::new("Distillation").default_open(true).show(ui, |ui| {
-            let d = &mut app.config.distill;
+            let d = &mut form.config.distill;
             changed |= number(ui, &errors, "distill.alpha", "α", &mut d.alpha, 0.01, "α: weight of distillation from the maxnet against the task loss: (1−α)·task + α·(KD + Σβ·feature)");
             changed |= number(ui, &errors, "distill.beta", "β", &mut d.beta, 0.01, "β: weight of each layer's feature MSE through the projection P^m");
             changed |= number(ui, &errors, "distill.temperature", "T", &mut d.temperature, 0.05, "Softmax temperature of the logit KL (scaled by T^2)");
@@ -229,14 +258,14 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             });
         });
         egui::CollapsingHeader::new("Sampler and search space").default_open(true).show(ui, |ui| {
-            changed |= number(ui, &errors, "random_subnets", "Random subnets", &mut app.config.random_subnets, 0.1, "Subnets drawn at random each step after the maxnet and the minnet (sandwich rule)");
+            changed |= number(ui, &errors, "random_subnets", "Random subnets", &mut form.config.random_subnets, 0.1, "Subnets drawn at random each step after the maxnet and the minnet (sandwich rule)");
             let labels = [
                 ("space.depths", "Depth choices", "Numbers of kept layers (evenly spaced, always the last); empty = teacher default"),
                 ("space.heads", "Heads choices", "Attention heads kept per layer (the first h); empty = teacher default"),
                 ("space.ffn", "FFN choices", "FFN neurons kept per layer (the first f); empty = teacher default"),
                 ("space.hidden", "Hidden choices", "Hidden widths (multiples of the head size); empty = the teacher's"),
             ];
-            let defaults = match &app.teacher {
+            let defaults = match form.teacher {
                 Ok(t) => crate::mlfs::space::SearchSpace::new(t.shape(), &Default::default()).ok(),
                 Err(_) => None,
             };
@@ -250,7 +279,7 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
                 ui.horizontal(|ui| {
                     let text = if error.is_some() { RichText::new(*label).color(ui.visuals().error_fg_color) } else { RichText::new(*label) };
                     let l = ui.label(text).on_hover_text(*tip);
-                    if ui.add(egui::TextEdit::singleline(&mut app.space_text[i]).desired_width(140.0).hint_text(format!("default: {}", hints[i]))).labelled_by(l.id).on_hover_text(*tip).changed() {
+                    if ui.add(egui::TextEdit::singleline(&mut form.space_text[i]).desired_width(140.0).hint_text(format!("default: {}", hints[i]))).labelled_by(l.id).on_hover_text(*tip).changed() {
                         changed = true;
                     }
                 });
@@ -260,34 +289,34 @@ pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
             }
         });
         egui::CollapsingHeader::new("Batches").default_open(true).show(ui, |ui| {
-            changed |= number(ui, &errors, "batch_size", "Batch size", &mut app.config.batch_size, 1.0, "Examples per optimizer step (padded per batch)");
-            changed |= number(ui, &errors, "max_seq_len", "Sequence length", &mut app.config.max_seq_len, 1.0, "Texts are truncated to this many tokens");
-            changed |= number(ui, &errors, "seed", "Seed", &mut app.config.seed, 1.0, "Seeds adapters, data order and the sampler: same seed, same run");
+            changed |= number(ui, &errors, "batch_size", "Batch size", &mut form.config.batch_size, 1.0, "Examples per optimizer step (padded per batch)");
+            changed |= number(ui, &errors, "max_seq_len", "Sequence length", &mut form.config.max_seq_len, 1.0, "Texts are truncated to this many tokens");
+            changed |= number(ui, &errors, "seed", "Seed", &mut form.config.seed, 1.0, "Seeds adapters, data order and the sampler: same seed, same run");
             ui.horizontal(|ui| {
-                changed |= ui.checkbox(&mut app.config.rewire, "Rewire before stage 1").on_hover_text("Order heads and FFN neurons by |gradient × activation| so front slicing keeps the important ones").changed();
+                changed |= ui.checkbox(&mut form.config.rewire, "Rewire before stage 1").on_hover_text("Order heads and FFN neurons by |gradient × activation| so front slicing keeps the important ones").changed();
             });
         });
         egui::CollapsingHeader::new("Palette").default_open(false).show(ui, |ui| {
-            changed |= ui.checkbox(&mut app.config.palette.evaluate_at_end, "Measure at the end").on_hover_text("Measure accuracy, size and latency of every subnet when training ends").changed();
-            changed |= number(ui, &errors, "palette.latency_seq_len", "Latency length", &mut app.config.palette.latency_seq_len, 1.0, "Tokens of the batch-1 latency probe");
-            changed |= number(ui, &errors, "palette.latency_runs", "Latency runs", &mut app.config.palette.latency_runs, 1.0, "Timed runs per subnet after warm-up (median and p90 reported)");
+            changed |= ui.checkbox(&mut form.config.palette.evaluate_at_end, "Measure at the end").on_hover_text("Measure accuracy, size and latency of every subnet when training ends").changed();
+            changed |= number(ui, &errors, "palette.latency_seq_len", "Latency length", &mut form.config.palette.latency_seq_len, 1.0, "Tokens of the batch-1 latency probe");
+            changed |= number(ui, &errors, "palette.latency_runs", "Latency runs", &mut form.config.palette.latency_runs, 1.0, "Timed runs per subnet after warm-up (median and p90 reported)");
         });
     });
-    if changed {
-        app.revalidate();
+    ConfigEdit {
+        command: cmd,
+        changed,
     }
-    cmd
 }
 
 /// Decoder settings: what trains, where it starts, the students and the validation size.
 fn decoder_section(
     ui: &mut Ui,
-    app: &mut StudioApp,
-    errors: &std::collections::BTreeMap<String, String>,
+    form: &mut ConfigForm<'_>,
+    errors: &BTreeMap<String, String>,
 ) -> bool {
     use crate::model::llama::student::StudentInit;
     let mut changed = false;
-    let Some(lm) = app.config.lm.as_mut() else {
+    let Some(lm) = form.config.lm.as_mut() else {
         return false;
     };
     changed |= ui
@@ -320,7 +349,7 @@ fn decoder_section(
     let l = ui.label("Students (one spec per line; empty = sample the space)");
     changed |= ui
         .add(
-            egui::TextEdit::multiline(&mut app.students_text)
+            egui::TextEdit::multiline(&mut *form.students_text)
                 .desired_rows(2)
                 .desired_width(f32::INFINITY)
                 .code_editor(),
@@ -331,7 +360,7 @@ fn decoder_section(
     if let Some(e) = errors.get("lm.students") {
         ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
     }
-    if let Some(lm) = app.config.lm.as_mut() {
+    if let Some(lm) = form.config.lm.as_mut() {
         changed |= number(
             ui,
             errors,

@@ -1,68 +1,95 @@
 //! Decoder runs' results: each measured subnet's size, validation metrics and latency, the
 //! selection for "Try it" and export, and the export itself (HF folder or GGUF).
 
-use super::app::{StudioApp, UiCommand};
-use super::pareto_tab::export_status;
-use super::run_view::RunStatus;
+use super::commands::UiCommand;
+use super::export_state::{self, ExportState};
+use super::run_view::{RunStatus, RunView};
 use crate::export::decoder::GgufType;
-use crate::export::lm::ExportFormat;
+use crate::export::decoder_subnet::ExportFormat;
 use egui::{RichText, Ui};
 
-/// Draws the panel (in place of the Pareto charts for decoder runs).
-pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
-    let mut cmd = None;
-    ui.horizontal(|ui| {
-        let idle = app.run.run_dir.is_some()
-            && !app.run.status.is_active()
-            && app.run.status != RunStatus::MeasuringPalette;
-        if ui
-            .add_enabled(idle, egui::Button::new("Re-measure"))
-            .on_hover_text("Validation loss, perplexity, top-1, prefill time and tokens/s of the teacher and the run's subnets")
-            .clicked()
-        {
-            cmd = Some(UiCommand::EvaluatePalette);
+/// The panel's own settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecoderPanel {
+    /// Format of the next decoder export.
+    pub format: ExportFormat,
+}
+
+impl Default for DecoderPanel {
+    /// A Hugging Face folder, the format every tool reads.
+    fn default() -> Self {
+        Self {
+            format: ExportFormat::HfFolder,
         }
-        if app.run.status == RunStatus::MeasuringPalette {
-            ui.spinner();
-        }
-    });
-    if app.run.lm_entries.is_empty() {
-        ui.weak("Measurements appear here when the run ends (teacher first, then each subnet).");
-    } else {
-        table(ui, app, &mut cmd);
     }
-    ui.separator();
-    ui.horizontal(|ui| {
-        let l = ui.label("Export as");
-        egui::ComboBox::from_id_salt("decoder-format")
-            .selected_text(format_name(app.decoder_format))
-            .show_ui(ui, |ui| {
-                for f in [
-                    ExportFormat::HfFolder,
-                    ExportFormat::Gguf(GgufType::F16),
-                    ExportFormat::Gguf(GgufType::F32),
-                ] {
-                    ui.selectable_value(&mut app.decoder_format, f, format_name(f));
-                }
-            })
-            .response
-            .labelled_by(l.id);
-        let can_export = app.run.run_dir.is_some()
-            && !matches!(app.export, super::app::ExportState::Running { .. });
-        if ui
-            .add_enabled(can_export, egui::Button::new("Export…"))
-            .on_hover_text("Hugging Face folder (LlamaForCausalLM) or a GGUF file llama.cpp reads")
-            .clicked()
-        {
-            cmd = Some(UiCommand::Export);
+}
+
+impl DecoderPanel {
+    /// Draws the panel (in place of the Pareto charts for decoder runs); returns a command.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        run: &RunView,
+        selection: Option<&str>,
+        export: &ExportState,
+    ) -> Option<UiCommand> {
+        let mut cmd = None;
+        ui.horizontal(|ui| {
+            let idle = run.run_dir.is_some()
+                && !run.status.is_active()
+                && run.status != RunStatus::MeasuringPalette;
+            if ui
+                .add_enabled(idle, egui::Button::new("Re-measure"))
+                .on_hover_text("Validation loss, perplexity, top-1, prefill time and tokens/s of the teacher and the run's subnets")
+                .clicked()
+            {
+                cmd = Some(UiCommand::EvaluatePalette);
+            }
+            if run.status == RunStatus::MeasuringPalette {
+                ui.spinner();
+            }
+        });
+        if run.lm_entries.is_empty() {
+            ui.weak(
+                "Measurements appear here when the run ends (teacher first, then each subnet).",
+            );
+        } else if let Some(c) = table(ui, run, selection) {
+            cmd = Some(c);
         }
-        match &app.selection {
-            Some(s) => ui.label(format!("selected: {s}")),
-            None => ui.weak("the run's student (select a row to change)"),
-        };
-    });
-    export_status(ui, &app.export);
-    cmd
+        ui.separator();
+        ui.horizontal(|ui| {
+            let l = ui.label("Export as");
+            egui::ComboBox::from_id_salt("decoder-format")
+                .selected_text(format_name(self.format))
+                .show_ui(ui, |ui| {
+                    for f in [
+                        ExportFormat::HfFolder,
+                        ExportFormat::Gguf(GgufType::F16),
+                        ExportFormat::Gguf(GgufType::F32),
+                    ] {
+                        ui.selectable_value(&mut self.format, f, format_name(f));
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            let can_export = run.run_dir.is_some() && !export.is_running();
+            if ui
+                .add_enabled(can_export, egui::Button::new("Export…"))
+                .on_hover_text(
+                    "Hugging Face folder (LlamaForCausalLM) or a GGUF file llama.cpp reads",
+                )
+                .clicked()
+            {
+                cmd = Some(UiCommand::Export);
+            }
+            match selection {
+                Some(s) => ui.label(format!("selected: {s}")),
+                None => ui.weak("the run's student (select a row to change)"),
+            };
+        });
+        export_state::show(ui, export);
+        cmd
+    }
 }
 
 fn format_name(f: ExportFormat) -> &'static str {
@@ -73,7 +100,9 @@ fn format_name(f: ExportFormat) -> &'static str {
     }
 }
 
-fn table(ui: &mut Ui, app: &StudioApp, cmd: &mut Option<UiCommand>) {
+/// The measured subnets, one row each; clicking a role selects (or clears) its subnet.
+fn table(ui: &mut Ui, run: &RunView, selection: Option<&str>) -> Option<UiCommand> {
+    let mut cmd = None;
     egui::Grid::new("decoder-subnets")
         .striped(true)
         .num_columns(10)
@@ -94,14 +123,14 @@ fn table(ui: &mut Ui, app: &StudioApp, cmd: &mut Option<UiCommand>) {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
-            for e in &app.run.lm_entries {
-                let selected = app.selection.as_deref() == Some(e.subnet.as_str());
+            for e in &run.lm_entries {
+                let selected = selection == Some(e.subnet.as_str());
                 if ui
                     .selectable_label(selected, &e.role)
                     .on_hover_text(&e.subnet)
                     .clicked()
                 {
-                    *cmd = Some(UiCommand::Select((!selected).then(|| e.subnet.clone())));
+                    cmd = Some(UiCommand::Select((!selected).then(|| e.subnet.clone())));
                 }
                 ui.label(e.layers.to_string());
                 ui.label(format!("{} ({})", e.heads, e.kv_heads));
@@ -116,4 +145,5 @@ fn table(ui: &mut Ui, app: &StudioApp, cmd: &mut Option<UiCommand>) {
                 ui.end_row();
             }
         });
+    cmd
 }

@@ -1,100 +1,117 @@
-//! File dialogs behind a trait: rfd on a helper thread in the app, scripted answers in tests.
+//! File dialogs behind a trait: rfd as background jobs in the app, scripted answers in tests.
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use super::jobs::{Job, Jobs};
 use std::path::PathBuf;
 
 /// What a dialog is for (the answer comes back tagged with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialogPurpose {
+    /// An empty folder for an exported subnet.
     ExportFolder,
     /// A new `.gguf` file for a decoder export.
     ExportGguf,
     /// A GGUF teacher file.
     TeacherFile,
+    /// A preset to load.
     OpenPreset,
+    /// Where to save the current configuration.
     SavePreset,
+    /// A Hugging Face teacher folder.
     TeacherFolder,
+    /// A run folder to open.
     RunFolder,
+    /// The training data file.
     TrainFile,
+    /// The dev (validation) data file.
     DevFile,
+    /// The test data file.
     TestFile,
 }
 
+/// A finished dialog: the chosen path (`None` when cancelled), or why the dialog failed.
+pub type DialogAnswer = Result<Option<PathBuf>, String>;
+
 /// Opens dialogs without blocking the UI thread; answers are polled once per frame.
 pub trait Dialogs: Send {
-    /// Starts a dialog; its answer (None when cancelled) arrives through [`Dialogs::poll`].
+    /// Starts a dialog; its answer arrives through [`Dialogs::poll`].
     fn open(&mut self, purpose: DialogPurpose);
     /// A finished dialog's answer, if any.
-    fn poll(&mut self) -> Option<(DialogPurpose, Option<PathBuf>)>;
+    fn poll(&mut self) -> Option<(DialogPurpose, DialogAnswer)>;
 }
 
-/// Native dialogs through rfd, each on its own thread (rfd's blocking call would freeze a frame).
+/// Native dialogs through rfd, each a background job (rfd's blocking call would freeze a frame).
+#[derive(Default)]
 pub struct RfdDialogs {
-    tx: Sender<(DialogPurpose, Option<PathBuf>)>,
-    rx: Receiver<(DialogPurpose, Option<PathBuf>)>,
-    /// Called when an answer is ready, so the window repaints.
-    pub wake: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
+    jobs: Jobs,
+    pending: Vec<(DialogPurpose, Job<Option<PathBuf>>)>,
 }
 
-impl Default for RfdDialogs {
-    fn default() -> Self {
-        let (tx, rx) = unbounded();
-        Self { tx, rx, wake: None }
+impl RfdDialogs {
+    /// Dialogs whose answers wake the window through `jobs`.
+    pub fn new(jobs: Jobs) -> Self {
+        Self {
+            jobs,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Shows the native dialog for `purpose` and waits for the user (call off the UI thread).
+fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
+    let ron = ["ron"];
+    let data = ["jsonl", "csv", "tsv"];
+    match purpose {
+        DialogPurpose::ExportFolder => rfd::FileDialog::new()
+            .set_title("Export subnet into an empty folder")
+            .pick_folder(),
+        DialogPurpose::RunFolder => rfd::FileDialog::new().set_title("Run folder").pick_folder(),
+        DialogPurpose::ExportGguf => rfd::FileDialog::new()
+            .set_title("Export subnet as GGUF")
+            .add_filter("GGUF", &["gguf"])
+            .set_file_name("subnet.gguf")
+            .save_file(),
+        DialogPurpose::TeacherFile => rfd::FileDialog::new()
+            .set_title("Teacher GGUF file")
+            .add_filter("GGUF", &["gguf"])
+            .pick_file(),
+        DialogPurpose::TeacherFolder => rfd::FileDialog::new()
+            .set_title("Teacher model folder")
+            .pick_folder(),
+        DialogPurpose::OpenPreset => rfd::FileDialog::new()
+            .add_filter("RON preset", &ron)
+            .pick_file(),
+        DialogPurpose::SavePreset => rfd::FileDialog::new()
+            .add_filter("RON preset", &ron)
+            .set_file_name("preset.ron")
+            .save_file(),
+        DialogPurpose::TrainFile | DialogPurpose::DevFile | DialogPurpose::TestFile => {
+            rfd::FileDialog::new().add_filter("Data", &data).pick_file()
+        }
     }
 }
 
 impl Dialogs for RfdDialogs {
     fn open(&mut self, purpose: DialogPurpose) {
-        let tx = self.tx.clone();
-        let wake = self.wake.clone();
-        std::thread::spawn(move || {
-            let ron = ["ron"];
-            let data = ["jsonl", "csv", "tsv"];
-            let answer = match purpose {
-                DialogPurpose::ExportFolder => rfd::FileDialog::new()
-                    .set_title("Export subnet into an empty folder")
-                    .pick_folder(),
-                DialogPurpose::RunFolder => {
-                    rfd::FileDialog::new().set_title("Run folder").pick_folder()
-                }
-                DialogPurpose::ExportGguf => rfd::FileDialog::new()
-                    .set_title("Export subnet as GGUF")
-                    .add_filter("GGUF", &["gguf"])
-                    .set_file_name("subnet.gguf")
-                    .save_file(),
-                DialogPurpose::TeacherFile => rfd::FileDialog::new()
-                    .set_title("Teacher GGUF file")
-                    .add_filter("GGUF", &["gguf"])
-                    .pick_file(),
-                DialogPurpose::TeacherFolder => rfd::FileDialog::new()
-                    .set_title("Teacher model folder")
-                    .pick_folder(),
-                DialogPurpose::OpenPreset => rfd::FileDialog::new()
-                    .add_filter("RON preset", &ron)
-                    .pick_file(),
-                DialogPurpose::SavePreset => rfd::FileDialog::new()
-                    .add_filter("RON preset", &ron)
-                    .set_file_name("preset.ron")
-                    .save_file(),
-                DialogPurpose::TrainFile | DialogPurpose::DevFile | DialogPurpose::TestFile => {
-                    rfd::FileDialog::new().add_filter("Data", &data).pick_file()
-                }
-            };
-            let _ = tx.send((purpose, answer));
-            if let Some(w) = wake {
-                w();
-            }
-        });
+        let job = self.jobs.spawn("file dialog", move || Ok(ask(purpose)));
+        self.pending.push((purpose, job));
     }
 
-    fn poll(&mut self) -> Option<(DialogPurpose, Option<PathBuf>)> {
-        self.rx.try_recv().ok()
+    fn poll(&mut self) -> Option<(DialogPurpose, DialogAnswer)> {
+        let done = self
+            .pending
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, (_, job))| job.try_take().map(|answer| (i, answer)));
+        let (i, answer) = done?;
+        let (purpose, _) = self.pending.remove(i);
+        Some((purpose, answer.map_err(|e| format!("{e:#}"))))
     }
 }
 
 /// Test double: answers each dialog with the next scripted path (or cancels when none is left).
 #[derive(Default)]
 pub struct ScriptedDialogs {
+    /// Answers for the next dialogs, in order (`None` cancels).
     pub answers: std::collections::VecDeque<Option<PathBuf>>,
     ready: Vec<(DialogPurpose, Option<PathBuf>)>,
     /// Every dialog opened so far, in order.
@@ -108,11 +125,12 @@ impl Dialogs for ScriptedDialogs {
         self.ready.push((purpose, answer));
     }
 
-    fn poll(&mut self) -> Option<(DialogPurpose, Option<PathBuf>)> {
+    fn poll(&mut self) -> Option<(DialogPurpose, DialogAnswer)> {
         if self.ready.is_empty() {
             None
         } else {
-            Some(self.ready.remove(0))
+            let (purpose, answer) = self.ready.remove(0);
+            Some((purpose, Ok(answer)))
         }
     }
 }

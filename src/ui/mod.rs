@@ -1,13 +1,19 @@
 //! The studio window (eframe/egui): configure, run and watch MLFS, compare subnets, export.
 
 pub mod app;
+pub mod commands;
 pub mod config_panel;
 pub mod curves;
 pub mod decoder_panel;
 pub mod dialogs;
+pub mod export_state;
+pub mod jobs;
 pub mod log_panel;
 pub mod overlays;
+pub mod palette_view;
+pub mod pareto_chart;
 pub mod pareto_tab;
+pub mod pareto_table;
 pub mod run_bar;
 pub mod run_view;
 pub mod training_tab;
@@ -15,7 +21,10 @@ pub mod try_it;
 pub mod validation;
 
 use anyhow::{anyhow, Result};
-use app::{StudioApp, Tab, UiCommand};
+use app::{StudioApp, Tab};
+use commands::UiCommand;
+use config_panel::ConfigForm;
+use jobs::Jobs;
 use std::path::PathBuf;
 
 const KEY_PRESET: &str = "mlfs.last_preset";
@@ -27,7 +36,7 @@ impl StudioApp {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.poll();
         let mut commands: Vec<UiCommand> = Vec::new();
-        commands.extend(run_bar::shortcuts(ui, self));
+        commands.extend(run_bar::shortcuts(ui, &self.run));
         egui::Panel::top("run-bar").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("MLFS Studio");
@@ -44,7 +53,8 @@ impl StudioApp {
                     self.dark = !self.dark;
                 }
             });
-            commands.extend(run_bar::show(ui, self));
+            let can_start = self.can_start();
+            commands.extend(run_bar::show(ui, &self.run, &self.errors, can_start));
             if let Some(dir) = self.resume_offer.clone() {
                 ui.horizontal(|ui| {
                     ui.label(format!("An unfinished run was left in {}.", dir.display()));
@@ -66,14 +76,29 @@ impl StudioApp {
             .default_size(110.0)
             .show(ui, |ui| {
                 egui::CollapsingHeader::new("Log")
-                    .default_open(self.log_open)
-                    .show(ui, |ui| log_panel::show(ui, self));
+                    .default_open(self.log.open)
+                    .show(ui, |ui| {
+                        self.log.ui(ui, &self.run.logs, self.notice.as_deref())
+                    });
             });
         egui::Panel::left("config-panel")
             .resizable(true)
             .default_size(330.0)
             .show(ui, |ui| {
-                commands.extend(config_panel::show(ui, self));
+                let mut form = ConfigForm {
+                    config: &mut self.config,
+                    space_text: &mut self.space_text,
+                    students_text: &mut self.students_text,
+                    errors: &self.errors,
+                    teacher: &self.teacher,
+                    presets: &self.presets,
+                    preset_path: self.preset_path.as_deref(),
+                };
+                let edit = config_panel::show(ui, &mut form);
+                commands.extend(edit.command);
+                if edit.changed {
+                    self.revalidate();
+                }
             });
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -85,10 +110,32 @@ impl StudioApp {
                     .on_hover_text("Run a trained subnet on your own input");
             });
             ui.separator();
+            let selection = self.selection.as_deref();
             match self.tab {
-                Tab::Training => training_tab::show(ui, self),
-                Tab::Pareto => commands.extend(pareto_tab::show(ui, self)),
-                Tab::TryIt => commands.extend(try_it::show(ui, self)),
+                Tab::Training => self.training.ui(
+                    ui,
+                    &self.run,
+                    &mut self.overlays,
+                    &self.runs_root,
+                    self.config.is_lm(),
+                ),
+                // Decoder runs have no palette: their measurements take the Pareto tab's place.
+                Tab::Pareto if self.config.is_lm() || !self.run.lm_entries.is_empty() => {
+                    commands.extend(self.decoder.ui(ui, &self.run, selection, &self.export))
+                }
+                Tab::Pareto => {
+                    commands.extend(self.pareto.ui(ui, &self.run, selection, &self.export))
+                }
+                Tab::TryIt => {
+                    let decoder = self.config.is_lm() || !self.run.val_loss.is_empty();
+                    self.try_it.ui(
+                        ui,
+                        self.run.run_dir.as_deref(),
+                        selection,
+                        decoder,
+                        &self.jobs,
+                    );
+                }
             }
         });
         for c in commands {
@@ -149,10 +196,9 @@ pub fn run_studio(open_run: Option<PathBuf>) -> Result<()> {
         options,
         Box::new(|cc| {
             let wake_ctx = cc.egui_ctx.clone();
-            let wake: std::sync::Arc<dyn Fn() + Send + Sync> =
-                std::sync::Arc::new(move || wake_ctx.request_repaint());
-            let mut dialogs = dialogs::RfdDialogs::default();
-            dialogs.wake = Some(wake.clone());
+            let wake: jobs::Wake = std::sync::Arc::new(move || wake_ctx.request_repaint());
+            let jobs = Jobs::new(Some(wake));
+            let dialogs = dialogs::RfdDialogs::new(jobs.clone());
             let default_preset = crate::train::config::RunConfig::resolve(std::path::Path::new(
                 "presets/sentiment-quick.ron",
             ));
@@ -167,7 +213,7 @@ pub fn run_studio(open_run: Option<PathBuf>) -> Result<()> {
                 .unwrap_or(default_preset);
             let mut app =
                 StudioApp::new(Default::default(), Box::new(dialogs), PathBuf::from("runs"));
-            app.wake = Some(wake);
+            app.jobs = jobs;
             app.load_preset(&preset);
             app.dark = stored(KEY_DARK).is_none_or(|d| d == "true");
             app.resume_offer = stored(KEY_UNFINISHED).map(PathBuf::from).filter(|d| {

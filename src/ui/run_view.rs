@@ -132,7 +132,7 @@ impl RunView {
         }
         let lm_csv = dir.join("lm-palette.csv");
         if lm_csv.is_file() {
-            view.lm_entries = crate::lm::metrics::read_csv(&lm_csv)?;
+            view.lm_entries = crate::eval::decoder::read_csv(&lm_csv)?;
         }
         let csv = dir.join("palette.csv");
         if csv.is_file() {

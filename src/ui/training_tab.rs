@@ -1,10 +1,11 @@
 //! Training tab: loss curves with stage marks and smoothing, dev accuracy, learning rate.
 
-use super::app::StudioApp;
 use super::curves::{debiased_ema, downsample};
-use super::run_view::stage_name;
+use super::overlays::{is_current, Overlays};
+use super::run_view::{stage_name, RunView};
 use egui::{Color32, Ui};
 use egui_plot::{Legend, Line, Plot, VLine};
+use std::path::Path;
 
 /// Points handed to the plot per series (the full history stays in the run view).
 const DISPLAY_BINS: usize = 400;
@@ -18,8 +19,8 @@ fn role_colour(role: &str) -> Color32 {
     }
 }
 
-fn stage_lines(plot_ui: &mut egui_plot::PlotUi, app: &StudioApp) {
-    for &(x, stage) in &app.run.stage_marks {
+fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView) {
+    for &(x, stage) in &run.stage_marks {
         plot_ui.vline(
             VLine::new(stage_name(stage), x)
                 .color(Color32::GRAY)
@@ -42,23 +43,27 @@ fn overlay_colour(i: usize) -> Color32 {
 }
 
 /// The "Compare runs" row: one labelled checkbox per run folder, and a refresh button.
-fn compare_controls(ui: &mut Ui, app: &mut StudioApp) {
+fn compare_controls(
+    ui: &mut Ui,
+    overlays: &mut Overlays,
+    runs_root: &Path,
+    current: Option<&Path>,
+) {
     egui::CollapsingHeader::new("Compare runs")
-        .default_open(!app.overlays.runs.is_empty())
+        .default_open(!overlays.runs.is_empty())
         .show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
                 if ui
                     .small_button("Refresh runs")
-                    .on_hover_text(format!("List the runs in {}", app.runs_root.display()))
+                    .on_hover_text(format!("List the runs in {}", runs_root.display()))
                     .clicked()
                 {
-                    app.overlays.scan(&app.runs_root);
+                    overlays.scan(runs_root);
                 }
                 let mut toggles = Vec::new();
-                let current = app.run.run_dir.clone();
-                for run in &app.overlays.runs {
+                for run in &overlays.runs {
                     // The current run is always drawn: no checkbox for it.
-                    if super::overlays::is_current(&run.dir, current.as_deref()) {
+                    if is_current(&run.dir, current) {
                         continue;
                     }
                     let mut shown = run.shown;
@@ -75,142 +80,158 @@ fn compare_controls(ui: &mut Ui, app: &mut StudioApp) {
                     }
                 }
                 for (name, shown) in toggles {
-                    app.overlays.set_shown(&name, shown);
+                    overlays.set_shown(&name, shown);
                 }
-                if app.overlays.runs.is_empty() {
+                if overlays.runs.is_empty() {
                     ui.weak("No finished runs yet in the runs folder.");
                 }
             });
         });
 }
 
-/// Draws the tab.
-pub fn show(ui: &mut Ui, app: &mut StudioApp) {
-    ui.horizontal(|ui| {
-        let l = ui.label("Smoothing");
-        ui.add(egui::Slider::new(&mut app.smoothing, 0.0..=0.99))
-            .labelled_by(l.id)
-            .on_hover_text("Debiased exponential moving average over the full series; the raw curve is drawn faintly beneath");
-    });
-    compare_controls(ui, app);
-    let current = app.run.run_dir.clone();
-    let overlays: Vec<(String, super::run_view::RunView)> = app
-        .overlays
-        .shown(current.as_deref())
-        .map(|(n, v)| (n.to_string(), v.clone()))
-        .collect();
-    if app.run.losses.is_empty() && overlays.is_empty() {
-        ui.weak("No steps yet — press Start (Ctrl+Enter) to train; curves fill live.");
+/// The tab's own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingTab {
+    /// Weight of the debiased exponential moving average (0 = raw curve).
+    pub smoothing: f64,
+}
+
+impl Default for TrainingTab {
+    fn default() -> Self {
+        Self { smoothing: 0.6 }
     }
-    let height = (ui.available_height() - 40.0).max(240.0);
-    let decoder = !app.run.val_loss.is_empty()
-        || app.config.is_lm()
-        || overlays.iter().any(|(_, v)| !v.val_loss.is_empty());
-    // Decoder runs are compared on validation loss: its chart gets as much height as training loss.
-    let loss_h = height * if decoder { 0.45 } else { 0.55 };
-    Plot::new("loss-curves")
-        .height(loss_h)
-        .legend(Legend::default())
-        .x_axis_label("step")
-        .y_axis_label("training loss")
-        .show(ui, |plot_ui| {
-            stage_lines(plot_ui, app);
-            for (role, series) in &app.run.losses {
-                let colour = role_colour(role);
-                let raw = downsample(series, DISPLAY_BINS);
-                plot_ui.line(
-                    Line::new(format!("{role} (raw)"), raw).color(colour.gamma_multiply(0.25)),
-                );
-                let smooth = downsample(&debiased_ema(series, app.smoothing), DISPLAY_BINS);
-                let last = series.last().map_or(0.0, |p| p[1]);
-                plot_ui.line(
-                    Line::new(format!("{role}: {last:.4}"), smooth)
-                        .color(colour)
-                        .width(2.0),
-                );
-            }
-            for (i, (name, view)) in overlays.iter().enumerate() {
-                for (role, series) in &view.losses {
-                    let smooth = downsample(&debiased_ema(series, app.smoothing), DISPLAY_BINS);
+}
+
+impl TrainingTab {
+    /// Draws the tab: `run`'s curves, the `overlays` shown beside them (listed from
+    /// `runs_root`); `decoder_config` says the configuration being edited is a decoder run's.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        run: &RunView,
+        overlays: &mut Overlays,
+        runs_root: &Path,
+        decoder_config: bool,
+    ) {
+        ui.horizontal(|ui| {
+            let l = ui.label("Smoothing");
+            ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99))
+                .labelled_by(l.id)
+                .on_hover_text("Debiased exponential moving average over the full series; the raw curve is drawn faintly beneath");
+        });
+        let smoothing = self.smoothing;
+        let current = run.run_dir.as_deref();
+        compare_controls(ui, overlays, runs_root, current);
+        let overlays: Vec<(String, RunView)> = overlays
+            .shown(current)
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        if run.losses.is_empty() && overlays.is_empty() {
+            ui.weak("No steps yet — press Start (Ctrl+Enter) to train; curves fill live.");
+        }
+        let height = (ui.available_height() - 40.0).max(240.0);
+        let decoder = !run.val_loss.is_empty()
+            || decoder_config
+            || overlays.iter().any(|(_, v)| !v.val_loss.is_empty());
+        // Decoder runs are compared on validation loss: its chart gets as much height as training loss.
+        let loss_h = height * if decoder { 0.45 } else { 0.55 };
+        Plot::new("loss-curves")
+            .height(loss_h)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .y_axis_label("training loss")
+            .show(ui, |plot_ui| {
+                stage_lines(plot_ui, run);
+                for (role, series) in &run.losses {
+                    let colour = role_colour(role);
+                    let raw = downsample(series, DISPLAY_BINS);
+                    plot_ui.line(
+                        Line::new(format!("{role} (raw)"), raw).color(colour.gamma_multiply(0.25)),
+                    );
+                    let smooth = downsample(&debiased_ema(series, smoothing), DISPLAY_BINS);
                     let last = series.last().map_or(0.0, |p| p[1]);
                     plot_ui.line(
-                        Line::new(format!("{name} · {role}: {last:.4}"), smooth)
-                            .color(overlay_colour(i))
-                            .style(egui_plot::LineStyle::dashed_loose())
-                            .width(1.5),
+                        Line::new(format!("{role}: {last:.4}"), smooth)
+                            .color(colour)
+                            .width(2.0),
                     );
                 }
-            }
-        });
-    let lower = height - loss_h - 20.0;
-    if decoder {
-        // The validation chart is the comparison: it gets two thirds of the width.
-        let width = ui.available_width();
-        ui.horizontal(|ui| {
-            ui.allocate_ui(egui::vec2(width * 0.66, lower), |ui| {
-                validation_loss_chart(ui, app, &overlays, lower)
-            });
-            ui.allocate_ui(egui::vec2(width * 0.32, lower), |ui| {
-                learning_rate_chart(ui, app, lower)
-            });
-        });
-        return;
-    }
-    ui.columns(2, |cols| {
-        {
-            Plot::new("dev-accuracy")
-                .height(height - loss_h - 20.0)
-                .legend(Legend::default().position(egui_plot::Corner::LeftTop))
-                .x_axis_label("step")
-                .y_axis_label("dev accuracy")
-                .include_y(0.4)
-                .include_y(1.05)
-                .show(&mut cols[0], |plot_ui| {
-                    stage_lines(plot_ui, app);
-                    if app.run.majority_accuracy > 0.0 {
-                        plot_ui.hline(
-                            egui_plot::HLine::new("majority class", app.run.majority_accuracy)
-                                .color(Color32::DARK_GRAY),
-                        );
-                    }
-                    for (role, series) in &app.run.dev_accuracy {
+                for (i, (name, view)) in overlays.iter().enumerate() {
+                    for (role, series) in &view.losses {
+                        let smooth = downsample(&debiased_ema(series, smoothing), DISPLAY_BINS);
                         let last = series.last().map_or(0.0, |p| p[1]);
                         plot_ui.line(
-                            Line::new(format!("{role}: {last:.3}"), series.clone())
-                                .color(role_colour(role))
-                                .width(2.0),
+                            Line::new(format!("{name} · {role}: {last:.4}"), smooth)
+                                .color(overlay_colour(i))
+                                .style(egui_plot::LineStyle::dashed_loose())
+                                .width(1.5),
                         );
                     }
-                    for (i, (name, view)) in overlays.iter().enumerate() {
-                        for (role, series) in &view.dev_accuracy {
-                            plot_ui.line(
-                                Line::new(format!("{name} · {role}"), series.clone())
-                                    .color(overlay_colour(i))
-                                    .style(egui_plot::LineStyle::dashed_loose())
-                                    .width(1.5),
+                }
+            });
+        let lower = height - loss_h - 20.0;
+        if decoder {
+            // The validation chart is the comparison: it gets two thirds of the width.
+            let width = ui.available_width();
+            ui.horizontal(|ui| {
+                ui.allocate_ui(egui::vec2(width * 0.66, lower), |ui| {
+                    validation_loss_chart(ui, run, &overlays, lower)
+                });
+                ui.allocate_ui(egui::vec2(width * 0.32, lower), |ui| {
+                    learning_rate_chart(ui, run, lower)
+                });
+            });
+            return;
+        }
+        ui.columns(2, |cols| {
+            {
+                Plot::new("dev-accuracy")
+                    .height(height - loss_h - 20.0)
+                    .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+                    .x_axis_label("step")
+                    .y_axis_label("dev accuracy")
+                    .include_y(0.4)
+                    .include_y(1.05)
+                    .show(&mut cols[0], |plot_ui| {
+                        stage_lines(plot_ui, run);
+                        if run.majority_accuracy > 0.0 {
+                            plot_ui.hline(
+                                egui_plot::HLine::new("majority class", run.majority_accuracy)
+                                    .color(Color32::DARK_GRAY),
                             );
                         }
-                    }
-                });
-        }
-        learning_rate_chart(&mut cols[1], app, height - loss_h - 20.0);
-    });
+                        for (role, series) in &run.dev_accuracy {
+                            let last = series.last().map_or(0.0, |p| p[1]);
+                            plot_ui.line(
+                                Line::new(format!("{role}: {last:.3}"), series.clone())
+                                    .color(role_colour(role))
+                                    .width(2.0),
+                            );
+                        }
+                        for (i, (name, view)) in overlays.iter().enumerate() {
+                            for (role, series) in &view.dev_accuracy {
+                                plot_ui.line(
+                                    Line::new(format!("{name} · {role}"), series.clone())
+                                        .color(overlay_colour(i))
+                                        .style(egui_plot::LineStyle::dashed_loose())
+                                        .width(1.5),
+                                );
+                            }
+                        }
+                    });
+            }
+            learning_rate_chart(&mut cols[1], run, height - loss_h - 20.0);
+        });
+    }
 }
 
 /// Decoder runs: validation loss per subnet with points at each evaluation, the teacher as a
 /// reference line, and the overlaid runs' curves under their names.
-fn validation_loss_chart(
-    ui: &mut Ui,
-    app: &StudioApp,
-    overlays: &[(String, super::run_view::RunView)],
-    height: f32,
-) {
-    let teacher = app
-        .run
+fn validation_loss_chart(ui: &mut Ui, run: &RunView, overlays: &[(String, RunView)], height: f32) {
+    let teacher = run
         .teacher_val_loss
         .or_else(|| overlays.iter().find_map(|(_, v)| v.teacher_val_loss));
-    let highest = app
-        .run
+    let highest = run
         .val_loss
         .values()
         .chain(overlays.iter().flat_map(|(_, v)| v.val_loss.values()))
@@ -226,7 +247,7 @@ fn validation_loss_chart(
         .x_axis_label("step")
         .y_axis_label("validation loss (nats/token)")
         .show(ui, |plot_ui| {
-            stage_lines(plot_ui, app);
+            stage_lines(plot_ui, run);
             if let Some(t) = teacher {
                 plot_ui.hline(
                     egui_plot::HLine::new(format!("teacher: {t:.3}"), t).color(Color32::DARK_GRAY),
@@ -248,7 +269,7 @@ fn validation_loss_chart(
                         .radius(3.0),
                 );
             };
-            for (role, series) in &app.run.val_loss {
+            for (role, series) in &run.val_loss {
                 draw(role.clone(), series, role_colour(role), false);
             }
             for (i, (name, view)) in overlays.iter().enumerate() {
@@ -260,17 +281,17 @@ fn validation_loss_chart(
 }
 
 /// The learning rate over steps, with the stage marks.
-fn learning_rate_chart(ui: &mut Ui, app: &StudioApp, height: f32) {
+fn learning_rate_chart(ui: &mut Ui, run: &RunView, height: f32) {
     Plot::new("learning-rate")
         .height(height)
         .x_axis_label("step")
         .y_axis_label("learning rate")
         .show(ui, |plot_ui| {
-            stage_lines(plot_ui, app);
+            stage_lines(plot_ui, run);
             plot_ui.line(
                 Line::new(
                     "learning rate",
-                    downsample(&app.run.learning_rate, DISPLAY_BINS),
+                    downsample(&run.learning_rate, DISPLAY_BINS),
                 )
                 .width(1.5),
             );

@@ -1,24 +1,26 @@
 //! "Try it": the selected subnet of a run on the user's own input, computed off the UI thread.
 //! A decoder completes a prompt greedily; a classifier labels a sentence with probabilities.
 
-use super::app::{StudioApp, UiCommand};
-use crate::lm::LmTrainer;
+use super::jobs::{Job, Jobs};
 use crate::model::llama::generate::greedy;
-use crate::train::any::is_lm_run;
-use crate::train::trainer::Trainer;
+use crate::model::subnet::resolve_spec;
+use crate::model::tokenizer::batch_tensors;
+use crate::train::kind::AnyRun;
+use crate::train::task::Task;
 use anyhow::{Context, Result};
-use crossbeam_channel::Receiver;
 use egui::{RichText, Ui};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// State of the box.
+/// State of the box: the user's input, the last answer and the request in flight.
 pub struct TryIt {
+    /// The prompt (decoder) or sentence (classifier) typed by the user.
     pub input: String,
+    /// Greedy decoding's token limit.
     pub max_new_tokens: usize,
+    /// The last answer: the completion or the label lines, or why it failed.
     pub output: Option<Result<String, String>>,
-    pub busy: bool,
-    rx: Option<Receiver<Result<String, String>>>,
+    job: Option<Job<String>>,
 }
 
 impl Default for TryIt {
@@ -27,8 +29,7 @@ impl Default for TryIt {
             input: String::new(),
             max_new_tokens: 32,
             output: None,
-            busy: false,
-            rx: None,
+            job: None,
         }
     }
 }
@@ -36,28 +37,25 @@ impl Default for TryIt {
 /// A request: plain data for the worker thread.
 #[derive(Debug, Clone)]
 pub struct TryRequest {
+    /// The trained run's folder.
     pub run_dir: PathBuf,
     /// Subnet spec; `None` means the run's default (a decoder run's student, the maxnet).
     pub subnet: Option<String>,
+    /// The prompt or sentence.
     pub input: String,
+    /// Greedy decoding's token limit (decoders only).
     pub max_new_tokens: usize,
 }
 
-/// A trained run kept loaded between tries (loading a decoder takes seconds).
-enum Loaded {
-    Classifier(Box<Trainer>),
-    Decoder(Box<LmTrainer>),
-}
-
-/// The last loaded run and its folder.
-type Cache = Mutex<Option<(PathBuf, Arc<Loaded>)>>;
+/// The last loaded run (kept between tries: loading a decoder takes seconds) and its folder.
+type Cache = Mutex<Option<(PathBuf, Arc<AnyRun>)>>;
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(None))
 }
 
-fn load(run_dir: &Path) -> Result<Arc<Loaded>> {
+fn load(run_dir: &Path) -> Result<Arc<AnyRun>> {
     let mut guard = cache()
         .lock()
         .map_err(|_| anyhow::anyhow!("model cache poisoned"))?;
@@ -66,11 +64,7 @@ fn load(run_dir: &Path) -> Result<Arc<Loaded>> {
             return Ok(loaded.clone());
         }
     }
-    let loaded = Arc::new(if is_lm_run(run_dir) {
-        Loaded::Decoder(Box::new(LmTrainer::open_trained(run_dir)?))
-    } else {
-        Loaded::Classifier(Box::new(Trainer::open_trained(run_dir)?))
-    });
+    let loaded = Arc::new(AnyRun::open_trained(run_dir)?);
     *guard = Some((run_dir.to_path_buf(), loaded.clone()));
     Ok(loaded)
 }
@@ -81,30 +75,31 @@ pub fn run_request(req: &TryRequest) -> Result<String> {
         anyhow::bail!("type a prompt or a sentence first");
     }
     match &*load(&req.run_dir)? {
-        Loaded::Decoder(t) => {
-            let shape = t.teacher.decoder.shape();
+        AnyRun::Decoder(run) => {
+            let t = &run.task;
             let spec = match &req.subnet {
-                Some(s) => crate::cli::forward::resolve_spec(Some(s), &shape)?,
+                Some(s) => resolve_spec(Some(s), &t.space.teacher)?,
                 None => t
                     .report_subnets()
                     .first()
                     .map(|(_, s)| s.clone())
                     .context("no subnet")?,
             };
-            let tok = &t.teacher.tokenizer;
+            let tok = &t.net.teacher.tokenizer;
             let ids = tok.encode(&req.input, false, usize::MAX)?;
-            let eos = t.teacher.decoder.config.eos_token_id;
-            let new = greedy(t.net(), &spec, &ids, req.max_new_tokens.max(1), eos)?;
+            let eos = t.net.teacher.decoder.config.eos_token_id;
+            let new = greedy(t.net.net(), &spec, &ids, req.max_new_tokens.max(1), eos)?;
             tok.inner()
                 .decode(&new, true)
                 .map_err(|e| anyhow::anyhow!("cannot decode the completion: {e}"))
         }
-        Loaded::Classifier(t) => {
-            let spec = crate::cli::forward::resolve_spec(req.subnet.as_deref(), &t.space.teacher)?;
+        AnyRun::Classifier(run) => {
+            let t = &run.task;
+            let spec = resolve_spec(req.subnet.as_deref(), &t.space.teacher)?;
             let batch = t
                 .tokenizer
-                .encode_batch(std::slice::from_ref(&req.input), t.config.max_seq_len)?;
-            let (ids, mask) = crate::cli::forward::batch_tensors(&batch)?;
+                .encode_batch(std::slice::from_ref(&req.input), run.config.max_seq_len)?;
+            let (ids, mask) = batch_tensors(&batch)?;
             let logits = t.net.forward(&ids, &mask, &spec, None)?.logits;
             let probs = candle_nn::ops::softmax_last_dim(&logits)?
                 .flatten_all()?
@@ -126,111 +121,102 @@ pub fn run_request(req: &TryRequest) -> Result<String> {
 }
 
 impl TryIt {
-    /// Starts a request on its own thread.
-    pub fn start(&mut self, req: TryRequest, wake: Option<Arc<dyn Fn() + Send + Sync>>) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        std::thread::spawn(move || {
-            let result = std::panic::catch_unwind(|| run_request(&req))
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the model crashed on this input")));
-            let _ = tx.send(result.map_err(|e| format!("{e:#}")));
-            if let Some(w) = wake {
-                w();
-            }
-        });
-        self.busy = true;
-        self.rx = Some(rx);
+    /// Starts a request as a background job (a crash in the model comes back as an error).
+    pub fn start(&mut self, req: TryRequest, jobs: &Jobs) {
+        self.job = Some(jobs.spawn("try it", move || run_request(&req)));
+    }
+
+    /// True while a request is running.
+    pub fn is_busy(&self) -> bool {
+        self.job.as_ref().is_some_and(Job::is_running)
     }
 
     /// Takes a finished result, if any (never blocks).
     pub fn poll(&mut self) {
-        if let Some(rx) = &self.rx {
-            if let Ok(r) = rx.try_recv() {
-                self.output = Some(r);
-                self.busy = false;
-                self.rx = None;
-            }
+        if let Some(result) = self.job.as_mut().and_then(Job::try_take) {
+            self.output = Some(result.map_err(|e| format!("{e:#}")));
+            self.job = None;
         }
     }
-}
 
-/// The subnet the box runs: the Pareto/decoder-table selection, else the run's default.
-fn chosen_subnet(app: &StudioApp) -> Option<String> {
-    app.selection.clone()
-}
-
-/// Draws the tab.
-pub fn show(ui: &mut Ui, app: &mut StudioApp) -> Option<UiCommand> {
-    app.try_it.poll();
-    let decoder = app.config.is_lm() || !app.run.val_loss.is_empty();
-    let Some(run_dir) = app.run.run_dir.clone() else {
-        ui.weak("Train a run (or open one with “Open run…”) to try its subnets here.");
-        return None;
-    };
-    let subnet = chosen_subnet(app);
-    ui.label(format!(
-        "Run {} · subnet {}",
-        run_dir.display(),
-        subnet.clone().unwrap_or_else(|| {
-            if decoder {
-                "the run's student".into()
-            } else {
-                "the maxnet (select one in Pareto)".into()
+    /// Draws the tab for the run in `run_dir` and the selected `subnet` (else the run's
+    /// default); `decoder` picks a prompt box and a completion over a sentence and a label.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        run_dir: Option<&Path>,
+        subnet: Option<&str>,
+        decoder: bool,
+        jobs: &Jobs,
+    ) {
+        self.poll();
+        let Some(run_dir) = run_dir else {
+            ui.weak("Train a run (or open one with “Open run…”) to try its subnets here.");
+            return;
+        };
+        ui.label(format!(
+            "Run {} · subnet {}",
+            run_dir.display(),
+            match subnet {
+                Some(s) => s,
+                None if decoder => "the run's student",
+                None => "the maxnet (select one in Pareto)",
             }
-        })
-    ));
-    let prompt_label = if decoder { "Prompt" } else { "Sentence" };
-    let l = ui.label(prompt_label);
-    ui.add(
-        egui::TextEdit::multiline(&mut app.try_it.input)
-            .code_editor()
-            .desired_rows(if decoder { 6 } else { 2 })
-            .desired_width(f32::INFINITY)
-            .hint_text(if decoder {
-                "def fibonacci(n):"
-            } else {
-                "The battery lasts all day."
-            }),
-    )
-    .labelled_by(l.id);
-    ui.horizontal(|ui| {
-        if decoder {
-            let l = ui.label("Max new tokens");
-            ui.add(egui::DragValue::new(&mut app.try_it.max_new_tokens).range(1..=512))
-                .labelled_by(l.id)
-                .on_hover_text("Greedy decoding stops here or at the end-of-text token");
-        }
-        let label = if decoder { "Complete" } else { "Classify" };
-        if ui
-            .add_enabled(!app.try_it.busy, egui::Button::new(label))
-            .on_hover_text("Runs on its own thread; the window stays responsive")
-            .clicked()
-        {
-            let req = TryRequest {
-                run_dir: run_dir.clone(),
-                subnet: subnet.clone(),
-                input: app.try_it.input.clone(),
-                max_new_tokens: app.try_it.max_new_tokens,
-            };
-            app.try_it.start(req, app.wake.clone());
-        }
-        if app.try_it.busy {
-            ui.spinner();
-            ui.weak("loading the run and running the subnet…");
-        }
-    });
-    match &app.try_it.output {
-        Some(Ok(text)) => {
-            ui.separator();
+        ));
+        let prompt_label = if decoder { "Prompt" } else { "Sentence" };
+        let l = ui.label(prompt_label);
+        ui.add(
+            egui::TextEdit::multiline(&mut self.input)
+                .code_editor()
+                .desired_rows(if decoder { 6 } else { 2 })
+                .desired_width(f32::INFINITY)
+                .hint_text(if decoder {
+                    "def fibonacci(n):"
+                } else {
+                    "The battery lasts all day."
+                }),
+        )
+        .labelled_by(l.id);
+        ui.horizontal(|ui| {
             if decoder {
-                ui.label(RichText::new(format!("{}{}", app.try_it.input, text)).monospace());
-            } else {
-                ui.label(RichText::new(text).monospace());
+                let l = ui.label("Max new tokens");
+                ui.add(egui::DragValue::new(&mut self.max_new_tokens).range(1..=512))
+                    .labelled_by(l.id)
+                    .on_hover_text("Greedy decoding stops here or at the end-of-text token");
             }
+            let label = if decoder { "Complete" } else { "Classify" };
+            let busy = self.is_busy();
+            if ui
+                .add_enabled(!busy, egui::Button::new(label))
+                .on_hover_text("Runs on its own thread; the window stays responsive")
+                .clicked()
+            {
+                let req = TryRequest {
+                    run_dir: run_dir.to_path_buf(),
+                    subnet: subnet.map(String::from),
+                    input: self.input.clone(),
+                    max_new_tokens: self.max_new_tokens,
+                };
+                self.start(req, jobs);
+            }
+            if self.is_busy() {
+                ui.spinner();
+                ui.weak("loading the run and running the subnet…");
+            }
+        });
+        match &self.output {
+            Some(Ok(text)) => {
+                ui.separator();
+                if decoder {
+                    ui.label(RichText::new(format!("{}{}", self.input, text)).monospace());
+                } else {
+                    ui.label(RichText::new(text).monospace());
+                }
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
         }
-        Some(Err(e)) => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-        }
-        None => {}
     }
-    None
 }

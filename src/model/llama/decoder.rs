@@ -24,7 +24,14 @@ pub struct LlamaLayer {
 }
 
 impl LlamaLayer {
-    /// The seven adapted linears (Q, K, V, O, gate, up, down).
+    /// The seven linears: Q, K, V, O, gate, up, down.
+    pub fn linears(&self) -> [&ElasticLinear; 7] {
+        [
+            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
+        ]
+    }
+
+    /// Mutable access to the seven linears, in the order of [`Self::linears`].
     pub fn linears_mut(&mut self) -> [&mut ElasticLinear; 7] {
         [
             &mut self.q,

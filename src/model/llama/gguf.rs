@@ -2,6 +2,7 @@
 //! Hugging Face names and layout, and the byte-level BPE tokenizer from the metadata.
 
 use super::config::LlamaConfig;
+use super::names::hf_name;
 use crate::model::weights::WeightStore;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -154,32 +155,6 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
         store,
         tokenizer,
     })
-}
-
-/// Hugging Face name of a llama.cpp tensor name.
-fn hf_name(gguf: &str) -> String {
-    let Some(rest) = gguf.strip_prefix("blk.") else {
-        return match gguf {
-            "token_embd.weight" => "model.embed_tokens.weight".into(),
-            "output_norm.weight" => "model.norm.weight".into(),
-            "output.weight" => "lm_head.weight".into(),
-            other => other.into(),
-        };
-    };
-    let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
-    let hf = match part {
-        "attn_norm.weight" => "input_layernorm.weight",
-        "ffn_norm.weight" => "post_attention_layernorm.weight",
-        "attn_q.weight" => "self_attn.q_proj.weight",
-        "attn_k.weight" => "self_attn.k_proj.weight",
-        "attn_v.weight" => "self_attn.v_proj.weight",
-        "attn_output.weight" => "self_attn.o_proj.weight",
-        "ffn_gate.weight" => "mlp.gate_proj.weight",
-        "ffn_up.weight" => "mlp.up_proj.weight",
-        "ffn_down.weight" => "mlp.down_proj.weight",
-        other => return format!("model.layers.{layer}.{other}"),
-    };
-    format!("model.layers.{layer}.{hf}")
 }
 
 /// Byte-level BPE from `tokenizer.ggml.{tokens,merges}`; digits split one by one (SmolLM's pre-tokenizer).

@@ -4,6 +4,7 @@ pub mod config;
 pub mod decoder;
 pub mod generate;
 pub mod gguf;
+pub mod names;
 pub mod student;
 
 use crate::model::TextTokenizer;

@@ -1,9 +1,9 @@
 //! Students for full fine-tuning: the teacher's slice (or a random one) as trainable variables.
 
 use super::decoder::{LlamaDecoder, LlamaLayer};
-use crate::mlfs::supernet::Param;
 use crate::model::encoder::Norm;
 use crate::model::linear::ElasticLinear;
+use crate::model::param::Param;
 use anyhow::{Context, Result};
 use candle_core::{Tensor, Var};
 use rand::rngs::StdRng;

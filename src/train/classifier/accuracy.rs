@@ -1,7 +1,7 @@
 //! Accuracy of a subnet on a data split.
 
-use crate::cli::forward::batch_tensors;
-use crate::mlfs::supernet::Supernet;
+use crate::mlfs::classifier::ClassifierSupernet;
+use crate::model::tokenizer::batch_tensors;
 use crate::model::SubnetSpec;
 use crate::train::data::Split;
 use anyhow::Result;
@@ -11,7 +11,7 @@ pub const EVAL_BATCH: usize = 64;
 
 /// Predicted class ids of every example of `split` under subnet `spec`.
 pub fn predict_split(
-    net: &Supernet,
+    net: &ClassifierSupernet,
     split: &Split,
     spec: &SubnetSpec,
     pad_id: u32,
@@ -36,7 +36,7 @@ pub fn predict_split(
 
 /// Fraction of correct predictions of subnet `spec` on `split`.
 pub fn split_accuracy(
-    net: &Supernet,
+    net: &ClassifierSupernet,
     split: &Split,
     spec: &SubnetSpec,
     pad_id: u32,

@@ -6,6 +6,7 @@
 //! Here each chunk of positions is projected, scored and differentiated, then dropped: only the
 //! gradient with respect to the final hidden states (and to the head, when it trains) remains.
 
+use super::distill::{combine, DistillWeights};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 use rayon::prelude::*;
@@ -16,9 +17,8 @@ const CHUNK_ROWS: usize = 128;
 /// How the head loss is weighted and what it returns.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLossOptions {
-    /// Weight of the distillation term; the cross-entropy gets `1 − alpha`.
-    pub alpha: f64,
-    pub temperature: f64,
+    /// α (the cross-entropy gets `1 − α`) and T, from the run's distillation settings.
+    pub weights: DistillWeights,
     /// Return d loss / d hidden.
     pub grad_hidden: bool,
     /// Also return d loss / d head (a trained output matrix).
@@ -40,10 +40,16 @@ pub struct HeadLoss {
 }
 
 impl HeadLoss {
-    /// Mean combined loss `(1−α)·CE + α·T²·KL` over the scored positions.
-    pub fn loss(&self, alpha: f64, temperature: f64) -> f64 {
+    /// Mean cross-entropy and mean `T²·KL` over the scored positions.
+    pub fn terms(&self, temperature: f64) -> (f64, f64) {
         let n = self.count.max(1) as f64;
-        ((1.0 - alpha) * self.ce_sum + alpha * temperature * temperature * self.kd_sum) / n
+        (self.ce_sum / n, temperature * temperature * self.kd_sum / n)
+    }
+
+    /// The combined loss of these terms (no feature terms), by the distillation formula.
+    pub fn loss(&self, w: DistillWeights) -> f64 {
+        let (task, kd) = self.terms(w.temperature);
+        combine(&task, &kd, &[], w).unwrap_or(f64::NAN)
     }
 }
 
@@ -154,12 +160,13 @@ pub fn head_loss(
     if let Some(bad) = targets.iter().flatten().find(|&&y| y as usize >= v) {
         bail!("token id {bad} is outside the model's vocabulary of {v}");
     }
-    if options.alpha > 0.0 && teacher.is_none() {
-        bail!("distillation weight {} without a teacher", options.alpha);
+    let w = options.weights;
+    if w.kd() > 0.0 && teacher.is_none() {
+        bail!("distillation weight {} without a teacher", w.kd());
     }
     let count = targets.iter().flatten().count();
     let scale = 1.0 / count.max(1) as f32;
-    let (alpha, temperature) = (options.alpha as f32, options.temperature as f32);
+    let (alpha, temperature) = (w.kd() as f32, w.temperature as f32);
     let hidden = hidden.detach();
     let head = head.detach();
     let head_t = head.t()?;
@@ -177,7 +184,7 @@ pub fn head_loss(
         let rows = CHUNK_ROWS.min(n - start);
         let h = hidden.narrow(0, start, rows)?;
         let z = h.matmul(&head_t)?.flatten_all()?.to_vec1::<f32>()?;
-        let mut u = match (teacher, options.alpha > 0.0) {
+        let mut u = match (teacher, w.kd() > 0.0) {
             (Some((th, thead)), true) => Some(
                 th.detach()
                     .narrow(0, start, rows)?
@@ -258,14 +265,13 @@ pub fn reference_loss(
     head: &Tensor,
     targets: &[u32],
     teacher_logits: &Tensor,
-    alpha: f64,
-    temperature: f64,
+    w: DistillWeights,
 ) -> Result<Tensor> {
     let logits = hidden.matmul(&head.t()?)?;
     let labels = Tensor::new(targets, hidden.device())?;
     let ce = candle_nn::loss::cross_entropy(&logits, &labels)?;
-    let kd = crate::mlfs::distill::kd_loss(&logits, teacher_logits, temperature)?;
-    Ok(((ce * (1.0 - alpha))? + (kd * alpha)?)?)
+    let kd = crate::mlfs::distill::kd_loss(&logits, teacher_logits, w.temperature)?;
+    combine(&ce, &kd, &[], w)
 }
 
 #[cfg(test)]
@@ -275,6 +281,14 @@ mod tests {
 
     fn random(shape: (usize, usize), seed: u64) -> Tensor {
         crate::util::uniform_tensor(shape, seed)
+    }
+
+    fn weights(alpha: f64, temperature: f64) -> DistillWeights {
+        DistillWeights {
+            alpha,
+            beta: 0.0,
+            temperature,
+        }
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -297,8 +311,7 @@ mod tests {
                 head.as_tensor(),
                 &targets,
                 &teacher_logits,
-                alpha,
-                temperature,
+                weights(alpha, temperature),
             )
             .unwrap();
             let grads = reference.backward().unwrap();
@@ -308,8 +321,7 @@ mod tests {
                 &targets.iter().map(|&t| Some(t)).collect::<Vec<_>>(),
                 Some((&teacher_h, &teacher_head)),
                 HeadLossOptions {
-                    alpha,
-                    temperature,
+                    weights: weights(alpha, temperature),
                     grad_hidden: true,
                     grad_head: true,
                 },
@@ -317,7 +329,7 @@ mod tests {
             .unwrap();
             let want = reference.to_scalar::<f32>().unwrap() as f64;
             assert!(
-                (ours.loss(alpha, temperature) - want).abs() < 1e-4,
+                (ours.loss(weights(alpha, temperature)) - want).abs() < 1e-4,
                 "loss α={alpha} T={temperature}"
             );
             let gh = grads.get(hidden.as_tensor()).unwrap();
@@ -348,8 +360,7 @@ mod tests {
             &next_token_targets(&blocks),
             None,
             HeadLossOptions {
-                alpha: 0.0,
-                temperature: 1.0,
+                weights: weights(0.0, 1.0),
                 grad_hidden: true,
                 grad_head: false,
             },

@@ -1,57 +1,17 @@
 //! Decoder measurements: validation loss / perplexity / top-1 in batches, size and latency,
 //! and `lm-palette.csv`.
 
-use super::loss::{head_loss, next_token_targets, HeadLossOptions};
-use crate::eval::lm::LmMetrics;
 use crate::mlfs::scaling::{decoder_params, decoder_params_total};
 use crate::model::llama::generate;
 use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
 use crate::train::config::{LmConfig, RunConfig};
-use crate::train::protocol::LmEntry;
+use crate::train::decoder::metrics::evaluate_blocks;
+use crate::train::decoder::DecoderTask;
+use crate::train::protocol::{LmEntry, TrainEvent};
+use crate::train::task::Task;
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
-use std::path::Path;
-
-/// Next-token metrics of a subnet over equal-length blocks, `batch` blocks at a time.
-/// `adapters: false` scores the teacher's own weights.
-pub fn evaluate_blocks(
-    net: &LlamaDecoder,
-    spec: &SubnetSpec,
-    adapters: bool,
-    blocks: &[Vec<u32>],
-    batch: usize,
-) -> Result<LmMetrics> {
-    let (mut ce, mut hits, mut count) = (0f64, 0usize, 0usize);
-    for chunk in blocks.chunks(batch.max(1)) {
-        let rows: Vec<&[u32]> = chunk.iter().map(|b| b.as_slice()).collect();
-        let t = rows[0].len();
-        let ids = Tensor::from_vec(rows.concat(), (rows.len(), t), &Device::Cpu)?;
-        let (_, last) = net.forward_hidden(&ids, spec, adapters, None)?;
-        let out = head_loss(
-            &last.detach(),
-            net.head(),
-            &next_token_targets(&rows),
-            None,
-            HeadLossOptions {
-                alpha: 0.0,
-                temperature: 1.0,
-                grad_hidden: false,
-                grad_head: false,
-            },
-        )?;
-        ce += out.ce_sum;
-        hits += out.hits;
-        count += out.count;
-    }
-    let loss = ce / count.max(1) as f64;
-    Ok(LmMetrics {
-        loss,
-        perplexity: loss.exp(),
-        top1_accuracy: hits as f64 / count.max(1) as f64,
-        tokens: count,
-    })
-}
+use std::path::{Path, PathBuf};
 
 /// Size, validation metrics and batch-1 latency of one decoder subnet.
 pub fn measure_entry(
@@ -86,6 +46,60 @@ pub fn measure_entry(
         prefill_ms: lat.prefill_ms,
         decode_tokens_per_s: lat.decode_tokens_per_s,
     })
+}
+
+/// Measures the teacher and the reported subnets of a trained decoder (size, validation,
+/// latency) into `run_dir/lm-palette.csv`, handing each entry on as it is known;
+/// `on_entry` returning false stops early (the file then holds what was measured).
+pub fn measure_palette(
+    task: &DecoderTask,
+    config: &RunConfig,
+    run_dir: &Path,
+    on_entry: &mut dyn FnMut(&LmEntry) -> bool,
+) -> Result<PathBuf> {
+    let mut subjects = vec![("teacher".to_string(), task.space.maxnet(), false)];
+    subjects.extend(task.report_subnets().into_iter().map(|(r, s)| (r, s, true)));
+    let mut entries = Vec::new();
+    for (role, spec, adapters) in subjects {
+        let net = if adapters {
+            task.net.net()
+        } else {
+            &task.net.teacher.decoder
+        };
+        let valid = &task.valid_blocks;
+        let e = measure_entry(net, &role, &spec, adapters, valid, config, &task.lm)?;
+        let go_on = on_entry(&e);
+        entries.push(e);
+        if !go_on {
+            break;
+        }
+    }
+    let path = run_dir.join("lm-palette.csv");
+    write_csv(&path, &entries)?;
+    Ok(path)
+}
+
+/// Measures a decoder run's subnets, sending `LmMeasured` events; `keep_going` is asked after
+/// each entry.
+pub fn measure_with_events(
+    task: &DecoderTask,
+    config: &RunConfig,
+    run_dir: &Path,
+    send: &dyn Fn(TrainEvent),
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Vec<LmEntry>> {
+    let mut entries = Vec::new();
+    let mut on_entry = |e: &LmEntry| {
+        send(TrainEvent::LmMeasured(e.clone()));
+        entries.push(e.clone());
+        keep_going()
+    };
+    let path = measure_palette(task, config, run_dir, &mut on_entry)?;
+    send(TrainEvent::log(
+        "info",
+        format!("decoder measurements written to {}", path.display()),
+    ));
+    Ok(entries)
 }
 
 /// Writes the measured entries as CSV (atomically).

@@ -1,10 +1,14 @@
 //! The trainer thread: commands in, events out, plain data only; panics become `Failed` events.
+//! It trains a run, then measures its palette (classifier) or its subnets (decoder).
 
-use super::any::{is_lm_run, measure_lm, AnyTrainer};
-use super::config::RunConfig;
-use super::protocol::{TrainCmd, TrainEvent};
-use super::trainer::{Flow, Trainer};
-use crate::lm::LmTrainer;
+use crate::eval::decoder::measure_with_events;
+use crate::eval::palette::{evaluate_palette, storage_summary};
+use crate::model::subnet::resolve_spec;
+use crate::train::config::RunConfig;
+use crate::train::kind::{is_decoder_run, AnyRun};
+use crate::train::protocol::{PaletteEntry, TrainCmd, TrainEvent};
+use crate::train::run::Flow;
+use crate::train::{ClassifierRun, DecoderRun};
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,14 +33,14 @@ pub enum StartRequest {
 }
 
 /// The client's side of a running trainer thread.
-pub struct TrainerHandle {
+pub struct WorkerHandle {
     pub commands: Sender<TrainCmd>,
     pub events: Receiver<TrainEvent>,
     stop: Arc<AtomicBool>,
     join: Option<JoinHandle<()>>,
 }
 
-impl TrainerHandle {
+impl WorkerHandle {
     /// Asks the run to stop at the next step boundary (checkpoint kept).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -56,7 +60,7 @@ impl TrainerHandle {
     }
 }
 
-impl Drop for TrainerHandle {
+impl Drop for WorkerHandle {
     fn drop(&mut self) {
         // A dropped handle (window closed) stops the run cleanly and waits for its checkpoint.
         if let Some(j) = self.join.take() {
@@ -109,7 +113,7 @@ fn control(
 }
 
 /// Starts the trainer thread; `wake` is called after every event (e.g. to repaint the UI).
-pub fn spawn(request: StartRequest, wake: Option<Arc<dyn Fn() + Send + Sync>>) -> TrainerHandle {
+pub fn spawn(request: StartRequest, wake: Option<Arc<dyn Fn() + Send + Sync>>) -> WorkerHandle {
     let (cmd_tx, cmd_rx) = unbounded::<TrainCmd>();
     let (ev_tx, ev_rx) = unbounded::<TrainEvent>();
     let stop = Arc::new(AtomicBool::new(false));
@@ -150,7 +154,7 @@ pub fn spawn(request: StartRequest, wake: Option<Arc<dyn Fn() + Send + Sync>>) -
             });
         })
         .ok();
-    TrainerHandle {
+    WorkerHandle {
         commands: cmd_tx,
         events: ev_rx,
         stop,
@@ -166,31 +170,31 @@ fn run_request(
 ) -> anyhow::Result<()> {
     let mut palette_requests = Vec::new();
     let trainer = match request {
-        StartRequest::Palette { run_dir, .. } if is_lm_run(&run_dir) => {
-            let trainer = LmTrainer::open_trained(&run_dir)?;
-            return measure_decoder(&trainer, commands, stop, send);
+        StartRequest::Palette { run_dir, .. } if is_decoder_run(&run_dir) => {
+            let run = DecoderRun::open_trained(&run_dir)?;
+            return measure_decoder(&run, commands, stop, send);
         }
         StartRequest::Palette { run_dir, subnets } => {
-            let trainer = Trainer::open_trained(&run_dir)?;
-            return run_palette(&trainer, subnets, commands, stop, send);
+            let run = ClassifierRun::open_trained(&run_dir)?;
+            return run_palette(&run, subnets, commands, stop, send);
         }
         StartRequest::New { config, run_dir } => {
-            let mut t = AnyTrainer::create(*config, &run_dir)?;
+            let mut t = AnyRun::create(*config, &run_dir)?;
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
         StartRequest::Resume { run_dir } => {
-            let mut t = AnyTrainer::resume(&run_dir)?;
+            let mut t = AnyRun::resume(&run_dir)?;
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
     };
     let trainer = match trainer {
-        Some(AnyTrainer::Lm(t)) => {
+        Some(AnyRun::Decoder(t)) => {
             if t.config.palette.evaluate_at_end || !palette_requests.is_empty() {
                 measure_decoder(&t, commands, stop, send)?;
             }
             return Ok(());
         }
-        Some(AnyTrainer::Classifier(t)) => Some(t),
+        Some(AnyRun::Classifier(t)) => Some(t),
         None => None,
     };
     // A completed run measures its palette when configured to, and whatever was asked meanwhile.
@@ -209,25 +213,25 @@ fn run_request(
     Ok(())
 }
 
-/// Trains to the end; true when the run completed (not stopped).
 /// Measures a decoder run's subnets; Stop ends it early.
 fn measure_decoder(
-    trainer: &LmTrainer,
+    run: &DecoderRun,
     commands: &Receiver<TrainCmd>,
     stop: &AtomicBool,
     send: &dyn Fn(TrainEvent),
 ) -> anyhow::Result<()> {
     let keep_going =
         || !(stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop));
-    measure_lm(trainer, send, &keep_going)?;
+    measure_with_events(&run.task, &run.config, &run.run_dir, send, &keep_going)?;
     send(TrainEvent::PaletteFinished {
-        csv_path: trainer.run_dir.join("lm-palette.csv").display().to_string(),
+        csv_path: run.run_dir.join("lm-palette.csv").display().to_string(),
     });
     Ok(())
 }
 
+/// Trains to the end; true when the run completed (not stopped).
 fn train(
-    trainer: &mut AnyTrainer,
+    trainer: &mut AnyRun,
     commands: &Receiver<TrainCmd>,
     stop: &AtomicBool,
     send: &dyn Fn(TrainEvent),
@@ -242,7 +246,7 @@ fn train(
 
 /// Measures the palette, sending each subnet's result as soon as it is known; Stop ends it early.
 fn run_palette(
-    trainer: &Trainer,
+    run: &ClassifierRun,
     subnets: Option<Vec<String>>,
     commands: &Receiver<TrainCmd>,
     stop: &AtomicBool,
@@ -251,21 +255,22 @@ fn run_palette(
     let specs = match subnets {
         Some(list) => list
             .iter()
-            .map(|s| crate::cli::forward::resolve_spec(Some(s), &trainer.space.teacher))
+            .map(|s| resolve_spec(Some(s), &run.task.space.teacher))
             .collect::<anyhow::Result<Vec<_>>>()?,
-        None => trainer.space.all(),
+        None => run.task.space.all(),
     };
     send(TrainEvent::PaletteStarted { count: specs.len() });
-    let mut on_entry = |e: &crate::train::protocol::PaletteEntry| {
+    let mut on_entry = |e: &PaletteEntry| {
         send(TrainEvent::PaletteResult(e.clone()));
         let stopped =
             stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop);
         !stopped
     };
-    let (entries, path) = crate::eval::palette::evaluate_palette(trainer, &specs, &mut on_entry)?;
+    let (palette, dir) = (&run.config.palette, &run.run_dir);
+    let (entries, path) = evaluate_palette(&run.task, palette, dir, &specs, &mut on_entry)?;
     send(TrainEvent::log(
         "info",
-        crate::eval::palette::storage_summary(trainer, &entries)?,
+        storage_summary(&run.task.net, &entries)?,
     ));
     send(TrainEvent::PaletteFinished {
         csv_path: path.display().to_string(),

@@ -6,8 +6,9 @@
 //! back-propagates the gradient arriving at its output. One extra student forward buys a peak
 //! of one layer's intermediates.
 
-use super::loss::{head_loss, HeadLossOptions};
-use crate::mlfs::distill::feature_loss;
+use crate::mlfs::distill::{combine, feature_loss, DistillWeights};
+use crate::mlfs::head_loss::{head_loss, HeadLoss, HeadLossOptions};
+use crate::mlfs::projection::Projections;
 use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
 use crate::train::optim::AdamW;
@@ -32,10 +33,10 @@ pub struct StudentStep<'a> {
     pub targets: &'a [Option<u32>],
     pub teacher: Option<TeacherSignal<'a>>,
     /// P^m per teacher layer (empty: identity).
-    pub projections: &'a [Var],
-    pub alpha: f64,
-    pub beta: f64,
-    pub temperature: f64,
+    /// P^m per teacher layer.
+    pub projections: &'a Projections,
+    /// α, β and T of the run's loss formula.
+    pub weights: DistillWeights,
     /// Gradient-scaling weight of this student's loss.
     pub weight: f64,
     /// The output matrix trains (full fine-tuning).
@@ -45,15 +46,14 @@ pub struct StudentStep<'a> {
 }
 
 /// The head's loss and gradients for final states `last` `[B·T, d]`.
-fn head_terms(s: &StudentStep<'_>, last: &Tensor) -> Result<super::loss::HeadLoss> {
+fn head_terms(s: &StudentStep<'_>, last: &Tensor) -> Result<HeadLoss> {
     head_loss(
         last,
         s.net.head(),
         s.targets,
         s.teacher.as_ref().map(|t| (t.last, t.head)),
         HeadLossOptions {
-            alpha: s.alpha,
-            temperature: s.temperature,
+            weights: s.weights,
             grad_hidden: true,
             grad_head: s.train_head,
         },
@@ -100,12 +100,9 @@ pub fn student_gradients(
     let ones = Tensor::ones((b, t), DType::F32, &Device::Cpu)?;
     let mut feature_sum = 0.0;
     for (slot, &l) in s.spec.layers.iter().enumerate().rev() {
-        if let (Some(teacher), true) = (&s.teacher, s.beta > 0.0 && s.alpha > 0.0) {
+        if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
             let h = Var::from_tensor(&inputs[slot + 1])?;
-            let proj = match s.projections.get(l) {
-                Some(p) => p.as_tensor().clone(),
-                None => Tensor::eye(d, DType::F32, &Device::Cpu)?,
-            };
+            let proj = s.projections.of_layer(l, d)?;
             let f = feature_loss(
                 &h.as_tensor().reshape((b, t, d))?,
                 &teacher.hidden[l + 1],
@@ -113,7 +110,7 @@ pub fn student_gradients(
                 &ones,
             )?;
             feature_sum += f.to_scalar::<f32>()? as f64;
-            let fg = (f * (s.alpha * s.beta * s.weight))?.backward()?;
+            let fg = (f * (s.weights.feature() * s.weight))?.backward()?;
             opt.accumulate(&fg, grads)?;
             if let Some(extra) = fg.get(h.as_tensor()) {
                 g = (g + extra.detach())?;
@@ -133,7 +130,7 @@ pub fn student_gradients(
         let gs = (e * &g)?.sum_all()?.backward()?;
         opt.accumulate(&gs, grads)?;
     }
-    Ok(out.loss(s.alpha, s.temperature) + s.alpha * s.beta * feature_sum)
+    student_loss(s, &out, feature_sum)
 }
 
 /// The same gradients through one graph of the whole student (faster, far more memory).
@@ -149,22 +146,25 @@ fn whole_graph_gradients(
     let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
     let mut total = (&last * grad_hidden)?.sum_all()?;
     let mut feature_sum = 0.0;
-    if let (Some(teacher), true) = (&s.teacher, s.beta > 0.0 && s.alpha > 0.0) {
+    if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
         let ones = Tensor::ones((b, t), DType::F32, &Device::Cpu)?;
         let d = net.config.hidden_size;
         for (slot, &l) in s.spec.layers.iter().enumerate() {
-            let proj = match s.projections.get(l) {
-                Some(p) => p.as_tensor().clone(),
-                None => Tensor::eye(d, DType::F32, &Device::Cpu)?,
-            };
+            let proj = s.projections.of_layer(l, d)?;
             let f = feature_loss(&hidden[slot + 1], &teacher.hidden[l + 1], &proj, &ones)?;
             feature_sum += f.to_scalar::<f32>()? as f64;
-            total = (total + (f * (s.alpha * s.beta))?)?;
+            total = (total + (f * s.weights.feature())?)?;
         }
     }
     opt.accumulate(&(total * s.weight)?.backward()?, grads)?;
     if let Some(g) = &out.grad_head {
         opt.add_grad(net.head(), (g * s.weight)?, grads)?;
     }
-    Ok(out.loss(s.alpha, s.temperature) + s.alpha * s.beta * feature_sum)
+    student_loss(s, &out, feature_sum)
+}
+
+/// The student's loss by the run's formula: head terms and the summed feature terms.
+fn student_loss(s: &StudentStep<'_>, out: &HeadLoss, feature_sum: f64) -> Result<f64> {
+    let (task, kd) = out.terms(s.weights.temperature);
+    combine(&task, &kd, &[feature_sum], s.weights)
 }

@@ -1,0 +1,150 @@
+//! The weight-shared super-transformer for classification: frozen BERT teacher, staged
+//! adapters, a fully trained task head and the maxnet's feature projections P^m.
+
+use super::adapters::AdaptedSupernet;
+use super::config::ProjectionKind;
+use super::projection::Projections;
+use crate::model::encoder::{BertEncoder, EncoderOutput, LayerGates};
+use crate::model::linear::ElasticLinear;
+use crate::model::lowrank::StagedLowRank;
+use crate::model::param::Param;
+use crate::model::SubnetSpec;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+/// Logits and hidden states of one subnet's forward pass.
+pub struct SubnetOutput {
+    pub logits: Tensor,
+    pub hidden: EncoderOutput,
+}
+
+/// Teacher + adapters + head + projections: everything MLFS trains and stores for a classifier.
+pub struct ClassifierSupernet {
+    pub encoder: BertEncoder,
+    /// Classifier `[classes, d]`, sliced on its input side.
+    pub head_weight: Var,
+    pub head_bias: Var,
+    pub projections: Projections,
+}
+
+impl ClassifierSupernet {
+    /// Attaches fresh staged adapters, head and projections to a loaded teacher (seeded).
+    pub fn new(
+        mut encoder: BertEncoder,
+        classes: usize,
+        rank: usize,
+        lora_alpha: f64,
+        projection_dim: usize,
+        projection_kind: ProjectionKind,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for layer in &mut encoder.layers {
+            for lin in layer.linears_mut() {
+                let (out, inp) = lin.dims();
+                lin.lora = Some(StagedLowRank::new(out, inp, rank, lora_alpha, &mut rng)?);
+            }
+        }
+        let d = encoder.config.hidden_size;
+        let normal = Normal::new(0.0f32, 0.02).context("normal distribution")?;
+        let head: Vec<f32> = (0..classes * d).map(|_| normal.sample(&mut rng)).collect();
+        let head_weight = Var::from_tensor(&Tensor::from_vec(head, (classes, d), &Device::Cpu)?)?;
+        let head_bias = Var::zeros(classes, DType::F32, &Device::Cpu)?;
+        let layers = encoder.layers.len();
+        let projections = Projections::new(layers, d, projection_dim, projection_kind, &mut rng)?;
+        Ok(Self {
+            encoder,
+            head_weight,
+            head_bias,
+            projections,
+        })
+    }
+
+    /// Number of classes of the task head.
+    pub fn classes(&self) -> usize {
+        self.head_weight.dims()[0]
+    }
+
+    /// Subnet forward: mean pooling over real tokens, then the head sliced to the subnet's width.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        spec: &SubnetSpec,
+        gates: Option<&[LayerGates]>,
+    ) -> Result<SubnetOutput> {
+        let hidden = self.encoder.forward_masked(ids, mask, spec, gates)?;
+        let logits = self.classify(hidden.last(), mask)?;
+        Ok(SubnetOutput { logits, hidden })
+    }
+
+    /// Head logits `[B, classes]` from last hidden states `[B, T, d_sub]`.
+    pub fn classify(&self, last: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let d_sub = last.dim(2)?;
+        let pooled = mean_pool(last, mask)?;
+        let w = self.head_weight.as_tensor().narrow(1, 0, d_sub)?;
+        Ok(pooled
+            .matmul(&w.t()?)?
+            .broadcast_add(self.head_bias.as_tensor())?)
+    }
+}
+
+impl AdaptedSupernet for ClassifierSupernet {
+    fn adapted_linears(&self) -> Vec<(String, &ElasticLinear)> {
+        let mut out = Vec::new();
+        for (l, layer) in self.encoder.layers.iter().enumerate() {
+            for (i, lin) in layer.linears().into_iter().enumerate() {
+                if lin.lora.is_some() {
+                    out.push((format!("adapter.{l}.{i}"), lin));
+                }
+            }
+        }
+        out
+    }
+
+    fn adapted_linears_mut(&mut self) -> Vec<&mut ElasticLinear> {
+        let layers = self.encoder.layers.iter_mut();
+        layers
+            .flat_map(|layer| layer.linears_mut())
+            .filter(|lin| lin.lora.is_some())
+            .collect()
+    }
+
+    fn projections(&self) -> &Projections {
+        &self.projections
+    }
+
+    /// The task head trains in every stage.
+    fn other_trainable(&self) -> Vec<Param> {
+        vec![
+            Param {
+                name: "head.weight".into(),
+                var: self.head_weight.clone(),
+                decay: true,
+            },
+            Param {
+                name: "head.bias".into(),
+                var: self.head_bias.clone(),
+                decay: false,
+            },
+        ]
+    }
+
+    fn other_state(&self) -> Vec<(String, Var)> {
+        vec![
+            ("head.weight".to_string(), self.head_weight.clone()),
+            ("head.bias".to_string(), self.head_bias.clone()),
+        ]
+    }
+}
+
+/// Mean of `h` `[B, T, d]` over the real tokens of `mask` `[B, T]`.
+pub fn mean_pool(h: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let summed = h.broadcast_mul(&m)?.sum(1)?;
+    let counts = m.sum(1)?.clamp(1.0, f64::MAX)?;
+    Ok(summed.broadcast_div(&counts)?)
+}

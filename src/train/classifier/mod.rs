@@ -1,0 +1,214 @@
+//! The classifier task: a BERT teacher with staged adapters and a trained head, labelled
+//! sentences, in-place distillation from the maxnet (logits and projected features), dev
+//! accuracy, rewiring before stage 1.
+
+pub mod accuracy;
+
+use super::config::RunConfig;
+use super::data::{epoch_order, Dataset};
+use super::optim::AdamW;
+use super::protocol::{SubnetAccuracy, TrainEvent};
+use super::run::Run;
+use super::task::{Student, Task};
+use crate::mlfs::adapters::AdaptedSupernet;
+use crate::mlfs::classifier::ClassifierSupernet;
+use crate::mlfs::distill::{combine, cross_entropy, feature_loss, kd_loss, DistillWeights};
+use crate::mlfs::rewire::{self, LabelledBatch, LayerOrder};
+use crate::mlfs::scaling::active_adapter_params;
+use crate::mlfs::space::SearchSpace;
+use crate::model::tokenizer::batch_tensors;
+use crate::model::{EncoderTeacher, SubnetSpec, TextTokenizer};
+use accuracy::split_accuracy;
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use std::path::Path;
+
+/// A classifier run.
+pub type ClassifierRun = Run<ClassifierTask>;
+
+/// The classifier's supernet, data and tokenizer.
+pub struct ClassifierTask {
+    pub net: ClassifierSupernet,
+    pub data: Dataset,
+    pub space: SearchSpace,
+    pub pad_id: u32,
+    pub tokenizer: TextTokenizer,
+    orders: Option<Vec<LayerOrder>>,
+}
+
+impl ClassifierTask {
+    /// Rewiring orders applied so far.
+    pub fn orders(&self) -> Option<&[LayerOrder]> {
+        self.orders.as_deref()
+    }
+
+    /// Token ids, mask and labels of the training examples `idx`.
+    fn labelled_batch(&self, idx: &[usize]) -> Result<LabelledBatch> {
+        let (batch, labels) = self.data.train.batch(idx, self.pad_id);
+        let (ids, mask) = batch_tensors(&batch)?;
+        let labels = Tensor::from_vec(labels, idx.len(), &Device::Cpu)?;
+        Ok((ids, mask, labels))
+    }
+
+    /// The batches importance is estimated on: the first of a seeded order of the training set.
+    fn rewire_batches(&self, config: &RunConfig) -> Result<Vec<LabelledBatch>> {
+        let order = epoch_order(self.data.train.len(), config.seed, 99, 0);
+        order
+            .chunks(config.batch_size)
+            .take(config.rewire_batches.max(1))
+            .map(|idx| self.labelled_batch(idx))
+            .collect()
+    }
+}
+
+impl Task for ClassifierTask {
+    type Net = ClassifierSupernet;
+    const DISTINCT_STUDENTS: bool = false;
+    const EVALUATES_AT_START: bool = false;
+
+    fn build(config: &RunConfig) -> Result<Self> {
+        let teacher = EncoderTeacher::load(&RunConfig::resolve(&config.teacher))?;
+        let data = Dataset::load(&config.data, &teacher.tokenizer, config.max_seq_len)?;
+        let space = SearchSpace::new(teacher.encoder.shape(), &config.space)?;
+        let pad_id = teacher.config.pad_token_id as u32;
+        let net = ClassifierSupernet::new(
+            teacher.encoder,
+            data.labels.names.len(),
+            config.rank,
+            config.lora_alpha,
+            config.distill.projection_dim,
+            config.distill.projection,
+            config.seed,
+        )?;
+        Ok(Self {
+            net,
+            data,
+            space,
+            pad_id,
+            tokenizer: teacher.tokenizer,
+            orders: None,
+        })
+    }
+
+    fn save_extras(&self, run_dir: &Path) -> Result<()> {
+        let labels = serde_json::to_vec_pretty(&self.data.labels)?;
+        crate::util::write_atomic(&run_dir.join("labels.json"), &labels)
+    }
+
+    fn net(&self) -> &ClassifierSupernet {
+        &self.net
+    }
+
+    fn net_mut(&mut self) -> &mut ClassifierSupernet {
+        &mut self.net
+    }
+
+    fn space(&self) -> &SearchSpace {
+        &self.space
+    }
+
+    fn train_len(&self) -> usize {
+        self.data.train.len()
+    }
+
+    fn subnet_size(&self, spec: &SubnetSpec, config: &RunConfig) -> usize {
+        active_adapter_params(spec, &self.space.teacher, config.rank)
+    }
+
+    /// The maxnet (first student) learns from the labels; every other student from the labels
+    /// and from the maxnet's logits and projected hidden states.
+    fn student_gradients(
+        &self,
+        config: &RunConfig,
+        batch: &[usize],
+        students: &[Student],
+        opt: &AdamW,
+        grads: &mut Vec<Option<Tensor>>,
+    ) -> Result<Vec<f64>> {
+        let (ids, mask, labels) = self.labelled_batch(batch)?;
+        let weights = DistillWeights::of(&config.distill);
+        let (maxnet, others) = students.split_first().context("a step without students")?;
+        let max_out = self.net.forward(&ids, &mask, &maxnet.spec, None)?;
+        let max_loss = cross_entropy(&max_out.logits, &labels)?;
+        let mut losses = vec![max_loss.to_scalar::<f32>()? as f64];
+        opt.accumulate(&(max_loss * maxnet.weight)?.backward()?, grads)?;
+        let target_logits = max_out.logits.detach();
+        let hidden = &max_out.hidden.hidden_states;
+        let target_hidden: Vec<Tensor> = hidden.iter().map(|h| h.detach()).collect();
+        drop(max_out);
+        for student in others {
+            let spec = &student.spec;
+            let out = self.net.forward(&ids, &mask, spec, None)?;
+            let task = cross_entropy(&out.logits, &labels)?;
+            let kd = kd_loss(&out.logits, &target_logits, weights.temperature)?;
+            let mut features = Vec::with_capacity(spec.layers.len());
+            for (l, &g) in spec.layers.iter().enumerate() {
+                let h_max = &target_hidden[g + 1];
+                let proj = self.net.projections.of_layer(g, h_max.dim(2)?)?;
+                let h_sub = &out.hidden.hidden_states[l + 1];
+                features.push(feature_loss(h_sub, h_max, &proj, &mask)?);
+            }
+            let loss = combine(&task, &kd, &features, weights)?;
+            losses.push(loss.to_scalar::<f32>()? as f64);
+            opt.accumulate(&(loss * student.weight)?.backward()?, grads)?;
+        }
+        Ok(losses)
+    }
+
+    fn evaluate(
+        &self,
+        _config: &RunConfig,
+        stage: usize,
+        global_step: usize,
+        _with_teacher: bool,
+    ) -> Result<TrainEvent> {
+        let mut results = Vec::new();
+        for (role, spec) in self.report_subnets() {
+            let accuracy = split_accuracy(&self.net, &self.data.dev, &spec, self.pad_id)?;
+            results.push(SubnetAccuracy {
+                role,
+                subnet: spec.to_string(),
+                accuracy,
+            });
+        }
+        Ok(TrainEvent::DevEval {
+            stage,
+            global_step,
+            results,
+        })
+    }
+
+    /// Rewires heads and FFN neurons by importance once, before stage 1, when configured.
+    fn before_stage(&mut self, config: &RunConfig, stage: usize) -> Result<Option<String>> {
+        if stage == 0 || !config.rewire || self.orders.is_some() {
+            return Ok(None);
+        }
+        self.net.set_stage(Some(stage))?;
+        let batches = self.rewire_batches(config)?;
+        self.orders = Some(rewire::rewire(&mut self.net, &batches)?);
+        Ok(Some(format!(
+            "rewired heads and FFN neurons by importance on {} batches",
+            batches.len()
+        )))
+    }
+
+    fn orders(&self) -> Option<Vec<LayerOrder>> {
+        self.orders.clone()
+    }
+
+    fn restore_orders(&mut self, orders: &[LayerOrder]) -> Result<()> {
+        rewire::apply(&mut self.net, orders)?;
+        self.orders = Some(orders.to_vec());
+        Ok(())
+    }
+
+    fn majority_accuracy(&self) -> f64 {
+        self.data.dev.majority_rate()
+    }
+
+    fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("labels".into(), self.data.labels.names.clone().into());
+        m
+    }
+}

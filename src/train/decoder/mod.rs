@@ -1,0 +1,228 @@
+//! The decoder task: a frozen Llama teacher, students trained through staged adapters on its
+//! weights or in full, distillation from the teacher's next-token distributions and projected
+//! hidden states, validation loss on token blocks.
+
+pub mod metrics;
+pub mod step;
+
+use super::config::{LmConfig, RunConfig};
+use super::data::{read_corpus, token_blocks};
+use super::optim::AdamW;
+use super::protocol::{LmEvalResult, TrainEvent};
+use super::run::Run;
+use super::task::{Student, Task};
+use crate::mlfs::decoder::{DecoderSupernet, DecoderTraining};
+use crate::mlfs::distill::DistillWeights;
+use crate::mlfs::head_loss::next_token_targets;
+use crate::mlfs::scaling::{active_adapter_params_swiglu, decoder_params};
+use crate::mlfs::space::SearchSpace;
+use crate::model::llama::DecoderTeacher;
+use crate::model::subnet::resolve_spec;
+use crate::model::SubnetSpec;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use metrics::evaluate_blocks;
+use std::time::Instant;
+use step::{student_gradients, StudentStep, TeacherSignal};
+
+/// A decoder run.
+pub type DecoderRun = Run<DecoderTask>;
+
+/// The decoder's supernet, students and token blocks.
+pub struct DecoderTask {
+    pub lm: LmConfig,
+    pub net: DecoderSupernet,
+    pub space: SearchSpace,
+    /// The listed students (empty: sandwich sampling from the space).
+    pub fixed_students: Vec<SubnetSpec>,
+    pub train_blocks: Vec<Vec<u32>>,
+    pub valid_blocks: Vec<Vec<u32>>,
+}
+
+impl Task for DecoderTask {
+    type Net = DecoderSupernet;
+    const DISTINCT_STUDENTS: bool = true;
+    const EVALUATES_AT_START: bool = true;
+
+    fn build(config: &RunConfig) -> Result<Self> {
+        let lm = config
+            .lm
+            .clone()
+            .context("not a decoder run: the configuration has no `lm` section")?;
+        let teacher_path = RunConfig::resolve(&config.teacher);
+        if !teacher_path.exists() {
+            bail!(
+                "{}: teacher not found (the SmolLM2 teacher is fetched by scripts/fetch-smollm2.sh)",
+                teacher_path.display()
+            );
+        }
+        let teacher = DecoderTeacher::load(&teacher_path)?;
+        let shape = teacher.decoder.shape();
+        let space = SearchSpace::new(shape, &config.space)?;
+        let fixed_students = lm
+            .students
+            .iter()
+            .map(|s| resolve_spec(Some(s), &shape).context("lm.students"))
+            .collect::<Result<Vec<_>>>()?;
+        let eos = teacher.decoder.config.eos_token_id;
+        let block = config.max_seq_len;
+        let blocks_of = |path: &std::path::Path, what: &str| {
+            token_blocks(&read_corpus(path)?, &teacher.tokenizer, block, eos)
+                .with_context(|| format!("{}: {what}", path.display()))
+        };
+        let train_blocks = blocks_of(&RunConfig::resolve(&config.data.train), "training data")?;
+        let mut valid_blocks = blocks_of(&RunConfig::resolve(&config.data.dev), "validation data")?;
+        valid_blocks.truncate(lm.eval_blocks);
+        let training = DecoderTraining {
+            train_base_weights: lm.train_base_weights,
+            init: lm.init,
+            rank: config.rank,
+            lora_alpha: config.lora_alpha,
+            seed: config.seed,
+        };
+        let net = DecoderSupernet::new(teacher, &fixed_students, training, &config.distill)?;
+        Ok(Self {
+            lm,
+            net,
+            space,
+            fixed_students,
+            train_blocks,
+            valid_blocks,
+        })
+    }
+
+    fn net(&self) -> &DecoderSupernet {
+        &self.net
+    }
+
+    fn net_mut(&mut self) -> &mut DecoderSupernet {
+        &mut self.net
+    }
+
+    fn space(&self) -> &SearchSpace {
+        &self.space
+    }
+
+    fn train_len(&self) -> usize {
+        self.train_blocks.len()
+    }
+
+    fn fixed_students(&self) -> &[SubnetSpec] {
+        &self.fixed_students
+    }
+
+    /// Adapter parameters a subnet touches, or its weights when the students train in full.
+    fn subnet_size(&self, spec: &SubnetSpec, config: &RunConfig) -> usize {
+        let shape = self.space.teacher;
+        if self.net.trains_base_weights() {
+            decoder_params(spec, &shape)
+        } else {
+            active_adapter_params_swiglu(spec, &shape, config.rank)
+        }
+    }
+
+    /// Every student learns from the next tokens and from the frozen teacher (its own weights,
+    /// no adapters), layer by layer with recomputed activations when configured.
+    fn student_gradients(
+        &self,
+        config: &RunConfig,
+        batch: &[usize],
+        students: &[Student],
+        opt: &AdamW,
+        grads: &mut Vec<Option<Tensor>>,
+    ) -> Result<Vec<f64>> {
+        let blocks: Vec<&[u32]> = batch
+            .iter()
+            .map(|&i| self.train_blocks[i].as_slice())
+            .collect();
+        let t = config.max_seq_len;
+        let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), &Device::Cpu)?;
+        let targets = next_token_targets(&blocks);
+        let weights = DistillWeights::of(&config.distill);
+        let profile = std::env::var_os("MLFS_PROFILE").is_some();
+        let clock = Instant::now();
+        let lap = |what: &str| {
+            if profile {
+                eprintln!(
+                    "{what}: {:.2} s, rss {} MB",
+                    clock.elapsed().as_secs_f64(),
+                    crate::util::rss_mb()
+                );
+            }
+        };
+        let teacher = &self.net.teacher.decoder;
+        let teacher_out = if weights.kd() > 0.0 {
+            Some(teacher.forward_hidden(&ids, &self.space.maxnet(), false, None)?)
+        } else {
+            None
+        };
+        lap("teacher forward");
+        let mut losses = Vec::with_capacity(students.len());
+        for student in students {
+            let step = StudentStep {
+                net: self.net.net(),
+                spec: &student.spec,
+                ids: &ids,
+                targets: &targets,
+                teacher: teacher_out.as_ref().map(|(hidden, last)| TeacherSignal {
+                    hidden,
+                    last,
+                    head: teacher.head(),
+                }),
+                projections: &self.net.projections,
+                weights,
+                weight: student.weight,
+                train_head: self.net.trains_base_weights(),
+                recompute: self.lm.recompute_activations,
+            };
+            losses.push(student_gradients(&step, opt, grads)?);
+            lap("student forward, loss and backward");
+        }
+        Ok(losses)
+    }
+
+    /// Validation loss, perplexity and top-1 of the reported subnets (the teacher first when asked).
+    fn evaluate(
+        &self,
+        config: &RunConfig,
+        stage: usize,
+        global_step: usize,
+        with_teacher: bool,
+    ) -> Result<TrainEvent> {
+        let batch = config.batch_size;
+        let teacher = with_teacher.then(|| ("teacher".to_string(), self.space.maxnet(), false));
+        let students = self.report_subnets().into_iter().map(|(r, s)| (r, s, true));
+        let mut results = Vec::new();
+        for (role, spec, adapters) in teacher.into_iter().chain(students) {
+            let net = if adapters {
+                self.net.net()
+            } else {
+                &self.net.teacher.decoder
+            };
+            let m = evaluate_blocks(net, &spec, adapters, &self.valid_blocks, batch)?;
+            results.push(LmEvalResult {
+                role,
+                subnet: spec.to_string(),
+                loss: m.loss,
+                perplexity: m.perplexity,
+                top1_accuracy: m.top1_accuracy,
+            });
+        }
+        Ok(TrainEvent::LmEval {
+            stage,
+            global_step,
+            results,
+        })
+    }
+
+    fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "train_base_weights".into(),
+            self.lm.train_base_weights.into(),
+        );
+        let init = serde_json::to_value(self.lm.init).unwrap_or(serde_json::Value::Null);
+        m.insert("init".into(), init);
+        m
+    }
+}

@@ -1,0 +1,83 @@
+//! The two kinds of run behind one handle, chosen by the configuration's `lm` section.
+
+use super::classifier::ClassifierRun;
+use super::config::RunConfig;
+use super::decoder::DecoderRun;
+use super::protocol::TrainEvent;
+use super::run::Control;
+use anyhow::Result;
+use std::path::Path;
+
+/// A classifier run or a decoder run.
+pub enum AnyRun {
+    Classifier(Box<ClassifierRun>),
+    Decoder(Box<DecoderRun>),
+}
+
+/// Calls the same method on whichever run this is.
+macro_rules! on_run {
+    ($self:expr, $run:ident => $body:expr) => {
+        match $self {
+            AnyRun::Classifier($run) => $body,
+            AnyRun::Decoder($run) => $body,
+        }
+    };
+}
+
+impl AnyRun {
+    /// Prepares a new run of the configuration's kind.
+    pub fn create(config: RunConfig, run_dir: &Path) -> Result<Self> {
+        Ok(if config.is_lm() {
+            Self::Decoder(Box::new(DecoderRun::create(config, run_dir)?))
+        } else {
+            Self::Classifier(Box::new(ClassifierRun::create(config, run_dir)?))
+        })
+    }
+
+    /// Reopens the run in `run_dir` from its latest checkpoint.
+    pub fn resume(run_dir: &Path) -> Result<Self> {
+        Ok(if is_decoder_run(run_dir) {
+            Self::Decoder(Box::new(DecoderRun::resume(run_dir)?))
+        } else {
+            Self::Classifier(Box::new(ClassifierRun::resume(run_dir)?))
+        })
+    }
+
+    /// Opens the trained (or stopped) run in `run_dir` for evaluation and export.
+    pub fn open_trained(run_dir: &Path) -> Result<Self> {
+        Ok(if is_decoder_run(run_dir) {
+            Self::Decoder(Box::new(DecoderRun::open_trained(run_dir)?))
+        } else {
+            Self::Classifier(Box::new(ClassifierRun::open_trained(run_dir)?))
+        })
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &RunConfig {
+        on_run!(self, r => &r.config)
+    }
+
+    /// Total optimizer steps.
+    pub fn total_steps(&self) -> usize {
+        on_run!(self, r => r.total_steps())
+    }
+
+    /// Steps done.
+    pub fn global_step(&self) -> usize {
+        on_run!(self, r => r.global_step)
+    }
+
+    /// Trains to the end or until `control` says stop; true when stopped early.
+    pub fn run(
+        &mut self,
+        control: &mut Control<'_>,
+        sink: &mut dyn FnMut(TrainEvent),
+    ) -> Result<bool> {
+        on_run!(self, r => r.run(control, sink))
+    }
+}
+
+/// True when the run folder's configuration is a decoder run.
+pub fn is_decoder_run(run_dir: &Path) -> bool {
+    RunConfig::load(&run_dir.join("config.ron")).is_ok_and(|c| c.is_lm())
+}

@@ -1,0 +1,427 @@
+//! One run skeleton for both kinds: create / resume / open a trained run, the stage loop with
+//! pause and stop, the step frame (data order, students, gradient-scale weights, learning-rate
+//! schedule, optimizer step), checkpoints and the final save. What differs lives in a [`Task`].
+
+use super::checkpoint::{self, CheckpointState};
+use super::config::{Budget, RunConfig};
+use super::data::epoch_order;
+use super::events::EventLog;
+use super::optim::{learning_rate, AdamW};
+use super::protocol::{SubnetLoss, TrainEvent};
+use super::task::{Student, Task};
+use crate::mlfs::adapters::AdaptedSupernet;
+use crate::mlfs::rewire::LayerOrder;
+use crate::mlfs::sampler::sample_step;
+use crate::mlfs::scaling::gradient_scale;
+use crate::model::weights::{save_f32, WeightStore};
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the control callback tells the loop between steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Called between steps with the global step and a way to emit events; says go on or stop.
+pub type Control<'a> = dyn FnMut(usize, &mut dyn FnMut(TrainEvent)) -> Flow + 'a;
+
+/// `supernet.json`, written beside `supernet.safetensors` when a run finishes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupernetMeta {
+    pub teacher: PathBuf,
+    pub rank: usize,
+    pub lora_alpha: f64,
+    /// Rewiring orders applied to the teacher (classifier runs that rewired).
+    #[serde(default)]
+    pub orders: Option<Vec<LayerOrder>>,
+    /// The task's own fields.
+    #[serde(flatten)]
+    pub task: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One run: configuration, folder, task, stage budgets, position, optimizer and event log.
+pub struct Run<T: Task> {
+    pub config: RunConfig,
+    pub run_dir: PathBuf,
+    pub task: T,
+    /// Steps of stages 0, 1, 2 (0 when disabled).
+    pub stage_steps: Vec<usize>,
+    /// Optimizer steps completed.
+    pub global_step: usize,
+    optimizer: Option<(usize, AdamW)>,
+    log: EventLog,
+}
+
+/// Steps in one pass over `n` examples at batch size `b`.
+pub fn steps_per_epoch(n: usize, b: usize) -> usize {
+    n.div_ceil(b.max(1)).max(1)
+}
+
+/// (stage, step within stage) of global step `global_step`; stage 3 when past the end.
+pub fn position_of(global_step: usize, stage_steps: &[usize]) -> (usize, usize) {
+    let mut left = global_step;
+    for (s, &n) in stage_steps.iter().enumerate() {
+        if left < n {
+            return (s, left);
+        }
+        left -= n;
+    }
+    (3, 0)
+}
+
+/// Steps of stages 0, 1, 2 (0 when disabled) for `n_train` examples (or blocks).
+pub fn stage_steps(config: &RunConfig, n_train: usize) -> Vec<usize> {
+    let spe = steps_per_epoch(n_train, config.batch_size);
+    let budget = |s: &super::config::StageConfig| match (s.enabled, s.budget) {
+        (false, _) => 0,
+        (true, Budget::Epochs(e)) => e * spe,
+        (true, Budget::Steps(n)) => n,
+    };
+    config.stages.iter().map(budget).collect()
+}
+
+/// Checks a configuration and creates the folder of a new run (which must not hold one).
+pub fn check_new_run(config: &RunConfig, run_dir: &Path) -> Result<()> {
+    let errors = config.validate();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        bail!("invalid run configuration: {}", list.join("; "));
+    }
+    if run_dir.join("config.ron").exists() {
+        bail!(
+            "{}: already holds a run; resume it with --resume or choose another folder",
+            run_dir.display()
+        );
+    }
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create run folder", run_dir.display()))
+}
+
+impl<T: Task> Run<T> {
+    /// Prepares a new run in `run_dir` (created; must not already hold a run).
+    pub fn create(config: RunConfig, run_dir: &Path) -> Result<Self> {
+        check_new_run(&config, run_dir)?;
+        let run = Self::build(config, run_dir)?;
+        run.config.save(&run_dir.join("config.ron"))?;
+        run.task.save_extras(run_dir)?;
+        Ok(run)
+    }
+
+    /// Reopens a run from its folder and latest complete checkpoint (from the start if none).
+    pub fn resume(run_dir: &Path) -> Result<Self> {
+        let config = RunConfig::load(&run_dir.join("config.ron"))?;
+        let mut run = Self::build(config, run_dir)?;
+        if let Some((state, tensors, dir)) = checkpoint::latest(run_dir)? {
+            run.restore(state.orders.as_deref(), &tensors)
+                .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
+            run.global_step = state.global_step;
+            let (stage, _) = run.position();
+            run.task.net_mut().set_stage(Some(stage.min(2)))?;
+            if let Some(stage) = state.optimizer_stage {
+                let params = run.task.net().trainable(stage);
+                let mut opt = AdamW::new(params, run.config.weight_decay)?;
+                opt.load_state(&tensors, state.optimizer_t)?;
+                run.optimizer = Some((stage, opt));
+            }
+        }
+        Ok(run)
+    }
+
+    /// Opens a finished (or stopped) run for evaluation and export: every stage merged.
+    pub fn open_trained(run_dir: &Path) -> Result<Self> {
+        let config = RunConfig::load(&run_dir.join("config.ron"))?;
+        let mut run = Self::build(config, run_dir)?;
+        let weights = run_dir.join("supernet.safetensors");
+        if weights.is_file() {
+            let meta_path = run_dir.join("supernet.json");
+            let text = std::fs::read_to_string(&meta_path).with_context(|| {
+                format!("{}: cannot read supernet metadata", meta_path.display())
+            })?;
+            let meta: SupernetMeta = serde_json::from_str(&text)
+                .with_context(|| format!("{}: invalid supernet metadata", meta_path.display()))?;
+            let tensors = WeightStore::load(&weights, &[])?.into_tensors();
+            run.restore(meta.orders.as_deref(), &tensors)
+                .with_context(|| format!("{}: does not fit this run", weights.display()))?;
+            run.global_step = run.total_steps();
+        } else if let Some((state, tensors, dir)) = checkpoint::latest(run_dir)? {
+            run.restore(state.orders.as_deref(), &tensors)
+                .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
+            run.global_step = state.global_step;
+        } else {
+            bail!(
+                "{}: no trained supernet and no checkpoint yet",
+                run_dir.display()
+            );
+        }
+        run.task.net_mut().set_stage(None)?;
+        Ok(run)
+    }
+
+    fn build(config: RunConfig, run_dir: &Path) -> Result<Self> {
+        let task = T::build(&config)?;
+        let stage_steps = stage_steps(&config, task.train_len());
+        Ok(Self {
+            config,
+            run_dir: run_dir.to_path_buf(),
+            task,
+            stage_steps,
+            global_step: 0,
+            optimizer: None,
+            log: EventLog::new(run_dir),
+        })
+    }
+
+    /// Rewiring first (it permutes the teacher the adapters belong to), then the stored tensors.
+    fn restore(
+        &mut self,
+        orders: Option<&[LayerOrder]>,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<()> {
+        if let Some(orders) = orders {
+            self.task.restore_orders(orders)?;
+        }
+        self.task.net_mut().load_state(tensors)
+    }
+
+    /// Total optimizer steps of the run.
+    pub fn total_steps(&self) -> usize {
+        self.stage_steps.iter().sum()
+    }
+
+    /// (stage, step within stage) of the next step; stage 3 when the run is complete.
+    pub fn position(&self) -> (usize, usize) {
+        position_of(self.global_step, &self.stage_steps)
+    }
+
+    fn emit(&mut self, event: TrainEvent, sink: &mut dyn FnMut(TrainEvent)) {
+        self.log.emit(event, sink);
+    }
+
+    /// Runs from the current position to the end or until `control` says stop (checkpoint
+    /// kept); returns true when stopped early.
+    pub fn run(
+        &mut self,
+        control: &mut Control<'_>,
+        sink: &mut dyn FnMut(TrainEvent),
+    ) -> Result<bool> {
+        let started = TrainEvent::RunStarted {
+            run_dir: self.run_dir.display().to_string(),
+            total_steps: self.total_steps(),
+            stage_steps: self.stage_steps.clone(),
+            start_step: self.global_step,
+            majority_accuracy: self.task.majority_accuracy(),
+        };
+        self.emit(started, sink);
+        if T::EVALUATES_AT_START && self.global_step == 0 {
+            let stage = self.position().0.min(2);
+            self.task.net_mut().set_stage(Some(stage))?;
+            let event = self.task.evaluate(&self.config, stage, 0, true)?;
+            self.emit(event, sink);
+        }
+        loop {
+            let (stage, step_in_stage) = self.position();
+            if stage >= 3 {
+                break;
+            }
+            if step_in_stage == 0 {
+                self.start_stage(stage, sink)?;
+            }
+            if control(self.global_step, &mut |e| sink(e)) == Flow::Stop {
+                self.checkpoint(sink)?;
+                let global_step = self.global_step;
+                let stopped = TrainEvent::Finished {
+                    global_step,
+                    stopped: true,
+                };
+                self.emit(stopped, sink);
+                return Ok(true);
+            }
+            let clock = Instant::now();
+            let (losses, grad_norm, learning_rate) = self.train_step(stage, step_in_stage)?;
+            self.global_step += 1;
+            let global_step = self.global_step;
+            let step = TrainEvent::Step {
+                stage,
+                step_in_stage,
+                global_step,
+                learning_rate,
+                losses,
+                grad_norm,
+                seconds: clock.elapsed().as_secs_f64(),
+            };
+            self.emit(step, sink);
+            let stage_end = step_in_stage + 1 == self.stage_steps[stage];
+            let every = |n: usize| n > 0 && global_step.is_multiple_of(n);
+            if stage_end || every(self.config.eval_every) {
+                let event = self
+                    .task
+                    .evaluate(&self.config, stage, global_step, false)?;
+                self.emit(event, sink);
+            }
+            if stage_end || every(self.config.checkpoint_every) {
+                self.checkpoint(sink)?;
+            }
+        }
+        let message = self.finish()?;
+        self.emit(TrainEvent::log("info", message), sink);
+        let global_step = self.global_step;
+        let finished = TrainEvent::Finished {
+            global_step,
+            stopped: false,
+        };
+        self.emit(finished, sink);
+        Ok(false)
+    }
+
+    /// Enters a stage: the task's preparation (rewiring), the stage's adapters, a fresh optimizer.
+    pub fn start_stage(&mut self, stage: usize, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        if let Some(message) = self.task.before_stage(&self.config, stage)? {
+            self.emit(TrainEvent::log("info", message), sink);
+        }
+        self.task.net_mut().set_stage(Some(stage))?;
+        let params = self.task.net().trainable(stage);
+        self.optimizer = Some((stage, AdamW::new(params, self.config.weight_decay)?));
+        let started = TrainEvent::StageStarted {
+            stage,
+            global_step: self.global_step,
+            steps: self.stage_steps[stage],
+        };
+        self.emit(started, sink);
+        Ok(())
+    }
+
+    /// The example (or block) indices of one step: the seeded epoch order, batch by batch.
+    pub fn step_indices(&self, stage: usize, step_in_stage: usize) -> Vec<usize> {
+        let n = self.task.train_len();
+        let b = self.config.batch_size.min(n);
+        let spe = steps_per_epoch(n, b);
+        let (epoch, i) = (step_in_stage / spe, step_in_stage % spe);
+        let order = epoch_order(n, self.config.seed, stage, epoch);
+        let start = i * b;
+        order[start..(start + b).min(n)].to_vec()
+    }
+
+    /// The students of the next step with their gradient-scale weights: the listed ones, or
+    /// the sandwich (maxnet, minnet, random subnets) drawn for this step.
+    pub fn students(&self, stage: usize) -> Vec<Student> {
+        let fixed = self.task.fixed_students();
+        let c = &self.config;
+        let mut specs = fixed.to_vec();
+        if fixed.is_empty() {
+            let space = self.task.space();
+            for s in sample_step(space, stage, c.random_subnets, c.seed, self.global_step) {
+                if !(T::DISTINCT_STUDENTS && specs.contains(&s)) {
+                    specs.push(s);
+                }
+            }
+        }
+        let reported = self.task.report_subnets();
+        let n_max = self.task.subnet_size(&self.task.space().maxnet(), c);
+        let role_of = |spec: &crate::model::SubnetSpec| {
+            let listed = reported.iter().find(|(_, s)| s == spec);
+            listed.filter(|_| !fixed.is_empty()).map(|(r, _)| r.clone())
+        };
+        specs
+            .into_iter()
+            .map(|spec| Student {
+                role: role_of(&spec),
+                weight: gradient_scale(n_max, self.task.subnet_size(&spec, c), c.gamma),
+                spec,
+            })
+            .collect()
+    }
+
+    /// One optimizer step of `stage`; returns each student's loss, the gradient norm and the lr.
+    pub fn train_step(
+        &mut self,
+        stage: usize,
+        step_in_stage: usize,
+    ) -> Result<(Vec<SubnetLoss>, f64, f64)> {
+        let batch = self.step_indices(stage, step_in_stage);
+        let students = self.students(stage);
+        let (_, opt) = self
+            .optimizer
+            .as_ref()
+            .context("optimizer not initialised")?;
+        let mut grads = Vec::new();
+        let losses =
+            self.task
+                .student_gradients(&self.config, &batch, &students, opt, &mut grads)?;
+        let stage_cfg = &self.config.stages[stage];
+        let steps = self.stage_steps[stage];
+        let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;
+        let lr = learning_rate(step_in_stage, steps, warmup, stage_cfg.learning_rate);
+        let clip = self.config.grad_clip;
+        let (_, opt) = self
+            .optimizer
+            .as_mut()
+            .context("optimizer not initialised")?;
+        let grad_norm = opt.step(&grads, lr, clip)?;
+        self.task.net().projections().renormalise()?;
+        let losses = students
+            .into_iter()
+            .zip(losses)
+            .map(|(s, loss)| SubnetLoss {
+                subnet: s.spec.to_string(),
+                loss,
+                weight: s.weight,
+                role: s.role,
+            })
+            .collect();
+        Ok((losses, grad_norm, lr))
+    }
+
+    fn checkpoint(&mut self, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        let mut tensors = self.task.net().named_state();
+        let (optimizer_stage, optimizer_t) = match &self.optimizer {
+            Some((stage, opt)) => {
+                tensors.extend(opt.state());
+                (Some(*stage), opt.t)
+            }
+            None => (None, 0),
+        };
+        let state = CheckpointState {
+            global_step: self.global_step,
+            optimizer_stage,
+            optimizer_t,
+            orders: self.task.orders(),
+        };
+        let path = checkpoint::save(&self.run_dir, &state, &tensors)?;
+        let saved = TrainEvent::CheckpointSaved {
+            global_step: self.global_step,
+            path: path.display().to_string(),
+        };
+        self.emit(saved, sink);
+        Ok(())
+    }
+
+    /// Merges every stage and writes `supernet.safetensors` and `supernet.json`.
+    fn finish(&mut self) -> Result<String> {
+        self.task.net_mut().set_stage(None)?;
+        save_f32(
+            &self.run_dir.join("supernet.safetensors"),
+            &self.task.net().named_state(),
+        )?;
+        let meta = SupernetMeta {
+            teacher: RunConfig::resolve(&self.config.teacher),
+            rank: self.config.rank,
+            lora_alpha: self.config.lora_alpha,
+            orders: self.task.orders(),
+            task: self.task.metadata(),
+        };
+        crate::util::write_atomic(
+            &self.run_dir.join("supernet.json"),
+            &serde_json::to_vec_pretty(&meta)?,
+        )?;
+        Ok(format!(
+            "trained supernet saved in {}",
+            self.run_dir.display()
+        ))
+    }
+}

@@ -1,0 +1,27 @@
+//! What panels ask the window to do; `StudioApp::handle` is the only interpreter.
+
+use super::dialogs::DialogPurpose;
+use std::path::PathBuf;
+
+/// Actions the panels ask for; they change state shared by several panels, or start work.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UiCommand {
+    /// Start a new run with the current configuration.
+    Start,
+    /// Pause a running run, or resume a paused one.
+    PauseOrResume,
+    /// Stop the run at the next step (its checkpoint is kept).
+    Stop,
+    /// Continue an unfinished run from its folder.
+    ResumeRun(PathBuf),
+    /// Measure the palette (or a decoder run's subnets) again.
+    EvaluatePalette,
+    /// Select a subnet everywhere (charts, tables, "Try it", export), or clear the selection.
+    Select(Option<String>),
+    /// Export the selected subnet (asks for a target first).
+    Export,
+    /// Replace the configuration with a preset file.
+    LoadPreset(PathBuf),
+    /// Open a file dialog.
+    Open(DialogPurpose),
+}

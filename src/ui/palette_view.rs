@@ -1,0 +1,152 @@
+//! The palette as the Pareto tab sees it in one frame: each subnet's costs, what fits the
+//! budget, the size and latency fronts and the best subnet within budget. Computed once per
+//! frame, so the charts and the table show the same fronts.
+
+use crate::eval::pareto::{best_within, front_within, CostBudget};
+use crate::train::protocol::PaletteEntry;
+
+/// Which cost a chart puts on its x axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Exported size (MB) or parameters (millions).
+    Size,
+    /// Median latency at batch 1 (ms).
+    Latency,
+}
+
+/// Exported size of a subnet in MB (10^6 bytes).
+pub fn size_mb(e: &PaletteEntry) -> f64 {
+    e.size_bytes as f64 / 1e6
+}
+
+/// A subnet's cost on an axis: size in MB or millions of parameters, or latency in ms.
+pub fn cost_of(e: &PaletteEntry, cost: Cost, in_mb: bool) -> f64 {
+    match cost {
+        Cost::Size if in_mb => size_mb(e),
+        Cost::Size => e.params_total as f64 / 1e6,
+        Cost::Latency => e.latency_ms_median,
+    }
+}
+
+/// A subnet's full measurements, for hover texts.
+pub fn metrics_text(e: &PaletteEntry) -> String {
+    format!(
+        "{}\nlayers {} · heads {} · FFN {} · hidden {}\nparameters {:.2} M ({:.2} M non-embedding)\nsize {:.2} MB\nlatency {:.3} ms median, {:.3} ms p90\ndev accuracy {:.4} · test accuracy {:.4}",
+        e.subnet, e.layers, e.heads, e.ffn, e.hidden, e.params_total as f64 / 1e6, e.params_non_embedding as f64 / 1e6,
+        size_mb(e), e.latency_ms_median, e.latency_ms_p90, e.dev_accuracy, e.test_accuracy
+    )
+}
+
+/// One frame's view of the palette: costs, budget fit, fronts and the best fitting subnet.
+pub struct PaletteView<'a> {
+    /// The measured subnets, in measurement order (every vector below is indexed like it).
+    pub entries: &'a [PaletteEntry],
+    /// Size axis in MB (else millions of parameters).
+    pub in_mb: bool,
+    /// Whether each subnet fits the budget (all do when none is set).
+    pub fits: Vec<bool>,
+    /// Front on (size axis, dev accuracy) among the fitting subnets.
+    pub size_front: Vec<bool>,
+    /// Front on (latency, dev accuracy) among the fitting subnets.
+    pub latency_front: Vec<bool>,
+    /// The most accurate subnet within budget, only when a budget is set.
+    pub best: Option<usize>,
+}
+
+impl<'a> PaletteView<'a> {
+    /// Computes fit, fronts and best once for `entries` under `budget`.
+    pub fn new(entries: &'a [PaletteEntry], in_mb: bool, budget: &CostBudget) -> Self {
+        let fits: Vec<bool> = entries
+            .iter()
+            .map(|e| budget.fits(e.latency_ms_median, size_mb(e)))
+            .collect();
+        let front = |cost: Cost| {
+            let points: Vec<(f64, f64)> = entries
+                .iter()
+                .map(|e| (cost_of(e, cost, in_mb), e.dev_accuracy))
+                .collect();
+            front_within(&points, &fits)
+        };
+        let size_front = front(Cost::Size);
+        let latency_front = front(Cost::Latency);
+        let accuracy: Vec<f64> = entries.iter().map(|e| e.dev_accuracy).collect();
+        let best = if budget.is_set() {
+            best_within(&accuracy, &fits)
+        } else {
+            None
+        };
+        Self {
+            entries,
+            in_mb,
+            fits,
+            size_front,
+            latency_front,
+            best,
+        }
+    }
+
+    /// Front membership on one axis.
+    pub fn front(&self, cost: Cost) -> &[bool] {
+        match cost {
+            Cost::Size => &self.size_front,
+            Cost::Latency => &self.latency_front,
+        }
+    }
+
+    /// Where subnet `i` sits on a chart: (cost, dev accuracy).
+    pub fn xy(&self, i: usize, cost: Cost) -> [f64; 2] {
+        let e = &self.entries[i];
+        [cost_of(e, cost, self.in_mb), e.dev_accuracy]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(subnet: &str, params_m: usize, latency_ms: f64, dev: f64) -> PaletteEntry {
+        PaletteEntry {
+            subnet: subnet.into(),
+            layers: 1,
+            heads: 1,
+            ffn: 1,
+            hidden: 1,
+            params_total: params_m * 1_000_000,
+            params_non_embedding: 0,
+            // f32 weights: 4 bytes a parameter.
+            size_bytes: params_m * 4_000_000,
+            latency_ms_median: latency_ms,
+            latency_ms_p90: latency_ms,
+            dev_accuracy: dev,
+            test_accuracy: dev,
+        }
+    }
+
+    #[test]
+    fn fronts_and_best_follow_the_budget() {
+        let entries = [
+            entry("small", 10, 0.5, 0.70),
+            entry("medium", 20, 2.0, 0.95),
+            entry("large", 30, 0.8, 0.85),
+        ];
+        // No budget. Size: medium (20 M, 0.95) dominates large (30 M, 0.85). Latency: small
+        // (0.5 ms, 0.70), large (0.8 ms, 0.85) and medium (2 ms, 0.95) each trade speed for accuracy.
+        let open = PaletteView::new(&entries, false, &CostBudget::default());
+        assert_eq!(open.size_front, vec![true, true, false]);
+        assert_eq!(open.latency_front, vec![true, true, true]);
+        assert_eq!(open.best, None, "no budget, no best-within-budget mark");
+        // At most 1 ms: medium is out, so large joins the size front and is the best.
+        let budget = CostBudget {
+            latency_ms: Some(1.0),
+            size_mb: None,
+        };
+        let tight = PaletteView::new(&entries, true, &budget);
+        assert_eq!(tight.fits, vec![true, false, true]);
+        assert_eq!(tight.size_front, vec![true, false, true]);
+        assert_eq!(tight.latency_front, vec![true, false, true]);
+        assert_eq!(tight.best, Some(2));
+        // The size axis is in MB here: 30 M parameters at 4 bytes each.
+        assert_eq!(tight.xy(2, Cost::Size), [120.0, 0.85]);
+        assert_eq!(tight.xy(2, Cost::Latency), [0.8, 0.85]);
+    }
+}
