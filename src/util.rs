@@ -62,6 +62,17 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_
 }
 
 /// A seeded tensor of uniform values in [-1, 1) (unit tests).
+/// The text of a panic payload (`panic!` carries a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
 #[cfg(test)]
 pub fn uniform_tensor(shape: (usize, usize), seed: u64) -> candle_core::Tensor {
     use rand::{Rng, SeedableRng};

@@ -137,11 +137,7 @@ pub fn spawn(request: StartRequest, wake: Option<Arc<dyn Fn() + Send + Sync>>) -
                     error: format!("{e:#}"),
                 }),
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
+                    let what = crate::util::panic_message(&*panic);
                     send(TrainEvent::Failed {
                         error: format!("the trainer crashed: {what}"),
                     });

@@ -14,7 +14,7 @@ use mlfs_studio::model::llama::generate::greedy;
 use mlfs_studio::model::llama::student::StudentInit;
 use mlfs_studio::model::llama::DecoderTeacher;
 use mlfs_studio::model::SubnetSpec;
-use mlfs_studio::train::config::{LmConfig, RunConfig};
+use mlfs_studio::train::config::{DecoderConfig, RunConfig};
 use mlfs_studio::train::protocol::TrainEvent;
 use mlfs_studio::train::run::Flow;
 use mlfs_studio::train::DecoderRun;
@@ -32,7 +32,7 @@ fn lm_config(full: bool, steps: usize) -> RunConfig {
     c.stages[0].learning_rate = if full { 1e-3 } else { 5e-3 };
     c.distill.beta = 1e-5;
     c.palette.evaluate_at_end = false;
-    c.lm = Some(LmConfig {
+    c.lm = Some(DecoderConfig {
         train_base_weights: full,
         init: StudentInit::Sliced,
         students: vec![SLICE.into()],
@@ -49,7 +49,7 @@ fn train(config: RunConfig, dir: &Path) -> (DecoderRun, Vec<f64>) {
     let mut t = DecoderRun::create(config, dir).unwrap();
     let mut losses = Vec::new();
     let mut sink = |e: TrainEvent| {
-        if let TrainEvent::LmEval { results, .. } = e {
+        if let TrainEvent::DecoderEval { results, .. } = e {
             losses.extend(
                 results
                     .iter()
@@ -551,7 +551,9 @@ fn sampled_space_trains_sandwich_students_through_all_stages() {
         TrainEvent::Step { losses, .. } => {
             steps.push(losses.iter().map(|l| l.subnet.clone()).collect())
         }
-        TrainEvent::LmEval { results, .. } => roles.extend(results.into_iter().map(|r| r.role)),
+        TrainEvent::DecoderEval { results, .. } => {
+            roles.extend(results.into_iter().map(|r| r.role))
+        }
         _ => {}
     };
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;

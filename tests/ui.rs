@@ -264,7 +264,7 @@ fn decoder_run_overlays_tries_and_exports() {
     use mlfs_studio::export::decoder::GgufType;
     use mlfs_studio::export::decoder_subnet::ExportFormat;
     use mlfs_studio::model::llama::student::StudentInit;
-    use mlfs_studio::train::config::LmConfig;
+    use mlfs_studio::train::config::DecoderConfig;
 
     let runs = tempfile::tempdir().unwrap();
     // An earlier run in the runs folder, as `metrics.jsonl` lines, to overlay.
@@ -286,7 +286,7 @@ fn decoder_run_overlays_tries_and_exports() {
     c.data.train = a.join("python-code/train.jsonl");
     c.data.dev = a.join("python-code/valid.jsonl");
     c.distill.beta = 1e-5;
-    c.lm = Some(LmConfig {
+    c.lm = Some(DecoderConfig {
         train_base_weights: true,
         init: StudentInit::Sliced,
         students: vec!["layers=0,29;heads=6;ffn=1024".into()],
@@ -304,7 +304,9 @@ fn decoder_run_overlays_tries_and_exports() {
     assert_eq!(h.state().overlays.shown(None).count(), 1);
     h.get_by_label("Start").click();
     step_until(&mut h, Duration::from_secs(900), |a| {
-        a.run.status == RunStatus::Finished && a.run.lm_entries.len() == 2 && a.handle.is_none()
+        a.run.status == RunStatus::Finished
+            && a.run.decoder_entries.len() == 2
+            && a.handle.is_none()
     });
     let app = h.state();
     assert_eq!(
@@ -313,7 +315,12 @@ fn decoder_run_overlays_tries_and_exports() {
         "before and after training"
     );
     assert!(app.run.teacher_val_loss.is_some());
-    let roles: Vec<&str> = app.run.lm_entries.iter().map(|e| e.role.as_str()).collect();
+    let roles: Vec<&str> = app
+        .run
+        .decoder_entries
+        .iter()
+        .map(|e| e.role.as_str())
+        .collect();
     assert_eq!(roles, ["teacher", "student"]);
 
     h.get_by_label("Try it").click();

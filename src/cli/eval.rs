@@ -38,7 +38,7 @@ fn print_decoder_measurements(run_dir: &Path) -> Result<()> {
         "role", "layers", "params", "val", "ppl", "top-1", "prefill ms", "tok/s"
     );
     let print = |e: TrainEvent| {
-        if let TrainEvent::LmMeasured(m) = e {
+        if let TrainEvent::DecoderMeasured(m) = e {
             println!(
                 "{:<10} {:>6} {:>9.1}M {:>8.4} {:>8.2} {:>7.4} {:>11.1} {:>9.1}",
                 m.role,

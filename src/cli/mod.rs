@@ -1,7 +1,7 @@
 //! Command-line interface: the headless client of the engine.
 
 pub mod bench;
-pub mod bench_lm;
+pub mod bench_decoder;
 pub mod eval;
 pub mod export;
 pub mod forward;
@@ -91,7 +91,7 @@ pub enum Command {
         texts_file: PathBuf,
     },
     /// Validation loss, perplexity and next-token top-1 accuracy of a decoder subnet on code.
-    LmEval {
+    DecoderEval {
         /// A Llama GGUF file or Hugging Face Llama folder.
         #[arg(long)]
         model: PathBuf,
@@ -156,10 +156,10 @@ pub fn main_entry() -> Result<()> {
         }) => export::export(&run, subnet.as_deref(), &out, &format),
         Some(Command::Predict { model, texts_file }) => export::predict(&model, &texts_file),
         Some(Command::Bench { steps, preset }) => match preset {
-            Some(p) => bench_lm::bench_decoder(&p, steps),
+            Some(p) => bench_decoder::bench_decoder(&p, steps),
             None => bench::bench(steps),
         },
-        Some(Command::LmEval {
+        Some(Command::DecoderEval {
             model,
             subnet,
             data,

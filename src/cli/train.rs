@@ -54,7 +54,7 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
                 accs.join(", ")
             ));
         }
-        TrainEvent::LmEval {
+        TrainEvent::DecoderEval {
             global_step,
             results,
             ..
@@ -98,7 +98,7 @@ pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -
         }
         AnyRun::Decoder(t) => {
             let print = |e: TrainEvent| {
-                if let TrainEvent::LmMeasured(entry) = e {
+                if let TrainEvent::DecoderMeasured(entry) = e {
                     if let Ok(line) = serde_json::to_string(&entry) {
                         println!("{line}");
                     }

@@ -5,10 +5,10 @@ use crate::mlfs::scaling::{decoder_params, decoder_params_total};
 use crate::model::llama::generate;
 use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
-use crate::train::config::{LmConfig, RunConfig};
+use crate::train::config::{DecoderConfig, RunConfig};
 use crate::train::decoder::metrics::evaluate_blocks;
 use crate::train::decoder::DecoderTask;
-use crate::train::protocol::{LmEntry, TrainEvent};
+use crate::train::protocol::{DecoderEntry, TrainEvent};
 use crate::train::task::Task;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -21,8 +21,8 @@ pub fn measure_entry(
     adapters: bool,
     valid_blocks: &[Vec<u32>],
     config: &RunConfig,
-    lm: &LmConfig,
-) -> Result<LmEntry> {
+    lm: &DecoderConfig,
+) -> Result<DecoderEntry> {
     let shape = net.shape();
     let m = evaluate_blocks(net, spec, adapters, valid_blocks, config.batch_size)?;
     // A handful of runs: one decoder latency run costs a prefill plus dozens of cached steps.
@@ -30,7 +30,7 @@ pub fn measure_entry(
     let lat = generate::measure(net, spec, lm.latency_prompt, lm.latency_new_tokens, runs)?;
     let non_embedding = decoder_params(spec, &shape);
     let total = decoder_params_total(spec, &shape, net.config.vocab_size, net.lm_head.is_none());
-    Ok(LmEntry {
+    Ok(DecoderEntry {
         role: role.to_string(),
         subnet: spec.to_string(),
         layers: spec.layers.len(),
@@ -55,7 +55,7 @@ pub fn measure_palette(
     task: &DecoderTask,
     config: &RunConfig,
     run_dir: &Path,
-    on_entry: &mut dyn FnMut(&LmEntry) -> bool,
+    on_entry: &mut dyn FnMut(&DecoderEntry) -> bool,
 ) -> Result<PathBuf> {
     let mut subjects = vec![("teacher".to_string(), task.space.maxnet(), false)];
     subjects.extend(task.report_subnets().into_iter().map(|(r, s)| (r, s, true)));
@@ -67,7 +67,7 @@ pub fn measure_palette(
             &task.net.teacher.decoder
         };
         let valid = &task.valid_blocks;
-        let e = measure_entry(net, &role, &spec, adapters, valid, config, &task.lm)?;
+        let e = measure_entry(net, &role, &spec, adapters, valid, config, &task.settings)?;
         let go_on = on_entry(&e);
         entries.push(e);
         if !go_on {
@@ -79,7 +79,7 @@ pub fn measure_palette(
     Ok(path)
 }
 
-/// Measures a decoder run's subnets, sending `LmMeasured` events; `keep_going` is asked after
+/// Measures a decoder run's subnets, sending `DecoderMeasured` events; `keep_going` is asked after
 /// each entry.
 pub fn measure_with_events(
     task: &DecoderTask,
@@ -87,10 +87,10 @@ pub fn measure_with_events(
     run_dir: &Path,
     send: &dyn Fn(TrainEvent),
     keep_going: &dyn Fn() -> bool,
-) -> Result<Vec<LmEntry>> {
+) -> Result<Vec<DecoderEntry>> {
     let mut entries = Vec::new();
-    let mut on_entry = |e: &LmEntry| {
-        send(TrainEvent::LmMeasured(e.clone()));
+    let mut on_entry = |e: &DecoderEntry| {
+        send(TrainEvent::DecoderMeasured(e.clone()));
         entries.push(e.clone());
         keep_going()
     };
@@ -103,7 +103,7 @@ pub fn measure_with_events(
 }
 
 /// Writes the measured entries as CSV (atomically).
-pub fn write_csv(path: &Path, entries: &[LmEntry]) -> Result<()> {
+pub fn write_csv(path: &Path, entries: &[DecoderEntry]) -> Result<()> {
     let mut text = String::from(
         "role,subnet,layers,heads,kv_heads,ffn,params_total,params_non_embedding,size_bytes,\
 val_loss,perplexity,top1_accuracy,prefill_ms,decode_tokens_per_s\n",
@@ -132,7 +132,7 @@ val_loss,perplexity,top1_accuracy,prefill_ms,decode_tokens_per_s\n",
 }
 
 /// Reads `lm-palette.csv` back (the subnet column is quoted: it holds commas).
-pub fn read_csv(path: &Path) -> Result<Vec<LmEntry>> {
+pub fn read_csv(path: &Path) -> Result<Vec<DecoderEntry>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let mut out = Vec::new();
@@ -151,7 +151,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<LmEntry>> {
         }
         let n = |k: usize| f[k].parse::<usize>().map_err(|_| bad());
         let x = |k: usize| f[k].parse::<f64>().map_err(|_| bad());
-        out.push(LmEntry {
+        out.push(DecoderEntry {
             role: role.to_string(),
             subnet: subnet.to_string(),
             layers: n(0)?,
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn csv_round_trips() {
-        let entry = LmEntry {
+        let entry = DecoderEntry {
             role: "student".into(),
             subnet: "layers=0,2,29;heads=6;ffn=1024".into(),
             layers: 3,

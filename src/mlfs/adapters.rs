@@ -97,3 +97,31 @@ pub trait AdaptedSupernet {
         Ok(())
     }
 }
+
+/// The adapted linears of `layers` (each layer's linears in order), named `adapter.{layer}.{i}`
+/// with `i` the linear's place in its layer: the checkpoint names of both supernets.
+pub fn named_adapted<'a, L>(layers: impl Iterator<Item = L>) -> Vec<(String, &'a ElasticLinear)>
+where
+    L: IntoIterator<Item = &'a ElasticLinear>,
+{
+    let mut out = Vec::new();
+    for (l, linears) in layers.enumerate() {
+        for (i, lin) in linears.into_iter().enumerate() {
+            if lin.lora.is_some() {
+                out.push((format!("adapter.{l}.{i}"), lin));
+            }
+        }
+    }
+    out
+}
+
+/// The adapted linears of `layers`, mutably, in the order of [`named_adapted`].
+pub fn adapted_mut<'a, L>(layers: impl Iterator<Item = L>) -> Vec<&'a mut ElasticLinear>
+where
+    L: IntoIterator<Item = &'a mut ElasticLinear>,
+{
+    layers
+        .flat_map(IntoIterator::into_iter)
+        .filter(|lin| lin.lora.is_some())
+        .collect()
+}

@@ -1,7 +1,7 @@
 //! The weight-shared super-transformer for classification: frozen BERT teacher, staged
 //! adapters, a fully trained task head and the maxnet's feature projections P^m.
 
-use super::adapters::AdaptedSupernet;
+use super::adapters::{adapted_mut, named_adapted, AdaptedSupernet};
 use super::config::ProjectionKind;
 use super::projection::Projections;
 use crate::model::encoder::{BertEncoder, EncoderOutput, LayerGates};
@@ -94,23 +94,16 @@ impl ClassifierSupernet {
 
 impl AdaptedSupernet for ClassifierSupernet {
     fn adapted_linears(&self) -> Vec<(String, &ElasticLinear)> {
-        let mut out = Vec::new();
-        for (l, layer) in self.encoder.layers.iter().enumerate() {
-            for (i, lin) in layer.linears().into_iter().enumerate() {
-                if lin.lora.is_some() {
-                    out.push((format!("adapter.{l}.{i}"), lin));
-                }
-            }
-        }
-        out
+        named_adapted(self.encoder.layers.iter().map(|layer| layer.linears()))
     }
 
     fn adapted_linears_mut(&mut self) -> Vec<&mut ElasticLinear> {
-        let layers = self.encoder.layers.iter_mut();
-        layers
-            .flat_map(|layer| layer.linears_mut())
-            .filter(|lin| lin.lora.is_some())
-            .collect()
+        adapted_mut(
+            self.encoder
+                .layers
+                .iter_mut()
+                .map(|layer| layer.linears_mut()),
+        )
     }
 
     fn projections(&self) -> &Projections {

@@ -2,7 +2,7 @@
 //! staged adapters (adapter mode), or a fully trained copy of the students' layers
 //! (`train_base_weights`), plus the feature projections P^m.
 
-use super::adapters::AdaptedSupernet;
+use super::adapters::{adapted_mut, named_adapted, AdaptedSupernet};
 use super::config::DistillConfig;
 use super::projection::Projections;
 use crate::model::linear::ElasticLinear;
@@ -103,23 +103,23 @@ impl DecoderSupernet {
 
 impl AdaptedSupernet for DecoderSupernet {
     fn adapted_linears(&self) -> Vec<(String, &ElasticLinear)> {
-        let mut out = Vec::new();
-        for (l, layer) in self.teacher.decoder.layers.iter().enumerate() {
-            for (i, lin) in layer.linears().into_iter().enumerate() {
-                if lin.lora.is_some() {
-                    out.push((format!("adapter.{l}.{i}"), lin));
-                }
-            }
-        }
-        out
+        named_adapted(
+            self.teacher
+                .decoder
+                .layers
+                .iter()
+                .map(|layer| layer.linears()),
+        )
     }
 
     fn adapted_linears_mut(&mut self) -> Vec<&mut ElasticLinear> {
-        let layers = self.teacher.decoder.layers.iter_mut();
-        layers
-            .flat_map(|layer| layer.linears_mut())
-            .filter(|lin| lin.lora.is_some())
-            .collect()
+        adapted_mut(
+            self.teacher
+                .decoder
+                .layers
+                .iter_mut()
+                .map(|layer| layer.linears_mut()),
+        )
     }
 
     fn projections(&self) -> &Projections {

@@ -90,7 +90,7 @@ impl Default for PaletteConfig {
 /// Decoder (language-model) settings: what trains and how the students are measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct LmConfig {
+pub struct DecoderConfig {
     /// Train every weight of the students (full fine-tuning) instead of the staged adapters.
     pub train_base_weights: bool,
     /// Where fully trained students start: the teacher's slice or random weights.
@@ -108,7 +108,7 @@ pub struct LmConfig {
     pub recompute_activations: bool,
 }
 
-impl Default for LmConfig {
+impl Default for DecoderConfig {
     fn default() -> Self {
         Self {
             train_base_weights: false,
@@ -158,7 +158,7 @@ pub struct RunConfig {
     pub palette: PaletteConfig,
     /// Decoder settings; present only when the teacher is a decoder language model.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub lm: Option<LmConfig>,
+    pub lm: Option<DecoderConfig>,
 }
 
 impl Default for RunConfig {
@@ -375,7 +375,7 @@ impl RunConfig {
     }
 
     /// True for a decoder (language-model) run.
-    pub fn is_lm(&self) -> bool {
+    pub fn is_decoder(&self) -> bool {
         self.lm.is_some()
     }
 

@@ -27,7 +27,7 @@ macro_rules! on_run {
 impl AnyRun {
     /// Prepares a new run of the configuration's kind.
     pub fn create(config: RunConfig, run_dir: &Path) -> Result<Self> {
-        Ok(if config.is_lm() {
+        Ok(if config.is_decoder() {
             Self::Decoder(Box::new(DecoderRun::create(config, run_dir)?))
         } else {
             Self::Classifier(Box::new(ClassifierRun::create(config, run_dir)?))
@@ -79,5 +79,5 @@ impl AnyRun {
 
 /// True when the run folder's configuration is a decoder run.
 pub fn is_decoder_run(run_dir: &Path) -> bool {
-    RunConfig::load(&run_dir.join("config.ron")).is_ok_and(|c| c.is_lm())
+    RunConfig::load(&run_dir.join("config.ron")).is_ok_and(|c| c.is_decoder())
 }

@@ -12,6 +12,7 @@ pub mod kind;
 pub mod optim;
 pub mod protocol;
 pub mod run;
+pub mod schedule;
 pub mod task;
 
 pub use classifier::ClassifierRun;

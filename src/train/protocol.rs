@@ -53,7 +53,7 @@ pub struct PaletteEntry {
 
 /// One decoder subnet's validation metrics at an evaluation point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LmEvalResult {
+pub struct DecoderEvalResult {
     /// "teacher", "student", "maxnet", "minnet", "medium-1", …
     pub role: String,
     pub subnet: String,
@@ -65,7 +65,7 @@ pub struct LmEvalResult {
 
 /// One measured decoder subnet: size, validation metrics and latency (batch 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LmEntry {
+pub struct DecoderEntry {
     pub role: String,
     pub subnet: String,
     pub layers: usize,
@@ -118,13 +118,15 @@ pub enum TrainEvent {
         results: Vec<SubnetAccuracy>,
     },
     /// Validation of decoder subnets (loss, perplexity, top-1).
-    LmEval {
+    #[serde(rename = "lm_eval")]
+    DecoderEval {
         stage: usize,
         global_step: usize,
-        results: Vec<LmEvalResult>,
+        results: Vec<DecoderEvalResult>,
     },
     /// A decoder subnet measured at the end of a run.
-    LmMeasured(LmEntry),
+    #[serde(rename = "lm_measured")]
+    DecoderMeasured(DecoderEntry),
     Log {
         level: String,
         message: String,

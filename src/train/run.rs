@@ -3,12 +3,13 @@
 //! schedule, optimizer step), checkpoints and the final save. What differs lives in a [`Task`].
 
 use super::checkpoint::{self, CheckpointState};
-use super::config::{Budget, RunConfig};
+use super::config::RunConfig;
 use super::data::epoch_order;
 use super::events::EventLog;
 use super::optim::{learning_rate, AdamW};
 use super::protocol::{SubnetLoss, TrainEvent};
-use super::task::{Student, Task};
+use super::schedule::{position_of, stage_steps, steps_per_epoch};
+use super::task::{EvalPoint, StepInput, Student, Task};
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::mlfs::rewire::LayerOrder;
 use crate::mlfs::sampler::sample_step;
@@ -56,34 +57,6 @@ pub struct Run<T: Task> {
     pub global_step: usize,
     optimizer: Option<(usize, AdamW)>,
     log: EventLog,
-}
-
-/// Steps in one pass over `n` examples at batch size `b`.
-pub fn steps_per_epoch(n: usize, b: usize) -> usize {
-    n.div_ceil(b.max(1)).max(1)
-}
-
-/// (stage, step within stage) of global step `global_step`; stage 3 when past the end.
-pub fn position_of(global_step: usize, stage_steps: &[usize]) -> (usize, usize) {
-    let mut left = global_step;
-    for (s, &n) in stage_steps.iter().enumerate() {
-        if left < n {
-            return (s, left);
-        }
-        left -= n;
-    }
-    (3, 0)
-}
-
-/// Steps of stages 0, 1, 2 (0 when disabled) for `n_train` examples (or blocks).
-pub fn stage_steps(config: &RunConfig, n_train: usize) -> Vec<usize> {
-    let spe = steps_per_epoch(n_train, config.batch_size);
-    let budget = |s: &super::config::StageConfig| match (s.enabled, s.budget) {
-        (false, _) => 0,
-        (true, Budget::Epochs(e)) => e * spe,
-        (true, Budget::Steps(n)) => n,
-    };
-    config.stages.iter().map(budget).collect()
 }
 
 /// Checks a configuration and creates the folder of a new run (which must not hold one).
@@ -221,7 +194,12 @@ impl<T: Task> Run<T> {
         if T::EVALUATES_AT_START && self.global_step == 0 {
             let stage = self.position().0.min(2);
             self.task.net_mut().set_stage(Some(stage))?;
-            let event = self.task.evaluate(&self.config, stage, 0, true)?;
+            let at = EvalPoint {
+                stage,
+                global_step: 0,
+                with_teacher: true,
+            };
+            let event = self.task.evaluate(&self.config, at)?;
             self.emit(event, sink);
         }
         loop {
@@ -259,9 +237,12 @@ impl<T: Task> Run<T> {
             let stage_end = step_in_stage + 1 == self.stage_steps[stage];
             let every = |n: usize| n > 0 && global_step.is_multiple_of(n);
             if stage_end || every(self.config.eval_every) {
-                let event = self
-                    .task
-                    .evaluate(&self.config, stage, global_step, false)?;
+                let at = EvalPoint {
+                    stage,
+                    global_step,
+                    with_teacher: false,
+                };
+                let event = self.task.evaluate(&self.config, at)?;
                 self.emit(event, sink);
             }
             if stage_end || every(self.config.checkpoint_every) {
@@ -350,9 +331,13 @@ impl<T: Task> Run<T> {
             .as_ref()
             .context("optimizer not initialised")?;
         let mut grads = Vec::new();
-        let losses =
-            self.task
-                .student_gradients(&self.config, &batch, &students, opt, &mut grads)?;
+        let input = StepInput {
+            config: &self.config,
+            batch: &batch,
+            students: &students,
+            opt,
+        };
+        let losses = self.task.student_gradients(&input, &mut grads)?;
         let stage_cfg = &self.config.stages[stage];
         let steps = self.stage_steps[stage];
         let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;

@@ -13,6 +13,17 @@ use anyhow::Result;
 use candle_core::Tensor;
 use std::path::Path;
 
+/// One gradient slot per optimizer parameter, summed over a step's students.
+pub type Grads = Vec<Option<Tensor>>;
+
+/// Where an evaluation happens: stage, global step, and whether the teacher is scored too.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalPoint {
+    pub stage: usize,
+    pub global_step: usize,
+    pub with_teacher: bool,
+}
+
 /// One subnet trained in a step: its spec, its reported name and its gradient-scale weight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Student {
@@ -22,6 +33,31 @@ pub struct Student {
     /// `(n_max / n_j)^γ`: this student's loss enters the step's sum with this weight.
     pub weight: f64,
 }
+
+/// What a task's step works on: the run's settings, the batch's example indices, the students
+/// with their weights, and the optimizer whose parameters collect the gradients.
+pub struct StepInput<'a> {
+    pub config: &'a RunConfig,
+    pub batch: &'a [usize],
+    pub students: &'a [Student],
+    pub opt: &'a AdamW,
+}
+
+/// The `net`, `net_mut` and `space` accessors of a task whose fields have those names.
+macro_rules! net_and_space_accessors {
+    ($net:ty) => {
+        fn net(&self) -> &$net {
+            &self.net
+        }
+        fn net_mut(&mut self) -> &mut $net {
+            &mut self.net
+        }
+        fn space(&self) -> &crate::mlfs::space::SearchSpace {
+            &self.space
+        }
+    };
+}
+pub(crate) use net_and_space_accessors;
 
 /// The kind-specific half of a run: model, data, losses, evaluation.
 pub trait Task: Sized {
@@ -53,24 +89,11 @@ pub trait Task: Sized {
     }
     /// The size gradient scaling compares: the trainable parameters a subnet touches.
     fn subnet_size(&self, spec: &SubnetSpec, config: &RunConfig) -> usize;
-    /// Adds every student's gradients of `weight × loss` on the examples `batch` into `grads`;
+    /// Adds every student's gradients of `weight × loss` on the step's batch into `grads`;
     /// returns each student's unweighted loss.
-    fn student_gradients(
-        &self,
-        config: &RunConfig,
-        batch: &[usize],
-        students: &[Student],
-        opt: &AdamW,
-        grads: &mut Vec<Option<Tensor>>,
-    ) -> Result<Vec<f64>>;
-    /// Evaluates the reported subnets (and the teacher first when `with_teacher`).
-    fn evaluate(
-        &self,
-        config: &RunConfig,
-        stage: usize,
-        global_step: usize,
-        with_teacher: bool,
-    ) -> Result<TrainEvent>;
+    fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>>;
+    /// Evaluates the reported subnets at `global_step` (and the teacher first when asked).
+    fn evaluate(&self, config: &RunConfig, at: EvalPoint) -> Result<TrainEvent>;
     /// Work before a stage's optimizer is built (the classifier's rewiring); a line to log.
     fn before_stage(&mut self, _config: &RunConfig, _stage: usize) -> Result<Option<String>> {
         Ok(None)

@@ -180,8 +180,8 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
                 ("data.test", "Test", &d.test, DialogPurpose::TestFile),
             ];
             // Decoder runs have no test split: training and validation text only.
-            let shown = if form.config.is_lm() { &rows[..2] } else { &rows[..] };
-            let tip = if form.config.is_lm() {
+            let shown = if form.config.is_decoder() { &rows[..2] } else { &rows[..] };
+            let tip = if form.config.is_decoder() {
                 "JSONL with a text field, or a folder of text files (cut into blocks of the sequence length)"
             } else {
                 "JSONL with text and label fields, or CSV/TSV with a header"

@@ -49,7 +49,7 @@ impl DecoderPanel {
                 ui.spinner();
             }
         });
-        if run.lm_entries.is_empty() {
+        if run.decoder_entries.is_empty() {
             ui.weak(
                 "Measurements appear here when the run ends (teacher first, then each subnet).",
             );
@@ -123,7 +123,7 @@ fn table(ui: &mut Ui, run: &RunView, selection: Option<&str>) -> Option<UiComman
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
-            for e in &run.lm_entries {
+            for e in &run.decoder_entries {
                 let selected = selection == Some(e.subnet.as_str());
                 if ui
                     .selectable_label(selected, &e.role)

@@ -23,17 +23,6 @@ pub struct Job<T> {
     taken: bool,
 }
 
-/// The text of a panic payload (`panic!` carries a `&str` or a `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_string()
-    }
-}
-
 impl Jobs {
     /// A runner that calls `wake` whenever a job has delivered its result.
     pub fn new(wake: Option<Wake>) -> Self {
@@ -61,7 +50,10 @@ impl Jobs {
             .spawn(move || {
                 let result =
                     std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
-                        Err(anyhow!("{label} crashed: {}", panic_message(&*payload)))
+                        Err(anyhow!(
+                            "{label} crashed: {}",
+                            crate::util::panic_message(&*payload)
+                        ))
                     });
                 let _ = tx.send(result);
                 if let Some(w) = wake {

@@ -117,17 +117,17 @@ impl StudioApp {
                     &self.run,
                     &mut self.overlays,
                     &self.runs_root,
-                    self.config.is_lm(),
+                    self.config.is_decoder(),
                 ),
                 // Decoder runs have no palette: their measurements take the Pareto tab's place.
-                Tab::Pareto if self.config.is_lm() || !self.run.lm_entries.is_empty() => {
+                Tab::Pareto if self.config.is_decoder() || !self.run.decoder_entries.is_empty() => {
                     commands.extend(self.decoder.ui(ui, &self.run, selection, &self.export))
                 }
                 Tab::Pareto => {
                     commands.extend(self.pareto.ui(ui, &self.run, selection, &self.export))
                 }
                 Tab::TryIt => {
-                    let decoder = self.config.is_lm() || !self.run.val_loss.is_empty();
+                    let decoder = self.config.is_decoder() || !self.run.val_loss.is_empty();
                     self.try_it.ui(
                         ui,
                         self.run.run_dir.as_deref(),

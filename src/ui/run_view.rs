@@ -1,6 +1,6 @@
 //! What the window knows about the current run, built only from `TrainEvent`s.
 
-use crate::train::protocol::{LmEntry, PaletteEntry, TrainEvent};
+use crate::train::protocol::{DecoderEntry, PaletteEntry, TrainEvent};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ pub struct RunView {
     /// Decoder runs: the teacher's validation loss (a reference line).
     pub teacher_val_loss: Option<f64>,
     /// Decoder runs: measured subnets (size, validation metrics, latency).
-    pub lm_entries: Vec<LmEntry>,
+    pub decoder_entries: Vec<DecoderEntry>,
     pub logs: Vec<LogLine>,
 }
 
@@ -92,7 +92,7 @@ impl Default for RunView {
             majority_accuracy: 0.0,
             val_loss: BTreeMap::new(),
             teacher_val_loss: None,
-            lm_entries: Vec::new(),
+            decoder_entries: Vec::new(),
             logs: Vec::new(),
         }
     }
@@ -132,7 +132,7 @@ impl RunView {
         }
         let lm_csv = dir.join("lm-palette.csv");
         if lm_csv.is_file() {
-            view.lm_entries = crate::eval::decoder::read_csv(&lm_csv)?;
+            view.decoder_entries = crate::eval::decoder::read_csv(&lm_csv)?;
         }
         let csv = dir.join("palette.csv");
         if csv.is_file() {
@@ -213,7 +213,7 @@ impl RunView {
                         .push([global_step as f64, r.accuracy]);
                 }
             }
-            TrainEvent::LmEval {
+            TrainEvent::DecoderEval {
                 global_step,
                 results,
                 ..
@@ -229,9 +229,9 @@ impl RunView {
                     }
                 }
             }
-            TrainEvent::LmMeasured(entry) => {
-                self.lm_entries.retain(|e| e.role != entry.role);
-                self.lm_entries.push(entry);
+            TrainEvent::DecoderMeasured(entry) => {
+                self.decoder_entries.retain(|e| e.role != entry.role);
+                self.decoder_entries.push(entry);
             }
             TrainEvent::Log { level, message } => self.logs.push(LogLine { level, message }),
             TrainEvent::CheckpointSaved { global_step, path } => self.logs.push(LogLine {

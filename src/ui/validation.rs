@@ -146,7 +146,7 @@ pub fn field_errors(
         }
     }
     if let Ok(t) = teacher {
-        if t.decoder != config.is_lm() {
+        if t.decoder != config.is_decoder() {
             let what = if t.decoder {
                 "a decoder teacher needs a decoder preset (an `lm` section): open one of the code-* presets"
             } else {
@@ -156,7 +156,7 @@ pub fn field_errors(
         }
     }
     // Decoder runs read a JSONL file or a folder of text files, and have no test split.
-    let files: &[(&str, &std::path::PathBuf)] = if config.is_lm() {
+    let files: &[(&str, &std::path::PathBuf)] = if config.is_decoder() {
         &[
             ("data.train", &config.data.train),
             ("data.dev", &config.data.dev),
@@ -170,7 +170,7 @@ pub fn field_errors(
     };
     for &(field, path) in files {
         let p = RunConfig::resolve(path);
-        if !(p.is_file() || (config.is_lm() && p.is_dir())) {
+        if !(p.is_file() || (config.is_decoder() && p.is_dir())) {
             errors.insert(field.into(), format!("{}: file not found", path.display()));
         }
     }

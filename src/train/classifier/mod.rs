@@ -6,10 +6,9 @@ pub mod accuracy;
 
 use super::config::RunConfig;
 use super::data::{epoch_order, Dataset};
-use super::optim::AdamW;
 use super::protocol::{SubnetAccuracy, TrainEvent};
 use super::run::Run;
-use super::task::{Student, Task};
+use super::task::{net_and_space_accessors, EvalPoint, Grads, StepInput, Task};
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::mlfs::classifier::ClassifierSupernet;
 use crate::mlfs::distill::{combine, cross_entropy, feature_loss, kd_loss, DistillWeights};
@@ -95,17 +94,7 @@ impl Task for ClassifierTask {
         crate::util::write_atomic(&run_dir.join("labels.json"), &labels)
     }
 
-    fn net(&self) -> &ClassifierSupernet {
-        &self.net
-    }
-
-    fn net_mut(&mut self) -> &mut ClassifierSupernet {
-        &mut self.net
-    }
-
-    fn space(&self) -> &SearchSpace {
-        &self.space
-    }
+    net_and_space_accessors!(ClassifierSupernet);
 
     fn train_len(&self) -> usize {
         self.data.train.len()
@@ -117,14 +106,13 @@ impl Task for ClassifierTask {
 
     /// The maxnet (first student) learns from the labels; every other student from the labels
     /// and from the maxnet's logits and projected hidden states.
-    fn student_gradients(
-        &self,
-        config: &RunConfig,
-        batch: &[usize],
-        students: &[Student],
-        opt: &AdamW,
-        grads: &mut Vec<Option<Tensor>>,
-    ) -> Result<Vec<f64>> {
+    fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
+        let StepInput {
+            config,
+            batch,
+            students,
+            opt,
+        } = *step;
         let (ids, mask, labels) = self.labelled_batch(batch)?;
         let weights = DistillWeights::of(&config.distill);
         let (maxnet, others) = students.split_first().context("a step without students")?;
@@ -155,13 +143,7 @@ impl Task for ClassifierTask {
         Ok(losses)
     }
 
-    fn evaluate(
-        &self,
-        _config: &RunConfig,
-        stage: usize,
-        global_step: usize,
-        _with_teacher: bool,
-    ) -> Result<TrainEvent> {
+    fn evaluate(&self, _config: &RunConfig, at: EvalPoint) -> Result<TrainEvent> {
         let mut results = Vec::new();
         for (role, spec) in self.report_subnets() {
             let accuracy = split_accuracy(&self.net, &self.data.dev, &spec, self.pad_id)?;
@@ -172,8 +154,8 @@ impl Task for ClassifierTask {
             });
         }
         Ok(TrainEvent::DevEval {
-            stage,
-            global_step,
+            stage: at.stage,
+            global_step: at.global_step,
             results,
         })
     }

@@ -5,12 +5,11 @@
 pub mod metrics;
 pub mod step;
 
-use super::config::{LmConfig, RunConfig};
+use super::config::{DecoderConfig, RunConfig};
 use super::data::{read_corpus, token_blocks};
-use super::optim::AdamW;
-use super::protocol::{LmEvalResult, TrainEvent};
+use super::protocol::{DecoderEvalResult, TrainEvent};
 use super::run::Run;
-use super::task::{Student, Task};
+use super::task::{net_and_space_accessors, EvalPoint, Grads, StepInput, Task};
 use crate::mlfs::decoder::{DecoderSupernet, DecoderTraining};
 use crate::mlfs::distill::DistillWeights;
 use crate::mlfs::head_loss::next_token_targets;
@@ -30,7 +29,8 @@ pub type DecoderRun = Run<DecoderTask>;
 
 /// The decoder's supernet, students and token blocks.
 pub struct DecoderTask {
-    pub lm: LmConfig,
+    /// The run's decoder settings (its `lm` section).
+    pub settings: DecoderConfig,
     pub net: DecoderSupernet,
     pub space: SearchSpace,
     /// The listed students (empty: sandwich sampling from the space).
@@ -82,7 +82,7 @@ impl Task for DecoderTask {
         };
         let net = DecoderSupernet::new(teacher, &fixed_students, training, &config.distill)?;
         Ok(Self {
-            lm,
+            settings: lm,
             net,
             space,
             fixed_students,
@@ -91,17 +91,7 @@ impl Task for DecoderTask {
         })
     }
 
-    fn net(&self) -> &DecoderSupernet {
-        &self.net
-    }
-
-    fn net_mut(&mut self) -> &mut DecoderSupernet {
-        &mut self.net
-    }
-
-    fn space(&self) -> &SearchSpace {
-        &self.space
-    }
+    net_and_space_accessors!(DecoderSupernet);
 
     fn train_len(&self) -> usize {
         self.train_blocks.len()
@@ -123,14 +113,13 @@ impl Task for DecoderTask {
 
     /// Every student learns from the next tokens and from the frozen teacher (its own weights,
     /// no adapters), layer by layer with recomputed activations when configured.
-    fn student_gradients(
-        &self,
-        config: &RunConfig,
-        batch: &[usize],
-        students: &[Student],
-        opt: &AdamW,
-        grads: &mut Vec<Option<Tensor>>,
-    ) -> Result<Vec<f64>> {
+    fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
+        let StepInput {
+            config,
+            batch,
+            students,
+            opt,
+        } = *step;
         let blocks: Vec<&[u32]> = batch
             .iter()
             .map(|&i| self.train_blocks[i].as_slice())
@@ -173,7 +162,7 @@ impl Task for DecoderTask {
                 weights,
                 weight: student.weight,
                 train_head: self.net.trains_base_weights(),
-                recompute: self.lm.recompute_activations,
+                recompute: self.settings.recompute_activations,
             };
             losses.push(student_gradients(&step, opt, grads)?);
             lap("student forward, loss and backward");
@@ -182,15 +171,11 @@ impl Task for DecoderTask {
     }
 
     /// Validation loss, perplexity and top-1 of the reported subnets (the teacher first when asked).
-    fn evaluate(
-        &self,
-        config: &RunConfig,
-        stage: usize,
-        global_step: usize,
-        with_teacher: bool,
-    ) -> Result<TrainEvent> {
+    fn evaluate(&self, config: &RunConfig, at: EvalPoint) -> Result<TrainEvent> {
         let batch = config.batch_size;
-        let teacher = with_teacher.then(|| ("teacher".to_string(), self.space.maxnet(), false));
+        let teacher = at
+            .with_teacher
+            .then(|| ("teacher".to_string(), self.space.maxnet(), false));
         let students = self.report_subnets().into_iter().map(|(r, s)| (r, s, true));
         let mut results = Vec::new();
         for (role, spec, adapters) in teacher.into_iter().chain(students) {
@@ -200,7 +185,7 @@ impl Task for DecoderTask {
                 &self.net.teacher.decoder
             };
             let m = evaluate_blocks(net, &spec, adapters, &self.valid_blocks, batch)?;
-            results.push(LmEvalResult {
+            results.push(DecoderEvalResult {
                 role,
                 subnet: spec.to_string(),
                 loss: m.loss,
@@ -208,9 +193,9 @@ impl Task for DecoderTask {
                 top1_accuracy: m.top1_accuracy,
             });
         }
-        Ok(TrainEvent::LmEval {
-            stage,
-            global_step,
+        Ok(TrainEvent::DecoderEval {
+            stage: at.stage,
+            global_step: at.global_step,
             results,
         })
     }
@@ -219,9 +204,9 @@ impl Task for DecoderTask {
         let mut m = serde_json::Map::new();
         m.insert(
             "train_base_weights".into(),
-            self.lm.train_base_weights.into(),
+            self.settings.train_base_weights.into(),
         );
-        let init = serde_json::to_value(self.lm.init).unwrap_or(serde_json::Value::Null);
+        let init = serde_json::to_value(self.settings.init).unwrap_or(serde_json::Value::Null);
         m.insert("init".into(), init);
         m
     }

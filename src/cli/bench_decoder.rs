@@ -56,7 +56,7 @@ pub fn bench_decoder(preset: &Path, steps: usize) -> Result<()> {
     } else {
         PYTORCH_PLAIN_S
     };
-    let mode = if trainer.task.lm.train_base_weights {
+    let mode = if trainer.task.settings.train_base_weights {
         "all weights"
     } else {
         "MLFS adapters"
