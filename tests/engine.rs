@@ -105,23 +105,7 @@ fn stop_then_resume_matches_an_uninterrupted_run() {
     assert_eq!(resumed.global_step, 9);
     let later = collect_run(&mut resumed);
 
-    let losses = |events: &[TrainEvent]| -> Vec<(usize, Vec<String>, Vec<f64>)> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                TrainEvent::Step {
-                    global_step,
-                    losses,
-                    ..
-                } => Some((
-                    *global_step,
-                    losses.iter().map(|l| l.subnet.clone()).collect(),
-                    losses.iter().map(|l| l.loss).collect(),
-                )),
-                _ => None,
-            })
-            .collect()
-    };
+    let losses = common::step_losses;
     let mut joined = losses(&early);
     joined.extend(losses(&later));
     assert_eq!(

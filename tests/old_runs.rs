@@ -38,24 +38,6 @@ fn old_events() -> Vec<TrainEvent> {
         .collect()
 }
 
-/// (global step, losses) of every step event.
-fn step_losses(events: &[TrainEvent]) -> Vec<(usize, Vec<(String, f64)>)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            TrainEvent::Step {
-                global_step,
-                losses,
-                ..
-            } => Some((
-                *global_step,
-                losses.iter().map(|l| (l.subnet.clone(), l.loss)).collect(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 /// (role, accuracy) of the last dev evaluation.
 fn last_dev(events: &[TrainEvent]) -> Vec<(String, f64)> {
     let last = events.iter().rev().find_map(|e| match e {
@@ -87,13 +69,13 @@ fn old_checkpoint_resumes_with_the_old_losses_and_exports() {
     let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
     assert!(!run.run(&mut ctl, &mut |e| events.push(e)).unwrap());
     let old = old_events();
-    let old_tail: Vec<_> = step_losses(&old)
+    let old_tail: Vec<_> = common::step_losses(&old)
         .into_iter()
         .filter(|(s, _)| *s > 4)
         .collect();
     assert_eq!(old_tail.len(), 2);
     // Bit for bit: the same subnets, the same losses, the same dev accuracies at the end.
-    assert_eq!(step_losses(&events), old_tail);
+    assert_eq!(common::step_losses(&events), old_tail);
     assert_eq!(last_dev(&events), last_dev(&old));
 
     let reopened = ClassifierRun::open_trained(&run_dir).unwrap();

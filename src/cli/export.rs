@@ -10,7 +10,6 @@ use crate::model::tokenizer::batch_tensors;
 use crate::model::SubnetSpec;
 use crate::train::kind::is_decoder_run;
 use crate::train::protocol::PaletteEntry;
-use crate::train::task::Task;
 use crate::train::{ClassifierRun, DecoderRun};
 use crate::util::read_texts;
 use anyhow::{Context, Result};
@@ -79,14 +78,7 @@ pub fn export_decoder(
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
     let t = &run.task;
-    let spec = match subnet {
-        Some(s) => resolve_spec(Some(s), &t.space.teacher)?,
-        None => t
-            .report_subnets()
-            .first()
-            .map(|(_, s)| s.clone())
-            .context("the run has no subnet to export")?,
-    };
+    let spec = t.subnet_or_student(subnet)?;
     let measured = std::fs::read_to_string(run.run_dir.join("lm-palette.csv")).ok();
     let mut extra = serde_json::Map::new();
     extra.insert("lm".into(), serde_json::to_value(&run.config.lm)?);

@@ -102,6 +102,10 @@ impl DecoderSupernet {
 }
 
 impl AdaptedSupernet for DecoderSupernet {
+    fn projections(&self) -> &Projections {
+        &self.projections
+    }
+
     fn adapted_linears(&self) -> Vec<(String, &ElasticLinear)> {
         named_adapted(
             self.teacher
@@ -120,10 +124,6 @@ impl AdaptedSupernet for DecoderSupernet {
                 .iter_mut()
                 .map(|layer| layer.linears_mut()),
         )
-    }
-
-    fn projections(&self) -> &Projections {
-        &self.projections
     }
 
     /// A fully trained student's weights train in every stage.

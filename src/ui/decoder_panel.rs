@@ -3,6 +3,7 @@
 
 use super::commands::UiCommand;
 use super::export_state::{self, ExportState};
+use super::run_actions;
 use super::run_view::{RunStatus, RunView};
 use crate::export::decoder::GgufType;
 use crate::export::decoder_subnet::ExportFormat;
@@ -35,16 +36,8 @@ impl DecoderPanel {
     ) -> Option<UiCommand> {
         let mut cmd = None;
         ui.horizontal(|ui| {
-            let idle = run.run_dir.is_some()
-                && !run.status.is_active()
-                && run.status != RunStatus::MeasuringPalette;
-            if ui
-                .add_enabled(idle, egui::Button::new("Re-measure"))
-                .on_hover_text("Validation loss, perplexity, top-1, prefill time and tokens/s of the teacher and the run's subnets")
-                .clicked()
-            {
-                cmd = Some(UiCommand::EvaluatePalette);
-            }
+            let hover = "Validation loss, perplexity, top-1, prefill time and tokens/s of the teacher and the run's subnets";
+            cmd = run_actions::measure_button(ui, run, "Re-measure", hover);
             if run.status == RunStatus::MeasuringPalette {
                 ui.spinner();
             }
@@ -73,19 +66,16 @@ impl DecoderPanel {
                 .response
                 .labelled_by(l.id);
             let can_export = run.run_dir.is_some() && !export.is_running();
-            if ui
-                .add_enabled(can_export, egui::Button::new("Export…"))
-                .on_hover_text(
-                    "Hugging Face folder (LlamaForCausalLM) or a GGUF file llama.cpp reads",
-                )
-                .clicked()
+            let button = (
+                "Export…",
+                "Hugging Face folder (LlamaForCausalLM) or a GGUF file llama.cpp reads",
+            );
+            let unselected = "the run's student (select a row to change)";
+            if let Some(c) =
+                run_actions::export_button(ui, can_export, button, selection, unselected)
             {
-                cmd = Some(UiCommand::Export);
+                cmd = Some(c);
             }
-            match selection {
-                Some(s) => ui.label(format!("selected: {s}")),
-                None => ui.weak("the run's student (select a row to change)"),
-            };
         });
         export_state::show(ui, export);
         cmd

@@ -14,6 +14,7 @@ pub mod palette_view;
 pub mod pareto_chart;
 pub mod pareto_tab;
 pub mod pareto_table;
+pub mod run_actions;
 pub mod run_bar;
 pub mod run_view;
 pub mod training_tab;

@@ -8,6 +8,7 @@ use super::palette_view::{Cost, PaletteView};
 use super::pareto_chart;
 use super::pareto_table;
 use super::pareto_table::Sort;
+use super::run_actions;
 use super::run_view::{RunStatus, RunView};
 use crate::eval::pareto::CostBudget;
 use egui::Ui;
@@ -48,16 +49,8 @@ impl ParetoTab {
     ) -> Option<UiCommand> {
         let mut cmd = None;
         ui.horizontal(|ui| {
-            let can_eval = run.run_dir.is_some()
-                && !run.status.is_active()
-                && run.status != RunStatus::MeasuringPalette;
-            if ui
-                .add_enabled(can_eval, egui::Button::new("Re-evaluate palette"))
-                .on_hover_text("Measure accuracy, size and latency of every subnet again")
-                .clicked()
-            {
-                cmd = Some(UiCommand::EvaluatePalette);
-            }
+            let hover = "Measure accuracy, size and latency of every subnet again";
+            cmd = run_actions::measure_button(ui, run, "Re-evaluate palette", hover);
             ui.checkbox(&mut self.size_in_mb, "Size in MB")
                 .on_hover_text("Size axis: exported bytes instead of parameters");
             budget_field(
@@ -100,22 +93,16 @@ impl ParetoTab {
                 ));
             }
         }
-        ui.horizontal(|ui| {
-            let can_export = selection.is_some() && !export.is_running();
-            if ui
-                .add_enabled(can_export, egui::Button::new("Export selected…"))
-                .on_hover_text(
-                    "Write the selected subnet, adapters merged, as a standalone model folder",
-                )
-                .clicked()
-            {
-                cmd = Some(UiCommand::Export);
-            }
-            match selection {
-                Some(s) => ui.label(format!("selected: {s}")),
-                None => ui.weak("select a subnet in a chart or the table"),
-            };
+        let button = (
+            "Export selected…",
+            "Write the selected subnet, adapters merged, as a standalone model folder",
+        );
+        let unselected = "select a subnet in a chart or the table";
+        let can_export = selection.is_some() && !export.is_running();
+        let row = ui.horizontal(|ui| {
+            run_actions::export_button(ui, can_export, button, selection, unselected)
         });
+        cmd = row.inner.or(cmd);
         export_state::show(ui, export);
         ui.separator();
         if let Some(c) = pareto_table::show(ui, &view, &mut self.sort, selection) {

@@ -6,8 +6,7 @@ use crate::model::llama::generate::greedy;
 use crate::model::subnet::resolve_spec;
 use crate::model::tokenizer::batch_tensors;
 use crate::train::kind::AnyRun;
-use crate::train::task::Task;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use egui::{RichText, Ui};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -77,14 +76,7 @@ pub fn run_request(req: &TryRequest) -> Result<String> {
     match &*load(&req.run_dir)? {
         AnyRun::Decoder(run) => {
             let t = &run.task;
-            let spec = match &req.subnet {
-                Some(s) => resolve_spec(Some(s), &t.space.teacher)?,
-                None => t
-                    .report_subnets()
-                    .first()
-                    .map(|(_, s)| s.clone())
-                    .context("no subnet")?,
-            };
+            let spec = t.subnet_or_student(req.subnet.as_deref())?;
             let tok = &t.net.teacher.tokenizer;
             let ids = tok.encode(&req.input, false, usize::MAX)?;
             let eos = t.net.teacher.decoder.config.eos_token_id;

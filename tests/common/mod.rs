@@ -69,3 +69,24 @@ pub fn smollm2_gguf() -> &'static PathBuf {
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
 }
+
+/// (global step, [(subnet, loss)]) of every step event, in order.
+pub fn step_losses(
+    events: &[mlfs_studio::train::protocol::TrainEvent],
+) -> Vec<(usize, Vec<(String, f64)>)> {
+    use mlfs_studio::train::protocol::TrainEvent;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Step {
+                global_step,
+                losses,
+                ..
+            } => Some((
+                *global_step,
+                losses.iter().map(|l| (l.subnet.clone(), l.loss)).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}

@@ -107,19 +107,17 @@ impl Task for ClassifierTask {
     /// The maxnet (first student) learns from the labels; every other student from the labels
     /// and from the maxnet's logits and projected hidden states.
     fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
-        let StepInput {
-            config,
-            batch,
-            students,
-            opt,
-        } = *step;
-        let (ids, mask, labels) = self.labelled_batch(batch)?;
-        let weights = DistillWeights::of(&config.distill);
-        let (maxnet, others) = students.split_first().context("a step without students")?;
+        let (ids, mask, labels) = self.labelled_batch(step.batch)?;
+        let weights = DistillWeights::of(&step.config.distill);
+        let (maxnet, others) = step
+            .students
+            .split_first()
+            .context("a step without students")?;
         let max_out = self.net.forward(&ids, &mask, &maxnet.spec, None)?;
         let max_loss = cross_entropy(&max_out.logits, &labels)?;
         let mut losses = vec![max_loss.to_scalar::<f32>()? as f64];
-        opt.accumulate(&(max_loss * maxnet.weight)?.backward()?, grads)?;
+        step.opt
+            .accumulate(&(max_loss * maxnet.weight)?.backward()?, grads)?;
         let target_logits = max_out.logits.detach();
         let hidden = &max_out.hidden.hidden_states;
         let target_hidden: Vec<Tensor> = hidden.iter().map(|h| h.detach()).collect();
@@ -138,7 +136,8 @@ impl Task for ClassifierTask {
             }
             let loss = combine(&task, &kd, &features, weights)?;
             losses.push(loss.to_scalar::<f32>()? as f64);
-            opt.accumulate(&(loss * student.weight)?.backward()?, grads)?;
+            step.opt
+                .accumulate(&(loss * student.weight)?.backward()?, grads)?;
         }
         Ok(losses)
     }

@@ -39,6 +39,18 @@ pub struct DecoderTask {
     pub valid_blocks: Vec<Vec<u32>>,
 }
 
+impl DecoderTask {
+    /// The subnet `text` names, checked against the teacher, or the run's first reported
+    /// subnet (its student, or the maxnet of a sampled space) when none is named.
+    pub fn subnet_or_student(&self, text: Option<&str>) -> Result<SubnetSpec> {
+        if text.is_some() {
+            return resolve_spec(text, &self.space.teacher);
+        }
+        let first = self.report_subnets().into_iter().next();
+        first.map(|(_, s)| s).context("the run has no subnet")
+    }
+}
+
 impl Task for DecoderTask {
     type Net = DecoderSupernet;
     const DISTINCT_STUDENTS: bool = true;
@@ -114,20 +126,15 @@ impl Task for DecoderTask {
     /// Every student learns from the next tokens and from the frozen teacher (its own weights,
     /// no adapters), layer by layer with recomputed activations when configured.
     fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
-        let StepInput {
-            config,
-            batch,
-            students,
-            opt,
-        } = *step;
-        let blocks: Vec<&[u32]> = batch
+        let blocks: Vec<&[u32]> = step
+            .batch
             .iter()
             .map(|&i| self.train_blocks[i].as_slice())
             .collect();
-        let t = config.max_seq_len;
+        let t = step.config.max_seq_len;
         let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), &Device::Cpu)?;
         let targets = next_token_targets(&blocks);
-        let weights = DistillWeights::of(&config.distill);
+        let weights = DistillWeights::of(&step.config.distill);
         let profile = std::env::var_os("MLFS_PROFILE").is_some();
         let clock = Instant::now();
         let lap = |what: &str| {
@@ -146,9 +153,9 @@ impl Task for DecoderTask {
             None
         };
         lap("teacher forward");
-        let mut losses = Vec::with_capacity(students.len());
-        for student in students {
-            let step = StudentStep {
+        let mut losses = Vec::with_capacity(step.students.len());
+        for student in step.students {
+            let one = StudentStep {
                 net: self.net.net(),
                 spec: &student.spec,
                 ids: &ids,
@@ -164,7 +171,7 @@ impl Task for DecoderTask {
                 train_head: self.net.trains_base_weights(),
                 recompute: self.settings.recompute_activations,
             };
-            losses.push(student_gradients(&step, opt, grads)?);
+            losses.push(student_gradients(&one, step.opt, grads)?);
             lap("student forward, loss and backward");
         }
         Ok(losses)
