@@ -7,7 +7,7 @@ use crate::model::subnet::resolve_spec;
 use crate::train::config::RunConfig;
 use crate::train::kind::{is_decoder_run, AnyRun};
 use crate::train::protocol::{PaletteEntry, TrainCmd, TrainEvent};
-use crate::train::run::Flow;
+use crate::train::run::{Flow, Placement};
 use crate::train::{ClassifierRun, DecoderRun};
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 use std::path::PathBuf;
@@ -179,7 +179,7 @@ fn run_request(
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
         StartRequest::Resume { run_dir } => {
-            let mut t = AnyRun::resume(&run_dir)?;
+            let mut t = AnyRun::resume(&run_dir, Placement::default())?;
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
     };

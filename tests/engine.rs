@@ -124,7 +124,8 @@ fn rewiring_leaves_the_maxnet_unchanged() {
     trainer.task.net.set_stage(Some(1)).unwrap();
     let idx: Vec<usize> = (0..8).collect();
     let (batch, _) = trainer.task.data.dev.batch(&idx, 0);
-    let (ids, mask) = mlfs_studio::model::tokenizer::batch_tensors(&batch).unwrap();
+    let (ids, mask) =
+        mlfs_studio::model::tokenizer::batch_tensors(&batch, &candle_core::Device::Cpu).unwrap();
     let maxnet = SubnetSpec::maxnet(&trainer.task.space.teacher);
     let before = trainer
         .task
@@ -139,7 +140,8 @@ fn rewiring_leaves_the_maxnet_unchanged() {
         .data
         .train
         .batch(&(0..16).collect::<Vec<_>>(), 0);
-    let (i2, m2) = mlfs_studio::model::tokenizer::batch_tensors(&b2).unwrap();
+    let (i2, m2) =
+        mlfs_studio::model::tokenizer::batch_tensors(&b2, &candle_core::Device::Cpu).unwrap();
     let labels = candle_core::Tensor::from_vec(
         trainer.task.data.train.labels[..16].to_vec(),
         16,

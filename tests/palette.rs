@@ -47,7 +47,7 @@ fn exported_subnets_reload_with_the_same_logits() {
     let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
     let idx: Vec<usize> = (0..12).collect();
     let (batch, _) = trainer.task.data.test.batch(&idx, trainer.task.pad_id);
-    let (ids, mask) = batch_tensors(&batch).unwrap();
+    let (ids, mask) = batch_tensors(&batch, &candle_core::Device::Cpu).unwrap();
     for spec in specs() {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("model");

@@ -354,3 +354,33 @@ fn decoder_run_overlays_tries_and_exports() {
     let back = mlfs_studio::model::llama::DecoderTeacher::load(&gguf_out).unwrap();
     assert_eq!(back.decoder.config.num_hidden_layers, 2);
 }
+
+#[test]
+fn device_combo_offers_the_cpu_and_says_why_there_is_no_gpu() {
+    if mlfs_studio::model::device::cuda_compiled() {
+        return; // A GPU build lists what it finds; this checks the CPU build's wording.
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let mut config = tiny_config([2, 2, 2]);
+    config.device = mlfs_studio::train::config::DeviceChoice::Auto;
+    let app = StudioApp::new(
+        config,
+        Box::new(ScriptedDialogs::default()),
+        runs.path().to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.step();
+    let combo = h.get_by_label("Device");
+    let node = combo.accesskit_node();
+    let shown = format!("{:?} {:?}", node.value(), node.label());
+    assert!(shown.contains("CPU") && !shown.contains("GPU"), "{shown}");
+    assert!(h
+        .query_by_label_contains("built without GPU support: build it with scripts/build-cuda.sh")
+        .is_some());
+    // Bf16 needs a GPU: choosing it is an inline error that disables Start.
+    h.state_mut().config.precision = mlfs_studio::model::device::Precision::Bf16;
+    h.state_mut().revalidate();
+    h.step();
+    assert!(start_disabled(&h), "Start enabled with Bf16 on the CPU");
+    assert!(h.query_by_label_contains("Bf16 needs a GPU").is_some());
+}

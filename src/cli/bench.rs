@@ -3,6 +3,7 @@
 
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::train::config::RunConfig;
+use crate::train::run::Placement;
 use crate::train::ClassifierRun;
 use anyhow::Result;
 use std::time::Instant;
@@ -20,13 +21,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Times `steps` optimizer steps of each stage at batch 32, length 64 and prints the medians.
-pub fn bench(steps: usize) -> Result<()> {
+pub fn bench(steps: usize, placement: Placement) -> Result<()> {
     let dir = tempfile_dir()?;
-    let config = RunConfig {
+    let config = placement.apply(RunConfig {
         eval_every: 0,
         checkpoint_every: 0,
         ..RunConfig::default()
-    };
+    });
     let mut trainer = ClassifierRun::create(config, &dir)?;
     let mut sink = |_e: crate::train::protocol::TrainEvent| {};
     let mut report = Vec::new();
@@ -78,7 +79,8 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
     use crate::eval::latency::{measure, probe_input};
     use crate::eval::palette::{dense_latency, dense_subnet};
     trainer.task.net.set_stage(None)?;
-    let (ids, mask) = probe_input(32)?;
+    let device = trainer.task.net.encoder.device().clone();
+    let (ids, mask) = probe_input(32, &device)?;
     println!("inference latency, batch 1, length 32, median of 50 runs (ms):");
     println!(
         "  {:<34} {:>8} {:>10} {:>8} {:>8}",
@@ -90,7 +92,7 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
         let merged = dense_latency(&model, 32, 50)?;
         let on_the_fly = measure(3, 50, || {
             trainer.task.net.forward(&ids, &mask, &spec, None)?;
-            Ok(())
+            crate::model::device::synchronize(&device)
         })?;
         println!(
             "  {:<34} {:>8.3} {:>10.3} {:>8.2} {:>8.2}",

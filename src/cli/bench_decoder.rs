@@ -1,7 +1,10 @@
 //! `mlfs-studio bench --preset code-….ron`: decoder training-step time and peak memory, beside
 //! the PyTorch figures quoted in the decoder issue (batch 8 × 128, f32, 2 threads).
 
+use crate::model::device::{device_name, gpu_memory_used};
 use crate::train::config::RunConfig;
+use crate::train::run::Placement;
+use crate::train::task::Task;
 use crate::train::DecoderRun;
 use anyhow::Result;
 use std::path::Path;
@@ -27,14 +30,16 @@ fn peak_rss_mb() -> usize {
 }
 
 /// Times `steps` decoder steps of the preset's first stage (after one warm-up step).
-pub fn bench_decoder(preset: &Path, steps: usize) -> Result<()> {
-    let config = RunConfig::load(preset)?;
+pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Result<()> {
+    let config = placement.apply(RunConfig::load(preset)?);
     let dir = std::env::temp_dir().join(format!("mlfs-bench-lm-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     let loaded_at = Instant::now();
     let mut trainer = DecoderRun::create(config, &dir)?;
     let load_s = loaded_at.elapsed().as_secs_f64();
     let rss_loaded = peak_rss_mb();
+    let device = trainer.task.device().clone();
+    let gpu_loaded = gpu_memory_used(&device);
     let mut sink = |_e: crate::train::protocol::TrainEvent| {};
     trainer.start_stage(0, &mut sink)?;
     let mut times = Vec::with_capacity(steps);
@@ -62,9 +67,24 @@ pub fn bench_decoder(preset: &Path, steps: usize) -> Result<()> {
         "MLFS adapters"
     };
     println!(
-        "decoder step, {} ({mode}, alpha {}), batch {} x {} tokens, median of {steps}:",
-        c.name, c.distill.alpha, c.batch_size, c.max_seq_len
+        "decoder step, {} ({mode}, alpha {}), batch {} x {} tokens, {} {:?}, median of {steps}:",
+        c.name,
+        c.distill.alpha,
+        c.batch_size,
+        c.max_seq_len,
+        device_name(&device),
+        c.precision
     );
+    if let (Some(now), Some(loaded)) = (gpu_memory_used(&device), gpu_loaded) {
+        let min = times.first().copied().unwrap_or(f64::NAN);
+        println!("  {median:.4} s/step (fastest {min:.4} s), load {load_s:.1} s");
+        println!(
+            "  GPU memory in use {} MB after the steps ({} MB after loading)",
+            now >> 20,
+            loaded >> 20
+        );
+        return Ok(());
+    }
     println!(
         "  {median:.2} s/step   PyTorch {reference:.1} s   ratio {:.2}",
         median / reference

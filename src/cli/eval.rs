@@ -6,6 +6,7 @@ use crate::model::subnet::resolve_spec;
 use crate::model::SubnetSpec;
 use crate::train::kind::is_decoder_run;
 use crate::train::protocol::{PaletteEntry, TrainEvent};
+use crate::train::run::Placement;
 use crate::train::{ClassifierRun, DecoderRun};
 use anyhow::Result;
 use std::path::Path;
@@ -23,16 +24,19 @@ pub fn chosen_subnets(run: &ClassifierRun, subnets: Option<&str>) -> Result<Vec<
 }
 
 /// Measures the palette, writes `palette.csv` into the run folder and prints the table.
-pub fn eval(run_dir: &Path, subnets: Option<&str>) -> Result<()> {
+pub fn eval(run_dir: &Path, subnets: Option<&str>, placement: Placement) -> Result<()> {
     if is_decoder_run(run_dir) {
-        return print_decoder_measurements(run_dir);
+        return print_decoder_measurements(run_dir, placement);
     }
-    print_palette(&ClassifierRun::open_trained(run_dir)?, subnets)
+    print_palette(
+        &ClassifierRun::open_trained_on(run_dir, placement)?,
+        subnets,
+    )
 }
 
 /// Measures a decoder run's teacher and students into `lm-palette.csv` and prints them.
-fn print_decoder_measurements(run_dir: &Path) -> Result<()> {
-    let run = DecoderRun::open_trained(run_dir)?;
+fn print_decoder_measurements(run_dir: &Path, placement: Placement) -> Result<()> {
+    let run = DecoderRun::open_trained_on(run_dir, placement)?;
     println!(
         "{:<10} {:>6} {:>10} {:>8} {:>8} {:>7} {:>11} {:>9}",
         "role", "layers", "params", "val", "ppl", "top-1", "prefill ms", "tok/s"

@@ -10,23 +10,30 @@ use crate::model::tokenizer::batch_tensors;
 use crate::model::SubnetSpec;
 use crate::train::kind::is_decoder_run;
 use crate::train::protocol::PaletteEntry;
+use crate::train::run::Placement;
 use crate::train::{ClassifierRun, DecoderRun};
 use crate::util::read_texts;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Exports one subnet of a trained run as a standalone folder and lists the files.
-pub fn export(run_dir: &Path, subnet: Option<&str>, out: &Path, format: &str) -> Result<()> {
+pub fn export(
+    run_dir: &Path,
+    subnet: Option<&str>,
+    out: &Path,
+    format: &str,
+    placement: Placement,
+) -> Result<()> {
     if is_decoder_run(run_dir) {
         let format = ExportFormat::parse(format)?;
-        let run = DecoderRun::open_trained(run_dir)?;
+        let run = DecoderRun::open_trained_on(run_dir, placement)?;
         let files = export_decoder(&run, subnet, format, out)?;
         println!("exported to {}:", out.display());
         list_files(&files);
         return Ok(());
     }
     let subnet = subnet.context("--subnet is required for a classifier run")?;
-    let run = ClassifierRun::open_trained(run_dir)?;
+    let run = ClassifierRun::open_trained_on(run_dir, placement)?;
     let spec = resolve_spec(Some(subnet), &run.task.space.teacher)?;
     crate::export::folder::check_target(out)?;
     // Metrics from the palette when it has this subnet, measured now otherwise.
@@ -104,7 +111,7 @@ pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Pr
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
         let batch = tokenizer.encode_batch(chunk, model.config.max_position_embeddings)?;
-        let (ids, mask) = batch_tensors(&batch)?;
+        let (ids, mask) = batch_tensors(&batch, model.device())?;
         let probs =
             candle_nn::ops::softmax_last_dim(&model.logits(&ids, &mask)?)?.to_vec2::<f32>()?;
         for (text, p) in chunk.iter().zip(probs) {
@@ -130,8 +137,8 @@ pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Pr
 }
 
 /// Prints one JSON line per text of the file.
-pub fn predict(model_dir: &Path, texts_file: &Path) -> Result<()> {
-    let model = DenseClassifier::load(model_dir)?;
+pub fn predict(model_dir: &Path, texts_file: &Path, device: &candle_core::Device) -> Result<()> {
+    let model = DenseClassifier::load_on(model_dir, device)?;
     let texts = read_texts(texts_file)?;
     for p in predict_texts(&model, &texts)? {
         println!("{}", serde_json::to_string(&p)?);

@@ -5,7 +5,7 @@ use crate::model::tokenizer::batch_tensors;
 use crate::model::EncoderTeacher;
 use crate::util::read_texts;
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::Serialize;
 use std::path::Path;
 
@@ -39,8 +39,9 @@ pub fn decoder_forward_json(
     model: &Path,
     subnet: Option<&str>,
     texts_file: &Path,
+    device: &candle_core::Device,
 ) -> Result<String> {
-    let teacher = crate::model::llama::DecoderTeacher::load(model)?;
+    let teacher = crate::model::llama::DecoderTeacher::load_on(model, device)?;
     let spec = resolve_spec(subnet, &teacher.decoder.shape())?;
     let texts = read_texts(texts_file)?;
     let mut out = DecoderForwardOutput {
@@ -57,7 +58,7 @@ pub fn decoder_forward_json(
         if ids.is_empty() {
             anyhow::bail!("{}: a text has no tokens", texts_file.display());
         }
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let input = Tensor::new(ids.as_slice(), teacher.decoder.device())?.unsqueeze(0)?;
         let result = teacher.decoder.forward(&input, &spec)?;
         out.last_hidden_state
             .push(result.last_hidden.squeeze(0)?.to_vec2::<f32>()?);
@@ -70,16 +71,21 @@ pub fn decoder_forward_json(
 }
 
 /// Runs the forward pass and renders the JSON the CLI prints (encoder or decoder by the model).
-pub fn forward_json(model_dir: &Path, subnet: Option<&str>, texts_file: &Path) -> Result<String> {
+pub fn forward_json(
+    model_dir: &Path,
+    subnet: Option<&str>,
+    texts_file: &Path,
+    device: &candle_core::Device,
+) -> Result<String> {
     if crate::model::llama::is_decoder(model_dir) {
-        return decoder_forward_json(model_dir, subnet, texts_file);
+        return decoder_forward_json(model_dir, subnet, texts_file, device);
     }
-    let teacher = EncoderTeacher::load(model_dir)?;
+    let teacher = EncoderTeacher::load_on(model_dir, device)?;
     let spec = resolve_spec(subnet, &teacher.encoder.shape())?;
     let texts = read_texts(texts_file)?;
     let max_len = teacher.config.max_position_embeddings;
     let batch = teacher.tokenizer.encode_batch(&texts, max_len)?;
-    let (ids, mask) = batch_tensors(&batch)?;
+    let (ids, mask) = batch_tensors(&batch, teacher.encoder.device())?;
     let out = teacher.encoder.forward(&ids, &mask, &spec)?;
     let last_hidden_state = out.last().to_vec3::<f32>()?;
     Ok(serde_json::to_string(&ForwardOutput {

@@ -1,12 +1,15 @@
-//! Command-line interface: the headless client of the engine.
+//! Command-line interface: the headless client of the engine, one file per subcommand.
 
 pub mod bench;
 pub mod bench_decoder;
 pub mod eval;
 pub mod export;
 pub mod forward;
+pub mod random_llama;
 pub mod train;
 
+use crate::model::device::{DeviceChoice, Precision};
+use crate::train::run::Placement;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,6 +27,39 @@ pub struct Cli {
     /// Open the studio showing this run folder (its curves and palette).
     #[arg(long)]
     pub run: Option<PathBuf>,
+    /// Where to compute: auto (the first NVIDIA GPU if this binary has CUDA and one is present,
+    /// else the CPU), cpu, cuda or cuda:N. Overrides the preset's or the run's `device`.
+    #[arg(long, global = true)]
+    pub device: Option<String>,
+    /// Frozen weights and matrix-product inputs in f32 or bf16 (bf16 needs a GPU).
+    #[arg(long, global = true)]
+    pub precision: Option<String>,
+}
+
+impl Cli {
+    /// The device and precision asked for on the command line (none: the run's own).
+    pub fn placement(&self) -> Result<Placement> {
+        let device = self
+            .device
+            .as_deref()
+            .map(DeviceChoice::parse)
+            .transpose()?;
+        let precision = match self.precision.as_deref() {
+            None => None,
+            Some("f32") => Some(Precision::F32),
+            Some("bf16") => Some(Precision::Bf16),
+            Some(other) => anyhow::bail!("unknown precision '{other}' (f32 or bf16)"),
+        };
+        Ok(Placement { device, precision })
+    }
+}
+
+/// The device of a command that has no run configuration: the one asked for, else `auto`.
+pub fn device_of(placement: Placement) -> Result<candle_core::Device> {
+    let device = placement.device.unwrap_or_default().resolve()?;
+    let precision = placement.precision.unwrap_or_default();
+    crate::model::device::check_precision(&device, precision)?;
+    Ok(device)
 }
 
 /// The subcommands; none opens the studio window.
@@ -91,6 +127,7 @@ pub enum Command {
         texts_file: PathBuf,
     },
     /// Validation loss, perplexity and next-token top-1 accuracy of a decoder subnet on code.
+    #[command(name = "lm-eval", alias = "decoder-eval")]
     DecoderEval {
         /// A Llama GGUF file or Hugging Face Llama folder.
         #[arg(long)]
@@ -106,6 +143,20 @@ pub enum Command {
         /// Blocks scored (the first ones of the corpus).
         #[arg(long, default_value_t = 32)]
         blocks: usize,
+    },
+    /// Write a Llama teacher of a named shape with random weights (for timing runs).
+    RandomLlama {
+        /// smollm2-135m or smollm2-1.7b.
+        #[arg(long)]
+        shape: String,
+        /// The tokenizer.json to ship with it.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// New folder for config.json, model.safetensors and tokenizer.json.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Median training-step times on the shipped teacher (batch 32, length 64), or of a decoder
     /// preset (`--preset presets/code-slice20-full.ron`) with its peak memory.
@@ -131,6 +182,7 @@ pub fn assets_dir() -> PathBuf {
 /// Parses arguments and runs the chosen command.
 pub fn main_entry() -> Result<()> {
     let cli = Cli::parse();
+    let placement = cli.placement()?;
     match cli.command {
         None => crate::ui::run_studio(cli.run),
         Some(Command::Forward {
@@ -138,7 +190,8 @@ pub fn main_entry() -> Result<()> {
             subnet,
             texts_file,
         }) => {
-            let json = forward::forward_json(&model, subnet.as_deref(), &texts_file)?;
+            let device = device_of(placement)?;
+            let json = forward::forward_json(&model, subnet.as_deref(), &texts_file, &device)?;
             println!("{json}");
             Ok(())
         }
@@ -146,18 +199,31 @@ pub fn main_entry() -> Result<()> {
             preset,
             out,
             resume,
-        }) => train::train(preset.as_deref(), out.as_deref(), resume.as_deref()),
-        Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref()),
+        }) => train::train(
+            preset.as_deref(),
+            out.as_deref(),
+            resume.as_deref(),
+            placement,
+        ),
+        Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref(), placement),
         Some(Command::Export {
             run,
             subnet,
             out,
             format,
-        }) => export::export(&run, subnet.as_deref(), &out, &format),
-        Some(Command::Predict { model, texts_file }) => export::predict(&model, &texts_file),
+        }) => export::export(&run, subnet.as_deref(), &out, &format, placement),
+        Some(Command::Predict { model, texts_file }) => {
+            export::predict(&model, &texts_file, &device_of(placement)?)
+        }
+        Some(Command::RandomLlama {
+            shape,
+            tokenizer,
+            out,
+            seed,
+        }) => random_llama::write_random_llama(&shape, &tokenizer, &out, seed),
         Some(Command::Bench { steps, preset }) => match preset {
-            Some(p) => bench_decoder::bench_decoder(&p, steps),
-            None => bench::bench(steps),
+            Some(p) => bench_decoder::bench_decoder(&p, steps, placement),
+            None => bench::bench(steps, placement),
         },
         Some(Command::DecoderEval {
             model,
@@ -166,7 +232,8 @@ pub fn main_entry() -> Result<()> {
             block,
             blocks,
         }) => {
-            let teacher = crate::model::llama::DecoderTeacher::load(&model)?;
+            let device = device_of(placement)?;
+            let teacher = crate::model::llama::DecoderTeacher::load_on(&model, &device)?;
             let spec =
                 crate::model::subnet::resolve_spec(subnet.as_deref(), &teacher.decoder.shape())?;
             let texts =

@@ -4,16 +4,21 @@ use crate::eval::decoder::measure_with_events;
 use crate::train::config::RunConfig;
 use crate::train::kind::AnyRun;
 use crate::train::protocol::TrainEvent;
-use crate::train::run::Flow;
+use crate::train::run::{Flow, Placement};
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
 /// Trains a new run from a preset, or resumes one, printing progress to the terminal.
-pub fn train(preset: Option<&Path>, out: Option<&Path>, resume: Option<&Path>) -> Result<()> {
+pub fn train(
+    preset: Option<&Path>,
+    out: Option<&Path>,
+    resume: Option<&Path>,
+    placement: Placement,
+) -> Result<()> {
     let mut trainer = match (preset, out, resume) {
-        (_, _, Some(dir)) => AnyRun::resume(dir)?,
-        (Some(p), Some(dir), None) => AnyRun::create(RunConfig::load(p)?, dir)?,
+        (_, _, Some(dir)) => AnyRun::resume(dir, placement)?,
+        (Some(p), Some(dir), None) => AnyRun::create(placement.apply(RunConfig::load(p)?), dir)?,
         _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
     };
     let bar = ProgressBar::new(trainer.total_steps() as u64);

@@ -20,8 +20,8 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// A batch-1 input of `seq_len` real tokens: `[CLS]`, ordinary word pieces, `[SEP]`.
-pub fn probe_input(seq_len: usize) -> Result<(Tensor, Tensor)> {
+/// A batch-1 input of `seq_len` real tokens on `device`: `[CLS]`, ordinary word pieces, `[SEP]`.
+pub fn probe_input(seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let mut ids: Vec<u32> = (0..seq_len)
         .map(|i| 2000 + (i as u32 * 37) % 5000)
         .collect();
@@ -32,8 +32,8 @@ pub fn probe_input(seq_len: usize) -> Result<(Tensor, Tensor)> {
         *last = 102;
     }
     Ok((
-        Tensor::from_vec(ids, (1, seq_len), &Device::Cpu)?,
-        Tensor::ones((1, seq_len), candle_core::DType::U32, &Device::Cpu)?,
+        Tensor::from_vec(ids, (1, seq_len), device)?,
+        Tensor::ones((1, seq_len), candle_core::DType::U32, device)?,
     ))
 }
 

@@ -1,4 +1,6 @@
-//! Evaluation: accuracy per subnet, latency, Pareto fronts, the palette.
+//! Evaluation of trained runs: the classifier palette (accuracy, size, latency), decoder
+//! measurements (validation loss, size, prefill and decode speed), latency timing, Pareto fronts
+//! and budget rules. Each takes a task (model + data), not a run.
 
 pub mod decoder;
 pub mod latency;

@@ -40,6 +40,11 @@ impl DenseClassifier {
 
     /// Loads an exported folder: `config.json`, `model.safetensors`, `tokenizer.json`.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_on(dir, &candle_core::Device::Cpu)
+    }
+
+    /// [`Self::load`] with the weights on `device`.
+    pub fn load_on(dir: &Path, device: &candle_core::Device) -> Result<Self> {
         let config_path = dir.join("config.json");
         if !config_path.is_file() {
             bail!("{}: file is missing", config_path.display());
@@ -63,7 +68,7 @@ impl DenseClassifier {
         if !weights.is_file() {
             bail!("{}: file is missing", weights.display());
         }
-        let store = WeightStore::load(&weights, &["bert."])?;
+        let store = WeightStore::load(&weights, &["bert."])?.to_device(device)?;
         let mut model = Self::from_tensors(config, &store, labels)?;
         model.tokenizer = Some(TextTokenizer::from_dir(
             dir,
@@ -72,7 +77,12 @@ impl DenseClassifier {
         Ok(model)
     }
 
-    /// Logits `[B, classes]` of a padded batch.
+    /// The device the weights live on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.encoder.device()
+    }
+
+    /// Logits `[B, classes]` of token ids and mask `[B, T]`.
     pub fn logits(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let spec = SubnetSpec::maxnet(&self.encoder.shape());
         let out = self.encoder.forward(ids, mask, &spec)?;

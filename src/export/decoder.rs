@@ -233,7 +233,11 @@ pub fn export_gguf(
         };
         // A fresh buffer: `quantize` reads the whole storage, and a sliced view shares its
         // parent's (a row prefix is "contiguous" without being copied).
-        let t = Tensor::from_vec(t.flatten_all()?.to_vec1::<f32>()?, t.shape(), t.device())?;
+        let values = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let t = Tensor::from_vec(values, t.shape(), &candle_core::Device::Cpu)?;
         let kind = if t.rank() == 1 || dtype == GgufType::F32 {
             GgmlDType::F32
         } else {

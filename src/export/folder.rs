@@ -16,7 +16,10 @@ pub struct ExportFiles {
 pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     let mut raw: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        let values = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         raw.push((
             name.clone(),
             values.iter().flat_map(|v| v.to_le_bytes()).collect(),

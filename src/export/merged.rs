@@ -3,6 +3,7 @@
 use crate::mlfs::classifier::ClassifierSupernet;
 use crate::model::linear::ElasticLinear;
 use crate::model::lowrank::STAGES;
+use crate::model::ops::gpu_contiguous;
 use crate::model::{BertConfig, SubnetSpec};
 use anyhow::Result;
 use candle_core::Tensor;
@@ -17,7 +18,7 @@ pub fn merged_slice(lin: &ElasticLinear, out_n: usize, in_n: usize) -> Result<Te
     if let Some(lora) = &lin.lora {
         for s in 0..STAGES {
             let b = lora.b[s].as_tensor().narrow(0, 0, out_n)?;
-            let a = lora.a[s].as_tensor().narrow(1, 0, in_n)?;
+            let a = gpu_contiguous(&lora.a[s].as_tensor().narrow(1, 0, in_n)?)?;
             w = (w + (b.matmul(&a)? * lora.scale)?)?;
         }
     }

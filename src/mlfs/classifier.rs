@@ -7,10 +7,11 @@ use super::projection::Projections;
 use crate::model::encoder::{BertEncoder, EncoderOutput, LayerGates};
 use crate::model::linear::ElasticLinear;
 use crate::model::lowrank::StagedLowRank;
+use crate::model::ops::gpu_contiguous;
 use crate::model::param::Param;
 use crate::model::SubnetSpec;
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -42,19 +43,22 @@ impl ClassifierSupernet {
         seed: u64,
     ) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
+        let device = encoder.device().clone();
         for layer in &mut encoder.layers {
             for lin in layer.linears_mut() {
                 let (out, inp) = lin.dims();
-                lin.lora = Some(StagedLowRank::new(out, inp, rank, lora_alpha, &mut rng)?);
+                let lora = StagedLowRank::new(out, inp, rank, lora_alpha, &mut rng, &device)?;
+                lin.lora = Some(lora);
             }
         }
         let d = encoder.config.hidden_size;
         let normal = Normal::new(0.0f32, 0.02).context("normal distribution")?;
         let head: Vec<f32> = (0..classes * d).map(|_| normal.sample(&mut rng)).collect();
-        let head_weight = Var::from_tensor(&Tensor::from_vec(head, (classes, d), &Device::Cpu)?)?;
-        let head_bias = Var::zeros(classes, DType::F32, &Device::Cpu)?;
+        let head_weight = Var::from_tensor(&Tensor::from_vec(head, (classes, d), &device)?)?;
+        let head_bias = Var::zeros(classes, DType::F32, &device)?;
         let layers = encoder.layers.len();
-        let projections = Projections::new(layers, d, projection_dim, projection_kind, &mut rng)?;
+        let dims = (d, projection_dim);
+        let projections = Projections::new(layers, dims, projection_kind, &mut rng, &device)?;
         Ok(Self {
             encoder,
             head_weight,
@@ -85,7 +89,7 @@ impl ClassifierSupernet {
     pub fn classify(&self, last: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let d_sub = last.dim(2)?;
         let pooled = mean_pool(last, mask)?;
-        let w = self.head_weight.as_tensor().narrow(1, 0, d_sub)?;
+        let w = gpu_contiguous(&self.head_weight.as_tensor().narrow(1, 0, d_sub)?)?;
         Ok(pooled
             .matmul(&w.t()?)?
             .broadcast_add(self.head_bias.as_tensor())?)

@@ -56,6 +56,7 @@ impl DecoderSupernet {
             l
         };
         let mut rng = StdRng::seed_from_u64(training.seed);
+        let device = teacher.decoder.device().clone();
         let student = if training.train_base_weights {
             Some(trainable_student(
                 &teacher.decoder,
@@ -68,17 +69,18 @@ impl DecoderSupernet {
                 for lin in teacher.decoder.layers[l].linears_mut() {
                     let (out, inp) = lin.dims();
                     let (rank, alpha) = (training.rank, training.lora_alpha);
-                    lin.lora = Some(StagedLowRank::new(out, inp, rank, alpha, &mut rng)?);
+                    let lora = StagedLowRank::new(out, inp, rank, alpha, &mut rng, &device)?;
+                    lin.lora = Some(lora);
                 }
             }
             None
         };
         let projections = Projections::new(
             shape.layers,
-            shape.hidden,
-            distill.projection_dim,
+            (shape.hidden, distill.projection_dim),
             distill.projection,
             &mut rng,
+            &device,
         )?;
         Ok(Self {
             teacher,

@@ -145,6 +145,7 @@ fn log_sum_exp(v: &[f32], scale: f32) -> f64 {
 
 /// Scores hidden states `[N, d]` through `head` `[V, d]` against `targets` (one per row; `None`
 /// rows are not scored), optionally distilling from a teacher's `(hidden [N, d_t], head [V, d_t])`.
+/// On the CPU row by row in host loops; on a GPU chunk by chunk in tensor ops on the device.
 pub fn head_loss(
     hidden: &Tensor,
     head: &Tensor,
@@ -163,6 +164,11 @@ pub fn head_loss(
     let w = options.weights;
     if w.kd() > 0.0 && teacher.is_none() {
         bail!("distillation weight {} without a teacher", w.kd());
+    }
+    if !hidden.device().is_cpu() {
+        return super::head_loss_device::head_loss_on_device(
+            hidden, head, targets, teacher, options,
+        );
     }
     let count = targets.iter().flatten().count();
     let scale = 1.0 / count.max(1) as f32;

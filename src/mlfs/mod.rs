@@ -8,6 +8,7 @@ pub mod config;
 pub mod decoder;
 pub mod distill;
 pub mod head_loss;
+pub mod head_loss_device;
 pub mod projection;
 pub mod rewire;
 pub mod sampler;

@@ -14,7 +14,7 @@ pub struct Projections {
     pub kind: ProjectionKind,
 }
 
-/// `d × k` matrix with orthonormal columns (Gram–Schmidt on a Gaussian draw).
+/// `d × k` matrix with orthonormal columns (Gram–Schmidt on a Gaussian draw), on the CPU.
 pub fn orthonormal(d: usize, k: usize, rng: &mut StdRng) -> Result<Tensor> {
     let normal = Normal::new(0.0f64, 1.0).context("normal distribution")?;
     let k_eff = k.min(d);
@@ -49,18 +49,23 @@ pub fn unit_columns(p: &Var) -> Result<()> {
 }
 
 impl Projections {
-    /// Random orthonormal `[d, k]` projections for `layers` teacher layers (none for identity).
+    /// Random orthonormal `[d, k]` projections for `layers` teacher layers (none for identity),
+    /// on `device`.
     pub fn new(
         layers: usize,
-        d: usize,
-        k: usize,
+        (d, k): (usize, usize),
         kind: ProjectionKind,
         rng: &mut StdRng,
+        device: &Device,
     ) -> Result<Self> {
         let vars = match kind {
             ProjectionKind::Identity => Vec::new(),
             _ => (0..layers)
-                .map(|_| Ok(Var::from_tensor(&orthonormal(d, k, rng)?)?))
+                .map(|_| {
+                    Ok(Var::from_tensor(
+                        &orthonormal(d, k, rng)?.to_device(device)?,
+                    )?)
+                })
                 .collect::<Result<Vec<_>>>()?,
         };
         Ok(Self { vars, kind })
@@ -98,11 +103,11 @@ impl Projections {
         self.vars.iter().try_for_each(unit_columns)
     }
 
-    /// The projection of teacher layer `g`; the identity `[d, d]` when there is none.
-    pub fn of_layer(&self, g: usize, d: usize) -> Result<Tensor> {
+    /// The projection of teacher layer `g`; the identity `[d, d]` on `device` when there is none.
+    pub fn of_layer(&self, g: usize, d: usize, device: &Device) -> Result<Tensor> {
         Ok(match self.vars.get(g) {
             Some(p) => p.as_tensor().clone(),
-            None => Tensor::eye(d, candle_core::DType::F32, &Device::Cpu)?,
+            None => Tensor::eye(d, candle_core::DType::F32, device)?,
         })
     }
 }

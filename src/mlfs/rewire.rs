@@ -3,7 +3,7 @@
 use super::classifier::ClassifierSupernet;
 use crate::model::encoder::LayerGates;
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 /// A layer's new order: `heads[new] = old head`, `ffn[new] = old neuron`.
@@ -29,16 +29,17 @@ pub fn importance(
     batches: &[LabelledBatch],
 ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let shape = net.encoder.shape();
+    let device = net.encoder.device();
     let maxnet = crate::model::SubnetSpec::maxnet(&shape);
     let mut totals: Vec<(Vec<f32>, Vec<f32>)> = (0..shape.layers)
         .map(|_| (vec![0.0; shape.heads], vec![0.0; shape.ffn]))
         .collect();
     for (ids, mask, labels) in batches {
         let head_vars: Vec<Var> = (0..shape.layers)
-            .map(|_| Var::ones(shape.heads, DType::F32, &Device::Cpu))
+            .map(|_| Var::ones(shape.heads, DType::F32, device))
             .collect::<candle_core::Result<_>>()?;
         let ffn_vars: Vec<Var> = (0..shape.layers)
-            .map(|_| Var::ones(shape.ffn, DType::F32, &Device::Cpu))
+            .map(|_| Var::ones(shape.ffn, DType::F32, device))
             .collect::<candle_core::Result<_>>()?;
         let gates: Vec<LayerGates> = head_vars
             .iter()

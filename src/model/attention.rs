@@ -71,10 +71,10 @@ pub fn padding_mask(attention_mask: &Tensor) -> Result<Tensor> {
 }
 
 /// Additive causal mask `[1, 1, T, S]` for `T` new positions after `past` cached ones (S = past + T).
-pub fn causal_mask(t: usize, past: usize) -> Result<Tensor> {
+pub fn causal_mask(t: usize, past: usize, device: &candle_core::Device) -> Result<Tensor> {
     let s = past + t;
     let values: Vec<f32> = (0..t)
         .flat_map(|i| (0..s).map(move |j| if j > past + i { -1e9 } else { 0.0 }))
         .collect();
-    Tensor::from_vec(values, (1, 1, t, s), &candle_core::Device::Cpu)
+    Tensor::from_vec(values, (1, 1, t, s), device)
 }

@@ -188,6 +188,24 @@ impl BertEncoder {
         self.config.param_count()
     }
 
+    /// Keeps the layers' frozen matrices in `precision` and runs their products in it.
+    pub fn set_precision(
+        &mut self,
+        precision: crate::model::device::Precision,
+    ) -> candle_core::Result<()> {
+        for layer in &mut self.layers {
+            for lin in layer.linears_mut() {
+                lin.set_precision(precision)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.embeddings.word.device()
+    }
+
     /// The teacher's limits for subnet validation.
     pub fn shape(&self) -> TeacherShape {
         TeacherShape {

@@ -1,8 +1,9 @@
 //! The elastic linear layer: a frozen teacher matrix sliced to any subnet, plus staged adapters.
 
+use super::device::Precision;
 use super::lowrank::{StagedLowRank, STAGES};
-use super::ops::frozen_matmul_t;
-use candle_core::{Result, Tensor};
+use super::ops::{frozen_matmul_t, gpu_contiguous};
+use candle_core::{DType, Result, Tensor};
 
 /// `y = x · Π(W)ᵀ + Π(b) + scale · Π^out(B_s) Π^in(A_s) x` for any front slice of a teacher linear.
 pub struct ElasticLinear {
@@ -16,6 +17,26 @@ pub struct ElasticLinear {
     pub lora: Option<StagedLowRank>,
     /// The stage whose adapter pair trains, if any; the others are merged into `weight_eff`.
     pub active_stage: Option<usize>,
+    /// The dtype the matrix product runs in (bf16 inputs accumulate in f32 on the GPU).
+    pub compute: DType,
+}
+
+/// `x · wᵀ` in `w`'s dtype (x cast to it and the product cast back): frozen `w` only.
+fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dtype() == w.dtype() {
+        return frozen_matmul_t(x, w);
+    }
+    frozen_matmul_t(&x.to_dtype(w.dtype())?, w)?.to_dtype(x.dtype())
+}
+
+/// `x · wᵀ` for a trainable `w` (f32 master weights), both cast to `compute` for the product.
+fn trainable_product(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
+    let w = &gpu_contiguous(w)?;
+    if compute == x.dtype() && compute == w.dtype() {
+        return x.matmul(&w.t()?);
+    }
+    let y = x.to_dtype(compute)?.matmul(&w.to_dtype(compute)?.t()?)?;
+    y.to_dtype(x.dtype())
 }
 
 impl ElasticLinear {
@@ -27,7 +48,22 @@ impl ElasticLinear {
             bias,
             lora: None,
             active_stage: None,
+            compute: DType::F32,
         }
+    }
+
+    /// Runs the product in `precision`; a frozen teacher weight is stored in it too (adapters
+    /// and trainable weights stay f32).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let dtype = precision.dtype();
+        if dtype == self.compute && dtype == self.weight_pre.dtype() {
+            return Ok(());
+        }
+        self.compute = dtype;
+        if !self.weight_pre.track_op() {
+            self.weight_pre = self.weight_pre.to_dtype(dtype)?;
+        }
+        self.set_active_stage(self.active_stage)
     }
 
     /// Output and input width of the full layer.
@@ -42,9 +78,9 @@ impl ElasticLinear {
         let w = self.weight_eff.narrow(0, 0, out_n)?.narrow(1, 0, in_n)?;
         // A trainable base weight (full fine-tuning) needs candle's own matmul for its gradient.
         let mut y = if w.track_op() {
-            x.matmul(&w.t()?)?
+            trainable_product(x, &w, self.compute)?
         } else {
-            frozen_matmul_t(x, &w)?
+            frozen_product(x, &w)?
         };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.narrow(0, 0, out_n)?)?;
@@ -59,7 +95,7 @@ impl ElasticLinear {
     pub fn forward_base(&self, x: &Tensor, out_n: usize) -> Result<Tensor> {
         let in_n = x.dim(1)?;
         let w = self.weight_pre.narrow(0, 0, out_n)?.narrow(1, 0, in_n)?;
-        let y = frozen_matmul_t(x, &w)?;
+        let y = frozen_product(x, &w)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.narrow(0, 0, out_n)?),
             None => Ok(y),
@@ -84,27 +120,29 @@ impl ElasticLinear {
     }
 
     /// `W_pre + Σ_{s kept} scale · B_s A_s` over the full matrix.
+    /// In the stored weight's dtype; the sum is taken in f32.
     pub fn merged_weight(&self, keep: impl Fn(usize) -> bool) -> Result<Tensor> {
-        let mut w = self.weight_pre.clone();
+        let dtype = self.weight_pre.dtype();
+        let mut w = self.weight_pre.to_dtype(DType::F32)?;
         if let Some(lora) = &self.lora {
             for s in (0..STAGES).filter(|&s| keep(s)) {
                 w = (w + lora.dense(s)?)?;
             }
         }
-        Ok(w)
+        w.to_dtype(dtype)
     }
 }
 
 /// Index tensor of a permutation.
-fn index(order: &[usize]) -> Result<Tensor> {
+fn index(order: &[usize], device: &candle_core::Device) -> Result<Tensor> {
     let idx: Vec<u32> = order.iter().map(|&i| i as u32).collect();
-    Tensor::from_vec(idx, order.len(), &candle_core::Device::Cpu)
+    Tensor::from_vec(idx, order.len(), device)
 }
 
 impl ElasticLinear {
     /// Reorders output units (rows of W, b and every B_s); `order[new] = old`.
     pub fn permute_out(&mut self, order: &[usize]) -> Result<()> {
-        let idx = index(order)?;
+        let idx = index(order, self.weight_pre.device())?;
         self.weight_pre = self.weight_pre.index_select(&idx, 0)?;
         if let Some(b) = &self.bias {
             self.bias = Some(b.index_select(&idx, 0)?);
@@ -119,7 +157,7 @@ impl ElasticLinear {
 
     /// Reorders input units (columns of W and of every A_s); `order[new] = old`.
     pub fn permute_in(&mut self, order: &[usize]) -> Result<()> {
-        let idx = index(order)?;
+        let idx = index(order, self.weight_pre.device())?;
         self.weight_pre = self.weight_pre.index_select(&idx, 1)?;
         if let Some(lora) = &self.lora {
             for a in &lora.a {
@@ -151,7 +189,8 @@ mod tests {
             random((12, 10), 1),
             Some(random((1, 12), 2).flatten_all().unwrap()),
         );
-        let lora = StagedLowRank::new(12, 10, 3, 6.0, &mut rng).unwrap();
+        let cpu = candle_core::Device::Cpu;
+        let lora = StagedLowRank::new(12, 10, 3, 6.0, &mut rng, &cpu).unwrap();
         for (s, b) in lora.b.iter().enumerate() {
             b.set(&random((12, 3), 10 + s as u64)).unwrap();
         }

@@ -1,5 +1,6 @@
 //! Staged low-rank adapters (A_s, B_s), s = 0, 1, 2, shared by every subnet (MLFS Proposition 1).
 
+use super::ops::gpu_contiguous;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -25,6 +26,7 @@ impl StagedLowRank {
         rank: usize,
         alpha: f64,
         rng: &mut StdRng,
+        device: &Device,
     ) -> Result<Self> {
         let std = (1.0 / d_in as f64).sqrt();
         let normal = Normal::new(0.0f32, std as f32).map_err(candle_core::Error::wrap)?;
@@ -35,9 +37,9 @@ impl StagedLowRank {
             a.push(Var::from_tensor(&Tensor::from_vec(
                 values,
                 (rank, d_in),
-                &Device::Cpu,
+                device,
             )?)?);
-            b.push(Var::zeros((d_out, rank), DType::F32, &Device::Cpu)?);
+            b.push(Var::zeros((d_out, rank), DType::F32, device)?);
         }
         Ok(Self {
             a,
@@ -54,7 +56,7 @@ impl StagedLowRank {
     /// `scale · Π^out(B_s) · Π^in(A_s) · x` for a batch `x` of shape [N, in_n], tracked for gradients.
     pub fn delta(&self, stage: usize, x: &Tensor, out_n: usize) -> Result<Tensor> {
         let in_n = x.dim(1)?;
-        let a = self.a[stage].as_tensor().narrow(1, 0, in_n)?;
+        let a = gpu_contiguous(&self.a[stage].as_tensor().narrow(1, 0, in_n)?)?;
         let b = self.b[stage].as_tensor().narrow(0, 0, out_n)?;
         let low = x.matmul(&a.t()?)?;
         low.matmul(&b.t()?)? * self.scale

@@ -1,7 +1,9 @@
-//! The elastic transformer: configs, weight loading, tokenizers, subnet specs and slicing Π_Φ.
+//! The elastic transformers (BERT encoder, Llama decoder): configs, weight loading, tokenizers
+//! and batching, subnet specs and slicing Π_Φ, the staged low-rank linear, trainable `Param`s.
 
 pub mod attention;
 pub mod config;
+pub mod device;
 pub mod encoder;
 pub mod linear;
 pub mod llama;
@@ -31,13 +33,18 @@ pub struct EncoderTeacher {
 impl EncoderTeacher {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json`/`vocab.txt` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_on(dir, &candle_core::Device::Cpu)
+    }
+
+    /// [`Self::load`] with the weights on `device`.
+    pub fn load_on(dir: &Path, device: &candle_core::Device) -> Result<Self> {
         if !dir.is_dir() {
             bail!("{}: model folder not found", dir.display());
         }
         let config_path = require_file(dir, "config.json")?;
         let weights_path = require_file(dir, "model.safetensors")?;
         let config = BertConfig::from_file(&config_path)?;
-        let store = weights::WeightStore::load(&weights_path, &["bert."])?;
+        let store = weights::WeightStore::load(&weights_path, &["bert."])?.to_device(device)?;
         let encoder = BertEncoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(dir, config.pad_token_id as u32)?;
         Ok(Self {

@@ -1,30 +1,52 @@
-//! Fused CPU ops with the backward passes MLFS needs: gradients flow to activations only,
-//! never to frozen teacher tensors (candle's own matmul backward would compute both sides).
+//! Ops with the backward passes MLFS needs: gradients flow to activations only, never to frozen
+//! teacher tensors (candle's own matmul backward would compute both sides). On the CPU the
+//! softmax and norms are fused loops of ours; on a GPU their forward is candle's kernel and the
+//! same hand-written backward is attached with [`with_grad`].
 
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
+
+/// A sliced view as a plain tensor on a GPU (candle's cuBLAS products want plain layouts); the
+/// view itself on the CPU, whose products take any strides.
+pub fn gpu_contiguous(t: &Tensor) -> Result<Tensor> {
+    if t.device().is_cpu() {
+        return Ok(t.clone());
+    }
+    t.contiguous()
+}
 
 /// `x · Wᵀ` for a frozen `W` ([out, in], possibly a sliced view): gradient to `x` only.
 pub fn frozen_matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let weight = gpu_contiguous(weight)?;
     let y = x.detach().matmul(&weight.t()?)?;
+    let weight = weight.clone();
+    with_grad(x, &y, move |grad| grad.matmul(&weight))
+}
+
+/// `value` (computed without a graph) as the result, with `grad(dL/dvalue)` as the gradient
+/// that flows to `x`: a hand-written backward for a forward computed by any kernel.
+pub fn with_grad<F>(x: &Tensor, value: &Tensor, grad: F) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+{
     if !x.track_op() {
-        return Ok(y);
+        return Ok(value.clone());
     }
-    x.apply_op2(
-        &y,
-        FrozenLinearGrad {
-            weight: weight.clone(),
-        },
-    )
+    x.apply_op2(value, WithGrad { grad })
 }
 
-/// Passes a precomputed product through and routes its gradient to the input only.
-struct FrozenLinearGrad {
-    weight: Tensor,
+/// Passes its second argument through; the gradient goes to the first, through `grad`.
+struct WithGrad<F> {
+    grad: F,
 }
 
-impl CustomOp2 for FrozenLinearGrad {
+impl<F> CustomOp2 for WithGrad<F>
+where
+    F: Fn(&Tensor) -> Result<Tensor> + Send + Sync,
+{
     fn name(&self) -> &'static str {
-        "frozen-linear"
+        "with-grad"
     }
 
     fn cpu_fwd(
@@ -34,8 +56,22 @@ impl CustomOp2 for FrozenLinearGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let values = contiguous_f32(s2, l2, "frozen-linear")?;
+        let values = contiguous_f32(s2, l2, "with-grad")?;
         Ok((CpuStorage::F32(values.to_vec()), l2.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _s1: &CudaStorage,
+        _l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use candle_core::backend::{BackendDevice, BackendStorage};
+        let mut out = s2.device().zeros_impl(l2.shape(), s2.dtype())?;
+        s2.copy_strided_src(&mut out, 0, l2)?;
+        Ok((out, l2.shape().clone()))
     }
 
     fn bwd(
@@ -45,7 +81,7 @@ impl CustomOp2 for FrozenLinearGrad {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.matmul(&self.weight)?), None))
+        Ok((Some((self.grad)(grad)?), None))
     }
 }
 
@@ -62,7 +98,18 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f3
 
 /// Softmax over the last dimension with a backward pass.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Softmax)
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op1(Softmax);
+    }
+    let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
+    let out = y.clone();
+    with_grad(x, &out, move |grad| softmax_grad(&y, grad))
+}
+
+/// `dL/dx = y ⊙ (g − Σ g ⊙ y)` for `y = softmax(x)` over the last dimension.
+fn softmax_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
+    y * grad.broadcast_sub(&dot)?
 }
 
 struct Softmax;
@@ -90,8 +137,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((y * grad.broadcast_sub(&dot)?)?))
+        Ok(Some(softmax_grad(y, grad)?))
     }
 }
 
@@ -112,6 +158,9 @@ pub fn frozen_norm(
     eps: f64,
     kind: NormKind,
 ) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return device_norm(x, gamma, beta, eps, kind);
+    }
     let width = x.dim(D::Minus1)?;
     let gamma_v = gamma.to_vec1::<f32>()?;
     let beta_v = match beta {
@@ -166,22 +215,59 @@ impl CustomOp1 for FrozenNorm {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let centred = match self.kind {
-            NormKind::Layer => x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?,
-            NormKind::Rms => x.clone(),
-        };
-        let inv_std = (centred.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
-            .sqrt()?
-            .recip()?;
-        let x_hat = centred.broadcast_mul(&inv_std)?;
-        let g = grad.broadcast_mul(&self.gamma)?;
-        let proj = (&g * &x_hat)?.mean_keepdim(D::Minus1)?;
-        let mut inner = (&g - x_hat.broadcast_mul(&proj)?)?;
-        if self.kind == NormKind::Layer {
-            inner = inner.broadcast_sub(&g.mean_keepdim(D::Minus1)?)?;
-        }
-        Ok(Some(inner.broadcast_mul(&inv_std)?))
+        let eps = self.eps as f64;
+        Ok(Some(norm_grad(x, &self.gamma, eps, self.kind, grad)?))
     }
+}
+
+/// The norm's gradient with respect to its input `x` (γ, β frozen).
+fn norm_grad(
+    x: &Tensor,
+    gamma: &Tensor,
+    eps: f64,
+    kind: NormKind,
+    grad: &Tensor,
+) -> Result<Tensor> {
+    let centred = match kind {
+        NormKind::Layer => x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?,
+        NormKind::Rms => x.clone(),
+    };
+    let inv_std = (centred.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let x_hat = centred.broadcast_mul(&inv_std)?;
+    let g = grad.broadcast_mul(gamma)?;
+    let proj = (&g * &x_hat)?.mean_keepdim(D::Minus1)?;
+    let mut inner = (&g - x_hat.broadcast_mul(&proj)?)?;
+    if kind == NormKind::Layer {
+        inner = inner.broadcast_sub(&g.mean_keepdim(D::Minus1)?)?;
+    }
+    inner.broadcast_mul(&inv_std)
+}
+
+/// The norm on a GPU: candle's fused kernel forward, the same backward as on the CPU.
+fn device_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: Option<&Tensor>,
+    eps: f64,
+    kind: NormKind,
+) -> Result<Tensor> {
+    let input = x.detach().contiguous()?;
+    let gamma = gamma.detach().contiguous()?;
+    let y = match (kind, beta) {
+        (NormKind::Layer, Some(b)) => {
+            candle_nn::ops::layer_norm(&input, &gamma, &b.detach().contiguous()?, eps as f32)?
+        }
+        (NormKind::Layer, None) => {
+            let zeros = gamma.zeros_like()?;
+            candle_nn::ops::layer_norm(&input, &gamma, &zeros, eps as f32)?
+        }
+        (NormKind::Rms, _) => candle_nn::ops::rms_norm(&input, &gamma, eps as f32)?,
+    };
+    with_grad(x, &y, move |grad| {
+        norm_grad(&input, &gamma, eps, kind, grad)
+    })
 }
 
 #[cfg(test)]

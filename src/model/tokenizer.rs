@@ -146,12 +146,15 @@ fn wordpiece_from_vocab(vocab: &Path) -> Result<Tokenizer> {
 }
 
 /// Token ids and mask as tensors `[B, T]`.
-pub fn batch_tensors(batch: &TokenBatch) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
+pub fn batch_tensors(
+    batch: &TokenBatch,
+    device: &candle_core::Device,
+) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
     let (b, t) = (batch.len(), batch.seq_len());
     let ids: Vec<u32> = batch.input_ids.concat();
     let mask: Vec<u32> = batch.attention_mask.concat();
     Ok((
-        candle_core::Tensor::from_vec(ids, (b, t), &candle_core::Device::Cpu)?,
-        candle_core::Tensor::from_vec(mask, (b, t), &candle_core::Device::Cpu)?,
+        candle_core::Tensor::from_vec(ids, (b, t), device)?,
+        candle_core::Tensor::from_vec(mask, (b, t), device)?,
     ))
 }

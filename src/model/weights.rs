@@ -38,6 +38,19 @@ impl WeightStore {
         }
     }
 
+    /// The same store with every tensor on `device`.
+    pub fn to_device(self, device: &Device) -> Result<Self> {
+        if device.is_cpu() {
+            return Ok(self);
+        }
+        let tensors = self
+            .tensors
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(device)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Self { tensors, ..self })
+    }
+
     /// All tensors by their stored names.
     pub fn into_tensors(self) -> HashMap<String, Tensor> {
         self.tensors
@@ -135,7 +148,8 @@ pub fn save_f32(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let mut raw: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let values = t
-            .flatten_all()
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1::<f32>())
             .with_context(|| format!("tensor '{name}'"))?;
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use crate::mlfs::config::{DistillConfig, ProjectionKind, SpaceConfig};
+pub use crate::model::device::{DeviceChoice, Precision};
 
 /// How long a stage trains.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -156,6 +157,10 @@ pub struct RunConfig {
     /// Checkpoint every N steps (0: only at stage ends).
     pub checkpoint_every: usize,
     pub palette: PaletteConfig,
+    /// Where the run computes: `Auto` (the first GPU if there is one), `Cpu` or `Cuda(n)`.
+    pub device: DeviceChoice,
+    /// Frozen weights and matrix-product inputs in `F32` or `Bf16` (GPU only).
+    pub precision: Precision,
     /// Decoder settings; present only when the teacher is a decoder language model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lm: Option<DecoderConfig>,
@@ -188,6 +193,8 @@ impl Default for RunConfig {
             eval_every: 50,
             checkpoint_every: 100,
             palette: PaletteConfig::default(),
+            device: DeviceChoice::Auto,
+            precision: Precision::F32,
             lm: None,
         }
     }
@@ -352,6 +359,13 @@ impl RunConfig {
                 format!("{} is outside 2..=512", self.palette.latency_seq_len),
             );
         }
+        let no_gpu = self.device == DeviceChoice::Cpu || !crate::model::device::cuda_compiled();
+        if self.precision == Precision::Bf16 && no_gpu {
+            bad(
+                "precision",
+                "Bf16 needs a GPU (on the CPU bf16 products are emulated, slower than F32)".into(),
+            );
+        }
         if let Some(lm) = &self.lm {
             if lm.init == crate::model::llama::student::StudentInit::Random
                 && !lm.train_base_weights
@@ -372,6 +386,13 @@ impl RunConfig {
             }
         }
         errors
+    }
+
+    /// The device this run computes on, checked against its precision.
+    pub fn resolve_device(&self) -> Result<candle_core::Device> {
+        let device = self.device.resolve()?;
+        crate::model::device::check_precision(&device, self.precision)?;
+        Ok(device)
     }
 
     /// True for a decoder (language-model) run.

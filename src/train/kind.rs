@@ -4,7 +4,7 @@ use super::classifier::ClassifierRun;
 use super::config::RunConfig;
 use super::decoder::DecoderRun;
 use super::protocol::TrainEvent;
-use super::run::Control;
+use super::run::{Control, Placement};
 use anyhow::Result;
 use std::path::Path;
 
@@ -34,21 +34,23 @@ impl AnyRun {
         })
     }
 
-    /// Reopens the run in `run_dir` from its latest checkpoint.
-    pub fn resume(run_dir: &Path) -> Result<Self> {
+    /// Reopens the run in `run_dir` from its latest checkpoint, placed as `placement` says.
+    pub fn resume(run_dir: &Path, placement: Placement) -> Result<Self> {
         Ok(if is_decoder_run(run_dir) {
-            Self::Decoder(Box::new(DecoderRun::resume(run_dir)?))
+            Self::Decoder(Box::new(DecoderRun::resume_on(run_dir, placement)?))
         } else {
-            Self::Classifier(Box::new(ClassifierRun::resume(run_dir)?))
+            Self::Classifier(Box::new(ClassifierRun::resume_on(run_dir, placement)?))
         })
     }
 
     /// Opens the trained (or stopped) run in `run_dir` for evaluation and export.
-    pub fn open_trained(run_dir: &Path) -> Result<Self> {
+    pub fn open_trained(run_dir: &Path, placement: Placement) -> Result<Self> {
         Ok(if is_decoder_run(run_dir) {
-            Self::Decoder(Box::new(DecoderRun::open_trained(run_dir)?))
+            Self::Decoder(Box::new(DecoderRun::open_trained_on(run_dir, placement)?))
         } else {
-            Self::Classifier(Box::new(ClassifierRun::open_trained(run_dir)?))
+            Self::Classifier(Box::new(ClassifierRun::open_trained_on(
+                run_dir, placement,
+            )?))
         })
     }
 

@@ -87,6 +87,17 @@ impl AdamW {
 
     /// Global L2 norm of accumulated gradients.
     pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
+        let on_gpu = grads.iter().flatten().any(|g| !g.device().is_cpu());
+        if on_gpu {
+            // One read-back for all parameters: a sync per parameter stalls the GPU's queue.
+            let sums = grads
+                .iter()
+                .flatten()
+                .map(|g| g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let total = Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
+            return Ok(total.sqrt());
+        }
         let mut total = 0f64;
         for g in grads.iter().flatten() {
             total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;

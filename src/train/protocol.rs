@@ -97,6 +97,11 @@ pub enum TrainEvent {
         /// The step the run starts from (non-zero when resumed).
         start_step: usize,
         majority_accuracy: f64,
+        /// Where it computes (`cpu`, `cuda:0`) and in which precision; empty in older logs.
+        #[serde(default)]
+        device: String,
+        #[serde(default)]
+        precision: String,
     },
     StageStarted {
         stage: usize,

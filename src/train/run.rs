@@ -3,7 +3,7 @@
 //! schedule, optimizer step), checkpoints and the final save. What differs lives in a [`Task`].
 
 use super::checkpoint::{self, CheckpointState};
-use super::config::RunConfig;
+use super::config::{DeviceChoice, Precision, RunConfig};
 use super::data::epoch_order;
 use super::events::EventLog;
 use super::optim::{learning_rate, AdamW};
@@ -31,6 +31,27 @@ pub enum Flow {
 
 /// Called between steps with the global step and a way to emit events; says go on or stop.
 pub type Control<'a> = dyn FnMut(usize, &mut dyn FnMut(TrainEvent)) -> Flow + 'a;
+
+/// A device and precision chosen on the command line or in the studio, in place of the run's
+/// own (a run trained on a GPU can be resumed or evaluated on the CPU, and back).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Placement {
+    pub device: Option<DeviceChoice>,
+    pub precision: Option<Precision>,
+}
+
+impl Placement {
+    /// The configuration with this placement's choices written over it.
+    pub fn apply(&self, mut config: RunConfig) -> RunConfig {
+        if let Some(d) = self.device {
+            config.device = d;
+        }
+        if let Some(p) = self.precision {
+            config.precision = p;
+        }
+        config
+    }
+}
 
 /// `supernet.json`, written beside `supernet.safetensors` when a run finishes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,7 +109,12 @@ impl<T: Task> Run<T> {
 
     /// Reopens a run from its folder and latest complete checkpoint (from the start if none).
     pub fn resume(run_dir: &Path) -> Result<Self> {
-        let config = RunConfig::load(&run_dir.join("config.ron"))?;
+        Self::resume_on(run_dir, Placement::default())
+    }
+
+    /// [`Self::resume`] on another device or precision than the run was configured with.
+    pub fn resume_on(run_dir: &Path, placement: Placement) -> Result<Self> {
+        let config = placement.apply(RunConfig::load(&run_dir.join("config.ron"))?);
         let mut run = Self::build(config, run_dir)?;
         if let Some((state, tensors, dir)) = checkpoint::latest(run_dir)? {
             run.restore(state.orders.as_deref(), &tensors)
@@ -108,7 +134,12 @@ impl<T: Task> Run<T> {
 
     /// Opens a finished (or stopped) run for evaluation and export: every stage merged.
     pub fn open_trained(run_dir: &Path) -> Result<Self> {
-        let config = RunConfig::load(&run_dir.join("config.ron"))?;
+        Self::open_trained_on(run_dir, Placement::default())
+    }
+
+    /// [`Self::open_trained`] on another device or precision than the run was configured with.
+    pub fn open_trained_on(run_dir: &Path, placement: Placement) -> Result<Self> {
+        let config = placement.apply(RunConfig::load(&run_dir.join("config.ron"))?);
         let mut run = Self::build(config, run_dir)?;
         let weights = run_dir.join("supernet.safetensors");
         if weights.is_file() {
@@ -189,6 +220,8 @@ impl<T: Task> Run<T> {
             stage_steps: self.stage_steps.clone(),
             start_step: self.global_step,
             majority_accuracy: self.task.majority_accuracy(),
+            device: crate::model::device::device_name(self.task.device()),
+            precision: format!("{:?}", self.config.precision),
         };
         self.emit(started, sink);
         if T::EVALUATES_AT_START && self.global_step == 0 {

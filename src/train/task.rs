@@ -79,6 +79,8 @@ pub trait Task: Sized {
     fn net(&self) -> &Self::Net;
     /// The supernet, mutably.
     fn net_mut(&mut self) -> &mut Self::Net;
+    /// The device the supernet lives on.
+    fn device(&self) -> &candle_core::Device;
     /// The search space the sandwich sampler draws from.
     fn space(&self) -> &SearchSpace;
     /// Training examples (or token blocks) in one epoch.

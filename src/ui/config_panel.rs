@@ -1,6 +1,7 @@
 //! Left panel: teacher, data, stages, adapters, scaling, distillation, sampler, space, palette.
 
 use super::commands::UiCommand;
+use super::device_picker;
 use super::dialogs::DialogPurpose;
 use super::validation::TeacherSummary;
 use crate::train::config::{Budget, ProjectionKind, RunConfig};
@@ -295,6 +296,9 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
             ui.horizontal(|ui| {
                 changed |= ui.checkbox(&mut form.config.rewire, "Rewire before stage 1").on_hover_text("Order heads and FFN neurons by |gradient × activation| so front slicing keeps the important ones").changed();
             });
+        });
+        egui::CollapsingHeader::new("Compute").default_open(true).show(ui, |ui| {
+            changed |= device_picker::show(ui, form.config, errors.get("precision"));
         });
         egui::CollapsingHeader::new("Palette").default_open(false).show(ui, |ui| {
             changed |= ui.checkbox(&mut form.config.palette.evaluate_at_end, "Measure at the end").on_hover_text("Measure accuracy, size and latency of every subnet when training ends").changed();

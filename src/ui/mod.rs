@@ -5,6 +5,7 @@ pub mod commands;
 pub mod config_panel;
 pub mod curves;
 pub mod decoder_panel;
+pub mod device_picker;
 pub mod dialogs;
 pub mod export_state;
 pub mod jobs;

@@ -60,6 +60,8 @@ pub struct RunView {
     pub palette_expected: usize,
     pub palette_csv: Option<PathBuf>,
     pub majority_accuracy: f64,
+    /// Where the run computes and in which precision (`cuda:0 Bf16`); empty for older runs.
+    pub placement: String,
     /// Decoder runs: validation loss per role over global steps.
     pub val_loss: BTreeMap<String, Vec<[f64; 2]>>,
     /// Decoder runs: the teacher's validation loss (a reference line).
@@ -90,6 +92,7 @@ impl Default for RunView {
             palette_expected: 0,
             palette_csv: None,
             majority_accuracy: 0.0,
+            placement: String::new(),
             val_loss: BTreeMap::new(),
             teacher_val_loss: None,
             decoder_entries: Vec::new(),
@@ -152,7 +155,10 @@ impl RunView {
                 stage_steps,
                 start_step,
                 majority_accuracy,
+                device,
+                precision,
             } => {
+                self.placement = format!("{device} {precision}").trim().to_string();
                 self.run_dir = Some(PathBuf::from(run_dir));
                 self.total_steps = total_steps;
                 self.stage_steps = stage_steps;

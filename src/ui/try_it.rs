@@ -6,6 +6,7 @@ use crate::model::llama::generate::greedy;
 use crate::model::subnet::resolve_spec;
 use crate::model::tokenizer::batch_tensors;
 use crate::train::kind::AnyRun;
+use crate::train::run::Placement;
 use anyhow::Result;
 use egui::{RichText, Ui};
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ fn load(run_dir: &Path) -> Result<Arc<AnyRun>> {
             return Ok(loaded.clone());
         }
     }
-    let loaded = Arc::new(AnyRun::open_trained(run_dir)?);
+    let loaded = Arc::new(AnyRun::open_trained(run_dir, Placement::default())?);
     *guard = Some((run_dir.to_path_buf(), loaded.clone()));
     Ok(loaded)
 }
@@ -91,7 +92,7 @@ pub fn run_request(req: &TryRequest) -> Result<String> {
             let batch = t
                 .tokenizer
                 .encode_batch(std::slice::from_ref(&req.input), run.config.max_seq_len)?;
-            let (ids, mask) = batch_tensors(&batch)?;
+            let (ids, mask) = batch_tensors(&batch, t.net.encoder.device())?;
             let logits = t.net.forward(&ids, &mask, &spec, None)?.logits;
             let probs = candle_nn::ops::softmax_last_dim(&logits)?
                 .flatten_all()?

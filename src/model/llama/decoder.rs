@@ -133,6 +133,21 @@ impl LlamaDecoder {
         }
     }
 
+    /// Keeps the layers' frozen matrices in `precision` and runs their products in it.
+    pub fn set_precision(&mut self, precision: crate::model::device::Precision) -> Result<()> {
+        for layer in &mut self.layers {
+            for lin in layer.linears_mut() {
+                lin.set_precision(precision)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
     /// Rotary cos/sin tables `[T, hs/2]` for positions `past..past+t`.
     fn rotary(&self, t: usize, past: usize) -> Result<(Tensor, Tensor)> {
         let hs = self.config.head_size();
@@ -150,8 +165,8 @@ impl LlamaDecoder {
             }
         }
         Ok((
-            Tensor::from_vec(cos, (t, hs / 2), &Device::Cpu)?,
-            Tensor::from_vec(sin, (t, hs / 2), &Device::Cpu)?,
+            Tensor::from_vec(cos, (t, hs / 2), self.embed.device())?,
+            Tensor::from_vec(sin, (t, hs / 2), self.embed.device())?,
         ))
     }
 
@@ -233,7 +248,9 @@ impl LlamaDecoder {
             cos,
             sin,
             // A single new position may attend to everything cached: no mask needed.
-            mask: (t > 1).then(|| causal_mask(t, past)).transpose()?,
+            mask: (t > 1)
+                .then(|| causal_mask(t, past, self.embed.device()))
+                .transpose()?,
         })
     }
 

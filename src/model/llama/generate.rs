@@ -3,7 +3,7 @@
 use super::decoder::{KvCache, LlamaDecoder};
 use crate::model::SubnetSpec;
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 use std::time::Instant;
 
 /// Greedy continuation of `prompt` (at least one token): up to `max_new` tokens, ending early
@@ -38,7 +38,7 @@ fn step(
     ids: &[u32],
     cache: &mut KvCache,
 ) -> Result<u32> {
-    let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
+    let input = Tensor::new(ids, decoder.device())?.unsqueeze(0)?;
     let (_, last) = decoder.forward_hidden(&input, spec, true, Some(cache))?;
     let final_row = last.narrow(0, ids.len() - 1, 1)?;
     let logits = decoder.logits(&final_row)?;

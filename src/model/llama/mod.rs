@@ -24,9 +24,14 @@ pub struct DecoderTeacher {
 impl DecoderTeacher {
     /// Loads a `.gguf` file or a Hugging Face Llama folder (`config.json`, `model.safetensors`, `tokenizer.json`).
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_on(path, &candle_core::Device::Cpu)
+    }
+
+    /// [`Self::load`] with the weights on `device`.
+    pub fn load_on(path: &Path, device: &candle_core::Device) -> Result<Self> {
         if path.is_file() {
             let g = gguf::load_gguf(path)?;
-            let decoder = LlamaDecoder::from_store(&g.config, &g.store)?;
+            let decoder = LlamaDecoder::from_store(&g.config, &g.store.to_device(device)?)?;
             return Ok(Self {
                 source: path.into(),
                 decoder,
@@ -45,7 +50,8 @@ impl DecoderTeacher {
             bail!("{}: file is missing", weights.display());
         }
         let config = LlamaConfig::from_file(&config_path)?;
-        let store = crate::model::weights::WeightStore::load(&weights, &["model."])?;
+        let store =
+            crate::model::weights::WeightStore::load(&weights, &["model."])?.to_device(device)?;
         let decoder = LlamaDecoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(path, 0)?;
         Ok(Self {

@@ -5,7 +5,7 @@ use crate::model::encoder::Norm;
 use crate::model::linear::ElasticLinear;
 use crate::model::param::Param;
 use anyhow::{Context, Result};
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -34,7 +34,7 @@ pub fn trainable_student(
     let mut make = |name: String, t: &Tensor, matrix: bool| -> Result<Tensor> {
         let value = match (init, matrix) {
             // `Var::from_tensor` copies, so the teacher itself is never trained.
-            (StudentInit::Sliced, _) => t.clone(),
+            (StudentInit::Sliced, _) => t.to_dtype(DType::F32)?,
             (StudentInit::Random, true) => {
                 let n = t.elem_count();
                 let v: Vec<f32> = (0..n).map(|_| normal.sample(&mut rng)).collect();
@@ -74,10 +74,10 @@ pub fn trainable_student(
         }
         let p = format!("model.layers.{i}");
         let mut lin = |name: &str, l: &ElasticLinear| -> Result<ElasticLinear> {
-            Ok(ElasticLinear::new(
-                make(format!("{p}.{name}.weight"), &l.weight_pre, true)?,
-                None,
-            ))
+            let weight = make(format!("{p}.{name}.weight"), &l.weight_pre, true)?;
+            let mut out = ElasticLinear::new(weight, None);
+            out.compute = l.compute;
+            Ok(out)
         };
         let q = lin("self_attn.q_proj", &layer.q)?;
         let k = lin("self_attn.k_proj", &layer.k)?;
@@ -118,7 +118,11 @@ pub fn trainable_student(
 
 /// A layer sharing the teacher's frozen tensors (no copy).
 fn shared_layer(layer: &LlamaLayer) -> LlamaLayer {
-    let lin = |l: &ElasticLinear| ElasticLinear::new(l.weight_pre.clone(), l.bias.clone());
+    let lin = |l: &ElasticLinear| {
+        let mut out = ElasticLinear::new(l.weight_pre.clone(), l.bias.clone());
+        out.compute = l.compute;
+        out
+    };
     let norm = |n: &Norm| Norm {
         weight: n.weight.clone(),
         bias: n.bias.clone(),

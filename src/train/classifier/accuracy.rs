@@ -23,7 +23,7 @@ pub fn predict_split(
     let mut by_index = vec![0u32; split.len()];
     for chunk in order.chunks(EVAL_BATCH) {
         let (batch, _) = split.batch(chunk, pad_id);
-        let (ids, mask) = batch_tensors(&batch)?;
+        let (ids, mask) = batch_tensors(&batch, net.encoder.device())?;
         let logits = net.forward(&ids, &mask, spec, None)?.logits.detach();
         let p = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
         for (&i, &c) in chunk.iter().zip(&p) {

@@ -19,7 +19,7 @@ use crate::model::tokenizer::batch_tensors;
 use crate::model::{EncoderTeacher, SubnetSpec, TextTokenizer};
 use accuracy::split_accuracy;
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use std::path::Path;
 
 /// A classifier run.
@@ -44,8 +44,9 @@ impl ClassifierTask {
     /// Token ids, mask and labels of the training examples `idx`.
     fn labelled_batch(&self, idx: &[usize]) -> Result<LabelledBatch> {
         let (batch, labels) = self.data.train.batch(idx, self.pad_id);
-        let (ids, mask) = batch_tensors(&batch)?;
-        let labels = Tensor::from_vec(labels, idx.len(), &Device::Cpu)?;
+        let device = self.net.encoder.device();
+        let (ids, mask) = batch_tensors(&batch, device)?;
+        let labels = Tensor::from_vec(labels, idx.len(), device)?;
         Ok((ids, mask, labels))
     }
 
@@ -66,7 +67,9 @@ impl Task for ClassifierTask {
     const EVALUATES_AT_START: bool = false;
 
     fn build(config: &RunConfig) -> Result<Self> {
-        let teacher = EncoderTeacher::load(&RunConfig::resolve(&config.teacher))?;
+        let device = config.resolve_device()?;
+        let mut teacher = EncoderTeacher::load_on(&RunConfig::resolve(&config.teacher), &device)?;
+        teacher.encoder.set_precision(config.precision)?;
         let data = Dataset::load(&config.data, &teacher.tokenizer, config.max_seq_len)?;
         let space = SearchSpace::new(teacher.encoder.shape(), &config.space)?;
         let pad_id = teacher.config.pad_token_id as u32;
@@ -95,6 +98,10 @@ impl Task for ClassifierTask {
     }
 
     net_and_space_accessors!(ClassifierSupernet);
+
+    fn device(&self) -> &candle_core::Device {
+        self.net.encoder.device()
+    }
 
     fn train_len(&self) -> usize {
         self.data.train.len()
@@ -130,7 +137,10 @@ impl Task for ClassifierTask {
             let mut features = Vec::with_capacity(spec.layers.len());
             for (l, &g) in spec.layers.iter().enumerate() {
                 let h_max = &target_hidden[g + 1];
-                let proj = self.net.projections.of_layer(g, h_max.dim(2)?)?;
+                let proj = self
+                    .net
+                    .projections
+                    .of_layer(g, h_max.dim(2)?, h_max.device())?;
                 let h_sub = &out.hidden.hidden_states[l + 1];
                 features.push(feature_loss(h_sub, h_max, &proj, &mask)?);
             }

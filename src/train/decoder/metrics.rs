@@ -5,7 +5,7 @@ use crate::mlfs::head_loss::{head_loss, next_token_targets, HeadLossOptions};
 use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
 use anyhow::Result;
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 
 /// Validation metrics over a set of token blocks.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -26,12 +26,12 @@ pub fn token_nll(
     spec: &SubnetSpec,
     ids: &[u32],
 ) -> Result<(Vec<f32>, Vec<bool>)> {
-    let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
+    let input = Tensor::new(ids, decoder.device())?.unsqueeze(0)?;
     let logits = decoder.forward(&input, spec)?.logits.squeeze(0)?;
     let t = ids.len();
     let logits = logits.narrow(0, 0, t - 1)?;
     let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let targets = Tensor::new(&ids[1..], &Device::Cpu)?;
+    let targets = Tensor::new(&ids[1..], decoder.device())?;
     let nll = log_probs
         .gather(&targets.unsqueeze(1)?, 1)?
         .squeeze(1)?
@@ -55,7 +55,7 @@ pub fn evaluate_blocks(
     for chunk in blocks.chunks(batch.max(1)) {
         let rows: Vec<&[u32]> = chunk.iter().map(|b| b.as_slice()).collect();
         let t = rows[0].len();
-        let ids = Tensor::from_vec(rows.concat(), (rows.len(), t), &Device::Cpu)?;
+        let ids = Tensor::from_vec(rows.concat(), (rows.len(), t), net.device())?;
         let (_, last) = net.forward_hidden(&ids, spec, adapters, None)?;
         let out = head_loss(
             &last.detach(),

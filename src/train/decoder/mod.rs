@@ -19,7 +19,7 @@ use crate::model::llama::DecoderTeacher;
 use crate::model::subnet::resolve_spec;
 use crate::model::SubnetSpec;
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use metrics::evaluate_blocks;
 use std::time::Instant;
 use step::{student_gradients, StudentStep, TeacherSignal};
@@ -68,7 +68,9 @@ impl Task for DecoderTask {
                 teacher_path.display()
             );
         }
-        let teacher = DecoderTeacher::load(&teacher_path)?;
+        let device = config.resolve_device()?;
+        let mut teacher = DecoderTeacher::load_on(&teacher_path, &device)?;
+        teacher.decoder.set_precision(config.precision)?;
         let shape = teacher.decoder.shape();
         let space = SearchSpace::new(shape, &config.space)?;
         let fixed_students = lm
@@ -105,6 +107,10 @@ impl Task for DecoderTask {
 
     net_and_space_accessors!(DecoderSupernet);
 
+    fn device(&self) -> &candle_core::Device {
+        self.net.teacher.decoder.device()
+    }
+
     fn train_len(&self) -> usize {
         self.train_blocks.len()
     }
@@ -132,13 +138,16 @@ impl Task for DecoderTask {
             .map(|&i| self.train_blocks[i].as_slice())
             .collect();
         let t = step.config.max_seq_len;
-        let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), &Device::Cpu)?;
+        let device = self.net.teacher.decoder.device();
+        let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), device)?;
         let targets = next_token_targets(&blocks);
         let weights = DistillWeights::of(&step.config.distill);
         let profile = std::env::var_os("MLFS_PROFILE").is_some();
         let clock = Instant::now();
         let lap = |what: &str| {
             if profile {
+                // The GPU runs ahead of the host: wait for it, or the laps measure queueing.
+                let _ = crate::model::device::synchronize(device);
                 eprintln!(
                     "{what}: {:.2} s, rss {} MB",
                     clock.elapsed().as_secs_f64(),

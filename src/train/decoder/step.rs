@@ -13,7 +13,7 @@ use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
 use crate::train::optim::AdamW;
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 /// The teacher's signal for one batch: hidden states per layer, final states and head.
 pub struct TeacherSignal<'a> {
@@ -97,12 +97,12 @@ pub fn student_gradients(
         .detach();
     drop(gs);
     // Backward, one layer at a time from the top.
-    let ones = Tensor::ones((b, t), DType::F32, &Device::Cpu)?;
+    let ones = Tensor::ones((b, t), DType::F32, s.ids.device())?;
     let mut feature_sum = 0.0;
     for (slot, &l) in s.spec.layers.iter().enumerate().rev() {
         if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
             let h = Var::from_tensor(&inputs[slot + 1])?;
-            let proj = s.projections.of_layer(l, d)?;
+            let proj = s.projections.of_layer(l, d, s.ids.device())?;
             let f = feature_loss(
                 &h.as_tensor().reshape((b, t, d))?,
                 &teacher.hidden[l + 1],
@@ -147,10 +147,10 @@ fn whole_graph_gradients(
     let mut total = (&last * grad_hidden)?.sum_all()?;
     let mut feature_sum = 0.0;
     if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
-        let ones = Tensor::ones((b, t), DType::F32, &Device::Cpu)?;
+        let ones = Tensor::ones((b, t), DType::F32, s.ids.device())?;
         let d = net.config.hidden_size;
         for (slot, &l) in s.spec.layers.iter().enumerate() {
-            let proj = s.projections.of_layer(l, d)?;
+            let proj = s.projections.of_layer(l, d, s.ids.device())?;
             let f = feature_loss(&hidden[slot + 1], &teacher.hidden[l + 1], &proj, &ones)?;
             feature_sum += f.to_scalar::<f32>()? as f64;
             total = (total + (f * s.weights.feature())?)?;

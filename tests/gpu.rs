@@ -1,0 +1,256 @@
+//! The GPU path against the CPU path (built with `--features cuda`, run where an NVIDIA GPU is:
+//! `scripts/build-cuda.sh` builds it, the README's GPU section says how to run it). References
+//! are the CPU's own results, which the CPU tests check against Hugging Face fixtures.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use mlfs_studio::cli::random_llama::write_random_teacher;
+use mlfs_studio::mlfs::adapters::AdaptedSupernet;
+use mlfs_studio::model::device::Precision;
+use mlfs_studio::model::llama::{DecoderTeacher, LlamaConfig};
+use mlfs_studio::model::tokenizer::batch_tensors;
+use mlfs_studio::model::{EncoderTeacher, SubnetSpec};
+use mlfs_studio::train::config::{DecoderConfig, DeviceChoice, RunConfig};
+use mlfs_studio::train::optim::AdamW;
+use mlfs_studio::train::protocol::TrainEvent;
+use mlfs_studio::train::run::Flow;
+use mlfs_studio::train::task::{StepInput, Task};
+use mlfs_studio::train::{ClassifierRun, DecoderRun};
+use std::path::Path;
+
+fn gpu() -> Device {
+    Device::new_cuda(0).expect("an NVIDIA GPU")
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let b = b
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    mlfs_studio::util::max_abs_diff(&a, &b).unwrap()
+}
+
+#[test]
+fn encoder_forward_on_the_gpu_equals_the_cpu() {
+    let dir = common::assets().join("minilm-l3");
+    let cpu = EncoderTeacher::load(&dir).unwrap();
+    let gpu_teacher = EncoderTeacher::load_on(&dir, &gpu()).unwrap();
+    let texts: Vec<String> = [
+        "a fine film",
+        "the worst service I have ever had, truly awful",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let batch = cpu.tokenizer.encode_batch(&texts, 64).unwrap();
+    for spec in [
+        "layers=0,1,2;heads=12;ffn=1536",
+        "layers=0,2;heads=6;ffn=768;hidden=256",
+    ] {
+        let spec: SubnetSpec = spec.parse().unwrap();
+        let (ids, mask) = batch_tensors(&batch, &Device::Cpu).unwrap();
+        let want = cpu.encoder.forward(&ids, &mask, &spec).unwrap();
+        let (ids, mask) = batch_tensors(&batch, &gpu()).unwrap();
+        let got = gpu_teacher.encoder.forward(&ids, &mask, &spec).unwrap();
+        let d = max_abs_diff(want.last(), got.last());
+        println!("encoder {spec}: max |GPU − CPU| = {d:.2e}");
+        assert!(d <= 1e-4, "{spec}: {d}");
+    }
+}
+
+/// A small random Llama folder (the shipped WordPiece tokenizer; end of text = [SEP]).
+fn small_llama(dir: &Path) {
+    let config = LlamaConfig {
+        vocab_size: 30522,
+        hidden_size: 256,
+        intermediate_size: 512,
+        num_hidden_layers: 4,
+        num_attention_heads: 8,
+        num_key_value_heads: 4,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        max_position_embeddings: 512,
+        tie_word_embeddings: true,
+        head_dim: Some(32),
+        bos_token_id: Some(101),
+        eos_token_id: Some(102),
+    };
+    let tokenizer = common::assets().join("minilm-l3/tokenizer.json");
+    write_random_teacher(&config, &tokenizer, dir, 7).unwrap();
+}
+
+#[test]
+fn decoder_forward_on_the_gpu_equals_the_cpu_in_f32_and_agrees_in_bf16() {
+    let dir = tempfile::tempdir().unwrap();
+    small_llama(dir.path());
+    let cpu = DecoderTeacher::load(dir.path()).unwrap();
+    let mut on_gpu = DecoderTeacher::load_on(dir.path(), &gpu()).unwrap();
+    let ids: Vec<u32> = (0..96u32).map(|i| 1000 + (i * 7919) % 20000).collect();
+    let input = |d: &Device| {
+        Tensor::new(ids.as_slice(), d)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap()
+    };
+    for spec in [
+        "layers=0,1,2,3;heads=8;ffn=512",
+        "layers=0,3;heads=4;ffn=256",
+    ] {
+        let spec: SubnetSpec = spec.parse().unwrap();
+        let want = cpu.decoder.forward(&input(&Device::Cpu), &spec).unwrap();
+        let got = on_gpu.decoder.forward(&input(&gpu()), &spec).unwrap();
+        let d = max_abs_diff(&want.last_hidden, &got.last_hidden);
+        println!("decoder f32 {spec}: max |GPU − CPU| on hidden states = {d:.2e}");
+        assert!(d <= 1e-4, "{spec}: {d}");
+    }
+    on_gpu.decoder.set_precision(Precision::Bf16).unwrap();
+    let spec = SubnetSpec::maxnet(&cpu.decoder.shape());
+    // Four sequences of 128 positions: enough positions for a rate, not a handful.
+    let ids: Vec<u32> = (0..512u32).map(|i| 1000 + (i * 7919) % 20000).collect();
+    let batch = |d: &Device| Tensor::from_vec(ids.clone(), (4, 128), d).unwrap();
+    let top1 = |logits: &Tensor| -> Vec<u32> {
+        let l = logits
+            .to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        l.flatten_to(1)
+            .unwrap()
+            .argmax(1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()
+    };
+    let want = top1(
+        &cpu.decoder
+            .forward(&batch(&Device::Cpu), &spec)
+            .unwrap()
+            .logits,
+    );
+    let got = top1(
+        &on_gpu
+            .decoder
+            .forward(&batch(&gpu()), &spec)
+            .unwrap()
+            .logits,
+    );
+    let agree = want.iter().zip(&got).filter(|(a, b)| a == b).count() as f64 / want.len() as f64;
+    println!("decoder bf16: top-1 agreement with f32 on the CPU = {agree:.4}");
+    assert!(agree >= 0.99, "bf16 top-1 agreement {agree}");
+}
+
+#[test]
+fn one_training_step_has_the_same_adapter_gradients_on_both_devices() {
+    let grads_on = |device: DeviceChoice| -> Vec<(String, Tensor)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = common::small_config([1, 1, 1], 16, 32);
+        c.rewire = false;
+        c.device = device;
+        let mut run = ClassifierRun::create(c, dir.path()).unwrap();
+        run.task.net.set_stage(Some(1)).unwrap();
+        let params = run.task.net.trainable(1);
+        let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+        let opt = AdamW::new(params, 0.0).unwrap();
+        let batch = run.step_indices(1, 0);
+        let students = run.students(1);
+        let input = StepInput {
+            config: &run.config,
+            batch: &batch,
+            students: &students,
+            opt: &opt,
+        };
+        let mut grads = Vec::new();
+        run.task.student_gradients(&input, &mut grads).unwrap();
+        names
+            .into_iter()
+            .zip(grads)
+            .filter_map(|(n, g)| Some((n, g?.to_device(&Device::Cpu).ok()?)))
+            .collect()
+    };
+    let cpu = grads_on(DeviceChoice::Cpu);
+    let on_gpu = grads_on(DeviceChoice::Cuda(0));
+    assert_eq!(cpu.len(), on_gpu.len());
+    let mut worst = 0f32;
+    for ((name, a), (_, b)) in cpu.iter().zip(&on_gpu) {
+        let scale = a
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .max(1e-12);
+        let rel = max_abs_diff(a, b) / scale;
+        worst = worst.max(rel);
+        assert!(rel <= 1e-3, "{name}: relative difference {rel}");
+    }
+    println!(
+        "adapter gradients: worst relative |GPU − CPU| = {worst:.2e} over {} tensors",
+        cpu.len()
+    );
+}
+
+#[test]
+fn a_short_bf16_decoder_run_lowers_the_validation_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    small_llama(&teacher);
+    let a = common::assets();
+    let mut c = common::small_config([30, 0, 0], 8, 64);
+    c.teacher = teacher;
+    c.data.train = a.join("python-code/train.jsonl");
+    c.data.dev = a.join("python-code/valid.jsonl");
+    c.stages[0].learning_rate = 2e-3;
+    c.eval_every = 30;
+    c.device = DeviceChoice::Cuda(0);
+    c.precision = Precision::Bf16;
+    c.palette.evaluate_at_end = false;
+    c.distill.alpha = 0.5;
+    c.distill.beta = 1e-5;
+    c.lm = Some(DecoderConfig {
+        train_base_weights: true,
+        students: vec!["layers=0,3;heads=8;ffn=512".into()],
+        eval_blocks: 8,
+        recompute_activations: false,
+        ..DecoderConfig::default()
+    });
+    let mut run = DecoderRun::create(c, &dir.path().join("run")).unwrap();
+    let mut losses = Vec::new();
+    let mut sink = |e: TrainEvent| {
+        if let TrainEvent::DecoderEval { results, .. } = e {
+            losses.extend(
+                results
+                    .iter()
+                    .filter(|r| r.role == "student")
+                    .map(|r| r.loss),
+            );
+        }
+    };
+    let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+    assert!(!run.run(&mut ctl, &mut sink).unwrap());
+    println!("bf16 decoder run, student validation loss: {losses:?}");
+    assert_eq!(losses.len(), 2);
+    assert!(losses[1] < losses[0] - 0.5, "{losses:?}");
+    assert!(run.task.device().is_cuda());
+}
+
+#[test]
+fn bf16_on_the_cpu_is_refused_with_a_reason() {
+    let mut c: RunConfig = common::small_config([1, 0, 0], 8, 32);
+    c.device = DeviceChoice::Cpu;
+    c.precision = Precision::Bf16;
+    let dir = tempfile::tempdir().unwrap();
+    let err = match ClassifierRun::create(c, dir.path()) {
+        Ok(_) => panic!("bf16 on the CPU was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("Bf16") && err.contains("GPU"), "{err}");
+}
