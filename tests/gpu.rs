@@ -116,35 +116,59 @@ fn decoder_forward_on_the_gpu_equals_the_cpu_in_f32_and_agrees_in_bf16() {
     // Four sequences of 128 positions: enough positions for a rate, not a handful.
     let ids: Vec<u32> = (0..512u32).map(|i| 1000 + (i * 7919) % 20000).collect();
     let batch = |d: &Device| Tensor::from_vec(ids.clone(), (4, 128), d).unwrap();
-    let top1 = |logits: &Tensor| -> Vec<u32> {
+    let rows = |logits: &Tensor| -> Vec<Vec<f32>> {
         let l = logits
             .to_device(&Device::Cpu)
             .unwrap()
             .to_dtype(DType::F32)
             .unwrap();
-        l.flatten_to(1)
-            .unwrap()
-            .argmax(1)
-            .unwrap()
-            .to_vec1::<u32>()
-            .unwrap()
+        l.flatten_to(1).unwrap().to_vec2::<f32>().unwrap()
     };
-    let want = top1(
+    let argmax = |r: &[f32]| {
+        (0..r.len())
+            .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+            .unwrap_or(0)
+    };
+    let want = rows(
         &cpu.decoder
             .forward(&batch(&Device::Cpu), &spec)
             .unwrap()
             .logits,
     );
-    let got = top1(
+    let got = rows(
         &on_gpu
             .decoder
             .forward(&batch(&gpu()), &spec)
             .unwrap()
             .logits,
     );
-    let agree = want.iter().zip(&got).filter(|(a, b)| a == b).count() as f64 / want.len() as f64;
-    println!("decoder bf16: top-1 agreement with f32 on the CPU = {agree:.4}");
-    assert!(agree >= 0.99, "bf16 top-1 agreement {agree}");
+    // Random weights leave many near-ties between the two best tokens, which bf16 rounding may
+    // swap; positions where f32 is clear (top-two margin above 0.05) must agree.
+    let (mut same, mut clear, mut clear_same) = (0, 0, 0);
+    for (w, g) in want.iter().zip(&got) {
+        let best = argmax(w);
+        let runner_up = (0..w.len())
+            .filter(|&i| i != best)
+            .map(|i| w[i])
+            .fold(f32::MIN, f32::max);
+        let agree = best == argmax(g);
+        same += agree as usize;
+        if w[best] - runner_up > 0.05 {
+            clear += 1;
+            clear_same += agree as usize;
+        }
+    }
+    let all = same as f64 / want.len() as f64;
+    let on_clear = clear_same as f64 / clear.max(1) as f64;
+    println!("decoder bf16: top-1 agreement with f32 on the CPU {all:.4} of {} positions, {on_clear:.4} of the {clear} with a clear f32 winner", want.len());
+    assert!(
+        clear >= want.len() / 4,
+        "too few clear positions to judge: {clear}"
+    );
+    assert!(
+        on_clear >= 0.99,
+        "bf16 top-1 agreement {on_clear} where f32 is clear"
+    );
 }
 
 #[test]
@@ -253,4 +277,37 @@ fn bf16_on_the_cpu_is_refused_with_a_reason() {
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("Bf16") && err.contains("GPU"), "{err}");
+}
+
+#[test]
+fn a_run_stopped_on_the_gpu_resumes_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::small_config([4, 0, 0], 16, 32);
+    c.device = DeviceChoice::Cuda(0);
+    let mut run = ClassifierRun::create(c, dir.path()).unwrap();
+    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
+        if step == 2 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
+    assert!(run.run(&mut ctl, &mut |_| {}).unwrap());
+    drop(run);
+    let placement = mlfs_studio::train::run::Placement {
+        device: Some(DeviceChoice::Cpu),
+        precision: None,
+    };
+    let mut resumed = ClassifierRun::resume_on(dir.path(), placement).unwrap();
+    assert_eq!(resumed.global_step, 2);
+    assert!(resumed.task.device().is_cpu());
+    let mut events = Vec::new();
+    let mut go = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+    assert!(!resumed.run(&mut go, &mut |e| events.push(e)).unwrap());
+    let started = events.iter().find_map(|e| match e {
+        TrainEvent::RunStarted { device, .. } => Some(device.clone()),
+        _ => None,
+    });
+    assert_eq!(started.as_deref(), Some("cpu"));
+    assert_eq!(resumed.global_step, 4);
 }
