@@ -2,6 +2,7 @@
 
 fn main() {
     keep_freed_memory();
+    quiet_on_closed_stdout();
     if let Err(err) = mlfs_studio::cli::main_entry() {
         eprintln!("error: {err:#}");
         std::process::exit(1);
@@ -25,4 +26,22 @@ fn keep_freed_memory() {
     }
     // SAFETY: setting an option is a plain store into mimalloc's option table.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+/// `mlfs-studio eval … | head` closes our stdout early: end quietly, as a shell tool killed by
+/// SIGPIPE would (status 141), instead of a panic message about a broken pipe.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }

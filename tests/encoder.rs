@@ -345,3 +345,27 @@ fn cli_rejects_bad_subnet_with_a_clear_error() {
     assert!(stderr.contains("layer 5 is out of range"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn integer_buffers_beside_the_weights_are_skipped_not_called_corrupt() {
+    // `transformers` saves `embeddings.position_ids` (int64) in published folders such as
+    // sentence-transformers/all-MiniLM-L6-v2: a buffer, not a weight.
+    let dir = teacher_copy();
+    rewrite_weights(dir.path(), |e| {
+        let positions: Vec<u8> = (0..512i64).flat_map(|i| i.to_le_bytes()).collect();
+        e.push((
+            "embeddings.position_ids".into(),
+            safetensors::Dtype::I64,
+            vec![1, 512],
+            positions,
+        ));
+    });
+    let with_buffer = EncoderTeacher::load(dir.path()).unwrap();
+    let plain = EncoderTeacher::load(&teacher_dir()).unwrap();
+    let (ids, mask) = ids_and_mask(&fixture());
+    let spec = SubnetSpec::maxnet(&plain.encoder.shape());
+    let a = with_buffer.encoder.forward(&ids, &mask, &spec).unwrap();
+    let b = plain.encoder.forward(&ids, &mask, &spec).unwrap();
+    let d = mlfs_studio::util::max_abs_diff(a.last(), b.last()).unwrap();
+    assert_eq!(d, 0.0);
+}

@@ -236,3 +236,68 @@ fn eval_cli_writes_the_palette_csv() {
     let line = text.lines().nth(2).unwrap();
     assert!(line.ends_with("true,true"), "{line}");
 }
+
+#[test]
+fn a_partial_measurement_merges_into_the_palette_instead_of_replacing_it() {
+    // A copy of the run: the other tests of this file read its palette.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(trained_run()).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let eval = |subnets: &str| {
+        common::stdout_of(
+            common::cli()
+                .args(["eval", "--run"])
+                .arg(dir.path())
+                .args(["--subnets", subnets]),
+        )
+    };
+    eval("layers=0,1,2;heads=12;ffn=1536,layers=2;heads=3;ffn=384,layers=1,2;heads=6;ffn=768");
+    let before = read_csv(&dir.path().join("palette.csv")).unwrap();
+    assert_eq!(before.len(), 3);
+    eval("layers=2;heads=3;ffn=384");
+    let after = read_csv(&dir.path().join("palette.csv")).unwrap();
+    let names = |rows: &[mlfs_studio::train::protocol::PaletteEntry]| -> Vec<String> {
+        rows.iter().map(|r| r.subnet.clone()).collect()
+    };
+    assert_eq!(names(&after), names(&before), "rows lost or reordered");
+    assert_eq!(after[0], before[0], "an untouched row changed");
+}
+
+#[test]
+fn an_interrupted_export_leaves_nothing_that_blocks_a_retry() {
+    let run = ClassifierRun::open_trained(trained_run()).unwrap();
+    let spec = specs()[2].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exported");
+    // What a kill -9 left: a staging folder beside the target, and one inside it (older code).
+    let beside = dir.path().join(".exported.mlfs-export.partial");
+    std::fs::create_dir_all(&beside).unwrap();
+    std::fs::write(beside.join("model.safetensors"), b"half").unwrap();
+    std::fs::create_dir_all(out.join(".mlfs-export.partial")).unwrap();
+    std::fs::write(out.join(".mlfs-export.partial/config.json"), b"{").unwrap();
+    let files = export_classifier(&run, &spec, None, &out).unwrap();
+    assert_eq!(files.len(), 4);
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["exported".to_string()]);
+    let mut inside: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    inside.sort();
+    assert_eq!(
+        inside,
+        vec![
+            "config.json",
+            "manifest.json",
+            "model.safetensors",
+            "tokenizer.json"
+        ]
+    );
+}

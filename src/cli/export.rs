@@ -32,6 +32,12 @@ pub fn export(
         list_files(&files);
         return Ok(());
     }
+    if format != "hf" {
+        anyhow::bail!(
+            "--format {format}: a classifier run exports a Hugging Face BERT folder only \
+             (hf, the default); GGUF is for decoder runs"
+        );
+    }
     let subnet = subnet.context("--subnet is required for a classifier run")?;
     let run = ClassifierRun::open_trained_on(run_dir, placement)?;
     let spec = resolve_spec(Some(subnet), &run.task.space.teacher)?;

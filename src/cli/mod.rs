@@ -91,6 +91,9 @@ pub enum Command {
         /// Continue the run in this folder from its latest complete checkpoint.
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// With --resume: train the run again from its first step when it has no checkpoint.
+        #[arg(long, requires = "resume")]
+        restart: bool,
     },
     /// Measure the palette of a trained run (accuracy, size, latency, Pareto fronts) into palette.csv.
     Eval {
@@ -199,10 +202,12 @@ pub fn main_entry() -> Result<()> {
             preset,
             out,
             resume,
+            restart,
         }) => train::train(
             preset.as_deref(),
             out.as_deref(),
             resume.as_deref(),
+            restart,
             placement,
         ),
         Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref(), placement),

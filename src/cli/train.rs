@@ -14,13 +14,15 @@ pub fn train(
     preset: Option<&Path>,
     out: Option<&Path>,
     resume: Option<&Path>,
+    restart: bool,
     placement: Placement,
 ) -> Result<()> {
     let mut trainer = match (preset, out, resume) {
-        (_, _, Some(dir)) => AnyRun::resume(dir, placement)?,
+        (_, _, Some(dir)) => AnyRun::resume(dir, placement, restart)?,
         (Some(p), Some(dir), None) => AnyRun::create(placement.apply(RunConfig::load(p)?), dir)?,
         _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
     };
+    println!("{}", trainer.plan());
     let bar = ProgressBar::new(trainer.total_steps() as u64);
     bar.set_style(
         ProgressStyle::with_template(

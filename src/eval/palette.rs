@@ -127,7 +127,9 @@ pub fn storage_summary(net: &ClassifierSupernet, entries: &[PaletteEntry]) -> Re
 }
 
 /// Measures `specs` one by one, handing each result to `on_entry` as soon as it is known
-/// (return `false` from it to stop early), then writes `palette.csv` into `run_dir`.
+/// (return `false` from it to stop early), then writes `palette.csv` into `run_dir`: the new
+/// rows replace those of the same subnets, the other rows of an existing palette stay (a
+/// partial or stopped measurement never truncates it).
 pub fn evaluate_palette(
     task: &ClassifierTask,
     palette: &PaletteConfig,
@@ -145,8 +147,21 @@ pub fn evaluate_palette(
         }
     }
     let path = run_dir.join("palette.csv");
-    write_csv(&path, &entries)?;
-    Ok((entries, path))
+    let merged = merge_entries(read_csv(&path).unwrap_or_default(), entries);
+    write_csv(&path, &merged)?;
+    Ok((merged, path))
+}
+
+/// `old` with every subnet measured again replaced by its `new` row, new subnets appended.
+pub fn merge_entries(old: Vec<PaletteEntry>, new: Vec<PaletteEntry>) -> Vec<PaletteEntry> {
+    let mut out = old;
+    for entry in new {
+        match out.iter_mut().find(|e| e.subnet == entry.subnet) {
+            Some(slot) => *slot = entry,
+            None => out.push(entry),
+        }
+    }
+    out
 }
 
 /// Reads a `palette.csv` written by [`write_csv`] (for the UI and exports).

@@ -38,14 +38,22 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
         .map_err(|e| anyhow::anyhow!("cannot serialise tensors: {e}"))
 }
 
+/// The staging folder an interrupted export left inside its target (before exports staged
+/// beside it): nothing a user wrote, removed on retry.
+const STALE_INNER_STAGING: &str = ".mlfs-export.partial";
+
 /// Checks that `out` can receive an export: an empty folder, or a new one in an existing parent.
 pub fn check_target(out: &Path) -> Result<()> {
     if out.exists() {
         if !out.is_dir() {
             bail!("{}: exists and is not a folder", out.display());
         }
-        let mut entries = std::fs::read_dir(out)
+        let entries = std::fs::read_dir(out)
             .with_context(|| format!("{}: cannot read folder", out.display()))?;
+        let mut entries = entries.filter(|e| {
+            e.as_ref()
+                .map_or(true, |e| e.file_name() != STALE_INNER_STAGING)
+        });
         if entries.next().is_some() {
             bail!(
                 "{}: folder is not empty; choose an empty or new folder",
@@ -78,18 +86,24 @@ pub fn existing_parent(out: &Path) -> Result<&Path> {
 pub fn write_export(out: &Path, files: &ExportFiles) -> Result<Vec<PathBuf>> {
     check_target(out)?;
     let existed = out.exists();
+    if existed {
+        std::fs::remove_dir_all(out.join(STALE_INNER_STAGING)).ok();
+    }
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "export".into());
-    let staging = if existed {
-        out.join(".mlfs-export.partial")
-    } else {
-        out.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join(format!(".{name}.mlfs-export.partial"))
-    };
+    // Beside the target, never inside it: an interrupted export leaves the target as it was,
+    // and the next attempt replaces the leftover staging folder.
+    let staging = existing_parent(out)?.join(format!(".{name}.mlfs-export.partial"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).with_context(|| {
+            format!(
+                "{}: cannot remove a stale staging folder",
+                staging.display()
+            )
+        })?;
+    }
     let result = stage_and_move(out, &staging, existed, files);
     if result.is_err() {
         std::fs::remove_dir_all(&staging).ok();

@@ -15,7 +15,7 @@ pub enum ProjectionKind {
 
 /// Distillation from the maxnet to every other subnet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DistillConfig {
     /// Weight of distillation against the task loss.
     pub alpha: f64,
@@ -42,7 +42,7 @@ impl Default for DistillConfig {
 
 /// The subnet search space; empty lists mean "the teacher's default".
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SpaceConfig {
     pub depths: Vec<usize>,
     pub heads: Vec<usize>,

@@ -12,6 +12,10 @@ pub struct WeightStore {
     tensors: HashMap<String, Tensor>,
     /// Prefix present on every name in the file that callers may omit (e.g. `bert.`).
     prefixes: Vec<String>,
+    /// Tensors of a dtype that holds no weights (integer buffers such as `position_ids`, saved
+    /// beside the weights by `transformers`), by name with their dtype: skipped, and named if a
+    /// weight is looked up under such a name.
+    skipped: HashMap<String, String>,
 }
 
 impl WeightStore {
@@ -19,13 +23,19 @@ impl WeightStore {
     pub fn load(path: &Path, prefixes: &[&str]) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("{}: cannot read weights file", path.display()))?;
-        let tensors = parse_safetensors(&bytes).with_context(|| {
-            format!("{}: corrupt or truncated safetensors file", path.display())
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+            anyhow!(
+                "{}: corrupt or truncated safetensors file: {e}",
+                path.display()
+            )
         })?;
+        let (tensors, skipped) = parse_safetensors(&st)
+            .with_context(|| format!("{}: cannot read the tensors", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
             tensors,
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            skipped,
         })
     }
 
@@ -35,6 +45,7 @@ impl WeightStore {
             path: path.to_path_buf(),
             tensors,
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            skipped: HashMap::new(),
         }
     }
 
@@ -77,6 +88,15 @@ impl WeightStore {
 
     /// The tensor `name`, checked against the expected shape.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let skipped = std::iter::once(name.to_string())
+            .chain(self.prefixes.iter().map(|p| format!("{p}{name}")))
+            .find_map(|n| self.skipped.get(&n));
+        if let (None, Some(dtype)) = (self.lookup(name), skipped) {
+            bail!(
+                "{}: tensor '{name}' has unsupported dtype {dtype} (f32, f16 or bf16)",
+                self.path.display()
+            );
+        }
         let tensor = self
             .lookup(name)
             .ok_or_else(|| anyhow!("{}: tensor '{name}' is missing", self.path.display()))?;
@@ -98,11 +118,8 @@ impl WeightStore {
                 return self.get(name, shape);
             }
         }
-        bail!(
-            "{}: tensor '{}' is missing",
-            self.path.display(),
-            names.first().copied().unwrap_or("?")
-        )
+        // None is there: the first name's error says missing, or which dtype it has.
+        self.get(names.first().copied().unwrap_or("?"), shape)
     }
 
     /// The tensor `name` if present (any shape check is the caller's).
@@ -115,9 +132,12 @@ impl WeightStore {
     }
 }
 
-fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e}"))?;
+/// The floating-point tensors as f32, and the others' names and dtypes.
+type Parsed = (HashMap<String, Tensor>, HashMap<String, String>);
+
+fn parse_safetensors(st: &SafeTensors<'_>) -> Result<Parsed> {
     let mut out = HashMap::new();
+    let mut skipped = HashMap::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let data = view.data();
@@ -134,13 +154,16 @@ fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
-            other => bail!("tensor '{name}' has unsupported dtype {other:?} (f32, f16 or bf16)"),
+            other => {
+                skipped.insert(name, format!("{other:?}"));
+                continue;
+            }
         };
         let tensor = Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)
             .with_context(|| format!("tensor '{name}'"))?;
         out.insert(name, tensor);
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// Writes f32 tensors as a safetensors file via a temp file and rename.

@@ -2,7 +2,7 @@
 
 use crate::mlfs::rewire::LayerOrder;
 use crate::model::weights::{save_f32, WeightStore};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -87,16 +87,39 @@ fn prune(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The latest complete checkpoint of a run, if any.
-pub fn latest(run_dir: &Path) -> Result<Option<LoadedCheckpoint>> {
-    let Some(dir) = complete_checkpoints(&checkpoints_dir(run_dir)).pop() else {
-        return Ok(None);
-    };
+/// The latest complete checkpoint of a run that reads back, with a line for each newer one
+/// that did not (a corrupt file falls back to the intact checkpoint before it).
+pub fn latest(run_dir: &Path) -> Result<Option<(LoadedCheckpoint, Vec<String>)>> {
+    let mut skipped = Vec::new();
+    for dir in complete_checkpoints(&checkpoints_dir(run_dir))
+        .into_iter()
+        .rev()
+    {
+        match read(&dir) {
+            Ok((state, tensors)) => return Ok(Some(((state, tensors, dir), skipped))),
+            Err(e) => skipped.push(format!("{e:#}")),
+        }
+    }
+    if let Some(first) = skipped.first() {
+        bail!("no checkpoint of {} reads back: {first}", run_dir.display());
+    }
+    Ok(None)
+}
+
+/// Global steps of the complete checkpoints on disk, oldest first.
+pub fn complete_steps(run_dir: &Path) -> Vec<usize> {
+    complete_checkpoints(&checkpoints_dir(run_dir))
+        .iter()
+        .filter_map(|d| d.file_name()?.to_str()?.strip_prefix("step-")?.parse().ok())
+        .collect()
+}
+
+fn read(dir: &Path) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
     let state_path = dir.join(STATE);
     let text = std::fs::read_to_string(&state_path)
         .with_context(|| format!("{}: cannot read checkpoint state", state_path.display()))?;
     let state: CheckpointState = serde_json::from_str(&text)
         .with_context(|| format!("{}: invalid checkpoint state", state_path.display()))?;
     let tensors = WeightStore::load(&dir.join(TENSORS), &[])?.into_tensors();
-    Ok(Some((state, tensors, dir)))
+    Ok((state, tensors))
 }

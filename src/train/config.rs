@@ -18,7 +18,7 @@ pub enum Budget {
 
 /// One MLFS stage: whether it runs, for how long and at which peak learning rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StageConfig {
     pub enabled: bool,
     pub budget: Budget,
@@ -40,7 +40,7 @@ impl Default for StageConfig {
 
 /// Data files and their columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
     pub train: PathBuf,
     pub dev: PathBuf,
@@ -65,7 +65,7 @@ impl Default for DataConfig {
 
 /// Palette evaluation settings (used at the end of a run and on demand).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PaletteConfig {
     /// Evaluate the whole palette automatically when training ends.
     pub evaluate_at_end: bool,
@@ -90,7 +90,7 @@ impl Default for PaletteConfig {
 
 /// Decoder (language-model) settings: what trains and how the students are measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DecoderConfig {
     /// Train every weight of the students (full fine-tuning) instead of the staged adapters.
     pub train_base_weights: bool,
@@ -123,9 +123,32 @@ impl Default for DecoderConfig {
     }
 }
 
+/// What the training watchdog does (on by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchdogConfig {
+    /// Stop at a non-finite loss or gradient norm (never saving that state).
+    pub enabled: bool,
+    /// The loss exploded when it exceeds this multiple of its running level (a warning from
+    /// half of it; 0: never).
+    pub spike_factor: f64,
+    /// Stop at an exploded loss (otherwise only warn).
+    pub stop_on_spike: bool,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            spike_factor: 10.0,
+            stop_on_spike: true,
+        }
+    }
+}
+
 /// Everything one MLFS run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     pub name: String,
     /// Teacher folder (Hugging Face BERT).
@@ -157,6 +180,8 @@ pub struct RunConfig {
     /// Checkpoint every N steps (0: only at stage ends).
     pub checkpoint_every: usize,
     pub palette: PaletteConfig,
+    /// Stopping on divergence, warning on loss spikes.
+    pub watchdog: WatchdogConfig,
     /// Where the run computes: `Auto` (the first GPU if there is one), `Cpu` or `Cuda(n)`.
     pub device: DeviceChoice,
     /// Frozen weights and matrix-product inputs in `F32` or `Bf16` (GPU only).
@@ -193,6 +218,7 @@ impl Default for RunConfig {
             eval_every: 50,
             checkpoint_every: 100,
             palette: PaletteConfig::default(),
+            watchdog: WatchdogConfig::default(),
             device: DeviceChoice::Auto,
             precision: Precision::F32,
             lm: None,
@@ -213,13 +239,48 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// ", did you mean `gamma`?" for a misspelt field close to a known one.
+fn unknown_field_hint(error: &ron::Error) -> Option<String> {
+    let ron::Error::NoSuchStructField {
+        expected, found, ..
+    } = error
+    else {
+        return None;
+    };
+    let (distance, best) = expected
+        .iter()
+        .map(|known| (edit_distance(found, known), *known))
+        .min()?;
+    (distance <= 2.max(found.len() / 4)).then(|| format!(" (did you mean `{best}`?)"))
+}
+
+/// Levenshtein distance between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (prev + (ca != cb) as usize)
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 impl RunConfig {
     /// Reads a RON preset; errors name the file and, for invalid values, the field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read preset", path.display()))?;
-        let config: RunConfig = ron::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: invalid preset: {e}", path.display()))?;
+        let config: RunConfig = ron::from_str(&text).map_err(|e| {
+            let hint = unknown_field_hint(&e.code).unwrap_or_default();
+            anyhow::anyhow!("{}: invalid preset: {e}{hint}", path.display())
+        })?;
         let errors = config.validate();
         if !errors.is_empty() {
             let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -364,6 +425,13 @@ impl RunConfig {
             bad(
                 "precision",
                 "Bf16 needs a GPU (on the CPU bf16 products are emulated, slower than F32)".into(),
+            );
+        }
+        let w = &self.watchdog;
+        if !(w.spike_factor.is_finite() && (w.spike_factor == 0.0 || w.spike_factor > 1.0)) {
+            bad(
+                "watchdog.spike_factor",
+                format!("{} must be 0 (off) or above 1", w.spike_factor),
             );
         }
         if let Some(lm) = &self.lm {

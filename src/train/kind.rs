@@ -34,12 +34,17 @@ impl AnyRun {
         })
     }
 
-    /// Reopens the run in `run_dir` from its latest checkpoint, placed as `placement` says.
-    pub fn resume(run_dir: &Path, placement: Placement) -> Result<Self> {
+    /// Reopens the run in `run_dir` from its latest checkpoint, placed as `placement` says
+    /// (`restart`: from the first step when there is no checkpoint).
+    pub fn resume(run_dir: &Path, placement: Placement, restart: bool) -> Result<Self> {
         Ok(if is_decoder_run(run_dir) {
-            Self::Decoder(Box::new(DecoderRun::resume_on(run_dir, placement)?))
+            Self::Decoder(Box::new(DecoderRun::resume_with(
+                run_dir, placement, restart,
+            )?))
         } else {
-            Self::Classifier(Box::new(ClassifierRun::resume_on(run_dir, placement)?))
+            Self::Classifier(Box::new(ClassifierRun::resume_with(
+                run_dir, placement, restart,
+            )?))
         })
     }
 
@@ -57,6 +62,11 @@ impl AnyRun {
     /// The run's configuration.
     pub fn config(&self) -> &RunConfig {
         on_run!(self, r => &r.config)
+    }
+
+    /// Folder, device, data and stage plan in one line.
+    pub fn plan(&self) -> String {
+        on_run!(self, r => r.plan())
     }
 
     /// Total optimizer steps.

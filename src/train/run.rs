@@ -78,6 +78,10 @@ pub struct Run<T: Task> {
     pub global_step: usize,
     optimizer: Option<(usize, AdamW)>,
     log: EventLog,
+    /// Warnings from opening the run, logged when it starts.
+    notes: Vec<String>,
+    /// The training loss's running level, for the watchdog's spike warning.
+    loss_level: Option<f64>,
 }
 
 /// Checks a configuration and creates the folder of a new run (which must not hold one).
@@ -114,9 +118,31 @@ impl<T: Task> Run<T> {
 
     /// [`Self::resume`] on another device or precision than the run was configured with.
     pub fn resume_on(run_dir: &Path, placement: Placement) -> Result<Self> {
+        Self::resume_with(run_dir, placement, false)
+    }
+
+    /// Reopens a run from its newest checkpoint that reads back; without one it is an error,
+    /// unless `restart` asks to train the run again from its first step.
+    pub fn resume_with(run_dir: &Path, placement: Placement, restart: bool) -> Result<Self> {
         let config = placement.apply(RunConfig::load(&run_dir.join("config.ron"))?);
         let mut run = Self::build(config, run_dir)?;
-        if let Some((state, tensors, dir)) = checkpoint::latest(run_dir)? {
+        let latest = checkpoint::latest(run_dir)?;
+        if latest.is_none() && !restart {
+            bail!(
+                "{}: no complete checkpoint to resume from; train it again from the first \
+                 step with `train --resume {} --restart`",
+                run_dir.display(),
+                run_dir.display()
+            );
+        }
+        if let Some(((state, tensors, dir), skipped)) = latest {
+            for why in skipped {
+                run.notes
+                    .push(format!("skipped an unreadable checkpoint: {why}"));
+            }
+            if !run.notes.is_empty() {
+                run.notes.push(format!("resuming from {}", dir.display()));
+            }
             run.restore(state.orders.as_deref(), &tensors)
                 .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             run.global_step = state.global_step;
@@ -153,7 +179,7 @@ impl<T: Task> Run<T> {
             run.restore(meta.orders.as_deref(), &tensors)
                 .with_context(|| format!("{}: does not fit this run", weights.display()))?;
             run.global_step = run.total_steps();
-        } else if let Some((state, tensors, dir)) = checkpoint::latest(run_dir)? {
+        } else if let Some(((state, tensors, dir), _)) = checkpoint::latest(run_dir)? {
             run.restore(state.orders.as_deref(), &tensors)
                 .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             run.global_step = state.global_step;
@@ -178,6 +204,8 @@ impl<T: Task> Run<T> {
             global_step: 0,
             optimizer: None,
             log: EventLog::new(run_dir),
+            notes: Vec::new(),
+            loss_level: None,
         })
     }
 
@@ -191,6 +219,25 @@ impl<T: Task> Run<T> {
             self.task.restore_orders(orders)?;
         }
         self.task.net_mut().load_state(tensors)
+    }
+
+    /// What the run is about to do, in one line: folder, device, data and the stage plan.
+    pub fn plan(&self) -> String {
+        let stages: Vec<String> = self
+            .stage_steps
+            .iter()
+            .enumerate()
+            .map(|(s, n)| format!("stage {s}: {n} steps"))
+            .collect();
+        format!(
+            "{}: {} {:?}, {} training examples, from step {} — {}",
+            self.run_dir.display(),
+            crate::model::device::device_name(self.task.device()),
+            self.config.precision,
+            self.task.train_len(),
+            self.global_step,
+            stages.join(", ")
+        )
     }
 
     /// Total optimizer steps of the run.
@@ -224,6 +271,9 @@ impl<T: Task> Run<T> {
             precision: format!("{:?}", self.config.precision),
         };
         self.emit(started, sink);
+        for note in std::mem::take(&mut self.notes) {
+            self.emit(TrainEvent::log("warn", note), sink);
+        }
         if T::EVALUATES_AT_START && self.global_step == 0 {
             let stage = self.position().0.min(2);
             self.task.net_mut().set_stage(Some(stage))?;
@@ -257,6 +307,11 @@ impl<T: Task> Run<T> {
             let (losses, grad_norm, learning_rate) = self.train_step(stage, step_in_stage)?;
             self.global_step += 1;
             let global_step = self.global_step;
+            // Before anything is logged or saved: a diverged step must not reach a checkpoint.
+            if let Some(why) = self.watch(&losses, grad_norm, stage, sink)? {
+                self.emit(TrainEvent::log("error", why.clone()), sink);
+                bail!(why);
+            }
             let step = TrainEvent::Step {
                 stage,
                 step_in_stage,
@@ -291,6 +346,62 @@ impl<T: Task> Run<T> {
         };
         self.emit(finished, sink);
         Ok(false)
+    }
+
+    /// The watchdog: a non-finite loss or gradient norm is the reason to stop (naming the last
+    /// good checkpoint); a loss far above its running level is a warning, or a stop when the
+    /// preset says so.
+    fn watch(
+        &mut self,
+        losses: &[SubnetLoss],
+        grad_norm: f64,
+        stage: usize,
+        sink: &mut dyn FnMut(TrainEvent),
+    ) -> Result<Option<String>> {
+        let w = self.config.watchdog.clone();
+        if !w.enabled {
+            return Ok(None);
+        }
+        let step = self.global_step;
+        let last_good = match checkpoint::complete_steps(&self.run_dir).last() {
+            Some(m) => format!("the last good checkpoint is step {m}"),
+            None => "there is no checkpoint yet".to_string(),
+        };
+        let bad = losses.iter().find(|l| !l.loss.is_finite());
+        if let Some(l) = bad {
+            let what = if l.loss.is_nan() { "NaN" } else { "infinite" };
+            return Ok(Some(format!(
+                "loss became {what} at step {step} in stage {stage} (subnet {}); {last_good}",
+                l.subnet
+            )));
+        }
+        if !grad_norm.is_finite() {
+            return Ok(Some(format!(
+                "gradient norm became {grad_norm} at step {step} in stage {stage}; {last_good}"
+            )));
+        }
+        let loss = losses.first().map_or(0.0, |l| l.loss);
+        if let (Some(level), true) = (self.loss_level, w.spike_factor > 0.0) {
+            let ratio = loss / level.max(1e-6);
+            let why = || {
+                format!(
+                    "loss {loss:.4} at step {step} in stage {stage} is {ratio:.1}× its running \
+                     level {level:.4}; {last_good}"
+                )
+            };
+            if ratio > w.spike_factor && w.stop_on_spike {
+                return Ok(Some(why()));
+            }
+            if ratio > w.spike_factor / 2.0 {
+                self.emit(TrainEvent::log("warn", why()), sink);
+            }
+        }
+        // A slow running level (about 20 steps) that a single spike hardly moves.
+        self.loss_level = Some(match self.loss_level {
+            Some(level) => 0.95 * level + 0.05 * loss,
+            None => loss,
+        });
+        Ok(None)
     }
 
     /// Enters a stage: the task's preparation (rewiring), the stage's adapters, a fresh optimizer.

@@ -297,6 +297,12 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
                 changed |= ui.checkbox(&mut form.config.rewire, "Rewire before stage 1").on_hover_text("Order heads and FFN neurons by |gradient × activation| so front slicing keeps the important ones").changed();
             });
         });
+        egui::CollapsingHeader::new("Watchdog").default_open(false).show(ui, |ui| {
+            let w = &mut form.config.watchdog;
+            changed |= ui.checkbox(&mut w.enabled, "Stop on divergence").on_hover_text("Stop at a NaN or infinite loss or gradient norm, before anything is saved; the run resumes from its last good checkpoint").changed();
+            changed |= number(ui, &errors, "watchdog.spike_factor", "Spike factor", &mut w.spike_factor, 0.5, "The loss exploded when it exceeds this multiple of its running level (warning from half of it; 0 turns it off)");
+            changed |= ui.checkbox(&mut w.stop_on_spike, "Stop when the loss explodes").on_hover_text("Otherwise an exploded loss is only a warning in the log").changed();
+        });
         egui::CollapsingHeader::new("Compute").default_open(true).show(ui, |ui| {
             changed |= device_picker::show(ui, form.config, errors.get("precision"));
         });

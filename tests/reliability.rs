@@ -1,0 +1,148 @@
+//! What a hostile user tries: misspelt presets, diverging settings, resumes with nothing to
+//! resume. Each case must end in a clear error naming what is wrong, never in silent defaults,
+//! a run restarted from zero, or checkpoints overwritten with a diverged state.
+
+mod common;
+
+use mlfs_studio::train::config::RunConfig;
+use mlfs_studio::train::protocol::TrainEvent;
+use mlfs_studio::train::run::Flow;
+use mlfs_studio::train::ClassifierRun;
+
+fn load_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.ron");
+    std::fs::write(&path, text).unwrap();
+    match RunConfig::load(&path) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn preset_typos_are_errors_with_the_line_and_a_suggestion() {
+    let err = load_error("(\n    rank: 8,\n    gama: 0.0,\n)");
+    assert!(err.contains("typo.ron") && err.contains("gama"), "{err}");
+    assert!(err.contains("did you mean `gamma`"), "{err}");
+    assert!(err.contains("3:"), "no line number: {err}");
+    let err = load_error("(stages: [(lerning_rate: 0.01), (), ()])");
+    assert!(err.contains("did you mean `learning_rate`"), "{err}");
+    let err = load_error("(foo: 1)");
+    assert!(
+        err.contains("foo") && !err.contains("did you mean"),
+        "{err}"
+    );
+}
+
+fn collect(run: &mut ClassifierRun) -> (anyhow::Result<bool>, Vec<TrainEvent>) {
+    let mut events = Vec::new();
+    let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+    let result = run.run(&mut ctl, &mut |e| events.push(e));
+    (result, events)
+}
+
+#[test]
+fn a_diverging_run_stops_and_resumes_from_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // A sound first stage (checkpointed at its end), then a second one at lr 0.99.
+    let mut c = common::small_config([4, 30, 0], 16, 32);
+    c.stages[1].learning_rate = 0.99;
+    c.stages[1].warmup_ratio = 0.0;
+    c.grad_clip = 0.0;
+    c.rewire = false;
+    let mut run = ClassifierRun::create(c, dir.path()).unwrap();
+    let (result, events) = collect(&mut run);
+    let err = format!("{:#}", result.expect_err("a diverging run finished"));
+    assert!(err.contains("at step") && err.contains("stage 1"), "{err}");
+    assert!(err.contains("the last good checkpoint is step"), "{err}");
+    let stopped_at = events
+        .iter()
+        .filter(|e| matches!(e, TrainEvent::Step { .. }))
+        .count();
+    assert!(stopped_at < 34, "ran all {stopped_at} steps");
+    // Nothing non-finite was saved, and the run resumes from the last checkpoint once fixed.
+    let steps = mlfs_studio::train::checkpoint::complete_steps(dir.path());
+    let last_good = *steps.last().expect("no checkpoint kept");
+    assert!(last_good < stopped_at, "{steps:?} vs {stopped_at}");
+    drop(run);
+    let config_path = dir.path().join("config.ron");
+    let mut fixed = RunConfig::load(&config_path).unwrap();
+    fixed.stages[1].learning_rate = 1e-3;
+    fixed.save(&config_path).unwrap();
+    let mut resumed = ClassifierRun::resume(dir.path()).unwrap();
+    assert_eq!(resumed.global_step, last_good);
+    let (result, _) = collect(&mut resumed);
+    assert!(!result.unwrap());
+    assert_eq!(resumed.global_step, 34);
+}
+
+#[test]
+fn resuming_a_run_without_a_checkpoint_is_an_error_unless_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::small_config([2, 0, 0], 16, 32);
+    drop(ClassifierRun::create(c, dir.path()).unwrap());
+    let err = match ClassifierRun::resume(dir.path()) {
+        Ok(_) => panic!("resumed from nothing"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("no complete checkpoint") && err.contains("--restart"),
+        "{err}"
+    );
+    let placement = mlfs_studio::train::run::Placement::default();
+    let run = ClassifierRun::resume_with(dir.path(), placement, true).unwrap();
+    assert_eq!(run.global_step, 0);
+}
+
+#[test]
+fn a_corrupt_latest_checkpoint_falls_back_to_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::small_config([4, 0, 0], 16, 32);
+    c.checkpoint_every = 2;
+    let mut run = ClassifierRun::create(c, dir.path()).unwrap();
+    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
+        if step == 3 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
+    assert!(run.run(&mut ctl, &mut |_| {}).unwrap());
+    drop(run);
+    let root = dir.path().join("checkpoints");
+    assert!(root.join("step-00000003").is_dir() && root.join("step-00000002").is_dir());
+    std::fs::write(root.join("step-00000003/state.safetensors"), b"garbage").unwrap();
+    let mut resumed = ClassifierRun::resume(dir.path()).unwrap();
+    assert_eq!(resumed.global_step, 2);
+    let (result, events) = collect(&mut resumed);
+    assert!(!result.unwrap());
+    let warned = events.iter().any(|e| match e {
+        TrainEvent::Log { level, message } => {
+            level == "warn" && message.contains("step-00000003") && message.contains("unreadable")
+        }
+        _ => false,
+    });
+    assert!(warned, "no warning about the corrupt checkpoint");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let texts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(texts.path(), "a fine film\n".repeat(200)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_mlfs-studio");
+    let model = common::assets().join("minilm-l3");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{bin}' forward --device cpu --model '{}' --texts-file '{}' | head -c 20 >/dev/null",
+            model.display(),
+            texts.path().display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
