@@ -73,6 +73,18 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// An error naming `what` when a model's output holds NaN or infinite values (a corrupt or
+/// extreme weight, a negative `layer_norm_eps`…): such numbers must never be printed as results.
+pub fn ensure_finite<'a>(
+    values: impl IntoIterator<Item = &'a f32>,
+    what: &str,
+) -> anyhow::Result<()> {
+    if values.into_iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    anyhow::bail!("{what} holds NaN or infinite values: check the model's weights and config")
+}
+
 #[cfg(test)]
 pub fn uniform_tensor(shape: (usize, usize), seed: u64) -> candle_core::Tensor {
     use rand::{Rng, SeedableRng};

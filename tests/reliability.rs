@@ -146,3 +146,70 @@ fn a_closed_stdout_ends_quietly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn absurd_values_and_bad_palette_subnets_fail_before_any_work() {
+    let mut c = common::small_config([2, 0, 0], 16, 32);
+    c.lora_alpha = 1e30;
+    c.distill.projection_dim = 1_000_000_000;
+    c.palette.subnets = vec!["layers=0;heads=three".into()];
+    let fields: Vec<String> = c.validate().into_iter().map(|e| e.field).collect();
+    for f in ["lora_alpha", "distill.projection_dim", "palette.subnets"] {
+        assert!(fields.iter().any(|x| x == f), "{f} not flagged: {fields:?}");
+    }
+    // Well formed, but layer 7 is not in the 3-layer teacher: refused when the run is created.
+    let mut c = common::small_config([2, 0, 0], 16, 32);
+    c.palette.subnets = vec!["layers=7;heads=3;ffn=384".into()];
+    let dir = tempfile::tempdir().unwrap();
+    let err = match ClassifierRun::create(c, dir.path()) {
+        Ok(_) => panic!("accepted a subnet the teacher does not have"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("palette.subnets") && err.contains("layers=7"),
+        "{err}"
+    );
+}
+
+/// A copy of the shipped teacher with `edit` applied to its config.json.
+fn teacher_with_config(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::assets().join("minilm-l3");
+    for entry in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn nan_outputs_and_layer_mismatches_are_errors_not_results() {
+    let texts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(texts.path(), "a fine film\nthe worst service ever\n").unwrap();
+    let negative_eps = teacher_with_config(|c| c["layer_norm_eps"] = (-1.0).into());
+    let out = common::cli()
+        .args(["forward", "--device", "cpu", "--model"])
+        .arg(negative_eps.path())
+        .arg("--texts-file")
+        .arg(texts.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "NaN printed as a result");
+    assert!(stderr.contains("NaN or infinite"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("null"));
+
+    let fewer_layers = teacher_with_config(|c| c["num_hidden_layers"] = 2.into());
+    let err = match mlfs_studio::model::EncoderTeacher::load(fewer_layers.path()) {
+        Ok(_) => panic!("a config with fewer layers than its weights loaded"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("more layers") && err.contains("num_hidden_layers = 2"),
+        "{err}"
+    );
+}

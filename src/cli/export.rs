@@ -120,6 +120,7 @@ pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Pr
         let (ids, mask) = batch_tensors(&batch, model.device())?;
         let probs =
             candle_nn::ops::softmax_last_dim(&model.logits(&ids, &mask)?)?.to_vec2::<f32>()?;
+        crate::util::ensure_finite(probs.iter().flatten(), "the classifier's output")?;
         for (text, p) in chunk.iter().zip(probs) {
             let best = p
                 .iter()

@@ -60,8 +60,9 @@ pub fn decoder_forward_json(
         }
         let input = Tensor::new(ids.as_slice(), teacher.decoder.device())?.unsqueeze(0)?;
         let result = teacher.decoder.forward(&input, &spec)?;
-        out.last_hidden_state
-            .push(result.last_hidden.squeeze(0)?.to_vec2::<f32>()?);
+        let hidden = result.last_hidden.squeeze(0)?.to_vec2::<f32>()?;
+        crate::util::ensure_finite(hidden.iter().flatten(), "the decoder's output")?;
+        out.last_hidden_state.push(hidden);
         let logits = result.logits.squeeze(0)?.to_vec2::<f32>()?;
         out.logits_top10
             .push(logits.iter().map(|r| top10(r)).collect());
@@ -88,6 +89,8 @@ pub fn forward_json(
     let (ids, mask) = batch_tensors(&batch, teacher.encoder.device())?;
     let out = teacher.encoder.forward(&ids, &mask, &spec)?;
     let last_hidden_state = out.last().to_vec3::<f32>()?;
+    let values = last_hidden_state.iter().flatten().flatten();
+    crate::util::ensure_finite(values, "the encoder's output")?;
     Ok(serde_json::to_string(&ForwardOutput {
         input_ids: batch.input_ids,
         attention_mask: batch.attention_mask,

@@ -156,6 +156,17 @@ impl BertEncoder {
             )?,
             norm: norm(store, "embeddings.LayerNorm", d, eps)?,
         };
+        let extra = format!(
+            "encoder.layer.{}.attention.self.query.weight",
+            config.num_hidden_layers
+        );
+        if store.contains(&extra) {
+            anyhow::bail!(
+                "{}: holds more layers than config.json's num_hidden_layers = {}",
+                store.path().display(),
+                config.num_hidden_layers
+            );
+        }
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");

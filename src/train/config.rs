@@ -355,10 +355,11 @@ impl RunConfig {
         if self.rank == 0 || self.rank > 256 {
             bad("rank", format!("{} is outside 1..=256", self.rank));
         }
-        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
+        // α/r scales every adapter update: beyond 1024 the first step already overflows.
+        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0 && self.lora_alpha <= 1024.0) {
             bad(
                 "lora_alpha",
-                format!("{} must be positive", self.lora_alpha),
+                format!("{} is outside (0, 1024]", self.lora_alpha),
             );
         }
         if !(self.gamma >= 0.0 && self.gamma <= 4.0) {
@@ -377,8 +378,11 @@ impl RunConfig {
                 format!("{} must be positive", d.temperature),
             );
         }
-        if d.projection_dim == 0 {
-            bad("distill.projection_dim", "must be at least 1".into());
+        if d.projection_dim == 0 || d.projection_dim > 8192 {
+            bad(
+                "distill.projection_dim",
+                format!("{} is outside 1..=8192", d.projection_dim),
+            );
         }
         if self.random_subnets > 16 {
             bad(
@@ -426,6 +430,11 @@ impl RunConfig {
                 "precision",
                 "Bf16 needs a GPU (on the CPU bf16 products are emulated, slower than F32)".into(),
             );
+        }
+        for spec in &self.palette.subnets {
+            if let Err(e) = spec.parse::<crate::model::SubnetSpec>() {
+                bad("palette.subnets", format!("'{spec}': {e:#}"));
+            }
         }
         let w = &self.watchdog;
         if !(w.spike_factor.is_finite() && (w.spike_factor == 0.0 || w.spike_factor > 1.0)) {

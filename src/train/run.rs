@@ -106,6 +106,11 @@ impl<T: Task> Run<T> {
     pub fn create(config: RunConfig, run_dir: &Path) -> Result<Self> {
         check_new_run(&config, run_dir)?;
         let run = Self::build(config, run_dir)?;
+        // Subnets to measure at the end must fit the teacher: say so now, not after training.
+        for spec in &run.config.palette.subnets {
+            crate::model::subnet::resolve_spec(Some(spec), &run.task.space().teacher)
+                .context("palette.subnets")?;
+        }
         run.config.save(&run_dir.join("config.ron"))?;
         run.task.save_extras(run_dir)?;
         Ok(run)
