@@ -2,10 +2,13 @@
 # Runs the studio under Xvfb, clicks through it with xdotool and saves PNGs into screenshots/.
 # Needs xvfb, xdotool, imagemagick and zenity (apt; zenity answers rfd's folder dialog).
 # Usage: scripts/screenshots.sh [FINISHED_RUN_DIR]  (default: a sentiment-quick run, trained first if needed)
+# MLFS_BIN=target/debug/mlfs-studio uses an existing build (opt-level 3 too) instead of --release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin mlfs-studio
-BIN=./target/release/mlfs-studio
+if [ -z "${MLFS_BIN:-}" ]; then
+  cargo build --release --bin mlfs-studio
+fi
+BIN=${MLFS_BIN:-./target/release/mlfs-studio}
 RUN=${1:-runs/screenshots}
 if [ ! -f "$RUN/palette.csv" ]; then
   rm -rf "$RUN"

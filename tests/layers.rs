@@ -47,12 +47,38 @@ fn module_of(rel: &Path) -> Vec<String> {
     parts
 }
 
-/// The module paths a file's `use` declarations name (test modules left out), each with its
+/// Paths written out in code (`crate::a::b(…)`, `super::c::D`), comments left out: a file
+/// depends on what it names this way as much as on what it imports.
+fn inline_paths(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in code.lines() {
+        let line = line.split("//").next().unwrap_or("");
+        for root in ["crate::", "super::"] {
+            let mut rest = line;
+            while let Some(at) = rest.find(root) {
+                let before = rest[..at].chars().last();
+                let path: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    out.push(path.trim_end_matches(':').to_string());
+                }
+                rest = &rest[at + root.len()..];
+            }
+        }
+    }
+    out
+}
+
+/// The module paths a file's `use` declarations and inline paths name (test modules left out),
 /// braced items expanded one level.
 fn imported_paths(text: &str, here: &[String], is_mod_file: bool) -> Vec<Vec<String>> {
     let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    let mut statements: Vec<String> = code.split(';').map(str::to_string).collect();
+    statements.extend(inline_paths(code).into_iter().map(|p| format!("use {p}")));
     let mut out = Vec::new();
-    for stmt in code.split(';') {
+    for stmt in &statements {
         let Some(start) = stmt.find("use ") else {
             continue;
         };

@@ -4,7 +4,8 @@ use crate::eval::decoder::measure_with_events;
 use crate::train::config::RunConfig;
 use crate::train::kind::AnyRun;
 use crate::train::protocol::TrainEvent;
-use crate::train::run::{Flow, Placement};
+use crate::train::run::{Flow, Placement, Run};
+use crate::train::task::Task;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -22,7 +23,13 @@ pub fn train(
         (Some(p), Some(dir), None) => AnyRun::create(placement.apply(RunConfig::load(p)?), dir)?,
         _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
     };
-    println!("{}", trainer.plan());
+    println!(
+        "{}",
+        match &trainer {
+            AnyRun::Classifier(r) => plan(r),
+            AnyRun::Decoder(r) => plan(r),
+        }
+    );
     let bar = ProgressBar::new(trainer.total_steps() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -115,4 +122,23 @@ pub fn train(
         }
     }
     Ok(())
+}
+
+/// What a run is about to do, in one line: folder, device, data and the stage plan.
+fn plan<T: Task>(run: &Run<T>) -> String {
+    let stages: Vec<String> = run
+        .stage_steps
+        .iter()
+        .enumerate()
+        .map(|(s, n)| format!("stage {s}: {n} steps"))
+        .collect();
+    format!(
+        "{}: {} {:?}, {} training examples, from step {} — {}",
+        run.run_dir.display(),
+        crate::model::device::device_name(run.task.device()),
+        run.config.precision,
+        run.task.train_len(),
+        run.global_step,
+        stages.join(", ")
+    )
 }

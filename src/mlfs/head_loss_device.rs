@@ -2,7 +2,7 @@
 //! `head_loss.rs`, computed chunk by chunk with tensor ops that stay on the device. Only the
 //! three sums (cross-entropy, KL, hits) come back to the host, once, at the end.
 
-use super::head_loss::{HeadLoss, HeadLossOptions};
+use super::head_loss_terms::{HeadLoss, HeadLossOptions};
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
 

@@ -9,6 +9,7 @@ pub mod decoder;
 pub mod distill;
 pub mod head_loss;
 pub mod head_loss_device;
+pub mod head_loss_terms;
 pub mod projection;
 pub mod rewire;
 pub mod sampler;

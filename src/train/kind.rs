@@ -64,11 +64,6 @@ impl AnyRun {
         on_run!(self, r => &r.config)
     }
 
-    /// Folder, device, data and stage plan in one line.
-    pub fn plan(&self) -> String {
-        on_run!(self, r => r.plan())
-    }
-
     /// Total optimizer steps.
     pub fn total_steps(&self) -> usize {
         on_run!(self, r => r.total_steps())

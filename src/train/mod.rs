@@ -10,10 +10,12 @@ pub mod decoder;
 pub mod events;
 pub mod kind;
 pub mod optim;
+pub mod placement;
 pub mod protocol;
 pub mod run;
 pub mod schedule;
 pub mod task;
+pub mod watchdog;
 
 pub use classifier::ClassifierRun;
 pub use decoder::DecoderRun;

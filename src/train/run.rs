@@ -3,13 +3,16 @@
 //! schedule, optimizer step), checkpoints and the final save. What differs lives in a [`Task`].
 
 use super::checkpoint::{self, CheckpointState};
-use super::config::{DeviceChoice, Precision, RunConfig};
+use super::config::RunConfig;
 use super::data::epoch_order;
 use super::events::EventLog;
 use super::optim::{learning_rate, AdamW};
 use super::protocol::{SubnetLoss, TrainEvent};
 use super::schedule::{position_of, stage_steps, steps_per_epoch};
 use super::task::{EvalPoint, StepInput, Student, Task};
+use super::watchdog::{Verdict, Watchdog};
+
+pub use super::placement::Placement;
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::mlfs::rewire::LayerOrder;
 use crate::mlfs::sampler::sample_step;
@@ -31,27 +34,6 @@ pub enum Flow {
 
 /// Called between steps with the global step and a way to emit events; says go on or stop.
 pub type Control<'a> = dyn FnMut(usize, &mut dyn FnMut(TrainEvent)) -> Flow + 'a;
-
-/// A device and precision chosen on the command line or in the studio, in place of the run's
-/// own (a run trained on a GPU can be resumed or evaluated on the CPU, and back).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Placement {
-    pub device: Option<DeviceChoice>,
-    pub precision: Option<Precision>,
-}
-
-impl Placement {
-    /// The configuration with this placement's choices written over it.
-    pub fn apply(&self, mut config: RunConfig) -> RunConfig {
-        if let Some(d) = self.device {
-            config.device = d;
-        }
-        if let Some(p) = self.precision {
-            config.precision = p;
-        }
-        config
-    }
-}
 
 /// `supernet.json`, written beside `supernet.safetensors` when a run finishes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,8 +62,8 @@ pub struct Run<T: Task> {
     log: EventLog,
     /// Warnings from opening the run, logged when it starts.
     notes: Vec<String>,
-    /// The training loss's running level, for the watchdog's spike warning.
-    loss_level: Option<f64>,
+    /// Stops a diverging run before it saves anything.
+    watchdog: Watchdog,
 }
 
 /// Checks a configuration and creates the folder of a new run (which must not hold one).
@@ -200,6 +182,7 @@ impl<T: Task> Run<T> {
 
     fn build(config: RunConfig, run_dir: &Path) -> Result<Self> {
         let task = T::build(&config)?;
+        let config_watchdog = config.watchdog.clone();
         let stage_steps = stage_steps(&config, task.train_len());
         Ok(Self {
             config,
@@ -210,7 +193,7 @@ impl<T: Task> Run<T> {
             optimizer: None,
             log: EventLog::new(run_dir),
             notes: Vec::new(),
-            loss_level: None,
+            watchdog: Watchdog::new(config_watchdog),
         })
     }
 
@@ -224,25 +207,6 @@ impl<T: Task> Run<T> {
             self.task.restore_orders(orders)?;
         }
         self.task.net_mut().load_state(tensors)
-    }
-
-    /// What the run is about to do, in one line: folder, device, data and the stage plan.
-    pub fn plan(&self) -> String {
-        let stages: Vec<String> = self
-            .stage_steps
-            .iter()
-            .enumerate()
-            .map(|(s, n)| format!("stage {s}: {n} steps"))
-            .collect();
-        format!(
-            "{}: {} {:?}, {} training examples, from step {} — {}",
-            self.run_dir.display(),
-            crate::model::device::device_name(self.task.device()),
-            self.config.precision,
-            self.task.train_len(),
-            self.global_step,
-            stages.join(", ")
-        )
     }
 
     /// Total optimizer steps of the run.
@@ -313,9 +277,16 @@ impl<T: Task> Run<T> {
             self.global_step += 1;
             let global_step = self.global_step;
             // Before anything is logged or saved: a diverged step must not reach a checkpoint.
-            if let Some(why) = self.watch(&losses, grad_norm, stage, sink)? {
-                self.emit(TrainEvent::log("error", why.clone()), sink);
-                bail!(why);
+            match self
+                .watchdog
+                .check(&losses, grad_norm, (global_step, stage), &self.run_dir)
+            {
+                Verdict::Stop(why) => {
+                    self.emit(TrainEvent::log("error", why.clone()), sink);
+                    bail!(why);
+                }
+                Verdict::Warn(why) => self.emit(TrainEvent::log("warn", why), sink),
+                Verdict::Fine => {}
             }
             let step = TrainEvent::Step {
                 stage,
@@ -351,62 +322,6 @@ impl<T: Task> Run<T> {
         };
         self.emit(finished, sink);
         Ok(false)
-    }
-
-    /// The watchdog: a non-finite loss or gradient norm is the reason to stop (naming the last
-    /// good checkpoint); a loss far above its running level is a warning, or a stop when the
-    /// preset says so.
-    fn watch(
-        &mut self,
-        losses: &[SubnetLoss],
-        grad_norm: f64,
-        stage: usize,
-        sink: &mut dyn FnMut(TrainEvent),
-    ) -> Result<Option<String>> {
-        let w = self.config.watchdog.clone();
-        if !w.enabled {
-            return Ok(None);
-        }
-        let step = self.global_step;
-        let last_good = match checkpoint::complete_steps(&self.run_dir).last() {
-            Some(m) => format!("the last good checkpoint is step {m}"),
-            None => "there is no checkpoint yet".to_string(),
-        };
-        let bad = losses.iter().find(|l| !l.loss.is_finite());
-        if let Some(l) = bad {
-            let what = if l.loss.is_nan() { "NaN" } else { "infinite" };
-            return Ok(Some(format!(
-                "loss became {what} at step {step} in stage {stage} (subnet {}); {last_good}",
-                l.subnet
-            )));
-        }
-        if !grad_norm.is_finite() {
-            return Ok(Some(format!(
-                "gradient norm became {grad_norm} at step {step} in stage {stage}; {last_good}"
-            )));
-        }
-        let loss = losses.first().map_or(0.0, |l| l.loss);
-        if let (Some(level), true) = (self.loss_level, w.spike_factor > 0.0) {
-            let ratio = loss / level.max(1e-6);
-            let why = || {
-                format!(
-                    "loss {loss:.4} at step {step} in stage {stage} is {ratio:.1}× its running \
-                     level {level:.4}; {last_good}"
-                )
-            };
-            if ratio > w.spike_factor && w.stop_on_spike {
-                return Ok(Some(why()));
-            }
-            if ratio > w.spike_factor / 2.0 {
-                self.emit(TrainEvent::log("warn", why()), sink);
-            }
-        }
-        // A slow running level (about 20 steps) that a single spike hardly moves.
-        self.loss_level = Some(match self.loss_level {
-            Some(level) => 0.95 * level + 0.05 * loss,
-            None => loss,
-        });
-        Ok(None)
     }
 
     /// Enters a stage: the task's preparation (rewiring), the stage's adapters, a fresh optimizer.
