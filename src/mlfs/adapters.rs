@@ -88,7 +88,8 @@ pub trait AdaptedSupernet {
                     var.dims()
                 );
             }
-            var.set(&t.to_dtype(DType::F32)?)?;
+            // Stored tensors load on the CPU; the run may be on a GPU.
+            var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
         }
         // Merged weights were computed from the old adapter values: recompute them.
         for lin in self.adapted_linears_mut() {

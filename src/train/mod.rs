@@ -10,6 +10,8 @@ pub mod decoder;
 pub mod events;
 pub mod kind;
 pub mod optim;
+#[cfg(feature = "cuda")]
+pub mod optim_cuda;
 pub mod placement;
 pub mod protocol;
 pub mod run;

@@ -121,6 +121,27 @@ impl AdamW {
             let Some(g) = grads.get(i).and_then(|g| g.as_ref()) else {
                 continue;
             };
+            #[cfg(feature = "cuda")]
+            if p.var.as_tensor().device().is_cuda() {
+                let decay = if p.decay && self.weight_decay > 0.0 {
+                    1.0 - lr * self.weight_decay
+                } else {
+                    1.0
+                };
+                let step = super::optim_cuda::FusedStep {
+                    beta1: self.beta1,
+                    beta2: self.beta2,
+                    eps: self.eps,
+                    lr,
+                    bc1,
+                    bc2,
+                    grad_scale: factor,
+                    decay,
+                };
+                let (m, v) = (&self.first_moment[i], &self.second_moment[i]);
+                super::optim_cuda::fused_step(p.var.as_tensor(), g, m, v, &step)?;
+                continue;
+            }
             let g = (g * factor)?;
             let m = ((&self.first_moment[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
             let v = ((&self.second_moment[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
@@ -160,7 +181,8 @@ impl AdamW {
                 if saved.dims() != slot.dims() {
                     anyhow::bail!("optimizer moment '{name}' has the wrong shape");
                 }
-                *slot = saved.clone();
+                // Stored moments load on the CPU; the parameters may be on a GPU.
+                *slot = saved.to_device(p.var.device())?;
             }
         }
         self.t = t;
