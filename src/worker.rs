@@ -179,7 +179,7 @@ fn run_request(
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
         StartRequest::Resume { run_dir } => {
-            let mut t = AnyRun::resume(&run_dir, Placement::default(), false)?;
+            let mut t = AnyRun::resume(&run_dir, Placement::default(), Default::default())?;
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
         }
     };

@@ -90,7 +90,11 @@ fn resuming_a_run_without_a_checkpoint_is_an_error_unless_restarted() {
         "{err}"
     );
     let placement = mlfs_studio::train::run::Placement::default();
-    let run = ClassifierRun::resume_with(dir.path(), placement, true).unwrap();
+    let options = mlfs_studio::train::run::ResumeOptions {
+        restart: true,
+        ..Default::default()
+    };
+    let run = ClassifierRun::resume_with(dir.path(), placement, options).unwrap();
     assert_eq!(run.global_step, 0);
 }
 
@@ -212,4 +216,74 @@ fn nan_outputs_and_layer_mismatches_are_errors_not_results() {
         err.contains("more layers") && err.contains("num_hidden_layers = 2"),
         "{err}"
     );
+}
+
+#[test]
+fn a_stray_label_is_an_error_naming_its_line_not_an_extra_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    let lines = [
+        r#"{"text": "good", "label": 1}"#,
+        r#"{"text": "bad", "label": 0}"#,
+        r#"{"text": "meh", "label": 0.5}"#,
+    ];
+    std::fs::write(&train, lines.join("\n")).unwrap();
+    let err = match mlfs_studio::train::data::read_examples(&train, "text", "label") {
+        Ok(ex) => panic!("accepted {ex:?}"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("train.jsonl:3") && err.contains("'0.5'"),
+        "{err}"
+    );
+    let csv = dir.path().join("train.csv");
+    std::fs::write(&csv, "text,label\ngood,1\nbad,pos\n").unwrap();
+    let err = format!(
+        "{:#}",
+        mlfs_studio::train::data::read_examples(&csv, "text", "label").unwrap_err()
+    );
+    assert!(
+        err.contains("train.csv:3") && err.contains("'pos'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn resuming_on_changed_data_is_an_error_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    std::fs::copy(common::assets().join("sentiment/train.jsonl"), &train).unwrap();
+    let mut c = common::small_config([4, 0, 0], 16, 32);
+    c.data.train = train.clone();
+    let run_dir = dir.path().join("run");
+    let mut run = ClassifierRun::create(c, &run_dir).unwrap();
+    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
+        if step == 2 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
+    assert!(run.run(&mut ctl, &mut |_| {}).unwrap());
+    drop(run);
+    // The same data resumes; an edited file does not, unless allowed.
+    drop(ClassifierRun::resume(&run_dir).unwrap());
+    let mut text = std::fs::read_to_string(&train).unwrap();
+    text.push_str("{\"text\": \"one more\", \"label\": 1}\n");
+    std::fs::write(&train, text).unwrap();
+    let err = match ClassifierRun::resume(&run_dir) {
+        Ok(_) => panic!("resumed on changed data"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("train.jsonl") && err.contains("--allow-changed-data"),
+        "{err}"
+    );
+    let options = mlfs_studio::train::run::ResumeOptions {
+        allow_changed_data: true,
+        ..Default::default()
+    };
+    let placement = mlfs_studio::train::run::Placement::default();
+    let resumed = ClassifierRun::resume_with(&run_dir, placement, options).unwrap();
+    assert_eq!(resumed.global_step, 2);
 }

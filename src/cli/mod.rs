@@ -94,6 +94,9 @@ pub enum Command {
         /// With --resume: train the run again from its first step when it has no checkpoint.
         #[arg(long, requires = "resume")]
         restart: bool,
+        /// With --resume: continue although the data files changed since the run started.
+        #[arg(long, requires = "resume")]
+        allow_changed_data: bool,
     },
     /// Measure the palette of a trained run (accuracy, size, latency, Pareto fronts) into palette.csv.
     Eval {
@@ -203,11 +206,15 @@ pub fn main_entry() -> Result<()> {
             out,
             resume,
             restart,
+            allow_changed_data,
         }) => train::train(
             preset.as_deref(),
             out.as_deref(),
             resume.as_deref(),
-            restart,
+            crate::train::run::ResumeOptions {
+                restart,
+                allow_changed_data,
+            },
             placement,
         ),
         Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref(), placement),

@@ -4,7 +4,7 @@ use crate::eval::decoder::measure_with_events;
 use crate::train::config::RunConfig;
 use crate::train::kind::AnyRun;
 use crate::train::protocol::TrainEvent;
-use crate::train::run::{Flow, Placement, Run};
+use crate::train::run::{Flow, Placement, ResumeOptions, Run};
 use crate::train::task::Task;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,11 +15,11 @@ pub fn train(
     preset: Option<&Path>,
     out: Option<&Path>,
     resume: Option<&Path>,
-    restart: bool,
+    options: ResumeOptions,
     placement: Placement,
 ) -> Result<()> {
     let mut trainer = match (preset, out, resume) {
-        (_, _, Some(dir)) => AnyRun::resume(dir, placement, restart)?,
+        (_, _, Some(dir)) => AnyRun::resume(dir, placement, options)?,
         (Some(p), Some(dir), None) => AnyRun::create(placement.apply(RunConfig::load(p)?), dir)?,
         _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
     };

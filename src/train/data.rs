@@ -38,6 +38,7 @@ fn read_jsonl(
     label_col: &str,
 ) -> Result<Vec<RawExample>> {
     let mut out = Vec::new();
+    let mut kinds = LabelKinds::default();
     for (i, line) in content.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -55,12 +56,44 @@ fn read_jsonl(
             Some(serde_json::Value::Bool(b)) => b.to_string(),
             _ => bail!("{}: no \"{label_col}\" label field", where_()),
         };
+        kinds.note(i + 1, &label);
         out.push(RawExample {
             text: text.to_string(),
             label,
         });
     }
+    kinds.check(path)?;
     Ok(out)
+}
+
+/// The first integer label and the first other one of a file, with their lines: labels are
+/// class ids or class names, and a mix (a stray `0.5` among 0/1) would become an extra class.
+#[derive(Default)]
+struct LabelKinds {
+    integer: Option<(usize, String)>,
+    other: Option<(usize, String)>,
+}
+
+impl LabelKinds {
+    fn note(&mut self, line: usize, label: &str) {
+        let slot = if label.parse::<i64>().is_ok() {
+            &mut self.integer
+        } else {
+            &mut self.other
+        };
+        slot.get_or_insert_with(|| (line, label.to_string()));
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        if let (Some((il, int)), Some((ol, other))) = (&self.integer, &self.other) {
+            bail!(
+                "{}:{ol}: label '{other}' is not a whole number, but line {il} has the class id \
+                 '{int}': labels must be all class ids or all class names",
+                path.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Splits one delimited line, honouring double quotes ("" is a literal quote).
@@ -107,16 +140,20 @@ fn read_delimited(
     };
     let (ti, li) = (find(text_col)?, find(label_col)?);
     let mut out = Vec::new();
+    let mut kinds = LabelKinds::default();
     for (i, line) in lines.enumerate() {
         let fields = split_delimited(line.trim_end_matches('\r'), delim);
         if fields.len() <= ti.max(li) {
             bail!("{}:{}: too few columns", path.display(), i + 2);
         }
+        let label = fields[li].trim().to_string();
+        kinds.note(i + 2, &label);
         out.push(RawExample {
             text: fields[ti].clone(),
-            label: fields[li].trim().to_string(),
+            label,
         });
     }
+    kinds.check(path)?;
     Ok(out)
 }
 

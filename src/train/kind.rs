@@ -4,7 +4,7 @@ use super::classifier::ClassifierRun;
 use super::config::RunConfig;
 use super::decoder::DecoderRun;
 use super::protocol::TrainEvent;
-use super::run::{Control, Placement};
+use super::run::{Control, Placement, ResumeOptions};
 use anyhow::Result;
 use std::path::Path;
 
@@ -34,16 +34,15 @@ impl AnyRun {
         })
     }
 
-    /// Reopens the run in `run_dir` from its latest checkpoint, placed as `placement` says
-    /// (`restart`: from the first step when there is no checkpoint).
-    pub fn resume(run_dir: &Path, placement: Placement, restart: bool) -> Result<Self> {
+    /// Reopens the run in `run_dir` from its latest checkpoint, placed as `placement` says.
+    pub fn resume(run_dir: &Path, placement: Placement, options: ResumeOptions) -> Result<Self> {
         Ok(if is_decoder_run(run_dir) {
             Self::Decoder(Box::new(DecoderRun::resume_with(
-                run_dir, placement, restart,
+                run_dir, placement, options,
             )?))
         } else {
             Self::Classifier(Box::new(ClassifierRun::resume_with(
-                run_dir, placement, restart,
+                run_dir, placement, options,
             )?))
         })
     }

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod data;
+pub mod data_record;
 pub mod decoder;
 pub mod events;
 pub mod kind;

@@ -5,6 +5,7 @@
 use super::checkpoint::{self, CheckpointState};
 use super::config::RunConfig;
 use super::data::epoch_order;
+use super::data_record;
 use super::events::EventLog;
 use super::optim::{learning_rate, AdamW};
 use super::protocol::{SubnetLoss, TrainEvent};
@@ -34,6 +35,15 @@ pub enum Flow {
 
 /// Called between steps with the global step and a way to emit events; says go on or stop.
 pub type Control<'a> = dyn FnMut(usize, &mut dyn FnMut(TrainEvent)) -> Flow + 'a;
+
+/// What a resume may do beyond continuing from the newest checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResumeOptions {
+    /// Start from the first step when there is no checkpoint.
+    pub restart: bool,
+    /// Continue although the data files changed since the run started.
+    pub allow_changed_data: bool,
+}
 
 /// `supernet.json`, written beside `supernet.safetensors` when a run finishes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +105,7 @@ impl<T: Task> Run<T> {
         }
         run.config.save(&run_dir.join("config.ron"))?;
         run.task.save_extras(run_dir)?;
+        data_record::save(run_dir, &run.config)?;
         Ok(run)
     }
 
@@ -105,13 +116,22 @@ impl<T: Task> Run<T> {
 
     /// [`Self::resume`] on another device or precision than the run was configured with.
     pub fn resume_on(run_dir: &Path, placement: Placement) -> Result<Self> {
-        Self::resume_with(run_dir, placement, false)
+        Self::resume_with(run_dir, placement, ResumeOptions::default())
     }
 
-    /// Reopens a run from its newest checkpoint that reads back; without one it is an error,
-    /// unless `restart` asks to train the run again from its first step.
-    pub fn resume_with(run_dir: &Path, placement: Placement, restart: bool) -> Result<Self> {
+    /// Reopens a run from its newest checkpoint that reads back. Without one it is an error,
+    /// unless `restart` asks to train the run again from its first step; data changed since the
+    /// run started is an error unless allowed.
+    pub fn resume_with(
+        run_dir: &Path,
+        placement: Placement,
+        options: ResumeOptions,
+    ) -> Result<Self> {
         let config = placement.apply(RunConfig::load(&run_dir.join("config.ron"))?);
+        if !options.allow_changed_data {
+            data_record::check(run_dir, &config)?;
+        }
+        let restart = options.restart;
         let mut run = Self::build(config, run_dir)?;
         let latest = checkpoint::latest(run_dir)?;
         if latest.is_none() && !restart {
