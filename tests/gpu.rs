@@ -284,16 +284,7 @@ fn a_run_stopped_on_the_gpu_resumes_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = common::small_config([4, 0, 0], 16, 32);
     c.device = DeviceChoice::Cuda(0);
-    let mut run = ClassifierRun::create(c, dir.path()).unwrap();
-    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
-        if step == 2 {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    };
-    assert!(run.run(&mut ctl, &mut |_| {}).unwrap());
-    drop(run);
+    common::train_until(c, dir.path(), 2);
     let placement = mlfs_studio::train::run::Placement {
         device: Some(DeviceChoice::Cpu),
         precision: None,
@@ -359,16 +350,7 @@ fn a_run_stopped_on_the_cpu_resumes_on_the_gpu_with_its_optimizer_state() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = common::small_config([4, 0, 0], 16, 32);
     c.device = DeviceChoice::Cpu;
-    let mut run = ClassifierRun::create(c, dir.path()).unwrap();
-    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
-        if step == 2 {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    };
-    assert!(run.run(&mut ctl, &mut |_| {}).unwrap());
-    drop(run);
+    common::train_until(c, dir.path(), 2);
     let placement = mlfs_studio::train::run::Placement {
         device: Some(DeviceChoice::Cuda(0)),
         precision: None,

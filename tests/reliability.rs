@@ -103,16 +103,7 @@ fn a_corrupt_latest_checkpoint_falls_back_to_the_one_before() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = common::small_config([4, 0, 0], 16, 32);
     c.checkpoint_every = 2;
-    let mut run = ClassifierRun::create(c, dir.path()).unwrap();
-    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
-        if step == 3 {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    };
-    assert!(run.run(&mut ctl, &mut |_| {}).unwrap());
-    drop(run);
+    common::train_until(c, dir.path(), 3);
     let root = dir.path().join("checkpoints");
     assert!(root.join("step-00000003").is_dir() && root.join("step-00000002").is_dir());
     std::fs::write(root.join("step-00000003/state.safetensors"), b"garbage").unwrap();
@@ -256,16 +247,7 @@ fn resuming_on_changed_data_is_an_error_unless_allowed() {
     let mut c = common::small_config([4, 0, 0], 16, 32);
     c.data.train = train.clone();
     let run_dir = dir.path().join("run");
-    let mut run = ClassifierRun::create(c, &run_dir).unwrap();
-    let mut ctl = |step: usize, _: &mut dyn FnMut(TrainEvent)| {
-        if step == 2 {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    };
-    assert!(run.run(&mut ctl, &mut |_| {}).unwrap());
-    drop(run);
+    common::train_until(c, &run_dir, 2);
     // The same data resumes; an edited file does not, unless allowed.
     drop(ClassifierRun::resume(&run_dir).unwrap());
     let mut text = std::fs::read_to_string(&train).unwrap();

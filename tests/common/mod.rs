@@ -90,3 +90,22 @@ pub fn step_losses(
         })
         .collect()
 }
+
+/// Creates a classifier run from `config` in `dir` and trains it until global step `step`,
+/// where it stops (with its checkpoint), as a user pressing Stop would.
+pub fn train_until(config: RunConfig, dir: &std::path::Path, step: usize) {
+    use mlfs_studio::train::protocol::TrainEvent;
+    use mlfs_studio::train::run::Flow;
+    let mut run = mlfs_studio::train::ClassifierRun::create(config, dir).unwrap();
+    let mut ctl = |at: usize, _: &mut dyn FnMut(TrainEvent)| {
+        if at == step {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
+    assert!(
+        run.run(&mut ctl, &mut |_| {}).unwrap(),
+        "the run ended before step {step}"
+    );
+}
