@@ -11,6 +11,7 @@ use crate::model::SubnetSpec;
 use crate::train::kind::is_decoder_run;
 use crate::train::protocol::PaletteEntry;
 use crate::train::run::Placement;
+use crate::train::task::Task;
 use crate::train::{ClassifierRun, DecoderRun};
 use crate::util::read_texts;
 use anyhow::{Context, Result};

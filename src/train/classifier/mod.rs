@@ -36,11 +36,6 @@ pub struct ClassifierTask {
 }
 
 impl ClassifierTask {
-    /// Rewiring orders applied so far.
-    pub fn orders(&self) -> Option<&[LayerOrder]> {
-        self.orders.as_deref()
-    }
-
     /// Token ids, mask and labels of the training examples `idx`.
     fn labelled_batch(&self, idx: &[usize]) -> Result<LabelledBatch> {
         let (batch, labels) = self.data.train.batch(idx, self.pad_id);
