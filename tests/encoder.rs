@@ -369,3 +369,109 @@ fn integer_buffers_beside_the_weights_are_skipped_not_called_corrupt() {
     let d = mlfs_studio::util::max_abs_diff(a.last(), b.last()).unwrap();
     assert_eq!(d, 0.0);
 }
+
+#[test]
+fn unknown_tensors_are_listed_in_a_warning_and_buffers_are_not() {
+    let dir = teacher_copy();
+    rewrite_weights(dir.path(), |e| {
+        let positions: Vec<u8> = (0..512i64).flat_map(|i| i.to_le_bytes()).collect();
+        e.push((
+            "embeddings.position_ids".into(),
+            safetensors::Dtype::I64,
+            vec![1, 512],
+            positions,
+        ));
+        e.push((
+            "adapter.extra_scale".into(),
+            safetensors::Dtype::F32,
+            vec![2],
+            vec![0u8; 8],
+        ));
+    });
+    let teacher = EncoderTeacher::load(dir.path()).unwrap();
+    assert_eq!(teacher.warnings.len(), 1, "{:?}", teacher.warnings);
+    let warning = &teacher.warnings[0];
+    assert!(warning.contains("model.safetensors"), "{warning}");
+    assert!(warning.contains("adapter.extra_scale"), "{warning}");
+    assert!(!warning.contains("position_ids"), "{warning}");
+    // The shipped folder has nothing unused: no warning.
+    let plain = EncoderTeacher::load(&teacher_dir()).unwrap();
+    assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
+}
+
+#[test]
+fn a_tokenizer_that_does_not_fit_the_model_warns() {
+    // A WordPiece vocabulary of the special tokens and three words: 30522 embedding rows for
+    // 8 tokens, and nearly every word of a sentence becomes [UNK].
+    let dir = teacher_copy();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\nphone\n.\n";
+    std::fs::write(dir.path().join("vocab.txt"), vocab).unwrap();
+    let teacher = EncoderTeacher::load(dir.path()).unwrap();
+    assert!(
+        teacher
+            .warnings
+            .iter()
+            .any(|w| w.contains("8 tokens for an embedding table of 30522 rows")),
+        "{:?}",
+        teacher.warnings
+    );
+    let texts = dir.path().join("texts.txt");
+    std::fs::write(&texts, "The phone died after two days.\n").unwrap();
+    let output = common::cli()
+        .args(["forward", "--model"])
+        .arg(dir.path())
+        .arg("--texts-file")
+        .arg(&texts)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("texts.txt: 57% of the tokens are the unknown token"),
+        "{stderr}"
+    );
+}
+
+/// `fixtures/all-minilm-l6-v2-forward.json` was produced by Hugging Face transformers 4.46.3
+/// (torch 2.5.1, `BertModel`, float32) on the folder as published, by
+/// `scripts/make-minilm-l6-fixture.py`.
+#[derive(Deserialize)]
+struct PublishedFixture {
+    texts: Vec<String>,
+    input_ids: Vec<Vec<u32>>,
+    attention_mask: Vec<Vec<u32>>,
+    last_hidden_state: Vec<Vec<Vec<f32>>>,
+}
+
+#[test]
+fn published_all_minilm_l6_v2_loads_quietly_and_matches_transformers() {
+    let model = common::minilm_l6_dir();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/all-minilm-l6-v2-forward.json");
+    let fx: PublishedFixture =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("texts.txt");
+    std::fs::write(&texts, fx.texts.join("\n")).unwrap();
+    let output = common::cli()
+        .args(["forward", "--model"])
+        .arg(model)
+        .arg("--texts-file")
+        .arg(&texts)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Its integer `position_ids` buffer and the pooler are known leftovers, not news.
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
+    let mask: Vec<Vec<u32>> = serde_json::from_value(json["attention_mask"].clone()).unwrap();
+    assert_eq!(ids, fx.input_ids);
+    assert_eq!(mask, fx.attention_mask);
+    let last: Vec<Vec<Vec<f32>>> =
+        serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
+    let err = max_abs_diff(&Tensor::new(last, &Device::Cpu).unwrap(), &fx.last_hidden_state);
+    assert!(err <= 1e-4, "last hidden state: max abs error {err}");
+}

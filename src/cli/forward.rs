@@ -42,6 +42,7 @@ pub fn decoder_forward_json(
     device: &candle_core::Device,
 ) -> Result<String> {
     let teacher = crate::model::llama::DecoderTeacher::load_on(model, device)?;
+    super::print_warnings(&teacher.warnings);
     let spec = resolve_spec(subnet, &teacher.decoder.shape())?;
     let texts = read_texts(texts_file)?;
     let mut out = DecoderForwardOutput {
@@ -86,6 +87,9 @@ pub fn forward_json(
     let texts = read_texts(texts_file)?;
     let max_len = teacher.config.max_position_embeddings;
     let batch = teacher.tokenizer.encode_batch(&texts, max_len)?;
+    super::print_warnings(&teacher.warnings);
+    let unknown = teacher.tokenizer.unknown_warning(&batch.input_ids, texts_file);
+    super::print_warnings(unknown.as_slice());
     let (ids, mask) = batch_tensors(&batch, teacher.encoder.device())?;
     let out = teacher.encoder.forward(&ids, &mask, &spec)?;
     let last_hidden_state = out.last().to_vec3::<f32>()?;

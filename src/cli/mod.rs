@@ -269,3 +269,10 @@ pub fn main_entry() -> Result<()> {
         }
     }
 }
+
+/// Prints what loading tolerated to stderr, one `warning:` line each (stdout stays data).
+pub(crate) fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}

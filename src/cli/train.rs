@@ -87,6 +87,9 @@ pub fn train(
                 shown.join(", ")
             ));
         }
+        TrainEvent::Log { level, message } if level != "info" => {
+            bar.println(format!("{level}: {message}"))
+        }
         TrainEvent::Log { message, .. } => bar.println(message),
         TrainEvent::CheckpointSaved { path, .. } => bar.println(format!("checkpoint {path}")),
         TrainEvent::Finished {

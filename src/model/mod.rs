@@ -28,7 +28,12 @@ pub struct EncoderTeacher {
     pub config: BertConfig,
     pub encoder: BertEncoder,
     pub tokenizer: TextTokenizer,
+    /// What loading noticed but tolerated (unused tensors, a tokenizer that does not fit).
+    pub warnings: Vec<String>,
 }
+
+/// Parts of a BERT checkpoint that are not weights MLFS uses: integer buffers and the pooler.
+const BERT_LEFTOVERS: &[&str] = &["position_ids", "token_type_ids", "pooler."];
 
 impl EncoderTeacher {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json`/`vocab.txt` from `dir`.
@@ -47,11 +52,21 @@ impl EncoderTeacher {
         let store = weights::WeightStore::load(&weights_path, &["bert."])?.to_device(device)?;
         let encoder = BertEncoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(dir, config.pad_token_id as u32)?;
+        let warnings = store
+            .unused_warning(BERT_LEFTOVERS)
+            .into_iter()
+            .chain(
+                tokenizer
+                    .coverage_warning(config.vocab_size)
+                    .map(|w| format!("{}: {w}", dir.display())),
+            )
+            .collect();
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
             encoder,
             tokenizer,
+            warnings,
         })
     }
 

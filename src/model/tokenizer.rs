@@ -6,6 +6,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
+use tokenizers::models::ModelWrapper;
 use tokenizers::{Model, Tokenizer, TruncationParams};
 
 /// A padded batch of token ids with its attention mask (1 = real token).
@@ -66,6 +67,73 @@ impl TextTokenizer {
     /// The underlying Hugging Face tokenizer (for saving next to an export).
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
+    }
+
+    /// A warning when the vocabulary does not fit an embedding table of `rows` rows: larger
+    /// means some ids have no embedding, far smaller means it is probably another model's.
+    pub fn coverage_warning(&self, rows: usize) -> Option<String> {
+        let vocab = self.inner.get_vocab_size(true);
+        if vocab > rows {
+            Some(format!(
+                "the tokenizer has {vocab} tokens but the model's embedding table only {rows} \
+                 rows: texts with ids of {rows} or more will be refused"
+            ))
+        } else if vocab * 2 < rows {
+            Some(format!(
+                "the tokenizer has {vocab} tokens for an embedding table of {rows} rows: it is \
+                 probably not this model's tokenizer"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The id of the unknown token, if the tokenizer's model has one.
+    fn unknown_id(&self) -> Option<u32> {
+        let token = match self.inner.get_model() {
+            ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
+            ModelWrapper::WordLevel(m) => Some(m.unk_token.clone()),
+            ModelWrapper::BPE(m) => m.unk_token.clone(),
+            ModelWrapper::Unigram(_) => Some("<unk>".to_string()),
+        }?;
+        self.inner.token_to_id(&token)
+    }
+
+    /// The share of the non-special tokens of `sequences` that are the unknown token (`None`
+    /// when the tokenizer has no unknown token or there are no such tokens).
+    pub fn unknown_share(&self, sequences: &[Vec<u32>]) -> Option<f64> {
+        let unknown = self.unknown_id()?;
+        let special: std::collections::HashSet<u32> = self
+            .inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(id, t)| t.special && *id != unknown)
+            .map(|(id, _)| id)
+            .chain(std::iter::once(self.pad_id))
+            .collect();
+        let (mut total, mut unknowns) = (0usize, 0usize);
+        for &id in sequences.iter().flatten() {
+            if !special.contains(&id) {
+                total += 1;
+                unknowns += usize::from(id == unknown);
+            }
+        }
+        (total > 0).then(|| unknowns as f64 / total as f64)
+    }
+
+    /// A warning when more than a fifth of the tokens of `sequences` (from `source`) are the
+    /// unknown token: the tokenizer does not fit the text (wrong vocabulary or casing).
+    pub fn unknown_warning(&self, sequences: &[Vec<u32>], source: &Path) -> Option<String> {
+        const WARN_SHARE: f64 = 0.2;
+        let share = self.unknown_share(sequences)?;
+        (share > WARN_SHARE).then(|| {
+            format!(
+                "{}: {:.0}% of the tokens are the unknown token: the tokenizer does not fit this \
+                 text (another model's vocabulary, or the wrong casing?)",
+                source.display(),
+                share * 100.0
+            )
+        })
     }
 
     /// Token ids of one text, special tokens as the tokenizer's post-processor adds them.
@@ -134,7 +202,15 @@ fn wordpiece_from_vocab(vocab: &Path) -> Result<Tokenizer> {
         .get("[SEP]")
         .copied()
         .with_context(|| format!("{}: no [SEP] token", vocab.display()))?;
+    // As Hugging Face's BertTokenizerFast: the bracketed tokens are special (never split, and
+    // not counted as text).
+    let specials: Vec<tokenizers::AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .into_iter()
+        .filter(|t| model.get_vocab().contains_key(*t))
+        .map(|t| tokenizers::AddedToken::from(t, true))
+        .collect();
     let mut tok = Tokenizer::new(model);
+    tok.add_special_tokens(specials);
     tok.with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
         .map_err(|e| anyhow!("normalizer: {e}"))?;
     tok.with_pre_tokenizer(Some(BertPreTokenizer));

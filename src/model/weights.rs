@@ -3,8 +3,9 @@
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// All tensors of one safetensors file, converted to f32 on load.
 pub struct WeightStore {
@@ -16,6 +17,8 @@ pub struct WeightStore {
     /// beside the weights by `transformers`), by name with their dtype: skipped, and named if a
     /// weight is looked up under such a name.
     skipped: HashMap<String, String>,
+    /// Stored names a model has read, so that the rest can be named after loading.
+    used: Mutex<HashSet<String>>,
 }
 
 impl WeightStore {
@@ -36,6 +39,7 @@ impl WeightStore {
             tensors,
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             skipped,
+            used: Mutex::default(),
         })
     }
 
@@ -46,6 +50,7 @@ impl WeightStore {
             tensors,
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             skipped: HashMap::new(),
+            used: Mutex::default(),
         }
     }
 
@@ -74,16 +79,56 @@ impl WeightStore {
 
     /// True if a tensor of that name exists (with or without a known prefix).
     pub fn contains(&self, name: &str) -> bool {
-        self.lookup(name).is_some()
+        self.find(name).is_some()
     }
 
+    fn find(&self, name: &str) -> Option<(String, &Tensor)> {
+        std::iter::once(name.to_string())
+            .chain(self.prefixes.iter().map(|p| format!("{p}{name}")))
+            .find_map(|key| self.tensors.get(&key).map(|t| (key, t)))
+    }
+
+    /// The tensor `name`, marked as read by the model.
     fn lookup(&self, name: &str) -> Option<&Tensor> {
-        if let Some(t) = self.tensors.get(name) {
-            return Some(t);
+        let (key, tensor) = self.find(name)?;
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(key);
         }
-        self.prefixes
-            .iter()
-            .find_map(|p| self.tensors.get(&format!("{p}{name}")))
+        Some(tensor)
+    }
+
+    /// Stored names no model part has read and that are not among the `known` leftovers
+    /// (substrings such as `position_ids` or `pooler.`), integer buffers included, sorted.
+    pub fn unused_names(&self, known: &[&str]) -> Vec<String> {
+        let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
+        let mut names: Vec<String> = self
+            .tensors
+            .keys()
+            .chain(self.skipped.keys())
+            .filter(|n| !used.contains(*n) && !known.iter().any(|k| n.contains(k)))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A warning naming the tensors the model did not use (at most ten by name), if any.
+    pub fn unused_warning(&self, known: &[&str]) -> Option<String> {
+        let names = self.unused_names(known);
+        if names.is_empty() {
+            return None;
+        }
+        let shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+        let more = match names.len().saturating_sub(shown.len()) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        Some(format!(
+            "{}: {} tensor(s) not used by the model and ignored: {}{more}",
+            self.path.display(),
+            names.len(),
+            shown.join(", ")
+        ))
     }
 
     /// The tensor `name`, checked against the expected shape.
@@ -91,7 +136,7 @@ impl WeightStore {
         let skipped = std::iter::once(name.to_string())
             .chain(self.prefixes.iter().map(|p| format!("{p}{name}")))
             .find_map(|n| self.skipped.get(&n));
-        if let (None, Some(dtype)) = (self.lookup(name), skipped) {
+        if let (None, Some(dtype)) = (self.find(name), skipped) {
             bail!(
                 "{}: tensor '{name}' has unsupported dtype {dtype} (f32, f16 or bf16)",
                 self.path.display()

@@ -147,7 +147,7 @@ impl<T: Task> Run<T> {
                 run.notes
                     .push(format!("skipped an unreadable checkpoint: {why}"));
             }
-            if !run.notes.is_empty() {
+            if run.notes.iter().any(|n| n.starts_with("skipped an unreadable")) {
                 run.notes.push(format!("resuming from {}", dir.display()));
             }
             run.restore(state.orders.as_deref(), &tensors)
@@ -202,6 +202,7 @@ impl<T: Task> Run<T> {
 
     fn build(config: RunConfig, run_dir: &Path) -> Result<Self> {
         let task = T::build(&config)?;
+        let notes = task.warnings().to_vec();
         let config_watchdog = config.watchdog.clone();
         let stage_steps = stage_steps(&config, task.train_len());
         Ok(Self {
@@ -212,7 +213,7 @@ impl<T: Task> Run<T> {
             global_step: 0,
             optimizer: None,
             log: EventLog::new(run_dir),
-            notes: Vec::new(),
+            notes,
             watchdog: Watchdog::new(config_watchdog),
         })
     }

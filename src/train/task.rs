@@ -71,6 +71,8 @@ pub trait Task: Sized {
 
     /// Loads the teacher and the data and attaches fresh adapters, as `config` says.
     fn build(config: &RunConfig) -> Result<Self>;
+    /// What loading the teacher and the data noticed but tolerated, logged when the run starts.
+    fn warnings(&self) -> &[String];
     /// Writes what a new run keeps beside its configuration (nothing by default).
     fn save_extras(&self, _run_dir: &Path) -> Result<()> {
         Ok(())

@@ -53,21 +53,31 @@ pub fn stdout_of(cmd: &mut std::process::Command) -> Vec<u8> {
     output.stdout
 }
 
+/// The path a repo fetch script prints (it downloads once and caches under the user's cache).
+fn fetched(script: &str) -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script);
+    let out = std::process::Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The SmolLM2 teacher GGUF, fetched once by the repo's script (cached under the user's cache).
 pub fn smollm2_gguf() -> &'static PathBuf {
     static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
-        let out = std::process::Command::new(script)
-            .output()
-            .expect("run fetch-smollm2.sh");
-        assert!(
-            out.status.success(),
-            "fetch failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
+    PATH.get_or_init(|| fetched("fetch-smollm2.sh"))
+}
+
+/// The all-MiniLM-L6-v2 folder as published, fetched once by the repo's script.
+pub fn minilm_l6_dir() -> &'static PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| fetched("fetch-minilm-l6.sh"))
 }
 
 /// (global step, [(subnet, loss)]) of every step event, in order.

@@ -19,6 +19,29 @@ pub struct DecoderTeacher {
     pub source: PathBuf,
     pub decoder: LlamaDecoder,
     pub tokenizer: TextTokenizer,
+    /// What loading noticed but tolerated (unused tensors, a tokenizer that does not fit).
+    pub warnings: Vec<String>,
+}
+
+/// Stored tensors of Llama checkpoints that are not weights: rotary tables.
+const LLAMA_LEFTOVERS: &[&str] = &["rotary_emb.inv_freq", "rope_freqs"];
+
+/// The loader's warnings: unused tensors, then the tokenizer's fit to the embeddings.
+fn load_warnings(
+    store: &crate::model::weights::WeightStore,
+    tokenizer: &TextTokenizer,
+    config: &LlamaConfig,
+    path: &Path,
+) -> Vec<String> {
+    store
+        .unused_warning(LLAMA_LEFTOVERS)
+        .into_iter()
+        .chain(
+            tokenizer
+                .coverage_warning(config.vocab_size)
+                .map(|w| format!("{}: {w}", path.display())),
+        )
+        .collect()
 }
 
 impl DecoderTeacher {
@@ -31,11 +54,15 @@ impl DecoderTeacher {
     pub fn load_on(path: &Path, device: &candle_core::Device) -> Result<Self> {
         if path.is_file() {
             let g = gguf::load_gguf(path)?;
-            let decoder = LlamaDecoder::from_store(&g.config, &g.store.to_device(device)?)?;
+            let store = g.store.to_device(device)?;
+            let decoder = LlamaDecoder::from_store(&g.config, &store)?;
+            let tokenizer = TextTokenizer::from_tokenizer(g.tokenizer, 0);
+            let warnings = load_warnings(&store, &tokenizer, &g.config, path);
             return Ok(Self {
                 source: path.into(),
                 decoder,
-                tokenizer: TextTokenizer::from_tokenizer(g.tokenizer, 0),
+                tokenizer,
+                warnings,
             });
         }
         if !path.is_dir() {
@@ -54,10 +81,12 @@ impl DecoderTeacher {
             crate::model::weights::WeightStore::load(&weights, &["model."])?.to_device(device)?;
         let decoder = LlamaDecoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(path, 0)?;
+        let warnings = load_warnings(&store, &tokenizer, &config, path);
         Ok(Self {
             source: path.into(),
             decoder,
             tokenizer,
+            warnings,
         })
     }
 }

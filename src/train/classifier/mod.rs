@@ -33,6 +33,7 @@ pub struct ClassifierTask {
     pub pad_id: u32,
     pub tokenizer: TextTokenizer,
     orders: Option<Vec<LayerOrder>>,
+    warnings: Vec<String>,
 }
 
 impl ClassifierTask {
@@ -66,6 +67,9 @@ impl Task for ClassifierTask {
         let mut teacher = EncoderTeacher::load_on(&RunConfig::resolve(&config.teacher), &device)?;
         teacher.encoder.set_precision(config.precision)?;
         let data = Dataset::load(&config.data, &teacher.tokenizer, config.max_seq_len)?;
+        let train_path = RunConfig::resolve(&config.data.train);
+        let mut warnings = std::mem::take(&mut teacher.warnings);
+        warnings.extend(teacher.tokenizer.unknown_warning(&data.train.ids, &train_path));
         let space = SearchSpace::new(teacher.encoder.shape(), &config.space)?;
         let pad_id = teacher.config.pad_token_id as u32;
         let net = ClassifierSupernet::new(
@@ -84,7 +88,12 @@ impl Task for ClassifierTask {
             pad_id,
             tokenizer: teacher.tokenizer,
             orders: None,
+            warnings,
         })
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     fn save_extras(&self, run_dir: &Path) -> Result<()> {

@@ -37,6 +37,7 @@ pub struct DecoderTask {
     pub fixed_students: Vec<SubnetSpec>,
     pub train_blocks: Vec<Vec<u32>>,
     pub valid_blocks: Vec<Vec<u32>>,
+    warnings: Vec<String>,
 }
 
 impl DecoderTask {
@@ -71,6 +72,7 @@ impl Task for DecoderTask {
         let device = config.resolve_device()?;
         let mut teacher = DecoderTeacher::load_on(&teacher_path, &device)?;
         teacher.decoder.set_precision(config.precision)?;
+        let warnings = std::mem::take(&mut teacher.warnings);
         let shape = teacher.decoder.shape();
         let space = SearchSpace::new(shape, &config.space)?;
         let fixed_students = lm
@@ -102,7 +104,12 @@ impl Task for DecoderTask {
             fixed_students,
             train_blocks,
             valid_blocks,
+            warnings,
         })
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     net_and_space_accessors!(DecoderSupernet);
