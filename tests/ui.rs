@@ -384,3 +384,52 @@ fn device_combo_offers_the_cpu_and_says_why_there_is_no_gpu() {
     assert!(start_disabled(&h), "Start enabled with Bf16 on the CPU");
     assert!(h.query_by_label_contains("Bf16 needs a GPU").is_some());
 }
+
+#[test]
+fn a_diverging_run_shows_a_banner_and_resumes_with_the_fixed_settings() {
+    // A sound first stage (checkpointed at its end), then lr 0.99 without warm-up or clipping.
+    let mut c = common::small_config([4, 30, 0], 16, 32);
+    c.name = "ui-diverge".into();
+    c.stages[1].learning_rate = 0.99;
+    c.stages[1].warmup_ratio = 0.0;
+    c.grad_clip = 0.0;
+    c.rewire = false;
+    c.palette.evaluate_at_end = false;
+    let runs = tempfile::tempdir().unwrap();
+    let app = StudioApp::new(
+        c,
+        Box::new(ScriptedDialogs::default()),
+        runs.path().to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        a.run.divergence.is_some() && !a.run.status.is_active()
+    });
+    let divergence = h.state().run.divergence.clone().unwrap();
+    assert!(divergence.reason.contains("stage 1"), "{}", divergence.reason);
+    let last_good = divergence.last_good_step.expect("stage 0 was checkpointed");
+    assert!(h.query_by_label_contains("Training diverged").is_some());
+    // Open settings shows the run's own settings; the user lowers the learning rate.
+    h.state_mut().config.stages[1].learning_rate = 0.5;
+    h.get_by_label("Open settings").click();
+    h.step();
+    assert_eq!(h.state().config.stages[1].learning_rate, 0.99);
+    assert!(h.state().reveal_stages);
+    h.step();
+    assert!(!h.state().reveal_stages, "the panel scrolled to the stages");
+    h.state_mut().config.stages[1].learning_rate = 1e-3;
+    h.state_mut().revalidate();
+    h.step();
+    h.get_by_label(&format!("Resume from step {last_good}")).click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        a.run.status == RunStatus::Finished && a.handle.is_none()
+    });
+    assert_eq!(h.state().run.start_step, last_good);
+    assert_eq!(h.state().run.global_step, 34);
+    assert!(h.state().run.divergence.is_none());
+    let run_dir = h.state().run.run_dir.clone().unwrap();
+    let stored = RunConfig::load(&run_dir.join("config.ron")).unwrap();
+    assert_eq!(stored.stages[1].learning_rate, 1e-3);
+}

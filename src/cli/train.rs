@@ -87,6 +87,7 @@ pub fn train(
                 shown.join(", ")
             ));
         }
+        TrainEvent::Diverged { reason, .. } => bar.println(format!("error: {reason}")),
         TrainEvent::Log { level, message } if level != "info" => {
             bar.println(format!("{level}: {message}"))
         }

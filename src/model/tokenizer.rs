@@ -210,7 +210,8 @@ fn wordpiece_from_vocab(vocab: &Path) -> Result<Tokenizer> {
         .map(|t| tokenizers::AddedToken::from(t, true))
         .collect();
     let mut tok = Tokenizer::new(model);
-    tok.add_special_tokens(specials);
+    tok.add_special_tokens(specials)
+        .map_err(|e| anyhow!("{}: special tokens: {e}", vocab.display()))?;
     tok.with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
         .map_err(|e| anyhow!("normalizer: {e}"))?;
     tok.with_pre_tokenizer(Some(BertPreTokenizer));

@@ -161,6 +161,14 @@ pub enum TrainEvent {
     Failed {
         error: String,
     },
+    /// The watchdog stopped a diverging run before anything non-finite was saved.
+    Diverged {
+        global_step: usize,
+        stage: usize,
+        reason: String,
+        /// The newest complete checkpoint, which `--resume` continues from (None: none yet).
+        last_good_step: Option<usize>,
+    },
 }
 
 impl TrainEvent {

@@ -303,7 +303,13 @@ impl<T: Task> Run<T> {
                 .check(&losses, grad_norm, (global_step, stage), &self.run_dir)
             {
                 Verdict::Stop(why) => {
-                    self.emit(TrainEvent::log("error", why.clone()), sink);
+                    let diverged = TrainEvent::Diverged {
+                        global_step,
+                        stage,
+                        reason: why.clone(),
+                        last_good_step: checkpoint::complete_steps(&self.run_dir).last().copied(),
+                    };
+                    self.emit(diverged, sink);
                     bail!(why);
                 }
                 Verdict::Warn(why) => self.emit(TrainEvent::log("warn", why), sink),

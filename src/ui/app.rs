@@ -68,6 +68,8 @@ pub struct StudioApp {
     pub dialogs: Box<dyn Dialogs>,
     /// An unfinished run the user may resume.
     pub resume_offer: Option<PathBuf>,
+    /// Scroll the configuration panel to the stages' settings on the next frame.
+    pub reveal_stages: bool,
     /// The last message for the user (loaded preset, opened run, an error).
     pub notice: Option<String>,
     /// Runs one-shot background work (export, "Try it") and wakes the window when it is done.
@@ -148,6 +150,7 @@ impl StudioApp {
             dark: true,
             dialogs,
             resume_offer: None,
+            reveal_stages: false,
             notice: None,
             jobs: Jobs::default(),
             overlays: Overlays::default(),
@@ -197,16 +200,21 @@ impl StudioApp {
         self.revalidate();
     }
 
+    /// Shows `config` in the panel (its list fields as text) and validates it.
+    pub fn set_config(&mut self, config: RunConfig) {
+        self.space_text = space_text(&config);
+        self.students_text = students_text(&config);
+        self.config = config;
+        self.reload_teacher();
+    }
+
     /// Replaces the configuration with a preset file.
     pub fn load_preset(&mut self, path: &Path) {
         match RunConfig::load(path) {
             Ok(config) => {
-                self.space_text = space_text(&config);
-                self.students_text = students_text(&config);
-                self.config = config;
+                self.set_config(config);
                 self.preset_path = Some(path.to_path_buf());
                 self.notice = Some(format!("loaded preset {}", path.display()));
-                self.reload_teacher();
             }
             Err(e) => self.notice = Some(format!("{e:#}")),
         }
@@ -294,11 +302,8 @@ impl StudioApp {
         match RunView::from_run_dir(dir) {
             Ok(view) => {
                 if let Ok(config) = RunConfig::load(&dir.join("config.ron")) {
-                    self.space_text = space_text(&config);
-                    self.students_text = students_text(&config);
-                    self.config = config;
+                    self.set_config(config);
                     self.preset_path = None;
-                    self.reload_teacher();
                 }
                 self.run = view;
                 self.selection = None;
@@ -397,11 +402,14 @@ impl StudioApp {
                 }
             }
             UiCommand::LoadPreset(p) => self.load_preset(&p),
+            UiCommand::OpenRunSettings(dir) => self.open_run_settings(&dir),
+            UiCommand::ResumeWithSettings(dir) => self.resume_with_settings(&dir),
             UiCommand::Open(purpose) => self.dialogs.open(purpose),
         }
     }
 
-    fn begin(&mut self, request: StartRequest) {
+    /// Starts the worker on `request` with a fresh view of the run.
+    pub(super) fn begin(&mut self, request: StartRequest) {
         self.run = RunView {
             status: RunStatus::Starting,
             ..RunView::default()

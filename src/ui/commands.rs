@@ -20,6 +20,10 @@ pub enum UiCommand {
     Select(Option<String>),
     /// Export the selected subnet (asks for a target first).
     Export,
+    /// Show a run's own settings in the panel, scrolled to the stages (after a divergence).
+    OpenRunSettings(PathBuf),
+    /// Write the panel's settings into a stopped run's `config.ron`, then resume it.
+    ResumeWithSettings(PathBuf),
     /// Replace the configuration with a preset file.
     LoadPreset(PathBuf),
     /// Open a file dialog.

@@ -25,6 +25,8 @@ pub struct ConfigForm<'a> {
     pub presets: &'a [PathBuf],
     /// The preset the configuration came from, if any.
     pub preset_path: Option<&'a Path>,
+    /// Scroll to (and open) the stages' settings this frame, then clear it.
+    pub reveal_stages: &'a mut bool,
 }
 
 /// What one frame of the panel did.
@@ -198,7 +200,8 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
                 changed |= decoder_section(ui, form, &errors);
             });
         }
-        egui::CollapsingHeader::new("Stages").default_open(true).show(ui, |ui| {
+        let reveal = std::mem::take(form.reveal_stages);
+        let stages = egui::CollapsingHeader::new("Stages").default_open(true).open(reveal.then_some(true)).show(ui, |ui| {
             let tips = [
                 "Stage 0: plain LoRA on the full teacher with (A_0, B_0); task loss only. Produces the maxnet.",
                 "Stage 1: trains (A_1, B_1) while sampling subnets of different width (heads, FFN, hidden) at full depth.",
@@ -230,6 +233,9 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
                 ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
             }
         });
+        if reveal {
+            stages.header_response.scroll_to_me(Some(egui::Align::TOP));
+        }
         egui::CollapsingHeader::new("Adapters").default_open(true).show(ui, |ui| {
             changed |= number(ui, &errors, "rank", "Rank r", &mut form.config.rank, 0.2, "Rank of every stage's adapter pair (A_s in R^{r×d_in}, B_s in R^{d_out×r}); the paper finds r = 8 best for small and medium subnets");
             changed |= number(ui, &errors, "lora_alpha", "LoRA alpha", &mut form.config.lora_alpha, 0.5, "Adapter scale is lora_alpha / r");

@@ -7,6 +7,7 @@ pub mod curves;
 pub mod decoder_panel;
 pub mod device_picker;
 pub mod dialogs;
+pub mod divergence;
 pub mod export_state;
 pub mod jobs;
 pub mod log_panel;
@@ -57,6 +58,12 @@ impl StudioApp {
             });
             let can_start = self.can_start();
             commands.extend(run_bar::show(ui, &self.run, &self.errors, can_start));
+            if let (Some(divergence), Some(dir)) = (&self.run.divergence, &self.run.run_dir) {
+                let stopped = !self.run.status.is_active();
+                if stopped {
+                    commands.extend(divergence::banner(ui, divergence, dir));
+                }
+            }
             if let Some(dir) = self.resume_offer.clone() {
                 ui.horizontal(|ui| {
                     ui.label(format!("An unfinished run was left in {}.", dir.display()));
@@ -95,6 +102,7 @@ impl StudioApp {
                     teacher: &self.teacher,
                     presets: &self.presets,
                     preset_path: self.preset_path.as_deref(),
+                    reveal_stages: &mut self.reveal_stages,
                 };
                 let edit = config_panel::show(ui, &mut form);
                 commands.extend(edit.command);

@@ -69,6 +69,15 @@ pub struct RunView {
     /// Decoder runs: measured subnets (size, validation metrics, latency).
     pub decoder_entries: Vec<DecoderEntry>,
     pub logs: Vec<LogLine>,
+    /// Set when the watchdog stopped the run: why, and the checkpoint step it can resume from.
+    pub divergence: Option<Divergence>,
+}
+
+/// A run the watchdog stopped (the studio shows it as a banner with ways out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Divergence {
+    pub reason: String,
+    pub last_good_step: Option<usize>,
 }
 
 impl Default for RunView {
@@ -97,6 +106,7 @@ impl Default for RunView {
             teacher_val_loss: None,
             decoder_entries: Vec::new(),
             logs: Vec::new(),
+            divergence: None,
         }
     }
 }
@@ -287,6 +297,25 @@ impl RunView {
                     level: "info".into(),
                     message: format!("{what} at step {global_step}"),
                 });
+            }
+            TrainEvent::Diverged {
+                reason,
+                last_good_step,
+                ..
+            } => {
+                self.logs.push(LogLine {
+                    level: "error".into(),
+                    message: reason.clone(),
+                });
+                self.status = RunStatus::Failed(reason.clone());
+                self.divergence = Some(Divergence {
+                    reason,
+                    last_good_step,
+                });
+            }
+            // The worker's report of the same stop adds nothing to the watchdog's event.
+            TrainEvent::Failed { error } if self.divergence.is_some() => {
+                self.status = RunStatus::Failed(error);
             }
             TrainEvent::Failed { error } => {
                 self.logs.push(LogLine {
