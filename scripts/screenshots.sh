@@ -58,7 +58,21 @@ sleep 8
 shot studio-export
 ls "$EXPORT"
 
-# 3. Decoder views, when the four code-* runs are there.
+# 3. A run the watchdog stopped: sentiment-quick with stage 1 at lr 0.99, no warm-up or clipping.
+DIVERGED=runs/screenshots-diverged
+if [ ! -f "$DIVERGED/config.ron" ]; then
+  awk '/Steps\(40\)/ && !done { sub(/learning_rate: 0.002, warmup_ratio: 0.1/, "learning_rate: 0.99, warmup_ratio: 0.0"); done = 1 }
+       { sub(/checkpoint_every: 50,/, "checkpoint_every: 20, grad_clip: 0.0,"); print }' \
+      presets/sentiment-quick.ron > /tmp/mlfs-diverging.ron
+  $BIN train --preset /tmp/mlfs-diverging.ron --out "$DIVERGED" || true
+fi
+kill $APP 2>/dev/null || true; sleep 1
+export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
+$BIN --run "$DIVERGED" & APP=$!
+wait_window
+shot studio-diverged
+
+# 4. Decoder views, when the four code-* runs are there.
 if ls runs/code-random20/supernet.safetensors >/dev/null 2>&1; then
   kill $APP $XVFB 2>/dev/null || true
   scripts/screenshots-decoder.sh

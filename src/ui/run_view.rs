@@ -168,6 +168,7 @@ impl RunView {
                 device,
                 precision,
             } => {
+                self.divergence = None;
                 self.placement = format!("{device} {precision}").trim().to_string();
                 self.run_dir = Some(PathBuf::from(run_dir));
                 self.total_steps = total_steps;
