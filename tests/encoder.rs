@@ -475,3 +475,34 @@ fn published_all_minilm_l6_v2_loads_quietly_and_matches_transformers() {
     let err = max_abs_diff(&Tensor::new(last, &Device::Cpu).unwrap(), &fx.last_hidden_state);
     assert!(err <= 1e-4, "last hidden state: max abs error {err}");
 }
+
+#[test]
+fn a_token_id_beyond_the_embeddings_is_an_error_naming_the_file_and_text() {
+    // The shipped vocabulary plus one word: its id (30522) has no embedding row.
+    let dir = teacher_copy();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let vocab = dir.path().join("vocab.txt");
+    let mut words = std::fs::read_to_string(&vocab).unwrap();
+    words.push_str("zzzquux\n");
+    std::fs::write(&vocab, words).unwrap();
+    let texts = dir.path().join("texts.txt");
+    std::fs::write(&texts, "a fine day\nthe zzzquux broke\n").unwrap();
+    let output = common::cli()
+        .args(["forward", "--model"])
+        .arg(dir.path())
+        .arg("--texts-file")
+        .arg(&texts)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("texts.txt: text 2 tokenizes to id 30522, but the model's embedding table has only 30522 rows"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the tokenizer has 30523 tokens but the model's embedding table only 30522 rows"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -301,3 +301,25 @@ fn an_interrupted_export_leaves_nothing_that_blocks_a_retry() {
         ]
     );
 }
+
+#[test]
+fn a_decoder_export_format_on_a_classifier_run_is_an_error() {
+    let run = trained_run();
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["gguf-f16", "bogus"] {
+        let output = common::cli()
+            .args(["export", "--run"])
+            .arg(run)
+            .args(["--subnet", "layers=2;heads=3;ffn=384", "--format", format, "--out"])
+            .arg(dir.path().join(format))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--format {format} was accepted");
+        assert!(
+            stderr.contains(&format!("--format {format}: a classifier run exports")),
+            "{stderr}"
+        );
+        assert!(!dir.path().join(format).exists(), "wrote an export anyway");
+    }
+}

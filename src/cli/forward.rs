@@ -1,7 +1,7 @@
 //! `mlfs-studio forward`: one subnet's last hidden state for a file of texts, as JSON.
 
 use crate::model::subnet::resolve_spec;
-use crate::model::tokenizer::batch_tensors;
+use crate::model::tokenizer::{batch_tensors, check_token_ids};
 use crate::model::EncoderTeacher;
 use crate::util::read_texts;
 use anyhow::Result;
@@ -50,15 +50,17 @@ pub fn decoder_forward_json(
         last_hidden_state: Vec::new(),
         logits_top10: Vec::new(),
     };
-    for text in &texts {
-        let ids = teacher.tokenizer.encode(
-            text,
-            false,
-            teacher.decoder.config.max_position_embeddings,
-        )?;
-        if ids.is_empty() {
-            anyhow::bail!("{}: a text has no tokens", texts_file.display());
-        }
+    let max_len = teacher.decoder.config.max_position_embeddings;
+    let all_ids = texts
+        .iter()
+        .map(|text| teacher.tokenizer.encode(text, false, max_len))
+        .collect::<Result<Vec<_>>>()?;
+    if all_ids.iter().any(Vec::is_empty) {
+        anyhow::bail!("{}: a text has no tokens", texts_file.display());
+    }
+    let rows = teacher.decoder.config.vocab_size;
+    check_token_ids(&all_ids, rows, texts_file, "text")?;
+    for ids in all_ids {
         let input = Tensor::new(ids.as_slice(), teacher.decoder.device())?.unsqueeze(0)?;
         let result = teacher.decoder.forward(&input, &spec)?;
         let hidden = result.last_hidden.squeeze(0)?.to_vec2::<f32>()?;
@@ -90,6 +92,7 @@ pub fn forward_json(
     super::print_warnings(&teacher.warnings);
     let unknown = teacher.tokenizer.unknown_warning(&batch.input_ids, texts_file);
     super::print_warnings(unknown.as_slice());
+    check_token_ids(&batch.input_ids, teacher.config.vocab_size, texts_file, "text")?;
     let (ids, mask) = batch_tensors(&batch, teacher.encoder.device())?;
     let out = teacher.encoder.forward(&ids, &mask, &spec)?;
     let last_hidden_state = out.last().to_vec3::<f32>()?;

@@ -222,6 +222,27 @@ fn wordpiece_from_vocab(vocab: &Path) -> Result<Tokenizer> {
     Ok(tok)
 }
 
+/// Checks that every id of `sequences` (the `what`s of `source`, numbered from 1) has a row in
+/// an embedding table of `rows` rows: a clear error instead of an index failure mid-forward.
+pub fn check_token_ids(
+    sequences: &[Vec<u32>],
+    rows: usize,
+    source: &Path,
+    what: &str,
+) -> Result<()> {
+    for (i, seq) in sequences.iter().enumerate() {
+        if let Some(&id) = seq.iter().find(|&&id| id as usize >= rows) {
+            anyhow::bail!(
+                "{}: {what} {} tokenizes to id {id}, but the model's embedding table has only \
+                 {rows} rows: the tokenizer does not belong to this model",
+                source.display(),
+                i + 1
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Token ids and mask as tensors `[B, T]`.
 pub fn batch_tensors(
     batch: &TokenBatch,

@@ -15,7 +15,7 @@ use crate::mlfs::distill::{combine, cross_entropy, feature_loss, kd_loss, Distil
 use crate::mlfs::rewire::{self, LabelledBatch, LayerOrder};
 use crate::mlfs::scaling::active_adapter_params;
 use crate::mlfs::space::SearchSpace;
-use crate::model::tokenizer::batch_tensors;
+use crate::model::tokenizer::{batch_tensors, check_token_ids};
 use crate::model::{EncoderTeacher, SubnetSpec, TextTokenizer};
 use accuracy::split_accuracy;
 use anyhow::{Context, Result};
@@ -68,6 +68,15 @@ impl Task for ClassifierTask {
         teacher.encoder.set_precision(config.precision)?;
         let data = Dataset::load(&config.data, &teacher.tokenizer, config.max_seq_len)?;
         let train_path = RunConfig::resolve(&config.data.train);
+        let splits = [
+            (&data.train, &config.data.train),
+            (&data.dev, &config.data.dev),
+            (&data.test, &config.data.test),
+        ];
+        for (split, path) in splits {
+            let rows = teacher.config.vocab_size;
+            check_token_ids(&split.ids, rows, &RunConfig::resolve(path), "example")?;
+        }
         let mut warnings = std::mem::take(&mut teacher.warnings);
         warnings.extend(teacher.tokenizer.unknown_warning(&data.train.ids, &train_path));
         let space = SearchSpace::new(teacher.encoder.shape(), &config.space)?;

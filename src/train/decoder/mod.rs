@@ -17,6 +17,7 @@ use crate::mlfs::scaling::{active_adapter_params_swiglu, decoder_params};
 use crate::mlfs::space::SearchSpace;
 use crate::model::llama::DecoderTeacher;
 use crate::model::subnet::resolve_spec;
+use crate::model::tokenizer::check_token_ids;
 use crate::model::SubnetSpec;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
@@ -89,6 +90,10 @@ impl Task for DecoderTask {
         let train_blocks = blocks_of(&RunConfig::resolve(&config.data.train), "training data")?;
         let mut valid_blocks = blocks_of(&RunConfig::resolve(&config.data.dev), "validation data")?;
         valid_blocks.truncate(lm.eval_blocks);
+        let rows = teacher.decoder.config.vocab_size;
+        for (blocks, path) in [(&train_blocks, &config.data.train), (&valid_blocks, &config.data.dev)] {
+            check_token_ids(blocks, rows, &RunConfig::resolve(path), "block")?;
+        }
         let training = DecoderTraining {
             train_base_weights: lm.train_base_weights,
             init: lm.init,
