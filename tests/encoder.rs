@@ -472,7 +472,10 @@ fn published_all_minilm_l6_v2_loads_quietly_and_matches_transformers() {
     assert_eq!(mask, fx.attention_mask);
     let last: Vec<Vec<Vec<f32>>> =
         serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
-    let err = max_abs_diff(&Tensor::new(last, &Device::Cpu).unwrap(), &fx.last_hidden_state);
+    let err = max_abs_diff(
+        &Tensor::new(last, &Device::Cpu).unwrap(),
+        &fx.last_hidden_state,
+    );
     assert!(err <= 1e-4, "last hidden state: max abs error {err}");
 }
 
@@ -501,7 +504,9 @@ fn a_token_id_beyond_the_embeddings_is_an_error_naming_the_file_and_text() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("the tokenizer has 30523 tokens but the model's embedding table only 30522 rows"),
+        stderr.contains(
+            "the tokenizer has 30523 tokens but the model's embedding table only 30522 rows"
+        ),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

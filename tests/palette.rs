@@ -310,7 +310,13 @@ fn a_decoder_export_format_on_a_classifier_run_is_an_error() {
         let output = common::cli()
             .args(["export", "--run"])
             .arg(run)
-            .args(["--subnet", "layers=2;heads=3;ffn=384", "--format", format, "--out"])
+            .args([
+                "--subnet",
+                "layers=2;heads=3;ffn=384",
+                "--format",
+                format,
+                "--out",
+            ])
             .arg(dir.path().join(format))
             .output()
             .unwrap();

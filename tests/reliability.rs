@@ -269,3 +269,31 @@ fn resuming_on_changed_data_is_an_error_unless_allowed() {
     let resumed = ClassifierRun::resume_with(&run_dir, placement, options).unwrap();
     assert_eq!(resumed.global_step, 2);
 }
+
+#[test]
+fn headless_train_says_where_what_and_how_long_before_the_first_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::small_config([2, 1, 1], 8, 32);
+    c.palette.evaluate_at_end = false;
+    let preset = dir.path().join("tiny.ron");
+    c.save(&preset).unwrap();
+    let run = dir.path().join("run");
+    let stdout = common::stdout_of(
+        common::cli()
+            .args(["train", "--preset"])
+            .arg(&preset)
+            .arg("--out")
+            .arg(&run),
+    );
+    let stdout = String::from_utf8_lossy(&stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.contains(&run.display().to_string()), "{stdout}");
+    for part in [
+        "cpu F32",
+        "training examples",
+        "from step 0",
+        "stage 0: 2 steps, stage 1: 1 step, stage 2: 1 step",
+    ] {
+        assert!(first.contains(part), "{part:?} missing from {first:?}");
+    }
+}

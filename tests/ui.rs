@@ -408,7 +408,11 @@ fn a_diverging_run_shows_a_banner_and_resumes_with_the_fixed_settings() {
         a.run.divergence.is_some() && !a.run.status.is_active()
     });
     let divergence = h.state().run.divergence.clone().unwrap();
-    assert!(divergence.reason.contains("stage 1"), "{}", divergence.reason);
+    assert!(
+        divergence.reason.contains("stage 1"),
+        "{}",
+        divergence.reason
+    );
     let last_good = divergence.last_good_step.expect("stage 0 was checkpointed");
     assert!(h.query_by_label_contains("Training diverged").is_some());
     // Open settings shows the run's own settings; the user lowers the learning rate.
@@ -422,7 +426,8 @@ fn a_diverging_run_shows_a_banner_and_resumes_with_the_fixed_settings() {
     h.state_mut().config.stages[1].learning_rate = 1e-3;
     h.state_mut().revalidate();
     h.step();
-    h.get_by_label(&format!("Resume from step {last_good}")).click();
+    h.get_by_label(&format!("Resume from step {last_good}"))
+        .click();
     step_until(&mut h, Duration::from_secs(300), |a| {
         a.run.status == RunStatus::Finished && a.handle.is_none()
     });

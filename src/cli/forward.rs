@@ -90,9 +90,16 @@ pub fn forward_json(
     let max_len = teacher.config.max_position_embeddings;
     let batch = teacher.tokenizer.encode_batch(&texts, max_len)?;
     super::print_warnings(&teacher.warnings);
-    let unknown = teacher.tokenizer.unknown_warning(&batch.input_ids, texts_file);
+    let unknown = teacher
+        .tokenizer
+        .unknown_warning(&batch.input_ids, texts_file);
     super::print_warnings(unknown.as_slice());
-    check_token_ids(&batch.input_ids, teacher.config.vocab_size, texts_file, "text")?;
+    check_token_ids(
+        &batch.input_ids,
+        teacher.config.vocab_size,
+        texts_file,
+        "text",
+    )?;
     let (ids, mask) = batch_tensors(&batch, teacher.encoder.device())?;
     let out = teacher.encoder.forward(&ids, &mask, &spec)?;
     let last_hidden_state = out.last().to_vec3::<f32>()?;

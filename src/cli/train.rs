@@ -134,7 +134,7 @@ fn plan<T: Task>(run: &Run<T>) -> String {
         .stage_steps
         .iter()
         .enumerate()
-        .map(|(s, n)| format!("stage {s}: {n} steps"))
+        .map(|(s, n)| format!("stage {s}: {n} step{}", if *n == 1 { "" } else { "s" }))
         .collect();
     format!(
         "{}: {} {:?}, {} training examples, from step {} — {}",

@@ -3,10 +3,10 @@
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::models::ModelWrapper;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::models::ModelWrapper;
 use tokenizers::{Model, Tokenizer, TruncationParams};
 
 /// A padded batch of token ids with its attention mask (1 = real token).

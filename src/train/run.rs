@@ -147,7 +147,11 @@ impl<T: Task> Run<T> {
                 run.notes
                     .push(format!("skipped an unreadable checkpoint: {why}"));
             }
-            if run.notes.iter().any(|n| n.starts_with("skipped an unreadable")) {
+            if run
+                .notes
+                .iter()
+                .any(|n| n.starts_with("skipped an unreadable"))
+            {
                 run.notes.push(format!("resuming from {}", dir.display()));
             }
             run.restore(state.orders.as_deref(), &tensors)

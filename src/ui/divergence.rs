@@ -17,7 +17,11 @@ pub fn banner(ui: &mut egui::Ui, divergence: &Divergence, run_dir: &Path) -> Opt
         .stroke(egui::Stroke::new(1.5, error))
         .show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
-                ui.label(egui::RichText::new("Training diverged:").strong().color(error));
+                ui.label(
+                    egui::RichText::new("Training diverged:")
+                        .strong()
+                        .color(error),
+                );
                 ui.label(&divergence.reason);
             });
             ui.horizontal(|ui| {
@@ -45,7 +49,9 @@ pub fn banner(ui: &mut egui::Ui, divergence: &Divergence, run_dir: &Path) -> Opt
                         }
                     }
                     None => {
-                        ui.label("No checkpoint was saved yet: change the settings and Start again.");
+                        ui.label(
+                            "No checkpoint was saved yet: change the settings and Start again.",
+                        );
                     }
                 }
             });

@@ -55,7 +55,9 @@ pub fn stdout_of(cmd: &mut std::process::Command) -> Vec<u8> {
 
 /// The path a repo fetch script prints (it downloads once and caches under the user's cache).
 fn fetched(script: &str) -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
     let out = std::process::Command::new(&script)
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));

@@ -78,7 +78,11 @@ impl Task for ClassifierTask {
             check_token_ids(&split.ids, rows, &RunConfig::resolve(path), "example")?;
         }
         let mut warnings = std::mem::take(&mut teacher.warnings);
-        warnings.extend(teacher.tokenizer.unknown_warning(&data.train.ids, &train_path));
+        warnings.extend(
+            teacher
+                .tokenizer
+                .unknown_warning(&data.train.ids, &train_path),
+        );
         let space = SearchSpace::new(teacher.encoder.shape(), &config.space)?;
         let pad_id = teacher.config.pad_token_id as u32;
         let net = ClassifierSupernet::new(

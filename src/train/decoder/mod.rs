@@ -91,7 +91,10 @@ impl Task for DecoderTask {
         let mut valid_blocks = blocks_of(&RunConfig::resolve(&config.data.dev), "validation data")?;
         valid_blocks.truncate(lm.eval_blocks);
         let rows = teacher.decoder.config.vocab_size;
-        for (blocks, path) in [(&train_blocks, &config.data.train), (&valid_blocks, &config.data.dev)] {
+        for (blocks, path) in [
+            (&train_blocks, &config.data.train),
+            (&valid_blocks, &config.data.dev),
+        ] {
             check_token_ids(blocks, rows, &RunConfig::resolve(path), "block")?;
         }
         let training = DecoderTraining {
