@@ -29,6 +29,38 @@ fn peak_rss_mb() -> usize {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// The most GPU memory in use while it runs, polled on a thread of its own (the driver has no
+/// peak counter; PyTorch's figure is its allocator's peak, which this approximates from above).
+struct PeakSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl PeakSampler {
+    fn start(device: &candle_core::Device) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let thread = device.is_cuda().then(|| {
+            let (device, stop) = (device.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    peak = peak.max(gpu_memory_used(&device).unwrap_or(0));
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                peak
+            })
+        });
+        Self { stop, thread }
+    }
+
+    /// Bytes at the highest sample (0 on the CPU).
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
 /// Times `steps` decoder steps of the preset's first stage (after one warm-up step).
 pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Result<()> {
     let config = placement.apply(RunConfig::load(preset)?);
@@ -43,6 +75,7 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
     let mut sink = |_e: crate::train::protocol::TrainEvent| {};
     trainer.start_stage(0, &mut sink)?;
     let mut times = Vec::with_capacity(steps);
+    let peak = PeakSampler::start(&device);
     for step in 0..=steps {
         let started = Instant::now();
         trainer.train_step(0, step)?;
@@ -51,6 +84,7 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
             times.push(started.elapsed().as_secs_f64());
         }
     }
+    let gpu_peak = peak.stop();
     std::fs::remove_dir_all(&dir).ok();
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
@@ -79,7 +113,9 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
         let min = times.first().copied().unwrap_or(f64::NAN);
         println!("  {median:.4} s/step (fastest {min:.4} s), load {load_s:.1} s");
         println!(
-            "  GPU memory in use {} MB after the steps ({} MB after loading)",
+            "  GPU memory in use: peak {} MB during the steps (sampled every 2 ms), {} MB after \
+             them, {} MB after loading",
+            gpu_peak.max(now) >> 20,
             now >> 20,
             loaded >> 20
         );

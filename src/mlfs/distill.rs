@@ -37,7 +37,7 @@ pub fn feature_loss(
     let mask = mask.to_dtype(DType::F32)?.reshape((b * t, 1))?;
     let sq = (ours - target)?.sqr()?.broadcast_mul(&mask)?;
     let tokens = mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
-    sq.sum_all()? / (tokens * k as f64)
+    crate::model::ops::sum_all_parallel(&sq)? / (tokens * k as f64)
 }
 
 /// The weights of one subnet's loss terms: `(1−α)·task + α·(KD + β·Σ features)`, KD at T.

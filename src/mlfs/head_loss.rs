@@ -292,6 +292,7 @@ mod tests {
                     weights: weights(alpha, temperature),
                     grad_hidden: true,
                     grad_head: true,
+                    compute: candle_core::DType::F32,
                 },
             )
             .unwrap();
@@ -331,6 +332,7 @@ mod tests {
                 weights: weights(0.0, 1.0),
                 grad_hidden: true,
                 grad_head: false,
+                compute: candle_core::DType::F32,
             },
         )
         .unwrap();

@@ -36,15 +36,21 @@ pub fn head_loss_on_device(
     let ids = Tensor::from_vec(ids, n, device)?;
     let scored = Tensor::from_vec(scored, (n, 1), device)?;
     let vocab = Tensor::arange(0u32, v as u32, device)?.unsqueeze(0)?;
-    let (hidden, head) = (hidden.detach(), head.detach());
+    let f32 = DType::F32;
+    // The products' inputs in the compute dtype, cast once; results come back as f32.
+    let c = options.compute;
+    let (hidden, head) = (hidden.detach().to_dtype(c)?, head.detach().to_dtype(c)?);
     let head_t = head.t()?;
-    let teacher = teacher.filter(|_| alpha > 0.0);
+    let teacher_c = match teacher.filter(|_| alpha > 0.0) {
+        Some((th, thead)) => Some((th.detach().to_dtype(c)?, thead.detach().to_dtype(c)?)),
+        None => None,
+    };
     let mut sums = Tensor::zeros(3, DType::F32, device)?;
     let (mut grad_rows, mut grad_head) = (Vec::new(), None::<Tensor>);
     for start in (0..n).step_by(DEVICE_CHUNK_ROWS) {
         let rows = DEVICE_CHUNK_ROWS.min(n - start);
         let h = hidden.narrow(0, start, rows)?;
-        let z = h.matmul(&head_t)?;
+        let z = h.matmul(&head_t)?.to_dtype(f32)?;
         let y = ids.narrow(0, start, rows)?.unsqueeze(1)?;
         let m = scored.narrow(0, start, rows)?;
         let log_p = log_softmax_at(&z, 1.0)?;
@@ -54,12 +60,9 @@ pub fn head_loss_on_device(
         let onehot = vocab.broadcast_eq(&y)?.to_dtype(DType::F32)?;
         // (1−α)·(softmax(z) − e_y) + α·T·(softmax(z/T) − softmax(u/T)), per scored row.
         let mut g = ((log_p.exp()? - onehot)? * (1.0 - alpha))?;
-        let kd = match teacher {
+        let kd = match &teacher_c {
             Some((th, thead)) => {
-                let u = th
-                    .detach()
-                    .narrow(0, start, rows)?
-                    .matmul(&thead.detach().t()?)?;
+                let u = th.narrow(0, start, rows)?.matmul(&thead.t()?)?.to_dtype(f32)?;
                 let log_pt = log_softmax_at(&u, t)?;
                 let log_qt = log_softmax_at(&z, t)?;
                 let pt = log_pt.exp()?;
@@ -71,10 +74,10 @@ pub fn head_loss_on_device(
         };
         sums = (sums + Tensor::stack(&[ce, kd, hits], 0)?)?;
         if options.grad_hidden {
-            let g = (g.broadcast_mul(&m)? * scale)?;
-            grad_rows.push(g.matmul(&head)?);
+            let g = (g.broadcast_mul(&m)? * scale)?.to_dtype(c)?;
+            grad_rows.push(g.matmul(&head)?.to_dtype(f32)?);
             if options.grad_head {
-                let gh = g.t()?.matmul(&h)?;
+                let gh = g.t()?.matmul(&h)?.to_dtype(f32)?;
                 grad_head = Some(match grad_head {
                     Some(acc) => (acc + gh)?,
                     None => gh,

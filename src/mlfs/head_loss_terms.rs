@@ -12,6 +12,9 @@ pub struct HeadLossOptions {
     pub grad_hidden: bool,
     /// Also return d loss / d head (a trained output matrix).
     pub grad_head: bool,
+    /// The dtype of the products with the head on a GPU (bf16 inputs, f32 results and loss
+    /// arithmetic); the CPU computes in f32 whatever it says.
+    pub compute: candle_core::DType,
 }
 
 /// Sums over the scored positions, and the gradients of the mean combined loss.

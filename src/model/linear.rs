@@ -2,7 +2,7 @@
 
 use super::device::Precision;
 use super::lowrank::{StagedLowRank, STAGES};
-use super::ops::{frozen_matmul_t, gpu_contiguous};
+use super::ops::{frozen_matmul_t, gpu_contiguous, trainable_matmul_t};
 use candle_core::{DType, Result, Tensor};
 
 /// `y = x · Π(W)ᵀ + Π(b) + scale · Π^out(B_s) Π^in(A_s) x` for any front slice of a teacher linear.
@@ -31,9 +31,11 @@ fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 /// `x · wᵀ` for a trainable `w` (f32 master weights), both cast to `compute` for the product.
 fn trainable_product(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
-    let w = &gpu_contiguous(w)?;
     if compute == x.dtype() && compute == w.dtype() {
-        return x.matmul(&w.t()?);
+        return x.matmul(&gpu_contiguous(w)?.t()?);
+    }
+    if !x.device().is_cpu() {
+        return trainable_matmul_t(x, w, compute);
     }
     let y = x.to_dtype(compute)?.matmul(&w.to_dtype(compute)?.t()?)?;
     y.to_dtype(x.dtype())

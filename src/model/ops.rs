@@ -5,7 +5,9 @@
 
 #[cfg(feature = "cuda")]
 use candle_core::CudaStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
 
 /// A sliced view as a plain tensor on a GPU (candle's cuBLAS products want plain layouts); the
 /// view itself on the CPU, whose products take any strides.
@@ -16,12 +18,117 @@ pub fn gpu_contiguous(t: &Tensor) -> Result<Tensor> {
     t.contiguous()
 }
 
+/// The sum of all elements, as candle's `sum_all` but spread over many GPU blocks: candle
+/// reduces into each output with one block, so a sum to one value of a large tensor would run
+/// on a single multiprocessor. On the CPU it is `sum_all` itself (bit for bit).
+pub fn sum_all_parallel(t: &Tensor) -> Result<Tensor> {
+    const MIN_ROW: usize = 1024;
+    let n = t.elem_count();
+    if t.device().is_cpu() || n < 2 * MIN_ROW {
+        return t.sum_all();
+    }
+    // The most rows (at most 4096) that split the elements evenly into rows of ≥ MIN_ROW.
+    let rows = (1..=4096.min(n / MIN_ROW))
+        .rev()
+        .find(|r| n % r == 0)
+        .unwrap_or(1);
+    t.flatten_all()?.reshape((rows, n / rows))?.sum(1)?.sum_all()
+}
+
 /// `x · Wᵀ` for a frozen `W` ([out, in], possibly a sliced view): gradient to `x` only.
 pub fn frozen_matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let weight = gpu_contiguous(weight)?;
     let y = x.detach().matmul(&weight.t()?)?;
     let weight = weight.clone();
     with_grad(x, &y, move |grad| grad.matmul(&weight))
+}
+
+/// `x · wᵀ` for a trainable `w` on a GPU, both cast to `compute` for cuBLAS, the result and
+/// the gradients in the inputs' dtypes. The weight's gradient is computed as `gᵀ·x`, a plain
+/// `[out, in]` matrix: candle's own backward of `x · wᵀ` yields a transposed view, which its
+/// cast and gradient sum then walk with strided (slow) kernels.
+pub fn trainable_matmul_t(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
+    let xc = x.detach().to_dtype(compute)?;
+    let wc = gpu_contiguous(&w.detach())?.to_dtype(compute)?;
+    let y = xc.matmul(&wc.t()?)?.to_dtype(x.dtype())?;
+    if !x.track_op() && !w.track_op() {
+        return Ok(y);
+    }
+    let grads = LinearGrads {
+        need_x: x.track_op(),
+        x_dtype: x.dtype(),
+        w_dtype: w.dtype(),
+        xc,
+        wc,
+    };
+    x.apply_op3(w, &y, grads)
+}
+
+/// The backward of [`trainable_matmul_t`]: the compute-dtype inputs kept from the forward.
+struct LinearGrads {
+    need_x: bool,
+    x_dtype: DType,
+    w_dtype: DType,
+    xc: Tensor,
+    wc: Tensor,
+}
+
+impl CustomOp3 for LinearGrads {
+    fn name(&self) -> &'static str {
+        "trainable-matmul-t"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let values = contiguous_f32(s3, l3, "trainable-matmul-t")?;
+        Ok((CpuStorage::F32(values.to_vec()), l3.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _s1: &CudaStorage,
+        _l1: &Layout,
+        _s2: &CudaStorage,
+        _l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        copy_on_gpu(s3, l3)
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _w: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = grad.to_dtype(self.xc.dtype())?;
+        let grad_x = match self.need_x {
+            true => Some(g.matmul(&self.wc)?.to_dtype(self.x_dtype)?),
+            false => None,
+        };
+        let grad_w = g.t()?.matmul(&self.xc)?.to_dtype(self.w_dtype)?;
+        Ok((grad_x, Some(grad_w), None))
+    }
+}
+
+/// A plain copy of a GPU tensor (a custom op's result must be storage of its own).
+#[cfg(feature = "cuda")]
+fn copy_on_gpu(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+    use candle_core::backend::{BackendDevice, BackendStorage};
+    let mut out = s.device().zeros_impl(l.shape(), s.dtype())?;
+    s.copy_strided_src(&mut out, 0, l)?;
+    Ok((out, l.shape().clone()))
 }
 
 /// `value` (computed without a graph) as the result, with `grad(dL/dvalue)` as the gradient
@@ -68,10 +175,7 @@ where
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        use candle_core::backend::{BackendDevice, BackendStorage};
-        let mut out = s2.device().zeros_impl(l2.shape(), s2.dtype())?;
-        s2.copy_strided_src(&mut out, 0, l2)?;
-        Ok((out, l2.shape().clone()))
+        copy_on_gpu(s2, l2)
     }
 
     fn bwd(

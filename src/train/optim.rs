@@ -93,7 +93,10 @@ impl AdamW {
             let sums = grads
                 .iter()
                 .flatten()
-                .map(|g| g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64))
+                .map(|g| {
+                    crate::model::ops::sum_all_parallel(&g.sqr()?)?
+                        .to_dtype(candle_core::DType::F64)
+                })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let total = Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
             return Ok(total.sqrt());

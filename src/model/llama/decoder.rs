@@ -143,6 +143,11 @@ impl LlamaDecoder {
         Ok(())
     }
 
+    /// The dtype the layers' products run in (the run's precision).
+    pub fn compute_dtype(&self) -> DType {
+        self.layers.first().map_or(DType::F32, |l| l.q.compute)
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.embed.device()

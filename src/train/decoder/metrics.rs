@@ -70,6 +70,7 @@ pub fn evaluate_blocks(
                 },
                 grad_hidden: false,
                 grad_head: false,
+                compute: net.compute_dtype(),
             },
         )?;
         ce += out.ce_sum;

@@ -10,6 +10,7 @@ use crate::mlfs::distill::{combine, feature_loss, DistillWeights};
 use crate::mlfs::head_loss::{head_loss, HeadLoss, HeadLossOptions};
 use crate::mlfs::projection::Projections;
 use crate::model::llama::LlamaDecoder;
+use crate::model::ops::sum_all_parallel;
 use crate::model::SubnetSpec;
 use crate::train::optim::AdamW;
 use anyhow::{Context, Result};
@@ -56,6 +57,7 @@ fn head_terms(s: &StudentStep<'_>, last: &Tensor) -> Result<HeadLoss> {
             weights: s.weights,
             grad_hidden: true,
             grad_head: s.train_head,
+            compute: s.net.compute_dtype(),
         },
     )
 }
@@ -86,7 +88,7 @@ pub fn student_gradients(
     let out = head_terms(s, &last)?;
     let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
     let g_top = (grad_hidden * s.weight)?;
-    let gs = (&last * &g_top)?.sum_all()?.backward()?;
+    let gs = sum_all_parallel(&(&last * &g_top)?)?.backward()?;
     opt.accumulate(&gs, grads)?;
     if let Some(g) = &out.grad_head {
         opt.add_grad(net.head(), (g * s.weight)?, grads)?;
@@ -118,7 +120,7 @@ pub fn student_gradients(
         }
         let x = Var::from_tensor(&inputs[slot])?;
         let y = net.layer_forward(l, slot, x.as_tensor(), &ctx, true, None)?;
-        let gs = (y * &g)?.sum_all()?.backward()?;
+        let gs = sum_all_parallel(&(y * &g)?)?.backward()?;
         opt.accumulate(&gs, grads)?;
         g = gs
             .get(x.as_tensor())
@@ -127,7 +129,7 @@ pub fn student_gradients(
     }
     if net.embed.is_variable() {
         let e = net.embed_tokens(s.ids)?;
-        let gs = (e * &g)?.sum_all()?.backward()?;
+        let gs = sum_all_parallel(&(e * &g)?)?.backward()?;
         opt.accumulate(&gs, grads)?;
     }
     student_loss(s, &out, feature_sum)
@@ -144,7 +146,7 @@ fn whole_graph_gradients(
     let (hidden, last) = net.forward_hidden(s.ids, s.spec, true, None)?;
     let out = head_terms(s, &last)?;
     let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
-    let mut total = (&last * grad_hidden)?.sum_all()?;
+    let mut total = sum_all_parallel(&(&last * grad_hidden)?)?;
     let mut feature_sum = 0.0;
     if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
         let ones = Tensor::ones((b, t), DType::F32, s.ids.device())?;
