@@ -37,7 +37,7 @@ kill $APP; sleep 1
 # 2. A finished run: Pareto tab, a subnet selected with its tooltip, then exported.
 # (A fresh settings folder: no "resume the unfinished run" banner shifting the layout.)
 export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
-# The file dialog opens in the working folder: start there so "Select" picks it as it is.
+# The export dialog opens in the working folder with a new folder's name filled in.
 EXPORT=/tmp/mlfs-screenshot-export
 rm -rf "$EXPORT"; mkdir -p "$EXPORT"
 ROOT=$(pwd)
@@ -50,9 +50,7 @@ sleep 2
 shot studio-pareto
 xdotool mousemove 396 467 click 1        # Export selected…
 sleep 4
-xdotool mousemove 114 135 click 1        # zenity's sidebar entry of the working folder
-sleep 1
-xdotool mousemove 1045 798 click 1       # OK
+xdotool key Return                       # the save dialog's suggested new folder, exported-subnet
 xdotool mousemove 1000 300               # move off the button so its tooltip closes
 sleep 8
 shot studio-export

@@ -256,7 +256,9 @@ fn run_palette(
         None => run.task.space.all(),
     };
     send(TrainEvent::PaletteStarted { count: specs.len() });
+    let mut measured = 0usize;
     let mut on_entry = |e: &PaletteEntry| {
+        measured += 1;
         send(TrainEvent::PaletteResult(e.clone()));
         let stopped =
             stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop);
@@ -264,6 +266,17 @@ fn run_palette(
     };
     let (palette, dir) = (&run.config.palette, &run.run_dir);
     let (entries, path) = evaluate_palette(&run.task, palette, dir, &specs, &mut on_entry)?;
+    if measured < specs.len() {
+        send(TrainEvent::log(
+            "warn",
+            format!(
+                "measurement stopped after {measured} of {} subnets: {} has their new rows and \
+                 keeps its earlier rows of the others",
+                specs.len(),
+                path.display()
+            ),
+        ));
+    }
     send(TrainEvent::log(
         "info",
         storage_summary(&run.task.net, &entries)?,

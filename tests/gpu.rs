@@ -370,17 +370,32 @@ fn the_parallel_gpu_sum_equals_the_cpu_sum_in_value_and_gradient() {
         // Positive values (mean 0.5): the sum is large, so a relative bound is meaningful.
         let values: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 / 1000.0).collect();
         let cpu = Tensor::from_vec(values, n, &Device::Cpu).unwrap();
-        let expected = cpu.to_dtype(candle_core::DType::F64).unwrap().sum_all().unwrap();
+        let expected = cpu
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let expected = expected.to_scalar::<f64>().unwrap();
         let var = candle_core::Var::from_tensor(&cpu.to_device(&gpu()).unwrap()).unwrap();
         let sum = sum_all_parallel(&(var.as_tensor() * 2.0).unwrap()).unwrap();
         let got = sum.to_scalar::<f32>().unwrap() as f64;
         let rel = (got - 2.0 * expected).abs() / (2.0 * expected);
-        assert!(rel < 1e-4, "{n}: {got} vs {} (relative error {rel})", 2.0 * expected);
+        assert!(
+            rel < 1e-4,
+            "{n}: {got} vs {} (relative error {rel})",
+            2.0 * expected
+        );
         let grads = sum.backward().unwrap();
-        let g = grads.get(var.as_tensor()).unwrap().to_device(&Device::Cpu).unwrap();
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .to_device(&Device::Cpu)
+            .unwrap();
         let g = g.to_vec1::<f32>().unwrap();
-        assert!(g.iter().all(|&x| x == 2.0), "{n}: gradient not 2 everywhere");
+        assert!(
+            g.iter().all(|&x| x == 2.0),
+            "{n}: gradient not 2 everywhere"
+        );
     }
 }
 
@@ -388,7 +403,9 @@ fn the_parallel_gpu_sum_equals_the_cpu_sum_in_value_and_gradient() {
 fn the_gpu_trainable_product_has_candles_value_and_gradients() {
     use mlfs_studio::model::ops::trainable_matmul_t;
     let values = |n: usize, k: u32| -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ k) % 2001) as f32 / 1000.0 - 1.0).collect()
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ k) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
     };
     let (n, d_in, d_out) = (96, 64, 80);
     let x_cpu = Tensor::from_vec(values(n * d_in, 1), (n, d_in), &Device::Cpu).unwrap();
@@ -400,12 +417,20 @@ fn the_gpu_trainable_product_has_candles_value_and_gradients() {
         candle_core::Var::from_tensor(&w_cpu).unwrap(),
     );
     let y = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
-    let grads = (&y * &g_cpu).unwrap().sum_all().unwrap().backward().unwrap();
+    let grads = (&y * &g_cpu)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let (gx, gw) = (
         grads.get(x.as_tensor()).unwrap().clone(),
         grads.get(w.as_tensor()).unwrap().clone(),
     );
-    for (compute, tol) in [(candle_core::DType::F32, 1e-4), (candle_core::DType::BF16, 0.05)] {
+    for (compute, tol) in [
+        (candle_core::DType::F32, 1e-4),
+        (candle_core::DType::BF16, 0.05),
+    ] {
         let xg = candle_core::Var::from_tensor(&x_cpu.to_device(&gpu()).unwrap()).unwrap();
         let wg = candle_core::Var::from_tensor(&w_cpu.to_device(&gpu()).unwrap()).unwrap();
         let yg = trainable_matmul_t(xg.as_tensor(), wg.as_tensor(), compute).unwrap();
@@ -413,11 +438,26 @@ fn the_gpu_trainable_product_has_candles_value_and_gradients() {
         let g = g_cpu.to_device(&gpu()).unwrap();
         let gs = (&yg * &g).unwrap().sum_all().unwrap().backward().unwrap();
         let back = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
-        let scale = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         for (what, ours, theirs) in [
             ("value", back(&yg), y.clone()),
-            ("x gradient", back(gs.get(xg.as_tensor()).unwrap()), gx.clone()),
-            ("w gradient", back(gs.get(wg.as_tensor()).unwrap()), gw.clone()),
+            (
+                "x gradient",
+                back(gs.get(xg.as_tensor()).unwrap()),
+                gx.clone(),
+            ),
+            (
+                "w gradient",
+                back(gs.get(wg.as_tensor()).unwrap()),
+                gw.clone(),
+            ),
         ] {
             assert_eq!(ours.dims(), theirs.dims(), "{what}");
             let rel = max_abs_diff(&ours, &theirs) / scale(&theirs);

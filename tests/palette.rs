@@ -112,10 +112,14 @@ fn predict_agrees_with_the_palette_test_accuracy() {
     // The palette truncates texts to the run's length (48 here); predict reads whole texts,
     // so only texts longer than that may be classified differently.
     let preds = predict_texts(&model, &texts).unwrap();
+    // The export names the classes as the run does (`data.label_names`: negative, positive).
+    let labels = &trainer.task.data.labels;
+    let shown = |label: &str| labels.display_names()[labels.id(label).unwrap()].clone();
+    assert_eq!(labels.display_names(), ["negative", "positive"]);
     let correct = preds
         .iter()
         .zip(&examples)
-        .filter(|(p, e)| p.label == e.label)
+        .filter(|(p, e)| p.label == shown(&e.label))
         .count();
     let long = examples
         .iter()

@@ -111,7 +111,8 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
             )
             .unwrap();
             assert_eq!(preds.len(), 1);
-            assert!(["0", "1"].contains(&preds[0].label.as_str()));
+            // The data's 0/1 labels carry the names the configuration gives them.
+            assert!(["negative", "positive"].contains(&preds[0].label.as_str()));
         }
         other => panic!("export did not succeed: {other:?}"),
     }
@@ -437,4 +438,171 @@ fn a_diverging_run_shows_a_banner_and_resumes_with_the_fixed_settings() {
     let run_dir = h.state().run.run_dir.clone().unwrap();
     let stored = RunConfig::load(&run_dir.join("config.ron")).unwrap();
     assert_eq!(stored.stages[1].learning_rate, 1e-3);
+}
+
+#[test]
+fn a_finished_run_keeps_its_palette_time_names_and_budget_pick() {
+    let runs = tempfile::tempdir().unwrap();
+    let app = StudioApp::new(
+        tiny_config([4, 2, 2]),
+        Box::new(ScriptedDialogs::default()),
+        runs.path().to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(600), |a| {
+        a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
+    });
+    // A readable folder name: the preset's name and the local date and time.
+    let run_dir = h.state().run.run_dir.clone().unwrap();
+    let name = run_dir.file_name().unwrap().to_string_lossy().to_string();
+    let stamp = name
+        .strip_prefix("ui-test-")
+        .expect("named after the preset");
+    assert_eq!(stamp.len(), "2026-11-30_14-05-09".len(), "{name}");
+    assert!(
+        stamp
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '-' || c == '_'),
+        "{name}"
+    );
+    // The clock stops when training ends.
+    let elapsed = h.state().run.elapsed();
+    std::thread::sleep(Duration::from_millis(1100));
+    h.step();
+    assert_eq!(h.state().run.elapsed(), elapsed, "elapsed kept counting");
+    assert!(h.state().run.eta().is_none());
+
+    // Measuring again asks first; Cancel keeps everything.
+    h.get_by_label("Pareto").click();
+    h.step();
+    h.get_by_label("Re-evaluate palette").click();
+    // The click, the command, then the modal's sizing pass and its first visible frame.
+    for _ in 0..4 {
+        h.step();
+    }
+    assert!(h
+        .query_by_label_contains("Measure the palette again?")
+        .is_some());
+    h.get_by_label("Cancel").click();
+    h.step();
+    h.step();
+    assert!(!h.state().confirm_reevaluation);
+    assert_eq!(h.state().run.status, RunStatus::Finished);
+    // Confirmed, then stopped at once with Escape: the earlier rows of the palette stay.
+    let csv = run_dir.join("palette.csv");
+    let rows_before = mlfs_studio::eval::palette::read_csv(&csv).unwrap();
+    h.get_by_label("Re-evaluate palette").click();
+    for _ in 0..4 {
+        h.step();
+    }
+    h.get_by_label("Measure again").click();
+    h.step();
+    assert_eq!(h.state().run.status, RunStatus::MeasuringPalette);
+    h.key_press(egui::Key::Escape);
+    step_until(&mut h, Duration::from_secs(120), |a| a.handle.is_none());
+    let rows_after = mlfs_studio::eval::palette::read_csv(&csv).unwrap();
+    assert_eq!(
+        rows_after.len(),
+        rows_before.len(),
+        "rows lost from palette.csv"
+    );
+    assert_eq!(
+        h.state().run.palette.len(),
+        rows_before.len(),
+        "the view lost rows"
+    );
+    assert!(
+        h.state()
+            .run
+            .logs
+            .iter()
+            .any(|l| l.message.contains("measurement stopped after")),
+        "no word that the measurement stopped early"
+    );
+
+    // A budget starts at the palette's median, in the size axis's unit; the pick among equally
+    // accurate subnets is the cheapest; an impossible budget says that nothing fits.
+    h.get_by_label("Size budget (M params)").click();
+    h.step();
+    let budget = h.state().pareto.budget.size.expect("a size budget");
+    let mut params: Vec<f64> = rows_after
+        .iter()
+        .map(|e| e.params_total as f64 / 1e6)
+        .collect();
+    params.sort_by(f64::total_cmp);
+    assert_eq!(budget, params[params.len() / 2]);
+    assert!(h.query_by_label_contains("Best within budget").is_some());
+    h.state_mut().pareto.budget.size = Some(0.001);
+    h.step();
+    assert!(h
+        .query_by_label_contains("Nothing fits the budget")
+        .is_some());
+
+    // Try it names the classes as the data's label_names do; Enter classifies.
+    h.get_by_label("Try it").click();
+    h.step();
+    h.get_by_label("Sentence").focus();
+    h.step();
+    h.get_by_label("Sentence")
+        .type_text("A wonderful, moving film.");
+    h.step();
+    h.key_press(egui::Key::Enter);
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        a.try_it.output.is_some()
+    });
+    let output = format!("{:?}", h.state().try_it.output);
+    assert!(
+        output.contains("positive") && output.contains("negative"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_resumed_run_keeps_its_history_and_shows_its_own_settings_read_only() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut config = tiny_config([6, 3, 3]);
+    config.checkpoint_every = 2;
+    config.palette.evaluate_at_end = false;
+    let app = StudioApp::new(
+        config.clone(),
+        Box::new(ScriptedDialogs::default()),
+        runs.path().to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(300), |a| a.run.global_step >= 3);
+    // The panel is read-only while the run trains.
+    assert!(h
+        .get_by_label("Stage 0 learning rate")
+        .accesskit_node()
+        .is_disabled());
+    h.get_by_label("Stop").click();
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        a.run.status == RunStatus::Stopped && a.handle.is_none()
+    });
+    let run_dir = h.state().run.run_dir.clone().unwrap();
+    // Another preset in the panel; resuming shows the run's own settings again.
+    h.state_mut().set_config(tiny_config([9, 9, 9]));
+    h.state_mut()
+        .handle(mlfs_studio::ui::commands::UiCommand::ResumeRun(
+            run_dir.clone(),
+        ));
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        a.run.status == RunStatus::Finished && a.handle.is_none()
+    });
+    assert_eq!(h.state().config.stages, config.stages);
+    let maxnet = &h.state().run.losses["maxnet"];
+    assert_eq!(
+        maxnet.first().map(|p| p[0]),
+        Some(1.0),
+        "history before the resume lost"
+    );
+    let steps: Vec<f64> = maxnet.iter().map(|p| p[0]).collect();
+    let mut unique = steps.clone();
+    unique.dedup();
+    assert_eq!(steps, unique, "steps after the checkpoint drawn twice");
+    assert_eq!(h.state().run.global_step, 12);
 }

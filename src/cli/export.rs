@@ -80,7 +80,7 @@ pub fn export_classifier(
     let mut extra = serde_json::Map::new();
     extra.insert("metrics".into(), serde_json::to_value(metrics)?);
     let manifest = manifest(&run.config, spec, t.orders().is_some(), extra);
-    let labels = &t.data.labels.names;
+    let labels = t.data.labels.display_names();
     bert::export_subnet(&t.net, &t.tokenizer, labels, spec, manifest, out)
 }
 

@@ -30,7 +30,8 @@ pub fn dense_subnet(
         tensors.into_iter().collect(),
         &["bert."],
     );
-    let model = DenseClassifier::from_tensors(config, &store, task.data.labels.names.clone())?;
+    let model =
+        DenseClassifier::from_tensors(config, &store, task.data.labels.display_names().to_vec())?;
     Ok((model, total, non_embedding, size_bytes))
 }
 

@@ -29,20 +29,21 @@ pub fn front_indices_by_cost(points: &[(f64, f64)]) -> Vec<usize> {
 pub struct CostBudget {
     /// Largest median latency (ms, batch 1) that fits.
     pub latency_ms: Option<f64>,
-    /// Largest exported size (MB, 10^6 bytes) that fits.
-    pub size_mb: Option<f64>,
+    /// Largest size that fits, in the unit the size axis shows (MB of 10^6 bytes, or
+    /// millions of parameters).
+    pub size: Option<f64>,
 }
 
 impl CostBudget {
     /// True when at least one limit is set.
     pub fn is_set(&self) -> bool {
-        self.latency_ms.is_some() || self.size_mb.is_some()
+        self.latency_ms.is_some() || self.size.is_some()
     }
 
-    /// True when a subnet of this latency (ms) and size (MB) is within every set limit
-    /// (a limit is inclusive; a NaN cost never fits a set limit).
-    pub fn fits(&self, latency_ms: f64, size_mb: f64) -> bool {
-        self.latency_ms.is_none_or(|b| latency_ms <= b) && self.size_mb.is_none_or(|b| size_mb <= b)
+    /// True when a subnet of this latency (ms) and size (the limit's unit) is within every
+    /// set limit (a limit is inclusive; a NaN cost never fits a set limit).
+    pub fn fits(&self, latency_ms: f64, size: f64) -> bool {
+        self.latency_ms.is_none_or(|b| latency_ms <= b) && self.size.is_none_or(|b| size <= b)
     }
 }
 
@@ -63,15 +64,24 @@ pub fn front_within(points: &[(f64, f64)], fits: &[bool]) -> Vec<bool> {
     pareto_front(&feasible)
 }
 
-/// The most accurate point among those that fit; on a tie the later one, as `Iterator::max_by`.
-/// NaN accuracies are never chosen.
-pub fn best_within(accuracy: &[f64], fits: &[bool]) -> Option<usize> {
-    accuracy
-        .iter()
-        .enumerate()
-        .filter(|&(i, a)| !a.is_nan() && fits.get(i).copied().unwrap_or(false))
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
+/// The most accurate point among those that fit; among equally accurate ones the cheapest by
+/// `costs` (size, then latency), so the pick is never dominated. NaN accuracies are never chosen.
+pub fn best_within(accuracy: &[f64], costs: &[(f64, f64)], fits: &[bool]) -> Option<usize> {
+    let cost = |i: usize| {
+        costs
+            .get(i)
+            .copied()
+            .unwrap_or((f64::INFINITY, f64::INFINITY))
+    };
+    (0..accuracy.len())
+        .filter(|&i| !accuracy[i].is_nan() && fits.get(i).copied().unwrap_or(false))
+        .max_by(|&a, &b| {
+            let (ca, cb) = (cost(a), cost(b));
+            accuracy[a]
+                .total_cmp(&accuracy[b])
+                .then(cb.0.total_cmp(&ca.0))
+                .then(cb.1.total_cmp(&ca.1))
+        })
 }
 
 #[cfg(test)]
@@ -113,6 +123,7 @@ mod tests {
         let size = [10.0, 50.0, 30.0, 20.0];
         let accuracy = [0.70, 0.90, 0.85, 0.95];
         let size_points: Vec<(f64, f64)> = size.iter().copied().zip(accuracy).collect();
+        let costs: Vec<(f64, f64)> = size.iter().copied().zip(latency).collect();
 
         // No budget: everything fits; d (20 MB, 0.95) dominates b and c on size.
         let open = CostBudget::default();
@@ -124,12 +135,12 @@ mod tests {
             vec![true, false, false, true]
         );
         assert_eq!(front_within(&size_points, &all), pareto_front(&size_points));
-        assert_eq!(best_within(&accuracy, &all), Some(3));
+        assert_eq!(best_within(&accuracy, &costs, &all), Some(3));
 
         // At most 0.8 ms (inclusive) and 40 MB: b is too slow and too big, d too slow.
         let tight = CostBudget {
             latency_ms: Some(0.8),
-            size_mb: Some(40.0),
+            size: Some(40.0),
         };
         assert!(tight.is_set());
         let fits: Vec<bool> = (0..4).map(|i| tight.fits(latency[i], size[i])).collect();
@@ -139,12 +150,12 @@ mod tests {
             front_within(&size_points, &fits),
             vec![true, false, true, false]
         );
-        assert_eq!(best_within(&accuracy, &fits), Some(2));
+        assert_eq!(best_within(&accuracy, &costs, &fits), Some(2));
 
         // Only a size limit: the latency of a subnet no longer matters.
         let size_only = CostBudget {
             latency_ms: None,
-            size_mb: Some(25.0),
+            size: Some(25.0),
         };
         assert!(size_only.fits(2.0, 20.0));
         assert!(!size_only.fits(0.1, 25.5));
@@ -153,6 +164,21 @@ mod tests {
         // Nothing fits: no front, no best.
         let none = [false; 4];
         assert_eq!(front_within(&size_points, &none), vec![false; 4]);
-        assert_eq!(best_within(&accuracy, &none), None);
+        assert_eq!(best_within(&accuracy, &costs, &none), None);
+    }
+
+    #[test]
+    fn the_best_within_budget_is_the_cheapest_of_the_most_accurate() {
+        // Two subnets at the same accuracy: the smaller (and faster) one is the pick, whatever
+        // the order; a cheaper but less accurate one is not.
+        let accuracy = [0.80, 0.86, 0.86];
+        let costs = [(5.0, 0.3), (20.0, 0.9), (10.0, 0.5)];
+        let fits = [true; 3];
+        assert_eq!(best_within(&accuracy, &costs, &fits), Some(2));
+        let swapped = [(10.0, 0.5), (5.0, 0.3), (20.0, 0.9)];
+        assert_eq!(best_within(&[0.86, 0.80, 0.86], &swapped, &fits), Some(0));
+        // Same size: the faster one.
+        let same_size = [(10.0, 0.9), (10.0, 0.4)];
+        assert_eq!(best_within(&[0.9, 0.9], &same_size, &[true, true]), Some(1));
     }
 }

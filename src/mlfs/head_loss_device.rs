@@ -62,7 +62,10 @@ pub fn head_loss_on_device(
         let mut g = ((log_p.exp()? - onehot)? * (1.0 - alpha))?;
         let kd = match &teacher_c {
             Some((th, thead)) => {
-                let u = th.narrow(0, start, rows)?.matmul(&thead.t()?)?.to_dtype(f32)?;
+                let u = th
+                    .narrow(0, start, rows)?
+                    .matmul(&thead.t()?)?
+                    .to_dtype(f32)?;
                 let log_pt = log_softmax_at(&u, t)?;
                 let log_qt = log_softmax_at(&z, t)?;
                 let pt = log_pt.exp()?;

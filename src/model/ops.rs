@@ -32,7 +32,10 @@ pub fn sum_all_parallel(t: &Tensor) -> Result<Tensor> {
         .rev()
         .find(|r| n % r == 0)
         .unwrap_or(1);
-    t.flatten_all()?.reshape((rows, n / rows))?.sum(1)?.sum_all()
+    t.flatten_all()?
+        .reshape((rows, n / rows))?
+        .sum(1)?
+        .sum_all()
 }
 
 /// `x · Wᵀ` for a frozen `W` ([out, in], possibly a sliced view): gradient to `x` only.

@@ -49,6 +49,10 @@ pub struct DataConfig {
     pub text_column: String,
     /// Column or JSON field holding the label (integer or string).
     pub label_column: String,
+    /// Names of integer labels 0, 1, … (Try it and the exported `id2label` show them); empty:
+    /// the labels as written in the data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_names: Vec<String>,
 }
 
 impl Default for DataConfig {
@@ -59,6 +63,7 @@ impl Default for DataConfig {
             test: PathBuf::from("assets/sentiment/test.jsonl"),
             text_column: "text".into(),
             label_column: "label".into(),
+            label_names: vec!["negative".into(), "positive".into()],
         }
     }
 }

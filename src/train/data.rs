@@ -160,7 +160,11 @@ fn read_delimited(
 /// Label names in id order (ids are what the classifier predicts).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabelMap {
+    /// The labels as written in the data, in id order.
     pub names: Vec<String>,
+    /// What to call each id (`data.label_names`); empty: the data's own labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub display: Vec<String>,
 }
 
 impl LabelMap {
@@ -174,7 +178,42 @@ impl LabelMap {
             names.sort();
         }
         names.dedup();
-        Self { names }
+        Self {
+            names,
+            display: Vec::new(),
+        }
+    }
+
+    /// The names to show for the ids: the configured display names, else the data's labels.
+    pub fn display_names(&self) -> &[String] {
+        match self.display.is_empty() {
+            true => &self.names,
+            false => &self.display,
+        }
+    }
+
+    /// Names integer labels `0..n` with `names` (one per class, in id order).
+    pub fn with_display(mut self, names: &[String], source: &Path) -> Result<Self> {
+        if names.is_empty() {
+            return Ok(self);
+        }
+        let ids_in_order = self
+            .names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| n.parse::<usize>() == Ok(i));
+        if !ids_in_order || names.len() != self.names.len() {
+            bail!(
+                "{}: data.label_names gives {} names, but the labels are {} (names need integer \
+                 labels 0..{}, one name each)",
+                source.display(),
+                names.len(),
+                self.names.join(", "),
+                self.names.len()
+            );
+        }
+        self.display = names.to_vec();
+        Ok(self)
     }
 
     /// The id of a label.
@@ -288,7 +327,7 @@ impl Dataset {
         let train_raw = read_examples(&tp, &config.text_column, &config.label_column)?;
         let dev_raw = read_examples(&dp, &config.text_column, &config.label_column)?;
         let test_raw = read_examples(&sp, &config.text_column, &config.label_column)?;
-        let labels = LabelMap::from_train(&train_raw);
+        let labels = LabelMap::from_train(&train_raw).with_display(&config.label_names, &tp)?;
         if labels.names.len() < 2 {
             bail!(
                 "{}: the training set has fewer than two labels",

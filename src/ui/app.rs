@@ -70,6 +70,10 @@ pub struct StudioApp {
     pub resume_offer: Option<PathBuf>,
     /// Scroll the configuration panel to the stages' settings on the next frame.
     pub reveal_stages: bool,
+    /// Ask before measuring a run's palette again.
+    pub confirm_reevaluation: bool,
+    /// The window was asked to close while work ran: it closes once the trainer has stopped.
+    pub closing: bool,
     /// The last message for the user (loaded preset, opened run, an error).
     pub notice: Option<String>,
     /// Runs one-shot background work (export, "Try it") and wakes the window when it is done.
@@ -151,6 +155,8 @@ impl StudioApp {
             dialogs,
             resume_offer: None,
             reveal_stages: false,
+            confirm_reevaluation: false,
+            closing: false,
             notice: None,
             jobs: Jobs::default(),
             overlays: Overlays::default(),
@@ -218,6 +224,20 @@ impl StudioApp {
             }
             Err(e) => self.notice = Some(format!("{e:#}")),
         }
+    }
+
+    /// True when the window may close now; otherwise stops the work in progress (a checkpoint
+    /// is kept) and says that the window closes when it has stopped.
+    pub fn may_close(&mut self) -> bool {
+        if self.handle.is_none() {
+            return true;
+        }
+        if !self.closing {
+            self.closing = true;
+            self.handle(UiCommand::Stop);
+            self.notice = Some("stopping: saving a checkpoint, then closing the window…".into());
+        }
+        false
     }
 
     /// True when Start may be pressed.
@@ -314,10 +334,10 @@ impl StudioApp {
         }
     }
 
+    /// `runs/<name>-<local date and time>` (`sentiment-quick-2026-11-30_14-05-09`), with a
+    /// counter when that folder exists.
     fn new_run_dir(&self) -> PathBuf {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S");
         let name: String = self
             .config
             .name
@@ -330,7 +350,14 @@ impl StudioApp {
                 }
             })
             .collect();
-        self.runs_root.join(format!("{name}-{stamp}"))
+        let base = self.runs_root.join(format!("{name}-{stamp}"));
+        let mut dir = base.clone();
+        let mut n = 2;
+        while dir.exists() {
+            dir = PathBuf::from(format!("{}-{n}", base.display()));
+            n += 1;
+        }
+        dir
     }
 
     /// Interprets one user command.
@@ -372,7 +399,14 @@ impl StudioApp {
                     }
                 }
             }
-            UiCommand::EvaluatePalette => {
+            UiCommand::EvaluatePalette
+                if !self.run.palette.is_empty() || !self.run.decoder_entries.is_empty() =>
+            {
+                // Measuring again replaces rows of a palette the user may want to keep.
+                self.confirm_reevaluation = true;
+            }
+            UiCommand::EvaluatePalette | UiCommand::EvaluatePaletteConfirmed => {
+                self.confirm_reevaluation = false;
                 if self.handle.is_some() {
                     if let Some(h) = &self.handle {
                         let _ = h.commands.send(TrainCmd::EvaluatePalette(None));
@@ -390,6 +424,7 @@ impl StudioApp {
                     self.run.status = RunStatus::MeasuringPalette;
                 }
             }
+            UiCommand::CancelEvaluatePalette => self.confirm_reevaluation = false,
             UiCommand::Select(s) => self.selection = s,
             UiCommand::Export => {
                 if self.is_decoder_run() {
@@ -410,9 +445,29 @@ impl StudioApp {
 
     /// Starts the worker on `request` with a fresh view of the run.
     pub(super) fn begin(&mut self, request: StartRequest) {
+        // A resumed run keeps its history (curves from step 1) and shows its own settings.
+        let history = match &request {
+            StartRequest::Resume { run_dir } => {
+                if let Ok(config) = RunConfig::load(&run_dir.join("config.ron")) {
+                    self.set_config(config);
+                    self.preset_path = None;
+                }
+                RunView::from_run_dir(run_dir).ok()
+            }
+            _ => None,
+        };
         self.run = RunView {
             status: RunStatus::Starting,
-            ..RunView::default()
+            palette: Vec::new(),
+            palette_csv: None,
+            divergence: None,
+            ..history.unwrap_or_default()
+        };
+        // The ETA's guess for stages not reached yet: maxnet, minnet and the random subnets,
+        // or a decoder's listed students.
+        self.run.students_hint = match self.config.lm.as_ref().map(|lm| lm.students.len()) {
+            Some(n) if n > 0 => n,
+            _ => 2 + self.config.random_subnets,
         };
         self.selection = None;
         self.export = ExportState::Idle;

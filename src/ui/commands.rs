@@ -14,8 +14,12 @@ pub enum UiCommand {
     Stop,
     /// Continue an unfinished run from its folder.
     ResumeRun(PathBuf),
-    /// Measure the palette (or a decoder run's subnets) again.
+    /// Measure the palette (or a decoder run's subnets) again (asks first when there is one).
     EvaluatePalette,
+    /// Measure again: the user confirmed replacing the measured rows.
+    EvaluatePaletteConfirmed,
+    /// Keep the palette as it is (the confirmation was declined).
+    CancelEvaluatePalette,
     /// Select a subnet everywhere (charts, tables, "Try it", export), or clear the selection.
     Select(Option<String>),
     /// Export the selected subnet (asks for a target first).

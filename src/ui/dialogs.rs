@@ -56,15 +56,27 @@ impl RfdDialogs {
     }
 }
 
+/// The working folder, where dialogs start (not the toolkit's "Recent" view).
+fn here() -> PathBuf {
+    std::env::current_dir().unwrap_or_default()
+}
+
 /// Shows the native dialog for `purpose` and waits for the user (call off the UI thread).
 fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
     let ron = ["ron"];
     let data = ["jsonl", "csv", "tsv"];
     match purpose {
+        // A save dialog: it opens in the working folder and takes a new folder's name as typed
+        // (a folder picker opens on "Recent" and ignores names of folders not yet made).
         DialogPurpose::ExportFolder => rfd::FileDialog::new()
-            .set_title("Export subnet into an empty folder")
+            .set_title("Export subnet: name a new folder (or choose an empty one)")
+            .set_directory(here())
+            .set_file_name("exported-subnet")
+            .save_file(),
+        DialogPurpose::RunFolder => rfd::FileDialog::new()
+            .set_title("Open a run folder")
+            .set_directory(here())
             .pick_folder(),
-        DialogPurpose::RunFolder => rfd::FileDialog::new().set_title("Run folder").pick_folder(),
         DialogPurpose::ExportGguf => rfd::FileDialog::new()
             .set_title("Export subnet as GGUF")
             .add_filter("GGUF", &["gguf"])

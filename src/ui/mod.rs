@@ -64,6 +64,9 @@ impl StudioApp {
                     commands.extend(divergence::banner(ui, divergence, dir));
                 }
             }
+            if self.confirm_reevaluation {
+                commands.extend(confirm_reevaluation(ui, self.run.palette.len()));
+            }
             if let Some(dir) = self.resume_offer.clone() {
                 ui.horizontal(|ui| {
                     ui.label(format!("An unfinished run was left in {}.", dir.display()));
@@ -94,21 +97,28 @@ impl StudioApp {
             .resizable(true)
             .default_size(330.0)
             .show(ui, |ui| {
-                let mut form = ConfigForm {
-                    config: &mut self.config,
-                    space_text: &mut self.space_text,
-                    students_text: &mut self.students_text,
-                    errors: &self.errors,
-                    teacher: &self.teacher,
-                    presets: &self.presets,
-                    preset_path: self.preset_path.as_deref(),
-                    reveal_stages: &mut self.reveal_stages,
-                };
-                let edit = config_panel::show(ui, &mut form);
-                commands.extend(edit.command);
-                if edit.changed {
-                    self.revalidate();
+                // Edits during a run would change nothing: the panel shows the run's settings.
+                let running = self.run.status.is_active();
+                if running {
+                    ui.weak("The running run's settings (read-only until it ends).");
                 }
+                ui.add_enabled_ui(!running, |ui| {
+                    let mut form = ConfigForm {
+                        config: &mut self.config,
+                        space_text: &mut self.space_text,
+                        students_text: &mut self.students_text,
+                        errors: &self.errors,
+                        teacher: &self.teacher,
+                        presets: &self.presets,
+                        preset_path: self.preset_path.as_deref(),
+                        reveal_stages: &mut self.reveal_stages,
+                    };
+                    let edit = config_panel::show(ui, &mut form);
+                    commands.extend(edit.command);
+                    if edit.changed {
+                        self.revalidate();
+                    }
+                });
             });
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -170,7 +180,16 @@ struct StudioWindow {
 
 impl eframe::App for StudioWindow {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if ctx.input(|i| i.viewport().close_requested()) && !self.app.may_close() {
+            // Training stops at the next step and saves its checkpoint; the window says so and
+            // closes when the trainer is done.
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
         self.app.show(ui);
+        if self.app.closing && self.app.handle.is_none() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
@@ -237,4 +256,28 @@ pub fn run_studio(open_run: Option<PathBuf>) -> Result<()> {
         }),
     )
     .map_err(|e| anyhow!("cannot open the studio window: {e}"))
+}
+
+/// Asks before a palette is measured again: rows are replaced as subnets are measured.
+fn confirm_reevaluation(ui: &egui::Ui, rows: usize) -> Option<UiCommand> {
+    let mut cmd = None;
+    let modal = egui::Modal::new(ui.scope_id().with("confirm-reevaluation")).show(ui.ctx(), |ui| {
+        ui.heading("Measure the palette again?");
+        ui.label(format!(
+            "Each subnet measured replaces its row of the {rows} in palette.csv. Stopping part-way \
+             keeps the earlier rows of the subnets not measured yet."
+        ));
+        ui.horizontal(|ui| {
+            if ui.button("Measure again").clicked() {
+                cmd = Some(UiCommand::EvaluatePaletteConfirmed);
+            }
+            if ui.button("Cancel").clicked() {
+                cmd = Some(UiCommand::CancelEvaluatePalette);
+            }
+        });
+    });
+    if modal.should_close() && cmd.is_none() {
+        cmd = Some(UiCommand::CancelEvaluatePalette);
+    }
+    cmd
 }

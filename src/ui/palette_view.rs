@@ -58,7 +58,7 @@ impl<'a> PaletteView<'a> {
     pub fn new(entries: &'a [PaletteEntry], in_mb: bool, budget: &CostBudget) -> Self {
         let fits: Vec<bool> = entries
             .iter()
-            .map(|e| budget.fits(e.latency_ms_median, size_mb(e)))
+            .map(|e| budget.fits(e.latency_ms_median, cost_of(e, Cost::Size, in_mb)))
             .collect();
         let front = |cost: Cost| {
             let points: Vec<(f64, f64)> = entries
@@ -70,8 +70,12 @@ impl<'a> PaletteView<'a> {
         let size_front = front(Cost::Size);
         let latency_front = front(Cost::Latency);
         let accuracy: Vec<f64> = entries.iter().map(|e| e.dev_accuracy).collect();
+        let costs: Vec<(f64, f64)> = entries
+            .iter()
+            .map(|e| (e.params_total as f64, e.latency_ms_median))
+            .collect();
         let best = if budget.is_set() {
-            best_within(&accuracy, &fits)
+            best_within(&accuracy, &costs, &fits)
         } else {
             None
         };
@@ -138,7 +142,7 @@ mod tests {
         // At most 1 ms: medium is out, so large joins the size front and is the best.
         let budget = CostBudget {
             latency_ms: Some(1.0),
-            size_mb: None,
+            size: None,
         };
         let tight = PaletteView::new(&entries, true, &budget);
         assert_eq!(tight.fits, vec![true, false, true]);

@@ -4,7 +4,7 @@
 
 use super::commands::UiCommand;
 use super::export_state::{self, ExportState};
-use super::palette_view::{Cost, PaletteView};
+use super::palette_view::{cost_of, Cost, PaletteView};
 use super::pareto_chart;
 use super::pareto_table;
 use super::pareto_table::Sort;
@@ -51,21 +51,38 @@ impl ParetoTab {
         ui.horizontal(|ui| {
             let hover = "Measure accuracy, size and latency of every subnet again";
             cmd = run_actions::measure_button(ui, run, "Re-evaluate palette", hover);
-            ui.checkbox(&mut self.size_in_mb, "Size in MB")
-                .on_hover_text("Size axis: exported bytes instead of parameters");
+            let unit_changed = ui
+                .checkbox(&mut self.size_in_mb, "Size in MB")
+                .on_hover_text("Size axis: exported bytes instead of parameters")
+                .changed();
+            if unit_changed {
+                // The size budget is in the axis's unit: a limit in the old unit means nothing.
+                self.budget.size = None;
+            }
+            // A new limit starts at the palette's median, so about half of the subnets fit.
+            let median = |cost: Cost| {
+                let mut v: Vec<f64> =
+                    run.palette.iter().map(|e| cost_of(e, cost, self.size_in_mb)).collect();
+                v.sort_by(f64::total_cmp);
+                v.get(v.len() / 2).copied().unwrap_or(1.0)
+            };
             budget_field(
                 ui,
                 "Latency budget (ms)",
                 &mut self.budget.latency_ms,
-                1.0,
+                median(Cost::Latency),
                 "Grey out subnets slower than this and mark the best one within budget",
             );
+            let size_label = match self.size_in_mb {
+                true => "Size budget (MB)",
+                false => "Size budget (M params)",
+            };
             budget_field(
                 ui,
-                "Size budget (MB)",
-                &mut self.budget.size_mb,
-                40.0,
-                "Grey out subnets larger than this and mark the best one within budget",
+                size_label,
+                &mut self.budget.size,
+                median(Cost::Size),
+                "Grey out subnets larger than this (in the size axis's unit) and mark the best one within budget",
             );
         });
         let view = PaletteView::new(&run.palette, self.size_in_mb, &self.budget);
@@ -91,6 +108,12 @@ impl ParetoTab {
                     "Best within budget: {} (dev {:.4})",
                     best.subnet, best.dev_accuracy
                 ));
+            } else if self.budget.is_set() {
+                let error = ui.visuals().error_fg_color;
+                ui.colored_label(
+                    error,
+                    "Nothing fits the budget: raise a limit to see a front.",
+                );
             }
         }
         let button = (

@@ -120,9 +120,14 @@ pub fn show(
                             (true, false) => " (asc)",
                             (false, _) => "",
                         };
+                        let what = match col {
+                            // The spec lists teacher layer indices (0-based); this counts them.
+                            Column::Layers => "Sort by Layers: how many teacher layers the subnet keeps (the spec's layers=… lists their 0-based indices)".to_string(),
+                            _ => format!("Sort by {name}"),
+                        };
                         if ui
                             .button(format!("{name}{arrow}"))
-                            .on_hover_text(format!("Sort by {name}"))
+                            .on_hover_text(what)
                             .clicked()
                         {
                             sort.click(col);

@@ -16,7 +16,9 @@ pub fn shortcuts(ui: &mut Ui, run: &RunView) -> Option<UiCommand> {
             Some(UiCommand::Start)
         } else if !typing && run.status.is_active() && i.consume_key(Modifiers::NONE, Key::Space) {
             Some(UiCommand::PauseOrResume)
-        } else if run.status.is_active() && i.consume_key(Modifiers::NONE, Key::Escape) {
+        } else if (run.status.is_active() || run.status == RunStatus::MeasuringPalette)
+            && i.consume_key(Modifiers::NONE, Key::Escape)
+        {
             Some(UiCommand::Stop)
         } else {
             None
@@ -100,7 +102,11 @@ pub fn show(
             ui.label(format!("elapsed {}", format_duration(r.elapsed())));
         }
         if let Some(eta) = r.eta() {
-            ui.label(format!("ETA {}", format_duration(eta)));
+            ui.label(format!("ETA {}", format_duration(eta)))
+                .on_hover_text(
+                    "Training time left at the recent seconds per trained subnet, counting the \
+                 subnets each later stage trains per step (the palette's measurement comes after)",
+                );
         }
         ui.separator();
         let status = status_text(run, errors);

@@ -49,6 +49,15 @@ pub struct RunView {
     pub started_at: Option<Instant>,
     pub paused_for: Duration,
     pub paused_at: Option<Instant>,
+    /// When training ended (finished, stopped or failed): the elapsed time stops there.
+    pub ended_at: Option<Instant>,
+    /// Seconds per trained subnet of the latest steps (the ETA's rate).
+    pub recent_subnet_seconds: std::collections::VecDeque<f64>,
+    /// Subnets trained per step in each stage, where seen (`None`: not reached yet).
+    pub stage_students: [Option<usize>; 3],
+    /// Subnets a width or depth stage trains per step, from the configuration (maxnet, minnet
+    /// and the random ones): the ETA's guess for stages not reached yet.
+    pub students_hint: usize,
     /// Loss per role ("maxnet", "minnet", "random subnets") over global steps.
     pub losses: BTreeMap<String, Vec<[f64; 2]>>,
     /// Dev accuracy per role over global steps.
@@ -92,6 +101,10 @@ impl Default for RunView {
             stage_steps: Vec::new(),
             started_at: None,
             paused_for: Duration::ZERO,
+            ended_at: None,
+            recent_subnet_seconds: std::collections::VecDeque::new(),
+            stage_students: [None; 3],
+            students_hint: 0,
             paused_at: None,
             losses: BTreeMap::new(),
             dev_accuracy: BTreeMap::new(),
@@ -169,6 +182,8 @@ impl RunView {
                 precision,
             } => {
                 self.divergence = None;
+                // A resumed run repeats the steps after its checkpoint: drop their old points.
+                self.forget_after(start_step);
                 self.placement = format!("{device} {precision}").trim().to_string();
                 self.run_dir = Some(PathBuf::from(run_dir));
                 self.total_steps = total_steps;
@@ -177,6 +192,8 @@ impl RunView {
                 self.global_step = start_step;
                 self.majority_accuracy = majority_accuracy;
                 self.started_at = Some(Instant::now());
+                self.ended_at = None;
+                self.recent_subnet_seconds.clear();
                 self.status = RunStatus::Running;
             }
             TrainEvent::StageStarted {
@@ -190,10 +207,20 @@ impl RunView {
                 global_step,
                 learning_rate,
                 losses,
+                seconds,
                 ..
             } => {
                 self.stage = stage;
                 self.global_step = global_step;
+                let students = losses.len().max(1);
+                if let Some(slot) = self.stage_students.get_mut(stage) {
+                    *slot = Some(students);
+                }
+                self.recent_subnet_seconds
+                    .push_back(seconds / students as f64);
+                if self.recent_subnet_seconds.len() > 20 {
+                    self.recent_subnet_seconds.pop_front();
+                }
                 let x = global_step as f64;
                 self.learning_rate.push([x, learning_rate]);
                 // A decoder run validated its teacher before the first step.
@@ -272,6 +299,10 @@ impl RunView {
             }
             TrainEvent::PaletteResult(entry) => self.palette.push(entry),
             TrainEvent::PaletteFinished { csv_path } => {
+                // The file holds the whole palette (a partial measurement merges into it).
+                if let Ok(rows) = crate::eval::palette::read_csv(std::path::Path::new(&csv_path)) {
+                    self.palette = rows;
+                }
                 self.palette_csv = Some(PathBuf::from(&csv_path));
                 self.status = RunStatus::Finished;
                 self.logs.push(LogLine {
@@ -284,6 +315,7 @@ impl RunView {
                 global_step,
             } => {
                 self.global_step = global_step;
+                self.ended_at = Some(Instant::now());
                 self.status = if stopped {
                     RunStatus::Stopped
                 } else {
@@ -309,6 +341,7 @@ impl RunView {
                     message: reason.clone(),
                 });
                 self.status = RunStatus::Failed(reason.clone());
+                self.ended_at = Some(Instant::now());
                 self.divergence = Some(Divergence {
                     reason,
                     last_good_step,
@@ -319,6 +352,7 @@ impl RunView {
                 self.status = RunStatus::Failed(error);
             }
             TrainEvent::Failed { error } => {
+                self.ended_at.get_or_insert_with(Instant::now);
                 self.logs.push(LogLine {
                     level: "error".into(),
                     message: error.clone(),
@@ -326,6 +360,22 @@ impl RunView {
                 self.status = RunStatus::Failed(error);
             }
         }
+    }
+
+    /// Drops every curve point after global step `step` (kept history before a resume).
+    pub fn forget_after(&mut self, step: usize) {
+        let x = step as f64;
+        let keep = |series: &mut Vec<[f64; 2]>| series.retain(|p| p[0] <= x);
+        for series in self
+            .losses
+            .values_mut()
+            .chain(self.dev_accuracy.values_mut())
+            .chain(self.val_loss.values_mut())
+        {
+            keep(series);
+        }
+        keep(&mut self.learning_rate);
+        self.stage_marks.retain(|m| m.0 <= x);
     }
 
     /// Fraction of the run done, 0..=1.
@@ -341,20 +391,37 @@ impl RunView {
         let Some(start) = self.started_at else {
             return Duration::ZERO;
         };
-        let paused_now = self.paused_at.map_or(Duration::ZERO, |p| p.elapsed());
-        start.elapsed().saturating_sub(self.paused_for + paused_now)
+        let now = self.ended_at.unwrap_or_else(Instant::now);
+        let paused_now = self.paused_at.map_or(Duration::ZERO, |p| now - p.min(now));
+        (now - start.min(now)).saturating_sub(self.paused_for + paused_now)
     }
 
-    /// Remaining time extrapolated from the steps done in this session.
+    /// Training time left: the recent seconds per trained subnet times the subnets still to
+    /// train (each stage's count where seen, else the configuration's for width/depth stages).
     pub fn eta(&self) -> Option<Duration> {
-        let done = self.global_step.saturating_sub(self.start_step);
-        if done == 0 || self.total_steps <= self.global_step {
+        if self.recent_subnet_seconds.is_empty()
+            || self.total_steps <= self.global_step
+            || !self.status.is_active()
+        {
             return None;
         }
-        let per_step = self.elapsed().as_secs_f64() / done as f64;
-        Some(Duration::from_secs_f64(
-            per_step * (self.total_steps - self.global_step) as f64,
-        ))
+        let rate = self.recent_subnet_seconds.iter().sum::<f64>()
+            / self.recent_subnet_seconds.len() as f64;
+        let mut stage_start = 0;
+        let mut subnets_left = 0usize;
+        for (stage, &steps) in self.stage_steps.iter().enumerate() {
+            let stage_end = stage_start + steps;
+            let left = stage_end.saturating_sub(self.global_step.max(stage_start));
+            let seen = self.stage_students.get(stage).copied().flatten();
+            let guess = if stage == 0 {
+                1
+            } else {
+                self.students_hint.max(1)
+            };
+            subnets_left += left * seen.unwrap_or(guess);
+            stage_start = stage_end;
+        }
+        Some(Duration::from_secs_f64(rate * subnets_left as f64))
     }
 }
 

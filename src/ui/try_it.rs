@@ -99,7 +99,7 @@ pub fn run_request(req: &TryRequest) -> Result<String> {
                 .to_vec1::<f32>()?;
             let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let names = &t.data.labels.names;
+            let names = t.data.labels.display_names();
             let lines: Vec<String> = ranked
                 .iter()
                 .map(|&(i, p)| format!("{}: {:.3}", names.get(i).map_or("?", |s| s.as_str()), p))
@@ -158,18 +158,22 @@ impl TryIt {
         ));
         let prompt_label = if decoder { "Prompt" } else { "Sentence" };
         let l = ui.label(prompt_label);
-        ui.add(
+        // A sentence is one line (Enter classifies it); a prompt is code (Enter is a newline).
+        let field = if decoder {
             egui::TextEdit::multiline(&mut self.input)
                 .code_editor()
-                .desired_rows(if decoder { 6 } else { 2 })
-                .desired_width(f32::INFINITY)
-                .hint_text(if decoder {
-                    "def fibonacci(n):"
-                } else {
-                    "The battery lasts all day."
-                }),
-        )
-        .labelled_by(l.id);
+                .desired_rows(6)
+                .hint_text("def fibonacci(n):")
+        } else {
+            egui::TextEdit::singleline(&mut self.input).hint_text("The battery lasts all day.")
+        };
+        let field = ui.add(field.desired_width(f32::INFINITY)).labelled_by(l.id);
+        if field.changed() {
+            // The result belongs to the text it was computed for.
+            self.output = None;
+        }
+        let entered =
+            !decoder && field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         ui.horizontal(|ui| {
             if decoder {
                 let l = ui.label("Max new tokens");
@@ -179,11 +183,11 @@ impl TryIt {
             }
             let label = if decoder { "Complete" } else { "Classify" };
             let busy = self.is_busy();
-            if ui
+            let clicked = ui
                 .add_enabled(!busy, egui::Button::new(label))
                 .on_hover_text("Runs on its own thread; the window stays responsive")
-                .clicked()
-            {
+                .clicked();
+            if clicked || (entered && !busy) {
                 let req = TryRequest {
                     run_dir: run_dir.to_path_buf(),
                     subnet: subnet.map(String::from),
