@@ -606,3 +606,108 @@ fn a_resumed_run_keeps_its_history_and_shows_its_own_settings_read_only() {
     assert_eq!(steps, unique, "steps after the checkpoint drawn twice");
     assert_eq!(h.state().run.global_step, 12);
 }
+
+#[test]
+fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved() {
+    let runs = tempfile::tempdir().unwrap();
+    // First session: train a tiny run, then close the window's state.
+    let app = StudioApp::new(
+        tiny_config([4, 2, 2]),
+        Box::new(ScriptedDialogs::default()),
+        runs.path().to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(600), |a| {
+        a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
+    });
+    let run_dir = h.state().run.run_dir.clone().unwrap();
+    let losses = h.state().run.losses.clone();
+    drop(h);
+
+    // Second session: the Runs tab lists it; opening it brings curves, palette and export back.
+    let out = tempfile::tempdir().unwrap();
+    let mut dialogs = ScriptedDialogs::default();
+    for name in ["exported", "palette.csv", "curves.csv"] {
+        dialogs.answers.push_back(Some(out.path().join(name)));
+    }
+    let app = StudioApp::new(
+        tiny_config([1, 1, 1]),
+        Box::new(dialogs),
+        runs.path().to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Runs").click();
+    h.step();
+    let row = &h.state().runs.rows[0];
+    assert_eq!(row.status, "finished");
+    assert_eq!(row.preset, "ui-test");
+    assert!(row.best.is_some() && row.front_size >= 1, "{row:?}");
+    let name = run_dir.file_name().unwrap().to_string_lossy().to_string();
+    h.get_by_label(&name).click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().run.run_dir.as_deref(), Some(run_dir.as_path()));
+    // The same curves (values read back from metrics.jsonl, equal to JSON's printing precision).
+    let reopened = &h.state().run.losses;
+    assert_eq!(
+        reopened.keys().collect::<Vec<_>>(),
+        losses.keys().collect::<Vec<_>>()
+    );
+    for (role, series) in &losses {
+        assert_eq!(reopened[role].len(), series.len(), "{role}");
+        for (a, b) in reopened[role].iter().zip(series) {
+            assert!(
+                a[0] == b[0] && (a[1] - b[1]).abs() < 1e-12,
+                "{role}: {a:?} vs {b:?}"
+            );
+        }
+    }
+    assert_eq!(h.state().run.palette.len(), 3);
+    assert_eq!(
+        h.state().config.name,
+        "ui-test",
+        "the run's own settings are shown"
+    );
+
+    h.get_by_label("Pareto").click();
+    h.step();
+    h.get_by_label("layers=1,2;heads=6;ffn=768").click();
+    h.step();
+    h.get_by_label("Export selected…").click();
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
+    });
+    assert!(out.path().join("exported/model.safetensors").is_file());
+    h.get_by_label("Save table as CSV…").click();
+    h.step();
+    h.step();
+    let table = mlfs_studio::eval::palette::read_csv(&out.path().join("palette.csv")).unwrap();
+    assert_eq!(table.len(), 3);
+    h.get_by_label("Training").click();
+    h.step();
+    h.get_by_label("Save curves as CSV…").click();
+    h.step();
+    h.step();
+    let curves = std::fs::read_to_string(out.path().join("curves.csv")).unwrap();
+    let mut lines = curves.lines();
+    assert_eq!(lines.next(), Some("chart,series,step,value"));
+    let maxnet_rows = lines.filter(|l| l.starts_with("loss,maxnet,")).count();
+    assert_eq!(maxnet_rows, losses["maxnet"].len());
+
+    // Delete asks first, then moves the folder to the runs folder's trash.
+    h.get_by_label("Runs").click();
+    h.step();
+    h.get_by_label("Delete…").click();
+    for _ in 0..4 {
+        h.step();
+    }
+    h.get_by_label("Move to trash").click();
+    h.step();
+    h.step();
+    assert!(!run_dir.exists());
+    assert!(runs.path().join(".trash").join(&name).is_dir());
+    assert!(h.state().runs.rows.is_empty());
+}

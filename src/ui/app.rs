@@ -9,6 +9,7 @@ use super::log_panel::LogPanel;
 use super::overlays::Overlays;
 use super::pareto_tab::ParetoTab;
 use super::run_view::{RunStatus, RunView};
+use super::runs_browser::RunsBrowser;
 use super::training_tab::TrainingTab;
 use super::try_it::TryIt;
 use super::validation::{field_errors, parse_list, TeacherSummary};
@@ -28,6 +29,8 @@ pub enum Tab {
     Pareto,
     /// A trained subnet on the user's own input.
     TryIt,
+    /// The runs folder: open, compare and delete runs.
+    Runs,
 }
 
 /// Everything the window shows: state shared by several panels, and each panel's own state.
@@ -90,6 +93,8 @@ pub struct StudioApp {
     pub try_it: TryIt,
     /// The log panel's settings.
     pub log: LogPanel,
+    /// The Runs tab.
+    pub runs: RunsBrowser,
 }
 
 /// The space lists as editable text.
@@ -165,8 +170,10 @@ impl StudioApp {
             decoder: DecoderPanel::default(),
             try_it: TryIt::default(),
             log: LogPanel::default(),
+            runs: RunsBrowser::default(),
         };
         app.overlays.scan(&app.runs_root);
+        app.runs.scan(&app.runs_root);
         app.revalidate();
         app
     }
@@ -302,6 +309,21 @@ impl StudioApp {
                 Err(e) => self.notice = Some(format!("{e:#}")),
             },
             DialogPurpose::RunFolder => self.open_run(&path),
+            DialogPurpose::SavePaletteCsv => {
+                let written = crate::eval::palette::write_csv(&path, &self.run.palette);
+                self.notice = Some(match written {
+                    Ok(()) => format!("saved the palette table to {}", path.display()),
+                    Err(e) => format!("{e:#}"),
+                });
+            }
+            DialogPurpose::SaveCurvesCsv => {
+                let text = self.run.curves_csv();
+                let written = crate::util::write_atomic(&path, text.as_bytes());
+                self.notice = Some(match written {
+                    Ok(()) => format!("saved the curves to {}", path.display()),
+                    Err(e) => format!("{e:#}"),
+                });
+            }
             DialogPurpose::TeacherFolder | DialogPurpose::TeacherFile => {
                 self.config.teacher = path;
                 self.reload_teacher();
@@ -437,6 +459,29 @@ impl StudioApp {
                 }
             }
             UiCommand::LoadPreset(p) => self.load_preset(&p),
+            UiCommand::OpenRun(dir) => {
+                self.open_run(&dir);
+                if self.run.run_dir.as_deref() == Some(dir.as_path()) {
+                    self.tab = Tab::Training;
+                }
+            }
+            UiCommand::Overlay(name, shown) => self.overlays.set_shown(&name, shown),
+            UiCommand::DeleteRun(dir) => {
+                self.runs.confirm_delete = None;
+                if self.run.run_dir.as_deref() == Some(dir.as_path()) && self.handle.is_some() {
+                    self.notice = Some("this run is in use: stop it before deleting it".into());
+                    return;
+                }
+                match super::runs_browser::move_to_trash(&dir) {
+                    Ok(to) => {
+                        self.notice = Some(format!("moved {} to {}", dir.display(), to.display()))
+                    }
+                    Err(e) => self.notice = Some(format!("{e:#}")),
+                }
+                self.runs.scan(&self.runs_root);
+                self.overlays.scan(&self.runs_root);
+            }
+            UiCommand::CancelDeleteRun => self.runs.confirm_delete = None,
             UiCommand::OpenRunSettings(dir) => self.open_run_settings(&dir),
             UiCommand::ResumeWithSettings(dir) => self.resume_with_settings(&dir),
             UiCommand::Open(purpose) => self.dialogs.open(purpose),

@@ -28,6 +28,14 @@ pub enum UiCommand {
     OpenRunSettings(PathBuf),
     /// Write the panel's settings into a stopped run's `config.ron`, then resume it.
     ResumeWithSettings(PathBuf),
+    /// Show a run folder (curves, palette, Try it, export), as after `--run`.
+    OpenRun(PathBuf),
+    /// Draw (or stop drawing) a run of the runs folder over the current one's curves.
+    Overlay(String, bool),
+    /// Move a run folder to the runs folder's trash (the user confirmed).
+    DeleteRun(PathBuf),
+    /// Keep the run whose deletion was asked for.
+    CancelDeleteRun,
     /// Replace the configuration with a preset file.
     LoadPreset(PathBuf),
     /// Open a file dialog.

@@ -26,6 +26,10 @@ pub enum DialogPurpose {
     DevFile,
     /// The test data file.
     TestFile,
+    /// Where to save the palette table as CSV.
+    SavePaletteCsv,
+    /// Where to save the training curves as CSV.
+    SaveCurvesCsv,
 }
 
 /// A finished dialog: the chosen path (`None` when cancelled), or why the dialog failed.
@@ -95,6 +99,18 @@ fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
         DialogPurpose::SavePreset => rfd::FileDialog::new()
             .add_filter("RON preset", &ron)
             .set_file_name("preset.ron")
+            .save_file(),
+        DialogPurpose::SavePaletteCsv => rfd::FileDialog::new()
+            .set_title("Save the palette table as CSV")
+            .set_directory(here())
+            .add_filter("CSV", &["csv"])
+            .set_file_name("palette.csv")
+            .save_file(),
+        DialogPurpose::SaveCurvesCsv => rfd::FileDialog::new()
+            .set_title("Save the training curves as CSV")
+            .set_directory(here())
+            .add_filter("CSV", &["csv"])
+            .set_file_name("curves.csv")
             .save_file(),
         DialogPurpose::TrainFile | DialogPurpose::DevFile | DialogPurpose::TestFile => {
             rfd::FileDialog::new().add_filter("Data", &data).pick_file()

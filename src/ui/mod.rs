@@ -19,6 +19,7 @@ pub mod pareto_table;
 pub mod run_actions;
 pub mod run_bar;
 pub mod run_view;
+pub mod runs_browser;
 pub mod training_tab;
 pub mod try_it;
 pub mod validation;
@@ -128,17 +129,24 @@ impl StudioApp {
                     .on_hover_text("Size and latency against accuracy for every subnet");
                 ui.selectable_value(&mut self.tab, Tab::TryIt, "Try it")
                     .on_hover_text("Run a trained subnet on your own input");
+                let runs = ui
+                    .selectable_value(&mut self.tab, Tab::Runs, "Runs")
+                    .on_hover_text("Every run of the runs folder: open, overlay, delete");
+                if runs.clicked() {
+                    // Read the folder when the tab opens, not every frame.
+                    self.runs.scan(&self.runs_root);
+                }
             });
             ui.separator();
             let selection = self.selection.as_deref();
             match self.tab {
-                Tab::Training => self.training.ui(
+                Tab::Training => commands.extend(self.training.ui(
                     ui,
                     &self.run,
                     &mut self.overlays,
                     &self.runs_root,
                     self.config.is_decoder(),
-                ),
+                )),
                 // Decoder runs have no palette: their measurements take the Pareto tab's place.
                 Tab::Pareto if self.config.is_decoder() || !self.run.decoder_entries.is_empty() => {
                     commands.extend(self.decoder.ui(ui, &self.run, selection, &self.export))
@@ -155,6 +163,16 @@ impl StudioApp {
                         decoder,
                         &self.jobs,
                     );
+                }
+                Tab::Runs => {
+                    let overlaid: Vec<String> = self
+                        .overlays
+                        .runs
+                        .iter()
+                        .filter(|r| r.shown)
+                        .map(|r| r.name.clone())
+                        .collect();
+                    commands.extend(self.runs.ui(ui, &self.runs_root, &overlaid));
                 }
             }
         });

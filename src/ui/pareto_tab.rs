@@ -3,6 +3,7 @@
 //! unit and budgets; the selection and the export are the window's (other panels share them).
 
 use super::commands::UiCommand;
+use super::dialogs::DialogPurpose;
 use super::export_state::{self, ExportState};
 use super::palette_view::{cost_of, Cost, PaletteView};
 use super::pareto_chart;
@@ -128,6 +129,14 @@ impl ParetoTab {
         cmd = row.inner.or(cmd);
         export_state::show(ui, export);
         ui.separator();
+        if !run.palette.is_empty()
+            && ui
+                .button("Save table as CSV…")
+                .on_hover_text("Every measured subnet with its costs, accuracies and fronts")
+                .clicked()
+        {
+            cmd = Some(UiCommand::Open(DialogPurpose::SavePaletteCsv));
+        }
         if let Some(c) = pareto_table::show(ui, &view, &mut self.sort, selection) {
             cmd = Some(c);
         }

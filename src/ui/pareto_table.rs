@@ -138,11 +138,16 @@ pub fn show(
                     for &i in &rows {
                         let e = &entries[i];
                         let selected = selection == Some(e.subnet.as_str());
-                        if ui
+                        let name = ui
                             .selectable_label(selected, RichText::new(&e.subnet).monospace())
-                            .on_hover_text(metrics_text(e))
-                            .clicked()
-                        {
+                            .on_hover_text(format!("{}\n(right-click to copy the spec)", metrics_text(e)));
+                        name.context_menu(|ui| {
+                            if ui.button("Copy spec").clicked() {
+                                ui.ctx().copy_text(e.subnet.clone());
+                                ui.close();
+                            }
+                        });
+                        if name.clicked() {
                             cmd = Some(UiCommand::Select(if selected {
                                 None
                             } else {

@@ -362,6 +362,28 @@ impl RunView {
         }
     }
 
+    /// Every curve as CSV rows `chart,series,step,value` (loss, dev accuracy, validation loss,
+    /// learning rate), raw values.
+    pub fn curves_csv(&self) -> String {
+        let mut out = String::from("chart,series,step,value\n");
+        let charts = [
+            ("loss", &self.losses),
+            ("dev_accuracy", &self.dev_accuracy),
+            ("validation_loss", &self.val_loss),
+        ];
+        for (chart, series) in charts {
+            for (name, points) in series {
+                for p in points {
+                    out.push_str(&format!("{chart},{name},{},{}\n", p[0], p[1]));
+                }
+            }
+        }
+        for p in &self.learning_rate {
+            out.push_str(&format!("learning_rate,learning_rate,{},{}\n", p[0], p[1]));
+        }
+        out
+    }
+
     /// Drops every curve point after global step `step` (kept history before a resume).
     pub fn forget_after(&mut self, step: usize) {
         let x = step as f64;

@@ -1,6 +1,8 @@
 //! Training tab: loss curves with stage marks and smoothing, dev accuracy, learning rate.
 
+use super::commands::UiCommand;
 use super::curves::{debiased_ema, downsample};
+use super::dialogs::DialogPurpose;
 use super::overlays::{is_current, Overlays};
 use super::run_view::{stage_name, RunView};
 use egui::{Color32, Ui};
@@ -112,12 +114,21 @@ impl TrainingTab {
         overlays: &mut Overlays,
         runs_root: &Path,
         decoder_config: bool,
-    ) {
+    ) -> Option<UiCommand> {
+        let mut cmd = None;
         ui.horizontal(|ui| {
             let l = ui.label("Smoothing");
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99))
                 .labelled_by(l.id)
                 .on_hover_text("Debiased exponential moving average over the full series; the raw curve is drawn faintly beneath");
+            let has_curves = !run.losses.is_empty();
+            if ui
+                .add_enabled(has_curves, egui::Button::new("Save curves as CSV…"))
+                .on_hover_text("Every curve's raw values: chart, series, step, value")
+                .clicked()
+            {
+                cmd = Some(UiCommand::Open(DialogPurpose::SaveCurvesCsv));
+            }
         });
         let smoothing = self.smoothing;
         let current = run.run_dir.as_deref();
@@ -181,7 +192,7 @@ impl TrainingTab {
                     learning_rate_chart(ui, run, lower)
                 });
             });
-            return;
+            return cmd;
         }
         ui.columns(2, |cols| {
             {
@@ -222,6 +233,7 @@ impl TrainingTab {
             }
             learning_rate_chart(&mut cols[1], run, height - loss_h - 20.0);
         });
+        cmd
     }
 }
 
