@@ -30,7 +30,7 @@ pub fn sum_all_parallel(t: &Tensor) -> Result<Tensor> {
     // The most rows (at most 4096) that split the elements evenly into rows of ≥ MIN_ROW.
     let rows = (1..=4096.min(n / MIN_ROW))
         .rev()
-        .find(|r| n % r == 0)
+        .find(|&r| n.is_multiple_of(r))
         .unwrap_or(1);
     t.flatten_all()?
         .reshape((rows, n / rows))?
