@@ -265,6 +265,22 @@ fn presets_load_and_invalid_values_name_the_field() {
         0.0
     );
     RunConfig::load(&presets.join("sentiment-quick.ron")).unwrap();
+    // The rank ablation: sentiment-full but for the rank (and alpha = 2r) and the name.
+    for rank in [2, 4, 8, 16] {
+        let mut ablation =
+            RunConfig::load(&presets.join(format!("ablation-rank-{rank}.ron"))).unwrap();
+        assert_eq!(
+            (ablation.rank, ablation.lora_alpha),
+            (rank, 2.0 * rank as f64)
+        );
+        ablation.rank = full.rank;
+        ablation.lora_alpha = full.lora_alpha;
+        ablation.name = full.name.clone();
+        assert_eq!(
+            ablation, full,
+            "ablation-rank-{rank} differs in more than the rank"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.ron");

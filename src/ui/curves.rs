@@ -33,6 +33,20 @@ pub fn downsample(points: &[[f64; 2]], bins: usize) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// The colour of the `i`-th compared run (never the current run's blues and greens).
+pub fn overlay_colour(i: usize) -> egui::Color32 {
+    use egui::Color32;
+    const COLOURS: [Color32; 6] = [
+        Color32::from_rgb(171, 71, 188),
+        Color32::from_rgb(0, 172, 193),
+        Color32::from_rgb(255, 112, 67),
+        Color32::from_rgb(124, 179, 66),
+        Color32::from_rgb(141, 110, 99),
+        Color32::from_rgb(236, 64, 122),
+    ];
+    COLOURS[i % COLOURS.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

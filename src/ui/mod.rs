@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod commands;
+pub mod config_diff;
 pub mod config_panel;
 pub mod curves;
 pub mod decoder_panel;
@@ -152,7 +153,16 @@ impl StudioApp {
                     commands.extend(self.decoder.ui(ui, &self.run, selection, &self.export))
                 }
                 Tab::Pareto => {
-                    commands.extend(self.pareto.ui(ui, &self.run, selection, &self.export))
+                    // Runs ticked for comparison (Training or Runs tab) draw their fronts too.
+                    let current = self.run.run_dir.as_deref();
+                    let compared: Vec<(&str, &[crate::train::protocol::PaletteEntry])> = self
+                        .overlays
+                        .shown(current)
+                        .filter(|(_, v)| !v.palette.is_empty())
+                        .map(|(name, v)| (name, v.palette.as_slice()))
+                        .collect();
+                    let shown = (selection, &self.export);
+                    commands.extend(self.pareto.ui(ui, &self.run, shown.0, shown.1, &compared))
                 }
                 Tab::TryIt => {
                     let decoder = self.config.is_decoder() || !self.run.val_loss.is_empty();

@@ -2,18 +2,54 @@
 //! dominated points dimmed, over-budget points grey, the best within budget and the selection
 //! marked; hovering a point shows its measurements, clicking it selects it.
 
-use super::palette_view::{metrics_text, Cost, PaletteView};
+use super::curves::overlay_colour;
+use super::palette_view::{cost_of, metrics_text, Cost, PaletteView};
+use crate::eval::pareto::pareto_front;
+use crate::train::protocol::PaletteEntry;
 use egui::{Color32, Ui};
 use egui_plot::{Legend, Line, MarkerShape, Plot, PlotPoint, Points};
 
-/// Draws one chart of `view` on the `cost` axis; returns the subnet clicked, if any.
+/// Another run's palette drawn for comparison: its name and measured subnets.
+pub type ComparedPalette<'a> = (&'a str, &'a [PaletteEntry]);
+
+/// The staircase through front points sorted by cost (the front's step line).
+fn stairs(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    let mut out = Vec::with_capacity(points.len() * 2);
+    for (k, p) in points.iter().enumerate() {
+        if k > 0 {
+            out.push([p[0], points[k - 1][1]]);
+        }
+        out.push(*p);
+    }
+    out
+}
+
+/// Another run's front on this chart's axes, sorted by cost.
+fn compared_front(entries: &[PaletteEntry], cost: Cost, in_mb: bool) -> Vec<[f64; 2]> {
+    let points: Vec<(f64, f64)> = entries
+        .iter()
+        .map(|e| (cost_of(e, cost, in_mb), e.dev_accuracy))
+        .collect();
+    let on = pareto_front(&points);
+    let mut front: Vec<[f64; 2]> = points
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(p, _)| [p.0, p.1])
+        .collect();
+    front.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    front
+}
+
+/// Draws one chart of `view` on the `cost` axis, with the fronts of `compared` runs dashed in
+/// their own colours; returns the subnet clicked, if any.
 pub fn show(
     ui: &mut Ui,
     view: &PaletteView<'_>,
     cost: Cost,
     selection: Option<&str>,
-    width: f32,
-    height: f32,
+    (width, height): (f32, f32),
+    compared: &[ComparedPalette<'_>],
 ) -> Option<String> {
     let entries = view.entries;
     let front = view.front(cost);
@@ -72,22 +108,42 @@ pub fn show(
             None
         })
         .show(ui, |plot_ui| {
-            let stairs: Vec<[f64; 2]> = front_idx
-                .iter()
-                .enumerate()
-                .flat_map(|(k, &i)| {
-                    let p = xy(i);
-                    let mut v = Vec::new();
-                    if k > 0 {
-                        v.push([p[0], xy(front_idx[k - 1])[1]]);
-                    }
-                    v.push(p);
-                    v
-                })
-                .collect();
+            for (k, (name, others)) in compared.iter().enumerate() {
+                let front = compared_front(others, cost, view.in_mb);
+                let colour = overlay_colour(k);
+                plot_ui.line(
+                    Line::new(format!("{name} front"), stairs(&front))
+                        .color(colour)
+                        .style(egui_plot::LineStyle::dashed_loose())
+                        .width(1.5)
+                        .allow_band(false),
+                );
+                plot_ui.points(
+                    Points::new(format!("{name} front"), front)
+                        .shape(MarkerShape::Square)
+                        .radius(3.5)
+                        .color(colour),
+                );
+            }
+            if cost == Cost::Latency {
+                // Median to p90 of every subnet: how steady its latency is.
+                for e in entries {
+                    let y = e.dev_accuracy;
+                    plot_ui.line(
+                        Line::new(
+                            "latency median–p90",
+                            vec![[e.latency_ms_median, y], [e.latency_ms_p90, y]],
+                        )
+                        .color(Color32::from_rgba_unmultiplied(150, 150, 150, 160))
+                        .width(1.0)
+                        .allow_band(false),
+                    );
+                }
+            }
+            let front_points: Vec<[f64; 2]> = front_idx.iter().map(|&i| xy(i)).collect();
             plot_ui.line(
                 // No band aggregation: the stairs' vertical segments share an x and would be filled.
-                Line::new("Pareto front", stairs)
+                Line::new("Pareto front", stairs(&front_points))
                     .color(Color32::from_rgb(66, 133, 244))
                     .width(2.0)
                     .allow_band(false),

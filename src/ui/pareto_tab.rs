@@ -47,6 +47,7 @@ impl ParetoTab {
         run: &RunView,
         selection: Option<&str>,
         export: &ExportState,
+        compared: &[pareto_chart::ComparedPalette<'_>],
     ) -> Option<UiCommand> {
         let mut cmd = None;
         ui.horizontal(|ui| {
@@ -99,7 +100,9 @@ impl ParetoTab {
             let height = (ui.available_height() * 0.5).max(220.0);
             ui.horizontal(|ui| {
                 for cost in [Cost::Size, Cost::Latency] {
-                    if let Some(s) = pareto_chart::show(ui, &view, cost, selection, width, height) {
+                    let size = (width, height);
+                    if let Some(s) = pareto_chart::show(ui, &view, cost, selection, size, compared)
+                    {
                         cmd = Some(UiCommand::Select(Some(s)));
                     }
                 }

@@ -135,6 +135,8 @@ pub struct RunsBrowser {
     pub ascending: bool,
     /// The run whose deletion waits for the user's confirmation.
     pub confirm_delete: Option<PathBuf>,
+    /// Up to two runs ticked for the side-by-side settings diff.
+    pub diff: Vec<PathBuf>,
 }
 
 impl RunsBrowser {
@@ -229,6 +231,7 @@ impl RunsBrowser {
                             }
                         }
                         ui.label("Overlay");
+                        ui.label("Diff");
                         ui.label("");
                         ui.end_row();
                         for row in &self.rows {
@@ -259,6 +262,20 @@ impl RunsBrowser {
                             if overlay.changed() {
                                 cmd = Some(UiCommand::Overlay(row.name.clone(), shown));
                             }
+                            let mut ticked = self.diff.contains(&row.dir);
+                            let diff = ui
+                                .checkbox(&mut ticked, "")
+                                .on_hover_text("Tick two runs to compare their settings");
+                            if diff.changed() {
+                                self.diff.retain(|d| d != &row.dir);
+                                if ticked {
+                                    self.diff.push(row.dir.clone());
+                                    // The two most recently ticked.
+                                    if self.diff.len() > 2 {
+                                        self.diff.remove(0);
+                                    }
+                                }
+                            }
                             if ui
                                 .button("Delete…")
                                 .on_hover_text("Move this run folder to the runs folder's .trash (asks first)")
@@ -270,11 +287,55 @@ impl RunsBrowser {
                         }
                     });
             });
+        if let [a, b] = self.diff.as_slice() {
+            settings_diff(ui, a, b);
+        }
         if let Some(dir) = self.confirm_delete.clone() {
             cmd = confirm_delete(ui, &dir).or(cmd);
         }
         cmd
     }
+}
+
+/// The settings two runs differ in, side by side.
+fn settings_diff(ui: &mut Ui, a: &Path, b: &Path) {
+    use crate::train::config::RunConfig;
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    ui.separator();
+    ui.strong(format!("Settings: {} against {}", name(a), name(b)));
+    let (ca, cb) = match (
+        RunConfig::load(&a.join("config.ron")),
+        RunConfig::load(&b.join("config.ron")),
+    ) {
+        (Ok(ca), Ok(cb)) => (ca, cb),
+        (Err(e), _) | (_, Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, format!("{e:#}"));
+            return;
+        }
+    };
+    let diff = super::config_diff::config_diff(&ca, &cb);
+    if diff.is_empty() {
+        ui.label("Same settings.");
+        return;
+    }
+    egui::Grid::new("settings-diff")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("setting");
+            ui.strong(name(a));
+            ui.strong(name(b));
+            ui.end_row();
+            for (setting, va, vb) in diff {
+                ui.monospace(setting);
+                ui.monospace(va);
+                ui.monospace(vb);
+                ui.end_row();
+            }
+        });
 }
 
 /// Asks before a run folder goes to the trash.

@@ -1,7 +1,7 @@
 //! Training tab: loss curves with stage marks and smoothing, dev accuracy, learning rate.
 
 use super::commands::UiCommand;
-use super::curves::{debiased_ema, downsample};
+use super::curves::{debiased_ema, downsample, overlay_colour};
 use super::dialogs::DialogPurpose;
 use super::overlays::{is_current, Overlays};
 use super::run_view::{stage_name, RunView};
@@ -29,19 +29,6 @@ fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView) {
                 .width(1.0),
         );
     }
-}
-
-/// Colour of the i-th overlaid run (distinct from the role colours).
-fn overlay_colour(i: usize) -> Color32 {
-    const COLOURS: [Color32; 6] = [
-        Color32::from_rgb(171, 71, 188),
-        Color32::from_rgb(0, 172, 193),
-        Color32::from_rgb(255, 112, 67),
-        Color32::from_rgb(124, 179, 66),
-        Color32::from_rgb(141, 110, 99),
-        Color32::from_rgb(236, 64, 122),
-    ];
-    COLOURS[i % COLOURS.len()]
 }
 
 /// The "Compare runs" row: one labelled checkbox per run folder, and a refresh button.
