@@ -33,6 +33,32 @@ pub fn downsample(points: &[[f64; 2]], bins: usize) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// The point of a series (sorted by x) nearest to `x`.
+pub fn nearest(points: &[[f64; 2]], x: f64) -> Option<[f64; 2]> {
+    let i = points.partition_point(|p| p[0] < x);
+    let candidates = [i.checked_sub(1), Some(i)];
+    candidates
+        .into_iter()
+        .flatten()
+        .filter_map(|k| points.get(k).copied())
+        .min_by(|a, b| (a[0] - x).abs().total_cmp(&(b[0] - x).abs()))
+}
+
+/// The hover text of a curve chart at step `x`: the step, then each series' raw and smoothed
+/// value at its point nearest to that step.
+pub fn hover_text(x: f64, series: &[(String, &[[f64; 2]], Vec<[f64; 2]>)]) -> String {
+    let mut text = String::new();
+    for (name, raw, smooth) in series {
+        if let (Some(r), Some(s)) = (nearest(raw, x), nearest(smooth, x)) {
+            if text.is_empty() {
+                text = format!("step {}", r[0]);
+            }
+            text.push_str(&format!("\n{name}: {:.4} raw, {:.4} smoothed", r[1], s[1]));
+        }
+    }
+    text
+}
+
 /// The colour of the `i`-th compared run (never the current run's blues and greens).
 pub fn overlay_colour(i: usize) -> egui::Color32 {
     use egui::Color32;
@@ -72,5 +98,18 @@ mod tests {
         assert!(d.len() <= 250);
         assert!(d.iter().all(|p| (p[1] - 0.5).abs() < 0.01));
         assert_eq!(downsample(&pts[..5], 250).len(), 5);
+    }
+
+    #[test]
+    fn hover_reads_the_nearest_point_of_each_series() {
+        let raw = [[1.0, 0.9], [2.0, 0.7], [10.0, 0.5]];
+        assert_eq!(nearest(&raw, 1.4), Some([1.0, 0.9]));
+        assert_eq!(nearest(&raw, 7.0), Some([10.0, 0.5]));
+        assert_eq!(nearest(&raw, 50.0), Some([10.0, 0.5]));
+        assert_eq!(nearest(&[], 1.0), None);
+        let smooth = debiased_ema(&raw, 0.5);
+        let text = hover_text(2.2, &[("maxnet".into(), &raw, smooth.clone())]);
+        let expected = format!("step 2\nmaxnet: 0.7000 raw, {:.4} smoothed", smooth[1][1]);
+        assert_eq!(text, expected);
     }
 }

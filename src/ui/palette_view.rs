@@ -43,6 +43,8 @@ pub struct PaletteView<'a> {
     pub entries: &'a [PaletteEntry],
     /// Size axis in MB (else millions of parameters).
     pub in_mb: bool,
+    /// The latency axis on a log scale (the chart plots log10 of the latency).
+    pub log_latency: bool,
     /// Whether each subnet fits the budget (all do when none is set).
     pub fits: Vec<bool>,
     /// Front on (size axis, dev accuracy) among the fitting subnets.
@@ -82,6 +84,7 @@ impl<'a> PaletteView<'a> {
         Self {
             entries,
             in_mb,
+            log_latency: false,
             fits,
             size_front,
             latency_front,
@@ -100,7 +103,18 @@ impl<'a> PaletteView<'a> {
     /// Where subnet `i` sits on a chart: (cost, dev accuracy).
     pub fn xy(&self, i: usize, cost: Cost) -> [f64; 2] {
         let e = &self.entries[i];
-        [cost_of(e, cost, self.in_mb), e.dev_accuracy]
+        [
+            self.axis_x(cost, cost_of(e, cost, self.in_mb)),
+            e.dev_accuracy,
+        ]
+    }
+
+    /// Where a cost value sits on its chart's x axis (log10 on a log latency axis).
+    pub fn axis_x(&self, cost: Cost, value: f64) -> f64 {
+        match cost {
+            Cost::Latency if self.log_latency => value.log10(),
+            _ => value,
+        }
     }
 }
 

@@ -78,7 +78,13 @@ pub fn show(
         hi + 0.01
     };
     let (front_hover, dominated_hover, infeasible_hover) = (&front_idx, &dominated, &infeasible);
-    let response = Plot::new(id)
+    let log_axis = cost == Cost::Latency && view.log_latency;
+    let mut plot = Plot::new(id);
+    if log_axis {
+        // The axis holds log10 of the latency: label it in milliseconds.
+        plot = plot.x_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
+    }
+    let response = plot
         .include_y(headroom)
         .width(width)
         .height(height)
@@ -109,7 +115,10 @@ pub fn show(
         })
         .show(ui, |plot_ui| {
             for (k, (name, others)) in compared.iter().enumerate() {
-                let front = compared_front(others, cost, view.in_mb);
+                let mut front = compared_front(others, cost, view.in_mb);
+                for p in &mut front {
+                    p[0] = view.axis_x(cost, p[0]);
+                }
                 let colour = overlay_colour(k);
                 plot_ui.line(
                     Line::new(format!("{name} front"), stairs(&front))
@@ -132,7 +141,10 @@ pub fn show(
                     plot_ui.line(
                         Line::new(
                             "latency median–p90",
-                            vec![[e.latency_ms_median, y], [e.latency_ms_p90, y]],
+                            vec![
+                                [view.axis_x(cost, e.latency_ms_median), y],
+                                [view.axis_x(cost, e.latency_ms_p90), y],
+                            ],
                         )
                         .color(Color32::from_rgba_unmultiplied(150, 150, 150, 160))
                         .width(1.0)

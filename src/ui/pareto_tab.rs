@@ -23,6 +23,8 @@ pub struct ParetoTab {
     pub size_in_mb: bool,
     /// Latency and size limits: subnets over them are greyed out and off the fronts.
     pub budget: CostBudget,
+    /// The latency chart's x axis on a log scale.
+    pub log_latency: bool,
 }
 
 /// A budget checkbox with its limit field.
@@ -87,7 +89,12 @@ impl ParetoTab {
                 "Grey out subnets larger than this (in the size axis's unit) and mark the best one within budget",
             );
         });
-        let view = PaletteView::new(&run.palette, self.size_in_mb, &self.budget);
+        ui.checkbox(&mut self.log_latency, "Log latency axis")
+            .on_hover_text(
+            "Latency on a logarithmic axis: subnets an order of magnitude apart both stay readable",
+        );
+        let mut view = PaletteView::new(&run.palette, self.size_in_mb, &self.budget);
+        view.log_latency = self.log_latency;
         if run.palette.is_empty() {
             let why = if run.status == RunStatus::MeasuringPalette {
                 "Measuring the palette — points appear as each subnet is measured."

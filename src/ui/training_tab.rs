@@ -1,7 +1,7 @@
 //! Training tab: loss curves with stage marks and smoothing, dev accuracy, learning rate.
 
 use super::commands::UiCommand;
-use super::curves::{debiased_ema, downsample, overlay_colour};
+use super::curves::{debiased_ema, downsample, hover_text, overlay_colour};
 use super::dialogs::DialogPurpose;
 use super::overlays::{is_current, Overlays};
 use super::run_view::{stage_name, RunView};
@@ -18,6 +18,18 @@ fn role_colour(role: &str) -> Color32 {
         "minnet" => Color32::from_rgb(234, 67, 53),
         "random subnets" | "medium-1" => Color32::from_rgb(251, 188, 5),
         _ => Color32::from_rgb(52, 168, 83),
+    }
+}
+
+/// How a compared run's role is drawn (its colour is the run's): maxnet long dashes, minnet
+/// dots, the others short dashes.
+fn role_dash(series_name: &str) -> egui_plot::LineStyle {
+    if series_name.ends_with("maxnet") {
+        egui_plot::LineStyle::dashed_loose()
+    } else if series_name.ends_with("minnet") {
+        egui_plot::LineStyle::dotted_dense()
+    } else {
+        egui_plot::LineStyle::dashed_dense()
     }
 }
 
@@ -41,40 +53,46 @@ fn compare_controls(
     egui::CollapsingHeader::new("Compare runs")
         .default_open(!overlays.runs.is_empty())
         .show(ui, |ui| {
-            ui.horizontal_wrapped(|ui| {
-                if ui
-                    .small_button("Refresh runs")
-                    .on_hover_text(format!("List the runs in {}", runs_root.display()))
-                    .clicked()
-                {
-                    overlays.scan(runs_root);
-                }
-                let mut toggles = Vec::new();
-                for run in &overlays.runs {
-                    // The current run is always drawn: no checkbox for it.
-                    if is_current(&run.dir, current) {
-                        continue;
-                    }
-                    let mut shown = run.shown;
-                    let tip = match &run.view {
-                        Some(Err(e)) => e.clone(),
-                        _ => format!("Draw {} over the current curves", run.dir.display()),
-                    };
-                    if ui
-                        .checkbox(&mut shown, &run.name)
-                        .on_hover_text(tip)
-                        .changed()
-                    {
-                        toggles.push((run.name.clone(), shown));
-                    }
-                }
-                for (name, shown) in toggles {
-                    overlays.set_shown(&name, shown);
-                }
-                if overlays.runs.is_empty() {
-                    ui.weak("No finished runs yet in the runs folder.");
-                }
-            });
+            // Many runs scroll in a short strip instead of pushing the charts down.
+            egui::ScrollArea::vertical()
+                .max_height(64.0)
+                .id_salt("compare-runs")
+                .show(ui, |ui| {
+                    ui.horizontal_wrapped(|ui| {
+                        if ui
+                            .small_button("Refresh runs")
+                            .on_hover_text(format!("List the runs in {}", runs_root.display()))
+                            .clicked()
+                        {
+                            overlays.scan(runs_root);
+                        }
+                        let mut toggles = Vec::new();
+                        for run in &overlays.runs {
+                            // The current run is always drawn: no checkbox for it.
+                            if is_current(&run.dir, current) {
+                                continue;
+                            }
+                            let mut shown = run.shown;
+                            let tip = match &run.view {
+                                Some(Err(e)) => e.clone(),
+                                _ => format!("Draw {} over the current curves", run.dir.display()),
+                            };
+                            if ui
+                                .checkbox(&mut shown, &run.name)
+                                .on_hover_text(tip)
+                                .changed()
+                            {
+                                toggles.push((run.name.clone(), shown));
+                            }
+                        }
+                        for (name, shown) in toggles {
+                            overlays.set_shown(&name, shown);
+                        }
+                        if overlays.runs.is_empty() {
+                            ui.weak("No finished runs yet in the runs folder.");
+                        }
+                    });
+                });
         });
 }
 
@@ -83,11 +101,28 @@ fn compare_controls(
 pub struct TrainingTab {
     /// Weight of the debiased exponential moving average (0 = raw curve).
     pub smoothing: f64,
+    /// The training-loss axis on a log scale.
+    pub log_loss: bool,
 }
 
 impl Default for TrainingTab {
     fn default() -> Self {
-        Self { smoothing: 0.6 }
+        Self {
+            smoothing: 0.6,
+            log_loss: false,
+        }
+    }
+}
+
+/// A series as drawn: log10 of the values on a log axis (values ≤ 0 have no place there).
+fn on_axis(points: Vec<[f64; 2]>, log: bool) -> Vec<[f64; 2]> {
+    match log {
+        true => points
+            .into_iter()
+            .filter(|p| p[1] > 0.0)
+            .map(|p| [p[0], p[1].log10()])
+            .collect(),
+        false => points,
     }
 }
 
@@ -108,6 +143,8 @@ impl TrainingTab {
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99))
                 .labelled_by(l.id)
                 .on_hover_text("Debiased exponential moving average over the full series; the raw curve is drawn faintly beneath");
+            ui.checkbox(&mut self.log_loss, "Log loss axis")
+                .on_hover_text("Training loss on a logarithmic axis (late, small improvements stay visible)");
             let has_curves = !run.losses.is_empty();
             if ui
                 .add_enabled(has_curves, egui::Button::new("Save curves as CSV…"))
@@ -133,40 +170,70 @@ impl TrainingTab {
             || overlays.iter().any(|(_, v)| !v.val_loss.is_empty());
         // Decoder runs are compared on validation loss: its chart gets as much height as training loss.
         let loss_h = height * if decoder { 0.45 } else { 0.55 };
-        Plot::new("loss-curves")
+        if run.losses.is_empty() && overlays.is_empty() {
+            // No empty −0.5…0.5 axes: the message above says what will appear.
+            return cmd;
+        }
+        // Every series in full resolution, raw and smoothed: drawn binned, read on hover.
+        let mut series: Vec<(String, &[[f64; 2]], Vec<[f64; 2]>)> = run
+            .losses
+            .iter()
+            .map(|(role, s)| (role.clone(), s.as_slice(), debiased_ema(s, smoothing)))
+            .collect();
+        for (name, view) in &overlays {
+            for (role, s) in &view.losses {
+                let smooth = debiased_ema(s, smoothing);
+                series.push((format!("{name} · {role}"), s.as_slice(), smooth));
+            }
+        }
+        // A legend of a handful of entries; with many compared runs the list above names them.
+        let legend =
+            (series.len() <= 8).then(|| Legend::default().position(egui_plot::Corner::RightTop));
+        let mut plot = Plot::new("loss-curves")
             .height(loss_h)
-            .legend(Legend::default())
             .x_axis_label("step")
             .y_axis_label("training loss")
-            .show(ui, |plot_ui| {
-                stage_lines(plot_ui, run);
-                for (role, series) in &run.losses {
-                    let colour = role_colour(role);
-                    let raw = downsample(series, DISPLAY_BINS);
-                    plot_ui.line(
-                        Line::new(format!("{role} (raw)"), raw).color(colour.gamma_multiply(0.25)),
-                    );
-                    let smooth = downsample(&debiased_ema(series, smoothing), DISPLAY_BINS);
-                    let last = series.last().map_or(0.0, |p| p[1]);
-                    plot_ui.line(
-                        Line::new(format!("{role}: {last:.4}"), smooth)
-                            .color(colour)
-                            .width(2.0),
-                    );
-                }
-                for (i, (name, view)) in overlays.iter().enumerate() {
-                    for (role, series) in &view.losses {
-                        let smooth = downsample(&debiased_ema(series, smoothing), DISPLAY_BINS);
-                        let last = series.last().map_or(0.0, |p| p[1]);
-                        plot_ui.line(
-                            Line::new(format!("{name} · {role}: {last:.4}"), smooth)
-                                .color(overlay_colour(i))
-                                .style(egui_plot::LineStyle::dashed_loose())
-                                .width(1.5),
-                        );
-                    }
-                }
+            .label_formatter(|hover| {
+                let x = match hover {
+                    egui_plot::HoverPosition::NearDataPoint { position, .. }
+                    | egui_plot::HoverPosition::Elsewhere { position } => position.x,
+                };
+                Some(hover_text(x, &series))
             });
+        if let Some(l) = legend {
+            plot = plot.legend(l);
+        }
+        let log = self.log_loss;
+        if log {
+            plot = plot.y_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
+        }
+        plot.show(ui, |plot_ui| {
+            stage_lines(plot_ui, run);
+            let current = run.losses.len();
+            for (k, (name, raw, smooth)) in series.iter().enumerate() {
+                let last = smooth.last().map_or(0.0, |p| p[1]);
+                let label = format!("{name}: {last:.4}");
+                let smooth = on_axis(downsample(smooth, DISPLAY_BINS), log);
+                if k < current {
+                    let colour = role_colour(name);
+                    let raw = on_axis(downsample(raw, DISPLAY_BINS), log);
+                    plot_ui.line(Line::new(label.clone(), raw).color(colour.gamma_multiply(0.25)));
+                    plot_ui.line(Line::new(label, smooth).color(colour).width(2.0));
+                } else {
+                    // A compared run: its colour; its roles told apart by the dash.
+                    let run_index = overlays
+                        .iter()
+                        .position(|(n, _)| name.starts_with(n.as_str()))
+                        .unwrap_or(0);
+                    plot_ui.line(
+                        Line::new(label, smooth)
+                            .color(overlay_colour(run_index))
+                            .style(role_dash(name))
+                            .width(1.5),
+                    );
+                }
+            }
+        });
         let lower = height - loss_h - 20.0;
         if decoder {
             // The validation chart is the comparison: it gets two thirds of the width.
@@ -198,21 +265,34 @@ impl TrainingTab {
                                     .color(Color32::DARK_GRAY),
                             );
                         }
+                        // Evaluations are sparse: a marker on each, so a single one shows.
                         for (role, series) in &run.dev_accuracy {
                             let last = series.last().map_or(0.0, |p| p[1]);
+                            let label = format!("{role}: {last:.3}");
                             plot_ui.line(
-                                Line::new(format!("{role}: {last:.3}"), series.clone())
+                                Line::new(label.clone(), series.clone())
                                     .color(role_colour(role))
                                     .width(2.0),
+                            );
+                            plot_ui.points(
+                                egui_plot::Points::new(label, series.clone())
+                                    .color(role_colour(role))
+                                    .radius(3.0),
                             );
                         }
                         for (i, (name, view)) in overlays.iter().enumerate() {
                             for (role, series) in &view.dev_accuracy {
+                                let label = format!("{name} · {role}");
                                 plot_ui.line(
-                                    Line::new(format!("{name} · {role}"), series.clone())
+                                    Line::new(label.clone(), series.clone())
                                         .color(overlay_colour(i))
-                                        .style(egui_plot::LineStyle::dashed_loose())
+                                        .style(role_dash(role))
                                         .width(1.5),
+                                );
+                                plot_ui.points(
+                                    egui_plot::Points::new(label, series.clone())
+                                        .color(overlay_colour(i))
+                                        .radius(2.0),
                                 );
                             }
                         }
@@ -285,6 +365,8 @@ fn learning_rate_chart(ui: &mut Ui, run: &RunView, height: f32) {
         .height(height)
         .x_axis_label("step")
         .y_axis_label("learning rate")
+        // Rates like 0.002 need more than the default's few decimals.
+        .y_axis_formatter(|mark, _| format!("{:.1e}", mark.value))
         .show(ui, |plot_ui| {
             stage_lines(plot_ui, run);
             plot_ui.line(
