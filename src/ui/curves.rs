@@ -44,9 +44,12 @@ pub fn nearest(points: &[[f64; 2]], x: f64) -> Option<[f64; 2]> {
         .min_by(|a, b| (a[0] - x).abs().total_cmp(&(b[0] - x).abs()))
 }
 
+/// One curve as the loss chart holds it: its name, raw points and smoothed points.
+pub type NamedCurve<'a> = (String, &'a [[f64; 2]], Vec<[f64; 2]>);
+
 /// The hover text of a curve chart at step `x`: the step, then each series' raw and smoothed
 /// value at its point nearest to that step.
-pub fn hover_text(x: f64, series: &[(String, &[[f64; 2]], Vec<[f64; 2]>)]) -> String {
+pub fn hover_text(x: f64, series: &[NamedCurve<'_>]) -> String {
     let mut text = String::new();
     for (name, raw, smooth) in series {
         if let (Some(r), Some(s)) = (nearest(raw, x), nearest(smooth, x)) {

@@ -1,7 +1,7 @@
 //! Training tab: loss curves with stage marks and smoothing, dev accuracy, learning rate.
 
 use super::commands::UiCommand;
-use super::curves::{debiased_ema, downsample, hover_text, overlay_colour};
+use super::curves::{debiased_ema, downsample, hover_text, overlay_colour, NamedCurve};
 use super::dialogs::DialogPurpose;
 use super::overlays::{is_current, Overlays};
 use super::run_view::{stage_name, RunView};
@@ -175,7 +175,7 @@ impl TrainingTab {
             return cmd;
         }
         // Every series in full resolution, raw and smoothed: drawn binned, read on hover.
-        let mut series: Vec<(String, &[[f64; 2]], Vec<[f64; 2]>)> = run
+        let mut series: Vec<NamedCurve<'_>> = run
             .losses
             .iter()
             .map(|(role, s)| (role.clone(), s.as_slice(), debiased_ema(s, smoothing)))
