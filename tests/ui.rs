@@ -629,7 +629,13 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     // Second session: the Runs tab lists it; opening it brings curves, palette and export back.
     let out = tempfile::tempdir().unwrap();
     let mut dialogs = ScriptedDialogs::default();
-    for name in ["exported", "palette.csv", "curves.csv"] {
+    for name in [
+        "exported",
+        "palette.csv",
+        "curves.csv",
+        "pareto.png",
+        "pareto",
+    ] {
         dialogs.answers.push_back(Some(out.path().join(name)));
     }
     let app = StudioApp::new(
@@ -696,6 +702,27 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     assert_eq!(lines.next(), Some("chart,series,step,value"));
     let maxnet_rows = lines.filter(|l| l.starts_with("loss,maxnet,")).count();
     assert_eq!(maxnet_rows, losses["maxnet"].len());
+
+    // The size chart as PNG and SVG (a name without extension gets one).
+    h.get_by_label("Pareto").click();
+    h.step();
+    h.get_by_label("Save chart as PNG…").click();
+    h.step();
+    h.step();
+    h.get_by_label("Save chart as SVG…").click();
+    h.step();
+    h.step();
+    let png = std::fs::read(out.path().join("pareto.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&png[12..16], b"IHDR");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (960, 600));
+    assert_eq!(&png[png.len() - 8..png.len() - 4], b"IEND", "truncated PNG");
+    let svg = std::fs::read_to_string(out.path().join("pareto.svg")).unwrap();
+    assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains(&name), "the run is not named in the SVG");
+    assert!(svg.contains("parameters (M)") && svg.contains("dev accuracy"));
 
     // Delete asks first, then moves the folder to the runs folder's trash.
     h.get_by_label("Runs").click();

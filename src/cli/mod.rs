@@ -150,6 +150,21 @@ pub enum Command {
         #[arg(long, default_value_t = 32)]
         blocks: usize,
     },
+    /// Draw the Pareto fronts of one or more runs' palettes into a PNG or SVG file
+    Figure {
+        /// A run folder with a palette.csv (repeat to compare runs; each is named by its folder)
+        #[arg(long = "run", required = true)]
+        runs: Vec<PathBuf>,
+        /// The x axis: params, size or latency
+        #[arg(long, default_value = "params")]
+        cost: String,
+        /// The figure: .png or .svg
+        #[arg(long)]
+        out: PathBuf,
+        /// The figure's title
+        #[arg(long, default_value = "Pareto fronts")]
+        title: String,
+    },
     /// Write a Llama teacher of a named shape with random weights (for timing runs).
     RandomLlama {
         /// smollm2-135m or smollm2-1.7b.
@@ -227,6 +242,12 @@ pub fn main_entry() -> Result<()> {
         Some(Command::Predict { model, texts_file }) => {
             export::predict(&model, &texts_file, &device_of(placement)?)
         }
+        Some(Command::Figure {
+            runs,
+            cost,
+            out,
+            title,
+        }) => figure(&runs, &cost, &out, &title),
         Some(Command::RandomLlama {
             shape,
             tokenizer,
@@ -275,4 +296,30 @@ pub(crate) fn print_warnings(warnings: &[String]) {
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
+}
+
+/// `figure`: the runs' palettes, each named by its folder, drawn into one file.
+fn figure(runs: &[PathBuf], cost: &str, out: &std::path::Path, title: &str) -> Result<()> {
+    use crate::eval::figure::{pareto_figure, FigureCost, FigureSeries};
+    let cost = FigureCost::parse(cost)?;
+    let palettes = runs
+        .iter()
+        .map(|dir| {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| dir.display().to_string());
+            Ok((
+                name,
+                crate::eval::palette::read_csv(&dir.join("palette.csv"))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let series: Vec<FigureSeries<'_>> = palettes
+        .iter()
+        .map(|(name, entries)| FigureSeries { name, entries })
+        .collect();
+    pareto_figure(out, &series, cost, title)?;
+    println!("wrote {}", out.display());
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! and budget rules. Each takes a task (model + data), not a run.
 
 pub mod decoder;
+pub mod figure;
 pub mod latency;
 pub mod palette;
 pub mod pareto;

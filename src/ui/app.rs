@@ -316,6 +316,13 @@ impl StudioApp {
                     Err(e) => format!("{e:#}"),
                 });
             }
+            DialogPurpose::SaveChart(cost, svg) => {
+                let saved = self.save_chart(&path, cost, svg);
+                self.notice = Some(match saved {
+                    Ok(path) => format!("saved the chart to {}", path.display()),
+                    Err(e) => format!("{e:#}"),
+                });
+            }
             DialogPurpose::SaveCurvesCsv => {
                 let text = self.run.curves_csv();
                 let written = crate::util::write_atomic(&path, text.as_bytes());
@@ -333,6 +340,46 @@ impl StudioApp {
             DialogPurpose::TestFile => self.config.data.test = path,
         }
         self.revalidate();
+    }
+
+    /// Draws the shown run's Pareto chart (with the compared runs' fronts) into a file; the
+    /// extension is added when the name lacks it.
+    fn save_chart(
+        &self,
+        path: &Path,
+        cost: super::palette_view::Cost,
+        svg: bool,
+    ) -> anyhow::Result<PathBuf> {
+        use crate::eval::figure::{pareto_figure, FigureCost, FigureSeries};
+        let ext = if svg { "svg" } else { "png" };
+        let path = match path.extension() {
+            Some(e) if e.eq_ignore_ascii_case(ext) => path.to_path_buf(),
+            _ => PathBuf::from(format!("{}.{ext}", path.display())),
+        };
+        let name = |dir: Option<&Path>| {
+            dir.and_then(|d| d.file_name())
+                .map_or("this run".to_string(), |n| n.to_string_lossy().to_string())
+        };
+        let current = name(self.run.run_dir.as_deref());
+        let mut series = vec![FigureSeries {
+            name: &current,
+            entries: &self.run.palette,
+        }];
+        for (other, view) in self.overlays.shown(self.run.run_dir.as_deref()) {
+            if !view.palette.is_empty() {
+                series.push(FigureSeries {
+                    name: other,
+                    entries: &view.palette,
+                });
+            }
+        }
+        let axis = match cost {
+            super::palette_view::Cost::Latency => FigureCost::Latency,
+            super::palette_view::Cost::Size if self.pareto.size_in_mb => FigureCost::SizeMb,
+            super::palette_view::Cost::Size => FigureCost::Params,
+        };
+        pareto_figure(&path, &series, axis, "Pareto fronts (dev accuracy)")?;
+        Ok(path)
     }
 
     /// Shows a finished or stopped run from its folder (curves, palette), ready to export.

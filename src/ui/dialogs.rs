@@ -30,6 +30,8 @@ pub enum DialogPurpose {
     SavePaletteCsv,
     /// Where to save the training curves as CSV.
     SaveCurvesCsv,
+    /// Where to save a Pareto chart (size or latency axis) as PNG (`false`) or SVG (`true`).
+    SaveChart(super::palette_view::Cost, bool),
 }
 
 /// A finished dialog: the chosen path (`None` when cancelled), or why the dialog failed.
@@ -112,6 +114,19 @@ fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
             .add_filter("CSV", &["csv"])
             .set_file_name("curves.csv")
             .save_file(),
+        DialogPurpose::SaveChart(cost, svg) => {
+            let ext = if svg { "svg" } else { "png" };
+            let axis = match cost {
+                super::palette_view::Cost::Size => "size",
+                super::palette_view::Cost::Latency => "latency",
+            };
+            rfd::FileDialog::new()
+                .set_title(format!("Save the {axis} chart as {}", ext.to_uppercase()))
+                .set_directory(here())
+                .add_filter(ext.to_uppercase(), &[ext])
+                .set_file_name(format!("pareto-{axis}.{ext}"))
+                .save_file()
+        }
         DialogPurpose::TrainFile | DialogPurpose::DevFile | DialogPurpose::TestFile => {
             rfd::FileDialog::new().add_filter("Data", &data).pick_file()
         }

@@ -2,7 +2,9 @@
 //! dominated points dimmed, over-budget points grey, the best within budget and the selection
 //! marked; hovering a point shows its measurements, clicking it selects it.
 
+use super::commands::UiCommand;
 use super::curves::overlay_colour;
+use super::dialogs::DialogPurpose;
 use super::palette_view::{cost_of, metrics_text, Cost, PaletteView};
 use crate::eval::pareto::pareto_front;
 use crate::train::protocol::PaletteEntry;
@@ -50,6 +52,7 @@ pub fn show(
     selection: Option<&str>,
     (width, height): (f32, f32),
     compared: &[ComparedPalette<'_>],
+    command: &mut Option<UiCommand>,
 ) -> Option<String> {
     let entries = view.entries;
     let front = view.front(cost);
@@ -204,6 +207,19 @@ pub fn show(
                 );
             }
         });
+    response.response.context_menu(|ui| {
+        let actions = [
+            ("Save chart as PNG…", DialogPurpose::SaveChart(cost, false)),
+            ("Save chart as SVG…", DialogPurpose::SaveChart(cost, true)),
+            ("Save data as CSV…", DialogPurpose::SavePaletteCsv),
+        ];
+        for (label, purpose) in actions {
+            if ui.button(label).clicked() {
+                *command = Some(UiCommand::Open(purpose));
+                ui.close();
+            }
+        }
+    });
     if response.response.clicked() {
         let pointer = response.response.interact_pointer_pos()?;
         let nearest = (0..entries.len())

@@ -108,9 +108,14 @@ impl ParetoTab {
             ui.horizontal(|ui| {
                 for cost in [Cost::Size, Cost::Latency] {
                     let size = (width, height);
-                    if let Some(s) = pareto_chart::show(ui, &view, cost, selection, size, compared)
-                    {
+                    let mut menu = None;
+                    let clicked =
+                        pareto_chart::show(ui, &view, cost, selection, size, compared, &mut menu);
+                    if let Some(s) = clicked {
                         cmd = Some(UiCommand::Select(Some(s)));
+                    }
+                    if menu.is_some() {
+                        cmd = menu;
                     }
                 }
             });
@@ -139,13 +144,23 @@ impl ParetoTab {
         cmd = row.inner.or(cmd);
         export_state::show(ui, export);
         ui.separator();
-        if !run.palette.is_empty()
-            && ui
-                .button("Save table as CSV…")
-                .on_hover_text("Every measured subnet with its costs, accuracies and fronts")
-                .clicked()
-        {
-            cmd = Some(UiCommand::Open(DialogPurpose::SavePaletteCsv));
+        if !run.palette.is_empty() {
+            ui.horizontal(|ui| {
+                if ui
+                    .button("Save table as CSV…")
+                    .on_hover_text("Every measured subnet with its costs, accuracies and fronts")
+                    .clicked()
+                {
+                    cmd = Some(UiCommand::Open(DialogPurpose::SavePaletteCsv));
+                }
+                let tip = "The size chart with this run's front and the compared runs' (also in each chart's right-click menu)";
+                if ui.button("Save chart as PNG…").on_hover_text(tip).clicked() {
+                    cmd = Some(UiCommand::Open(DialogPurpose::SaveChart(Cost::Size, false)));
+                }
+                if ui.button("Save chart as SVG…").on_hover_text(tip).clicked() {
+                    cmd = Some(UiCommand::Open(DialogPurpose::SaveChart(Cost::Size, true)));
+                }
+            });
         }
         if let Some(c) = pareto_table::show(ui, &view, &mut self.sort, selection) {
             cmd = Some(c);

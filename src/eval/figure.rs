@@ -1,0 +1,214 @@
+//! Pareto charts as files (PNG or SVG, by the path's extension): one or more runs' palettes,
+//! every subnet a faint point and each run's front a step line, for reports and the README.
+
+use super::pareto::pareto_front;
+use crate::train::protocol::PaletteEntry;
+use anyhow::{bail, Context, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// The x axis of a figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FigureCost {
+    /// Millions of parameters.
+    Params,
+    /// Exported size in MB (10^6 bytes).
+    SizeMb,
+    /// Median latency at batch 1 (ms).
+    Latency,
+}
+
+impl FigureCost {
+    /// Parses `params`, `size` or `latency`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "params" => Ok(Self::Params),
+            "size" => Ok(Self::SizeMb),
+            "latency" => Ok(Self::Latency),
+            other => bail!("unknown cost '{other}': params, size or latency"),
+        }
+    }
+
+    fn of(self, e: &PaletteEntry) -> f64 {
+        match self {
+            Self::Params => e.params_total as f64 / 1e6,
+            Self::SizeMb => e.size_bytes as f64 / 1e6,
+            Self::Latency => e.latency_ms_median,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Params => "parameters (M)",
+            Self::SizeMb => "exported size (MB)",
+            Self::Latency => "latency (ms, batch 1, median)",
+        }
+    }
+}
+
+/// One run's palette in a figure, under its name.
+pub struct FigureSeries<'a> {
+    pub name: &'a str,
+    pub entries: &'a [PaletteEntry],
+}
+
+/// Colours of the runs, in order (the first is the studio's front blue).
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(66, 133, 244),
+    RGBColor(234, 67, 53),
+    RGBColor(52, 168, 83),
+    RGBColor(171, 71, 188),
+    RGBColor(255, 112, 67),
+    RGBColor(0, 172, 193),
+];
+
+// Registered for the PNG under the generic name an SVG viewer resolves to its own sans font.
+const FONT: &str = "sans-serif";
+
+/// Registers the studio's own font once (the figure never depends on system fonts).
+fn font() -> &'static str {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        let _ = plotters::style::register_font(
+            FONT,
+            FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        );
+    });
+    FONT
+}
+
+/// Writes the figure to `path` (`.png` or `.svg`), replacing it only once it is complete.
+pub fn pareto_figure(
+    path: &Path,
+    series: &[FigureSeries<'_>],
+    cost: FigureCost,
+    title: &str,
+) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let points = series.iter().flat_map(|s| s.entries.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for e in points {
+        let (x, y) = (cost.of(e), e.dev_accuracy);
+        if x.is_finite() && y.is_finite() {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+    }
+    if x0 > x1 {
+        bail!("{}: no measured subnet to draw", path.display());
+    }
+    let pad = |lo: f64, hi: f64| {
+        let span = (hi - lo).max(hi.abs() * 0.05).max(1e-3);
+        (lo - 0.05 * span, hi + 0.05 * span)
+    };
+    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("figure");
+    let partial = path.with_file_name(format!(".{stem}.partial.{ext}"));
+    let size = (960, 600);
+    match ext.as_str() {
+        "png" => {
+            let root = BitMapBackend::new(&partial, size).into_drawing_area();
+            draw(&root, series, cost, title, (x0..x1, y0..y1))?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        }
+        "svg" => {
+            let root = SVGBackend::new(&partial, size).into_drawing_area();
+            draw(&root, series, cost, title, (x0..x1, y0..y1))?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        }
+        _ => bail!("{}: a figure is a .png or .svg file", path.display()),
+    }
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("{}: cannot write the figure", path.display()))
+}
+
+type Ranges = (std::ops::Range<f64>, std::ops::Range<f64>);
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    series: &[FigureSeries<'_>],
+    cost: FigureCost,
+    title: &str,
+    (xs, ys): Ranges,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing the figure: {e}");
+    let family = font();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (family, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xs, ys)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(cost.label())
+        .y_desc("dev accuracy")
+        .label_style((family, 15))
+        .axis_desc_style((family, 16))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    for (k, s) in series.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let points: Vec<(f64, f64)> = s
+            .entries
+            .iter()
+            .map(|e| (cost.of(e), e.dev_accuracy))
+            .collect();
+        let on = pareto_front(&points);
+        let mut front: Vec<(f64, f64)> = points
+            .iter()
+            .zip(&on)
+            .filter(|(_, on)| **on)
+            .map(|(p, _)| *p)
+            .collect();
+        front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3, colour.mix(0.3).filled())),
+            )
+            .map_err(err)?;
+        let mut stairs = Vec::with_capacity(front.len() * 2);
+        for (i, &p) in front.iter().enumerate() {
+            if i > 0 {
+                stairs.push((p.0, front[i - 1].1));
+            }
+            stairs.push(p);
+        }
+        chart
+            .draw_series(LineSeries::new(stairs, colour.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{} ({} on the front)", s.name, front.len()))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+        chart
+            .draw_series(front.iter().map(|&p| Circle::new(p, 5, colour.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font((family, 15))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
