@@ -43,12 +43,12 @@ rm -rf "$EXPORT"; mkdir -p "$EXPORT"
 ROOT=$(pwd)
 (cd "$EXPORT" && exec "$ROOT/$BIN" --run "$ROOT/$RUN") & APP=$!
 wait_window
-xdotool mousemove 437 523 click 1        # first table row
+xdotool mousemove 437 557 click 1        # first table row
 sleep 1
-xdotool mousemove 470 523                # hover: the row's metrics tooltip
+xdotool mousemove 470 557                # hover: the row's metrics tooltip
 sleep 2
 shot studio-pareto
-xdotool mousemove 396 467 click 1        # Export selected…
+xdotool mousemove 396 479 click 1        # Export selected…
 sleep 4
 xdotool key Return                       # the save dialog's suggested new folder, exported-subnet
 xdotool mousemove 1000 300               # move off the button so its tooltip closes
@@ -70,7 +70,28 @@ $BIN --run "$DIVERGED" & APP=$!
 wait_window
 shot studio-diverged
 
-# 4. Decoder views, when the four code-* runs are there.
+# 4. The Runs tab and two runs' Pareto fronts compared: the gamma ablation from docs/ablations
+#    (trained on an H200), copied into the runs folder and touched so they sort first, by name.
+for pair in "sentiment-full compare-gamma-0.5" "ablation-no-gradient-scaling compare-gamma-0"; do
+  set -- $pair
+  rm -rf "runs/$2"; cp -r "docs/ablations/$1" "runs/$2"; touch "runs/$2/config.ron"
+done
+kill $APP 2>/dev/null || true; sleep 1
+export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
+$BIN --run runs/compare-gamma-0.5 & APP=$!
+wait_window
+xdotool mousemove 547 67 click 1         # Runs tab
+sleep 2
+shot studio-runs
+xdotool mousemove 1272 145 click 1       # Overlay: compare-gamma-0 (first row)
+sleep 1
+xdotool mousemove 436 67 click 1         # Pareto tab
+sleep 2
+xdotool mousemove 700 900                # off the charts: no hover label
+sleep 1
+shot studio-compare
+
+# 5. Decoder views, when the four code-* runs are there.
 if ls runs/code-random20/supernet.safetensors >/dev/null 2>&1; then
   kill $APP $XVFB 2>/dev/null || true
   scripts/screenshots-decoder.sh

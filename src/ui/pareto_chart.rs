@@ -83,6 +83,11 @@ pub fn show(
     let (front_hover, dominated_hover, infeasible_hover) = (&front_idx, &dominated, &infeasible);
     let log_axis = cost == Cost::Latency && view.log_latency;
     let mut plot = Plot::new(id);
+    if cost == Cost::Latency && !log_axis {
+        // Steps of powers of 5 (0.2, 1, 5 ms…): a latency range of a few ms gets several
+        // labelled ticks, not one.
+        plot = plot.x_grid_spacer(egui_plot::log_grid_spacer(5));
+    }
     if log_axis {
         // The axis holds log10 of the latency: label it in milliseconds.
         plot = plot.x_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
@@ -117,6 +122,8 @@ pub fn show(
             None
         })
         .show(ui, |plot_ui| {
+            // Step lines and latency bars go unnamed: the legend lists each front once (by its
+            // points, whose hover shows the subnet) and keeps clear of the data.
             for (k, (name, others)) in compared.iter().enumerate() {
                 let mut front = compared_front(others, cost, view.in_mb);
                 for p in &mut front {
@@ -124,7 +131,7 @@ pub fn show(
                 }
                 let colour = overlay_colour(k);
                 plot_ui.line(
-                    Line::new(format!("{name} front"), stairs(&front))
+                    Line::new("", stairs(&front))
                         .color(colour)
                         .style(egui_plot::LineStyle::dashed_loose())
                         .width(1.5)
@@ -143,7 +150,7 @@ pub fn show(
                     let y = e.dev_accuracy;
                     plot_ui.line(
                         Line::new(
-                            "latency median–p90",
+                            "",
                             vec![
                                 [view.axis_x(cost, e.latency_ms_median), y],
                                 [view.axis_x(cost, e.latency_ms_p90), y],
@@ -158,14 +165,14 @@ pub fn show(
             let front_points: Vec<[f64; 2]> = front_idx.iter().map(|&i| xy(i)).collect();
             plot_ui.line(
                 // No band aggregation: the stairs' vertical segments share an x and would be filled.
-                Line::new("Pareto front", stairs(&front_points))
+                Line::new("", stairs(&front_points))
                     .color(Color32::from_rgb(66, 133, 244))
                     .width(2.0)
                     .allow_band(false),
             );
             plot_ui.points(
                 Points::new(
-                    "Pareto front points",
+                    "Pareto front",
                     front_idx.iter().map(|&i| xy(i)).collect::<Vec<_>>(),
                 )
                 .radius(5.0)

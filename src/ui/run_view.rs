@@ -53,6 +53,8 @@ pub struct RunView {
     pub ended_at: Option<Instant>,
     /// Seconds per trained subnet of the latest steps (the ETA's rate).
     pub recent_subnet_seconds: std::collections::VecDeque<f64>,
+    /// Seconds of all training steps logged (every session of a resumed run).
+    pub train_seconds: f64,
     /// Subnets trained per step in each stage, where seen (`None`: not reached yet).
     pub stage_students: [Option<usize>; 3],
     /// Subnets a width or depth stage trains per step, from the configuration (maxnet, minnet
@@ -103,6 +105,7 @@ impl Default for RunView {
             paused_for: Duration::ZERO,
             ended_at: None,
             recent_subnet_seconds: std::collections::VecDeque::new(),
+            train_seconds: 0.0,
             stage_students: [None; 3],
             students_hint: 0,
             paused_at: None,
@@ -213,6 +216,7 @@ impl RunView {
                 self.stage = stage;
                 self.global_step = global_step;
                 let students = losses.len().max(1);
+                self.train_seconds += seconds;
                 if let Some(slot) = self.stage_students.get_mut(stage) {
                     *slot = Some(students);
                 }

@@ -19,7 +19,7 @@ pub struct RunRow {
     pub preset: String,
     /// When the run folder was created (its configuration written).
     pub started: Option<SystemTime>,
-    /// From the configuration to the last event written.
+    /// Time spent in training steps (from its logged step times; copies keep it).
     pub duration: Option<Duration>,
     pub status: String,
     /// Best dev accuracy (classifier, higher is better) or validation loss (decoder, lower).
@@ -38,16 +38,9 @@ impl RunRow {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let config = crate::train::config::RunConfig::load(&dir.join("config.ron")).ok();
-        let modified = |f: &str| {
-            std::fs::metadata(dir.join(f))
-                .and_then(|m| m.modified())
-                .ok()
-        };
-        let started = modified("config.ron");
-        let duration = match (started, modified("metrics.jsonl")) {
-            (Some(a), Some(b)) => b.duration_since(a).ok(),
-            _ => None,
-        };
+        let started = std::fs::metadata(dir.join("config.ron"))
+            .and_then(|m| m.modified())
+            .ok();
         let mut row = Self {
             name,
             dir: dir.to_path_buf(),
@@ -58,7 +51,7 @@ impl RunRow {
             },
             preset: config.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
             started,
-            duration,
+            duration: None,
             status: String::new(),
             best: None,
             front_size: 0,
@@ -67,6 +60,8 @@ impl RunRow {
         match RunView::from_run_dir(dir) {
             Ok(view) => {
                 row.status = status_word(&view);
+                row.duration =
+                    (view.train_seconds > 0.0).then(|| Duration::from_secs_f64(view.train_seconds));
                 row.best = best_result(&view, row.kind == "decoder");
                 let points: Vec<(f64, f64)> = view
                     .palette
@@ -169,11 +164,9 @@ impl RunsBrowser {
                     .total_cmp(&b.best.unwrap_or(f64::NAN)),
                 RunColumn::Front => a.front_size.cmp(&b.front_size),
             };
-            if self.ascending {
-                ord
-            } else {
-                ord.reverse()
-            }
+            let ord = if self.ascending { ord } else { ord.reverse() };
+            // Ties (runs started in the same second) in name order, whatever the direction.
+            ord.then_with(|| a.name.cmp(&b.name))
         });
     }
 
@@ -200,7 +193,7 @@ impl RunsBrowser {
             (RunColumn::Kind, "Kind"),
             (RunColumn::Preset, "Preset"),
             (RunColumn::Started, "Started"),
-            (RunColumn::Duration, "Duration"),
+            (RunColumn::Duration, "Training time"),
             (RunColumn::Status, "Status"),
             (RunColumn::Best, "Best"),
             (RunColumn::Front, "Front"),
