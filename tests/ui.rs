@@ -724,9 +724,29 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     assert!(svg.contains(&name), "the run is not named in the SVG");
     assert!(svg.contains("parameters (M)") && svg.contains("dev accuracy"));
 
-    // Delete asks first, then moves the folder to the runs folder's trash.
+    // Rename: the dialog opens with the old name; a new one renames the folder and the view.
     h.get_by_label("Runs").click();
     h.step();
+    h.get_by_label("Rename…").click();
+    for _ in 0..4 {
+        h.step();
+    }
+    assert!(h.query_by_label_contains("Rename this run").is_some());
+    if let Some((_, typed)) = h.state_mut().runs.renaming.as_mut() {
+        *typed = "gamma-sweep".into();
+    }
+    h.step();
+    h.get_by_label("Rename").click();
+    // The click, the command, then the dialog's fade-out (its backdrop takes clicks meanwhile).
+    for _ in 0..6 {
+        h.step();
+    }
+    let renamed = runs.path().join("gamma-sweep");
+    assert!(renamed.join("palette.csv").is_file() && !run_dir.exists());
+    assert_eq!(h.state().run.run_dir.as_deref(), Some(renamed.as_path()));
+    assert_eq!(h.state().runs.rows[0].name, "gamma-sweep");
+
+    // Delete asks first, then moves the folder to the runs folder's trash.
     h.get_by_label("Delete…").click();
     for _ in 0..4 {
         h.step();
@@ -734,7 +754,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     h.get_by_label("Move to trash").click();
     h.step();
     h.step();
-    assert!(!run_dir.exists());
-    assert!(runs.path().join(".trash").join(&name).is_dir());
+    assert!(!renamed.exists());
+    assert!(runs.path().join(".trash").join("gamma-sweep").is_dir());
     assert!(h.state().runs.rows.is_empty());
 }

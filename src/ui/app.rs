@@ -529,6 +529,25 @@ impl StudioApp {
                 self.overlays.scan(&self.runs_root);
             }
             UiCommand::CancelDeleteRun => self.runs.confirm_delete = None,
+            UiCommand::RenameRun(dir, name) => {
+                let shown = self.run.run_dir.as_deref() == Some(dir.as_path());
+                if shown && self.handle.is_some() {
+                    self.notice = Some("this run is in use: stop it before renaming it".into());
+                    return;
+                }
+                match super::runs_browser::rename_run(&dir, &name) {
+                    Ok(to) => {
+                        if shown {
+                            self.run.run_dir = Some(to.clone());
+                        }
+                        self.notice =
+                            Some(format!("renamed {} to {}", dir.display(), to.display()));
+                    }
+                    Err(e) => self.notice = Some(format!("{e:#}")),
+                }
+                self.runs.scan(&self.runs_root);
+                self.overlays.scan(&self.runs_root);
+            }
             UiCommand::OpenRunSettings(dir) => self.open_run_settings(&dir),
             UiCommand::ResumeWithSettings(dir) => self.resume_with_settings(&dir),
             UiCommand::Open(purpose) => self.dialogs.open(purpose),

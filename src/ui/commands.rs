@@ -36,6 +36,8 @@ pub enum UiCommand {
     DeleteRun(PathBuf),
     /// Keep the run whose deletion was asked for.
     CancelDeleteRun,
+    /// Give a run folder a new name.
+    RenameRun(PathBuf, String),
     /// Replace the configuration with a preset file.
     LoadPreset(PathBuf),
     /// Open a file dialog.

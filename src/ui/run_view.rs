@@ -460,3 +460,57 @@ pub fn format_duration(d: Duration) -> String {
         format!("{}:{:02}", s / 60, s % 60)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::protocol::SubnetLoss;
+
+    fn step(stage: usize, global_step: usize, students: usize, seconds: f64) -> TrainEvent {
+        let loss = SubnetLoss {
+            subnet: "s".into(),
+            loss: 1.0,
+            weight: 1.0,
+            role: None,
+        };
+        TrainEvent::Step {
+            stage,
+            step_in_stage: global_step - 1,
+            global_step,
+            learning_rate: 1e-3,
+            losses: vec![loss; students],
+            grad_norm: 1.0,
+            seconds,
+        }
+    }
+
+    #[test]
+    fn the_eta_counts_each_later_stages_subnets_and_the_clock_stops_at_the_end() {
+        let mut view = RunView {
+            students_hint: 4,
+            ..RunView::default()
+        };
+        view.apply(TrainEvent::RunStarted {
+            run_dir: "r".into(),
+            total_steps: 20,
+            stage_steps: vec![10, 5, 5],
+            start_step: 0,
+            majority_accuracy: 0.5,
+            device: String::new(),
+            precision: String::new(),
+        });
+        for s in 1..=4 {
+            view.apply(step(0, s, 1, 1.0));
+        }
+        // 1 s per subnet: 6 stage-0 steps of 1 subnet, then 10 steps of 4 subnets.
+        assert_eq!(view.eta(), Some(Duration::from_secs(46)));
+        view.apply(TrainEvent::Finished {
+            global_step: 20,
+            stopped: false,
+        });
+        assert_eq!(view.eta(), None);
+        let at_end = view.elapsed();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(view.elapsed(), at_end);
+    }
+}

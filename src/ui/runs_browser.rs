@@ -132,6 +132,8 @@ pub struct RunsBrowser {
     pub confirm_delete: Option<PathBuf>,
     /// Up to two runs ticked for the side-by-side settings diff.
     pub diff: Vec<PathBuf>,
+    /// The run being renamed and the name typed so far.
+    pub renaming: Option<(PathBuf, String)>,
 }
 
 impl RunsBrowser {
@@ -270,6 +272,13 @@ impl RunsBrowser {
                                 }
                             }
                             if ui
+                                .button("Rename…")
+                                .on_hover_text("Give this run folder another name")
+                                .clicked()
+                            {
+                                self.renaming = Some((row.dir.clone(), row.name.clone()));
+                            }
+                            if ui
                                 .button("Delete…")
                                 .on_hover_text("Move this run folder to the runs folder's .trash (asks first)")
                                 .clicked()
@@ -286,8 +295,56 @@ impl RunsBrowser {
         if let Some(dir) = self.confirm_delete.clone() {
             cmd = confirm_delete(ui, &dir).or(cmd);
         }
+        if self.renaming.is_some() {
+            cmd = self.rename_dialog(ui).or(cmd);
+        }
         cmd
     }
+
+    /// The rename dialog: a name field, Rename and Cancel.
+    fn rename_dialog(&mut self, ui: &Ui) -> Option<UiCommand> {
+        let (dir, name) = self.renaming.as_mut()?;
+        let mut cmd = None;
+        let mut close = false;
+        let modal = egui::Modal::new(ui.scope_id().with("rename-run")).show(ui.ctx(), |ui| {
+            ui.heading("Rename this run");
+            let l = ui.label("New name");
+            let field = ui.text_edit_singleline(name).labelled_by(l.id);
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            ui.horizontal(|ui| {
+                if ui.button("Rename").clicked() || entered {
+                    cmd = Some(UiCommand::RenameRun(dir.clone(), name.trim().to_string()));
+                }
+                if ui.button("Cancel").clicked() {
+                    close = true;
+                }
+            });
+        });
+        if close || cmd.is_some() || modal.should_close() {
+            self.renaming = None;
+        }
+        cmd
+    }
+}
+
+/// Renames a run folder within its parent; the new name must be a plain, unused folder name.
+pub fn rename_run(dir: &Path, new_name: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::{bail, Context};
+    let bad = new_name.is_empty()
+        || new_name.starts_with('.')
+        || new_name.contains(['/', '\\'])
+        || new_name == "..";
+    if bad {
+        bail!("'{new_name}' is not a folder name (no slashes, not empty, not hidden)");
+    }
+    let parent = dir.parent().context("a run folder has a parent")?;
+    let target = parent.join(new_name);
+    if target.exists() {
+        bail!("{}: already exists", target.display());
+    }
+    std::fs::rename(dir, &target)
+        .with_context(|| format!("{}: cannot rename to {}", dir.display(), target.display()))?;
+    Ok(target)
 }
 
 /// The settings two runs differ in, side by side.
@@ -379,4 +436,26 @@ pub fn move_to_trash(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::rename(dir, &target)
         .with_context(|| format!("{}: cannot move to {}", dir.display(), target.display()))?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_takes_plain_unused_names_only() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("sentiment-quick-2026-11-30_12-00-00");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::create_dir(root.path().join("taken")).unwrap();
+        for bad in ["", ".hidden", "a/b", "..", "taken"] {
+            assert!(rename_run(&run, bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(run.is_dir(), "a refused rename moved the folder");
+        let renamed = rename_run(&run, "gamma-sweep").unwrap();
+        assert_eq!(renamed, root.path().join("gamma-sweep"));
+        assert!(renamed.is_dir() && !run.exists());
+        let trashed = move_to_trash(&renamed).unwrap();
+        assert_eq!(trashed, root.path().join(".trash").join("gamma-sweep"));
+    }
 }
