@@ -579,10 +579,17 @@ fn a_resumed_run_keeps_its_history_and_shows_its_own_settings_read_only() {
         .get_by_label("Stage 0 learning rate")
         .accesskit_node()
         .is_disabled());
-    h.get_by_label("Stop").click();
+    // Closing the window while it trains: not yet; the run stops (checkpoint kept) and the
+    // window says so, then may close.
+    assert!(!h.state_mut().may_close());
+    assert_eq!(h.state().run.status, RunStatus::Stopping);
+    let notice = h.state().notice.clone().unwrap_or_default();
+    assert!(notice.contains("closing the window"), "{notice}");
     step_until(&mut h, Duration::from_secs(120), |a| {
         a.run.status == RunStatus::Stopped && a.handle.is_none()
     });
+    assert!(h.state().closing && h.state_mut().may_close());
+    h.state_mut().closing = false;
     let run_dir = h.state().run.run_dir.clone().unwrap();
     // Another preset in the panel; resuming shows the run's own settings again.
     h.state_mut().set_config(tiny_config([9, 9, 9]));
@@ -633,6 +640,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
         "exported",
         "palette.csv",
         "curves.csv",
+        "loss.png",
         "pareto.png",
         "pareto",
     ] {
@@ -702,6 +710,15 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     assert_eq!(lines.next(), Some("chart,series,step,value"));
     let maxnet_rows = lines.filter(|l| l.starts_with("loss,maxnet,")).count();
     assert_eq!(maxnet_rows, losses["maxnet"].len());
+    h.get_by_label("Save loss chart as PNG…").click();
+    h.step();
+    h.step();
+    let loss_png = std::fs::read(out.path().join("loss.png")).unwrap();
+    assert_eq!(
+        &loss_png[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "the loss chart is not a PNG"
+    );
 
     // The size chart as PNG and SVG (a name without extension gets one).
     h.get_by_label("Pareto").click();

@@ -78,57 +78,194 @@ fn font() -> &'static str {
     FONT
 }
 
-/// Writes the figure to `path` (`.png` or `.svg`), replacing it only once it is complete.
-pub fn pareto_figure(
-    path: &Path,
-    series: &[FigureSeries<'_>],
-    cost: FigureCost,
-    title: &str,
-) -> Result<()> {
+/// A chart that can be drawn on any plotters backend (PNG and SVG share the drawing).
+trait Figure {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static;
+}
+
+/// Draws `figure` into `path` (`.png` or `.svg`), replacing the file only once it is complete.
+fn write_figure(path: &Path, figure: &impl Figure) -> Result<()> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let points = series.iter().flat_map(|s| s.entries.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for e in points {
-        let (x, y) = (cost.of(e), e.dev_accuracy);
-        if x.is_finite() && y.is_finite() {
-            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-        }
-    }
-    if x0 > x1 {
-        bail!("{}: no measured subnet to draw", path.display());
-    }
-    let pad = |lo: f64, hi: f64| {
-        let span = (hi - lo).max(hi.abs() * 0.05).max(1e-3);
-        (lo - 0.05 * span, hi + 0.05 * span)
-    };
-    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("figure");
     let partial = path.with_file_name(format!(".{stem}.partial.{ext}"));
     let size = (960, 600);
+    let written =
+        |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: cannot write: {e}", path.display());
     match ext.as_str() {
         "png" => {
             let root = BitMapBackend::new(&partial, size).into_drawing_area();
-            draw(&root, series, cost, title, (x0..x1, y0..y1))?;
-            root.present()
-                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+            figure.draw(&root)?;
+            root.present().map_err(|e| written(&e))?;
         }
         "svg" => {
             let root = SVGBackend::new(&partial, size).into_drawing_area();
-            draw(&root, series, cost, title, (x0..x1, y0..y1))?;
-            root.present()
-                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+            figure.draw(&root)?;
+            root.present().map_err(|e| written(&e))?;
         }
         _ => bail!("{}: a figure is a .png or .svg file", path.display()),
     }
     std::fs::rename(&partial, path)
         .with_context(|| format!("{}: cannot write the figure", path.display()))
+}
+
+/// The value range of points, padded by 5 % (an error when there is no finite point).
+fn padded_range(points: impl Iterator<Item = (f64, f64)>, path: &Path) -> Result<Ranges> {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in points {
+        if x.is_finite() && y.is_finite() {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+    }
+    if x0 > x1 {
+        bail!("{}: nothing to draw", path.display());
+    }
+    let pad = |lo: f64, hi: f64| {
+        let span = (hi - lo).max(hi.abs() * 0.05).max(1e-3);
+        (lo - 0.05 * span)..(hi + 0.05 * span)
+    };
+    Ok((pad(x0, x1), pad(y0, y1)))
+}
+
+/// Writes the runs' Pareto fronts on `cost` to `path` (`.png` or `.svg`).
+pub fn pareto_figure(
+    path: &Path,
+    series: &[FigureSeries<'_>],
+    cost: FigureCost,
+    title: &str,
+) -> Result<()> {
+    let points = series
+        .iter()
+        .flat_map(|s| s.entries.iter())
+        .map(|e| (cost.of(e), e.dev_accuracy));
+    let ranges = padded_range(points, path)?;
+    write_figure(
+        path,
+        &ParetoFigure {
+            series,
+            cost,
+            title,
+            ranges,
+        },
+    )
+}
+
+/// One curve of a curves figure: its name and (step, value) points.
+pub struct CurveSeries<'a> {
+    pub name: &'a str,
+    pub points: &'a [[f64; 2]],
+}
+
+/// Writes curves over training steps (e.g. the smoothed losses) to `path` (`.png` or `.svg`).
+pub fn curves_figure(
+    path: &Path,
+    series: &[CurveSeries<'_>],
+    y_label: &str,
+    title: &str,
+) -> Result<()> {
+    let points = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .map(|p| (p[0], p[1]));
+    let ranges = padded_range(points, path)?;
+    write_figure(
+        path,
+        &CurvesFigure {
+            series,
+            y_label,
+            title,
+            ranges,
+        },
+    )
+}
+
+struct CurvesFigure<'a> {
+    series: &'a [CurveSeries<'a>],
+    y_label: &'a str,
+    title: &'a str,
+    ranges: Ranges,
+}
+
+impl Figure for CurvesFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let err =
+            |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing the figure: {e}");
+        let family = font();
+        root.fill(&WHITE).map_err(err)?;
+        let (xs, ys) = self.ranges.clone();
+        let mut chart = ChartBuilder::on(root)
+            .caption(self.title, (family, 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(xs, ys)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc(self.y_label)
+            .label_style((family, 15))
+            .axis_desc_style((family, 16))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        for (k, s) in self.series.iter().enumerate() {
+            let colour = COLOURS[k % COLOURS.len()];
+            let line = s.points.iter().map(|p| (p[0], p[1]));
+            chart
+                .draw_series(LineSeries::new(line, colour.stroke_width(2)))
+                .map_err(err)?
+                .label(s.name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font((family, 15))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+struct ParetoFigure<'a> {
+    series: &'a [FigureSeries<'a>],
+    cost: FigureCost,
+    title: &'a str,
+    ranges: Ranges,
+}
+
+impl Figure for ParetoFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        draw(
+            root,
+            self.series,
+            self.cost,
+            self.title,
+            self.ranges.clone(),
+        )
+    }
 }
 
 type Ranges = (std::ops::Range<f64>, std::ops::Range<f64>);

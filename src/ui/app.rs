@@ -323,6 +323,13 @@ impl StudioApp {
                     Err(e) => format!("{e:#}"),
                 });
             }
+            DialogPurpose::SaveLossChart(svg) => {
+                let saved = self.save_loss_chart(&path, svg);
+                self.notice = Some(match saved {
+                    Ok(path) => format!("saved the chart to {}", path.display()),
+                    Err(e) => format!("{e:#}"),
+                });
+            }
             DialogPurpose::SaveCurvesCsv => {
                 let text = self.run.curves_csv();
                 let written = crate::util::write_atomic(&path, text.as_bytes());
@@ -351,11 +358,7 @@ impl StudioApp {
         svg: bool,
     ) -> anyhow::Result<PathBuf> {
         use crate::eval::figure::{pareto_figure, FigureCost, FigureSeries};
-        let ext = if svg { "svg" } else { "png" };
-        let path = match path.extension() {
-            Some(e) if e.eq_ignore_ascii_case(ext) => path.to_path_buf(),
-            _ => PathBuf::from(format!("{}.{ext}", path.display())),
-        };
+        let path = with_extension(path, if svg { "svg" } else { "png" });
         let name = |dir: Option<&Path>| {
             dir.and_then(|d| d.file_name())
                 .map_or("this run".to_string(), |n| n.to_string_lossy().to_string())
@@ -379,6 +382,32 @@ impl StudioApp {
             super::palette_view::Cost::Size => FigureCost::Params,
         };
         pareto_figure(&path, &series, axis, "Pareto fronts (dev accuracy)")?;
+        Ok(path)
+    }
+
+    /// Draws the smoothed training losses (the compared runs' too) into a PNG or SVG file.
+    fn save_loss_chart(&self, path: &Path, svg: bool) -> anyhow::Result<PathBuf> {
+        use crate::eval::figure::{curves_figure, CurveSeries};
+        let path = with_extension(path, if svg { "svg" } else { "png" });
+        let smoothing = self.training.smoothing;
+        let smooth = |s: &Vec<[f64; 2]>| super::curves::debiased_ema(s, smoothing);
+        let mut curves: Vec<(String, Vec<[f64; 2]>)> = self
+            .run
+            .losses
+            .iter()
+            .map(|(role, s)| (role.clone(), smooth(s)))
+            .collect();
+        for (name, view) in self.overlays.shown(self.run.run_dir.as_deref()) {
+            for (role, s) in &view.losses {
+                curves.push((format!("{name} · {role}"), smooth(s)));
+            }
+        }
+        let series: Vec<CurveSeries<'_>> = curves
+            .iter()
+            .map(|(name, points)| CurveSeries { name, points })
+            .collect();
+        let title = format!("Training loss (smoothing {smoothing:.2})");
+        curves_figure(&path, &series, "training loss", &title)?;
         Ok(path)
     }
 
@@ -643,5 +672,13 @@ impl StudioApp {
                 .collect::<Vec<String>>())
         }));
         self.export = ExportState::Running { subnet, folder };
+    }
+}
+
+/// `path`, with `.ext` added unless it already ends so (a typed name may lack it).
+fn with_extension(path: &Path, ext: &str) -> PathBuf {
+    match path.extension() {
+        Some(e) if e.eq_ignore_ascii_case(ext) => path.to_path_buf(),
+        _ => PathBuf::from(format!("{}.{ext}", path.display())),
     }
 }

@@ -32,6 +32,8 @@ pub enum DialogPurpose {
     SaveCurvesCsv,
     /// Where to save a Pareto chart (size or latency axis) as PNG (`false`) or SVG (`true`).
     SaveChart(super::palette_view::Cost, bool),
+    /// Where to save the training-loss chart as PNG (`false`) or SVG (`true`).
+    SaveLossChart(bool),
 }
 
 /// A finished dialog: the chosen path (`None` when cancelled), or why the dialog failed.
@@ -125,6 +127,15 @@ fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
                 .set_directory(here())
                 .add_filter(ext.to_uppercase(), &[ext])
                 .set_file_name(format!("pareto-{axis}.{ext}"))
+                .save_file()
+        }
+        DialogPurpose::SaveLossChart(svg) => {
+            let ext = if svg { "svg" } else { "png" };
+            rfd::FileDialog::new()
+                .set_title(format!("Save the loss chart as {}", ext.to_uppercase()))
+                .set_directory(here())
+                .add_filter(ext.to_uppercase(), &[ext])
+                .set_file_name(format!("training-loss.{ext}"))
                 .save_file()
         }
         DialogPurpose::TrainFile | DialogPurpose::DevFile | DialogPurpose::TestFile => {

@@ -69,14 +69,24 @@ pub fn show(
         .collect();
     let infeasible: Vec<usize> = (0..entries.len()).filter(|&i| !view.fits[i]).collect();
     let selected = selection.and_then(|s| entries.iter().position(|e| e.subnet == s));
-    // Headroom above the best point keeps the top-left legend clear of every point.
-    let (lo, hi) = entries
+    // Headroom above the best point keeps the top-left legend clear of every point: the
+    // legend takes about 17 points a row of the chart's height.
+    let accuracies = entries
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), e| {
-            (lo.min(e.dev_accuracy), hi.max(e.dev_accuracy))
-        });
+        .chain(compared.iter().flat_map(|(_, others)| others.iter()))
+        .map(|e| e.dev_accuracy)
+        .filter(|a| a.is_finite());
+    let (lo, hi) = accuracies.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), a| {
+        (lo.min(a), hi.max(a))
+    });
+    let legend_rows = 2
+        + compared.len()
+        + usize::from(!infeasible.is_empty())
+        + usize::from(view.best.is_some())
+        + usize::from(selected.is_some());
+    let share = ((legend_rows as f32 * 17.0 + 24.0) / height.max(1.0)).clamp(0.1, 0.6) as f64;
     let headroom = if hi > lo {
-        hi + 0.5 * (hi - lo)
+        (hi - share * lo) / (1.0 - share)
     } else {
         hi + 0.01
     };

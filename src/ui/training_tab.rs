@@ -153,6 +153,21 @@ impl TrainingTab {
             {
                 cmd = Some(UiCommand::Open(DialogPurpose::SaveCurvesCsv));
             }
+            let tip = "The smoothed training losses as shown, compared runs included (also in the chart's right-click menu)";
+            if ui
+                .add_enabled(has_curves, egui::Button::new("Save loss chart as PNG…"))
+                .on_hover_text(tip)
+                .clicked()
+            {
+                cmd = Some(UiCommand::Open(DialogPurpose::SaveLossChart(false)));
+            }
+            if ui
+                .add_enabled(has_curves, egui::Button::new("Save loss chart as SVG…"))
+                .on_hover_text(tip)
+                .clicked()
+            {
+                cmd = Some(UiCommand::Open(DialogPurpose::SaveLossChart(true)));
+            }
         });
         let smoothing = self.smoothing;
         let current = run.run_dir.as_deref();
@@ -207,7 +222,7 @@ impl TrainingTab {
         if log {
             plot = plot.y_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
         }
-        plot.show(ui, |plot_ui| {
+        let shown = plot.show(ui, |plot_ui| {
             stage_lines(plot_ui, run);
             let current = run.losses.len();
             for (k, (name, raw, smooth)) in series.iter().enumerate() {
@@ -241,6 +256,19 @@ impl TrainingTab {
             ui.horizontal(|ui| {
                 ui.allocate_ui(egui::vec2(width * 0.66, lower), |ui| {
                     validation_loss_chart(ui, run, &overlays, lower)
+                });
+                shown.response.context_menu(|ui| {
+                    let actions = [
+                        ("Save chart as PNG…", DialogPurpose::SaveLossChart(false)),
+                        ("Save chart as SVG…", DialogPurpose::SaveLossChart(true)),
+                        ("Save data as CSV…", DialogPurpose::SaveCurvesCsv),
+                    ];
+                    for (label, purpose) in actions {
+                        if ui.button(label).clicked() {
+                            cmd = Some(UiCommand::Open(purpose));
+                            ui.close();
+                        }
+                    }
                 });
                 ui.allocate_ui(egui::vec2(width * 0.32, lower), |ui| {
                     learning_rate_chart(ui, run, lower)
