@@ -33,13 +33,17 @@ fn role_dash(series_name: &str) -> egui_plot::LineStyle {
     }
 }
 
-fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView) {
+/// True when a legend of `rows` entries takes at most half of a chart `height` points tall.
+fn legend_fits(rows: usize, height: f32) -> bool {
+    rows as f32 * 17.0 + 24.0 <= 0.5 * height
+}
+
+/// The stage boundaries; `named` puts them in the legend (the loss chart's, which has room),
+/// the smaller charts draw them unnamed.
+fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView, named: bool) {
     for &(x, stage) in &run.stage_marks {
-        plot_ui.vline(
-            VLine::new(stage_name(stage), x)
-                .color(Color32::GRAY)
-                .width(1.0),
-        );
+        let name = if named { stage_name(stage) } else { "" };
+        plot_ui.vline(VLine::new(name, x).color(Color32::GRAY).width(1.0));
     }
 }
 
@@ -138,7 +142,9 @@ impl TrainingTab {
         decoder_config: bool,
     ) -> Option<UiCommand> {
         let mut cmd = None;
-        ui.horizontal(|ui| {
+        // Wrapped: in a narrow window the buttons take a second line instead of widening the
+        // charts past the window's edge.
+        ui.horizontal_wrapped(|ui| {
             let l = ui.label("Smoothing");
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99))
                 .labelled_by(l.id)
@@ -202,8 +208,11 @@ impl TrainingTab {
             }
         }
         // A legend of a handful of entries; with many compared runs the list above names them.
-        let legend =
-            (series.len() <= 8).then(|| Legend::default().position(egui_plot::Corner::RightTop));
+        // A legend only where it covers at most half the chart (a handful of series in a tall
+        // enough chart); hover names every series anyway.
+        let rows = series.len() + run.stage_marks.len();
+        let legend = legend_fits(rows, loss_h)
+            .then(|| Legend::default().position(egui_plot::Corner::RightTop));
         let mut plot = Plot::new("loss-curves")
             .height(loss_h)
             .x_axis_label("step")
@@ -223,7 +232,7 @@ impl TrainingTab {
             plot = plot.y_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
         }
         let shown = plot.show(ui, |plot_ui| {
-            stage_lines(plot_ui, run);
+            stage_lines(plot_ui, run, true);
             let current = run.losses.len();
             for (k, (name, raw, smooth)) in series.iter().enumerate() {
                 let last = smooth.last().map_or(0.0, |p| p[1]);
@@ -278,15 +287,26 @@ impl TrainingTab {
         }
         ui.columns(2, |cols| {
             {
-                Plot::new("dev-accuracy")
-                    .height(height - loss_h - 20.0)
-                    .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+                let dev_h = height - loss_h - 20.0;
+                // A legend only where its rows fit the chart's height (else hover names them).
+                let rows = 1
+                    + run.dev_accuracy.len()
+                    + overlays
+                        .iter()
+                        .map(|(_, v)| v.dev_accuracy.len())
+                        .sum::<usize>();
+                let mut dev_plot = Plot::new("dev-accuracy").height(dev_h);
+                if legend_fits(rows, dev_h) {
+                    dev_plot =
+                        dev_plot.legend(Legend::default().position(egui_plot::Corner::LeftTop));
+                }
+                dev_plot
                     .x_axis_label("step")
                     .y_axis_label("dev accuracy")
                     .include_y(0.4)
                     .include_y(1.05)
                     .show(&mut cols[0], |plot_ui| {
-                        stage_lines(plot_ui, run);
+                        stage_lines(plot_ui, run, false);
                         if run.majority_accuracy > 0.0 {
                             plot_ui.hline(
                                 egui_plot::HLine::new("majority class", run.majority_accuracy)
@@ -354,7 +374,7 @@ fn validation_loss_chart(ui: &mut Ui, run: &RunView, overlays: &[(String, RunVie
         .x_axis_label("step")
         .y_axis_label("validation loss (nats/token)")
         .show(ui, |plot_ui| {
-            stage_lines(plot_ui, run);
+            stage_lines(plot_ui, run, true);
             if let Some(t) = teacher {
                 plot_ui.hline(
                     egui_plot::HLine::new(format!("teacher: {t:.3}"), t).color(Color32::DARK_GRAY),
@@ -396,7 +416,7 @@ fn learning_rate_chart(ui: &mut Ui, run: &RunView, height: f32) {
         // Rates like 0.002 need more than the default's few decimals.
         .y_axis_formatter(|mark, _| format!("{:.1e}", mark.value))
         .show(ui, |plot_ui| {
-            stage_lines(plot_ui, run);
+            stage_lines(plot_ui, run, false);
             plot_ui.line(
                 Line::new(
                     "learning rate",
