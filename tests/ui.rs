@@ -744,6 +744,10 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     // Rename: the dialog opens with the old name; a new one renames the folder and the view.
     h.get_by_label("Runs").click();
     h.step();
+    // The opened run's own settings, read-only, under the table.
+    assert!(h
+        .query_by_label_contains(&format!("Settings of {name} (read-only)"))
+        .is_some());
     h.get_by_label("Rename…").click();
     for _ in 0..4 {
         h.step();

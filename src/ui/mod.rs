@@ -182,7 +182,8 @@ impl StudioApp {
                         .filter(|r| r.shown)
                         .map(|r| r.name.clone())
                         .collect();
-                    commands.extend(self.runs.ui(ui, &self.runs_root, &overlaid));
+                    let opened = self.run.run_dir.as_deref();
+                    commands.extend(self.runs.ui(ui, &self.runs_root, &overlaid, opened));
                 }
             }
         });

@@ -174,7 +174,13 @@ impl RunsBrowser {
 
     /// Draws the table; returns what a click asks for. `overlaid` names the runs drawn over
     /// the current one's curves.
-    pub fn ui(&mut self, ui: &mut Ui, root: &Path, overlaid: &[String]) -> Option<UiCommand> {
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        root: &Path,
+        overlaid: &[String],
+        opened: Option<&Path>,
+    ) -> Option<UiCommand> {
         let mut cmd = None;
         ui.horizontal(|ui| {
             ui.label(format!("{} runs in {}", self.rows.len(), root.display()));
@@ -292,6 +298,9 @@ impl RunsBrowser {
         if let [a, b] = self.diff.as_slice() {
             settings_diff(ui, a, b);
         }
+        if let Some(dir) = opened {
+            opened_settings(ui, dir);
+        }
         if let Some(dir) = self.confirm_delete.clone() {
             cmd = confirm_delete(ui, &dir).or(cmd);
         }
@@ -345,6 +354,34 @@ pub fn rename_run(dir: &Path, new_name: &str) -> anyhow::Result<PathBuf> {
     std::fs::rename(dir, &target)
         .with_context(|| format!("{}: cannot rename to {}", dir.display(), target.display()))?;
     Ok(target)
+}
+
+/// The shown run's own configuration as it was trained, read-only (the panel holds a copy to
+/// start new runs from).
+fn opened_settings(ui: &mut Ui, dir: &Path) {
+    let path = dir.join("config.ron");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    ui.separator();
+    egui::CollapsingHeader::new(format!("Settings of {name} (read-only)"))
+        .id_salt("opened-run-settings")
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("opened-run-settings-text")
+                .max_height(240.0)
+                .show(ui, |ui| {
+                    ui.add(
+                        egui::TextEdit::multiline(&mut text.as_str())
+                            .code_editor()
+                            .desired_width(f32::INFINITY),
+                    );
+                });
+        });
 }
 
 /// The settings two runs differ in, side by side.
