@@ -278,14 +278,14 @@ impl RunsBrowser {
                                 }
                             }
                             if ui
-                                .button("Rename…")
+                                .small_button("Rename…")
                                 .on_hover_text("Give this run folder another name")
                                 .clicked()
                             {
                                 self.renaming = Some((row.dir.clone(), row.name.clone()));
                             }
                             if ui
-                                .button("Delete…")
+                                .small_button("Delete…")
                                 .on_hover_text("Move this run folder to the runs folder's .trash (asks first)")
                                 .clicked()
                             {
