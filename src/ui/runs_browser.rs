@@ -206,9 +206,12 @@ impl RunsBrowser {
             (RunColumn::Best, "Best"),
             (RunColumn::Front, "Front"),
         ];
+        // The table takes what it needs, at most 60 % of the height: the settings diff and the
+        // opened run's settings show beneath it.
         egui::ScrollArea::both()
             .id_salt("runs-table")
-            .auto_shrink([false, false])
+            .auto_shrink([false, true])
+            .max_height(ui.available_height() * 0.6)
             .show(ui, |ui| {
                 egui::Grid::new("runs-grid")
                     .striped(true)
