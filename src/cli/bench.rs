@@ -1,5 +1,6 @@
-//! `mlfs-studio bench`: median training-step times on the shipped teacher, beside the
-//! PyTorch reference figures quoted in the training-engine issue.
+//! `mlfs-studio bench`: median training-step times and batch-1 latencies on the shipped
+//! teacher. Only our own figures: a reference measured on another machine means nothing here,
+//! so PyTorch's are measured beside ours (`../shared/reference`, see the README).
 
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::train::config::RunConfig;
@@ -7,10 +8,6 @@ use crate::train::run::Placement;
 use crate::train::ClassifierRun;
 use anyhow::Result;
 use std::time::Instant;
-
-/// PyTorch (eager, fp32, 2 threads) step times on this machine, seconds: stage 0, stages 1-2.
-const PYTORCH_STAGE0_S: f64 = 0.354;
-const PYTORCH_STAGE12_S: f64 = 0.854;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -46,32 +43,21 @@ pub fn bench(steps: usize, placement: Placement) -> Result<()> {
     }
     let stage12 = (report[1] + report[2]) / 2.0;
     println!("training step, batch 32, length <= 64, median of {steps} steps:");
-    println!(
-        "  stage 0 (maxnet only):     {:.3} s   PyTorch {:.3} s   ratio {:.2}",
-        report[0],
-        PYTORCH_STAGE0_S,
-        report[0] / PYTORCH_STAGE0_S
-    );
+    println!("  stage 0 (maxnet only):     {:.3} s", report[0]);
     println!("  stage 1 (4 subnets):       {:.3} s", report[1]);
     println!("  stage 2 (4 subnets):       {:.3} s", report[2]);
-    println!(
-        "  stages 1-2 mean:           {:.3} s   PyTorch {:.3} s   ratio {:.2}",
-        stage12,
-        PYTORCH_STAGE12_S,
-        stage12 / PYTORCH_STAGE12_S
-    );
+    println!("  stages 1-2 mean:           {:.3} s", stage12);
     latency_report(&mut trainer)?;
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
-/// Reference latencies (ms, batch 1, length 32, 2 threads) of the same merged subnets on this
-/// machine, quoted in the palette issue: (subnet, ONNX Runtime, PyTorch eager).
-const LATENCY_REFERENCES: [(&str, f64, f64); 4] = [
-    ("layers=0,1,2;heads=12;ffn=1536", 2.16, 3.69),
-    ("layers=0,1,2;heads=6;ffn=768", 1.25, 2.45),
-    ("layers=1,2;heads=9;ffn=1152", 1.07, 2.14),
-    ("layers=2;heads=3;ffn=384", 0.28, 0.68),
+/// The four subnets the PyTorch reference measures too: maxnet, two medium ones, the minnet.
+const LATENCY_SUBNETS: [&str; 4] = [
+    "layers=0,1,2;heads=12;ffn=1536",
+    "layers=0,1,2;heads=6;ffn=768",
+    "layers=1,2;heads=9;ffn=1152",
+    "layers=2;heads=3;ffn=384",
 ];
 
 /// Latency of maxnet, two medium subnets and the minnet: merged (exported) and on the fly.
@@ -82,11 +68,8 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
     let device = trainer.task.net.encoder.device().clone();
     let (ids, mask) = probe_input(32, &device)?;
     println!("inference latency, batch 1, length 32, median of 50 runs (ms):");
-    println!(
-        "  {:<34} {:>8} {:>10} {:>8} {:>8}",
-        "subnet", "merged", "on-the-fly", "ORT", "PyTorch"
-    );
-    for (text, ort, torch) in LATENCY_REFERENCES {
+    println!("  {:<34} {:>8} {:>10}", "subnet", "merged", "on-the-fly");
+    for text in LATENCY_SUBNETS {
         let spec: crate::model::SubnetSpec = text.parse()?;
         let (model, ..) = dense_subnet(&trainer.task, &spec)?;
         let merged = dense_latency(&model, 32, 50)?;
@@ -95,8 +78,8 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
             crate::model::device::synchronize(&device)
         })?;
         println!(
-            "  {:<34} {:>8.3} {:>10.3} {:>8.2} {:>8.2}",
-            text, merged.median_ms, on_the_fly.median_ms, ort, torch
+            "  {:<34} {:>8.3} {:>10.3}",
+            text, merged.median_ms, on_the_fly.median_ms
         );
     }
     Ok(())

@@ -1,5 +1,5 @@
-//! `mlfs-studio bench --preset code-….ron`: decoder training-step time and peak memory, beside
-//! the PyTorch figures quoted in the decoder issue (batch 8 × 128, f32, 2 threads).
+//! `mlfs-studio bench --preset code-….ron`: decoder training-step time and peak memory (our own
+//! figures only: PyTorch's are measured beside them, `scripts/bench-gpu.sh` on a GPU).
 
 use crate::model::device::{device_name, gpu_memory_used};
 use crate::train::config::RunConfig;
@@ -9,10 +9,6 @@ use crate::train::DecoderRun;
 use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
-
-/// PyTorch seconds per step: plain fine-tuning of the 20-layer slice, and with distillation.
-const PYTORCH_PLAIN_S: f64 = 3.5;
-const PYTORCH_DISTILL_S: f64 = 5.0;
 
 /// Peak resident memory of this process so far (MB), from /proc.
 fn peak_rss_mb() -> usize {
@@ -89,12 +85,6 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     let c = &trainer.config;
-    let distill = c.distill.alpha > 0.0;
-    let reference = if distill {
-        PYTORCH_DISTILL_S
-    } else {
-        PYTORCH_PLAIN_S
-    };
     let mode = if trainer.task.settings.train_base_weights {
         "all weights"
     } else {
@@ -121,12 +111,9 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
         );
         return Ok(());
     }
+    println!("  {median:.2} s/step");
     println!(
-        "  {median:.2} s/step   PyTorch {reference:.1} s   ratio {:.2}",
-        median / reference
-    );
-    println!(
-        "  peak memory {} MB (after loading {} MB, load {load_s:.1} s)   PyTorch 5200-5900 MB",
+        "  peak memory {} MB (after loading {} MB, load {load_s:.1} s)",
         peak_rss_mb(),
         rss_loaded
     );
