@@ -4,6 +4,7 @@
 use super::pareto::pareto_front;
 use crate::train::protocol::PaletteEntry;
 use anyhow::{bail, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -78,14 +79,72 @@ fn font() -> &'static str {
     FONT
 }
 
-/// A chart that can be drawn on any plotters backend (PNG and SVG share the drawing).
+/// The axes of a chart: both value ranges, in plotters' 2-D coordinates.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart that can be drawn on any plotters backend (PNG and SVG share the drawing): the frame
+/// (caption, axes, legend) is common, each figure plots its own series.
 trait Figure {
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<()>
+    /// Caption, x and y axis descriptions.
+    fn labels(&self) -> (&str, &str, &str);
+    /// Both axes' value ranges.
+    fn ranges(&self) -> Ranges;
+    /// Where the legend goes (where the data usually leaves room).
+    fn legend(&self) -> SeriesLabelPosition;
+    /// Draws the series (with their legend entries) on the axes.
+    fn plot<DB: DrawingBackend>(&self, chart: &mut Chart<'_, DB>) -> Result<()>
     where
         DB::ErrorType: 'static;
+}
+
+/// A drawing failure as an error.
+fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow::anyhow!("drawing the figure: {e}")
+}
+
+/// The white page, caption, axes, the figure's series and the legend.
+fn render<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    figure: &impl Figure,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let family = font();
+    let (title, x_desc, y_desc) = figure.labels();
+    let (xs, ys) = figure.ranges();
+    root.fill(&WHITE).map_err(drawing)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (family, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xs, ys)
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((family, 15))
+        .axis_desc_style((family, 16))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(drawing)?;
+    figure.plot(&mut chart)?;
+    chart
+        .configure_series_labels()
+        .position(figure.legend())
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font((family, 15))
+        .draw()
+        .map_err(drawing)?;
+    Ok(())
+}
+
+/// A legend entry: a short line in the series' colour.
+fn legend_line(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
 }
 
 /// Draws `figure` into `path` (`.png` or `.svg`), replacing the file only once it is complete.
@@ -106,12 +165,12 @@ fn write_figure(path: &Path, figure: &impl Figure) -> Result<()> {
     match ext.as_str() {
         "png" => {
             let root = BitMapBackend::new(&partial, size).into_drawing_area();
-            figure.draw(&root)?;
+            render(&root, figure)?;
             root.present().map_err(|e| written(&e))?;
         }
         "svg" => {
             let root = SVGBackend::new(&partial, size).into_drawing_area();
-            figure.draw(&root)?;
+            render(&root, figure)?;
             root.present().map_err(|e| written(&e))?;
         }
         _ => bail!("{}: a figure is a .png or .svg file", path.display()),
@@ -198,50 +257,31 @@ struct CurvesFigure<'a> {
 }
 
 impl Figure for CurvesFigure<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    fn labels(&self) -> (&str, &str, &str) {
+        (self.title, "step", self.y_label)
+    }
+
+    fn ranges(&self) -> Ranges {
+        self.ranges.clone()
+    }
+
+    fn legend(&self) -> SeriesLabelPosition {
+        SeriesLabelPosition::UpperRight
+    }
+
+    fn plot<DB: DrawingBackend>(&self, chart: &mut Chart<'_, DB>) -> Result<()>
     where
         DB::ErrorType: 'static,
     {
-        let err =
-            |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing the figure: {e}");
-        let family = font();
-        root.fill(&WHITE).map_err(err)?;
-        let (xs, ys) = self.ranges.clone();
-        let mut chart = ChartBuilder::on(root)
-            .caption(self.title, (family, 22))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(xs, ys)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc(self.y_label)
-            .label_style((family, 15))
-            .axis_desc_style((family, 16))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
         for (k, s) in self.series.iter().enumerate() {
             let colour = COLOURS[k % COLOURS.len()];
             let line = s.points.iter().map(|p| (p[0], p[1]));
             chart
                 .draw_series(LineSeries::new(line, colour.stroke_width(2)))
-                .map_err(err)?
+                .map_err(drawing)?
                 .label(s.name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+                .legend(legend_line(colour));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font((family, 15))
-            .draw()
-            .map_err(err)?;
         Ok(())
     }
 }
@@ -254,98 +294,60 @@ struct ParetoFigure<'a> {
 }
 
 impl Figure for ParetoFigure<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    fn labels(&self) -> (&str, &str, &str) {
+        (self.title, self.cost.label(), "dev accuracy")
+    }
+
+    fn ranges(&self) -> Ranges {
+        self.ranges.clone()
+    }
+
+    fn legend(&self) -> SeriesLabelPosition {
+        SeriesLabelPosition::LowerRight
+    }
+
+    /// Every subnet a faint point, each run's front a step line through its marked points.
+    fn plot<DB: DrawingBackend>(&self, chart: &mut Chart<'_, DB>) -> Result<()>
     where
         DB::ErrorType: 'static,
     {
-        draw(
-            root,
-            self.series,
-            self.cost,
-            self.title,
-            self.ranges.clone(),
-        )
+        for (k, s) in self.series.iter().enumerate() {
+            let colour = COLOURS[k % COLOURS.len()];
+            let points: Vec<(f64, f64)> = s
+                .entries
+                .iter()
+                .map(|e| (self.cost.of(e), e.dev_accuracy))
+                .collect();
+            let on = pareto_front(&points);
+            let mut front: Vec<(f64, f64)> = points
+                .iter()
+                .zip(&on)
+                .filter(|(_, on)| **on)
+                .map(|(p, _)| *p)
+                .collect();
+            front.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let faint = colour.mix(0.3).filled();
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, faint)))
+                .map_err(drawing)?;
+            let mut stairs = Vec::with_capacity(front.len() * 2);
+            for (i, &p) in front.iter().enumerate() {
+                if i > 0 {
+                    stairs.push((p.0, front[i - 1].1));
+                }
+                stairs.push(p);
+            }
+            chart
+                .draw_series(LineSeries::new(stairs, colour.stroke_width(2)))
+                .map_err(drawing)?
+                .label(format!("{} ({} on the front)", s.name, front.len()))
+                .legend(legend_line(colour));
+            chart
+                .draw_series(front.iter().map(|&p| Circle::new(p, 5, colour.filled())))
+                .map_err(drawing)?;
+        }
+        Ok(())
     }
 }
 
 type Ranges = (std::ops::Range<f64>, std::ops::Range<f64>);
-
-fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, plotters::coord::Shift>,
-    series: &[FigureSeries<'_>],
-    cost: FigureCost,
-    title: &str,
-    (xs, ys): Ranges,
-) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing the figure: {e}");
-    let family = font();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, (family, 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(xs, ys)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc(cost.label())
-        .y_desc("dev accuracy")
-        .label_style((family, 15))
-        .axis_desc_style((family, 16))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(err)?;
-    for (k, s) in series.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let points: Vec<(f64, f64)> = s
-            .entries
-            .iter()
-            .map(|e| (cost.of(e), e.dev_accuracy))
-            .collect();
-        let on = pareto_front(&points);
-        let mut front: Vec<(f64, f64)> = points
-            .iter()
-            .zip(&on)
-            .filter(|(_, on)| **on)
-            .map(|(p, _)| *p)
-            .collect();
-        front.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, colour.mix(0.3).filled())),
-            )
-            .map_err(err)?;
-        let mut stairs = Vec::with_capacity(front.len() * 2);
-        for (i, &p) in front.iter().enumerate() {
-            if i > 0 {
-                stairs.push((p.0, front[i - 1].1));
-            }
-            stairs.push(p);
-        }
-        chart
-            .draw_series(LineSeries::new(stairs, colour.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{} ({} on the front)", s.name, front.len()))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
-        chart
-            .draw_series(front.iter().map(|&p| Circle::new(p, 5, colour.filled())))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(200, 200, 200))
-        .label_font((family, 15))
-        .draw()
-        .map_err(err)?;
-    Ok(())
-}
