@@ -346,19 +346,24 @@ fn cli_rejects_bad_subnet_with_a_clear_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// The int64 `embeddings.position_ids` buffer `transformers` saves beside BERT weights.
+fn position_ids_buffer() -> (String, safetensors::Dtype, Vec<usize>, Vec<u8>) {
+    let positions: Vec<u8> = (0..512i64).flat_map(|i| i.to_le_bytes()).collect();
+    (
+        "embeddings.position_ids".into(),
+        safetensors::Dtype::I64,
+        vec![1, 512],
+        positions,
+    )
+}
+
 #[test]
 fn integer_buffers_beside_the_weights_are_skipped_not_called_corrupt() {
     // `transformers` saves `embeddings.position_ids` (int64) in published folders such as
     // sentence-transformers/all-MiniLM-L6-v2: a buffer, not a weight.
     let dir = teacher_copy();
     rewrite_weights(dir.path(), |e| {
-        let positions: Vec<u8> = (0..512i64).flat_map(|i| i.to_le_bytes()).collect();
-        e.push((
-            "embeddings.position_ids".into(),
-            safetensors::Dtype::I64,
-            vec![1, 512],
-            positions,
-        ));
+        e.push(position_ids_buffer());
     });
     let with_buffer = EncoderTeacher::load(dir.path()).unwrap();
     let plain = EncoderTeacher::load(&teacher_dir()).unwrap();
@@ -374,13 +379,7 @@ fn integer_buffers_beside_the_weights_are_skipped_not_called_corrupt() {
 fn unknown_tensors_are_listed_in_a_warning_and_buffers_are_not() {
     let dir = teacher_copy();
     rewrite_weights(dir.path(), |e| {
-        let positions: Vec<u8> = (0..512i64).flat_map(|i| i.to_le_bytes()).collect();
-        e.push((
-            "embeddings.position_ids".into(),
-            safetensors::Dtype::I64,
-            vec![1, 512],
-            positions,
-        ));
+        e.push(position_ids_buffer());
         e.push((
             "adapter.extra_scale".into(),
             safetensors::Dtype::F32,

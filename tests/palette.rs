@@ -30,6 +30,16 @@ fn trained_run() -> &'static Path {
     dir
 }
 
+/// The names in a folder, sorted.
+fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    names.sort();
+    names
+}
+
 fn specs() -> Vec<SubnetSpec> {
     [
         "layers=0,1,2;heads=12;ffn=1536",
@@ -205,11 +215,7 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     export_classifier(&trainer, &spec, None, &empty).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&empty)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into())
-        .collect();
-    names.sort();
+    let names = sorted_names(&empty);
     assert_eq!(
         names,
         vec![
@@ -284,17 +290,9 @@ fn an_interrupted_export_leaves_nothing_that_blocks_a_retry() {
     std::fs::write(out.join(".mlfs-export.partial/config.json"), b"{").unwrap();
     let files = export_classifier(&run, &spec, None, &out).unwrap();
     assert_eq!(files.len(), 4);
-    let mut left: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into())
-        .collect();
-    left.sort();
+    let left = sorted_names(dir.path());
     assert_eq!(left, vec!["exported".to_string()]);
-    let mut inside: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into())
-        .collect();
-    inside.sort();
+    let inside = sorted_names(&out);
     assert_eq!(
         inside,
         vec![

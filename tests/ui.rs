@@ -49,6 +49,34 @@ fn step_until(
     h.step();
 }
 
+/// A studio on `tiny_config([4, 2, 2])` in `runs` that trained a run to the end, its palette of
+/// three subnets measured.
+fn trained_tiny_run(
+    runs: &std::path::Path,
+    dialogs: ScriptedDialogs,
+) -> Harness<'static, StudioApp> {
+    let app = StudioApp::new(
+        tiny_config([4, 2, 2]),
+        Box::new(dialogs),
+        runs.to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.step();
+    assert!(!start_disabled(&h));
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(600), |a| {
+        a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
+    });
+    h
+}
+
+/// Steps `n` frames: a click's command, then a modal's sizing pass and fade.
+fn step_frames(h: &mut Harness<'static, StudioApp>, n: usize) {
+    for _ in 0..n {
+        h.step();
+    }
+}
+
 fn start_disabled(h: &Harness<'static, StudioApp>) -> bool {
     h.get_by_label("Start").accesskit_node().is_disabled()
 }
@@ -59,18 +87,7 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
     let export_dir = runs.path().join("exported");
     let mut dialogs = ScriptedDialogs::default();
     dialogs.answers.push_back(Some(export_dir.clone()));
-    let app = StudioApp::new(
-        tiny_config([4, 2, 2]),
-        Box::new(dialogs),
-        runs.path().to_path_buf(),
-    );
-    let mut h = harness(app);
-    h.step();
-    assert!(!start_disabled(&h));
-    h.get_by_label("Start").click();
-    step_until(&mut h, Duration::from_secs(600), |a| {
-        a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
-    });
+    let mut h = trained_tiny_run(runs.path(), dialogs);
     let app = h.state();
     assert!(
         (app.run.progress() - 1.0).abs() < 1e-6,
@@ -443,17 +460,7 @@ fn a_diverging_run_shows_a_banner_and_resumes_with_the_fixed_settings() {
 #[test]
 fn a_finished_run_keeps_its_palette_time_names_and_budget_pick() {
     let runs = tempfile::tempdir().unwrap();
-    let app = StudioApp::new(
-        tiny_config([4, 2, 2]),
-        Box::new(ScriptedDialogs::default()),
-        runs.path().to_path_buf(),
-    );
-    let mut h = harness(app);
-    h.step();
-    h.get_by_label("Start").click();
-    step_until(&mut h, Duration::from_secs(600), |a| {
-        a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
-    });
+    let mut h = trained_tiny_run(runs.path(), ScriptedDialogs::default());
     // A readable folder name: the preset's name and the local date and time.
     let run_dir = h.state().run.run_dir.clone().unwrap();
     let name = run_dir.file_name().unwrap().to_string_lossy().to_string();
@@ -478,10 +485,8 @@ fn a_finished_run_keeps_its_palette_time_names_and_budget_pick() {
     h.get_by_label("Pareto").click();
     h.step();
     h.get_by_label("Re-evaluate palette").click();
-    // The click, the command, then the modal's sizing pass and its first visible frame.
-    for _ in 0..4 {
-        h.step();
-    }
+    // The click, the command, then the modal\'s sizing pass and its first visible frame.
+    step_frames(&mut h, 4);
     assert!(h
         .query_by_label_contains("Measure the palette again?")
         .is_some());
@@ -494,9 +499,7 @@ fn a_finished_run_keeps_its_palette_time_names_and_budget_pick() {
     let csv = run_dir.join("palette.csv");
     let rows_before = mlfs_studio::eval::palette::read_csv(&csv).unwrap();
     h.get_by_label("Re-evaluate palette").click();
-    for _ in 0..4 {
-        h.step();
-    }
+    step_frames(&mut h, 4);
     h.get_by_label("Measure again").click();
     h.step();
     assert_eq!(h.state().run.status, RunStatus::MeasuringPalette);
@@ -618,17 +621,7 @@ fn a_resumed_run_keeps_its_history_and_shows_its_own_settings_read_only() {
 fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved() {
     let runs = tempfile::tempdir().unwrap();
     // First session: train a tiny run, then close the window's state.
-    let app = StudioApp::new(
-        tiny_config([4, 2, 2]),
-        Box::new(ScriptedDialogs::default()),
-        runs.path().to_path_buf(),
-    );
-    let mut h = harness(app);
-    h.step();
-    h.get_by_label("Start").click();
-    step_until(&mut h, Duration::from_secs(600), |a| {
-        a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
-    });
+    let h = trained_tiny_run(runs.path(), ScriptedDialogs::default());
     let run_dir = h.state().run.run_dir.clone().unwrap();
     let losses = h.state().run.losses.clone();
     drop(h);
@@ -749,9 +742,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
         .query_by_label_contains(&format!("Settings of {name} (read-only)"))
         .is_some());
     h.get_by_label("Rename…").click();
-    for _ in 0..4 {
-        h.step();
-    }
+    step_frames(&mut h, 4);
     assert!(h.query_by_label_contains("Rename this run").is_some());
     if let Some((_, typed)) = h.state_mut().runs.renaming.as_mut() {
         *typed = "gamma-sweep".into();
@@ -759,9 +750,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     h.step();
     h.get_by_label("Rename").click();
     // The click, the command, then the dialog's fade-out (its backdrop takes clicks meanwhile).
-    for _ in 0..6 {
-        h.step();
-    }
+    step_frames(&mut h, 6);
     let renamed = runs.path().join("gamma-sweep");
     assert!(renamed.join("palette.csv").is_file() && !run_dir.exists());
     assert_eq!(h.state().run.run_dir.as_deref(), Some(renamed.as_path()));
@@ -769,9 +758,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
 
     // Delete asks first, then moves the folder to the runs folder's trash.
     h.get_by_label("Delete…").click();
-    for _ in 0..4 {
-        h.step();
-    }
+    step_frames(&mut h, 4);
     h.get_by_label("Move to trash").click();
     h.step();
     h.step();

@@ -90,8 +90,7 @@ impl CustomOp3 for LinearGrads {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let values = contiguous_f32(s3, l3, "trainable-matmul-t")?;
-        Ok((CpuStorage::F32(values.to_vec()), l3.shape().clone()))
+        copy_on_cpu(s3, l3, "trainable-matmul-t")
     }
 
     #[cfg(feature = "cuda")]
@@ -123,6 +122,12 @@ impl CustomOp3 for LinearGrads {
         let grad_w = g.t()?.matmul(&self.xc)?.to_dtype(self.w_dtype)?;
         Ok((grad_x, Some(grad_w), None))
     }
+}
+
+/// A plain copy of an f32 CPU tensor (a custom op's result must be storage of its own).
+fn copy_on_cpu(s: &CpuStorage, l: &Layout, op: &str) -> Result<(CpuStorage, Shape)> {
+    let values = contiguous_f32(s, l, op)?;
+    Ok((CpuStorage::F32(values.to_vec()), l.shape().clone()))
 }
 
 /// A plain copy of a GPU tensor (a custom op's result must be storage of its own).
@@ -166,8 +171,7 @@ where
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let values = contiguous_f32(s2, l2, "with-grad")?;
-        Ok((CpuStorage::F32(values.to_vec()), l2.shape().clone()))
+        copy_on_cpu(s2, l2, "with-grad")
     }
 
     #[cfg(feature = "cuda")]

@@ -311,32 +311,20 @@ impl StudioApp {
             DialogPurpose::RunFolder => self.open_run(&path),
             DialogPurpose::SavePaletteCsv => {
                 let written = crate::eval::palette::write_csv(&path, &self.run.palette);
-                self.notice = Some(match written {
-                    Ok(()) => format!("saved the palette table to {}", path.display()),
-                    Err(e) => format!("{e:#}"),
-                });
+                self.report_saved("the palette table", written.map(|()| path));
             }
             DialogPurpose::SaveChart(cost, svg) => {
                 let saved = self.save_chart(&path, cost, svg);
-                self.notice = Some(match saved {
-                    Ok(path) => format!("saved the chart to {}", path.display()),
-                    Err(e) => format!("{e:#}"),
-                });
+                self.report_saved("the chart", saved);
             }
             DialogPurpose::SaveLossChart(svg) => {
                 let saved = self.save_loss_chart(&path, svg);
-                self.notice = Some(match saved {
-                    Ok(path) => format!("saved the chart to {}", path.display()),
-                    Err(e) => format!("{e:#}"),
-                });
+                self.report_saved("the chart", saved);
             }
             DialogPurpose::SaveCurvesCsv => {
                 let text = self.run.curves_csv();
                 let written = crate::util::write_atomic(&path, text.as_bytes());
-                self.notice = Some(match written {
-                    Ok(()) => format!("saved the curves to {}", path.display()),
-                    Err(e) => format!("{e:#}"),
-                });
+                self.report_saved("the curves", written.map(|()| path));
             }
             DialogPurpose::TeacherFolder | DialogPurpose::TeacherFile => {
                 self.config.teacher = path;
@@ -383,6 +371,14 @@ impl StudioApp {
         };
         pareto_figure(&path, &series, axis, "Pareto fronts (dev accuracy)")?;
         Ok(path)
+    }
+
+    /// Says where `what` was saved, or why it was not.
+    fn report_saved(&mut self, what: &str, saved: anyhow::Result<PathBuf>) {
+        self.notice = Some(match saved {
+            Ok(path) => format!("saved {what} to {}", path.display()),
+            Err(e) => format!("{e:#}"),
+        });
     }
 
     /// Draws the smoothed training losses (the compared runs' too) into a PNG or SVG file.

@@ -69,6 +69,16 @@ fn here() -> PathBuf {
     std::env::current_dir().unwrap_or_default()
 }
 
+/// A save dialog for one file type, opening in the working folder with `file_name` filled in.
+fn save_as(title: &str, ext: &str, file_name: &str) -> Option<PathBuf> {
+    rfd::FileDialog::new()
+        .set_title(title)
+        .set_directory(here())
+        .add_filter(ext.to_uppercase(), &[ext])
+        .set_file_name(file_name)
+        .save_file()
+}
+
 /// Shows the native dialog for `purpose` and waits for the user (call off the UI thread).
 fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
     let ron = ["ron"];
@@ -104,39 +114,25 @@ fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
             .add_filter("RON preset", &ron)
             .set_file_name("preset.ron")
             .save_file(),
-        DialogPurpose::SavePaletteCsv => rfd::FileDialog::new()
-            .set_title("Save the palette table as CSV")
-            .set_directory(here())
-            .add_filter("CSV", &["csv"])
-            .set_file_name("palette.csv")
-            .save_file(),
-        DialogPurpose::SaveCurvesCsv => rfd::FileDialog::new()
-            .set_title("Save the training curves as CSV")
-            .set_directory(here())
-            .add_filter("CSV", &["csv"])
-            .set_file_name("curves.csv")
-            .save_file(),
+        DialogPurpose::SavePaletteCsv => {
+            save_as("Save the palette table as CSV", "csv", "palette.csv")
+        }
+        DialogPurpose::SaveCurvesCsv => {
+            save_as("Save the training curves as CSV", "csv", "curves.csv")
+        }
         DialogPurpose::SaveChart(cost, svg) => {
             let ext = if svg { "svg" } else { "png" };
             let axis = match cost {
                 super::palette_view::Cost::Size => "size",
                 super::palette_view::Cost::Latency => "latency",
             };
-            rfd::FileDialog::new()
-                .set_title(format!("Save the {axis} chart as {}", ext.to_uppercase()))
-                .set_directory(here())
-                .add_filter(ext.to_uppercase(), &[ext])
-                .set_file_name(format!("pareto-{axis}.{ext}"))
-                .save_file()
+            let title = format!("Save the {axis} chart as {}", ext.to_uppercase());
+            save_as(&title, ext, &format!("pareto-{axis}.{ext}"))
         }
         DialogPurpose::SaveLossChart(svg) => {
             let ext = if svg { "svg" } else { "png" };
-            rfd::FileDialog::new()
-                .set_title(format!("Save the loss chart as {}", ext.to_uppercase()))
-                .set_directory(here())
-                .add_filter(ext.to_uppercase(), &[ext])
-                .set_file_name(format!("training-loss.{ext}"))
-                .save_file()
+            let title = format!("Save the loss chart as {}", ext.to_uppercase());
+            save_as(&title, ext, &format!("training-loss.{ext}"))
         }
         DialogPurpose::TrainFile | DialogPurpose::DevFile | DialogPurpose::TestFile => {
             rfd::FileDialog::new().add_filter("Data", &data).pick_file()
