@@ -173,7 +173,6 @@ impl StudioApp {
             runs: RunsBrowser::default(),
         };
         app.overlays.scan(&app.runs_root);
-        app.runs.scan(&app.runs_root);
         app.revalidate();
         app
     }
