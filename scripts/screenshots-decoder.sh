@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-BIN=$ROOT/target/release/mlfs-studio
+# MLFS_BIN=target/debug/mlfs-studio uses an existing build (opt-level 3 too) instead of --release.
+BIN=$(realpath "${MLFS_BIN:-$ROOT/target/release/mlfs-studio}")
 [ -x "$BIN" ] || cargo build --release --bin mlfs-studio
 for r in code-slice20-mlfs code-slice20-alpha0 code-slice20-full code-random20; do
   [ -f "runs/$r/supernet.safetensors" ] || { echo "runs/$r is not finished" >&2; exit 1; }

@@ -25,7 +25,10 @@ mkdir -p screenshots
 shot() { import -window root "screenshots/$1.png"; }
 wait_window() { sleep "${SHOT_WAIT:-6}"; WIN=$(xdotool search --name "MLFS Studio" | head -1); xdotool windowsize "$WIN" 1480 920 windowmove "$WIN" 0 0; sleep 1; }
 
-# 1. Fresh start: configuration panel; Start; training in progress.
+# 1. Fresh start: configuration panel; Start; training in progress. The run it starts is
+#    stopped part-way, so it is removed afterwards (it would show in later screenshots).
+mkdir -p runs
+BEFORE=$(ls runs)
 $BIN & APP=$!
 wait_window
 shot studio-start
@@ -33,6 +36,9 @@ xdotool mousemove 30 36 click 1          # Start
 sleep "${SHOT_TRAIN:-60}"
 shot studio-training
 kill $APP; sleep 1
+for dir in runs/*; do
+  grep -qxF "$(basename "$dir")" <<<"$BEFORE" || rm -rf "$dir"
+done
 
 # 2. A finished run: Pareto tab, a subnet selected with its tooltip, then exported.
 # (A fresh settings folder: no "resume the unfinished run" banner shifting the layout.)
@@ -94,5 +100,5 @@ shot studio-compare
 # 5. Decoder views, when the four code-* runs are there.
 if ls runs/code-random20/supernet.safetensors >/dev/null 2>&1; then
   kill $APP $XVFB 2>/dev/null || true
-  scripts/screenshots-decoder.sh
+  MLFS_BIN=$BIN scripts/screenshots-decoder.sh
 fi

@@ -7,6 +7,7 @@
 mod common;
 
 use mlfs_studio::cli::export::export_classifier;
+use mlfs_studio::export::bert::ClassifierFormat;
 use mlfs_studio::train::classifier::accuracy::split_accuracy;
 use mlfs_studio::train::protocol::TrainEvent;
 use mlfs_studio::train::run::Flow;
@@ -81,7 +82,7 @@ fn old_checkpoint_resumes_with_the_old_losses_and_exports() {
     let reopened = ClassifierRun::open_trained(&run_dir).unwrap();
     let spec = reopened.task.space.minnet(2);
     let out = dir.path().join("export");
-    let files = export_classifier(&reopened, &spec, None, &out).unwrap();
+    let files = export_classifier(&reopened, &spec, None, ClassifierFormat::HfFolder, &out).unwrap();
     assert_eq!(files.len(), 4);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();

@@ -1,6 +1,7 @@
 //! Palette, merged export and predict on a small trained run of the shipped teacher.
 
 use mlfs_studio::cli::export::export_classifier;
+use mlfs_studio::export::bert::ClassifierFormat;
 use mlfs_studio::cli::export::predict_texts;
 use mlfs_studio::eval::palette::{measure_subnet, read_csv};
 use mlfs_studio::export::classifier::DenseClassifier;
@@ -61,7 +62,7 @@ fn exported_subnets_reload_with_the_same_logits() {
     for spec in specs() {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("model");
-        let files = export_classifier(&trainer, &spec, None, &target).unwrap();
+        let files = export_classifier(&trainer, &spec, None, ClassifierFormat::HfFolder, &target).unwrap();
         assert_eq!(files.len(), 4);
         let st = std::fs::read(target.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st).unwrap();
@@ -110,7 +111,7 @@ fn predict_agrees_with_the_palette_test_accuracy() {
     assert!(entry.latency_ms_median > 0.0 && entry.latency_ms_p90 >= entry.latency_ms_median);
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("m");
-    export_classifier(&trainer, &spec, Some(&entry), &target).unwrap();
+    export_classifier(&trainer, &spec, Some(&entry), ClassifierFormat::HfFolder, &target).unwrap();
     let model = DenseClassifier::load(&target).unwrap();
     let examples = mlfs_studio::train::data::read_examples(
         &assets().join("sentiment/test.jsonl"),
@@ -156,6 +157,12 @@ fn predict_agrees_with_the_palette_test_accuracy() {
 
 #[test]
 fn export_errors_are_clear_and_leave_nothing_behind() {
+    for format in [ClassifierFormat::HfFolder, ClassifierFormat::Onnx] {
+        export_errors_for(format);
+    }
+}
+
+fn export_errors_for(format: ClassifierFormat) {
     let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
     let spec: SubnetSpec = "layers=2;heads=3;ffn=384".parse().unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -163,7 +170,7 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     let missing = tmp.path().join("no/such/parent/model");
     let err = format!(
         "{:#}",
-        export_classifier(&trainer, &spec, None, &missing).unwrap_err()
+        export_classifier(&trainer, &spec, None, format, &missing).unwrap_err()
     );
     assert!(
         err.contains("parent folder") && err.contains("does not exist"),
@@ -175,7 +182,7 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     std::fs::write(full.join("keep.txt"), "user data").unwrap();
     let err = format!(
         "{:#}",
-        export_classifier(&trainer, &spec, None, &full).unwrap_err()
+        export_classifier(&trainer, &spec, None, format, &full).unwrap_err()
     );
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(
@@ -198,7 +205,7 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     };
     let err = format!(
         "{:#}",
-        export_classifier(&trainer, &spec, None, &target).unwrap_err()
+        export_classifier(&trainer, &spec, None, format, &target).unwrap_err()
     );
     assert!(err.contains("cannot write"), "{err}");
     assert!(!target.exists());
@@ -214,17 +221,71 @@ fn export_errors_are_clear_and_leave_nothing_behind() {
     // An empty existing folder is fine (the file dialog's usual case).
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    export_classifier(&trainer, &spec, None, &empty).unwrap();
+    export_classifier(&trainer, &spec, None, format, &empty).unwrap();
     let names = sorted_names(&empty);
+    let model_file = match format {
+        ClassifierFormat::HfFolder => "model.safetensors",
+        ClassifierFormat::Onnx => "model.onnx",
+    };
     assert_eq!(
         names,
-        vec![
-            "config.json",
-            "manifest.json",
-            "model.safetensors",
-            "tokenizer.json"
-        ]
+        vec!["config.json", "manifest.json", model_file, "tokenizer.json"]
     );
+}
+
+/// The ONNX export, run by an evaluator that is not ours (candle-onnx's `simple_eval`, which
+/// interprets the graph node by node), gives `predict`'s logits for the four reference subnets.
+#[test]
+fn onnx_exports_give_predicts_logits_in_an_independent_evaluator() {
+    let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
+    let idx: Vec<usize> = (0..12).collect();
+    let (batch, _) = trainer.task.data.test.batch(&idx, trainer.task.pad_id);
+    let (ids, mask) = batch_tensors(&batch, &candle_core::Device::Cpu).unwrap();
+    // Padding must matter: the batch mixes lengths.
+    let lengths = mask.sum(1).unwrap().to_vec1::<u32>().unwrap();
+    assert!(lengths.iter().min() < lengths.iter().max(), "{lengths:?}");
+    for spec in specs() {
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("onnx");
+        export_classifier(&trainer, &spec, None, ClassifierFormat::Onnx, &target).unwrap();
+        assert_eq!(
+            sorted_names(&target),
+            vec!["config.json", "manifest.json", "model.onnx", "tokenizer.json"]
+        );
+        let model = candle_onnx::read_file(target.join("model.onnx")).unwrap();
+        assert_eq!(model.opset_import[0].version, 17);
+        assert_eq!(model.opset_import[0].domain, "");
+        let graph = model.graph.as_ref().unwrap();
+        let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(inputs, ["input_ids", "attention_mask"]);
+        assert!(graph.node.iter().all(|n| n.domain.is_empty()), "non-standard operator");
+        let matmuls = graph.node.iter().filter(|n| n.op_type == "MatMul").count();
+        assert_eq!(matmuls, spec.layers.len() * 8 + 1, "{spec}: 6 linears + 2 attention products per layer, the head");
+
+        let mut feed = std::collections::HashMap::new();
+        feed.insert("input_ids".to_string(), ids.to_dtype(candle_core::DType::I64).unwrap());
+        feed.insert("attention_mask".to_string(), mask.to_dtype(candle_core::DType::I64).unwrap());
+        let outputs = candle_onnx::simple_eval(&model, feed).unwrap();
+        let theirs = &outputs["logits"];
+        let ours = DenseClassifier::load(&{
+            let hf = out.path().join("hf");
+            export_classifier(&trainer, &spec, None, ClassifierFormat::HfFolder, &hf).unwrap();
+            hf
+        })
+        .unwrap()
+        .logits(&ids, &mask)
+        .unwrap();
+        assert_eq!(theirs.dims(), ours.dims());
+        let diff = mlfs_studio::util::max_abs_diff(&ours, theirs).unwrap();
+        assert!(diff <= 1e-4, "{spec}: ONNX logits differ from predict's by {diff}");
+        let hidden = &outputs["last_hidden_state"];
+        assert_eq!(hidden.dims(), &[12, ids.dim(1).unwrap(), spec.hidden.unwrap_or(384)]);
+
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["model_file"], "model.onnx");
+        assert_eq!(manifest["onnx"]["opset"], 17);
+    }
 }
 
 #[test]
@@ -288,7 +349,7 @@ fn an_interrupted_export_leaves_nothing_that_blocks_a_retry() {
     std::fs::write(beside.join("model.safetensors"), b"half").unwrap();
     std::fs::create_dir_all(out.join(".mlfs-export.partial")).unwrap();
     std::fs::write(out.join(".mlfs-export.partial/config.json"), b"{").unwrap();
-    let files = export_classifier(&run, &spec, None, &out).unwrap();
+    let files = export_classifier(&run, &spec, None, ClassifierFormat::HfFolder, &out).unwrap();
     assert_eq!(files.len(), 4);
     let left = sorted_names(dir.path());
     assert_eq!(left, vec!["exported".to_string()]);

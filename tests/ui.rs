@@ -741,6 +741,8 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     assert!(h
         .query_by_label_contains(&format!("Settings of {name} (read-only)"))
         .is_some());
+    h.get_by_label("Actions").click();
+    h.step();
     h.get_by_label("Rename…").click();
     step_frames(&mut h, 4);
     assert!(h.query_by_label_contains("Rename this run").is_some());
@@ -757,6 +759,8 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     assert_eq!(h.state().runs.rows[0].name, "gamma-sweep");
 
     // Delete asks first, then moves the folder to the runs folder's trash.
+    h.get_by_label("Actions").click();
+    h.step();
     h.get_by_label("Delete…").click();
     step_frames(&mut h, 4);
     h.get_by_label("Move to trash").click();

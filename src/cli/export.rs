@@ -1,6 +1,7 @@
 //! `mlfs-studio export` and `mlfs-studio predict`.
 
 use crate::eval::palette::{measure_subnet, read_csv};
+use crate::export::bert::ClassifierFormat;
 use crate::export::classifier::DenseClassifier;
 use crate::export::decoder_subnet::ExportFormat;
 use crate::export::manifest::manifest;
@@ -33,12 +34,7 @@ pub fn export(
         list_files(&files);
         return Ok(());
     }
-    if format != "hf" {
-        anyhow::bail!(
-            "--format {format}: a classifier run exports a Hugging Face BERT folder only \
-             (hf, the default); GGUF is for decoder runs"
-        );
-    }
+    let format = ClassifierFormat::parse(format)?;
     let subnet = subnet.context("--subnet is required for a classifier run")?;
     let run = ClassifierRun::open_trained_on(run_dir, placement)?;
     let spec = resolve_spec(Some(subnet), &run.task.space.teacher)?;
@@ -51,7 +47,7 @@ pub fn export(
         Some(m) => m,
         None => measure_subnet(&run.task, &run.config.palette, &spec)?,
     };
-    let files = export_classifier(&run, &spec, Some(&metrics), out)?;
+    let files = export_classifier(&run, &spec, Some(&metrics), format, out)?;
     println!(
         "exported {spec} (dev accuracy {:.4}, test accuracy {:.4}) to {}:",
         metrics.dev_accuracy,
@@ -69,11 +65,13 @@ fn list_files(files: &[PathBuf]) {
     }
 }
 
-/// Exports `spec` of a trained classifier run as a BERT folder, with its palette metrics.
+/// Exports `spec` of a trained classifier run as a BERT folder or ONNX model, with its palette
+/// metrics.
 pub fn export_classifier(
     run: &ClassifierRun,
     spec: &SubnetSpec,
     metrics: Option<&PaletteEntry>,
+    format: ClassifierFormat,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
     let t = &run.task;
@@ -81,7 +79,7 @@ pub fn export_classifier(
     extra.insert("metrics".into(), serde_json::to_value(metrics)?);
     let manifest = manifest(&run.config, spec, t.orders().is_some(), extra);
     let labels = t.data.labels.display_names();
-    bert::export_subnet(&t.net, &t.tokenizer, labels, spec, manifest, out)
+    bert::export_subnet(&t.net, &t.tokenizer, labels, spec, manifest, format, out)
 }
 
 /// Exports `subnet` (default: the run's first reported student) of a trained decoder run.

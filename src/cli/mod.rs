@@ -109,8 +109,9 @@ pub enum Command {
     },
     /// Export one subnet of a trained run, adapters merged, as a standalone model.
     ///
-    /// Classifier runs write a BERT folder. Decoder runs write a Hugging Face Llama folder
-    /// (`--format hf`) or a llama.cpp GGUF file (`--format gguf-f16` / `gguf-f32`).
+    /// Classifier runs write a BERT folder (`--format hf`) or an ONNX model (`--format onnx`:
+    /// model.onnx, opset 17). Decoder runs write a Hugging Face Llama folder (`--format hf`) or
+    /// a llama.cpp GGUF file (`--format gguf-f16` / `gguf-f32`).
     Export {
         #[arg(long)]
         run: PathBuf,
@@ -120,7 +121,7 @@ pub enum Command {
         /// Target folder (new, its parent must exist, or empty), or the new .gguf file.
         #[arg(long)]
         out: PathBuf,
-        /// Decoder runs: hf, gguf-f16 or gguf-f32.
+        /// Classifier runs: hf or onnx. Decoder runs: hf, gguf-f16 or gguf-f32.
         #[arg(long, default_value = "hf")]
         format: String,
     },

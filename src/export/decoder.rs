@@ -114,7 +114,8 @@ pub fn export_hf(
     spec.validate(&net.shape())
         .with_context(|| format!("subnet '{spec}' does not fit the teacher"))?;
     let files = ExportFiles {
-        model_safetensors: safetensors_bytes(&decoder_tensors(net, spec)?)?,
+        model_file: "model.safetensors",
+        model: safetensors_bytes(&decoder_tensors(net, spec)?)?,
         config_json: serde_json::to_vec_pretty(&decoder_config(net, spec))?,
         tokenizer_json: tokenizer
             .inner()

@@ -6,10 +6,24 @@ use std::path::{Path, PathBuf};
 
 /// The files of one export, rendered in memory before anything touches the disk.
 pub struct ExportFiles {
-    pub model_safetensors: Vec<u8>,
+    /// The model file's name: `model.safetensors` or `model.onnx`.
+    pub model_file: &'static str,
+    pub model: Vec<u8>,
     pub config_json: Vec<u8>,
     pub tokenizer_json: Vec<u8>,
     pub manifest_json: Vec<u8>,
+}
+
+impl ExportFiles {
+    /// Every file as (name, bytes).
+    fn list(&self) -> [(&'static str, &[u8]); 4] {
+        [
+            (self.model_file, &self.model),
+            ("config.json", &self.config_json),
+            ("tokenizer.json", &self.tokenizer_json),
+            ("manifest.json", &self.manifest_json),
+        ]
+    }
 }
 
 /// safetensors bytes of f32 tensors.
@@ -109,12 +123,7 @@ pub fn write_export(out: &Path, files: &ExportFiles) -> Result<Vec<PathBuf>> {
         std::fs::remove_dir_all(&staging).ok();
         if existed {
             // The folder was empty before: whatever is in it now is ours.
-            for file in [
-                "model.safetensors",
-                "config.json",
-                "tokenizer.json",
-                "manifest.json",
-            ] {
+            for (file, _) in files.list() {
                 std::fs::remove_file(out.join(file)).ok();
             }
         } else {
@@ -132,12 +141,7 @@ fn stage_and_move(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(staging)
         .with_context(|| format!("{}: cannot write into this folder", out.display()))?;
-    let list: [(&str, &[u8]); 4] = [
-        ("model.safetensors", &files.model_safetensors),
-        ("config.json", &files.config_json),
-        ("tokenizer.json", &files.tokenizer_json),
-        ("manifest.json", &files.manifest_json),
-    ];
+    let list = files.list();
     for (file, bytes) in list {
         let path = staging.join(file);
         std::fs::write(&path, bytes)

@@ -1,5 +1,5 @@
-//! Export of a chosen subnet as an ordinary dense model: classifiers as BERT folders, decoders
-//! as Hugging Face Llama folders or GGUF files, each with one kind of manifest.
+//! Export of a chosen subnet as an ordinary dense model: classifiers as BERT folders or ONNX
+//! models, decoders as Hugging Face Llama folders or GGUF files, each with one kind of manifest.
 
 pub mod bert;
 pub mod classifier;
@@ -8,3 +8,5 @@ pub mod decoder_subnet;
 pub mod folder;
 pub mod manifest;
 pub mod merged;
+pub mod onnx_bert;
+pub mod onnx_graph;

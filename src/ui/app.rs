@@ -654,13 +654,19 @@ impl StudioApp {
             .cloned();
         let target = folder.clone();
         let spec_text = subnet.clone();
+        let format = self.pareto.format;
         self.export_job = Some(self.jobs.spawn("export", move || {
             crate::export::folder::check_target(&target)?;
             let run = crate::train::ClassifierRun::open_trained(&run_dir)?;
             let teacher = &run.task.space.teacher;
             let spec = crate::model::subnet::resolve_spec(Some(&spec_text), teacher)?;
-            let files =
-                crate::cli::export::export_classifier(&run, &spec, metrics.as_ref(), &target)?;
+            let files = crate::cli::export::export_classifier(
+                &run,
+                &spec,
+                metrics.as_ref(),
+                format,
+                &target,
+            )?;
             Ok(files
                 .iter()
                 .map(|f| f.display().to_string())

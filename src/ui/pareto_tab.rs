@@ -12,6 +12,7 @@ use super::pareto_table::Sort;
 use super::run_actions;
 use super::run_view::{RunStatus, RunView};
 use crate::eval::pareto::CostBudget;
+use crate::export::bert::ClassifierFormat;
 use egui::Ui;
 
 /// The tab's own settings.
@@ -25,6 +26,8 @@ pub struct ParetoTab {
     pub budget: CostBudget,
     /// The latency chart's x axis on a log scale.
     pub log_latency: bool,
+    /// What "Export selected…" writes: a BERT folder or an ONNX model.
+    pub format: ClassifierFormat,
 }
 
 /// A budget checkbox with its limit field.
@@ -138,7 +141,23 @@ impl ParetoTab {
         );
         let unselected = "select a subnet in a chart or the table";
         let can_export = selection.is_some() && !export.is_running();
+        let format = &mut self.format;
         let row = ui.horizontal(|ui| {
+            let l = ui.label("Export as");
+            egui::ComboBox::from_id_salt("classifier-format")
+                .selected_text(format.label())
+                .show_ui(ui, |ui| {
+                    for f in [ClassifierFormat::HfFolder, ClassifierFormat::Onnx] {
+                        ui.selectable_value(format, f, f.label());
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "Hugging Face folder: model.safetensors with BERT names. ONNX: model.onnx \
+                     for ONNX Runtime (mobile, web, servers). Both come with tokenizer.json, \
+                     config.json and manifest.json.",
+                );
             run_actions::export_button(ui, can_export, button, selection, unselected)
         });
         cmd = row.inner.or(cmd);
