@@ -10,6 +10,7 @@
 #   CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # another GPU generation (default 90: H100/H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v protoc >/dev/null || { echo "protoc is missing: apt-get install protobuf-compiler (candle-onnx needs it)" >&2; exit 1; }
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/mlfs-studio/cuda-13.0"
 site="$cache/site"
 root="$site/nvidia/cu13"

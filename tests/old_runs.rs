@@ -82,7 +82,8 @@ fn old_checkpoint_resumes_with_the_old_losses_and_exports() {
     let reopened = ClassifierRun::open_trained(&run_dir).unwrap();
     let spec = reopened.task.space.minnet(2);
     let out = dir.path().join("export");
-    let files = export_classifier(&reopened, &spec, None, ClassifierFormat::HfFolder, &out).unwrap();
+    let files =
+        export_classifier(&reopened, &spec, None, ClassifierFormat::HfFolder, &out).unwrap();
     assert_eq!(files.len(), 4);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();

@@ -1,9 +1,9 @@
 //! Palette, merged export and predict on a small trained run of the shipped teacher.
 
 use mlfs_studio::cli::export::export_classifier;
-use mlfs_studio::export::bert::ClassifierFormat;
 use mlfs_studio::cli::export::predict_texts;
 use mlfs_studio::eval::palette::{measure_subnet, read_csv};
+use mlfs_studio::export::bert::ClassifierFormat;
 use mlfs_studio::export::classifier::DenseClassifier;
 use mlfs_studio::model::tokenizer::batch_tensors;
 use mlfs_studio::model::SubnetSpec;
@@ -62,7 +62,8 @@ fn exported_subnets_reload_with_the_same_logits() {
     for spec in specs() {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("model");
-        let files = export_classifier(&trainer, &spec, None, ClassifierFormat::HfFolder, &target).unwrap();
+        let files =
+            export_classifier(&trainer, &spec, None, ClassifierFormat::HfFolder, &target).unwrap();
         assert_eq!(files.len(), 4);
         let st = std::fs::read(target.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st).unwrap();
@@ -111,7 +112,14 @@ fn predict_agrees_with_the_palette_test_accuracy() {
     assert!(entry.latency_ms_median > 0.0 && entry.latency_ms_p90 >= entry.latency_ms_median);
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("m");
-    export_classifier(&trainer, &spec, Some(&entry), ClassifierFormat::HfFolder, &target).unwrap();
+    export_classifier(
+        &trainer,
+        &spec,
+        Some(&entry),
+        ClassifierFormat::HfFolder,
+        &target,
+    )
+    .unwrap();
     let model = DenseClassifier::load(&target).unwrap();
     let examples = mlfs_studio::train::data::read_examples(
         &assets().join("sentiment/test.jsonl"),
@@ -250,7 +258,12 @@ fn onnx_exports_give_predicts_logits_in_an_independent_evaluator() {
         export_classifier(&trainer, &spec, None, ClassifierFormat::Onnx, &target).unwrap();
         assert_eq!(
             sorted_names(&target),
-            vec!["config.json", "manifest.json", "model.onnx", "tokenizer.json"]
+            vec![
+                "config.json",
+                "manifest.json",
+                "model.onnx",
+                "tokenizer.json"
+            ]
         );
         let model = candle_onnx::read_file(target.join("model.onnx")).unwrap();
         assert_eq!(model.opset_import[0].version, 17);
@@ -258,13 +271,26 @@ fn onnx_exports_give_predicts_logits_in_an_independent_evaluator() {
         let graph = model.graph.as_ref().unwrap();
         let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(inputs, ["input_ids", "attention_mask"]);
-        assert!(graph.node.iter().all(|n| n.domain.is_empty()), "non-standard operator");
+        assert!(
+            graph.node.iter().all(|n| n.domain.is_empty()),
+            "non-standard operator"
+        );
         let matmuls = graph.node.iter().filter(|n| n.op_type == "MatMul").count();
-        assert_eq!(matmuls, spec.layers.len() * 8 + 1, "{spec}: 6 linears + 2 attention products per layer, the head");
+        assert_eq!(
+            matmuls,
+            spec.layers.len() * 8 + 1,
+            "{spec}: 6 linears + 2 attention products per layer, the head"
+        );
 
         let mut feed = std::collections::HashMap::new();
-        feed.insert("input_ids".to_string(), ids.to_dtype(candle_core::DType::I64).unwrap());
-        feed.insert("attention_mask".to_string(), mask.to_dtype(candle_core::DType::I64).unwrap());
+        feed.insert(
+            "input_ids".to_string(),
+            ids.to_dtype(candle_core::DType::I64).unwrap(),
+        );
+        feed.insert(
+            "attention_mask".to_string(),
+            mask.to_dtype(candle_core::DType::I64).unwrap(),
+        );
         let outputs = candle_onnx::simple_eval(&model, feed).unwrap();
         let theirs = &outputs["logits"];
         let ours = DenseClassifier::load(&{
@@ -277,9 +303,15 @@ fn onnx_exports_give_predicts_logits_in_an_independent_evaluator() {
         .unwrap();
         assert_eq!(theirs.dims(), ours.dims());
         let diff = mlfs_studio::util::max_abs_diff(&ours, theirs).unwrap();
-        assert!(diff <= 1e-4, "{spec}: ONNX logits differ from predict's by {diff}");
+        assert!(
+            diff <= 1e-4,
+            "{spec}: ONNX logits differ from predict's by {diff}"
+        );
         let hidden = &outputs["last_hidden_state"];
-        assert_eq!(hidden.dims(), &[12, ids.dim(1).unwrap(), spec.hidden.unwrap_or(384)]);
+        assert_eq!(
+            hidden.dims(),
+            &[12, ids.dim(1).unwrap(), spec.hidden.unwrap_or(384)]
+        );
 
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();
@@ -391,4 +423,79 @@ fn a_decoder_export_format_on_a_classifier_run_is_an_error() {
         );
         assert!(!dir.path().join(format).exists(), "wrote an export anyway");
     }
+}
+
+/// `export --format onnx` from the command line; `predict` and `latency` read the ONNX folder's
+/// own weights and agree with the safetensors export of the same subnet.
+#[test]
+fn cli_onnx_export_is_read_by_predict_and_latency() {
+    let run = trained_run();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "layers=1,2;heads=6;ffn=768";
+    for (format, out) in [("onnx", "onnx"), ("hf", "hf")] {
+        let output = common::cli()
+            .args(["export", "--run"])
+            .arg(run)
+            .args(["--subnet", spec, "--format", format, "--out"])
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(!dir.path().join("onnx/model.safetensors").exists());
+    let texts = dir.path().join("texts.txt");
+    std::fs::write(&texts, "A masterpiece.\nDull, slow and far too long.\nok\n").unwrap();
+    let predict = |model: &str| -> Vec<serde_json::Value> {
+        let output = common::cli()
+            .args(["predict", "--model"])
+            .arg(dir.path().join(model))
+            .arg("--texts-file")
+            .arg(&texts)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (from_onnx, from_hf) = (predict("onnx"), predict("hf"));
+    assert_eq!(from_onnx.len(), 3);
+    for (a, b) in from_onnx.iter().zip(&from_hf) {
+        assert_eq!(a["label"], b["label"]);
+        let (a, b) = (
+            a["logits"].as_array().unwrap(),
+            b["logits"].as_array().unwrap(),
+        );
+        assert_eq!(a.len(), 2);
+        for (x, y) in a.iter().zip(b) {
+            assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-5);
+        }
+    }
+    let output = common::cli()
+        .args(["latency", "--model"])
+        .arg(dir.path().join("onnx"))
+        .args(["--seq-len", "16", "--runs", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(line["seq_len"], 16);
+    let (median, p90) = (
+        line["median_ms"].as_f64().unwrap(),
+        line["p90_ms"].as_f64().unwrap(),
+    );
+    assert!(median > 0.0 && p90 >= median, "{line}");
 }

@@ -631,6 +631,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     let mut dialogs = ScriptedDialogs::default();
     for name in [
         "exported",
+        "exported-onnx",
         "palette.csv",
         "curves.csv",
         "loss.png",
@@ -688,6 +689,22 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
         matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
     });
     assert!(out.path().join("exported/model.safetensors").is_file());
+    // The same subnet as ONNX, chosen in the format combo beside the button.
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
+        .click();
+    step_frames(&mut h, 3);
+    h.get_by_label("ONNX (opset 17)").click();
+    step_frames(&mut h, 3);
+    h.get_by_label("Export selected…").click();
+    step_until(&mut h, Duration::from_secs(120), |a| match &a.export {
+        ExportState::Done { folder, .. } => folder.ends_with("exported-onnx"),
+        ExportState::Failed(_) => true,
+        _ => false,
+    });
+    let onnx = out.path().join("exported-onnx/model.onnx");
+    assert!(onnx.is_file(), "{:?}", h.state().export);
+    let model = candle_onnx::read_file(&onnx).unwrap();
+    assert_eq!(model.graph.unwrap().output[0].name, "logits");
     h.get_by_label("Save table as CSV…").click();
     h.step();
     h.step();
@@ -742,7 +759,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
         .query_by_label_contains(&format!("Settings of {name} (read-only)"))
         .is_some());
     h.get_by_label("Actions").click();
-    h.step();
+    step_frames(&mut h, 3);
     h.get_by_label("Rename…").click();
     step_frames(&mut h, 4);
     assert!(h.query_by_label_contains("Rename this run").is_some());
@@ -760,7 +777,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
 
     // Delete asks first, then moves the folder to the runs folder's trash.
     h.get_by_label("Actions").click();
-    h.step();
+    step_frames(&mut h, 3);
     h.get_by_label("Delete…").click();
     step_frames(&mut h, 4);
     h.get_by_label("Move to trash").click();

@@ -105,6 +105,8 @@ pub struct Prediction {
     pub text: String,
     pub label: String,
     pub probabilities: serde_json::Map<String, serde_json::Value>,
+    /// The raw class scores, in label order (what ONNX exports are compared on).
+    pub logits: Vec<f32>,
 }
 
 /// Predictions of an exported (or any mean-pooled BERT classifier) folder for each text.
@@ -117,10 +119,11 @@ pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Pr
     for chunk in texts.chunks(64) {
         let batch = tokenizer.encode_batch(chunk, model.config.max_position_embeddings)?;
         let (ids, mask) = batch_tensors(&batch, model.device())?;
-        let probs =
-            candle_nn::ops::softmax_last_dim(&model.logits(&ids, &mask)?)?.to_vec2::<f32>()?;
+        let logits = model.logits(&ids, &mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
         crate::util::ensure_finite(probs.iter().flatten(), "the classifier's output")?;
-        for (text, p) in chunk.iter().zip(probs) {
+        let logits = logits.to_vec2::<f32>()?;
+        for ((text, p), logits) in chunk.iter().zip(probs).zip(logits) {
             let best = p
                 .iter()
                 .enumerate()
@@ -136,6 +139,7 @@ pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Pr
                 text: text.clone(),
                 label: model.labels[best].clone(),
                 probabilities,
+                logits,
             });
         }
     }
@@ -149,5 +153,35 @@ pub fn predict(model_dir: &Path, texts_file: &Path, device: &candle_core::Device
     for p in predict_texts(&model, &texts)? {
         println!("{}", serde_json::to_string(&p)?);
     }
+    Ok(())
+}
+
+/// Prints the batch-1 latency of an exported classifier folder as one JSON line.
+pub fn latency(
+    model_dir: &Path,
+    seq_len: usize,
+    runs: usize,
+    device: &candle_core::Device,
+) -> Result<()> {
+    if seq_len == 0 || runs == 0 {
+        anyhow::bail!("--seq-len and --runs must be at least 1");
+    }
+    let model = DenseClassifier::load_on(model_dir, device)?;
+    if seq_len > model.config.max_position_embeddings {
+        anyhow::bail!(
+            "--seq-len {seq_len}: the model takes at most {} tokens",
+            model.config.max_position_embeddings
+        );
+    }
+    let l = crate::eval::palette::dense_latency(&model, seq_len, runs)?;
+    let line = serde_json::json!({
+        "model": model_dir.display().to_string(),
+        "seq_len": seq_len,
+        "runs": runs,
+        "median_ms": l.median_ms,
+        "p90_ms": l.p90_ms,
+        "threads": rayon::current_num_threads(),
+    });
+    println!("{line}");
     Ok(())
 }

@@ -133,6 +133,20 @@ pub enum Command {
         #[arg(long)]
         texts_file: PathBuf,
     },
+    /// Batch-1 latency of an exported classifier folder: one JSON line (median and p90, ms).
+    ///
+    /// The input is the palette's probe: `--seq-len` token ids, all attended; warm-up runs first.
+    Latency {
+        /// Folder written by `export --format hf`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Tokens in the probe input.
+        #[arg(long, default_value_t = 32)]
+        seq_len: usize,
+        /// Timed runs after 3 warm-up runs.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
     /// Validation loss, perplexity and next-token top-1 accuracy of a decoder subnet on code.
     #[command(name = "lm-eval", alias = "decoder-eval")]
     DecoderEval {
@@ -243,6 +257,11 @@ pub fn main_entry() -> Result<()> {
         Some(Command::Predict { model, texts_file }) => {
             export::predict(&model, &texts_file, &device_of(placement)?)
         }
+        Some(Command::Latency {
+            model,
+            seq_len,
+            runs,
+        }) => export::latency(&model, seq_len, runs, &device_of(placement)?),
         Some(Command::Figure {
             runs,
             cost,

@@ -4,7 +4,9 @@
 use super::folder::{safetensors_bytes, write_export, ExportFiles};
 use super::manifest::storage_report;
 use super::merged::{merged_tensors, param_counts, subnet_config};
-use super::onnx_bert::{bert_classifier_onnx, ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS};
+use super::onnx_bert::{
+    bert_classifier_onnx, ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, LOGITS,
+};
 use super::onnx_graph::OPSET;
 use crate::mlfs::classifier::ClassifierSupernet;
 use crate::model::{SubnetSpec, TextTokenizer};

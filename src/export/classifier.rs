@@ -1,5 +1,6 @@
 //! A dense BERT classifier with mean pooling: an exported subnet, loaded like any HF folder.
 
+use super::onnx_weights::read_onnx_weights;
 use crate::mlfs::classifier::mean_pool;
 use crate::model::weights::WeightStore;
 use crate::model::{BertConfig, BertEncoder, SubnetSpec, TextTokenizer};
@@ -38,7 +39,8 @@ impl DenseClassifier {
         })
     }
 
-    /// Loads an exported folder: `config.json`, `model.safetensors`, `tokenizer.json`.
+    /// Loads an exported folder: `config.json`, `model.safetensors` (or an ONNX export's
+    /// `model.onnx`), `tokenizer.json`.
     pub fn load(dir: &Path) -> Result<Self> {
         Self::load_on(dir, &candle_core::Device::Cpu)
     }
@@ -65,10 +67,18 @@ impl DenseClassifier {
         let labels =
             id2label(&raw).with_context(|| format!("{}: no id2label", config_path.display()))?;
         let weights = dir.join("model.safetensors");
-        if !weights.is_file() {
-            bail!("{}: file is missing", weights.display());
-        }
-        let store = WeightStore::load(&weights, &["bert."])?.to_device(device)?;
+        let onnx = dir.join("model.onnx");
+        let store = if weights.is_file() {
+            WeightStore::load(&weights, &["bert."])?
+        } else if onnx.is_file() {
+            WeightStore::from_tensors(&onnx, read_onnx_weights(&onnx)?, &["bert."])
+        } else {
+            bail!(
+                "{}: file is missing (nor is there a model.onnx)",
+                weights.display()
+            );
+        };
+        let store = store.to_device(device)?;
         let mut model = Self::from_tensors(config, &store, labels)?;
         model.tokenizer = Some(TextTokenizer::from_dir(
             dir,

@@ -10,3 +10,4 @@ pub mod manifest;
 pub mod merged;
 pub mod onnx_bert;
 pub mod onnx_graph;
+pub mod onnx_weights;

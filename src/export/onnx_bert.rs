@@ -40,19 +40,22 @@ pub fn bert_classifier_onnx(
     let c = OnnxConsts::new(&mut g, config);
 
     // Embeddings: word rows, the first `sequence` positions, token type 0 (as `predict`).
-    let words = g.weight("word_embeddings", get("bert.embeddings.word_embeddings.weight")?)?;
-    let positions = g.weight(
-        "position_embeddings",
-        get("bert.embeddings.position_embeddings.weight")?,
-    )?;
-    let token_type = get("bert.embeddings.token_type_embeddings.weight")?;
-    let token_type0 = g.weight("token_type_embedding_0", &token_type.get(0)?)?;
+    // Initializers keep the Hugging Face names (matrices stored transposed end in `_t`), so
+    // `predict` can read the same file's weights.
+    let words = hf_weight(&mut g, "bert.embeddings.word_embeddings.weight", &get)?;
+    let positions = hf_weight(&mut g, "bert.embeddings.position_embeddings.weight", &get)?;
+    let token_types = hf_weight(&mut g, "bert.embeddings.token_type_embeddings.weight", &get)?;
+    let type0 = g.op(
+        "Gather",
+        &[&token_types, &c.zero_scalar],
+        vec![("axis", Attr::Int(0))],
+    );
     let x = g.op("Gather", &[&words, INPUT_IDS], vec![("axis", Attr::Int(0))]);
     let shape = g.op("Shape", &[INPUT_IDS], vec![]);
     let sequence = g.op("Slice", &[&shape, &c.one, &c.two], vec![]);
     let pos = g.op("Slice", &[&positions, &c.zero, &sequence, &c.zero], vec![]);
     let x = g.op("Add", &[&x, &pos], vec![]);
-    let x = g.op("Add", &[&x, &token_type0], vec![]);
+    let x = g.op("Add", &[&x, &type0], vec![]);
     let mut x = layer_norm(&mut g, &c, &x, "bert.embeddings.LayerNorm", &get)?;
 
     // Padding as an additive mask [B, 1, 1, S]: 0 keeps, -1e9 drops (as our attention).
@@ -73,21 +76,43 @@ pub fn bert_classifier_onnx(
         let k = linear(&mut g, &x, &format!("{p}.attention.self.key"), &get)?;
         let v = linear(&mut g, &x, &format!("{p}.attention.self.value"), &get)?;
         let q = g.op("Reshape", &[&q, &split], vec![]);
-        let q = g.op("Transpose", &[&q], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let q = g.op(
+            "Transpose",
+            &[&q],
+            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
         let k = g.op("Reshape", &[&k, &split], vec![]);
-        let k = g.op("Transpose", &[&k], vec![("perm", Attr::Ints(vec![0, 2, 3, 1]))]);
+        let k = g.op(
+            "Transpose",
+            &[&k],
+            vec![("perm", Attr::Ints(vec![0, 2, 3, 1]))],
+        );
         let v = g.op("Reshape", &[&v, &split], vec![]);
-        let v = g.op("Transpose", &[&v], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let v = g.op(
+            "Transpose",
+            &[&v],
+            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
         let scores = g.op("MatMul", &[&q, &k], vec![]);
         let scores = g.op("Mul", &[&scores, &scale], vec![]);
         let scores = g.op("Add", &[&scores, &mask_add], vec![]);
         let probs = g.op("Softmax", &[&scores], vec![("axis", Attr::Int(-1))]);
         let ctx = g.op("MatMul", &[&probs, &v], vec![]);
-        let ctx = g.op("Transpose", &[&ctx], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let ctx = g.op(
+            "Transpose",
+            &[&ctx],
+            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
         let ctx = g.op("Reshape", &[&ctx, &merge], vec![]);
         let attn = linear(&mut g, &ctx, &format!("{p}.attention.output.dense"), &get)?;
         let h = g.op("Add", &[&attn, &x], vec![]);
-        let h = layer_norm(&mut g, &c, &h, &format!("{p}.attention.output.LayerNorm"), &get)?;
+        let h = layer_norm(
+            &mut g,
+            &c,
+            &h,
+            &format!("{p}.attention.output.LayerNorm"),
+            &get,
+        )?;
         let inner = linear(&mut g, &h, &format!("{p}.intermediate.dense"), &get)?;
         let inner = activation(&mut g, &c, &inner, &config.hidden_act);
         let out = linear(&mut g, &inner, &format!("{p}.output.dense"), &get)?;
@@ -99,12 +124,23 @@ pub fn bert_classifier_onnx(
     // Masked mean over the real tokens (a row of padding only divides by 1, as ours).
     let m = g.op("Unsqueeze", &[&keep, &c.axis_2], vec![]);
     let summed = g.op("Mul", &[&x, &m], vec![]);
-    let summed = g.op("ReduceSum", &[&summed, &c.axis_1], vec![("keepdims", Attr::Int(0))]);
-    let counts = g.op("ReduceSum", &[&m, &c.axis_1], vec![("keepdims", Attr::Int(0))]);
+    let summed = g.op(
+        "ReduceSum",
+        &[&summed, &c.axis_1],
+        vec![("keepdims", Attr::Int(0))],
+    );
+    let counts = g.op(
+        "ReduceSum",
+        &[&m, &c.axis_1],
+        vec![("keepdims", Attr::Int(0))],
+    );
     let counts = g.op("Clip", &[&counts, &c.one_f], vec![]);
     let pooled = g.op("Div", &[&summed, &counts], vec![]);
-    let w = g.weight("classifier.weight_t", &get("classifier.weight")?.t()?.contiguous()?)?;
-    let b = g.weight("classifier.bias", get("classifier.bias")?)?;
+    let w = g.weight(
+        &transposed_name("classifier.weight"),
+        &get("classifier.weight")?.t()?.contiguous()?,
+    )?;
+    let b = hf_weight(&mut g, "classifier.bias", &get)?;
     let logits = g.op("MatMul", &[&pooled, &w], vec![]);
     g.op_named("Add", &[&logits, &b], vec![], LOGITS);
 
@@ -150,6 +186,7 @@ pub fn bert_classifier_onnx(
 /// Constants shared by every layer.
 struct OnnxConsts {
     zero: String,
+    zero_scalar: String,
     one: String,
     two: String,
     one_f: String,
@@ -160,13 +197,14 @@ struct OnnxConsts {
     axis_2: String,
     mask_shape: String,
     half: String,
-    sqrt_half: String,
+    sqrt_two: String,
 }
 
 impl OnnxConsts {
     fn new(g: &mut GraphBuilder, config: &BertConfig) -> Self {
         Self {
             zero: g.ints("const_0", &[0]),
+            zero_scalar: g.int_scalar("const_0_scalar", 0),
             one: g.ints("const_1", &[1]),
             two: g.ints("const_2", &[2]),
             one_f: g.scalar("one", 1.0),
@@ -177,9 +215,26 @@ impl OnnxConsts {
             axis_2: g.ints("axis_2", &[2]),
             mask_shape: g.ints("mask_shape", &[0, 1, 1, -1]),
             half: g.scalar("half", 0.5),
-            sqrt_half: g.scalar("sqrt_half", std::f32::consts::FRAC_1_SQRT_2),
+            sqrt_two: g.scalar("sqrt_two", std::f32::consts::SQRT_2),
         }
     }
+}
+
+/// Suffix of initializers that hold a matrix transposed (`[in, out]`) for MatMul.
+pub const TRANSPOSED_SUFFIX: &str = "_t";
+
+/// The initializer name of `name`'s transposed matrix.
+fn transposed_name(name: &str) -> String {
+    format!("{name}{TRANSPOSED_SUFFIX}")
+}
+
+/// Adds the merged tensor `name` as an initializer of the same name.
+fn hf_weight<'a>(
+    g: &mut GraphBuilder,
+    name: &str,
+    get: &impl Fn(&str) -> Result<&'a Tensor>,
+) -> Result<String> {
+    g.weight(name, get(name)?)
 }
 
 /// `x · Wᵀ + b` with `W` stored transposed (`[in, out]`, contiguous) for MatMul.
@@ -189,12 +244,12 @@ fn linear<'a>(
     prefix: &str,
     get: &impl Fn(&str) -> Result<&'a Tensor>,
 ) -> Result<String> {
-    let w = get(&format!("{prefix}.weight"))?.t()?.contiguous()?;
-    let w = g.weight(&format!("{prefix}.weight_t"), &w)?;
+    let name = format!("{prefix}.weight");
+    let w = g.weight(&transposed_name(&name), &get(&name)?.t()?.contiguous()?)?;
     let y = g.op("MatMul", &[x, &w], vec![]);
     match get(&format!("{prefix}.bias")) {
-        Ok(b) => {
-            let b = g.weight(&format!("{prefix}.bias"), b)?;
+        Ok(_) => {
+            let b = hf_weight(g, &format!("{prefix}.bias"), get)?;
             Ok(g.op("Add", &[&y, &b], vec![]))
         }
         Err(_) => Ok(y),
@@ -213,15 +268,19 @@ fn layer_norm<'a>(
     let mean = g.op("ReduceMean", &[x], last);
     let centred = g.op("Sub", &[x, &mean], vec![]);
     let squared = g.op("Pow", &[&centred, &c.two_f], vec![]);
-    let variance = g.op("ReduceMean", &[&squared], vec![("axes", Attr::Ints(vec![-1]))]);
+    let variance = g.op(
+        "ReduceMean",
+        &[&squared],
+        vec![("axes", Attr::Ints(vec![-1]))],
+    );
     let variance = g.op("Add", &[&variance, &c.eps], vec![]);
     let std = g.op("Sqrt", &[&variance], vec![]);
     let normed = g.op("Div", &[&centred, &std], vec![]);
-    let gamma = g.weight(&format!("{prefix}.weight"), get(&format!("{prefix}.weight"))?)?;
+    let gamma = hf_weight(g, &format!("{prefix}.weight"), get)?;
     let y = g.op("Mul", &[&normed, &gamma], vec![]);
     match get(&format!("{prefix}.bias")) {
-        Ok(b) => {
-            let beta = g.weight(&format!("{prefix}.bias"), b)?;
+        Ok(_) => {
+            let beta = hf_weight(g, &format!("{prefix}.bias"), get)?;
             Ok(g.op("Add", &[&y, &beta], vec![]))
         }
         Err(_) => Ok(y),
@@ -248,8 +307,8 @@ fn activation(g: &mut GraphBuilder, c: &OnnxConsts, x: &str, name: &str) -> Stri
             g.op("Mul", &[&y, &c.half], vec![])
         }
         _ => {
-            // 0.5 · x · (1 + erf(x / √2))
-            let scaled = g.op("Mul", &[x, &c.sqrt_half], vec![]);
+            // 0.5 · x · (1 + erf(x / √2)), in the order ORT's Gelu fusion recognises.
+            let scaled = g.op("Div", &[x, &c.sqrt_two], vec![]);
             let erf = g.op("Erf", &[&scaled], vec![]);
             let shifted = g.op("Add", &[&erf, &c.one_f], vec![]);
             let y = g.op("Mul", &[x, &shifted], vec![]);

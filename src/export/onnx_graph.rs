@@ -107,6 +107,17 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// Adds an int64 scalar constant (a Gather index).
+    pub fn int_scalar(&mut self, name: &str, value: i64) -> String {
+        self.initializers.push(TensorProto {
+            name: name.to_string(),
+            data_type: DataType::Int64 as i32,
+            raw_data: value.to_le_bytes().to_vec(),
+            ..Default::default()
+        });
+        name.to_string()
+    }
+
     /// Adds a 1-D int64 constant (shapes, axes, slice bounds).
     pub fn ints(&mut self, name: &str, values: &[i64]) -> String {
         self.initializers.push(TensorProto {
