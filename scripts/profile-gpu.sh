@@ -46,4 +46,16 @@ for r in rows:
 print(f"{sum(count.values())} kernels, {sum(total.values()) / 1e6:.1f} ms of kernel time")
 for name, ns in total.most_common(25):
     print(f"{ns / 1e6:9.2f} ms {count[name]:6d}x  {name}")
+# Where the costliest kernels spend it, by launch grid (for element-wise kernels the grid
+# follows the tensor's size): which tensors the time goes to.
+grid_at = head.index("Grid Size") if "Grid Size" in head else None
+if grid_at is not None:
+    by_grid = collections.defaultdict(collections.Counter); n_grid = collections.defaultdict(collections.Counter)
+    for r in rows:
+        name = r[name_at][:90]
+        by_grid[name][r[grid_at]] += float(r[value_at].replace(",", "")); n_grid[name][r[grid_at]] += 1
+    for name, _ in total.most_common(8):
+        print(f"## {name}: time by grid size")
+        for grid, ns in by_grid[name].most_common(6):
+            print(f"  {ns / 1e6:8.2f} ms {n_grid[name][grid]:5d}x  grid {grid}  ({ns / n_grid[name][grid] / 1e3:.1f} us each)")
 PY

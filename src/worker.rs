@@ -218,7 +218,14 @@ fn measure_decoder(
 ) -> anyhow::Result<()> {
     let keep_going =
         || !(stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop));
-    measure_with_events(&run.task, &run.config, &run.run_dir, send, &keep_going)?;
+    measure_with_events(
+        &run.task,
+        &run.config,
+        &run.run_dir,
+        None,
+        send,
+        &keep_going,
+    )?;
     send(TrainEvent::PaletteFinished {
         csv_path: run.run_dir.join("lm-palette.csv").display().to_string(),
     });

@@ -26,7 +26,7 @@ pub fn chosen_subnets(run: &ClassifierRun, subnets: Option<&str>) -> Result<Vec<
 /// Measures the palette, writes `palette.csv` into the run folder and prints the table.
 pub fn eval(run_dir: &Path, subnets: Option<&str>, placement: Placement) -> Result<()> {
     if is_decoder_run(run_dir) {
-        return print_decoder_measurements(run_dir, placement);
+        return print_decoder_measurements(run_dir, subnets, placement);
     }
     print_palette(
         &ClassifierRun::open_trained_on(run_dir, placement)?,
@@ -34,29 +34,65 @@ pub fn eval(run_dir: &Path, subnets: Option<&str>, placement: Placement) -> Resu
     )
 }
 
-/// Measures a decoder run's teacher and students into `lm-palette.csv` and prints them.
-fn print_decoder_measurements(run_dir: &Path, placement: Placement) -> Result<()> {
+/// Measures a decoder run's palette into `lm-palette.csv` (rows already there are kept unless
+/// `subnets` names them) and prints it with both fronts marked.
+fn print_decoder_measurements(
+    run_dir: &Path,
+    subnets: Option<&str>,
+    placement: Placement,
+) -> Result<()> {
     let run = DecoderRun::open_trained_on(run_dir, placement)?;
+    let only = subnets
+        .map(|list| {
+            split_specs(list)
+                .iter()
+                .map(|s| resolve_spec(Some(s), &run.task.space.teacher))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let entries = measure_with_events(
+        &run.task,
+        &run.config,
+        &run.run_dir,
+        only.as_deref(),
+        &|e| {
+            if let TrainEvent::DecoderMeasured(m) = e {
+                eprintln!(
+                    "{:<8} {} — validation loss {:.4}",
+                    m.role, m.subnet, m.val_loss
+                );
+            }
+        },
+        &|| true,
+    )?;
+    let entries =
+        crate::eval::decoder::read_csv(&run.run_dir.join("lm-palette.csv")).unwrap_or(entries);
+    let (size_front, latency_front) = crate::eval::decoder::decoder_fronts(&entries);
     println!(
-        "{:<10} {:>6} {:>10} {:>8} {:>8} {:>7} {:>11} {:>9}",
-        "role", "layers", "params", "val", "ppl", "top-1", "prefill ms", "tok/s"
+        "{:<44} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} {:>9} {:>6}",
+        "subnet", "role", "params", "val", "untrained", "top-1", "prefill ms", "tok/s", "fronts"
     );
-    let print = |e: TrainEvent| {
-        if let TrainEvent::DecoderMeasured(m) = e {
-            println!(
-                "{:<10} {:>6} {:>9.1}M {:>8.4} {:>8.2} {:>7.4} {:>11.1} {:>9.1}",
-                m.role,
-                m.layers,
-                m.params_total as f64 / 1e6,
-                m.val_loss,
-                m.perplexity,
-                m.top1_accuracy,
-                m.prefill_ms,
-                m.decode_tokens_per_s
-            );
-        }
-    };
-    measure_with_events(&run.task, &run.config, &run.run_dir, &print, &|| true)?;
+    for (i, m) in entries.iter().enumerate() {
+        let fronts = match (size_front[i], latency_front[i]) {
+            (true, true) => "S L",
+            (true, false) => "S",
+            (false, true) => "L",
+            (false, false) => "",
+        };
+        println!(
+            "{:<44} {:>8} {:>7.1}M {:>9.4} {:>8.4} {:>7.4} {:>10.1} {:>9.1} {:>6}",
+            m.subnet,
+            m.role,
+            m.params_total as f64 / 1e6,
+            m.val_loss,
+            m.val_loss_untrained,
+            m.top1_accuracy,
+            m.prefill_ms,
+            m.decode_tokens_per_s,
+            fronts
+        );
+    }
+    println!("fronts: S = (parameters, validation loss), L = (prefill latency, validation loss)");
     Ok(())
 }
 

@@ -122,7 +122,7 @@ pub fn train(
                     }
                 }
             };
-            measure_with_events(&t.task, &t.config, &t.run_dir, &print, &|| true)?;
+            measure_with_events(&t.task, &t.config, &t.run_dir, None, &print, &|| true)?;
         }
     }
     Ok(())

@@ -3,9 +3,8 @@
 
 use crate::mlfs::scaling::{decoder_params, decoder_params_total};
 use crate::model::llama::generate;
-use crate::model::llama::LlamaDecoder;
 use crate::model::SubnetSpec;
-use crate::train::config::{DecoderConfig, RunConfig};
+use crate::train::config::RunConfig;
 use crate::train::decoder::metrics::evaluate_blocks;
 use crate::train::decoder::DecoderTask;
 use crate::train::protocol::{DecoderEntry, TrainEvent};
@@ -13,18 +12,25 @@ use crate::train::task::Task;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-/// Size, validation metrics and batch-1 latency of one decoder subnet.
+/// Size, validation metrics (trained, and cut from the teacher untrained) and batch-1 latency
+/// of one decoder subnet; `adapters` false measures the teacher's own weights.
 pub fn measure_entry(
-    net: &LlamaDecoder,
+    task: &DecoderTask,
     role: &str,
     spec: &SubnetSpec,
     adapters: bool,
-    valid_blocks: &[Vec<u32>],
     config: &RunConfig,
-    lm: &DecoderConfig,
 ) -> Result<DecoderEntry> {
+    let teacher = &task.net.teacher.decoder;
+    let net = if adapters { task.net.net() } else { teacher };
+    let (valid, lm) = (&task.valid_blocks, &task.settings);
     let shape = net.shape();
-    let m = evaluate_blocks(net, spec, adapters, valid_blocks, config.batch_size)?;
+    let m = evaluate_blocks(net, spec, adapters, valid, config.batch_size)?;
+    let untrained = if adapters {
+        evaluate_blocks(teacher, spec, false, valid, config.batch_size)?.loss
+    } else {
+        m.loss
+    };
     // A handful of runs: one decoder latency run costs a prefill plus dozens of cached steps.
     let runs = config.palette.latency_runs.clamp(3, 5);
     let lat = generate::measure(net, spec, lm.latency_prompt, lm.latency_new_tokens, runs)?;
@@ -45,72 +51,169 @@ pub fn measure_entry(
         top1_accuracy: m.top1_accuracy,
         prefill_ms: lat.prefill_ms,
         decode_tokens_per_s: lat.decode_tokens_per_s,
+        prefill_ms_p90: lat.prefill_ms_p90,
+        val_loss_untrained: untrained,
     })
 }
 
-/// Measures the teacher and the reported subnets of a trained decoder (size, validation,
-/// latency) into `run_dir/lm-palette.csv`, handing each entry on as it is known;
-/// `on_entry` returning false stops early (the file then holds what was measured).
+/// What a decoder run's palette holds, as (role, subnet, through the adapters): the teacher,
+/// then the run's listed `palette.subnets`, else every subnet of a sampled space (roles
+/// `maxnet`, `minnet`, `subnet`), else its listed students.
+pub fn palette_subjects(
+    task: &DecoderTask,
+    config: &RunConfig,
+) -> Result<Vec<(String, SubnetSpec, bool)>> {
+    let mut out = vec![("teacher".to_string(), task.space.maxnet(), false)];
+    let shape = &task.space.teacher;
+    if !config.palette.subnets.is_empty() {
+        for text in &config.palette.subnets {
+            let spec = crate::model::subnet::resolve_spec(Some(text), shape)
+                .with_context(|| format!("palette.subnets: '{text}'"))?;
+            out.push(("subnet".to_string(), spec, true));
+        }
+    } else if task.fixed_students.is_empty() {
+        let (maxnet, minnet) = (task.space.maxnet(), task.space.minnet(2));
+        let mut all = task.space.all();
+        if !all.contains(&maxnet) {
+            all.push(maxnet.clone());
+        }
+        for spec in all {
+            let role = if spec == maxnet {
+                "maxnet"
+            } else if spec == minnet {
+                "minnet"
+            } else {
+                "subnet"
+            };
+            out.push((role.to_string(), spec, true));
+        }
+    } else {
+        out.extend(task.report_subnets().into_iter().map(|(r, s)| (r, s, true)));
+    }
+    Ok(out)
+}
+
+/// Measures a decoder run's palette into `run_dir/lm-palette.csv`, handing each entry on as it is
+/// known; `on_entry` returning false stops. `only` re-measures those subnets; without it the
+/// subjects already in the file are kept, not measured again (a stopped measurement resumes).
+/// The file is rewritten atomically after every entry, merged with the rows it had: it is never
+/// replaced by a partial palette.
 pub fn measure_palette(
     task: &DecoderTask,
     config: &RunConfig,
     run_dir: &Path,
-    on_entry: &mut dyn FnMut(&DecoderEntry) -> bool,
+    only: Option<&[SubnetSpec]>,
+    on_entry: &mut dyn FnMut(&DecoderEntry, bool) -> bool,
 ) -> Result<PathBuf> {
-    let mut subjects = vec![("teacher".to_string(), task.space.maxnet(), false)];
-    subjects.extend(task.report_subnets().into_iter().map(|(r, s)| (r, s, true)));
-    let mut entries = Vec::new();
+    let path = run_dir.join("lm-palette.csv");
+    let mut entries = if path.is_file() {
+        read_csv(&path)?
+    } else {
+        Vec::new()
+    };
+    let known = |e: &[DecoderEntry], role: &str, spec: &SubnetSpec| {
+        e.iter()
+            .position(|x| x.role == role && x.subnet == spec.to_string())
+    };
+    let mut subjects = palette_subjects(task, config)?;
+    if let Some(list) = only {
+        subjects.retain(|(_, s, _)| list.contains(s));
+        for spec in list {
+            if !subjects.iter().any(|(_, s, _)| s == spec) {
+                subjects.push(("subnet".to_string(), spec.clone(), true));
+            }
+        }
+    }
     for (role, spec, adapters) in subjects {
-        let net = if adapters {
-            task.net.net()
-        } else {
-            &task.net.teacher.decoder
-        };
-        let valid = &task.valid_blocks;
-        let e = measure_entry(net, &role, &spec, adapters, valid, config, &task.settings)?;
-        let go_on = on_entry(&e);
-        entries.push(e);
-        if !go_on {
+        if only.is_none() {
+            if let Some(i) = known(&entries, &role, &spec) {
+                if !on_entry(&entries[i], true) {
+                    break;
+                }
+                continue;
+            }
+        }
+        let e = measure_entry(task, &role, &spec, adapters, config)?;
+        match known(&entries, &role, &spec) {
+            Some(i) => entries[i] = e.clone(),
+            None => entries.push(e.clone()),
+        }
+        write_csv(&path, &entries)?;
+        if !on_entry(&e, false) {
             break;
         }
     }
-    let path = run_dir.join("lm-palette.csv");
-    write_csv(&path, &entries)?;
+    if !path.exists() {
+        write_csv(&path, &entries)?;
+    }
     Ok(path)
 }
 
-/// Measures a decoder run's subnets, sending `DecoderMeasured` events; `keep_going` is asked after
-/// each entry.
+/// Measures a decoder run's palette, sending `DecoderMeasured` events (rows kept from an earlier
+/// measurement too); `keep_going` is asked after each entry measured now.
 pub fn measure_with_events(
     task: &DecoderTask,
     config: &RunConfig,
     run_dir: &Path,
+    only: Option<&[SubnetSpec]>,
     send: &dyn Fn(TrainEvent),
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Vec<DecoderEntry>> {
     let mut entries = Vec::new();
-    let mut on_entry = |e: &DecoderEntry| {
+    let (mut measured, mut kept) = (0, 0);
+    let mut on_entry = |e: &DecoderEntry, was_kept: bool| {
         send(TrainEvent::DecoderMeasured(e.clone()));
         entries.push(e.clone());
+        if was_kept {
+            kept += 1;
+            return true;
+        }
+        measured += 1;
         keep_going()
     };
-    let path = measure_palette(task, config, run_dir, &mut on_entry)?;
+    let path = measure_palette(task, config, run_dir, only, &mut on_entry)?;
     send(TrainEvent::log(
         "info",
-        format!("decoder measurements written to {}", path.display()),
+        format!(
+            "decoder palette: {measured} subnets measured, {kept} kept from before, in {}",
+            path.display()
+        ),
     ));
     Ok(entries)
 }
 
+/// Front membership of decoder rows on validation loss (lower is better): (parameters front,
+/// prefill-latency front). The teacher row is a reference, never on a front.
+pub fn decoder_fronts(entries: &[DecoderEntry]) -> (Vec<bool>, Vec<bool>) {
+    let point = |e: &DecoderEntry, cost: f64| {
+        if e.role == "teacher" {
+            (f64::NAN, f64::NAN)
+        } else {
+            (cost, -e.val_loss)
+        }
+    };
+    let size: Vec<(f64, f64)> = entries
+        .iter()
+        .map(|e| point(e, e.params_total as f64))
+        .collect();
+    let latency: Vec<(f64, f64)> = entries.iter().map(|e| point(e, e.prefill_ms)).collect();
+    (
+        crate::eval::pareto::pareto_front(&size),
+        crate::eval::pareto::pareto_front(&latency),
+    )
+}
+
 /// Writes the measured entries as CSV (atomically).
 pub fn write_csv(path: &Path, entries: &[DecoderEntry]) -> Result<()> {
+    let (size_front, latency_front) = decoder_fronts(entries);
     let mut text = String::from(
         "role,subnet,layers,heads,kv_heads,ffn,params_total,params_non_embedding,size_bytes,\
-val_loss,perplexity,top1_accuracy,prefill_ms,decode_tokens_per_s\n",
+val_loss,perplexity,top1_accuracy,prefill_ms,decode_tokens_per_s,prefill_ms_p90,\
+val_loss_untrained,on_front_size,on_front_latency\n",
     );
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         text.push_str(&format!(
-            "{},\"{}\",{},{},{},{},{},{},{},{:.4},{:.3},{:.4},{:.2},{:.2}\n",
+            "{},\"{}\",{},{},{},{},{},{},{},{:.4},{:.3},{:.4},{:.2},{:.2},{:.2},{:.4},{},{}\n",
             e.role,
             e.subnet,
             e.layers,
@@ -124,7 +227,11 @@ val_loss,perplexity,top1_accuracy,prefill_ms,decode_tokens_per_s\n",
             e.perplexity,
             e.top1_accuracy,
             e.prefill_ms,
-            e.decode_tokens_per_s
+            e.decode_tokens_per_s,
+            e.prefill_ms_p90,
+            e.val_loss_untrained,
+            size_front[i],
+            latency_front[i]
         ));
     }
     crate::util::write_atomic(path, text.as_bytes())
@@ -146,7 +253,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<DecoderEntry>> {
         let (role, rest) = line.split_once(",\"").ok_or_else(bad)?;
         let (subnet, rest) = rest.split_once("\",").ok_or_else(bad)?;
         let f: Vec<&str> = rest.split(',').collect();
-        if f.len() != 12 {
+        // 12 fields in files written before the p90, untrained-loss and front columns.
+        if f.len() != 12 && f.len() != 16 {
             return Err(bad());
         }
         let n = |k: usize| f[k].parse::<usize>().map_err(|_| bad());
@@ -166,6 +274,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<DecoderEntry>> {
             top1_accuracy: x(9)?,
             prefill_ms: x(10)?,
             decode_tokens_per_s: x(11)?,
+            prefill_ms_p90: if f.len() > 12 { x(12)? } else { f64::NAN },
+            val_loss_untrained: if f.len() > 13 { x(13)? } else { f64::NAN },
         });
     }
     Ok(out)
@@ -192,6 +302,8 @@ mod tests {
             top1_accuracy: 0.4125,
             prefill_ms: 812.25,
             decode_tokens_per_s: 25.5,
+            prefill_ms_p90: 840.5,
+            val_loss_untrained: 7.5,
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lm-palette.csv");

@@ -40,6 +40,17 @@ impl Default for DistillConfig {
     }
 }
 
+/// Which teacher layers a depth keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum LayerRule {
+    /// Evenly spaced, the last layer always kept (DynaBERT's map; the encoder default).
+    #[default]
+    LastKept,
+    /// Evenly spaced from the first layer to the last, both kept (depth 1 keeps the last):
+    /// language models lose the most when their first or last layer goes.
+    FirstAndLast,
+}
+
 /// The subnet search space; empty lists mean "the teacher's default".
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,4 +59,6 @@ pub struct SpaceConfig {
     pub heads: Vec<usize>,
     pub ffn: Vec<usize>,
     pub hidden: Vec<usize>,
+    /// Which layers each depth keeps.
+    pub layers: LayerRule,
 }

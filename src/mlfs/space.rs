@@ -1,7 +1,7 @@
 //! The search space A: depth, heads, FFN and hidden choices, with the maxnet and minnet of each stage.
 
-use super::config::SpaceConfig;
-use crate::model::subnet::even_layers;
+use super::config::{LayerRule, SpaceConfig};
+use crate::model::subnet::{even_layers, first_and_last_layers};
 use crate::model::{SubnetSpec, TeacherShape};
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -14,6 +14,8 @@ pub struct SearchSpace {
     pub heads: Vec<usize>,
     pub ffn: Vec<usize>,
     pub hidden: Vec<usize>,
+    /// Which layers a depth keeps.
+    pub layer_rule: LayerRule,
 }
 
 /// The leading quarter steps of `full` (rounded to `unit`), e.g. 3, 6, 9, 12 heads of 12.
@@ -52,6 +54,7 @@ impl SearchSpace {
             heads: pick(&config.heads, quarters(teacher.heads, teacher.heads_per_kv)),
             ffn: pick(&config.ffn, quarters(teacher.ffn, 1)),
             hidden: pick(&config.hidden, vec![teacher.hidden]),
+            layer_rule: config.layers,
         };
         space.check()?;
         Ok(space)
@@ -90,10 +93,14 @@ impl SearchSpace {
         Ok(())
     }
 
-    /// The subnet of the given choices (kept layers evenly spaced for the depth).
+    /// The subnet of the given choices (kept layers evenly spaced for the depth, by the rule).
     pub fn spec(&self, depth: usize, heads: usize, ffn: usize, hidden: usize) -> SubnetSpec {
+        let layers = match self.layer_rule {
+            LayerRule::LastKept => even_layers(self.teacher.layers, depth),
+            LayerRule::FirstAndLast => first_and_last_layers(self.teacher.layers, depth),
+        };
         SubnetSpec {
-            layers: even_layers(self.teacher.layers, depth),
+            layers,
             heads,
             ffn,
             hidden: Some(hidden),
@@ -199,6 +206,23 @@ mod tests {
             .map(|_| s.sample(2, &mut rng).layers.len())
             .collect();
         assert_eq!(depths.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn first_and_last_rule_keeps_both_ends_evenly() {
+        use crate::model::subnet::first_and_last_layers;
+        assert_eq!(
+            first_and_last_layers(30, 10),
+            vec![0, 3, 6, 10, 13, 16, 19, 23, 26, 29]
+        );
+        assert_eq!(first_and_last_layers(30, 2), vec![0, 29]);
+        assert_eq!(first_and_last_layers(30, 1), vec![29]);
+        assert_eq!(first_and_last_layers(30, 30), (0..30).collect::<Vec<_>>());
+        for d in 1..=30 {
+            let kept = first_and_last_layers(30, d);
+            assert_eq!(kept.len(), d, "depth {d}: {kept:?}");
+            assert!(kept.windows(2).all(|w| w[0] < w[1]));
+        }
     }
 
     #[test]

@@ -199,6 +199,21 @@ pub fn even_layers(teacher_layers: usize, depth: usize) -> Vec<usize> {
     out
 }
 
+/// Evenly spaced layer indices for a depth from the first layer to the last, both kept (depth 1
+/// keeps the last): `round(i·(L−1)/(d−1))` for i in 0..d.
+pub fn first_and_last_layers(teacher_layers: usize, depth: usize) -> Vec<usize> {
+    let depth = depth.clamp(1, teacher_layers.max(1));
+    if depth == 1 {
+        return vec![teacher_layers.saturating_sub(1)];
+    }
+    let span = teacher_layers - 1;
+    let mut out: Vec<usize> = (0..depth)
+        .map(|i| (i * span + (depth - 1) / 2) / (depth - 1))
+        .collect();
+    out.dedup();
+    out
+}
+
 /// Parses a spec and checks it against a teacher, or returns the maxnet when none is given.
 pub fn resolve_spec(text: Option<&str>, shape: &TeacherShape) -> Result<SubnetSpec> {
     match text {

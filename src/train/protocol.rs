@@ -83,6 +83,16 @@ pub struct DecoderEntry {
     pub prefill_ms: f64,
     /// Median cached decoding speed.
     pub decode_tokens_per_s: f64,
+    /// 90th percentile of the prefill time (ms); NaN in runs measured before it was recorded.
+    #[serde(default = "nan")]
+    pub prefill_ms_p90: f64,
+    /// Validation loss of the same shape cut from the teacher, untrained (NaN: not measured).
+    #[serde(default = "nan")]
+    pub val_loss_untrained: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Events the trainer sends; `metrics.jsonl` holds one per line.

@@ -267,7 +267,7 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
         egui::CollapsingHeader::new("Sampler and search space").default_open(true).show(ui, |ui| {
             changed |= number(ui, &errors, "random_subnets", "Random subnets", &mut form.config.random_subnets, 0.1, "Subnets drawn at random each step after the maxnet and the minnet (sandwich rule)");
             let labels = [
-                ("space.depths", "Depth choices", "Numbers of kept layers (evenly spaced, always the last); empty = teacher default"),
+                ("space.depths", "Depth choices", "Numbers of kept layers (evenly spaced by the rule below); empty = teacher default"),
                 ("space.heads", "Heads choices", "Attention heads kept per layer (the first h); empty = teacher default"),
                 ("space.ffn", "FFN choices", "FFN neurons kept per layer (the first f); empty = teacher default"),
                 ("space.hidden", "Hidden choices", "Hidden widths (multiples of the head size); empty = the teacher's"),
@@ -294,6 +294,28 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
                     ui.label(RichText::new(e).small().color(ui.visuals().error_fg_color));
                 }
             }
+            ui.horizontal(|ui| {
+                use crate::mlfs::config::LayerRule;
+                let name = |r: LayerRule| match r {
+                    LayerRule::LastKept => "evenly spaced, last kept",
+                    LayerRule::FirstAndLast => "first and last kept",
+                };
+                let tip = "Which teacher layers a depth keeps. Evenly spaced with the last always kept (DynaBERT's rule, the encoders' default), or evenly spaced from the first layer to the last with both kept (language models lose most when either goes)";
+                let l = ui.label("Kept layers").on_hover_text(tip);
+                let rule = &mut form.config.space.layers;
+                let before = *rule;
+                egui::ComboBox::from_id_salt("layer-rule")
+                    .selected_text(name(*rule))
+                    .show_ui(ui, |ui| {
+                        for r in [LayerRule::LastKept, LayerRule::FirstAndLast] {
+                            ui.selectable_value(rule, r, name(r));
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text(tip);
+                changed |= *rule != before;
+            });
         });
         egui::CollapsingHeader::new("Batches").default_open(true).show(ui, |ui| {
             changed |= number(ui, &errors, "batch_size", "Batch size", &mut form.config.batch_size, 1.0, "Examples per optimizer step (padded per batch)");

@@ -1,8 +1,12 @@
-//! Decoder runs' results: each measured subnet's size, validation metrics and latency, the
-//! selection for "Try it" and export, and the export itself (HF folder or GGUF).
+//! Decoder runs' results: the palette's Pareto charts (parameters and prefill latency against
+//! validation loss, the teacher as a level line), each measured subnet's size, validation
+//! metrics and latency, the selection for "Try it" and export, and the export itself (HF folder
+//! or GGUF).
 
 use super::commands::UiCommand;
 use super::export_state::{self, ExportState};
+use super::palette_view::{PaletteView, ParetoPoint};
+use super::pareto_tab::ParetoTab;
 use super::run_actions;
 use super::run_view::{RunStatus, RunView};
 use crate::export::decoder::GgufType;
@@ -26,28 +30,47 @@ impl Default for DecoderPanel {
 }
 
 impl DecoderPanel {
-    /// Draws the panel (in place of the Pareto charts for decoder runs); returns a command.
+    /// Draws the Pareto tab of a decoder run with `pareto`'s budgets and axes; returns a command.
     pub fn ui(
         &mut self,
         ui: &mut Ui,
         run: &RunView,
         selection: Option<&str>,
         export: &ExportState,
+        pareto: &mut ParetoTab,
     ) -> Option<UiCommand> {
         let mut cmd = None;
         ui.horizontal(|ui| {
-            let hover = "Validation loss, perplexity, top-1, prefill time and tokens/s of the teacher and the run's subnets";
-            cmd = run_actions::measure_button(ui, run, "Re-measure", hover);
+            let hover = "Measure the subnets not measured yet (a stopped measurement resumes): validation loss before and after training, perplexity, top-1, prefill time and tokens/s";
+            cmd = run_actions::measure_button(ui, run, "Measure palette", hover);
             if run.status == RunStatus::MeasuringPalette {
                 ui.spinner();
             }
         });
+        // The palette's subnets; the teacher is the reference line, not a choice.
+        let subnets: Vec<_> = run
+            .decoder_entries
+            .iter()
+            .filter(|e| e.role != "teacher")
+            .cloned()
+            .collect();
+        let teacher = run.decoder_entries.iter().find(|e| e.role == "teacher");
         if run.decoder_entries.is_empty() {
             ui.weak(
                 "Measurements appear here when the run ends (teacher first, then each subnet).",
             );
-        } else if let Some(c) = table(ui, run, selection) {
-            cmd = Some(c);
+        } else {
+            pareto.budget_row(ui, &subnets);
+            if !subnets.is_empty() {
+                let reference = teacher.map(|t| ("teacher", t.val_loss));
+                if let Some(c) = pareto.charts(ui, &subnets, selection, &[], reference, false) {
+                    cmd = Some(c);
+                }
+            }
+            let view = PaletteView::new(&subnets, pareto.size_in_mb, &pareto.budget);
+            if let Some(c) = table(ui, run, &view, selection) {
+                cmd = Some(c);
+            }
         }
         ui.separator();
         ui.horizontal(|ui| {
@@ -90,50 +113,84 @@ fn format_name(f: ExportFormat) -> &'static str {
     }
 }
 
-/// The measured subnets, one row each; clicking a role selects (or clears) its subnet.
-fn table(ui: &mut Ui, run: &RunView, selection: Option<&str>) -> Option<UiCommand> {
+/// The measured subnets, one row each, fronts marked as on the charts (`view` holds the
+/// palette without the teacher); clicking a row's spec selects (or clears) its subnet.
+fn table(
+    ui: &mut Ui,
+    run: &RunView,
+    view: &PaletteView<'_, crate::train::protocol::DecoderEntry>,
+    selection: Option<&str>,
+) -> Option<UiCommand> {
     let mut cmd = None;
-    egui::Grid::new("decoder-subnets")
-        .striped(true)
-        .num_columns(10)
+    egui::ScrollArea::vertical()
+        .id_salt("decoder-subnets-scroll")
+        .max_height(ui.available_height() - 60.0)
         .show(ui, |ui| {
-            for h in [
-                "Subnet",
-                "Layers",
-                "Heads (KV)",
-                "FFN",
-                "Params",
-                "Size",
-                "Val loss",
-                "Perplexity",
-                "Top-1",
-                "Prefill",
-                "Decode",
-            ] {
-                ui.label(RichText::new(h).strong());
-            }
-            ui.end_row();
-            for e in &run.decoder_entries {
-                let selected = selection == Some(e.subnet.as_str());
-                if ui
-                    .selectable_label(selected, &e.role)
-                    .on_hover_text(&e.subnet)
-                    .clicked()
-                {
-                    cmd = Some(UiCommand::Select((!selected).then(|| e.subnet.clone())));
-                }
-                ui.label(e.layers.to_string());
-                ui.label(format!("{} ({})", e.heads, e.kv_heads));
-                ui.label(e.ffn.to_string());
-                ui.label(format!("{:.1} M", e.params_total as f64 / 1e6));
-                ui.label(format!("{:.0} MB", e.size_bytes as f64 / 1e6));
-                ui.label(format!("{:.3}", e.val_loss));
-                ui.label(format!("{:.1}", e.perplexity));
-                ui.label(format!("{:.3}", e.top1_accuracy));
-                ui.label(format!("{:.0} ms", e.prefill_ms));
-                ui.label(format!("{:.1} tok/s", e.decode_tokens_per_s));
-                ui.end_row();
-            }
+            egui::Grid::new("decoder-subnets")
+                .striped(true)
+                .num_columns(14)
+                .show(ui, |ui| {
+                    for h in [
+                        "Subnet",
+                        "Role",
+                        "Layers",
+                        "Heads (KV)",
+                        "FFN",
+                        "Params",
+                        "Size",
+                        "Val loss",
+                        "Untrained",
+                        "Perplexity",
+                        "Top-1",
+                        "Prefill",
+                        "Decode",
+                        "Fronts",
+                    ] {
+                        ui.label(RichText::new(h).strong());
+                    }
+                    ui.end_row();
+                    for e in &run.decoder_entries {
+                        let selected = selection == Some(e.subnet.as_str());
+                        if ui
+                            .selectable_label(selected, &e.subnet)
+                            .on_hover_text(e.metrics_text())
+                            .clicked()
+                        {
+                            cmd = Some(UiCommand::Select((!selected).then(|| e.subnet.clone())));
+                        }
+                        ui.label(&e.role);
+                        ui.label(e.layers.to_string());
+                        ui.label(format!("{} ({})", e.heads, e.kv_heads));
+                        ui.label(e.ffn.to_string());
+                        ui.label(format!("{:.1} M", e.params_total as f64 / 1e6));
+                        ui.label(format!("{:.0} MB", e.size_bytes as f64 / 1e6));
+                        ui.label(format!("{:.3}", e.val_loss));
+                        ui.label(if e.val_loss_untrained.is_nan() {
+                            String::new()
+                        } else {
+                            format!("{:.3}", e.val_loss_untrained)
+                        })
+                        .on_hover_text(
+                            "Validation loss of the same shape cut from the teacher, untrained",
+                        );
+                        ui.label(format!("{:.1}", e.perplexity));
+                        ui.label(format!("{:.3}", e.top1_accuracy));
+                        ui.label(format!("{:.0} ms", e.prefill_ms));
+                        ui.label(format!("{:.1} tok/s", e.decode_tokens_per_s));
+                        let i = view
+                            .entries
+                            .iter()
+                            .position(|x| x.subnet == e.subnet && x.role == e.role);
+                        let on = |front: &[bool]| i.is_some_and(|i| front[i]);
+                        ui.label(match (on(&view.size_front), on(&view.latency_front)) {
+                            (true, true) => "size, latency",
+                            (true, false) => "size",
+                            (false, true) => "latency",
+                            (false, false) => "",
+                        });
+                        ui.end_row();
+                    }
+                });
         });
     cmd
 }

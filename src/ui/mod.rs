@@ -150,7 +150,13 @@ impl StudioApp {
                 )),
                 // Decoder runs have no palette: their measurements take the Pareto tab's place.
                 Tab::Pareto if self.config.is_decoder() || !self.run.decoder_entries.is_empty() => {
-                    commands.extend(self.decoder.ui(ui, &self.run, selection, &self.export))
+                    commands.extend(self.decoder.ui(
+                        ui,
+                        &self.run,
+                        selection,
+                        &self.export,
+                        &mut self.pareto,
+                    ))
                 }
                 Tab::Pareto => {
                     // Runs ticked for comparison (Training or Runs tab) draw their fronts too.

@@ -5,14 +5,14 @@
 use super::commands::UiCommand;
 use super::curves::overlay_colour;
 use super::dialogs::DialogPurpose;
-use super::palette_view::{cost_of, metrics_text, Cost, PaletteView};
+use super::palette_view::{cost_of, Cost, PaletteView, ParetoPoint};
 use crate::eval::pareto::pareto_front;
 use crate::train::protocol::PaletteEntry;
 use egui::{Color32, Ui};
 use egui_plot::{Legend, Line, MarkerShape, Plot, PlotPoint, Points};
 
 /// Another run's palette drawn for comparison: its name and measured subnets.
-pub type ComparedPalette<'a> = (&'a str, &'a [PaletteEntry]);
+pub type ComparedPalette<'a, P = PaletteEntry> = (&'a str, &'a [P]);
 
 /// The staircase through front points sorted by cost (the front's step line).
 fn stairs(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
@@ -27,32 +27,36 @@ fn stairs(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
 }
 
 /// Another run's front on this chart's axes, sorted by cost.
-fn compared_front(entries: &[PaletteEntry], cost: Cost, in_mb: bool) -> Vec<[f64; 2]> {
+fn compared_front<P: ParetoPoint>(entries: &[P], cost: Cost, in_mb: bool) -> Vec<[f64; 2]> {
     let points: Vec<(f64, f64)> = entries
         .iter()
-        .map(|e| (cost_of(e, cost, in_mb), e.dev_accuracy))
+        .map(|e| (cost_of(e, cost, in_mb), e.merit()))
         .collect();
     let on = pareto_front(&points);
-    let mut front: Vec<[f64; 2]> = points
+    let mut front: Vec<[f64; 2]> = entries
         .iter()
         .zip(on)
         .filter(|(_, on)| *on)
-        .map(|(p, _)| [p.0, p.1])
+        .map(|(e, _)| [cost_of(e, cost, in_mb), e.score()])
         .collect();
     front.sort_by(|a, b| a[0].total_cmp(&b[0]));
     front
 }
 
 /// Draws one chart of `view` on the `cost` axis, with the fronts of `compared` runs dashed in
-/// their own colours; returns the subnet clicked, if any.
-pub fn show(
+/// their own colours and `reference` (a named score, e.g. the teacher's) as a level line;
+/// returns the subnet clicked, if any. `command` receives the context menu's choice; `None`
+/// leaves the menu out.
+#[allow(clippy::too_many_arguments)]
+pub fn show<P: ParetoPoint>(
     ui: &mut Ui,
-    view: &PaletteView<'_>,
+    view: &PaletteView<'_, P>,
     cost: Cost,
     selection: Option<&str>,
     (width, height): (f32, f32),
-    compared: &[ComparedPalette<'_>],
-    command: &mut Option<UiCommand>,
+    compared: &[ComparedPalette<'_, P>],
+    reference: Option<(&str, f64)>,
+    command: Option<&mut Option<UiCommand>>,
 ) -> Option<String> {
     let entries = view.entries;
     let front = view.front(cost);
@@ -68,13 +72,14 @@ pub fn show(
         .filter(|&i| !front[i] && view.fits[i])
         .collect();
     let infeasible: Vec<usize> = (0..entries.len()).filter(|&i| !view.fits[i]).collect();
-    let selected = selection.and_then(|s| entries.iter().position(|e| e.subnet == s));
+    let selected = selection.and_then(|s| entries.iter().position(|e| e.subnet() == s));
     // Headroom above the best point keeps the top-left legend clear of every point: the
     // legend takes about 17 points a row of the chart's height.
     let accuracies = entries
         .iter()
         .chain(compared.iter().flat_map(|(_, others)| others.iter()))
-        .map(|e| e.dev_accuracy)
+        .map(|e| e.score())
+        .chain(reference.map(|(_, v)| v))
         .filter(|a| a.is_finite());
     let (lo, hi) = accuracies.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), a| {
         (lo.min(a), hi.max(a))
@@ -83,7 +88,8 @@ pub fn show(
         + compared.len()
         + usize::from(!infeasible.is_empty())
         + usize::from(view.best.is_some())
-        + usize::from(selected.is_some());
+        + usize::from(selected.is_some())
+        + usize::from(reference.is_some());
     let share = ((legend_rows as f32 * 17.0 + 24.0) / height.max(1.0)).clamp(0.1, 0.6) as f64;
     let headroom = if hi > lo {
         (hi - share * lo) / (1.0 - share)
@@ -106,10 +112,15 @@ pub fn show(
         .include_y(headroom)
         .width(width)
         .height(height)
-        // Top-left stays empty on an accuracy-vs-cost chart: no point hides under the legend.
-        .legend(Legend::default().position(egui_plot::Corner::LeftTop))
+        // The corner a front leaves empty holds the legend: top-left when higher scores are
+        // better (accuracy), top-right when lower are (loss), with headroom above the points.
+        .legend(Legend::default().position(if P::LOWER_IS_BETTER {
+            egui_plot::Corner::RightTop
+        } else {
+            egui_plot::Corner::LeftTop
+        }))
         .x_axis_label(x_label)
-        .y_axis_label("dev accuracy")
+        .y_axis_label(P::SCORE_LABEL)
         .label_formatter(move |hover| {
             if let egui_plot::HoverPosition::NearDataPoint {
                 plot_name, index, ..
@@ -127,7 +138,7 @@ pub fn show(
                 return list
                     .get(*index)
                     .and_then(|&i| entries.get(i))
-                    .map(metrics_text);
+                    .map(|e| e.metrics_text());
             }
             None
         })
@@ -157,14 +168,11 @@ pub fn show(
             if cost == Cost::Latency {
                 // Median to p90 of every subnet: how steady its latency is.
                 for e in entries {
-                    let y = e.dev_accuracy;
+                    let (y, (median, p90)) = (e.score(), e.latency_ms());
                     plot_ui.line(
                         Line::new(
                             "",
-                            vec![
-                                [view.axis_x(cost, e.latency_ms_median), y],
-                                [view.axis_x(cost, e.latency_ms_p90), y],
-                            ],
+                            vec![[view.axis_x(cost, median), y], [view.axis_x(cost, p90), y]],
                         )
                         .color(Color32::from_rgba_unmultiplied(150, 150, 150, 160))
                         .width(1.0)
@@ -214,6 +222,14 @@ pub fn show(
                         .color(Color32::from_rgb(52, 168, 83)),
                 );
             }
+            if let Some((name, level)) = reference {
+                plot_ui.hline(
+                    egui_plot::HLine::new(name, level)
+                        .color(Color32::from_rgb(219, 68, 55))
+                        .style(egui_plot::LineStyle::dashed_dense())
+                        .width(1.0),
+                );
+            }
             if let Some(s) = selected {
                 plot_ui.points(
                     Points::new("selected", vec![xy(s)])
@@ -224,19 +240,21 @@ pub fn show(
                 );
             }
         });
-    response.response.context_menu(|ui| {
-        let actions = [
-            ("Save chart as PNG…", DialogPurpose::SaveChart(cost, false)),
-            ("Save chart as SVG…", DialogPurpose::SaveChart(cost, true)),
-            ("Save data as CSV…", DialogPurpose::SavePaletteCsv),
-        ];
-        for (label, purpose) in actions {
-            if ui.button(label).clicked() {
-                *command = Some(UiCommand::Open(purpose));
-                ui.close();
+    if let Some(command) = command {
+        response.response.context_menu(|ui| {
+            let actions = [
+                ("Save chart as PNG…", DialogPurpose::SaveChart(cost, false)),
+                ("Save chart as SVG…", DialogPurpose::SaveChart(cost, true)),
+                ("Save data as CSV…", DialogPurpose::SavePaletteCsv),
+            ];
+            for (label, purpose) in actions {
+                if ui.button(label).clicked() {
+                    *command = Some(UiCommand::Open(purpose));
+                    ui.close();
+                }
             }
-        }
-    });
+        });
+    }
     if response.response.clicked() {
         let pointer = response.response.interact_pointer_pos()?;
         let nearest = (0..entries.len())
@@ -249,7 +267,7 @@ pub fn show(
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))?;
         if nearest.1 < 12.0 {
-            return Some(entries[nearest.0].subnet.clone());
+            return Some(entries[nearest.0].subnet().to_string());
         }
     }
     None

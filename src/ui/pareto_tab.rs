@@ -5,7 +5,7 @@
 use super::commands::UiCommand;
 use super::dialogs::DialogPurpose;
 use super::export_state::{self, ExportState};
-use super::palette_view::{cost_of, Cost, PaletteView};
+use super::palette_view::{cost_of, Cost, PaletteView, ParetoPoint};
 use super::pareto_chart;
 use super::pareto_table;
 use super::pareto_table::Sort;
@@ -58,46 +58,8 @@ impl ParetoTab {
         ui.horizontal(|ui| {
             let hover = "Measure accuracy, size and latency of every subnet again";
             cmd = run_actions::measure_button(ui, run, "Re-evaluate palette", hover);
-            let unit_changed = ui
-                .checkbox(&mut self.size_in_mb, "Size in MB")
-                .on_hover_text("Size axis: exported bytes instead of parameters")
-                .changed();
-            if unit_changed {
-                // The size budget is in the axis's unit: a limit in the old unit means nothing.
-                self.budget.size = None;
-            }
-            // A new limit starts at the palette's median, so about half of the subnets fit.
-            let median = |cost: Cost| {
-                let mut v: Vec<f64> =
-                    run.palette.iter().map(|e| cost_of(e, cost, self.size_in_mb)).collect();
-                v.sort_by(f64::total_cmp);
-                v.get(v.len() / 2).copied().unwrap_or(1.0)
-            };
-            budget_field(
-                ui,
-                "Latency budget (ms)",
-                &mut self.budget.latency_ms,
-                median(Cost::Latency),
-                "Grey out subnets slower than this and mark the best one within budget",
-            );
-            let size_label = match self.size_in_mb {
-                true => "Size budget (MB)",
-                false => "Size budget (M params)",
-            };
-            budget_field(
-                ui,
-                size_label,
-                &mut self.budget.size,
-                median(Cost::Size),
-                "Grey out subnets larger than this (in the size axis's unit) and mark the best one within budget",
-            );
         });
-        ui.checkbox(&mut self.log_latency, "Log latency axis")
-            .on_hover_text(
-            "Latency on a logarithmic axis: subnets an order of magnitude apart both stay readable",
-        );
-        let mut view = PaletteView::new(&run.palette, self.size_in_mb, &self.budget);
-        view.log_latency = self.log_latency;
+        self.budget_row(ui, &run.palette);
         if run.palette.is_empty() {
             let why = if run.status == RunStatus::MeasuringPalette {
                 "Measuring the palette — points appear as each subnet is measured."
@@ -105,35 +67,8 @@ impl ParetoTab {
                 "No subnet evaluated yet — the palette is measured when training ends, or press Re-evaluate palette."
             };
             ui.weak(why);
-        } else {
-            let width = (ui.available_width() - 16.0) / 2.0;
-            let height = (ui.available_height() * 0.5).max(220.0);
-            ui.horizontal(|ui| {
-                for cost in [Cost::Size, Cost::Latency] {
-                    let size = (width, height);
-                    let mut menu = None;
-                    let clicked =
-                        pareto_chart::show(ui, &view, cost, selection, size, compared, &mut menu);
-                    if let Some(s) = clicked {
-                        cmd = Some(UiCommand::Select(Some(s)));
-                    }
-                    if menu.is_some() {
-                        cmd = menu;
-                    }
-                }
-            });
-            if let Some(best) = view.best.and_then(|i| run.palette.get(i)) {
-                ui.label(format!(
-                    "Best within budget: {} (dev {:.4})",
-                    best.subnet, best.dev_accuracy
-                ));
-            } else if self.budget.is_set() {
-                let error = ui.visuals().error_fg_color;
-                ui.colored_label(
-                    error,
-                    "Nothing fits the budget: raise a limit to see a front.",
-                );
-            }
+        } else if let Some(c) = self.charts(ui, &run.palette, selection, compared, None, true) {
+            cmd = Some(c);
         }
         let button = (
             "Export selected…",
@@ -181,8 +116,106 @@ impl ParetoTab {
                 }
             });
         }
+        // The same inputs as the charts' view: the table marks the same fronts.
+        let view = PaletteView::new(&run.palette, self.size_in_mb, &self.budget);
         if let Some(c) = pareto_table::show(ui, &view, &mut self.sort, selection) {
             cmd = Some(c);
+        }
+        cmd
+    }
+}
+
+impl ParetoTab {
+    /// The size unit, budget limits and log-latency toggle, for any palette's points.
+    pub fn budget_row<P: ParetoPoint>(&mut self, ui: &mut Ui, entries: &[P]) {
+        ui.horizontal(|ui| {
+            let unit_changed = ui
+                .checkbox(&mut self.size_in_mb, "Size in MB")
+                .on_hover_text("Size axis: exported bytes instead of parameters")
+                .changed();
+            if unit_changed {
+                // The size budget is in the axis's unit: a limit in the old unit means nothing.
+                self.budget.size = None;
+            }
+            // A new limit starts at the palette's median, so about half of the subnets fit.
+            let median = |cost: Cost| {
+                let mut v: Vec<f64> = entries
+                    .iter()
+                    .map(|e| cost_of(e, cost, self.size_in_mb))
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                v.get(v.len() / 2).copied().unwrap_or(1.0)
+            };
+            budget_field(
+                ui,
+                "Latency budget (ms)",
+                &mut self.budget.latency_ms,
+                median(Cost::Latency),
+                "Grey out subnets slower than this and mark the best one within budget",
+            );
+            let size_label = match self.size_in_mb {
+                true => "Size budget (MB)",
+                false => "Size budget (M params)",
+            };
+            budget_field(
+                ui,
+                size_label,
+                &mut self.budget.size,
+                median(Cost::Size),
+                "Grey out subnets larger than this (in the size axis's unit) and mark the best one within budget",
+            );
+        });
+        ui.checkbox(&mut self.log_latency, "Log latency axis")
+            .on_hover_text(
+            "Latency on a logarithmic axis: subnets an order of magnitude apart both stay readable",
+        );
+    }
+
+    /// The size and latency charts of `entries` side by side, then the best within budget;
+    /// returns the subnet clicked (as a selection) or the charts' menu choice.
+    pub fn charts<P: ParetoPoint>(
+        &self,
+        ui: &mut Ui,
+        entries: &[P],
+        selection: Option<&str>,
+        compared: &[pareto_chart::ComparedPalette<'_, P>],
+        reference: Option<(&str, f64)>,
+        with_menu: bool,
+    ) -> Option<UiCommand> {
+        let mut cmd = None;
+        let mut view = PaletteView::new(entries, self.size_in_mb, &self.budget);
+        view.log_latency = self.log_latency;
+        let width = (ui.available_width() - 16.0) / 2.0;
+        let height = (ui.available_height() * 0.5).max(220.0);
+        ui.horizontal(|ui| {
+            for cost in [Cost::Size, Cost::Latency] {
+                let size = (width, height);
+                let mut menu = None;
+                let menu_slot = with_menu.then_some(&mut menu);
+                let clicked = pareto_chart::show(
+                    ui, &view, cost, selection, size, compared, reference, menu_slot,
+                );
+                if let Some(s) = clicked {
+                    cmd = Some(UiCommand::Select(Some(s)));
+                }
+                if menu.is_some() {
+                    cmd = menu;
+                }
+            }
+        });
+        if let Some(best) = view.best.and_then(|i| entries.get(i)) {
+            ui.label(format!(
+                "Best within budget: {} ({} {:.4})",
+                best.subnet(),
+                P::SCORE_LABEL,
+                best.score()
+            ));
+        } else if self.budget.is_set() {
+            let error = ui.visuals().error_fg_color;
+            ui.colored_label(
+                error,
+                "Nothing fits the budget: raise a limit to see a front.",
+            );
         }
         cmd
     }

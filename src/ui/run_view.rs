@@ -278,7 +278,8 @@ impl RunView {
                 }
             }
             TrainEvent::DecoderMeasured(entry) => {
-                self.decoder_entries.retain(|e| e.role != entry.role);
+                self.decoder_entries
+                    .retain(|e| e.role != entry.role || e.subnet != entry.subnet);
                 self.decoder_entries.push(entry);
             }
             TrainEvent::Log { level, message } => self.logs.push(LogLine { level, message }),

@@ -50,6 +50,8 @@ fn step(
 pub struct DecodeLatency {
     /// Median milliseconds to run the prompt and produce the first token.
     pub prefill_ms: f64,
+    /// 90th percentile (nearest rank) of the same.
+    pub prefill_ms_p90: f64,
     /// Median generated tokens per second after the prefill (cached steps).
     pub decode_tokens_per_s: f64,
 }
@@ -88,8 +90,10 @@ pub fn measure(
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
+    let prefill_ms = median(&mut prefill);
     Ok(DecodeLatency {
-        prefill_ms: median(&mut prefill),
+        prefill_ms,
+        prefill_ms_p90: crate::eval::latency::percentile(&prefill, 0.9),
         decode_tokens_per_s: 1.0 / median(&mut per_token).max(1e-9),
     })
 }
