@@ -53,3 +53,19 @@ sleep 1
 xdotool mousemove "${COMPLETE_X:-636}" "${COMPLETE_Y:-232}" click 1
 sleep "${SHOT_TRY:-40}"
 shot studio-decoder-try
+
+# The decoder palette's Pareto tab, when a code-supernet-quick run is there.
+if [ -f runs/code-supernet-quick/lm-palette.csv ]; then
+  kill $APP 2>/dev/null || true; sleep 1
+  export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
+  (cd "$WORK" && exec "$BIN" --run "$ROOT/runs/code-supernet-quick") & APP=$!
+  sleep "${SHOT_WAIT:-8}"
+  WIN=$(xdotool search --name "MLFS Studio" | head -1)
+  xdotool windowsize "$WIN" 1480 920 windowmove "$WIN" 0 0
+  sleep 1
+  xdotool mousemove "${PARETO_X:-549}" "${TABS_Y:-67}" click 1
+  sleep 2
+  xdotool mousemove 1000 900
+  sleep 1
+  shot studio-decoder-palette
+fi

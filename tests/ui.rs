@@ -373,6 +373,96 @@ fn decoder_run_overlays_tries_and_exports() {
     assert_eq!(back.decoder.config.num_hidden_layers, 2);
 }
 
+/// A decoder palette in the studio: a sampled space of SmolLM2 trains and is measured; a small
+/// subnet picked in the Pareto tab (its table row, linked to the charts' selection) exports as
+/// GGUF through the dialog and completes a prompt in "Try it".
+#[test]
+fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
+    use mlfs_studio::mlfs::config::{LayerRule, SpaceConfig};
+    use mlfs_studio::model::llama::student::StudentInit;
+    use mlfs_studio::train::config::DecoderConfig;
+
+    let runs = tempfile::tempdir().unwrap();
+    let gguf_out = runs.path().join("small.gguf");
+    let mut dialogs = ScriptedDialogs::default();
+    dialogs.answers.push_back(Some(gguf_out.clone()));
+    let a = common::assets();
+    let mut c = common::small_config([1, 1, 1], 2, 32);
+    c.name = "ui-decoder-palette".into();
+    c.teacher = common::smollm2_gguf().clone();
+    c.data.train = a.join("python-code/train.jsonl");
+    c.data.dev = a.join("python-code/valid.jsonl");
+    c.distill.beta = 1e-5;
+    c.random_subnets = 0;
+    c.space = SpaceConfig {
+        depths: vec![2, 30],
+        heads: vec![6, 9],
+        ffn: vec![768],
+        hidden: vec![],
+        layers: LayerRule::FirstAndLast,
+    };
+    c.lm = Some(DecoderConfig {
+        train_base_weights: false,
+        init: StudentInit::Sliced,
+        students: vec![],
+        eval_blocks: 1,
+        latency_prompt: 8,
+        latency_new_tokens: 2,
+        recompute_activations: true,
+    });
+    let app = StudioApp::new(c, Box::new(dialogs), runs.path().to_path_buf());
+    let mut h = harness(app);
+    h.step();
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    h.get_by_label("Start").click();
+    // The teacher, 4 subnets (depth 2 or 30, 6 or 9 heads) and the maxnet (full FFN).
+    step_until(&mut h, Duration::from_secs(900), |a| {
+        a.run.status == RunStatus::Finished && a.handle.is_none()
+    });
+    assert_eq!(h.state().run.decoder_entries.len(), 6);
+    h.get_by_label("Pareto").click();
+    step_frames(&mut h, 2);
+    let small = "layers=0,29;heads=6;ffn=768";
+    h.get_by_label(small).click();
+    h.step();
+    assert_eq!(h.state().selection.as_deref(), Some(small));
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
+        .click();
+    step_frames(&mut h, 3);
+    h.get_by_label("GGUF f16").click();
+    step_frames(&mut h, 2);
+    h.get_by_label("Export…").click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
+    });
+    assert!(
+        matches!(h.state().export, ExportState::Done { .. }),
+        "{:?}",
+        h.state().export
+    );
+    let back = mlfs_studio::model::llama::DecoderTeacher::load(&gguf_out).unwrap();
+    assert_eq!(back.decoder.config.num_hidden_layers, 2);
+    assert_eq!(back.decoder.config.num_attention_heads, 6);
+
+    h.get_by_label("Try it").click();
+    h.step();
+    assert!(h
+        .query_by_label_contains(&format!("subnet {small}"))
+        .is_some());
+    h.get_by_label("Prompt").click();
+    h.step();
+    h.get_by_label("Prompt").type_text("def add(a, b):");
+    h.step();
+    h.get_by_label("Complete").click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        a.try_it.output.is_some()
+    });
+    match &h.state().try_it.output {
+        Some(Ok(text)) => assert!(!text.is_empty()),
+        other => panic!("no completion: {other:?}"),
+    }
+}
+
 #[test]
 fn device_combo_offers_the_cpu_and_says_why_there_is_no_gpu() {
     if mlfs_studio::model::device::cuda_compiled() {

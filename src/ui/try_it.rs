@@ -204,11 +204,11 @@ impl TryIt {
         match &self.output {
             Some(Ok(text)) => {
                 ui.separator();
-                if decoder {
-                    ui.label(RichText::new(format!("{}{}", self.input, text)).monospace());
-                } else {
-                    ui.label(RichText::new(text).monospace());
-                }
+                let shown = match decoder {
+                    true => format!("{}{}", self.input, text),
+                    false => text.clone(),
+                };
+                ui.label(RichText::new(drawable(ui, &shown)).monospace());
             }
             Some(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);
@@ -216,4 +216,24 @@ impl TryIt {
             None => {}
         }
     }
+}
+
+/// `text` with every character the monospace fonts cannot draw shown as `?`: a barely trained
+/// decoder can emit partial UTF-8 sequences (decoded as U+FFFD), which the fonts lack.
+fn drawable(ui: &Ui, text: &str) -> String {
+    let font = egui::FontId::monospace(egui::TextStyle::Monospace.resolve(ui.style()).size);
+    ui.ctx().fonts_mut(|fonts| {
+        if fonts.has_glyphs(&font, text) {
+            return text.to_string();
+        }
+        text.chars()
+            .map(|c| {
+                if c.is_control() || fonts.has_glyph(&font, c) {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect()
+    })
 }
