@@ -94,3 +94,12 @@ pub fn uniform_tensor(shape: (usize, usize), seed: u64) -> candle_core::Tensor {
         .collect();
     candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
 }
+
+/// Nearest-rank percentile of sorted samples (NaN when there are none).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

@@ -8,11 +8,9 @@ mod common;
 use mlfs_studio::cli::export::export_decoder;
 use mlfs_studio::eval::decoder::{measure_palette, read_csv};
 use mlfs_studio::export::decoder_subnet::ExportFormat;
-use mlfs_studio::mlfs::config::{LayerRule, SpaceConfig};
-use mlfs_studio::model::llama::student::StudentInit;
 use mlfs_studio::model::llama::DecoderTeacher;
 use mlfs_studio::model::SubnetSpec;
-use mlfs_studio::train::config::{DecoderConfig, RunConfig};
+use mlfs_studio::train::config::RunConfig;
 use mlfs_studio::train::decoder::metrics::evaluate_blocks;
 use mlfs_studio::train::protocol::{DecoderEntry, TrainEvent};
 use mlfs_studio::train::run::Flow;
@@ -21,31 +19,10 @@ use std::path::Path;
 
 /// A small space: depth 2 (first and last layer) or 30, 6 or 9 query heads, FFN 768 or 1536.
 fn palette_config() -> RunConfig {
-    let a = common::assets();
-    let mut c = common::small_config([2, 2, 2], 2, 32);
+    let mut c = common::decoder_space_config([2, 2, 2], vec![768, 1536], 2);
     c.name = "decoder-palette-test".into();
-    c.teacher = common::smollm2_gguf().clone();
-    c.data.train = a.join("python-code/train.jsonl");
-    c.data.dev = a.join("python-code/valid.jsonl");
-    c.distill.beta = 1e-5;
     c.random_subnets = 1;
-    c.space = SpaceConfig {
-        depths: vec![2, 30],
-        heads: vec![6, 9],
-        ffn: vec![768, 1536],
-        hidden: vec![],
-        layers: LayerRule::FirstAndLast,
-    };
     c.palette.evaluate_at_end = false;
-    c.lm = Some(DecoderConfig {
-        train_base_weights: false,
-        init: StudentInit::Sliced,
-        students: vec![],
-        eval_blocks: 2,
-        latency_prompt: 16,
-        latency_new_tokens: 2,
-        recompute_activations: true,
-    });
     c
 }
 

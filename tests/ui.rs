@@ -77,6 +77,34 @@ fn step_frames(h: &mut Harness<'static, StudioApp>, n: usize) {
     }
 }
 
+/// In "Try it": types a prompt, asks for a completion and waits for a non-empty one.
+fn complete_a_prompt(h: &mut Harness<'static, StudioApp>) {
+    h.get_by_label("Prompt").click();
+    h.step();
+    h.get_by_label("Prompt").type_text("def add(a, b):");
+    h.step();
+    assert_eq!(h.state().try_it.input, "def add(a, b):");
+    h.get_by_label("Complete").click();
+    step_until(h, Duration::from_secs(300), |a| a.try_it.output.is_some());
+    match &h.state().try_it.output {
+        Some(Ok(text)) => assert!(!text.is_empty()),
+        other => panic!("no completion: {other:?}"),
+    }
+}
+
+/// Clicks an export button and waits until the export has succeeded.
+fn export_and_wait(h: &mut Harness<'static, StudioApp>, button: &str) {
+    h.get_by_label(button).click();
+    step_until(h, Duration::from_secs(300), |a| {
+        matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
+    });
+    assert!(
+        matches!(h.state().export, ExportState::Done { .. }),
+        "{:?}",
+        h.state().export
+    );
+}
+
 fn start_disabled(h: &Harness<'static, StudioApp>) -> bool {
     h.get_by_label("Start").accesskit_node().is_disabled()
 }
@@ -343,32 +371,12 @@ fn decoder_run_overlays_tries_and_exports() {
 
     h.get_by_label("Try it").click();
     h.step();
-    h.get_by_label("Prompt").click();
-    h.step();
-    h.get_by_label("Prompt").type_text("def add(a, b):");
-    h.step();
-    assert_eq!(h.state().try_it.input, "def add(a, b):");
-    h.get_by_label("Complete").click();
-    step_until(&mut h, Duration::from_secs(300), |a| {
-        a.try_it.output.is_some()
-    });
-    match &h.state().try_it.output {
-        Some(Ok(text)) => assert!(!text.is_empty()),
-        other => panic!("no completion: {other:?}"),
-    }
+    complete_a_prompt(&mut h);
 
     h.get_by_label("Pareto").click();
     h.state_mut().decoder.format = ExportFormat::Gguf(GgufType::F16);
     h.step();
-    h.get_by_label("Export…").click();
-    step_until(&mut h, Duration::from_secs(300), |a| {
-        matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
-    });
-    assert!(
-        matches!(h.state().export, ExportState::Done { .. }),
-        "{:?}",
-        h.state().export
-    );
+    export_and_wait(&mut h, "Export…");
     let back = mlfs_studio::model::llama::DecoderTeacher::load(&gguf_out).unwrap();
     assert_eq!(back.decoder.config.num_hidden_layers, 2);
 }
@@ -378,38 +386,13 @@ fn decoder_run_overlays_tries_and_exports() {
 /// GGUF through the dialog and completes a prompt in "Try it".
 #[test]
 fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
-    use mlfs_studio::mlfs::config::{LayerRule, SpaceConfig};
-    use mlfs_studio::model::llama::student::StudentInit;
-    use mlfs_studio::train::config::DecoderConfig;
-
     let runs = tempfile::tempdir().unwrap();
     let gguf_out = runs.path().join("small.gguf");
     let mut dialogs = ScriptedDialogs::default();
     dialogs.answers.push_back(Some(gguf_out.clone()));
-    let a = common::assets();
-    let mut c = common::small_config([1, 1, 1], 2, 32);
+    let mut c = common::decoder_space_config([1, 1, 1], vec![768], 1);
     c.name = "ui-decoder-palette".into();
-    c.teacher = common::smollm2_gguf().clone();
-    c.data.train = a.join("python-code/train.jsonl");
-    c.data.dev = a.join("python-code/valid.jsonl");
-    c.distill.beta = 1e-5;
     c.random_subnets = 0;
-    c.space = SpaceConfig {
-        depths: vec![2, 30],
-        heads: vec![6, 9],
-        ffn: vec![768],
-        hidden: vec![],
-        layers: LayerRule::FirstAndLast,
-    };
-    c.lm = Some(DecoderConfig {
-        train_base_weights: false,
-        init: StudentInit::Sliced,
-        students: vec![],
-        eval_blocks: 1,
-        latency_prompt: 8,
-        latency_new_tokens: 2,
-        recompute_activations: true,
-    });
     let app = StudioApp::new(c, Box::new(dialogs), runs.path().to_path_buf());
     let mut h = harness(app);
     h.step();
@@ -431,15 +414,7 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     step_frames(&mut h, 3);
     h.get_by_label("GGUF f16").click();
     step_frames(&mut h, 2);
-    h.get_by_label("Export…").click();
-    step_until(&mut h, Duration::from_secs(300), |a| {
-        matches!(a.export, ExportState::Done { .. } | ExportState::Failed(_))
-    });
-    assert!(
-        matches!(h.state().export, ExportState::Done { .. }),
-        "{:?}",
-        h.state().export
-    );
+    export_and_wait(&mut h, "Export…");
     let back = mlfs_studio::model::llama::DecoderTeacher::load(&gguf_out).unwrap();
     assert_eq!(back.decoder.config.num_hidden_layers, 2);
     assert_eq!(back.decoder.config.num_attention_heads, 6);
@@ -449,18 +424,7 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     assert!(h
         .query_by_label_contains(&format!("subnet {small}"))
         .is_some());
-    h.get_by_label("Prompt").click();
-    h.step();
-    h.get_by_label("Prompt").type_text("def add(a, b):");
-    h.step();
-    h.get_by_label("Complete").click();
-    step_until(&mut h, Duration::from_secs(300), |a| {
-        a.try_it.output.is_some()
-    });
-    match &h.state().try_it.output {
-        Some(Ok(text)) => assert!(!text.is_empty()),
-        other => panic!("no completion: {other:?}"),
-    }
+    complete_a_prompt(&mut h);
 }
 
 #[test]

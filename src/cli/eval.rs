@@ -69,8 +69,18 @@ fn print_decoder_measurements(
         crate::eval::decoder::read_csv(&run.run_dir.join("lm-palette.csv")).unwrap_or(entries);
     let (size_front, latency_front) = crate::eval::decoder::decoder_fronts(&entries);
     println!(
-        "{:<44} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} {:>9} {:>6}",
-        "subnet", "role", "params", "val", "untrained", "top-1", "prefill ms", "tok/s", "fronts"
+        "{:<8} {:>6} {:>10} {:>5} {:>8} {:>8} {:>9} {:>7} {:>10} {:>7} {:>6}  subnet",
+        "role",
+        "layers",
+        "heads (kv)",
+        "ffn",
+        "params",
+        "val",
+        "untrained",
+        "top-1",
+        "prefill ms",
+        "tok/s",
+        "fronts"
     );
     for (i, m) in entries.iter().enumerate() {
         let fronts = match (size_front[i], latency_front[i]) {
@@ -80,16 +90,19 @@ fn print_decoder_measurements(
             (false, false) => "",
         };
         println!(
-            "{:<44} {:>8} {:>7.1}M {:>9.4} {:>8.4} {:>7.4} {:>10.1} {:>9.1} {:>6}",
-            m.subnet,
+            "{:<8} {:>6} {:>10} {:>5} {:>7.1}M {:>8.4} {:>9.4} {:>7.4} {:>10.1} {:>7.1} {:>6}  {}",
             m.role,
+            m.layers,
+            format!("{} ({})", m.heads, m.kv_heads),
+            m.ffn,
             m.params_total as f64 / 1e6,
             m.val_loss,
             m.val_loss_untrained,
             m.top1_accuracy,
             m.prefill_ms,
             m.decode_tokens_per_s,
-            fronts
+            fronts,
+            m.subnet
         );
     }
     println!("fronts: S = (parameters, validation loss), L = (prefill latency, validation loss)");

@@ -11,14 +11,7 @@ pub struct Latency {
     pub p90_ms: f64,
 }
 
-/// Nearest-rank percentile of sorted samples.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
+pub use crate::util::percentile;
 
 /// A batch-1 input of `seq_len` real tokens on `device`: `[CLS]`, ordinary word pieces, `[SEP]`.
 pub fn probe_input(seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> {

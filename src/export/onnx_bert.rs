@@ -75,24 +75,10 @@ pub fn bert_classifier_onnx(
         let q = linear(&mut g, &x, &format!("{p}.attention.self.query"), &get)?;
         let k = linear(&mut g, &x, &format!("{p}.attention.self.key"), &get)?;
         let v = linear(&mut g, &x, &format!("{p}.attention.self.value"), &get)?;
-        let q = g.op("Reshape", &[&q, &split], vec![]);
-        let q = g.op(
-            "Transpose",
-            &[&q],
-            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let k = g.op("Reshape", &[&k, &split], vec![]);
-        let k = g.op(
-            "Transpose",
-            &[&k],
-            vec![("perm", Attr::Ints(vec![0, 2, 3, 1]))],
-        );
-        let v = g.op("Reshape", &[&v, &split], vec![]);
-        let v = g.op(
-            "Transpose",
-            &[&v],
-            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
+        // [B, T, H·hs] → [B, H, T, hs]; keys → [B, H, hs, T] for the score product.
+        let q = split_heads(&mut g, &q, &split, vec![0, 2, 1, 3]);
+        let k = split_heads(&mut g, &k, &split, vec![0, 2, 3, 1]);
+        let v = split_heads(&mut g, &v, &split, vec![0, 2, 1, 3]);
         let scores = g.op("MatMul", &[&q, &k], vec![]);
         let scores = g.op("Mul", &[&scores, &scale], vec![]);
         let scores = g.op("Add", &[&scores, &mask_add], vec![]);
@@ -218,6 +204,12 @@ impl OnnxConsts {
             sqrt_two: g.scalar("sqrt_two", std::f32::consts::SQRT_2),
         }
     }
+}
+
+/// `[B, T, H·hs]` reshaped to `[B, T, H, hs]`, then its axes permuted by `perm`.
+fn split_heads(g: &mut GraphBuilder, x: &str, shape: &str, perm: Vec<i64>) -> String {
+    let x = g.op("Reshape", &[x, shape], vec![]);
+    g.op("Transpose", &[&x], vec![("perm", Attr::Ints(perm))])
 }
 
 /// Suffix of initializers that hold a matrix transposed (`[in, out]`) for MatMul.

@@ -86,45 +86,34 @@ impl GraphBuilder {
             .to_dtype(candle_core::DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        self.initializers.push(TensorProto {
-            name: name.to_string(),
-            dims: t.dims().iter().map(|&d| d as i64).collect(),
-            data_type: DataType::Float as i32,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        Ok(name.to_string())
+        let dims: Vec<i64> = t.dims().iter().map(|&d| d as i64).collect();
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(self.constant(name, &dims, DataType::Float, bytes))
     }
 
     /// Adds a float32 scalar constant.
     pub fn scalar(&mut self, name: &str, value: f32) -> String {
-        self.initializers.push(TensorProto {
-            name: name.to_string(),
-            data_type: DataType::Float as i32,
-            raw_data: value.to_le_bytes().to_vec(),
-            ..Default::default()
-        });
-        name.to_string()
+        self.constant(name, &[], DataType::Float, value.to_le_bytes().to_vec())
     }
 
     /// Adds an int64 scalar constant (a Gather index).
     pub fn int_scalar(&mut self, name: &str, value: i64) -> String {
-        self.initializers.push(TensorProto {
-            name: name.to_string(),
-            data_type: DataType::Int64 as i32,
-            raw_data: value.to_le_bytes().to_vec(),
-            ..Default::default()
-        });
-        name.to_string()
+        self.constant(name, &[], DataType::Int64, value.to_le_bytes().to_vec())
     }
 
     /// Adds a 1-D int64 constant (shapes, axes, slice bounds).
     pub fn ints(&mut self, name: &str, values: &[i64]) -> String {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constant(name, &[values.len() as i64], DataType::Int64, bytes)
+    }
+
+    /// Adds an initializer of little-endian `bytes`.
+    fn constant(&mut self, name: &str, dims: &[i64], dtype: DataType, bytes: Vec<u8>) -> String {
         self.initializers.push(TensorProto {
             name: name.to_string(),
-            dims: vec![values.len() as i64],
-            data_type: DataType::Int64 as i32,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            dims: dims.to_vec(),
+            data_type: dtype as i32,
+            raw_data: bytes,
             ..Default::default()
         });
         name.to_string()

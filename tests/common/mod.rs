@@ -121,3 +121,35 @@ pub fn train_until(config: RunConfig, dir: &std::path::Path, step: usize) {
         "the run ended before step {step}"
     );
 }
+
+/// A decoder run on SmolLM2-135M (scripts/fetch-smollm2.sh) sampling a small space with the
+/// first-and-last layer rule: depth 2 (layers 0 and 29) or 30, 6 or 9 query heads, the given FFN
+/// widths; MLFS adapters, `steps` per stage, batches of 2 × 32 tokens, short latency probes.
+pub fn decoder_space_config(steps: [usize; 3], ffn: Vec<usize>, eval_blocks: usize) -> RunConfig {
+    use mlfs_studio::mlfs::config::{LayerRule, SpaceConfig};
+    use mlfs_studio::model::llama::student::StudentInit;
+    use mlfs_studio::train::config::DecoderConfig;
+    let a = assets();
+    let mut c = small_config(steps, 2, 32);
+    c.teacher = smollm2_gguf().clone();
+    c.data.train = a.join("python-code/train.jsonl");
+    c.data.dev = a.join("python-code/valid.jsonl");
+    c.distill.beta = 1e-5;
+    c.space = SpaceConfig {
+        depths: vec![2, 30],
+        heads: vec![6, 9],
+        ffn,
+        hidden: vec![],
+        layers: LayerRule::FirstAndLast,
+    };
+    c.lm = Some(DecoderConfig {
+        train_base_weights: false,
+        init: StudentInit::Sliced,
+        students: vec![],
+        eval_blocks,
+        latency_prompt: 16,
+        latency_new_tokens: 2,
+        recompute_activations: true,
+    });
+    c
+}

@@ -93,7 +93,7 @@ pub fn measure(
     let prefill_ms = median(&mut prefill);
     Ok(DecodeLatency {
         prefill_ms,
-        prefill_ms_p90: crate::eval::latency::percentile(&prefill, 0.9),
+        prefill_ms_p90: crate::util::percentile(&prefill, 0.9),
         decode_tokens_per_s: 1.0 / median(&mut per_token).max(1e-9),
     })
 }
