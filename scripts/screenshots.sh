@@ -49,12 +49,12 @@ rm -rf "$EXPORT"; mkdir -p "$EXPORT"
 ROOT=$(pwd)
 (cd "$EXPORT" && exec "$ROOT/$BIN" --run "$ROOT/$RUN") & APP=$!
 wait_window
-xdotool mousemove 437 557 click 1        # first table row
+xdotool mousemove 448 569 click 1        # first table row
 sleep 1
-xdotool mousemove 470 557                # hover: the row's metrics tooltip
+xdotool mousemove 480 569                # hover: the row's metrics tooltip
 sleep 2
 shot studio-pareto
-xdotool mousemove 396 479 click 1        # Export selected…
+xdotool mousemove 695 490 click 1        # Export selected… (after the Export as choice)
 sleep 4
 xdotool key Return                       # the save dialog's suggested new folder, exported-subnet
 xdotool mousemove 1000 300               # move off the button so its tooltip closes
@@ -89,7 +89,7 @@ wait_window
 xdotool mousemove 547 67 click 1         # Runs tab
 sleep 2
 shot studio-runs
-xdotool mousemove 1272 145 click 1       # Overlay: compare-gamma-0 (first row)
+xdotool mousemove 1129 144 click 1       # Overlay: compare-gamma-0 (first row)
 sleep 1
 xdotool mousemove 436 67 click 1         # Pareto tab
 sleep 2

@@ -406,7 +406,7 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     h.get_by_label("Pareto").click();
     step_frames(&mut h, 2);
     let small = "layers=0,29;heads=6;ffn=768";
-    h.get_by_label(small).click();
+    h.get_by_label("2 L · 6 h · FFN 768").click();
     h.step();
     assert_eq!(h.state().selection.as_deref(), Some(small));
     h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")

@@ -122,16 +122,16 @@ fn table(
     selection: Option<&str>,
 ) -> Option<UiCommand> {
     let mut cmd = None;
-    egui::ScrollArea::vertical()
+    egui::ScrollArea::both()
         .id_salt("decoder-subnets-scroll")
         .max_height(ui.available_height() - 60.0)
         .show(ui, |ui| {
             egui::Grid::new("decoder-subnets")
                 .striped(true)
-                .num_columns(14)
+                .num_columns(15)
                 .show(ui, |ui| {
                     for h in [
-                        "Subnet",
+                        "Shape",
                         "Role",
                         "Layers",
                         "Heads (KV)",
@@ -145,14 +145,17 @@ fn table(
                         "Prefill",
                         "Decode",
                         "Fronts",
+                        "Subnet",
                     ] {
                         ui.label(RichText::new(h).strong());
                     }
                     ui.end_row();
                     for e in &run.decoder_entries {
                         let selected = selection == Some(e.subnet.as_str());
+                        // A short name first (deep subnets' specs are long); the spec ends the row.
+                        let shape = format!("{} L · {} h · FFN {}", e.layers, e.heads, e.ffn);
                         if ui
-                            .selectable_label(selected, &e.subnet)
+                            .selectable_label(selected, shape)
                             .on_hover_text(e.metrics_text())
                             .clicked()
                         {
@@ -188,6 +191,7 @@ fn table(
                             (false, true) => "latency",
                             (false, false) => "",
                         });
+                        ui.weak(&e.subnet);
                         ui.end_row();
                     }
                 });

@@ -99,10 +99,15 @@ pub fn show<P: ParetoPoint>(
     let (front_hover, dominated_hover, infeasible_hover) = (&front_idx, &dominated, &infeasible);
     let log_axis = cost == Cost::Latency && view.log_latency;
     let mut plot = Plot::new(id);
-    if cost == Cost::Latency && !log_axis {
-        // Steps of powers of 5 (0.2, 1, 5 ms…): a latency range of a few ms gets several
-        // labelled ticks, not one.
+    if !log_axis {
+        // Steps of powers of 5 (0.2, 1, 5 ms…; 25 M parameters): a range within one power of
+        // ten (a few ms, 45-135 M) gets several labelled ticks, not one.
         plot = plot.x_grid_spacer(egui_plot::log_grid_spacer(5));
+    }
+    if P::LOWER_IS_BETTER {
+        // Losses span a few units to a dozen: ticks every 1, 2 or 4 nats keep several labels
+        // (the default powers of ten left only "10").
+        plot = plot.y_grid_spacer(egui_plot::log_grid_spacer(2));
     }
     if log_axis {
         // The axis holds log10 of the latency: label it in milliseconds.
