@@ -36,7 +36,10 @@ xdotool mousemove 30 36 click 1          # Start
 sleep "${SHOT_TRAIN:-60}"
 shot studio-training
 kill $APP; sleep 1
-for dir in runs/*; do
+# Only the run Start made (sentiment-quick, named by date and time): other programs may be
+# writing new runs into runs/ meanwhile.
+for dir in runs/sentiment-quick-*; do
+  [ -e "$dir" ] || continue
   grep -qxF "$(basename "$dir")" <<<"$BEFORE" || rm -rf "$dir"
 done
 
