@@ -84,15 +84,20 @@ pub struct DecoderEntry {
     /// Median cached decoding speed.
     pub decode_tokens_per_s: f64,
     /// 90th percentile of the prefill time (ms); NaN in runs measured before it was recorded.
-    #[serde(default = "nan")]
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
     pub prefill_ms_p90: f64,
     /// Validation loss of the same shape cut from the teacher, untrained (NaN: not measured).
-    #[serde(default = "nan")]
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
     pub val_loss_untrained: f64,
 }
 
 fn nan() -> f64 {
     f64::NAN
+}
+
+/// JSON writes NaN as `null`: read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Events the trainer sends; `metrics.jsonl` holds one per line.
@@ -188,5 +193,23 @@ impl TrainEvent {
             level: level.to_string(),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoder_entries_keep_unmeasured_fields_as_nan_through_json() {
+        // An entry of an older run: no p90, no untrained loss.
+        let old = r#"{"role":"student","subnet":"layers=0,29;heads=6;ffn=1024","layers":2,"heads":6,"kv_heads":2,"ffn":1024,"params_total":1,"params_non_embedding":1,"size_bytes":2,"val_loss":3.5,"perplexity":33.1,"top1_accuracy":0.4,"prefill_ms":80.0,"decode_tokens_per_s":20.0}"#;
+        let entry: DecoderEntry = serde_json::from_str(old).unwrap();
+        assert!(entry.prefill_ms_p90.is_nan() && entry.val_loss_untrained.is_nan());
+        // JSON writes NaN as null; it reads back as NaN, not as an error.
+        let line = serde_json::to_string(&entry).unwrap();
+        assert!(line.contains("\"val_loss_untrained\":null"), "{line}");
+        let back: DecoderEntry = serde_json::from_str(&line).unwrap();
+        assert!(back.val_loss_untrained.is_nan() && back.val_loss == 3.5);
     }
 }
