@@ -389,7 +389,13 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     let runs = tempfile::tempdir().unwrap();
     let gguf_out = runs.path().join("small.gguf");
     let mut dialogs = ScriptedDialogs::default();
-    dialogs.answers.push_back(Some(gguf_out.clone()));
+    for path in [
+        gguf_out.clone(),
+        runs.path().join("fronts.svg"),
+        runs.path().join("lm.csv"),
+    ] {
+        dialogs.answers.push_back(Some(path));
+    }
     let mut c = common::decoder_space_config([1, 1, 1], vec![768], 1);
     c.name = "ui-decoder-palette".into();
     c.random_subnets = 0;
@@ -418,6 +424,15 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     let back = mlfs_studio::model::llama::DecoderTeacher::load(&gguf_out).unwrap();
     assert_eq!(back.decoder.config.num_hidden_layers, 2);
     assert_eq!(back.decoder.config.num_attention_heads, 6);
+    // The chart and the table to take away.
+    h.get_by_label("Save chart as SVG…").click();
+    step_frames(&mut h, 2);
+    let svg = std::fs::read_to_string(runs.path().join("fronts.svg")).unwrap();
+    assert!(svg.contains("validation loss (nats)") && svg.trim_end().ends_with("</svg>"));
+    h.get_by_label("Save table as CSV…").click();
+    step_frames(&mut h, 2);
+    let table = mlfs_studio::eval::decoder::read_csv(&runs.path().join("lm.csv")).unwrap();
+    assert_eq!(table.len(), 6);
 
     h.get_by_label("Try it").click();
     h.step();

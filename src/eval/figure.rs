@@ -1,7 +1,7 @@
 //! Pareto charts as files (PNG or SVG, by the path's extension): one or more runs' palettes,
 //! every subnet a faint point and each run's front a step line, for reports and the README.
 
-use super::pareto::pareto_front;
+use super::pareto::{pareto_front, ParetoPoint};
 use crate::train::protocol::PaletteEntry;
 use anyhow::{bail, Context, Result};
 use plotters::coord::types::RangedCoordf64;
@@ -30,11 +30,11 @@ impl FigureCost {
         }
     }
 
-    fn of(self, e: &PaletteEntry) -> f64 {
+    fn of(self, e: &impl ParetoPoint) -> f64 {
         match self {
-            Self::Params => e.params_total as f64 / 1e6,
-            Self::SizeMb => e.size_bytes as f64 / 1e6,
-            Self::Latency => e.latency_ms_median,
+            Self::Params => e.params_total() as f64 / 1e6,
+            Self::SizeMb => e.size_bytes() as f64 / 1e6,
+            Self::Latency => e.latency_ms().0,
         }
     }
 
@@ -48,9 +48,9 @@ impl FigureCost {
 }
 
 /// One run's palette in a figure, under its name.
-pub struct FigureSeries<'a> {
+pub struct FigureSeries<'a, P: ParetoPoint = PaletteEntry> {
     pub name: &'a str,
-    pub entries: &'a [PaletteEntry],
+    pub entries: &'a [P],
 }
 
 /// Colours of the runs, in order (the first is the studio's front blue).
@@ -198,16 +198,16 @@ fn padded_range(points: impl Iterator<Item = (f64, f64)>, path: &Path) -> Result
 }
 
 /// Writes the runs' Pareto fronts on `cost` to `path` (`.png` or `.svg`).
-pub fn pareto_figure(
+pub fn pareto_figure<P: ParetoPoint>(
     path: &Path,
-    series: &[FigureSeries<'_>],
+    series: &[FigureSeries<'_, P>],
     cost: FigureCost,
     title: &str,
 ) -> Result<()> {
     let points = series
         .iter()
         .flat_map(|s| s.entries.iter())
-        .map(|e| (cost.of(e), e.dev_accuracy));
+        .map(|e| (cost.of(e), e.score()));
     let ranges = padded_range(points, path)?;
     write_figure(
         path,
@@ -286,24 +286,28 @@ impl Figure for CurvesFigure<'_> {
     }
 }
 
-struct ParetoFigure<'a> {
-    series: &'a [FigureSeries<'a>],
+struct ParetoFigure<'a, P: ParetoPoint> {
+    series: &'a [FigureSeries<'a, P>],
     cost: FigureCost,
     title: &'a str,
     ranges: Ranges,
 }
 
-impl Figure for ParetoFigure<'_> {
+impl<P: ParetoPoint> Figure for ParetoFigure<'_, P> {
     fn labels(&self) -> (&str, &str, &str) {
-        (self.title, self.cost.label(), "dev accuracy")
+        (self.title, self.cost.label(), P::SCORE_LABEL)
     }
 
     fn ranges(&self) -> Ranges {
         self.ranges.clone()
     }
 
+    /// The corner a front leaves empty: lower right for accuracy, upper right for loss.
     fn legend(&self) -> SeriesLabelPosition {
-        SeriesLabelPosition::LowerRight
+        match P::LOWER_IS_BETTER {
+            true => SeriesLabelPosition::UpperRight,
+            false => SeriesLabelPosition::LowerRight,
+        }
     }
 
     /// Every subnet a faint point, each run's front a step line through its marked points.
@@ -316,9 +320,14 @@ impl Figure for ParetoFigure<'_> {
             let points: Vec<(f64, f64)> = s
                 .entries
                 .iter()
-                .map(|e| (self.cost.of(e), e.dev_accuracy))
+                .map(|e| (self.cost.of(e), e.score()))
                 .collect();
-            let on = pareto_front(&points);
+            let merits: Vec<(f64, f64)> = s
+                .entries
+                .iter()
+                .map(|e| (self.cost.of(e), e.merit()))
+                .collect();
+            let on = pareto_front(&merits);
             let mut front: Vec<(f64, f64)> = points
                 .iter()
                 .zip(&on)

@@ -309,7 +309,10 @@ impl StudioApp {
             },
             DialogPurpose::RunFolder => self.open_run(&path),
             DialogPurpose::SavePaletteCsv => {
-                let written = crate::eval::palette::write_csv(&path, &self.run.palette);
+                let written = match self.is_decoder_run() {
+                    true => crate::eval::decoder::write_csv(&path, &self.run.decoder_entries),
+                    false => crate::eval::palette::write_csv(&path, &self.run.palette),
+                };
                 self.report_saved("the palette table", written.map(|()| path));
             }
             DialogPurpose::SaveChart(cost, svg) => {
@@ -351,6 +354,24 @@ impl StudioApp {
                 .map_or("this run".to_string(), |n| n.to_string_lossy().to_string())
         };
         let current = name(self.run.run_dir.as_deref());
+        let axis = match cost {
+            super::palette_view::Cost::Latency => FigureCost::Latency,
+            super::palette_view::Cost::Size if self.pareto.size_in_mb => FigureCost::SizeMb,
+            super::palette_view::Cost::Size => FigureCost::Params,
+        };
+        if self.is_decoder_run() {
+            // The palette's subnets; the teacher is a reference, not on any front.
+            let subnets: Vec<_> = (self.run.decoder_entries.iter())
+                .filter(|e| e.role != "teacher")
+                .cloned()
+                .collect();
+            let series = [FigureSeries {
+                name: &current,
+                entries: &subnets,
+            }];
+            pareto_figure(&path, &series, axis, "Pareto front (validation loss)")?;
+            return Ok(path);
+        }
         let mut series = vec![FigureSeries {
             name: &current,
             entries: &self.run.palette,
@@ -363,11 +384,6 @@ impl StudioApp {
                 });
             }
         }
-        let axis = match cost {
-            super::palette_view::Cost::Latency => FigureCost::Latency,
-            super::palette_view::Cost::Size if self.pareto.size_in_mb => FigureCost::SizeMb,
-            super::palette_view::Cost::Size => FigureCost::Params,
-        };
         pareto_figure(&path, &series, axis, "Pareto fronts (dev accuracy)")?;
         Ok(path)
     }

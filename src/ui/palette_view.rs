@@ -2,95 +2,9 @@
 //! budget, the size and latency fronts and the best subnet within budget. Computed once per
 //! frame, so the charts and the table show the same fronts.
 
+pub use crate::eval::pareto::ParetoPoint;
 use crate::eval::pareto::{best_within, front_within, CostBudget};
-use crate::train::protocol::{DecoderEntry, PaletteEntry};
-
-/// A measured subnet as the Pareto charts see it: its costs and one quality score.
-pub trait ParetoPoint {
-    /// True when a lower score is better (validation loss); false for accuracy.
-    const LOWER_IS_BETTER: bool;
-    /// The score axis' label.
-    const SCORE_LABEL: &'static str;
-    /// The subnet's spec.
-    fn subnet(&self) -> &str;
-    /// The score on the y axis.
-    fn score(&self) -> f64;
-    /// Parameters, all of them.
-    fn params_total(&self) -> usize;
-    /// Bytes of the exported model.
-    fn size_bytes(&self) -> usize;
-    /// Median and p90 latency (ms, batch 1).
-    fn latency_ms(&self) -> (f64, f64);
-    /// Every measurement, for hover texts.
-    fn metrics_text(&self) -> String;
-    /// The score oriented so that higher is better (what fronts compare).
-    fn merit(&self) -> f64 {
-        if Self::LOWER_IS_BETTER {
-            -self.score()
-        } else {
-            self.score()
-        }
-    }
-}
-
-impl ParetoPoint for PaletteEntry {
-    const LOWER_IS_BETTER: bool = false;
-    const SCORE_LABEL: &'static str = "dev accuracy";
-    fn subnet(&self) -> &str {
-        &self.subnet
-    }
-    fn score(&self) -> f64 {
-        self.dev_accuracy
-    }
-    fn params_total(&self) -> usize {
-        self.params_total
-    }
-    fn size_bytes(&self) -> usize {
-        self.size_bytes
-    }
-    fn latency_ms(&self) -> (f64, f64) {
-        (self.latency_ms_median, self.latency_ms_p90)
-    }
-    fn metrics_text(&self) -> String {
-        metrics_text(self)
-    }
-}
-
-impl ParetoPoint for DecoderEntry {
-    const LOWER_IS_BETTER: bool = true;
-    const SCORE_LABEL: &'static str = "validation loss (nats)";
-    fn subnet(&self) -> &str {
-        &self.subnet
-    }
-    fn score(&self) -> f64 {
-        self.val_loss
-    }
-    fn params_total(&self) -> usize {
-        self.params_total
-    }
-    fn size_bytes(&self) -> usize {
-        self.size_bytes
-    }
-    /// Prefill of the latency prompt: what a first answer waits for.
-    fn latency_ms(&self) -> (f64, f64) {
-        let p90 = if self.prefill_ms_p90.is_nan() {
-            self.prefill_ms
-        } else {
-            self.prefill_ms_p90
-        };
-        (self.prefill_ms, p90)
-    }
-    fn metrics_text(&self) -> String {
-        format!(
-            "{}\n{} layers · {} query heads ({} KV) · FFN {}\nparameters {:.1} M ({:.1} M non-embedding) · f16 {:.1} MB\nvalidation loss {:.4} (cut from the teacher untrained: {:.4})\nperplexity {:.2} · top-1 {:.4}\nprefill {:.1} ms median, {:.1} ms p90 · decode {:.1} tokens/s",
-            self.subnet, self.layers, self.heads, self.kv_heads, self.ffn,
-            self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
-            self.size_bytes as f64 / 1e6, self.val_loss, self.val_loss_untrained,
-            self.perplexity, self.top1_accuracy, self.prefill_ms, self.prefill_ms_p90,
-            self.decode_tokens_per_s
-        )
-    }
-}
+use crate::train::protocol::PaletteEntry;
 
 /// Which cost a chart puts on its x axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,15 +27,6 @@ pub fn cost_of(e: &impl ParetoPoint, cost: Cost, in_mb: bool) -> f64 {
         Cost::Size => e.params_total() as f64 / 1e6,
         Cost::Latency => e.latency_ms().0,
     }
-}
-
-/// A subnet's full measurements, for hover texts.
-pub fn metrics_text(e: &PaletteEntry) -> String {
-    format!(
-        "{}\nlayers {} · heads {} · FFN {} · hidden {}\nparameters {:.2} M ({:.2} M non-embedding)\nsize {:.2} MB\nlatency {:.3} ms median, {:.3} ms p90\ndev accuracy {:.4} · test accuracy {:.4}",
-        e.subnet, e.layers, e.heads, e.ffn, e.hidden, e.params_total as f64 / 1e6, e.params_non_embedding as f64 / 1e6,
-        size_mb(e), e.latency_ms_median, e.latency_ms_p90, e.dev_accuracy, e.test_accuracy
-    )
 }
 
 /// One frame's view of the palette: costs, budget fit, fronts and the best fitting subnet.

@@ -99,22 +99,7 @@ impl ParetoTab {
         export_state::show(ui, export);
         ui.separator();
         if !run.palette.is_empty() {
-            ui.horizontal(|ui| {
-                if ui
-                    .button("Save table as CSV…")
-                    .on_hover_text("Every measured subnet with its costs, accuracies and fronts")
-                    .clicked()
-                {
-                    cmd = Some(UiCommand::Open(DialogPurpose::SavePaletteCsv));
-                }
-                let tip = "The size chart with this run's front and the compared runs' (also in each chart's right-click menu)";
-                if ui.button("Save chart as PNG…").on_hover_text(tip).clicked() {
-                    cmd = Some(UiCommand::Open(DialogPurpose::SaveChart(Cost::Size, false)));
-                }
-                if ui.button("Save chart as SVG…").on_hover_text(tip).clicked() {
-                    cmd = Some(UiCommand::Open(DialogPurpose::SaveChart(Cost::Size, true)));
-                }
-            });
+            cmd = save_row(ui).or(cmd);
         }
         // The same inputs as the charts' view: the table marks the same fronts.
         let view = PaletteView::new(&run.palette, self.size_in_mb, &self.budget);
@@ -219,4 +204,26 @@ impl ParetoTab {
         }
         cmd
     }
+}
+
+/// "Save table as CSV…" and the size chart as PNG or SVG: a palette's data to take away.
+pub fn save_row(ui: &mut Ui) -> Option<UiCommand> {
+    let mut cmd = None;
+    ui.horizontal(|ui| {
+        if ui
+            .button("Save table as CSV…")
+            .on_hover_text("Every measured subnet with its costs, scores and fronts")
+            .clicked()
+        {
+            cmd = Some(UiCommand::Open(DialogPurpose::SavePaletteCsv));
+        }
+        let tip = "The size chart with this run's front and the compared runs' (also in each chart's right-click menu)";
+        if ui.button("Save chart as PNG…").on_hover_text(tip).clicked() {
+            cmd = Some(UiCommand::Open(DialogPurpose::SaveChart(Cost::Size, false)));
+        }
+        if ui.button("Save chart as SVG…").on_hover_text(tip).clicked() {
+            cmd = Some(UiCommand::Open(DialogPurpose::SaveChart(Cost::Size, true)));
+        }
+    });
+    cmd
 }

@@ -2,7 +2,7 @@
 //! with the fronts it is on (the same fronts the charts draw); clicking a row selects it.
 
 use super::commands::UiCommand;
-use super::palette_view::{metrics_text, PaletteView};
+use super::palette_view::{PaletteView, ParetoPoint};
 use crate::train::protocol::PaletteEntry;
 use egui::{RichText, Ui};
 use std::cmp::Ordering;
@@ -140,7 +140,7 @@ pub fn show(
                         let selected = selection == Some(e.subnet.as_str());
                         let name = ui
                             .selectable_label(selected, RichText::new(&e.subnet).monospace())
-                            .on_hover_text(format!("{}\n(right-click to copy the spec)", metrics_text(e)));
+                            .on_hover_text(format!("{}\n(right-click to copy the spec)", e.metrics_text()));
                         name.context_menu(|ui| {
                             if ui.button("Copy spec").clicked() {
                                 ui.ctx().copy_text(e.subnet.clone());
