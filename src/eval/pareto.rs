@@ -87,6 +87,97 @@ pub fn best_within(accuracy: &[f64], costs: &[(f64, f64)], fits: &[bool]) -> Opt
         })
 }
 
+/// A measured subnet as the Pareto charts see it: its costs and one quality score.
+pub trait ParetoPoint {
+    /// True when a lower score is better (validation loss); false for accuracy.
+    const LOWER_IS_BETTER: bool;
+    /// The score axis' label.
+    const SCORE_LABEL: &'static str;
+    /// The subnet's spec.
+    fn subnet(&self) -> &str;
+    /// The score on the y axis.
+    fn score(&self) -> f64;
+    /// Parameters, all of them.
+    fn params_total(&self) -> usize;
+    /// Bytes of the exported model.
+    fn size_bytes(&self) -> usize;
+    /// Median and p90 latency (ms, batch 1).
+    fn latency_ms(&self) -> (f64, f64);
+    /// Every measurement, for hover texts.
+    fn metrics_text(&self) -> String;
+    /// The score oriented so that higher is better (what fronts compare).
+    fn merit(&self) -> f64 {
+        if Self::LOWER_IS_BETTER {
+            -self.score()
+        } else {
+            self.score()
+        }
+    }
+}
+
+impl ParetoPoint for PaletteEntry {
+    const LOWER_IS_BETTER: bool = false;
+    const SCORE_LABEL: &'static str = "dev accuracy";
+    fn subnet(&self) -> &str {
+        &self.subnet
+    }
+    fn score(&self) -> f64 {
+        self.dev_accuracy
+    }
+    fn params_total(&self) -> usize {
+        self.params_total
+    }
+    fn size_bytes(&self) -> usize {
+        self.size_bytes
+    }
+    fn latency_ms(&self) -> (f64, f64) {
+        (self.latency_ms_median, self.latency_ms_p90)
+    }
+    fn metrics_text(&self) -> String {
+        format!(
+            "{}\nlayers {} · heads {} · FFN {} · hidden {}\nparameters {:.2} M ({:.2} M non-embedding)\nsize {:.2} MB\nlatency {:.3} ms median, {:.3} ms p90\ndev accuracy {:.4} · test accuracy {:.4}",
+            self.subnet, self.layers, self.heads, self.ffn, self.hidden, self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
+            self.size_bytes as f64 / 1e6, self.latency_ms_median, self.latency_ms_p90, self.dev_accuracy, self.test_accuracy
+        )
+    }
+}
+
+impl ParetoPoint for DecoderEntry {
+    const LOWER_IS_BETTER: bool = true;
+    const SCORE_LABEL: &'static str = "validation loss (nats)";
+    fn subnet(&self) -> &str {
+        &self.subnet
+    }
+    fn score(&self) -> f64 {
+        self.val_loss
+    }
+    fn params_total(&self) -> usize {
+        self.params_total
+    }
+    fn size_bytes(&self) -> usize {
+        self.size_bytes
+    }
+    /// Prefill of the latency prompt: what a first answer waits for.
+    fn latency_ms(&self) -> (f64, f64) {
+        let p90 = if self.prefill_ms_p90.is_nan() {
+            self.prefill_ms
+        } else {
+            self.prefill_ms_p90
+        };
+        (self.prefill_ms, p90)
+    }
+    fn metrics_text(&self) -> String {
+        format!(
+            "{}\n{} layers · {} query heads ({} KV) · FFN {}\nparameters {:.1} M ({:.1} M non-embedding) · f16 {:.1} MB\nvalidation loss {:.4} (cut from the teacher untrained: {:.4})\nperplexity {:.2} · top-1 {:.4}\nprefill {:.1} ms median, {:.1} ms p90 · decode {:.1} tokens/s",
+            self.subnet, self.layers, self.heads, self.kv_heads, self.ffn,
+            self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
+            self.size_bytes as f64 / 1e6, self.val_loss, self.val_loss_untrained,
+            self.perplexity, self.top1_accuracy, self.prefill_ms, self.prefill_ms_p90,
+            self.decode_tokens_per_s
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,96 +274,5 @@ mod tests {
         // Same size: the faster one.
         let same_size = [(10.0, 0.9), (10.0, 0.4)];
         assert_eq!(best_within(&[0.9, 0.9], &same_size, &[true, true]), Some(1));
-    }
-}
-
-/// A measured subnet as the Pareto charts see it: its costs and one quality score.
-pub trait ParetoPoint {
-    /// True when a lower score is better (validation loss); false for accuracy.
-    const LOWER_IS_BETTER: bool;
-    /// The score axis' label.
-    const SCORE_LABEL: &'static str;
-    /// The subnet's spec.
-    fn subnet(&self) -> &str;
-    /// The score on the y axis.
-    fn score(&self) -> f64;
-    /// Parameters, all of them.
-    fn params_total(&self) -> usize;
-    /// Bytes of the exported model.
-    fn size_bytes(&self) -> usize;
-    /// Median and p90 latency (ms, batch 1).
-    fn latency_ms(&self) -> (f64, f64);
-    /// Every measurement, for hover texts.
-    fn metrics_text(&self) -> String;
-    /// The score oriented so that higher is better (what fronts compare).
-    fn merit(&self) -> f64 {
-        if Self::LOWER_IS_BETTER {
-            -self.score()
-        } else {
-            self.score()
-        }
-    }
-}
-
-impl ParetoPoint for PaletteEntry {
-    const LOWER_IS_BETTER: bool = false;
-    const SCORE_LABEL: &'static str = "dev accuracy";
-    fn subnet(&self) -> &str {
-        &self.subnet
-    }
-    fn score(&self) -> f64 {
-        self.dev_accuracy
-    }
-    fn params_total(&self) -> usize {
-        self.params_total
-    }
-    fn size_bytes(&self) -> usize {
-        self.size_bytes
-    }
-    fn latency_ms(&self) -> (f64, f64) {
-        (self.latency_ms_median, self.latency_ms_p90)
-    }
-    fn metrics_text(&self) -> String {
-        format!(
-            "{}\nlayers {} · heads {} · FFN {} · hidden {}\nparameters {:.2} M ({:.2} M non-embedding)\nsize {:.2} MB\nlatency {:.3} ms median, {:.3} ms p90\ndev accuracy {:.4} · test accuracy {:.4}",
-            self.subnet, self.layers, self.heads, self.ffn, self.hidden, self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
-            self.size_bytes as f64 / 1e6, self.latency_ms_median, self.latency_ms_p90, self.dev_accuracy, self.test_accuracy
-        )
-    }
-}
-
-impl ParetoPoint for DecoderEntry {
-    const LOWER_IS_BETTER: bool = true;
-    const SCORE_LABEL: &'static str = "validation loss (nats)";
-    fn subnet(&self) -> &str {
-        &self.subnet
-    }
-    fn score(&self) -> f64 {
-        self.val_loss
-    }
-    fn params_total(&self) -> usize {
-        self.params_total
-    }
-    fn size_bytes(&self) -> usize {
-        self.size_bytes
-    }
-    /// Prefill of the latency prompt: what a first answer waits for.
-    fn latency_ms(&self) -> (f64, f64) {
-        let p90 = if self.prefill_ms_p90.is_nan() {
-            self.prefill_ms
-        } else {
-            self.prefill_ms_p90
-        };
-        (self.prefill_ms, p90)
-    }
-    fn metrics_text(&self) -> String {
-        format!(
-            "{}\n{} layers · {} query heads ({} KV) · FFN {}\nparameters {:.1} M ({:.1} M non-embedding) · f16 {:.1} MB\nvalidation loss {:.4} (cut from the teacher untrained: {:.4})\nperplexity {:.2} · top-1 {:.4}\nprefill {:.1} ms median, {:.1} ms p90 · decode {:.1} tokens/s",
-            self.subnet, self.layers, self.heads, self.kv_heads, self.ffn,
-            self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
-            self.size_bytes as f64 / 1e6, self.val_loss, self.val_loss_untrained,
-            self.perplexity, self.top1_accuracy, self.prefill_ms, self.prefill_ms_p90,
-            self.decode_tokens_per_s
-        )
     }
 }
