@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# Decoder screenshots: the four code-* comparison runs overlaid in the Training tab, the
-# measured-subnet table, and "Try it" completing a prompt. Needs the finished runs
-# runs/code-slice20-mlfs, -alpha0, -full and runs/code-random20 (train them with
-# `mlfs-studio train --preset presets/NAME.ron --out runs/NAME`), xvfb, xdotool, imagemagick.
+# Decoder screenshots: the code-slice20-*/code-random20 comparison runs overlaid in the Training
+# tab, the measured-subnet table and "Try it" completing a prompt (needs runs/code-slice20-mlfs
+# and at least one other of them finished: `mlfs-studio train --preset presets/NAME.ron --out
+# runs/NAME`), and the decoder palette's Pareto tab (runs/code-supernet-quick). Needs xvfb,
+# xdotool, imagemagick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 # MLFS_BIN=target/debug/mlfs-studio uses an existing build (opt-level 3 too) instead of --release.
 BIN=$(realpath "${MLFS_BIN:-$ROOT/target/release/mlfs-studio}")
 [ -x "$BIN" ] || cargo build --release --bin mlfs-studio
-COMPARE=1
-for r in code-slice20-mlfs code-slice20-alpha0 code-slice20-full code-random20; do
-  [ -f "runs/$r/supernet.safetensors" ] || { echo "runs/$r is not finished: no comparison shots" >&2; COMPARE=0; }
-done
-# A clean runs folder holding only the four runs (the studio lists ./runs for comparison).
+# The comparison shots open code-slice20-mlfs and overlay the other finished ones (their
+# checkboxes' x positions in OVERLAY_X, in name order).
+COMPARE=0
 WORK=$(mktemp -d)
 mkdir -p "$WORK/runs"
-ln -s "$ROOT"/runs/code-* "$WORK/runs/"
+if [ -f runs/code-slice20-mlfs/supernet.safetensors ]; then
+  for r in code-random20 code-slice20-alpha0 code-slice20-full code-slice20-mlfs; do
+    if [ -f "runs/$r/supernet.safetensors" ]; then
+      ln -s "$ROOT/runs/$r" "$WORK/runs/"
+      COMPARE=$((COMPARE + 1))
+    else
+      echo "runs/$r is not finished: left out of the comparison" >&2
+    fi
+  done
+fi
+[ "$COMPARE" -ge 2 ] || COMPARE=0
 export DISPLAY=:78
 Xvfb :78 -screen 0 1500x950x24 >/dev/null 2>&1 &
 XVFB=$!
@@ -26,7 +35,7 @@ sleep 1
 export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
 mkdir -p screenshots
 shot() { import -window root "$ROOT/screenshots/$1.png"; }
-if [ "$COMPARE" = 1 ]; then
+if [ "$COMPARE" != 0 ]; then
 (cd "$WORK" && exec "$BIN" --run runs/code-slice20-mlfs) & APP=$!
 sleep "${SHOT_WAIT:-8}"
 WIN=$(xdotool search --name "MLFS Studio" | head -1)
