@@ -41,6 +41,13 @@ fn sorted_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The first 12 test texts as one padded batch: (ids, mask).
+fn first_test_texts(trainer: &ClassifierRun) -> (candle_core::Tensor, candle_core::Tensor) {
+    let idx: Vec<usize> = (0..12).collect();
+    let (batch, _) = trainer.task.data.test.batch(&idx, trainer.task.pad_id);
+    batch_tensors(&batch, &candle_core::Device::Cpu).unwrap()
+}
+
 fn specs() -> Vec<SubnetSpec> {
     [
         "layers=0,1,2;heads=12;ffn=1536",
@@ -56,9 +63,7 @@ fn specs() -> Vec<SubnetSpec> {
 #[test]
 fn exported_subnets_reload_with_the_same_logits() {
     let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
-    let idx: Vec<usize> = (0..12).collect();
-    let (batch, _) = trainer.task.data.test.batch(&idx, trainer.task.pad_id);
-    let (ids, mask) = batch_tensors(&batch, &candle_core::Device::Cpu).unwrap();
+    let (ids, mask) = first_test_texts(&trainer);
     for spec in specs() {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("model");
@@ -246,9 +251,7 @@ fn export_errors_for(format: ClassifierFormat) {
 #[test]
 fn onnx_exports_give_predicts_logits_in_an_independent_evaluator() {
     let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
-    let idx: Vec<usize> = (0..12).collect();
-    let (batch, _) = trainer.task.data.test.batch(&idx, trainer.task.pad_id);
-    let (ids, mask) = batch_tensors(&batch, &candle_core::Device::Cpu).unwrap();
+    let (ids, mask) = first_test_texts(&trainer);
     // Padding must matter: the batch mixes lengths.
     let lengths = mask.sum(1).unwrap().to_vec1::<u32>().unwrap();
     assert!(lengths.iter().min() < lengths.iter().max(), "{lengths:?}");
