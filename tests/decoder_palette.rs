@@ -155,17 +155,8 @@ fn eval_prints_the_decoder_palette() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     drop(train(&run_dir));
-    let output = common::cli()
-        .args(["eval", "--run"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = common::stdout_of(common::cli().args(["eval", "--run"]).arg(&run_dir));
+    let stdout = String::from_utf8_lossy(&stdout);
     assert!(stdout.contains("layers=0,29;heads=6;ffn=768") && stdout.contains("fronts: S ="));
     assert_eq!(read_csv(&run_dir.join("lm-palette.csv")).unwrap().len(), 9);
 }

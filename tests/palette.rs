@@ -436,36 +436,26 @@ fn cli_onnx_export_is_read_by_predict_and_latency() {
     let dir = tempfile::tempdir().unwrap();
     let spec = "layers=1,2;heads=6;ffn=768";
     for (format, out) in [("onnx", "onnx"), ("hf", "hf")] {
-        let output = common::cli()
-            .args(["export", "--run"])
-            .arg(run)
-            .args(["--subnet", spec, "--format", format, "--out"])
-            .arg(dir.path().join(out))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        common::stdout_of(
+            common::cli()
+                .args(["export", "--run"])
+                .arg(run)
+                .args(["--subnet", spec, "--format", format, "--out"])
+                .arg(dir.path().join(out)),
         );
     }
     assert!(!dir.path().join("onnx/model.safetensors").exists());
     let texts = dir.path().join("texts.txt");
     std::fs::write(&texts, "A masterpiece.\nDull, slow and far too long.\nok\n").unwrap();
     let predict = |model: &str| -> Vec<serde_json::Value> {
-        let output = common::cli()
-            .args(["predict", "--model"])
-            .arg(dir.path().join(model))
-            .arg("--texts-file")
-            .arg(&texts)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = common::stdout_of(
+            common::cli()
+                .args(["predict", "--model"])
+                .arg(dir.path().join(model))
+                .arg("--texts-file")
+                .arg(&texts),
         );
-        String::from_utf8_lossy(&output.stdout)
+        String::from_utf8_lossy(&stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -483,18 +473,13 @@ fn cli_onnx_export_is_read_by_predict_and_latency() {
             assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-5);
         }
     }
-    let output = common::cli()
-        .args(["latency", "--model"])
-        .arg(dir.path().join("onnx"))
-        .args(["--seq-len", "16", "--runs", "5"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = common::stdout_of(
+        common::cli()
+            .args(["latency", "--model"])
+            .arg(dir.path().join("onnx"))
+            .args(["--seq-len", "16", "--runs", "5"]),
     );
-    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(line["seq_len"], 16);
     let (median, p90) = (
         line["median_ms"].as_f64().unwrap(),
