@@ -61,16 +61,14 @@ impl DecoderPanel {
             );
         } else {
             pareto.budget_row(ui, &subnets);
+            let view = pareto.view(&subnets);
             if !subnets.is_empty() {
                 let reference = teacher.map(|t| ("teacher", t.val_loss));
-                if let Some(c) = pareto.charts(ui, &subnets, selection, &[], reference, true) {
+                if let Some(c) = pareto.charts(ui, &view, selection, &[], reference, true) {
                     cmd = Some(c);
                 }
-            }
-            if !subnets.is_empty() {
                 cmd = super::pareto_tab::save_row(ui).or(cmd);
             }
-            let view = PaletteView::new(&subnets, pareto.size_in_mb, &pareto.budget);
             if let Some(c) = table(ui, run, &view, selection) {
                 cmd = Some(c);
             }

@@ -60,6 +60,8 @@ impl ParetoTab {
             cmd = run_actions::measure_button(ui, run, "Re-evaluate palette", hover);
         });
         self.budget_row(ui, &run.palette);
+        // One view a frame: the charts and the table mark the same fronts.
+        let view = self.view(&run.palette);
         if run.palette.is_empty() {
             let why = if run.status == RunStatus::MeasuringPalette {
                 "Measuring the palette — points appear as each subnet is measured."
@@ -67,7 +69,7 @@ impl ParetoTab {
                 "No subnet evaluated yet — the palette is measured when training ends, or press Re-evaluate palette."
             };
             ui.weak(why);
-        } else if let Some(c) = self.charts(ui, &run.palette, selection, compared, None, true) {
+        } else if let Some(c) = self.charts(ui, &view, selection, compared, None, true) {
             cmd = Some(c);
         }
         let button = (
@@ -101,8 +103,6 @@ impl ParetoTab {
         if !run.palette.is_empty() {
             cmd = save_row(ui).or(cmd);
         }
-        // The same inputs as the charts' view: the table marks the same fronts.
-        let view = PaletteView::new(&run.palette, self.size_in_mb, &self.budget);
         if let Some(c) = pareto_table::show(ui, &view, &mut self.sort, selection) {
             cmd = Some(c);
         }
@@ -156,20 +156,25 @@ impl ParetoTab {
         );
     }
 
-    /// The size and latency charts of `entries` side by side, then the best within budget;
+    /// `entries` under this tab's axes and budget: fits, fronts and the best within budget.
+    pub fn view<'a, P: ParetoPoint>(&self, entries: &'a [P]) -> PaletteView<'a, P> {
+        let mut view = PaletteView::new(entries, self.size_in_mb, &self.budget);
+        view.log_latency = self.log_latency;
+        view
+    }
+
+    /// The size and latency charts of `view` side by side, then the best within budget;
     /// returns the subnet clicked (as a selection) or the charts' menu choice.
     pub fn charts<P: ParetoPoint>(
         &self,
         ui: &mut Ui,
-        entries: &[P],
+        view: &PaletteView<'_, P>,
         selection: Option<&str>,
         compared: &[pareto_chart::ComparedPalette<'_, P>],
         reference: Option<(&str, f64)>,
         with_menu: bool,
     ) -> Option<UiCommand> {
         let mut cmd = None;
-        let mut view = PaletteView::new(entries, self.size_in_mb, &self.budget);
-        view.log_latency = self.log_latency;
         let width = (ui.available_width() - 16.0) / 2.0;
         let height = (ui.available_height() * 0.5).max(220.0);
         ui.horizontal(|ui| {
@@ -178,7 +183,7 @@ impl ParetoTab {
                 let mut menu = None;
                 let menu_slot = with_menu.then_some(&mut menu);
                 let clicked = pareto_chart::show(
-                    ui, &view, cost, selection, size, compared, reference, menu_slot,
+                    ui, view, cost, selection, size, compared, reference, menu_slot,
                 );
                 if let Some(s) = clicked {
                     cmd = Some(UiCommand::Select(Some(s)));
@@ -188,7 +193,7 @@ impl ParetoTab {
                 }
             }
         });
-        if let Some(best) = view.best.and_then(|i| entries.get(i)) {
+        if let Some(best) = view.best.and_then(|i| view.entries.get(i)) {
             ui.label(format!(
                 "Best within budget: {} ({} {:.4})",
                 best.subnet(),
