@@ -12,6 +12,7 @@ pub mod head_loss_device;
 pub mod head_loss_terms;
 pub mod projection;
 pub mod rewire;
+pub mod rewire_decoder;
 pub mod sampler;
 pub mod scaling;
 pub mod space;

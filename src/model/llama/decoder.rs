@@ -2,7 +2,7 @@
 
 use super::config::LlamaConfig;
 use crate::model::attention::{attend_heads, causal_mask, split_heads};
-use crate::model::encoder::Norm;
+use crate::model::encoder::{LayerGates, Norm};
 use crate::model::linear::ElasticLinear;
 use crate::model::ops::{frozen_matmul_t, NormKind};
 use crate::model::subnet::{SubnetSpec, TeacherShape};
@@ -207,16 +207,42 @@ impl LlamaDecoder {
         ids: &Tensor,
         spec: &SubnetSpec,
         adapters: bool,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> Result<(Vec<Tensor>, Tensor)> {
         let (b, t) = ids.dims2()?;
-        let d = self.config.hidden_size;
         let past = cache.as_ref().map_or(0, |c| c.len);
         let ctx = self.layer_context(b, t, spec, past)?;
+        self.run_layers(ids, spec, &ctx, adapters, cache)
+    }
+
+    /// [`Self::forward_hidden`] of the adapted net with multiplicative gates on every teacher
+    /// layer's KV groups (`heads`: one gate per group) and FFN neurons, for importance scores.
+    pub fn forward_gated(
+        &self,
+        ids: &Tensor,
+        spec: &SubnetSpec,
+        gates: Vec<LayerGates>,
+    ) -> Result<(Vec<Tensor>, Tensor)> {
+        let (b, t) = ids.dims2()?;
+        let mut ctx = self.layer_context(b, t, spec, 0)?;
+        ctx.gates = gates;
+        self.run_layers(ids, spec, &ctx, true, None)
+    }
+
+    fn run_layers(
+        &self,
+        ids: &Tensor,
+        spec: &SubnetSpec,
+        ctx: &LayerContext,
+        adapters: bool,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<(Vec<Tensor>, Tensor)> {
+        let (b, t) = (ctx.b, ctx.t);
+        let d = self.config.hidden_size;
         let mut x = self.embed_tokens(ids)?;
         let mut hidden_states = vec![x.reshape((b, t, d))?];
         for (slot, &l) in spec.layers.iter().enumerate() {
-            x = self.layer_forward(l, slot, &x, &ctx, adapters, cache.as_deref_mut())?;
+            x = self.layer_forward(l, slot, &x, ctx, adapters, cache.as_deref_mut())?;
             hidden_states.push(x.reshape((b, t, d))?);
         }
         if let Some(c) = cache {
@@ -256,6 +282,7 @@ impl LlamaDecoder {
             mask: (t > 1)
                 .then(|| causal_mask(t, past, self.embed.device()))
                 .transpose()?,
+            gates: Vec::new(),
         })
     }
 
@@ -286,12 +313,26 @@ impl LlamaDecoder {
         if let Some(c) = cache {
             (k, v) = c.append(slot, k, v)?;
         }
-        let attn = attend_heads(&q, &k, &v, ctx.mask.as_ref())?;
+        let mut attn = attend_heads(&q, &k, &v, ctx.mask.as_ref())?;
+        let gates = ctx.gates.get(l);
+        if let Some(g) = gates {
+            // One gate per KV group, shared by the group's query heads.
+            let (groups, per) = (ctx.kv_heads, ctx.q_heads / ctx.kv_heads);
+            let per_head = g.heads.narrow(0, 0, groups)?.reshape((groups, 1))?;
+            let per_head = per_head.broadcast_as((groups, per))?.reshape((1, groups * per, 1))?;
+            attn = attn
+                .reshape((b * t, ctx.q_heads, hs))?
+                .broadcast_mul(&per_head)?
+                .reshape((b * t, ctx.q_heads * hs))?;
+        }
         let x = (x + layer.o.forward_with(&attn, d, adapters)?)?;
         let h = layer.post_norm.forward(&x)?;
         let gate = layer.gate.forward_with(&h, ctx.ffn, adapters)?;
         let up = layer.up.forward_with(&h, ctx.ffn, adapters)?;
-        let act = (candle_nn::ops::silu(&gate)? * up)?;
+        let mut act = (candle_nn::ops::silu(&gate)? * up)?;
+        if let Some(g) = gates {
+            act = act.broadcast_mul(&g.ffn.narrow(0, 0, ctx.ffn)?)?;
+        }
         Ok((x + layer.down.forward_with(&act, d, adapters)?)?)
     }
 }
@@ -306,6 +347,8 @@ pub struct LayerContext {
     cos: Tensor,
     sin: Tensor,
     mask: Option<Tensor>,
+    /// Importance gates per teacher layer (empty: none).
+    gates: Vec<LayerGates>,
 }
 
 /// Keys and values of the positions seen so far, per kept layer (`[B, Hkv, S, hs]`).

@@ -6,13 +6,16 @@ pub mod metrics;
 pub mod step;
 
 use super::config::{DecoderConfig, RunConfig};
-use super::data::{read_corpus, token_blocks};
+use super::data::{epoch_order, read_corpus, token_blocks};
 use super::protocol::{DecoderEvalResult, TrainEvent};
 use super::run::Run;
 use super::task::{net_and_space_accessors, EvalPoint, Grads, StepInput, Task};
+use crate::mlfs::adapters::AdaptedSupernet;
 use crate::mlfs::decoder::{DecoderSupernet, DecoderTraining};
 use crate::mlfs::distill::DistillWeights;
 use crate::mlfs::head_loss::next_token_targets;
+use crate::mlfs::rewire::LayerOrder;
+use crate::mlfs::rewire_decoder::{self, TokenBatch};
 use crate::mlfs::scaling::{active_adapter_params_swiglu, decoder_params};
 use crate::mlfs::space::SearchSpace;
 use crate::model::llama::DecoderTeacher;
@@ -38,6 +41,9 @@ pub struct DecoderTask {
     pub fixed_students: Vec<SubnetSpec>,
     pub train_blocks: Vec<Vec<u32>>,
     pub valid_blocks: Vec<Vec<u32>>,
+    orders: Option<Vec<LayerOrder>>,
+    /// Rewiring was asked for but does not apply (fully trained students); said once.
+    rewire_skipped: bool,
     warnings: Vec<String>,
 }
 
@@ -50,6 +56,27 @@ impl DecoderTask {
         }
         let first = self.report_subnets().into_iter().next();
         first.map(|(_, s)| s).context("the run has no subnet")
+    }
+}
+
+impl DecoderTask {
+    /// Token ids and next-token targets of the training blocks `idx`.
+    fn token_batch(&self, idx: &[usize]) -> Result<TokenBatch> {
+        let blocks: Vec<&[u32]> = idx.iter().map(|&i| self.train_blocks[i].as_slice()).collect();
+        let t = blocks.first().map_or(0, |b| b.len());
+        let device = self.net.teacher.decoder.device();
+        let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), device)?;
+        Ok((ids, next_token_targets(&blocks)))
+    }
+
+    /// The batches importance is estimated on: the first of a seeded order of the training blocks.
+    fn rewire_batches(&self, config: &RunConfig) -> Result<Vec<TokenBatch>> {
+        let order = epoch_order(self.train_blocks.len(), config.seed, 99, 0);
+        order
+            .chunks(config.batch_size.max(1))
+            .take(config.rewire_batches.max(1))
+            .map(|idx| self.token_batch(idx))
+            .collect()
     }
 }
 
@@ -112,6 +139,8 @@ impl Task for DecoderTask {
             fixed_students,
             train_blocks,
             valid_blocks,
+            orders: None,
+            rewire_skipped: false,
             warnings,
         })
     }
@@ -229,6 +258,38 @@ impl Task for DecoderTask {
             global_step: at.global_step,
             results,
         })
+    }
+
+    /// Rewires KV groups and FFN neurons by importance once, before stage 1, when configured
+    /// (adapter runs only: a fully trained student is a separate copy of the weights).
+    fn before_stage(&mut self, config: &RunConfig, stage: usize) -> Result<Option<String>> {
+        if stage == 0 || !config.rewire || self.orders.is_some() || self.rewire_skipped {
+            return Ok(None);
+        }
+        if self.net.trains_base_weights() {
+            self.rewire_skipped = true;
+            return Ok(Some(
+                "rewiring skipped: the students train their own copy of the weights".into(),
+            ));
+        }
+        self.net.set_stage(Some(stage))?;
+        let batches = self.rewire_batches(config)?;
+        let orders = rewire_decoder::rewire(&mut self.net.teacher.decoder, &batches)?;
+        self.orders = Some(orders);
+        Ok(Some(format!(
+            "rewired KV groups and FFN neurons by importance on {} batches",
+            batches.len()
+        )))
+    }
+
+    fn orders(&self) -> Option<Vec<LayerOrder>> {
+        self.orders.clone()
+    }
+
+    fn restore_orders(&mut self, orders: &[LayerOrder]) -> Result<()> {
+        rewire_decoder::apply(&mut self.net.teacher.decoder, orders)?;
+        self.orders = Some(orders.to_vec());
+        Ok(())
     }
 
     fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {

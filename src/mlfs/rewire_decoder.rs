@@ -1,0 +1,161 @@
+//! Rewiring for decoders: reorder each layer's KV groups (with their query heads) and SwiGLU
+//! neurons by importance, so that front slicing keeps the most important ones.
+//!
+//! A decoder subnet keeps whole KV groups (its query heads are a multiple of the group size), so
+//! the group is the unit ordered; within a group the query heads keep their order.
+
+use super::rewire::{order_by_score, LayerOrder};
+use crate::model::encoder::LayerGates;
+use crate::model::llama::LlamaDecoder;
+use crate::model::ops::frozen_matmul_t;
+use crate::model::SubnetSpec;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor, Var};
+
+/// One batch of token blocks `[B, T]` and the next-token target of every position.
+pub type TokenBatch = (Tensor, Vec<Option<u32>>);
+
+/// |∂L/∂gate| summed over batches (L: the maxnet's next-token cross-entropy with adapters):
+/// per layer, the importance of each KV group and each FFN neuron.
+pub fn importance(net: &LlamaDecoder, batches: &[TokenBatch]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    let shape = net.shape();
+    let device = net.device();
+    let maxnet = SubnetSpec::maxnet(&shape);
+    let groups = shape.heads / shape.heads_per_kv;
+    let mut totals: Vec<(Vec<f32>, Vec<f32>)> = (0..shape.layers)
+        .map(|_| (vec![0.0; groups], vec![0.0; shape.ffn]))
+        .collect();
+    for (ids, targets) in batches {
+        let head_vars: Vec<Var> = (0..shape.layers)
+            .map(|_| Var::ones(groups, DType::F32, device))
+            .collect::<candle_core::Result<_>>()?;
+        let ffn_vars: Vec<Var> = (0..shape.layers)
+            .map(|_| Var::ones(shape.ffn, DType::F32, device))
+            .collect::<candle_core::Result<_>>()?;
+        let gates = head_vars
+            .iter()
+            .zip(&ffn_vars)
+            .map(|(h, f)| LayerGates {
+                heads: h.as_tensor().clone(),
+                ffn: f.as_tensor().clone(),
+            })
+            .collect();
+        let (_, last) = net.forward_gated(ids, &maxnet, gates)?;
+        let loss = next_token_loss(net, &last, targets)?;
+        let grads = loss.backward()?;
+        for (l, total) in totals.iter_mut().enumerate() {
+            let gh = grads
+                .get(head_vars[l].as_tensor())
+                .context("no gradient for the KV-group gates")?;
+            let gf = grads
+                .get(ffn_vars[l].as_tensor())
+                .context("no gradient for the FFN gates")?;
+            add_abs(&mut total.0, gh)?;
+            add_abs(&mut total.1, gf)?;
+        }
+    }
+    Ok(totals)
+}
+
+fn add_abs(total: &mut [f32], grad: &Tensor) -> Result<()> {
+    let values = grad.abs()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    for (t, g) in total.iter_mut().zip(values) {
+        *t += g;
+    }
+    Ok(())
+}
+
+/// Mean cross-entropy of the positions that have a next token; final states `[B·T, d]`.
+fn next_token_loss(net: &LlamaDecoder, last: &Tensor, targets: &[Option<u32>]) -> Result<Tensor> {
+    let (rows, labels): (Vec<u32>, Vec<u32>) = targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.map(|t| (i as u32, t)))
+        .unzip();
+    if rows.is_empty() {
+        bail!("rewiring: the batches have no next-token targets");
+    }
+    let device = last.device();
+    let n = rows.len();
+    let rows = Tensor::from_vec(rows, n, device)?;
+    let labels = Tensor::from_vec(labels, n, device)?;
+    let hidden = last.index_select(&rows, 0)?;
+    let logits = frozen_matmul_t(&hidden, net.head())?.to_dtype(DType::F32)?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &labels)?)
+}
+
+/// Applies per-layer orders (`heads` in query heads, whole groups moved together) to the
+/// decoder's weights and every adapter: a pure permutation, the teacher's function unchanged.
+pub fn apply(net: &mut LlamaDecoder, orders: &[LayerOrder]) -> Result<()> {
+    let hs = net.config.head_size();
+    let per = net.config.group_size();
+    for (layer, order) in net.layers.iter_mut().zip(orders) {
+        let groups = group_order(&order.heads, per)?;
+        let q_rows: Vec<usize> = order
+            .heads
+            .iter()
+            .flat_map(|&h| h * hs..(h + 1) * hs)
+            .collect();
+        let kv_rows: Vec<usize> = groups
+            .iter()
+            .flat_map(|&g| g * hs..(g + 1) * hs)
+            .collect();
+        layer.q.permute_out(&q_rows)?;
+        layer.k.permute_out(&kv_rows)?;
+        layer.v.permute_out(&kv_rows)?;
+        layer.o.permute_in(&q_rows)?;
+        layer.gate.permute_out(&order.ffn)?;
+        layer.up.permute_out(&order.ffn)?;
+        layer.down.permute_in(&order.ffn)?;
+    }
+    Ok(())
+}
+
+/// The KV-group order a query-head order moves whole groups by; an error if it splits a group.
+fn group_order(heads: &[usize], per: usize) -> Result<Vec<usize>> {
+    let groups: Vec<usize> = heads.iter().step_by(per.max(1)).map(|&h| h / per).collect();
+    let expected: Vec<usize> = groups
+        .iter()
+        .flat_map(|&g| g * per..(g + 1) * per)
+        .collect();
+    if expected != heads {
+        bail!("rewiring order {heads:?} does not move whole KV groups of {per} heads");
+    }
+    Ok(groups)
+}
+
+/// Query-head order of a KV-group order: each group's heads, in their own order.
+fn head_order(groups: &[usize], per: usize) -> Vec<usize> {
+    groups
+        .iter()
+        .flat_map(|&g| g * per..(g + 1) * per)
+        .collect()
+}
+
+/// Scores KV groups and neurons on `batches` and reorders the decoder; returns the orders.
+pub fn rewire(net: &mut LlamaDecoder, batches: &[TokenBatch]) -> Result<Vec<LayerOrder>> {
+    let per = net.config.group_size();
+    let orders: Vec<LayerOrder> = importance(net, batches)?
+        .iter()
+        .map(|(groups, ffn)| LayerOrder {
+            heads: head_order(&order_by_score(groups), per),
+            ffn: order_by_score(ffn),
+        })
+        .collect();
+    apply(net, &orders)?;
+    Ok(orders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_orders_expand_to_heads_and_back() {
+        let heads = head_order(&[2, 0, 1], 3);
+        assert_eq!(heads, vec![6, 7, 8, 0, 1, 2, 3, 4, 5]);
+        assert_eq!(group_order(&heads, 3).unwrap(), vec![2, 0, 1]);
+        let split = group_order(&[0, 3, 1, 2, 4, 5], 3).unwrap_err();
+        assert!(split.to_string().contains("whole KV groups"), "{split}");
+    }
+}
