@@ -33,7 +33,9 @@ fn batch(net: &LlamaDecoder, blocks: &[Vec<u32>]) -> TokenBatch {
 /// Zeroes rows `rows` (dim 0) or columns (dim 1) of a frozen teacher matrix.
 fn zero(w: &Tensor, dim: usize, range: std::ops::Range<usize>) -> Tensor {
     let n = w.dim(dim).unwrap();
-    let keep: Vec<f32> = (0..n).map(|i| f32::from(!range.contains(&i) as u8)).collect();
+    let keep: Vec<f32> = (0..n)
+        .map(|i| f32::from(!range.contains(&i) as u8))
+        .collect();
     let keep = Tensor::from_vec(keep, n, w.device()).unwrap();
     let shape = if dim == 0 { (n, 1) } else { (1, n) };
     w.broadcast_mul(&keep.reshape(shape).unwrap()).unwrap()
@@ -82,7 +84,9 @@ fn importance_ranks_silenced_groups_and_neurons_last_and_keeps_the_teacher() {
     let last3 = &orders[3].ffn[shape.ffn - 3..];
     assert_eq!(last3, &[0, 1, 2], "silenced neurons not ranked last");
     assert!(
-        orders.iter().any(|o| o.ffn[..10] != (0..10).collect::<Vec<_>>()),
+        orders
+            .iter()
+            .any(|o| o.ffn[..10] != (0..10).collect::<Vec<_>>()),
         "importance changed no order"
     );
 
@@ -98,10 +102,19 @@ fn importance_ranks_silenced_groups_and_neurons_last_and_keeps_the_teacher() {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
-    let scale = logits_before.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let scale = logits_before
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     // Only the summation order changes: 30 layers with SmolLM2's large residual activations
     // drift by about 2e-4 of the largest logit here; a misplaced head or neuron moves them O(1).
-    assert!(diff < 1e-3 * scale, "maxnet logits moved by {diff} (largest {scale})");
+    assert!(
+        diff < 1e-3 * scale,
+        "maxnet logits moved by {diff} (largest {scale})"
+    );
     let after = evaluate_blocks(net, &maxnet, false, &data, 2).unwrap();
     assert!((after.loss - before.loss).abs() < 1e-4);
     // The cut keeps the important half: it loses less than the cut of the original order.

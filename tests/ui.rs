@@ -6,6 +6,8 @@ use mlfs_studio::train::config::RunConfig;
 use mlfs_studio::ui::app::StudioApp;
 use mlfs_studio::ui::dialogs::ScriptedDialogs;
 use mlfs_studio::ui::export_state::ExportState;
+use mlfs_studio::ui::palette_view::Cost;
+use mlfs_studio::ui::pareto_chart::point_position;
 use mlfs_studio::ui::run_view::RunStatus;
 use std::time::{Duration, Instant};
 
@@ -412,9 +414,20 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     h.get_by_label("Pareto").click();
     step_frames(&mut h, 2);
     let small = "layers=0,29;heads=6;ffn=768";
-    h.get_by_label("2 L · 6 h · FFN 768").click();
+    assert_ne!(h.state().selection.as_deref(), Some(small));
+    // Select it on the size chart: press and release the pointer on its dot.
+    let dot = point_position(&h.ctx, Cost::Size, small).expect("the subnet's dot is drawn");
+    h.hover_at(dot);
     h.step();
+    h.drag_at(dot);
+    h.step();
+    h.drop_at(dot);
+    step_frames(&mut h, 2);
     assert_eq!(h.state().selection.as_deref(), Some(small));
+    // The table follows: its row for that subnet is the selected one.
+    let row = h.get_by_label("2 L · 6 h · FFN 768");
+    let toggled = row.accesskit_node().toggled();
+    assert_eq!(toggled, Some(egui::accesskit::Toggled::True));
     h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
         .click();
     step_frames(&mut h, 3);

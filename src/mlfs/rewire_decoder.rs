@@ -96,10 +96,7 @@ pub fn apply(net: &mut LlamaDecoder, orders: &[LayerOrder]) -> Result<()> {
             .iter()
             .flat_map(|&h| h * hs..(h + 1) * hs)
             .collect();
-        let kv_rows: Vec<usize> = groups
-            .iter()
-            .flat_map(|&g| g * hs..(g + 1) * hs)
-            .collect();
+        let kv_rows: Vec<usize> = groups.iter().flat_map(|&g| g * hs..(g + 1) * hs).collect();
         layer.q.permute_out(&q_rows)?;
         layer.k.permute_out(&kv_rows)?;
         layer.v.permute_out(&kv_rows)?;

@@ -322,7 +322,7 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
             changed |= number(ui, &errors, "max_seq_len", "Sequence length", &mut form.config.max_seq_len, 1.0, "Texts are truncated to this many tokens");
             changed |= number(ui, &errors, "seed", "Seed", &mut form.config.seed, 1.0, "Seeds adapters, data order and the sampler: same seed, same run");
             ui.horizontal(|ui| {
-                changed |= ui.checkbox(&mut form.config.rewire, "Rewire before stage 1").on_hover_text("Order heads and FFN neurons by |gradient × activation| so front slicing keeps the important ones").changed();
+                changed |= ui.checkbox(&mut form.config.rewire, "Rewire before stage 1").on_hover_text("Order heads (decoders: whole KV groups) and FFN neurons by |gradient × activation| so front slicing keeps the important ones").changed();
             });
         });
         egui::CollapsingHeader::new("Watchdog").default_open(false).show(ui, |ui| {

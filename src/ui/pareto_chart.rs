@@ -8,7 +8,7 @@ use super::dialogs::DialogPurpose;
 use super::palette_view::{cost_of, Cost, PaletteView, ParetoPoint};
 use crate::eval::pareto::pareto_front;
 use crate::train::protocol::PaletteEntry;
-use egui::{Color32, Ui};
+use egui::{Color32, Pos2, Ui};
 use egui_plot::{Legend, Line, MarkerShape, Plot, PlotPoint, Points};
 
 /// Another run's palette drawn for comparison: its name and measured subnets.
@@ -60,10 +60,11 @@ pub fn show<P: ParetoPoint>(
 ) -> Option<String> {
     let entries = view.entries;
     let front = view.front(cost);
-    let (id, x_label) = match cost {
-        Cost::Size if view.in_mb => ("pareto-size", "size (MB)"),
-        Cost::Size => ("pareto-size", "parameters (M)"),
-        Cost::Latency => ("pareto-latency", "latency (ms, batch 1)"),
+    let id = chart_id(cost);
+    let x_label = match cost {
+        Cost::Size if view.in_mb => "size (MB)",
+        Cost::Size => "parameters (M)",
+        Cost::Latency => "latency (ms, batch 1)",
     };
     let xy = |i: usize| view.xy(i, cost);
     let mut front_idx: Vec<usize> = (0..entries.len()).filter(|&i| front[i]).collect();
@@ -260,20 +261,50 @@ pub fn show<P: ParetoPoint>(
             }
         });
     }
-    if response.response.clicked() {
-        let pointer = response.response.interact_pointer_pos()?;
-        let nearest = (0..entries.len())
-            .map(|i| {
-                let [x, y] = xy(i);
-                let p = response
-                    .transform
-                    .position_from_point(&PlotPoint::new(x, y));
-                (i, p.distance(pointer))
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1))?;
-        if nearest.1 < 12.0 {
-            return Some(entries[nearest.0].subnet().to_string());
-        }
+    let positions: Vec<(String, Pos2)> = (0..entries.len())
+        .map(|i| {
+            let [x, y] = xy(i);
+            let p = response
+                .transform
+                .position_from_point(&PlotPoint::new(x, y));
+            (entries[i].subnet().to_string(), p)
+        })
+        .collect();
+    let clicked = if response.response.clicked() {
+        let pointer = response.response.interact_pointer_pos();
+        let nearest = pointer.and_then(|pointer| {
+            positions
+                .iter()
+                .map(|(subnet, p)| (subnet, p.distance(pointer)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+        });
+        nearest.filter(|n| n.1 < 12.0).map(|n| n.0.clone())
+    } else {
+        None
+    };
+    // Kept for the next frame: where each subnet's dot is (tests click them by subnet).
+    ui.ctx()
+        .data_mut(|d| d.insert_temp(positions_id(id), positions));
+    clicked
+}
+
+/// The plot's id (its zoom and hover state) for a cost axis.
+fn chart_id(cost: Cost) -> &'static str {
+    match cost {
+        Cost::Size => "pareto-size",
+        Cost::Latency => "pareto-latency",
     }
-    None
+}
+
+fn positions_id(chart: &str) -> egui::Id {
+    egui::Id::unique((chart, "point-positions"))
+}
+
+/// Where the last frame drew `subnet`'s dot on the chart of `cost`, in screen points.
+pub fn point_position(ctx: &egui::Context, cost: Cost, subnet: &str) -> Option<Pos2> {
+    let positions: Vec<(String, Pos2)> = ctx.data(|d| d.get_temp(positions_id(chart_id(cost))))?;
+    positions
+        .into_iter()
+        .find(|(s, _)| s == subnet)
+        .map(|(_, p)| p)
 }

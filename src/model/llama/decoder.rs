@@ -319,7 +319,9 @@ impl LlamaDecoder {
             // One gate per KV group, shared by the group's query heads.
             let (groups, per) = (ctx.kv_heads, ctx.q_heads / ctx.kv_heads);
             let per_head = g.heads.narrow(0, 0, groups)?.reshape((groups, 1))?;
-            let per_head = per_head.broadcast_as((groups, per))?.reshape((1, groups * per, 1))?;
+            let per_head = per_head
+                .broadcast_as((groups, per))?
+                .reshape((1, groups * per, 1))?;
             attn = attn
                 .reshape((b * t, ctx.q_heads, hs))?
                 .broadcast_mul(&per_head)?

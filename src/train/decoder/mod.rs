@@ -62,7 +62,10 @@ impl DecoderTask {
 impl DecoderTask {
     /// Token ids and next-token targets of the training blocks `idx`.
     fn token_batch(&self, idx: &[usize]) -> Result<TokenBatch> {
-        let blocks: Vec<&[u32]> = idx.iter().map(|&i| self.train_blocks[i].as_slice()).collect();
+        let blocks: Vec<&[u32]> = idx
+            .iter()
+            .map(|&i| self.train_blocks[i].as_slice())
+            .collect();
         let t = blocks.first().map_or(0, |b| b.len());
         let device = self.net.teacher.decoder.device();
         let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), device)?;
