@@ -17,14 +17,30 @@ use mlfs_studio::train::run::Flow;
 use mlfs_studio::train::DecoderRun;
 use std::path::Path;
 
-/// A small space: depth 2 (first and last layer) or 30, 6 or 9 query heads, FFN 768 or 1536.
+/// The shipped `code-supernet-quick` preset (depth 10/20/30, 6 or 9 heads, FFN 768 or 1536:
+/// 12 subnets, first and last layer kept, rewired before stage 1) with fewer steps, shorter
+/// blocks, two validation blocks and short latency probes, so that it runs in minutes.
 fn palette_config() -> RunConfig {
-    let mut c = common::decoder_space_config([2, 2, 2], vec![768, 1536], 2);
-    c.name = "decoder-palette-test".into();
-    c.random_subnets = 1;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut c = RunConfig::load(&root.join("presets/code-supernet-quick.ron")).unwrap();
+    c.teacher = common::smollm2_gguf().clone();
+    c.data.train = common::assets().join("python-code/train.jsonl");
+    c.data.dev = common::assets().join("python-code/valid.jsonl");
+    for stage in &mut c.stages {
+        stage.budget = mlfs_studio::train::config::Budget::Steps(2);
+    }
+    c.batch_size = 2;
+    c.max_seq_len = 32;
+    c.rewire_batches = 2;
     c.palette.evaluate_at_end = false;
+    let lm = c.lm.as_mut().unwrap();
+    lm.eval_blocks = 2;
+    lm.latency_prompt = 16;
+    lm.latency_new_tokens = 2;
     c
 }
+
+const MINNET: &str = "layers=0,3,6,10,13,16,19,23,26,29;heads=6;ffn=768";
 
 fn train(dir: &Path) -> DecoderRun {
     let mut t = DecoderRun::create(palette_config(), dir).unwrap();
@@ -91,8 +107,8 @@ fn a_decoder_space_measures_into_a_palette_with_fronts_that_resumes_and_exports(
     })
     .unwrap();
     let rows = read_csv(&csv).unwrap();
-    assert_eq!(rows.len(), 9, "the teacher and 8 subnets");
-    assert_eq!(measured_now.len(), 6);
+    assert_eq!(rows.len(), 13, "the teacher and 12 subnets");
+    assert_eq!(measured_now.len(), 10);
     assert_eq!(&rows[..3], &partial[..], "resuming changed earlier rows");
     assert_eq!(rows[0].role, "teacher");
     let roles: Vec<&str> = rows.iter().map(|r| r.role.as_str()).collect();
@@ -101,7 +117,7 @@ fn a_decoder_space_measures_into_a_palette_with_fronts_that_resumes_and_exports(
         "{roles:?}"
     );
     let minnet = rows.iter().find(|r| r.role == "minnet").unwrap();
-    assert_eq!(minnet.subnet, "layers=0,29;heads=6;ffn=768");
+    assert_eq!(minnet.subnet, MINNET);
 
     // Fronts as written equal a brute-force dominance check; both fronts are non-empty.
     let fronts = front_columns(&csv);
@@ -126,7 +142,7 @@ fn a_decoder_space_measures_into_a_palette_with_fronts_that_resumes_and_exports(
         &mut |_, _| false,
     )
     .unwrap();
-    assert_eq!(read_csv(&csv).unwrap().len(), 9);
+    assert_eq!(read_csv(&csv).unwrap().len(), 13);
 
     // Every subnet exports and reloads with the validation loss `eval` measured.
     for r in rows.iter().filter(|r| r.role != "teacher") {
@@ -157,6 +173,6 @@ fn eval_prints_the_decoder_palette() {
     drop(train(&run_dir));
     let stdout = common::stdout_of(common::cli().args(["eval", "--run"]).arg(&run_dir));
     let stdout = String::from_utf8_lossy(&stdout);
-    assert!(stdout.contains("layers=0,29;heads=6;ffn=768") && stdout.contains("fronts: S ="));
-    assert_eq!(read_csv(&run_dir.join("lm-palette.csv")).unwrap().len(), 9);
+    assert!(stdout.contains(MINNET) && stdout.contains("fronts: S ="));
+    assert_eq!(read_csv(&run_dir.join("lm-palette.csv")).unwrap().len(), 13);
 }
