@@ -5,8 +5,10 @@
 #
 #   scripts/profile-gpu.sh BIN SMOLLM2_TOKENIZER_JSON [smollm2-135m|smollm2-1.7b] [full|mlfs] [f32|bf16]
 #
-# Prints the kernel count, the summed kernel time and the 25 costliest kernel names; a wall time
-# far above the summed kernel time means the step is bound by the host issuing work.
+# Clocks and caches are left as they run (ncu would lock base clocks and flush caches between
+# kernels, inflating memory-bound kernels). Prints the kernel count, the summed kernel time and
+# the 25 costliest kernel names; a wall time far above the summed kernel time means the step is
+# bound by the host issuing work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:?mlfs-studio binary built with scripts/build-cuda.sh}
@@ -31,7 +33,7 @@ echo "## wall time without the profiler (MLFS_PROFILE=1 adds synchronised laps o
 echo "## kernels of the load, a warm-up step and one timed step"
 # NCU_ARGS adds options, e.g. "--launch-count 11000" to stop after the warm-up step.
 # shellcheck disable=SC2086
-ncu --metrics gpu__time_duration.sum --csv --print-units base ${NCU_ARGS:-} \
+ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base ${NCU_ARGS:-} \
   "$bin" bench --preset "$work/preset.ron" --steps 1 --device cuda --precision "$prec" >"$work/ncu.csv" 2>"$work/ncu.err" || tail -5 "$work/ncu.err"
 python3 - "$work/ncu.csv" <<'PY'
 import csv, sys, collections

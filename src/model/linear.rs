@@ -2,7 +2,7 @@
 
 use super::device::Precision;
 use super::lowrank::{StagedLowRank, STAGES};
-use super::ops::{frozen_matmul_t, gpu_contiguous, trainable_matmul_t};
+use super::ops::{cast, frozen_matmul_t, gpu_contiguous, trainable_matmul_t};
 use candle_core::{DType, Result, Tensor};
 
 /// `y = x · Π(W)ᵀ + Π(b) + scale · Π^out(B_s) Π^in(A_s) x` for any front slice of a teacher linear.
@@ -26,7 +26,7 @@ fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if x.dtype() == w.dtype() {
         return frozen_matmul_t(x, w);
     }
-    frozen_matmul_t(&x.to_dtype(w.dtype())?, w)?.to_dtype(x.dtype())
+    cast(&frozen_matmul_t(&cast(x, w.dtype())?, w)?, x.dtype())
 }
 
 /// `x · wᵀ` for a trainable `w` (f32 master weights), both cast to `compute` for the product.

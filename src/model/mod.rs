@@ -2,6 +2,8 @@
 //! and batching, subnet specs and slicing Π_Φ, the staged low-rank linear, trainable `Param`s.
 
 pub mod attention;
+#[cfg(feature = "cuda")]
+pub mod cast_cuda;
 pub mod config;
 pub mod device;
 pub mod encoder;

@@ -38,6 +38,14 @@ pub fn sum_all_parallel(t: &Tensor) -> Result<Tensor> {
         .sum_all()
 }
 
+/// `t.to_dtype(to)` with its gradient; on a GPU through our vector cast kernels (f32 ↔ bf16).
+pub fn cast(t: &Tensor, to: DType) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    return super::cast_cuda::cast(t, to);
+    #[cfg(not(feature = "cuda"))]
+    t.to_dtype(to)
+}
+
 /// `x · Wᵀ` for a frozen `W` ([out, in], possibly a sliced view): gradient to `x` only.
 pub fn frozen_matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let weight = gpu_contiguous(weight)?;
@@ -51,11 +59,12 @@ pub fn frozen_matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 /// `[out, in]` matrix: candle's own backward of `x · wᵀ` yields a transposed view, which its
 /// cast and gradient sum then walk with strided (slow) kernels.
 pub fn trainable_matmul_t(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
-    let xc = x.detach().to_dtype(compute)?;
-    let wc = gpu_contiguous(&w.detach())?.to_dtype(compute)?;
-    let y = xc.matmul(&wc.t()?)?.to_dtype(x.dtype())?;
+    let xc = cast(&x.detach(), compute)?;
+    let wc = cast(&gpu_contiguous(&w.detach())?, compute)?;
+    // In the compute dtype: the op's forward casts it into a storage of its own.
+    let y = xc.matmul(&wc.t()?)?;
     if !x.track_op() && !w.track_op() {
-        return Ok(y);
+        return cast(&y, x.dtype());
     }
     let grads = LinearGrads {
         need_x: x.track_op(),
@@ -103,7 +112,18 @@ impl CustomOp3 for LinearGrads {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        copy_on_gpu(s3, l3)
+        use candle_core::backend::BackendStorage;
+        if s3.dtype() == self.x_dtype {
+            return copy_on_gpu(s3, l3);
+        }
+        // The product's cast to x's dtype is the op's result: one pass, not a cast and a copy.
+        let cast = match l3.contiguous_offsets() {
+            Some((start, _)) if start % 4 == 0 => {
+                super::cast_cuda::cast_storage(s3, l3, self.x_dtype)?
+            }
+            _ => s3.to_dtype(l3, self.x_dtype)?,
+        };
+        Ok((cast, l3.shape().clone()))
     }
 
     fn bwd(
@@ -114,12 +134,12 @@ impl CustomOp3 for LinearGrads {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = grad.to_dtype(self.xc.dtype())?;
+        let g = cast(grad, self.xc.dtype())?;
         let grad_x = match self.need_x {
-            true => Some(g.matmul(&self.wc)?.to_dtype(self.x_dtype)?),
+            true => Some(cast(&g.matmul(&self.wc)?, self.x_dtype)?),
             false => None,
         };
-        let grad_w = g.t()?.matmul(&self.xc)?.to_dtype(self.w_dtype)?;
+        let grad_w = cast(&g.t()?.matmul(&self.xc)?, self.w_dtype)?;
         Ok((grad_x, Some(grad_w), None))
     }
 }

@@ -100,7 +100,7 @@ pub fn student_gradients(
     drop(gs);
     // Backward, one layer at a time from the top.
     let ones = Tensor::ones((b, t), DType::F32, s.ids.device())?;
-    let mut feature_sum = 0.0;
+    let mut feature_sum = DeviceSum::default();
     for (slot, &l) in s.spec.layers.iter().enumerate().rev() {
         if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
             let h = Var::from_tensor(&inputs[slot + 1])?;
@@ -111,7 +111,7 @@ pub fn student_gradients(
                 &proj,
                 &ones,
             )?;
-            feature_sum += f.to_scalar::<f32>()? as f64;
+            feature_sum.add(&f)?;
             let fg = (f * (s.weights.feature() * s.weight))?.backward()?;
             opt.accumulate(&fg, grads)?;
             if let Some(extra) = fg.get(h.as_tensor()) {
@@ -132,7 +132,7 @@ pub fn student_gradients(
         let gs = sum_all_parallel(&(e * &g)?)?.backward()?;
         opt.accumulate(&gs, grads)?;
     }
-    student_loss(s, &out, feature_sum)
+    student_loss(s, &out, feature_sum.read()?)
 }
 
 /// The same gradients through one graph of the whole student (faster, far more memory).
@@ -147,14 +147,14 @@ fn whole_graph_gradients(
     let out = head_terms(s, &last)?;
     let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
     let mut total = sum_all_parallel(&(&last * grad_hidden)?)?;
-    let mut feature_sum = 0.0;
+    let mut feature_sum = DeviceSum::default();
     if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
         let ones = Tensor::ones((b, t), DType::F32, s.ids.device())?;
         let d = net.config.hidden_size;
         for (slot, &l) in s.spec.layers.iter().enumerate() {
             let proj = s.projections.of_layer(l, d, s.ids.device())?;
             let f = feature_loss(&hidden[slot + 1], &teacher.hidden[l + 1], &proj, &ones)?;
-            feature_sum += f.to_scalar::<f32>()? as f64;
+            feature_sum.add(&f)?;
             total = (total + (f * s.weights.feature())?)?;
         }
     }
@@ -162,7 +162,30 @@ fn whole_graph_gradients(
     if let Some(g) = &out.grad_head {
         opt.add_grad(net.head(), (g * s.weight)?, grads)?;
     }
-    student_loss(s, &out, feature_sum)
+    student_loss(s, &out, feature_sum.read()?)
+}
+
+/// A sum of scalar losses kept on the device and read once: reading each layer's value would
+/// make the host wait for the GPU in every layer.
+#[derive(Default)]
+struct DeviceSum(Option<Tensor>);
+
+impl DeviceSum {
+    fn add(&mut self, value: &Tensor) -> Result<()> {
+        let value = value.detach();
+        self.0 = Some(match self.0.take() {
+            Some(sum) => (sum + value)?,
+            None => value,
+        });
+        Ok(())
+    }
+
+    fn read(&self) -> Result<f64> {
+        match &self.0 {
+            Some(sum) => Ok(sum.to_dtype(DType::F64)?.to_scalar::<f64>()?),
+            None => Ok(0.0),
+        }
+    }
 }
 
 /// The student's loss by the run's formula: head terms and the summed feature terms.
