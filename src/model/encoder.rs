@@ -27,16 +27,10 @@ impl Norm {
             None => None,
         };
         if gamma.track_op() && self.kind == NormKind::Rms {
-            return trainable_rms_norm(x, &gamma, self.eps);
+            return super::rms_norm::trainable_rms_norm(x, &gamma, self.eps);
         }
         frozen_norm(x, &gamma, beta.as_ref(), self.eps, self.kind)
     }
-}
-
-/// RMSNorm through candle's ops, so a trainable γ gets its gradient (full fine-tuning).
-fn trainable_rms_norm(x: &Tensor, gamma: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-    x.broadcast_mul(&scale)?.broadcast_mul(gamma)
 }
 
 /// Word, position and token-type embeddings, frozen.

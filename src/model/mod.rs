@@ -12,6 +12,7 @@ pub mod llama;
 pub mod lowrank;
 pub mod ops;
 pub mod param;
+pub mod rms_norm;
 pub mod subnet;
 pub mod tokenizer;
 pub mod weights;

@@ -145,14 +145,14 @@ impl CustomOp3 for LinearGrads {
 }
 
 /// A plain copy of an f32 CPU tensor (a custom op's result must be storage of its own).
-fn copy_on_cpu(s: &CpuStorage, l: &Layout, op: &str) -> Result<(CpuStorage, Shape)> {
+pub(crate) fn copy_on_cpu(s: &CpuStorage, l: &Layout, op: &str) -> Result<(CpuStorage, Shape)> {
     let values = contiguous_f32(s, l, op)?;
     Ok((CpuStorage::F32(values.to_vec()), l.shape().clone()))
 }
 
 /// A plain copy of a GPU tensor (a custom op's result must be storage of its own).
 #[cfg(feature = "cuda")]
-fn copy_on_gpu(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+pub(crate) fn copy_on_gpu(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
     use candle_core::backend::{BackendDevice, BackendStorage};
     let mut out = s.device().zeros_impl(l.shape(), s.dtype())?;
     s.copy_strided_src(&mut out, 0, l)?;
