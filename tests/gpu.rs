@@ -465,3 +465,147 @@ fn the_gpu_trainable_product_has_candles_value_and_gradients() {
         }
     }
 }
+
+#[test]
+fn the_vector_casts_equal_candles_casts_bit_for_bit() {
+    use mlfs_studio::model::ops::cast;
+    // Rounding ties (odd and even), the largest finite value, infinities, NaN, subnormals,
+    // signed zeros and ordinary values; 1027 of them so the last thread gets a partial group.
+    let mut values: Vec<f32> = vec![
+        1.0 + f32::EPSILON * 64.0,
+        1.0 + f32::EPSILON * 192.0,
+        f32::MAX,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1e-40,
+        -0.0,
+        0.0,
+    ];
+    values.extend((0..1018).map(|i| ((i * 7919) % 4001) as f32 / 37.0 - 54.0));
+    let cpu = Tensor::from_vec(values.clone(), values.len(), &Device::Cpu).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v: Vec<f32> = t
+            .to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        v.iter()
+            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+            .collect()
+    };
+    let on_gpu = cpu.to_device(&gpu()).unwrap();
+    // f32 → bf16 (rounded to nearest even), whole and from an unaligned start (candle's path).
+    for (ours, theirs) in [
+        (cast(&on_gpu, DType::BF16).unwrap(), cpu.to_dtype(DType::BF16).unwrap()),
+        (
+            cast(&on_gpu.narrow(0, 1, 1026).unwrap(), DType::BF16).unwrap(),
+            cpu.narrow(0, 1, 1026).unwrap().to_dtype(DType::BF16).unwrap(),
+        ),
+    ] {
+        assert_eq!(ours.dtype(), DType::BF16);
+        assert_eq!(bits(&ours), bits(&theirs));
+    }
+    // bf16 → f32 is exact.
+    let half = cpu.to_dtype(DType::BF16).unwrap();
+    let back = cast(&half.to_device(&gpu()).unwrap(), DType::F32).unwrap();
+    assert_eq!(back.dtype(), DType::F32);
+    assert_eq!(bits(&back), bits(&half));
+}
+
+#[test]
+fn the_trainable_rms_norm_on_the_gpu_equals_the_cpu_with_gradients() {
+    use mlfs_studio::model::rms_norm::trainable_rms_norm;
+    let values = |n: usize, k: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0)
+            .collect()
+    };
+    let run = |device: &Device| {
+        let x = Tensor::from_vec(values(6 * 96, 1), (2, 3, 96), device).unwrap();
+        let g = Tensor::from_vec(values(96, 2), 96, device).unwrap();
+        let w = Tensor::from_vec(values(6 * 96, 3), (2, 3, 96), device).unwrap();
+        let (xv, gv) = (
+            candle_core::Var::from_tensor(&x).unwrap(),
+            candle_core::Var::from_tensor(&g).unwrap(),
+        );
+        let y = trainable_rms_norm(xv.as_tensor(), gv.as_tensor(), 1e-5).unwrap();
+        let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        [
+            y,
+            grads.get(xv.as_tensor()).unwrap().clone(),
+            grads.get(gv.as_tensor()).unwrap().clone(),
+        ]
+        .map(|t| t.to_device(&Device::Cpu).unwrap())
+    };
+    let (cpu, on_gpu) = (run(&Device::Cpu), run(&gpu()));
+    for (what, a, b) in [("value", 0, 0), ("x gradient", 1, 1), ("γ gradient", 2, 2)] {
+        let d = max_abs_diff(&cpu[a], &on_gpu[b]);
+        assert!(d < 1e-4, "{what}: {d}");
+    }
+}
+
+#[test]
+fn the_head_loss_kernel_equals_the_cpu_loss_and_gradients() {
+    use mlfs_studio::mlfs::distill::DistillWeights;
+    use mlfs_studio::mlfs::head_loss::head_loss;
+    use mlfs_studio::mlfs::head_loss_terms::HeadLossOptions;
+    let values = |n: usize, k: usize, amp: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0) * amp)
+            .collect()
+    };
+    // 37 positions (one chunk, a row count no block size divides), 16-wide states, a 3001-token
+    // vocabulary (threads with no value of a row), every fifth position unscored.
+    let (n, d, v) = (37, 16, 3001);
+    let targets: Vec<Option<u32>> = (0..n)
+        .map(|i| (i % 5 != 4).then_some(((i * 613) % v) as u32))
+        .collect();
+    let tensors = |device: &Device| {
+        let t = |k, len, shape: (usize, usize), amp| {
+            Tensor::from_vec(values(len, k, amp), shape, device).unwrap()
+        };
+        (
+            t(1, n * d, (n, d), 1.0),
+            t(2, v * d, (v, d), 2.0),
+            t(3, n * d, (n, d), 1.0),
+            t(4, v * d, (v, d), 2.0),
+        )
+    };
+    let options = |grad_head| HeadLossOptions {
+        weights: DistillWeights {
+            alpha: 0.7,
+            beta: 0.0,
+            temperature: 2.0,
+        },
+        grad_hidden: true,
+        grad_head,
+        compute: DType::F32,
+    };
+    let run = |device: &Device| {
+        let (h, head, th, thead) = tensors(device);
+        head_loss(&h, &head, &targets, Some((&th, &thead)), options(true)).unwrap()
+    };
+    let (cpu, on_gpu) = (run(&Device::Cpu), run(&gpu()));
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-9);
+    assert!(rel(on_gpu.ce_sum, cpu.ce_sum) < 1e-5, "{} {}", on_gpu.ce_sum, cpu.ce_sum);
+    assert!(rel(on_gpu.kd_sum, cpu.kd_sum) < 1e-4, "{} {}", on_gpu.kd_sum, cpu.kd_sum);
+    assert_eq!((on_gpu.hits, on_gpu.count), (cpu.hits, cpu.count));
+    for (what, a, b) in [
+        ("hidden", &on_gpu.grad_hidden, &cpu.grad_hidden),
+        ("head", &on_gpu.grad_head, &cpu.grad_head),
+    ] {
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = max_abs_diff(a, b);
+        assert!(diff <= 1e-4 * scale, "{what} gradient: {diff} (largest {scale})");
+    }
+    // bf16 products: the same loss to bf16's precision.
+    let (h, head, th, thead) = tensors(&gpu());
+    let mut o = options(false);
+    o.compute = DType::BF16;
+    let half = head_loss(&h, &head, &targets, Some((&th, &thead)), o).unwrap();
+    assert!(rel(half.ce_sum, cpu.ce_sum) < 1e-2, "{} {}", half.ce_sum, cpu.ce_sum);
+}

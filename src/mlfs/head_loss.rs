@@ -127,6 +127,7 @@ pub fn head_loss(
     if w.kd() > 0.0 && teacher.is_none() {
         bail!("distillation weight {} without a teacher", w.kd());
     }
+    #[cfg(feature = "cuda")]
     if !hidden.device().is_cpu() {
         return super::head_loss_device::head_loss_on_device(
             hidden, head, targets, teacher, options,

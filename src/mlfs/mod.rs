@@ -8,7 +8,10 @@ pub mod config;
 pub mod decoder;
 pub mod distill;
 pub mod head_loss;
+#[cfg(feature = "cuda")]
 pub mod head_loss_device;
+#[cfg(feature = "cuda")]
+pub mod head_loss_kernel;
 pub mod head_loss_terms;
 pub mod projection;
 pub mod rewire;
