@@ -13,14 +13,14 @@
 # Needs the reference's Python (REF_PYTHON, default ~/.cache/mlfs-ref-venv/bin/python, set up as
 # the reference's README says: torch numpy safetensors tokenizers onnx onnxruntime onnxscript)
 # and, for the decoder, the SmolLM2 teacher (scripts/fetch-smollm2.sh). MLFS_BIN picks our
-# binary (default: a release build).
+# binary (default: `cargo build`'s, which this crate optimises fully).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 PY=${REF_PYTHON:-$HOME/.cache/mlfs-ref-venv/bin/python}
 REF=${REF_DIR:-../shared/reference}
-BIN=${MLFS_BIN:-target/release/mlfs-studio}
-[ -x "$BIN" ] || cargo build --release --bin mlfs-studio
+BIN=${MLFS_BIN:-target/debug/mlfs-studio}
+[ -x "$BIN" ] || cargo build --bin mlfs-studio
 [ -x "$PY" ] || { echo "no PyTorch reference Python at $PY (see $REF/README.md)" >&2; exit 1; }
 threads=$(nproc)
 work=$(mktemp -d)
@@ -31,7 +31,7 @@ echo "processor: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $threads thr
 if [ "$what" = encoder ] || [ "$what" = all ]; then
   # --bench-only re-measures a trained checkpoint; its timing does not depend on the weights, so
   # the reference's two-steps-a-stage smoke run makes one.
-  "$PY" "$REF/mlfs_ref.py" --model assets/minilm-l3 --data assets/sentiment --max-steps 2 \
+  "$PY" "$REF/mlfs_ref.py" --model assets/minilm-l3 --data assets/sentiment --max-steps 2 --timing-skip 0 \
     --no-latency --no-verify --no-palette --threads "$threads" --out "$work/ref-train" \
     >"$work/ref-train.log" 2>&1 || { tail -20 "$work/ref-train.log"; exit 1; }
   for round in 1 2; do

@@ -25,7 +25,13 @@ impl DenseClassifier {
         store: &WeightStore,
         labels: Vec<String>,
     ) -> Result<Self> {
-        let encoder = BertEncoder::from_store(&config, store)?;
+        let mut encoder = BertEncoder::from_store(&config, store)?;
+        // Only ever run whole and without gradients: products with plain transposed weights.
+        for layer in &mut encoder.layers {
+            for linear in layer.linears_mut() {
+                linear.prepare_inference()?;
+            }
+        }
         let classes = labels.len();
         let classifier_weight = store.get("classifier.weight", &[classes, config.hidden_size])?;
         let classifier_bias = store.get("classifier.bias", &[classes])?;

@@ -310,6 +310,6 @@ fn activation(x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
     match name {
         "relu" => x.relu(),
         "gelu_new" | "gelu_pytorch_tanh" => x.gelu(),
-        _ => x.gelu_erf(),
+        _ => super::activation::gelu_erf(x),
     }
 }

@@ -1,6 +1,7 @@
 //! The elastic transformers (BERT encoder, Llama decoder): configs, weight loading, tokenizers
 //! and batching, subnet specs and slicing Π_Φ, the staged low-rank linear, trainable `Param`s.
 
+pub mod activation;
 pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cast_cuda;

@@ -331,7 +331,7 @@ impl LlamaDecoder {
         let h = layer.post_norm.forward(&x)?;
         let gate = layer.gate.forward_with(&h, ctx.ffn, adapters)?;
         let up = layer.up.forward_with(&h, ctx.ffn, adapters)?;
-        let mut act = (candle_nn::ops::silu(&gate)? * up)?;
+        let mut act = (crate::model::activation::silu_act(&gate)? * up)?;
         if let Some(g) = gates {
             act = act.broadcast_mul(&g.ffn.narrow(0, 0, ctx.ffn)?)?;
         }
