@@ -499,10 +499,16 @@ fn the_vector_casts_equal_candles_casts_bit_for_bit() {
     let on_gpu = cpu.to_device(&gpu()).unwrap();
     // f32 → bf16 (rounded to nearest even), whole and from an unaligned start (candle's path).
     for (ours, theirs) in [
-        (cast(&on_gpu, DType::BF16).unwrap(), cpu.to_dtype(DType::BF16).unwrap()),
+        (
+            cast(&on_gpu, DType::BF16).unwrap(),
+            cpu.to_dtype(DType::BF16).unwrap(),
+        ),
         (
             cast(&on_gpu.narrow(0, 1, 1026).unwrap(), DType::BF16).unwrap(),
-            cpu.narrow(0, 1, 1026).unwrap().to_dtype(DType::BF16).unwrap(),
+            cpu.narrow(0, 1, 1026)
+                .unwrap()
+                .to_dtype(DType::BF16)
+                .unwrap(),
         ),
     ] {
         assert_eq!(ours.dtype(), DType::BF16);
@@ -590,22 +596,46 @@ fn the_head_loss_kernel_equals_the_cpu_loss_and_gradients() {
     };
     let (cpu, on_gpu) = (run(&Device::Cpu), run(&gpu()));
     let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-9);
-    assert!(rel(on_gpu.ce_sum, cpu.ce_sum) < 1e-5, "{} {}", on_gpu.ce_sum, cpu.ce_sum);
-    assert!(rel(on_gpu.kd_sum, cpu.kd_sum) < 1e-4, "{} {}", on_gpu.kd_sum, cpu.kd_sum);
+    assert!(
+        rel(on_gpu.ce_sum, cpu.ce_sum) < 1e-5,
+        "{} {}",
+        on_gpu.ce_sum,
+        cpu.ce_sum
+    );
+    assert!(
+        rel(on_gpu.kd_sum, cpu.kd_sum) < 1e-4,
+        "{} {}",
+        on_gpu.kd_sum,
+        cpu.kd_sum
+    );
     assert_eq!((on_gpu.hits, on_gpu.count), (cpu.hits, cpu.count));
     for (what, a, b) in [
         ("hidden", &on_gpu.grad_hidden, &cpu.grad_hidden),
         ("head", &on_gpu.grad_head, &cpu.grad_head),
     ] {
         let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let diff = max_abs_diff(a, b);
-        assert!(diff <= 1e-4 * scale, "{what} gradient: {diff} (largest {scale})");
+        assert!(
+            diff <= 1e-4 * scale,
+            "{what} gradient: {diff} (largest {scale})"
+        );
     }
     // bf16 products: the same loss to bf16's precision.
     let (h, head, th, thead) = tensors(&gpu());
     let mut o = options(false);
     o.compute = DType::BF16;
     let half = head_loss(&h, &head, &targets, Some((&th, &thead)), o).unwrap();
-    assert!(rel(half.ce_sum, cpu.ce_sum) < 1e-2, "{} {}", half.ce_sum, cpu.ce_sum);
+    assert!(
+        rel(half.ce_sum, cpu.ce_sum) < 1e-2,
+        "{} {}",
+        half.ce_sum,
+        cpu.ce_sum
+    );
 }

@@ -205,7 +205,10 @@ pub fn head_loss_rows(
     let (ss, _) = stats.storage_and_layout();
     let us = u.as_ref().map(|u| u.storage_and_layout().0);
     let (zc, ic) = (plain(&zs, &z, "the logits")?, plain(&is, &ids, "the ids")?);
-    let (mc, gc) = (plain(&ms, &mask, "the mask")?, plain(&gs, &g, "the gradient")?);
+    let (mc, gc) = (
+        plain(&ms, &mask, "the mask")?,
+        plain(&gs, &g, "the gradient")?,
+    );
     let sc = plain(&ss, &stats, "the statistics")?;
     let uc = match (&us, &u) {
         (Some(s), Some(t)) => Some(plain(s, t, "the teacher logits")?),

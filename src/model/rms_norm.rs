@@ -71,9 +71,7 @@ impl CustomOp3 for RmsNormGrads {
             .recip()?;
         let x_hat = x.broadcast_mul(&r)?;
         let width = gamma.dim(0)?;
-        let grad_gamma = (grad * &x_hat)?
-            .reshape(((), width))?
-            .sum(0)?;
+        let grad_gamma = (grad * &x_hat)?.reshape(((), width))?.sum(0)?;
         let h = grad.broadcast_mul(&gamma)?;
         let dot = (&h * &x_hat)?.mean_keepdim(D::Minus1)?;
         let grad_x = (h - x_hat.broadcast_mul(&dot)?)?.broadcast_mul(&r)?;

@@ -78,7 +78,10 @@ pub fn fused_step(
     let n = param.elem_count();
     for (t, what) in [(&grad, "the gradient"), (m, "a moment"), (v, "a moment")] {
         if t.elem_count() != n {
-            candle_core::bail!("fused AdamW: {what} has {} values, the parameter {n}", t.elem_count());
+            candle_core::bail!(
+                "fused AdamW: {what} has {} values, the parameter {n}",
+                t.elem_count()
+            );
         }
     }
     let (p_storage, _) = param.storage_and_layout();
@@ -89,7 +92,9 @@ pub fn fused_step(
     let m_s = plain_gpu(&m_storage, m, "a moment")?;
     let v_s = plain_gpu(&v_storage, v, "a moment")?;
     let g_s = plain_gpu(&g_storage, &grad, "a gradient")?;
-    let func = p.device.get_or_load_custom_func("adam_step", MODULE, ptx()?)?;
+    let func = p
+        .device
+        .get_or_load_custom_func("adam_step", MODULE, ptx()?)?;
     let f = |x: f64| x as f32;
     let (beta1, beta2, gscale, lr) = (f(s.beta1), f(s.beta2), f(s.grad_scale), f(s.lr));
     let (bc1, bc2, eps, decay) = (f(s.bc1), f(s.bc2), f(s.eps), f(s.decay));

@@ -405,8 +405,12 @@ mod tests {
     #[test]
     fn fused_rope_matches_the_slow_one_with_gradients() {
         let dev = Device::Cpu;
-        let x = crate::util::uniform_tensor((2 * 3 * 5, 8), 7).reshape((2, 3, 5, 8)).unwrap();
-        let w = crate::util::uniform_tensor((2 * 3 * 5, 8), 8).reshape((2, 3, 5, 8)).unwrap();
+        let x = crate::util::uniform_tensor((2 * 3 * 5, 8), 7)
+            .reshape((2, 3, 5, 8))
+            .unwrap();
+        let w = crate::util::uniform_tensor((2 * 3 * 5, 8), 8)
+            .reshape((2, 3, 5, 8))
+            .unwrap();
         let angles: Vec<f32> = (0..5 * 4).map(|i| 0.37 * i as f32).collect();
         let a = Tensor::from_vec(angles, (5, 4), &dev).unwrap();
         let (cos, sin) = (a.cos().unwrap(), a.sin().unwrap());
