@@ -75,8 +75,18 @@ fn old_checkpoint_resumes_with_the_old_losses_and_exports() {
         .filter(|(s, _)| *s > 4)
         .collect();
     assert_eq!(old_tail.len(), 2);
-    // Bit for bit: the same subnets, the same losses, the same dev accuracies at the end.
-    assert_eq!(common::step_losses(&events), old_tail);
+    // The same subnets and, to float rounding, the same losses (kernels that change only the
+    // last bits, such as the CPU GELU's erf, may come and go), the same dev accuracies.
+    let new_tail = common::step_losses(&events);
+    assert_eq!(new_tail.len(), old_tail.len());
+    for ((step, now), (old_step, then)) in new_tail.iter().zip(&old_tail) {
+        assert_eq!(step, old_step);
+        let names = |v: &[(String, f64)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(now), names(then), "step {step}");
+        for ((_, a), (_, b)) in now.iter().zip(then) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "step {step}: {a} vs {b}");
+        }
+    }
     assert_eq!(last_dev(&events), last_dev(&old));
 
     let reopened = ClassifierRun::open_trained(&run_dir).unwrap();
