@@ -6,10 +6,9 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::cudarc::nvrtc::compile_ptx;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, DType, Device, Result, Storage, Tensor};
-use std::sync::OnceLock;
+use crate::model::nvrtc::CompiledPtx;
 
 const MODULE: &str = "mlfs_head_loss";
 const THREADS: u32 = 1024;
@@ -137,17 +136,10 @@ extern "C" __global__ void head_loss_rows(const void* z, const void* u, const un
 }
 "#;
 
-/// The kernel's PTX, compiled once per process with NVRTC.
+/// The kernels' PTX (compiled once per process).
 fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    let compiled = PTX.get_or_init(|| {
-        compile_ptx(SOURCE)
-            .map(|p| p.to_src())
-            .map_err(|e| e.to_string())
-    });
-    compiled
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(format!("cannot compile the head-loss kernel: {e}")))
+    static PTX: CompiledPtx = CompiledPtx::new();
+    crate::model::nvrtc::ptx(&PTX, SOURCE, "the head-loss kernel")
 }
 
 /// A plain GPU tensor's storage, or an error naming `what`.

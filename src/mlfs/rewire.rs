@@ -23,51 +23,90 @@ pub fn order_by_score(scores: &[f32]) -> Vec<usize> {
 /// One labelled batch: ids `[B, T]`, mask `[B, T]`, labels `[B]`.
 pub type LabelledBatch = (Tensor, Tensor, Tensor);
 
+/// Gates of 1 on every layer's heads (or KV groups) and FFN neurons, as variables, and the sums
+/// of |∂L/∂gate| they collect over batches.
+pub struct GateSet {
+    heads: Vec<Var>,
+    ffn: Vec<Var>,
+    /// Per layer: summed |gradient| of each head gate and each FFN gate.
+    pub totals: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl GateSet {
+    /// Zero totals for `layers` layers of `heads` head gates and `ffn` neuron gates.
+    pub fn new(layers: usize, heads: usize, ffn: usize) -> Self {
+        Self {
+            heads: Vec::new(),
+            ffn: Vec::new(),
+            totals: (0..layers)
+                .map(|_| (vec![0.0; heads], vec![0.0; ffn]))
+                .collect(),
+        }
+    }
+
+    /// Fresh gates of 1 for one batch's forward pass.
+    pub fn gates(&mut self, device: &candle_core::Device) -> Result<Vec<LayerGates>> {
+        let ones = |n: usize| Var::ones(n, DType::F32, device);
+        self.heads = self
+            .totals
+            .iter()
+            .map(|(h, _)| ones(h.len()))
+            .collect::<candle_core::Result<_>>()?;
+        self.ffn = self
+            .totals
+            .iter()
+            .map(|(_, f)| ones(f.len()))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(self
+            .heads
+            .iter()
+            .zip(&self.ffn)
+            .map(|(h, f)| LayerGates {
+                heads: h.as_tensor().clone(),
+                ffn: f.as_tensor().clone(),
+            })
+            .collect())
+    }
+
+    /// Adds |∂L/∂gate| of the last batch's gates.
+    pub fn add(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        for (l, total) in self.totals.iter_mut().enumerate() {
+            let gh = grads
+                .get(self.heads[l].as_tensor())
+                .context("no gradient for the head gates")?;
+            let gf = grads
+                .get(self.ffn[l].as_tensor())
+                .context("no gradient for the FFN gates")?;
+            add_abs(&mut total.0, gh)?;
+            add_abs(&mut total.1, gf)?;
+        }
+        Ok(())
+    }
+}
+
+fn add_abs(total: &mut [f32], grad: &Tensor) -> Result<()> {
+    let values = grad.abs()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    for (t, g) in total.iter_mut().zip(values) {
+        *t += g;
+    }
+    Ok(())
+}
+
 /// |∂L/∂gate| summed over batches: the importance of each head and FFN neuron of every layer.
 pub fn importance(
     net: &ClassifierSupernet,
     batches: &[LabelledBatch],
 ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let shape = net.encoder.shape();
-    let device = net.encoder.device();
     let maxnet = crate::model::SubnetSpec::maxnet(&shape);
-    let mut totals: Vec<(Vec<f32>, Vec<f32>)> = (0..shape.layers)
-        .map(|_| (vec![0.0; shape.heads], vec![0.0; shape.ffn]))
-        .collect();
+    let mut gates = GateSet::new(shape.layers, shape.heads, shape.ffn);
     for (ids, mask, labels) in batches {
-        let head_vars: Vec<Var> = (0..shape.layers)
-            .map(|_| Var::ones(shape.heads, DType::F32, device))
-            .collect::<candle_core::Result<_>>()?;
-        let ffn_vars: Vec<Var> = (0..shape.layers)
-            .map(|_| Var::ones(shape.ffn, DType::F32, device))
-            .collect::<candle_core::Result<_>>()?;
-        let gates: Vec<LayerGates> = head_vars
-            .iter()
-            .zip(&ffn_vars)
-            .map(|(h, f)| LayerGates {
-                heads: h.as_tensor().clone(),
-                ffn: f.as_tensor().clone(),
-            })
-            .collect();
-        let out = net.forward(ids, mask, &maxnet, Some(&gates))?;
+        let layer_gates = gates.gates(net.encoder.device())?;
+        let out = net.forward(ids, mask, &maxnet, Some(&layer_gates))?;
         let loss = super::distill::cross_entropy(&out.logits, labels)?;
-        let grads = loss.backward()?;
-        for (l, total) in totals.iter_mut().enumerate() {
-            let gh = grads
-                .get(head_vars[l].as_tensor())
-                .context("no gradient for head gates")?;
-            let gf = grads
-                .get(ffn_vars[l].as_tensor())
-                .context("no gradient for FFN gates")?;
-            for (t, g) in total.0.iter_mut().zip(gh.abs()?.to_vec1::<f32>()?) {
-                *t += g;
-            }
-            for (t, g) in total.1.iter_mut().zip(gf.abs()?.to_vec1::<f32>()?) {
-                *t += g;
-            }
-        }
+        gates.add(&loss.backward()?)?;
     }
-    Ok(totals)
+    Ok(gates.totals)
 }
 
 /// Applies per-layer orders to the teacher weights and every adapter (a pure permutation).

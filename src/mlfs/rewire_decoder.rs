@@ -4,13 +4,12 @@
 //! A decoder subnet keeps whole KV groups (its query heads are a multiple of the group size), so
 //! the group is the unit ordered; within a group the query heads keep their order.
 
-use super::rewire::{order_by_score, LayerOrder};
-use crate::model::encoder::LayerGates;
+use super::rewire::{order_by_score, GateSet, LayerOrder};
 use crate::model::llama::LlamaDecoder;
 use crate::model::ops::frozen_matmul_t;
 use crate::model::SubnetSpec;
-use anyhow::{bail, Context, Result};
-use candle_core::{DType, Tensor, Var};
+use anyhow::{bail, Result};
+use candle_core::{DType, Tensor};
 
 /// One batch of token blocks `[B, T]` and the next-token target of every position.
 pub type TokenBatch = (Tensor, Vec<Option<u32>>);
@@ -19,50 +18,15 @@ pub type TokenBatch = (Tensor, Vec<Option<u32>>);
 /// per layer, the importance of each KV group and each FFN neuron.
 pub fn importance(net: &LlamaDecoder, batches: &[TokenBatch]) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let shape = net.shape();
-    let device = net.device();
     let maxnet = SubnetSpec::maxnet(&shape);
     let groups = shape.heads / shape.heads_per_kv;
-    let mut totals: Vec<(Vec<f32>, Vec<f32>)> = (0..shape.layers)
-        .map(|_| (vec![0.0; groups], vec![0.0; shape.ffn]))
-        .collect();
+    let mut gates = GateSet::new(shape.layers, groups, shape.ffn);
     for (ids, targets) in batches {
-        let head_vars: Vec<Var> = (0..shape.layers)
-            .map(|_| Var::ones(groups, DType::F32, device))
-            .collect::<candle_core::Result<_>>()?;
-        let ffn_vars: Vec<Var> = (0..shape.layers)
-            .map(|_| Var::ones(shape.ffn, DType::F32, device))
-            .collect::<candle_core::Result<_>>()?;
-        let gates = head_vars
-            .iter()
-            .zip(&ffn_vars)
-            .map(|(h, f)| LayerGates {
-                heads: h.as_tensor().clone(),
-                ffn: f.as_tensor().clone(),
-            })
-            .collect();
-        let (_, last) = net.forward_gated(ids, &maxnet, gates)?;
-        let loss = next_token_loss(net, &last, targets)?;
-        let grads = loss.backward()?;
-        for (l, total) in totals.iter_mut().enumerate() {
-            let gh = grads
-                .get(head_vars[l].as_tensor())
-                .context("no gradient for the KV-group gates")?;
-            let gf = grads
-                .get(ffn_vars[l].as_tensor())
-                .context("no gradient for the FFN gates")?;
-            add_abs(&mut total.0, gh)?;
-            add_abs(&mut total.1, gf)?;
-        }
+        let layer_gates = gates.gates(net.device())?;
+        let (_, last) = net.forward_gated(ids, &maxnet, layer_gates)?;
+        gates.add(&next_token_loss(net, &last, targets)?.backward()?)?;
     }
-    Ok(totals)
-}
-
-fn add_abs(total: &mut [f32], grad: &Tensor) -> Result<()> {
-    let values = grad.abs()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    for (t, g) in total.iter_mut().zip(values) {
-        *t += g;
-    }
-    Ok(())
+    Ok(gates.totals)
 }
 
 /// Mean cross-entropy of the positions that have a next token; final states `[B·T, d]`.

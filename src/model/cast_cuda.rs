@@ -7,11 +7,10 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::cudarc::nvrtc::compile_ptx;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
-use std::sync::OnceLock;
+use crate::model::nvrtc::CompiledPtx;
 
 const MODULE: &str = "mlfs_cast";
 
@@ -51,17 +50,10 @@ extern "C" __global__ void f32_to_bf16(const float* in, unsigned short* out,
 }
 "#;
 
-/// The kernels' PTX, compiled once per process with NVRTC.
+/// The kernels' PTX (compiled once per process).
 fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    let compiled = PTX.get_or_init(|| {
-        compile_ptx(SOURCE)
-            .map(|p| p.to_src())
-            .map_err(|e| e.to_string())
-    });
-    compiled
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(format!("cannot compile the cast kernels: {e}")))
+    static PTX: CompiledPtx = CompiledPtx::new();
+    crate::model::nvrtc::ptx(&PTX, SOURCE, "the cast kernels")
 }
 
 /// Whether [`cast_storage`] takes this layout: plain, starting at a multiple of four values

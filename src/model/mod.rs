@@ -10,6 +10,8 @@ pub mod device;
 pub mod encoder;
 pub mod linear;
 pub mod llama;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
 pub mod lowrank;
 pub mod ops;
 pub mod param;

@@ -4,10 +4,9 @@
 //! the three kernels before it moved 40).
 
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::cudarc::nvrtc::compile_ptx;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, Result, Storage, Tensor};
-use std::sync::OnceLock;
+use crate::model::nvrtc::CompiledPtx;
 
 const MODULE: &str = "mlfs_adamw";
 
@@ -27,17 +26,10 @@ extern "C" __global__ void adam_step(float* p, float* m, float* v, const float* 
 }
 "#;
 
-/// The kernel's PTX, compiled once per process with NVRTC.
+/// The kernels' PTX (compiled once per process).
 fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    let compiled = PTX.get_or_init(|| {
-        compile_ptx(SOURCE)
-            .map(|p| p.to_src())
-            .map_err(|e| e.to_string())
-    });
-    compiled
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(format!("cannot compile the AdamW kernel: {e}")))
+    static PTX: CompiledPtx = CompiledPtx::new();
+    crate::model::nvrtc::ptx(&PTX, SOURCE, "the AdamW kernel")
 }
 
 /// The settings of one fused step.
