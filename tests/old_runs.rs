@@ -84,7 +84,10 @@ fn old_checkpoint_resumes_with_the_old_losses_and_exports() {
         let names = |v: &[(String, f64)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         assert_eq!(names(now), names(then), "step {step}");
         for ((_, a), (_, b)) in now.iter().zip(then) {
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "step {step}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "step {step}: {a} vs {b}"
+            );
         }
     }
     assert_eq!(last_dev(&events), last_dev(&old));

@@ -4,11 +4,11 @@
 //! passes over the `[rows, vocabulary]` logits (a 50-million-value f32 temporary each at
 //! 1024 × 49,152); this reads them three times and writes the gradient once.
 
+use crate::model::nvrtc::CompiledPtx;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, DType, Device, Result, Storage, Tensor};
-use crate::model::nvrtc::CompiledPtx;
 
 const MODULE: &str = "mlfs_head_loss";
 const THREADS: u32 = 1024;

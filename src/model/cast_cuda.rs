@@ -5,12 +5,12 @@
 //! their gradients and the weight gradients) took a fifth of a 1.7B student's step. Rounding is
 //! to nearest even, as `__float2bfloat16` and the `half` crate do.
 
+use crate::model::nvrtc::CompiledPtx;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
-use crate::model::nvrtc::CompiledPtx;
 
 const MODULE: &str = "mlfs_cast";
 

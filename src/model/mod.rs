@@ -10,9 +10,9 @@ pub mod device;
 pub mod encoder;
 pub mod linear;
 pub mod llama;
+pub mod lowrank;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
-pub mod lowrank;
 pub mod ops;
 pub mod param;
 pub mod rms_norm;

@@ -3,10 +3,10 @@
 //! gradient once and reads and writes the parameter and both moments once (28 bytes a weight;
 //! the three kernels before it moved 40).
 
+use crate::model::nvrtc::CompiledPtx;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, Result, Storage, Tensor};
-use crate::model::nvrtc::CompiledPtx;
 
 const MODULE: &str = "mlfs_adamw";
 
