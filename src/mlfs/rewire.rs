@@ -128,16 +128,24 @@ pub fn apply(net: &mut ClassifierSupernet, orders: &[LayerOrder]) -> Result<()> 
     Ok(())
 }
 
-/// Scores heads and neurons on `batches` and reorders the supernet; returns the orders applied.
-pub fn rewire(net: &mut ClassifierSupernet, batches: &[LabelledBatch]) -> Result<Vec<LayerOrder>> {
-    let scores = importance(net, batches)?;
-    let orders: Vec<LayerOrder> = scores
+/// Per-layer orders from importance scores, most important first; `heads` maps the head
+/// scores' order to the query-head order (the identity for encoders).
+pub fn orders_from(
+    scores: &[(Vec<f32>, Vec<f32>)],
+    heads: impl Fn(Vec<usize>) -> Vec<usize>,
+) -> Vec<LayerOrder> {
+    scores
         .iter()
         .map(|(h, f)| LayerOrder {
-            heads: order_by_score(h),
+            heads: heads(order_by_score(h)),
             ffn: order_by_score(f),
         })
-        .collect();
+        .collect()
+}
+
+/// Scores heads and neurons on `batches` and reorders the supernet; returns the orders applied.
+pub fn rewire(net: &mut ClassifierSupernet, batches: &[LabelledBatch]) -> Result<Vec<LayerOrder>> {
+    let orders = orders_from(&importance(net, batches)?, |h| h);
     apply(net, &orders)?;
     Ok(orders)
 }

@@ -4,7 +4,7 @@
 //! A decoder subnet keeps whole KV groups (its query heads are a multiple of the group size), so
 //! the group is the unit ordered; within a group the query heads keep their order.
 
-use super::rewire::{order_by_score, GateSet, LayerOrder};
+use super::rewire::{orders_from, GateSet, LayerOrder};
 use crate::model::llama::LlamaDecoder;
 use crate::model::ops::frozen_matmul_t;
 use crate::model::SubnetSpec;
@@ -96,13 +96,9 @@ fn head_order(groups: &[usize], per: usize) -> Vec<usize> {
 /// Scores KV groups and neurons on `batches` and reorders the decoder; returns the orders.
 pub fn rewire(net: &mut LlamaDecoder, batches: &[TokenBatch]) -> Result<Vec<LayerOrder>> {
     let per = net.config.group_size();
-    let orders: Vec<LayerOrder> = importance(net, batches)?
-        .iter()
-        .map(|(groups, ffn)| LayerOrder {
-            heads: head_order(&order_by_score(groups), per),
-            ffn: order_by_score(ffn),
-        })
-        .collect();
+    let orders = orders_from(&importance(net, batches)?, |groups| {
+        head_order(&groups, per)
+    });
     apply(net, &orders)?;
     Ok(orders)
 }
