@@ -62,12 +62,13 @@ fn vector_ready(l: &Layout) -> bool {
     matches!(l.contiguous_offsets(), Some((start, _)) if start % 4 == 0)
 }
 
-/// A new storage holding `s` (laid out by `l`, which [`vector_ready`] accepts) cast between f32
-/// and bf16.
+/// A new storage holding `s` (laid out by `l`) cast to `to`: by the vector kernels between f32
+/// and bf16 when [`vector_ready`] accepts the layout, by candle's cast otherwise.
 pub fn cast_storage(s: &CudaStorage, l: &Layout, to: DType) -> Result<CudaStorage> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("fast cast: input must be plain".into()))?;
+    let (start, end) = match l.contiguous_offsets() {
+        Some((start, end)) if vector_ready(l) => (start, end),
+        _ => return s.to_dtype(l, to),
+    };
     let n = end - start;
     let dev = &s.device;
     let threads = 256u32;
@@ -101,7 +102,7 @@ pub fn cast_storage(s: &CudaStorage, l: &Layout, to: DType) -> Result<CudaStorag
             unsafe { b.launch(cfg) }.w()?;
             Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
         }
-        (from, to) => candle_core::bail!("fast cast: {from:?} to {to:?} is not supported"),
+        _ => s.to_dtype(l, to),
     }
 }
 

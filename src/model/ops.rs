@@ -117,12 +117,7 @@ impl CustomOp3 for LinearGrads {
             return copy_on_gpu(s3, l3);
         }
         // The product's cast to x's dtype is the op's result: one pass, not a cast and a copy.
-        let cast = match l3.contiguous_offsets() {
-            Some((start, _)) if start % 4 == 0 => {
-                super::cast_cuda::cast_storage(s3, l3, self.x_dtype)?
-            }
-            _ => s3.to_dtype(l3, self.x_dtype)?,
-        };
+        let cast = super::cast_cuda::cast_storage(s3, l3, self.x_dtype)?;
         Ok((cast, l3.shape().clone()))
     }
 

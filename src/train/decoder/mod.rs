@@ -57,10 +57,9 @@ impl DecoderTask {
         let first = self.report_subnets().into_iter().next();
         first.map(|(_, s)| s).context("the run has no subnet")
     }
-}
 
-impl DecoderTask {
-    /// Token ids and next-token targets of the training blocks `idx`.
+    /// Token ids `[B, T]` and next-token targets of the training blocks `idx` (all blocks
+    /// have the run's length).
     fn token_batch(&self, idx: &[usize]) -> Result<TokenBatch> {
         let blocks: Vec<&[u32]> = idx
             .iter()
@@ -179,15 +178,8 @@ impl Task for DecoderTask {
     /// Every student learns from the next tokens and from the frozen teacher (its own weights,
     /// no adapters), layer by layer with recomputed activations when configured.
     fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
-        let blocks: Vec<&[u32]> = step
-            .batch
-            .iter()
-            .map(|&i| self.train_blocks[i].as_slice())
-            .collect();
-        let t = step.config.max_seq_len;
+        let (ids, targets) = self.token_batch(step.batch)?;
         let device = self.net.teacher.decoder.device();
-        let ids = Tensor::from_vec(blocks.concat(), (blocks.len(), t), device)?;
-        let targets = next_token_targets(&blocks);
         let weights = DistillWeights::of(&step.config.distill);
         let profile = std::env::var_os("MLFS_PROFILE").is_some();
         let clock = Instant::now();
