@@ -479,7 +479,7 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
             &hidden[i + 1],
             &t_hidden[l + 1],
             projections.vars[l].as_tensor(),
-            &ones,
+            Some(&ones),
         )
         .unwrap();
         total = (total + (f * (alpha * beta)).unwrap()).unwrap();

@@ -2,6 +2,7 @@
 
 use mlfs_studio::mlfs::adapters::AdaptedSupernet;
 use mlfs_studio::mlfs::rewire;
+use mlfs_studio::model::packing::TokenLayout;
 use mlfs_studio::model::SubnetSpec;
 use mlfs_studio::train::config::{Budget, RunConfig};
 use mlfs_studio::train::protocol::TrainEvent;
@@ -116,6 +117,75 @@ fn stop_then_resume_matches_an_uninterrupted_run() {
     assert_eq!(dev_results(&later).last(), dev_results(&reference).last());
 }
 
+/// Position-wise work on packed real tokens must not change what the padded layout computes:
+/// the same logits, losses and adapter gradients (to float summation order).
+#[test]
+fn packed_tokens_give_the_padded_logits_and_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = ClassifierRun::create(small_config([2, 2, 0]), dir.path()).unwrap();
+    collect_run(&mut trainer);
+    trainer.task.net.set_stage(Some(1)).unwrap();
+    let device = candle_core::Device::Cpu;
+    // Lengths differ, so about half of the padded batch is padding.
+    let idx: Vec<usize> = (0..12).collect();
+    let (batch, labels) = trainer.task.data.dev.batch(&idx, 0);
+    let lengths: Vec<usize> = batch
+        .attention_mask
+        .iter()
+        .map(|row| row.iter().sum::<u32>() as usize)
+        .collect();
+    assert!(lengths.iter().min() < lengths.iter().max(), "{lengths:?}");
+    let (ids, _) = mlfs_studio::model::tokenizer::batch_tensors(&batch, &device).unwrap();
+    let labels = candle_core::Tensor::from_vec(labels, idx.len(), &device).unwrap();
+    let packed = TokenLayout::of_batch(&batch, &device).unwrap();
+    let padded = TokenLayout::padded(&batch.attention_mask, &device).unwrap();
+    assert!(packed.is_packed());
+    assert_eq!(packed.rows(), lengths.iter().sum::<usize>());
+    let net = &trainer.task.net;
+    let adapters = net.trainable(1);
+    assert!(!adapters.is_empty());
+    let spec: SubnetSpec = "layers=0,2;heads=9;ffn=1152".parse().unwrap();
+    let run = |layout: &TokenLayout| {
+        let out = net.forward(&ids, layout, &spec, None).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&out.logits, &labels).unwrap();
+        let grads = loss.backward().unwrap();
+        // Layer 1 is not in the subnet: its adapters get no gradient in either layout.
+        let g: Vec<Option<Vec<f32>>> = adapters
+            .iter()
+            .map(|p| {
+                let g = grads.get(p.var.as_tensor())?;
+                Some(g.flatten_all().unwrap().to_vec1().unwrap())
+            })
+            .collect();
+        (out.logits.to_vec2::<f32>().unwrap(), g)
+    };
+    let (logits_packed, grads_packed) = run(&packed);
+    let (logits_padded, grads_padded) = run(&padded);
+    for (a, b) in logits_packed
+        .iter()
+        .flatten()
+        .zip(logits_padded.iter().flatten())
+    {
+        assert!((a - b).abs() < 1e-5, "logits {a} vs {b}");
+    }
+    let mut compared = 0;
+    for (gp, gd) in grads_packed.iter().zip(&grads_padded) {
+        assert_eq!(gp.is_some(), gd.is_some());
+        let (Some(gp), Some(gd)) = (gp, gd) else {
+            continue;
+        };
+        let scale = gd.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (a, b) in gp.iter().zip(gd) {
+            assert!(
+                (a - b).abs() <= 1e-4 * scale,
+                "gradient {a} vs {b} (scale {scale})"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 1000);
+}
+
 #[test]
 fn rewiring_leaves_the_maxnet_unchanged() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,13 +194,14 @@ fn rewiring_leaves_the_maxnet_unchanged() {
     trainer.task.net.set_stage(Some(1)).unwrap();
     let idx: Vec<usize> = (0..8).collect();
     let (batch, _) = trainer.task.data.dev.batch(&idx, 0);
-    let (ids, mask) =
+    let (ids, _) =
         mlfs_studio::model::tokenizer::batch_tensors(&batch, &candle_core::Device::Cpu).unwrap();
+    let layout = TokenLayout::of_batch(&batch, &candle_core::Device::Cpu).unwrap();
     let maxnet = SubnetSpec::maxnet(&trainer.task.space.teacher);
     let before = trainer
         .task
         .net
-        .forward(&ids, &mask, &maxnet, None)
+        .forward(&ids, &layout, &maxnet, None)
         .unwrap()
         .logits
         .to_vec2::<f32>()
@@ -140,15 +211,21 @@ fn rewiring_leaves_the_maxnet_unchanged() {
         .data
         .train
         .batch(&(0..16).collect::<Vec<_>>(), 0);
-    let (i2, m2) =
+    let (i2, _) =
         mlfs_studio::model::tokenizer::batch_tensors(&b2, &candle_core::Device::Cpu).unwrap();
+    let l2 = TokenLayout::of_batch(&b2, &candle_core::Device::Cpu).unwrap();
     let labels = candle_core::Tensor::from_vec(
         trainer.task.data.train.labels[..16].to_vec(),
         16,
         &candle_core::Device::Cpu,
     )
     .unwrap();
-    let orders = rewire::rewire(&mut trainer.task.net, &[(i2, m2, labels)]).unwrap();
+    let batch2 = rewire::LabelledBatch {
+        ids: i2,
+        layout: l2,
+        labels,
+    };
+    let orders = rewire::rewire(&mut trainer.task.net, &[batch2]).unwrap();
     assert!(
         orders
             .iter()
@@ -158,7 +235,7 @@ fn rewiring_leaves_the_maxnet_unchanged() {
     let after = trainer
         .task
         .net
-        .forward(&ids, &mask, &maxnet, None)
+        .forward(&ids, &layout, &maxnet, None)
         .unwrap()
         .logits
         .to_vec2::<f32>()

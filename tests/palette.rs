@@ -5,6 +5,7 @@ use mlfs_studio::cli::export::predict_texts;
 use mlfs_studio::eval::palette::{measure_subnet, read_csv};
 use mlfs_studio::export::bert::ClassifierFormat;
 use mlfs_studio::export::classifier::DenseClassifier;
+use mlfs_studio::model::packing::TokenLayout;
 use mlfs_studio::model::tokenizer::batch_tensors;
 use mlfs_studio::model::SubnetSpec;
 use mlfs_studio::train::protocol::TrainEvent;
@@ -92,7 +93,7 @@ fn exported_subnets_reload_with_the_same_logits() {
         let ours = trainer
             .task
             .net
-            .forward(&ids, &mask, &spec, None)
+            .forward(&ids, &TokenLayout::of_mask(&mask).unwrap(), &spec, None)
             .unwrap()
             .logits;
         let theirs = model.logits(&ids, &mask).unwrap();

@@ -66,7 +66,7 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
     use crate::eval::palette::{dense_latency, dense_subnet};
     trainer.task.net.set_stage(None)?;
     let device = trainer.task.net.encoder.device().clone();
-    let (ids, mask) = probe_input(32, &device)?;
+    let (ids, layout) = probe_input(32, &device)?;
     println!("inference latency, batch 1, length 32, median of 50 runs (ms):");
     println!("  {:<34} {:>8} {:>10}", "subnet", "merged", "on-the-fly");
     for text in LATENCY_SUBNETS {
@@ -74,7 +74,7 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
         let (model, ..) = dense_subnet(&trainer.task, &spec)?;
         let merged = dense_latency(&model, 32, 50)?;
         let on_the_fly = measure(3, 50, || {
-            trainer.task.net.forward(&ids, &mask, &spec, None)?;
+            trainer.task.net.forward(&ids, &layout, &spec, None)?;
             crate::model::device::synchronize(&device)
         })?;
         println!(

@@ -1,5 +1,6 @@
 //! Latency of a dense model on this machine: batch 1, fixed length, warm-up then timed runs.
 
+use crate::model::packing::TokenLayout;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use std::time::Instant;
@@ -14,7 +15,7 @@ pub struct Latency {
 pub use crate::util::percentile;
 
 /// A batch-1 input of `seq_len` real tokens on `device`: `[CLS]`, ordinary word pieces, `[SEP]`.
-pub fn probe_input(seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+pub fn probe_input(seq_len: usize, device: &Device) -> Result<(Tensor, TokenLayout)> {
     let mut ids: Vec<u32> = (0..seq_len)
         .map(|i| 2000 + (i as u32 * 37) % 5000)
         .collect();
@@ -26,7 +27,7 @@ pub fn probe_input(seq_len: usize, device: &Device) -> Result<(Tensor, Tensor)> 
     }
     Ok((
         Tensor::from_vec(ids, (1, seq_len), device)?,
-        Tensor::ones((1, seq_len), candle_core::DType::U32, device)?,
+        TokenLayout::packed(&[vec![1; seq_len]], device)?,
     ))
 }
 

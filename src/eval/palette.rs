@@ -37,10 +37,10 @@ pub fn dense_subnet(
 
 /// Latency of a dense classifier at batch 1.
 pub fn dense_latency(model: &DenseClassifier, seq_len: usize, runs: usize) -> Result<Latency> {
-    let (ids, mask) = probe_input(seq_len, model.device())?;
+    let (ids, layout) = probe_input(seq_len, model.device())?;
     // The clock stops when the device has finished, not when the work is queued.
     measure(3, runs, || {
-        model.logits(&ids, &mask)?;
+        model.logits_of(&ids, &layout)?;
         crate::model::device::synchronize(model.device())
     })
 }

@@ -1,7 +1,7 @@
 //! A dense BERT classifier with mean pooling: an exported subnet, loaded like any HF folder.
 
 use super::onnx_weights::read_onnx_weights;
-use crate::mlfs::classifier::mean_pool;
+use crate::model::packing::TokenLayout;
 use crate::model::weights::WeightStore;
 use crate::model::{BertConfig, BertEncoder, SubnetSpec, TextTokenizer};
 use anyhow::{bail, Context, Result};
@@ -100,9 +100,14 @@ impl DenseClassifier {
 
     /// Logits `[B, classes]` of token ids and mask `[B, T]`.
     pub fn logits(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.logits_of(ids, &TokenLayout::of_mask(mask)?)
+    }
+
+    /// Logits `[B, classes]` of token ids `[B, T]` whose real tokens `layout` packs.
+    pub fn logits_of(&self, ids: &Tensor, layout: &TokenLayout) -> Result<Tensor> {
         let spec = SubnetSpec::maxnet(&self.encoder.shape());
-        let out = self.encoder.forward(ids, mask, &spec)?;
-        let pooled = mean_pool(out.last(), mask)?;
+        let out = self.encoder.forward_rows(ids, layout, &spec, None)?;
+        let pooled = layout.mean_pool(out.last())?;
         Ok(pooled
             .matmul(&self.classifier_weight.t()?)?
             .broadcast_add(&self.classifier_bias)?)

@@ -8,6 +8,7 @@ use crate::model::encoder::{BertEncoder, EncoderOutput, LayerGates};
 use crate::model::linear::ElasticLinear;
 use crate::model::lowrank::StagedLowRank;
 use crate::model::ops::gpu_contiguous;
+use crate::model::packing::TokenLayout;
 use crate::model::param::Param;
 use crate::model::SubnetSpec;
 use anyhow::{Context, Result};
@@ -72,23 +73,24 @@ impl ClassifierSupernet {
         self.head_weight.dims()[0]
     }
 
-    /// Subnet forward: mean pooling over real tokens, then the head sliced to the subnet's width.
+    /// Subnet forward on the real tokens of `layout`: mean pooling over them, then the head
+    /// sliced to the subnet's width. Hidden states are the layout's rows `[N, d_sub]`.
     pub fn forward(
         &self,
         ids: &Tensor,
-        mask: &Tensor,
+        layout: &TokenLayout,
         spec: &SubnetSpec,
         gates: Option<&[LayerGates]>,
     ) -> Result<SubnetOutput> {
-        let hidden = self.encoder.forward_masked(ids, mask, spec, gates)?;
-        let logits = self.classify(hidden.last(), mask)?;
+        let hidden = self.encoder.forward_rows(ids, layout, spec, gates)?;
+        let logits = self.classify(hidden.last(), layout)?;
         Ok(SubnetOutput { logits, hidden })
     }
 
-    /// Head logits `[B, classes]` from last hidden states `[B, T, d_sub]`.
-    pub fn classify(&self, last: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let d_sub = last.dim(2)?;
-        let pooled = mean_pool(last, mask)?;
+    /// Head logits `[B, classes]` from last hidden rows `[N, d_sub]`.
+    pub fn classify(&self, last: &Tensor, layout: &TokenLayout) -> Result<Tensor> {
+        let d_sub = last.dim(1)?;
+        let pooled = layout.mean_pool(last)?;
         let w = gpu_contiguous(&self.head_weight.as_tensor().narrow(1, 0, d_sub)?)?;
         Ok(pooled
             .matmul(&w.t()?)?
@@ -136,12 +138,4 @@ impl AdaptedSupernet for ClassifierSupernet {
             ("head.bias".to_string(), self.head_bias.clone()),
         ]
     }
-}
-
-/// Mean of `h` `[B, T, d]` over the real tokens of `mask` `[B, T]`.
-pub fn mean_pool(h: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    let summed = h.broadcast_mul(&m)?.sum(1)?;
-    let counts = m.sum(1)?.clamp(1.0, f64::MAX)?;
-    Ok(summed.broadcast_div(&counts)?)
 }

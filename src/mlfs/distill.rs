@@ -20,23 +20,32 @@ pub fn kd_loss(student: &Tensor, teacher: &Tensor, temperature: f64) -> Result<T
 
 /// Mean over real tokens and the k projected dims of `(h_max P − h_sub P[:d_sub])²`.
 ///
-/// `h_sub` `[B, T, d_sub]`, `h_max` `[B, T, d]` (detached here), `proj` `[d, k]`, `mask` `[B, T]`.
+/// `h_sub` `[…, d_sub]`, `h_max` `[…, d]` (detached here; the same leading dims, flattened to
+/// token rows), `proj` `[d, k]`; `mask` (0/1 per row) drops padding rows, `None` counts every
+/// row (packed rows are all real tokens).
 pub fn feature_loss(
     h_sub: &Tensor,
     h_max: &Tensor,
     proj: &Tensor,
-    mask: &Tensor,
+    mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (b, t, d_sub) = h_sub.dims3()?;
-    let d = h_max.dim(2)?;
+    let d_sub = h_sub.dim(D::Minus1)?;
+    let d = h_max.dim(D::Minus1)?;
+    let rows = h_sub.elem_count() / d_sub.max(1);
     let k = proj.dim(1)?;
-    let target = h_max.detach().reshape((b * t, d))?.matmul(proj)?;
+    let target = h_max.detach().reshape((rows, d))?.matmul(proj)?;
     let ours = h_sub
-        .reshape((b * t, d_sub))?
+        .reshape((rows, d_sub))?
         .matmul(&proj.narrow(0, 0, d_sub)?)?;
-    let mask = mask.to_dtype(DType::F32)?.reshape((b * t, 1))?;
-    let sq = (ours - target)?.sqr()?.broadcast_mul(&mask)?;
-    let tokens = mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+    let mut sq = (ours - target)?.sqr()?;
+    let tokens = match mask {
+        Some(mask) => {
+            let mask = mask.to_dtype(DType::F32)?.reshape((rows, 1))?;
+            sq = sq.broadcast_mul(&mask)?;
+            mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64
+        }
+        None => rows.max(1) as f64,
+    };
     crate::model::ops::sum_all_parallel(&sq)? / (tokens * k as f64)
 }
 
@@ -157,7 +166,7 @@ mod tests {
         let h_sub = Tensor::from_slice(&[2.0f32, 100.0], (1, 2, 1), &Device::Cpu).unwrap();
         let mask = Tensor::from_slice(&[1u32, 0], (1, 2), &Device::Cpu).unwrap();
         // Token 0: target 1·1 + 1·2 = 3, ours 2·1 = 2 → (2 − 3)² = 1; token 1 masked out.
-        let got = feature_loss(&h_sub, &h_max, &proj, &mask)
+        let got = feature_loss(&h_sub, &h_max, &proj, Some(&mask))
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();

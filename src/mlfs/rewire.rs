@@ -2,6 +2,7 @@
 
 use super::classifier::ClassifierSupernet;
 use crate::model::encoder::LayerGates;
+use crate::model::packing::TokenLayout;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -20,8 +21,15 @@ pub fn order_by_score(scores: &[f32]) -> Vec<usize> {
     idx
 }
 
-/// One labelled batch: ids `[B, T]`, mask `[B, T]`, labels `[B]`.
-pub type LabelledBatch = (Tensor, Tensor, Tensor);
+/// One labelled batch of the training set.
+pub struct LabelledBatch {
+    /// Token ids `[B, T]`.
+    pub ids: Tensor,
+    /// Where the real tokens are.
+    pub layout: TokenLayout,
+    /// Class ids `[B]`.
+    pub labels: Tensor,
+}
 
 /// Gates of 1 on every layer's heads (or KV groups) and FFN neurons, as variables, and the sums
 /// of |∂L/∂gate| they collect over batches.
@@ -100,10 +108,10 @@ pub fn importance(
     let shape = net.encoder.shape();
     let maxnet = crate::model::SubnetSpec::maxnet(&shape);
     let mut gates = GateSet::new(shape.layers, shape.heads, shape.ffn);
-    for (ids, mask, labels) in batches {
+    for batch in batches {
         let layer_gates = gates.gates(net.encoder.device())?;
-        let out = net.forward(ids, mask, &maxnet, Some(&layer_gates))?;
-        let loss = super::distill::cross_entropy(&out.logits, labels)?;
+        let out = net.forward(&batch.ids, &batch.layout, &maxnet, Some(&layer_gates))?;
+        let loss = super::distill::cross_entropy(&out.logits, &batch.labels)?;
         gates.add(&loss.backward()?)?;
     }
     Ok(gates.totals)

@@ -1,9 +1,10 @@
 //! The elastic BERT encoder: any subnet of the teacher runs on slices of the shared weights.
 
-use super::attention::{attend, padding_mask};
+use super::attention::attend;
 use super::config::BertConfig;
 use super::linear::ElasticLinear;
 use super::ops::{frozen_norm, NormKind};
+use super::packing::TokenLayout;
 use super::subnet::{SubnetSpec, TeacherShape};
 use super::weights::WeightStore;
 use anyhow::Result;
@@ -95,13 +96,15 @@ pub struct BertEncoder {
     pub pooler: Option<ElasticLinear>,
 }
 
-/// Hidden states of a forward pass: the embedding output, then each kept layer's output.
+/// Hidden states of a forward pass: the embedding output, then each kept layer's output —
+/// `[B, T, d]` from [`BertEncoder::forward`], rows `[N, d]` of a [`TokenLayout`] from
+/// [`BertEncoder::forward_rows`].
 pub struct EncoderOutput {
     pub hidden_states: Vec<Tensor>,
 }
 
 impl EncoderOutput {
-    /// The last layer's output `[B, T, d]`.
+    /// The last layer's output.
     pub fn last(&self) -> &Tensor {
         // At least the embedding output is always present.
         &self.hidden_states[self.hidden_states.len() - 1]
@@ -239,7 +242,8 @@ impl BertEncoder {
         e.norm.forward(&x)
     }
 
-    /// Forward of subnet `spec`: `input_ids` `[B, T]` (u32), `attention_mask` `[B, T]` (0/1).
+    /// Forward of subnet `spec` at every position, padding included (as Hugging Face computes
+    /// it): `input_ids` `[B, T]` (u32), `attention_mask` `[B, T]` (0/1); states `[B, T, d]`.
     ///
     /// The spec must have been validated against [`Self::shape`].
     pub fn forward(
@@ -247,62 +251,77 @@ impl BertEncoder {
         input_ids: &Tensor,
         attention_mask: &Tensor,
         spec: &SubnetSpec,
-    ) -> candle_core::Result<EncoderOutput> {
-        self.forward_masked(input_ids, attention_mask, spec, None)
+    ) -> anyhow::Result<EncoderOutput> {
+        let mask = attention_mask
+            .to_dtype(candle_core::DType::U32)?
+            .to_vec2()?;
+        let layout = TokenLayout::padded(&mask, input_ids.device())?;
+        let out = self.forward_rows(input_ids, &layout, spec, None)?;
+        let (b, t) = (layout.batch(), layout.seq_len());
+        let hidden_states = out
+            .hidden_states
+            .iter()
+            .map(|h| h.reshape((b, t, h.dim(1)?)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(EncoderOutput { hidden_states })
     }
 
-    /// Forward with optional per-layer gates on heads and FFN neurons (for importance scores).
-    pub fn forward_masked(
+    /// Forward of subnet `spec` on the rows of `layout` (packed real tokens, or every
+    /// position), with optional per-layer gates on heads and FFN neurons (for importance
+    /// scores). States are rows `[layout.rows(), d]`.
+    pub fn forward_rows(
         &self,
         input_ids: &Tensor,
-        attention_mask: &Tensor,
+        layout: &TokenLayout,
         spec: &SubnetSpec,
         gates: Option<&[LayerGates]>,
     ) -> candle_core::Result<EncoderOutput> {
         let hidden = spec.hidden_or(self.config.hidden_size);
-        let mask = padding_mask(attention_mask)?;
-        let mut x = self.embed(input_ids, hidden)?;
+        let embedded = self.embed(input_ids, hidden)?;
+        let (b, t, _) = embedded.dims3()?;
+        let mut x = layout.pack(&embedded.reshape((b * t, hidden))?)?;
         let mut hidden_states = Vec::with_capacity(spec.layers.len() + 1);
         hidden_states.push(x.clone());
         for (i, &l) in spec.layers.iter().enumerate() {
             let gate = gates.and_then(|g| g.get(i));
-            x = self.layer_forward(&self.layers[l], &x, &mask, spec.heads, spec.ffn, gate)?;
+            x = self.layer_forward(&self.layers[l], &x, layout, spec.heads, spec.ffn, gate)?;
             hidden_states.push(x.clone());
         }
         Ok(EncoderOutput { hidden_states })
     }
 
+    /// One block on rows `x` `[N, d]`; attention sees them unpacked to `[B, T, ·]`.
     fn layer_forward(
         &self,
         layer: &BertLayer,
         x: &Tensor,
-        mask: &Tensor,
+        layout: &TokenLayout,
         heads: usize,
         ffn: usize,
         gate: Option<&LayerGates>,
     ) -> candle_core::Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
+        let rows = x.dim(0)?;
         let hs = self.config.head_size();
-        let x2 = x.reshape((b * t, d))?;
         let width = heads * hs;
-        let q = layer.query.forward(&x2, width)?.reshape((b, t, width))?;
-        let k = layer.key.forward(&x2, width)?.reshape((b, t, width))?;
-        let v = layer.value.forward(&x2, width)?.reshape((b, t, width))?;
-        let mut ctx = attend(&q, &k, &v, heads, heads, hs, Some(mask))?;
+        let q = layout.unpack(&layer.query.forward(x, width)?)?;
+        let k = layout.unpack(&layer.key.forward(x, width)?)?;
+        let v = layout.unpack(&layer.value.forward(x, width)?)?;
+        let mask = layout.attention_mask();
+        let mut ctx = layout.pack(&attend(&q, &k, &v, heads, heads, hs, Some(mask))?)?;
         if let Some(g) = gate {
             ctx = ctx
-                .reshape((b * t, heads, hs))?
+                .reshape((rows, heads, hs))?
                 .broadcast_mul(&g.heads.reshape((1, heads, 1))?)?
-                .reshape((b * t, width))?;
+                .reshape((rows, width))?;
         }
-        let attn = layer.attn_out.forward(&ctx, d)?;
-        let h = layer.attn_norm.forward(&(attn + &x2)?)?;
+        let attn = layer.attn_out.forward(&ctx, x.dim(1)?)?;
+        let h = layer.attn_norm.forward(&(attn + x)?)?;
         let mut inner = activation(&layer.ffn_in.forward(&h, ffn)?, &self.config.hidden_act)?;
         if let Some(g) = gate {
             inner = inner.broadcast_mul(&g.ffn)?;
         }
-        let out = layer.ffn_out.forward(&inner, d)?;
-        layer.out_norm.forward(&(out + h)?)?.reshape((b, t, d))
+        let out = layer.ffn_out.forward(&inner, x.dim(1)?)?;
+        layer.out_norm.forward(&(out + h)?)
     }
 }
 

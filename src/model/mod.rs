@@ -14,6 +14,7 @@ pub mod lowrank;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 pub mod ops;
+pub mod packing;
 pub mod param;
 pub mod rms_norm;
 pub mod subnet;

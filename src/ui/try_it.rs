@@ -3,6 +3,7 @@
 
 use super::jobs::{Job, Jobs};
 use crate::model::llama::generate::greedy;
+use crate::model::packing::TokenLayout;
 use crate::model::subnet::resolve_spec;
 use crate::model::tokenizer::batch_tensors;
 use crate::train::kind::AnyRun;
@@ -92,8 +93,10 @@ pub fn run_request(req: &TryRequest) -> Result<String> {
             let batch = t
                 .tokenizer
                 .encode_batch(std::slice::from_ref(&req.input), run.config.max_seq_len)?;
-            let (ids, mask) = batch_tensors(&batch, t.net.encoder.device())?;
-            let logits = t.net.forward(&ids, &mask, &spec, None)?.logits;
+            let device = t.net.encoder.device();
+            let (ids, _) = batch_tensors(&batch, device)?;
+            let layout = TokenLayout::of_batch(&batch, device)?;
+            let logits = t.net.forward(&ids, &layout, &spec, None)?.logits;
             let probs = candle_nn::ops::softmax_last_dim(&logits)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;

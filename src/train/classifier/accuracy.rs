@@ -1,6 +1,7 @@
 //! Accuracy of a subnet on a data split.
 
 use crate::mlfs::classifier::ClassifierSupernet;
+use crate::model::packing::TokenLayout;
 use crate::model::tokenizer::batch_tensors;
 use crate::model::SubnetSpec;
 use crate::train::data::Split;
@@ -23,8 +24,10 @@ pub fn predict_split(
     let mut by_index = vec![0u32; split.len()];
     for chunk in order.chunks(EVAL_BATCH) {
         let (batch, _) = split.batch(chunk, pad_id);
-        let (ids, mask) = batch_tensors(&batch, net.encoder.device())?;
-        let logits = net.forward(&ids, &mask, spec, None)?.logits.detach();
+        let device = net.encoder.device();
+        let (ids, _) = batch_tensors(&batch, device)?;
+        let layout = TokenLayout::of_batch(&batch, device)?;
+        let logits = net.forward(&ids, &layout, spec, None)?.logits.detach();
         let p = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
         for (&i, &c) in chunk.iter().zip(&p) {
             by_index[i] = c;

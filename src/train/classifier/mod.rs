@@ -15,6 +15,7 @@ use crate::mlfs::distill::{combine, cross_entropy, feature_loss, kd_loss, Distil
 use crate::mlfs::rewire::{self, LabelledBatch, LayerOrder};
 use crate::mlfs::scaling::active_adapter_params;
 use crate::mlfs::space::SearchSpace;
+use crate::model::packing::TokenLayout;
 use crate::model::tokenizer::{batch_tensors, check_token_ids};
 use crate::model::{EncoderTeacher, SubnetSpec, TextTokenizer};
 use accuracy::split_accuracy;
@@ -41,9 +42,14 @@ impl ClassifierTask {
     fn labelled_batch(&self, idx: &[usize]) -> Result<LabelledBatch> {
         let (batch, labels) = self.data.train.batch(idx, self.pad_id);
         let device = self.net.encoder.device();
-        let (ids, mask) = batch_tensors(&batch, device)?;
+        let (ids, _) = batch_tensors(&batch, device)?;
+        let layout = TokenLayout::of_batch(&batch, device)?;
         let labels = Tensor::from_vec(labels, idx.len(), device)?;
-        Ok((ids, mask, labels))
+        Ok(LabelledBatch {
+            ids,
+            layout,
+            labels,
+        })
     }
 
     /// The batches importance is estimated on: the first of a seeded order of the training set.
@@ -131,13 +137,17 @@ impl Task for ClassifierTask {
     /// The maxnet (first student) learns from the labels; every other student from the labels
     /// and from the maxnet's logits and projected hidden states.
     fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
-        let (ids, mask, labels) = self.labelled_batch(step.batch)?;
+        let LabelledBatch {
+            ids,
+            layout,
+            labels,
+        } = self.labelled_batch(step.batch)?;
         let weights = DistillWeights::of(&step.config.distill);
         let (maxnet, others) = step
             .students
             .split_first()
             .context("a step without students")?;
-        let max_out = self.net.forward(&ids, &mask, &maxnet.spec, None)?;
+        let max_out = self.net.forward(&ids, &layout, &maxnet.spec, None)?;
         let max_loss = cross_entropy(&max_out.logits, &labels)?;
         let mut losses = vec![max_loss.to_scalar::<f32>()? as f64];
         step.opt
@@ -148,7 +158,7 @@ impl Task for ClassifierTask {
         drop(max_out);
         for student in others {
             let spec = &student.spec;
-            let out = self.net.forward(&ids, &mask, spec, None)?;
+            let out = self.net.forward(&ids, &layout, spec, None)?;
             let task = cross_entropy(&out.logits, &labels)?;
             let kd = kd_loss(&out.logits, &target_logits, weights.temperature)?;
             let mut features = Vec::with_capacity(spec.layers.len());
@@ -157,9 +167,9 @@ impl Task for ClassifierTask {
                 let proj = self
                     .net
                     .projections
-                    .of_layer(g, h_max.dim(2)?, h_max.device())?;
+                    .of_layer(g, h_max.dim(1)?, h_max.device())?;
                 let h_sub = &out.hidden.hidden_states[l + 1];
-                features.push(feature_loss(h_sub, h_max, &proj, &mask)?);
+                features.push(feature_loss(h_sub, h_max, &proj, None)?);
             }
             let loss = combine(&task, &kd, &features, weights)?;
             losses.push(loss.to_scalar::<f32>()? as f64);

@@ -99,7 +99,6 @@ pub fn student_gradients(
         .detach();
     drop(gs);
     // Backward, one layer at a time from the top.
-    let ones = Tensor::ones((b, t), DType::F32, s.ids.device())?;
     let mut feature_sum = DeviceSum::default();
     for (slot, &l) in s.spec.layers.iter().enumerate().rev() {
         if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
@@ -109,7 +108,7 @@ pub fn student_gradients(
                 &h.as_tensor().reshape((b, t, d))?,
                 &teacher.hidden[l + 1],
                 &proj,
-                &ones,
+                None,
             )?;
             feature_sum.add(&f)?;
             let fg = (f * (s.weights.feature() * s.weight))?.backward()?;
@@ -141,7 +140,6 @@ fn whole_graph_gradients(
     opt: &AdamW,
     grads: &mut Vec<Option<Tensor>>,
 ) -> Result<f64> {
-    let (b, t) = s.ids.dims2()?;
     let net = s.net;
     let (hidden, last) = net.forward_hidden(s.ids, s.spec, true, None)?;
     let out = head_terms(s, &last)?;
@@ -149,11 +147,10 @@ fn whole_graph_gradients(
     let mut total = sum_all_parallel(&(&last * grad_hidden)?)?;
     let mut feature_sum = DeviceSum::default();
     if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
-        let ones = Tensor::ones((b, t), DType::F32, s.ids.device())?;
         let d = net.config.hidden_size;
         for (slot, &l) in s.spec.layers.iter().enumerate() {
             let proj = s.projections.of_layer(l, d, s.ids.device())?;
-            let f = feature_loss(&hidden[slot + 1], &teacher.hidden[l + 1], &proj, &ones)?;
+            let f = feature_loss(&hidden[slot + 1], &teacher.hidden[l + 1], &proj, None)?;
             feature_sum.add(&f)?;
             total = (total + (f * s.weights.feature())?)?;
         }
