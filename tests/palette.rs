@@ -5,6 +5,7 @@ use mlfs_studio::cli::export::predict_texts;
 use mlfs_studio::eval::palette::{measure_subnet, read_csv};
 use mlfs_studio::export::bert::ClassifierFormat;
 use mlfs_studio::export::classifier::DenseClassifier;
+use mlfs_studio::export::merged::merged_tensors;
 use mlfs_studio::model::packing::TokenLayout;
 use mlfs_studio::model::tokenizer::batch_tensors;
 use mlfs_studio::model::SubnetSpec;
@@ -59,6 +60,20 @@ fn specs() -> Vec<SubnetSpec> {
     .iter()
     .map(|s| s.parse().unwrap())
     .collect()
+}
+
+/// The in-memory dense subnet the palette and `bench` time must be plain data: a merged weight
+/// that still tracked the adapters' Vars sent every product down the autograd path.
+#[test]
+fn merged_subnet_tensors_are_plain_data() {
+    let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
+    for spec in specs() {
+        let tensors = merged_tensors(&trainer.task.net, &spec).unwrap();
+        assert!(tensors.len() > 10);
+        for (name, t) in tensors {
+            assert!(!t.track_op(), "{spec}: {name} tracks gradients");
+        }
+    }
 }
 
 #[test]

@@ -22,7 +22,10 @@ pub fn merged_slice(lin: &ElasticLinear, out_n: usize, in_n: usize) -> Result<Te
             w = (w + (b.matmul(&a)? * lora.scale)?)?;
         }
     }
-    Ok(w)
+    // Plain data, cut from the adapters' graph: a merged weight that still tracked its Vars made
+    // every product of the in-memory dense model take the autograd path (palette latency 7.5
+    // ms instead of the exported folder's 5.4 ms for the same maxnet).
+    Ok(w.detach())
 }
 
 fn bias_slice(lin: &ElasticLinear, out_n: usize) -> Result<Option<Tensor>> {
@@ -106,9 +109,9 @@ pub fn merged_tensors(
     }
     out.push((
         "classifier.weight".into(),
-        cols(net.head_weight.as_tensor(), d)?,
+        cols(net.head_weight.as_tensor(), d)?.detach(),
     ));
-    out.push(("classifier.bias".into(), net.head_bias.as_tensor().clone()));
+    out.push(("classifier.bias".into(), net.head_bias.as_tensor().detach()));
     Ok(out)
 }
 
