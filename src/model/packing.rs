@@ -165,6 +165,14 @@ impl TokenLayout {
 mod tests {
     use super::*;
 
+    /// `[n, 1]` holding 0, 1, …, n − 1: each padded position's own index.
+    fn positions(n: usize) -> Tensor {
+        Tensor::arange(0f32, n as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((n, 1))
+            .unwrap()
+    }
+
     fn mask() -> Vec<Vec<u32>> {
         vec![vec![1, 1, 1, 0], vec![1, 1, 0, 0]]
     }
@@ -173,10 +181,7 @@ mod tests {
     fn packs_real_tokens_and_unpacks_with_zeros_at_padding() {
         let layout = TokenLayout::packed(&mask(), &Device::Cpu).unwrap();
         assert_eq!(layout.rows(), 5);
-        let x = Tensor::arange(0f32, 8.0, &Device::Cpu)
-            .unwrap()
-            .reshape((8, 1))
-            .unwrap();
+        let x = positions(8);
         let rows = layout.pack(&x).unwrap();
         assert_eq!(
             rows.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
@@ -199,10 +204,7 @@ mod tests {
         let layout = TokenLayout::padded(&mask(), &Device::Cpu).unwrap();
         assert!(!layout.is_packed());
         assert_eq!(layout.rows(), 8);
-        let x = Tensor::arange(0f32, 8.0, &Device::Cpu)
-            .unwrap()
-            .reshape((8, 1))
-            .unwrap();
+        let x = positions(8);
         let pooled = layout.mean_pool(&x).unwrap();
         assert_eq!(
             pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
