@@ -92,6 +92,9 @@ impl ElasticLinear {
         if let Some(wt) = &self.weight_t {
             let whole = wt.dims() == [in_n, out_n] && self.active_stage.is_none();
             if whole && !x.track_op() && x.dtype() == wt.dtype() {
+                if let Some(y) = super::blas::linear(x, wt, self.bias.as_ref())? {
+                    return Ok(y);
+                }
                 let y = x.matmul(wt)?;
                 return match &self.bias {
                     Some(b) => y.broadcast_add(b),

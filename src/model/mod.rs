@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod blas;
 #[cfg(feature = "cuda")]
 pub mod cast_cuda;
 pub mod config;

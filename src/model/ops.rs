@@ -49,9 +49,19 @@ pub fn cast(t: &Tensor, to: DType) -> Result<Tensor> {
 /// `x · Wᵀ` for a frozen `W` ([out, in], possibly a sliced view): gradient to `x` only.
 pub fn frozen_matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let weight = gpu_contiguous(weight)?;
-    let y = x.detach().matmul(&weight.t()?)?;
+    let xd = x.detach();
+    let y = match super::blas::matmul_t(&xd, &weight)? {
+        Some(y) => y,
+        None => xd.matmul(&weight.t()?)?,
+    };
     let weight = weight.clone();
-    with_grad(x, &y, move |grad| grad.matmul(&weight))
+    with_grad(x, &y, move |grad| {
+        let grad = grad.detach();
+        match super::blas::linear(&grad, &weight, None)? {
+            Some(g) => Ok(g),
+            None => grad.matmul(&weight),
+        }
+    })
 }
 
 /// `x · wᵀ` for a trainable `w` on a GPU, both cast to `compute` for cuBLAS, the result and
