@@ -89,16 +89,22 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
 /// gradients) through OpenBLAS; `None` when it does not apply (no library, another device or
 /// dtype, a strided input), so the caller uses candle's product.
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Option<Tensor>> {
-    product(x, w, false, bias)
+    product(x, false, w, false, bias)
 }
 
-/// `x · wᵀ` for `x` `[M, K]`, `w` `[N, K]` (a frozen weight as stored), as [`linear`].
+/// `x · wᵀ` for `x` `[M, K]`, `w` `[N, K]` (a weight as stored), as [`linear`].
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    product(x, w, true, None)
+    product(x, false, w, true, None)
+}
+
+/// `gᵀ · x` for `g` `[M, N]`, `x` `[M, K]`: a weight's gradient `[N, K]`, as [`linear`].
+pub fn t_matmul(g: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
+    product(g, true, x, false, None)
 }
 
 fn product(
     x: &Tensor,
+    x_transposed: bool,
     w: &Tensor,
     w_transposed: bool,
     bias: Option<&Tensor>,
@@ -109,7 +115,15 @@ fn product(
     if !matches!(x.device(), Device::Cpu) || x.track_op() || w.track_op() || x.rank() != 2 {
         return Ok(None);
     }
-    let (m, k) = x.dims2()?;
+    let (m, k) = match x.dims2()? {
+        (rows, cols) if x_transposed => (cols, rows),
+        dims => dims,
+    };
+    let (trans_x, ldx) = if x_transposed {
+        (CBLAS_TRANS, m)
+    } else {
+        (CBLAS_NO_TRANS, k)
+    };
     let (k2, n) = match w.dims2()? {
         (rows, cols) if w_transposed => (cols, rows),
         dims => dims,
@@ -144,18 +158,18 @@ fn product(
     let done = with_f32(x, |xs| {
         with_f32(w, |ws| {
             // SAFETY: `xs` holds m·k values, `ws` k·n, `out` m·n, all row-major and contiguous,
-            // as the leading dimensions passed say.
+            // as the transposes and leading dimensions passed say.
             unsafe {
                 (blas.sgemm)(
                     CBLAS_ROW_MAJOR,
-                    CBLAS_NO_TRANS,
+                    trans_x,
                     trans_w,
                     m as c_int,
                     n as c_int,
                     k as c_int,
                     1.0,
                     xs.as_ptr(),
-                    k as c_int,
+                    ldx as c_int,
                     ws.as_ptr(),
                     ldw as c_int,
                     beta,
@@ -199,6 +213,37 @@ mod tests {
             let want = x.matmul(&wt.t().unwrap()).unwrap();
             let diff = crate::util::max_abs_diff(&got, &want).unwrap();
             assert!(diff < 1e-3, "{diff}");
+        }
+        let g = Tensor::randn(0f32, 1.0, (32, 200), &d).unwrap();
+        if let Some(got) = t_matmul(&g, &x).unwrap() {
+            assert_eq!(got.dims(), [200, 384]);
+            let want = g.t().unwrap().matmul(&x).unwrap();
+            let diff = crate::util::max_abs_diff(&got, &want).unwrap();
+            assert!(diff < 1e-3, "{diff}");
+        }
+    }
+
+    /// A trainable product through OpenBLAS has candle's value and gradients for x and w.
+    #[test]
+    fn trainable_product_has_candles_value_and_gradients() {
+        let d = Device::Cpu;
+        let x = candle_core::Var::randn(0f32, 1.0, (48, 96), &d).unwrap();
+        let w = candle_core::Var::randn(0f32, 1.0, (64, 96), &d).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (48, 64), &d).unwrap();
+        let Some(ours) = crate::model::ops::blas_trainable_matmul_t(&x, &w).unwrap() else {
+            assert!(library().is_none(), "library loaded but not used");
+            return;
+        };
+        let theirs = x.matmul(&w.t().unwrap()).unwrap();
+        assert!(crate::util::max_abs_diff(&ours, &theirs).unwrap() < 1e-3);
+        let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
+        let g_ours = loss(&ours).backward().unwrap();
+        let g_theirs = loss(&theirs).backward().unwrap();
+        for v in [x.as_tensor(), w.as_tensor()] {
+            let a = g_ours.get(v).unwrap();
+            let b = g_theirs.get(v).unwrap();
+            assert_eq!(a.dims(), b.dims());
+            assert!(crate::util::max_abs_diff(a, b).unwrap() < 1e-3);
         }
     }
 

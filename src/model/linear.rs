@@ -36,6 +36,9 @@ fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// `x · wᵀ` for a trainable `w` (f32 master weights), both cast to `compute` for the product.
 fn trainable_product(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
     if compute == x.dtype() && compute == w.dtype() {
+        if let Some(y) = super::ops::blas_trainable_matmul_t(x, w)? {
+            return Ok(y);
+        }
         return x.matmul(&gpu_contiguous(w)?.t()?);
     }
     if !x.device().is_cpu() {

@@ -64,6 +64,31 @@ pub fn frozen_matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// The OpenBLAS result when it applied, else candle's.
+fn blas_or(done: Option<Tensor>, candle: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+    match done {
+        Some(t) => Ok(t),
+        None => candle(),
+    }
+}
+
+/// `x · wᵀ` for a trainable f32 `w` on the CPU through OpenBLAS (forward and both gradients);
+/// `None` when it does not apply (no library, a strided weight slice), for candle's own product.
+pub fn blas_trainable_matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let (xd, wd) = (x.detach(), w.detach());
+    let Some(y) = super::blas::matmul_t(&xd, &wd)? else {
+        return Ok(None);
+    };
+    let grads = LinearGrads {
+        need_x: x.track_op(),
+        x_dtype: x.dtype(),
+        w_dtype: w.dtype(),
+        xc: xd,
+        wc: wd,
+    };
+    x.apply_op3(w, &y, grads).map(Some)
+}
+
 /// `x · wᵀ` for a trainable `w` on a GPU, both cast to `compute` for cuBLAS, the result and
 /// the gradients in the inputs' dtypes. The weight's gradient is computed as `gᵀ·x`, a plain
 /// `[out, in]` matrix: candle's own backward of `x · wᵀ` yields a transposed view, which its
@@ -141,10 +166,18 @@ impl CustomOp3 for LinearGrads {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = cast(grad, self.xc.dtype())?;
         let grad_x = match self.need_x {
-            true => Some(cast(&g.matmul(&self.wc)?, self.x_dtype)?),
+            true => Some(cast(
+                &blas_or(super::blas::linear(&g, &self.wc, None)?, || {
+                    g.matmul(&self.wc)
+                })?,
+                self.x_dtype,
+            )?),
             false => None,
         };
-        let grad_w = cast(&g.t()?.matmul(&self.xc)?, self.w_dtype)?;
+        let gw = blas_or(super::blas::t_matmul(&g, &self.xc)?, || {
+            g.t()?.matmul(&self.xc)
+        })?;
+        let grad_w = cast(&gw, self.w_dtype)?;
         Ok((grad_x, Some(grad_w), None))
     }
 }
