@@ -6,8 +6,9 @@ use crate::export::classifier::DenseClassifier;
 use crate::export::decoder_subnet::ExportFormat;
 use crate::export::manifest::manifest;
 use crate::export::{bert, decoder_subnet};
+use crate::model::packing::TokenLayout;
 use crate::model::subnet::resolve_spec;
-use crate::model::tokenizer::batch_tensors;
+use crate::model::tokenizer::ids_tensor;
 use crate::model::SubnetSpec;
 use crate::train::kind::is_decoder_run;
 use crate::train::protocol::PaletteEntry;
@@ -118,8 +119,8 @@ pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Pr
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
         let batch = tokenizer.encode_batch(chunk, model.config.max_position_embeddings)?;
-        let (ids, mask) = batch_tensors(&batch, model.device())?;
-        let logits = model.logits(&ids, &mask)?;
+        let ids = ids_tensor(&batch, model.device())?;
+        let logits = model.logits_of(&ids, &TokenLayout::of_batch(&batch, model.device())?)?;
         let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
         crate::util::ensure_finite(probs.iter().flatten(), "the classifier's output")?;
         let logits = logits.to_vec2::<f32>()?;

@@ -249,10 +249,19 @@ pub fn batch_tensors(
     device: &candle_core::Device,
 ) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
     let (b, t) = (batch.len(), batch.seq_len());
-    let ids: Vec<u32> = batch.input_ids.concat();
     let mask: Vec<u32> = batch.attention_mask.concat();
     Ok((
-        candle_core::Tensor::from_vec(ids, (b, t), device)?,
+        ids_tensor(batch, device)?,
         candle_core::Tensor::from_vec(mask, (b, t), device)?,
     ))
+}
+
+/// Token ids as a tensor `[B, T]` (for a forward pass whose mask is a `TokenLayout`).
+pub fn ids_tensor(batch: &TokenBatch, device: &candle_core::Device) -> Result<candle_core::Tensor> {
+    let ids: Vec<u32> = batch.input_ids.concat();
+    Ok(candle_core::Tensor::from_vec(
+        ids,
+        (batch.len(), batch.seq_len()),
+        device,
+    )?)
 }

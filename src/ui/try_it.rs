@@ -5,7 +5,7 @@ use super::jobs::{Job, Jobs};
 use crate::model::llama::generate::greedy;
 use crate::model::packing::TokenLayout;
 use crate::model::subnet::resolve_spec;
-use crate::model::tokenizer::batch_tensors;
+use crate::model::tokenizer::ids_tensor;
 use crate::train::kind::AnyRun;
 use crate::train::run::Placement;
 use anyhow::Result;
@@ -94,7 +94,7 @@ pub fn run_request(req: &TryRequest) -> Result<String> {
                 .tokenizer
                 .encode_batch(std::slice::from_ref(&req.input), run.config.max_seq_len)?;
             let device = t.net.encoder.device();
-            let (ids, _) = batch_tensors(&batch, device)?;
+            let ids = ids_tensor(&batch, device)?;
             let layout = TokenLayout::of_batch(&batch, device)?;
             let logits = t.net.forward(&ids, &layout, &spec, None)?.logits;
             let probs = candle_nn::ops::softmax_last_dim(&logits)?

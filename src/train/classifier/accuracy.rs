@@ -2,7 +2,7 @@
 
 use crate::mlfs::classifier::ClassifierSupernet;
 use crate::model::packing::TokenLayout;
-use crate::model::tokenizer::batch_tensors;
+use crate::model::tokenizer::ids_tensor;
 use crate::model::SubnetSpec;
 use crate::train::data::Split;
 use anyhow::Result;
@@ -25,7 +25,7 @@ pub fn predict_split(
     for chunk in order.chunks(EVAL_BATCH) {
         let (batch, _) = split.batch(chunk, pad_id);
         let device = net.encoder.device();
-        let (ids, _) = batch_tensors(&batch, device)?;
+        let ids = ids_tensor(&batch, device)?;
         let layout = TokenLayout::of_batch(&batch, device)?;
         let logits = net.forward(&ids, &layout, spec, None)?.logits.detach();
         let p = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;

@@ -16,7 +16,7 @@ use crate::mlfs::rewire::{self, LabelledBatch, LayerOrder};
 use crate::mlfs::scaling::active_adapter_params;
 use crate::mlfs::space::SearchSpace;
 use crate::model::packing::TokenLayout;
-use crate::model::tokenizer::{batch_tensors, check_token_ids};
+use crate::model::tokenizer::{check_token_ids, ids_tensor};
 use crate::model::{EncoderTeacher, SubnetSpec, TextTokenizer};
 use accuracy::split_accuracy;
 use anyhow::{Context, Result};
@@ -42,7 +42,7 @@ impl ClassifierTask {
     fn labelled_batch(&self, idx: &[usize]) -> Result<LabelledBatch> {
         let (batch, labels) = self.data.train.batch(idx, self.pad_id);
         let device = self.net.encoder.device();
-        let (ids, _) = batch_tensors(&batch, device)?;
+        let ids = ids_tensor(&batch, device)?;
         let layout = TokenLayout::of_batch(&batch, device)?;
         let labels = Tensor::from_vec(labels, idx.len(), device)?;
         Ok(LabelledBatch {
