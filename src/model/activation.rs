@@ -79,9 +79,11 @@ fn gelu_grad(x: f32) -> f32 {
 /// Values at a time per rayon task: below this a tensor is done on one core.
 const CHUNK: usize = 1 << 15;
 
-fn map(src: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+fn map(src: &[f32], f: impl Fn(f32) -> f32 + Sync + Copy) -> Vec<f32> {
     let mut out = vec![0f32; src.len()];
-    let apply = |(o, s): (&mut [f32], &[f32])| o.iter_mut().zip(s).for_each(|(o, &x)| *o = f(x));
+    let apply = |(o, s): (&mut [f32], &[f32])| {
+        crate::model::simd::with_avx2(|| o.iter_mut().zip(s).for_each(|(o, &x)| *o = f(x)))
+    };
     if src.len() <= CHUNK {
         apply((&mut out, src));
     } else {
@@ -90,6 +92,29 @@ fn map(src: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
             .for_each(apply);
     }
     out
+}
+
+/// The element-wise functions (values and slopes) our CPU op evaluates.
+#[derive(Clone, Copy)]
+enum Func {
+    Gelu,
+    GeluSlope,
+    Silu,
+    SiluSlope,
+}
+
+impl Func {
+    /// `f` at every value of `src`.
+    fn map(self, src: &[f32]) -> Vec<f32> {
+        // One loop per function, so that it is inlined and vectorised: called through a
+        // function pointer, GELU cost 2.8 ns a value (13 % of a batch-1 minnet's latency).
+        match self {
+            Func::Gelu => map(src, gelu),
+            Func::GeluSlope => map(src, gelu_grad),
+            Func::Silu => map(src, silu),
+            Func::SiluSlope => map(src, silu_grad),
+        }
+    }
 }
 
 fn plain_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
@@ -103,8 +128,8 @@ fn plain_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 #[derive(Clone, Copy)]
 struct Pointwise {
     name: &'static str,
-    f: fn(f32) -> f32,
-    slope: fn(f32) -> f32,
+    f: Func,
+    slope: Func,
 }
 
 impl CustomOp1 for Pointwise {
@@ -113,7 +138,7 @@ impl CustomOp1 for Pointwise {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = map(plain_f32(s, l)?, self.f);
+        let out = self.f.map(plain_f32(s, l)?);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -124,7 +149,7 @@ impl CustomOp1 for Pointwise {
 }
 
 /// The derivative at each value (for the backward pass).
-struct Slope(fn(f32) -> f32);
+struct Slope(Func);
 
 impl CustomOp1 for Slope {
     fn name(&self) -> &'static str {
@@ -132,7 +157,7 @@ impl CustomOp1 for Slope {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = map(plain_f32(s, l)?, self.0);
+        let out = self.0.map(plain_f32(s, l)?);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }
@@ -149,8 +174,8 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
     x.contiguous()?.apply_op1(Pointwise {
         name: "gelu-erf",
-        f: gelu,
-        slope: gelu_grad,
+        f: Func::Gelu,
+        slope: Func::GeluSlope,
     })
 }
 
@@ -161,8 +186,8 @@ pub fn silu_act(x: &Tensor) -> Result<Tensor> {
     }
     x.contiguous()?.apply_op1(Pointwise {
         name: "silu",
-        f: silu,
-        slope: silu_grad,
+        f: Func::Silu,
+        slope: Func::SiluSlope,
     })
 }
 

@@ -26,12 +26,19 @@ pub fn attend_heads(
     let k = repeat_kv(k.clone(), hq / hkv)?;
     let v = repeat_kv(v.clone(), hq / hkv)?;
     let scale = 1.0 / (hs as f64).sqrt();
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = match super::blas::batched_matmul(q, &k, true)? {
+        Some(s) => s,
+        None => q.matmul(&k.t()?)?,
+    };
+    let mut scores = (scores * scale)?;
     if let Some(mask) = mask_add {
         scores = scores.broadcast_add(mask)?;
     }
     let probs = softmax_last_dim(&scores)?;
-    let ctx = probs.matmul(&v)?;
+    let ctx = match super::blas::batched_matmul(&probs, &v, false)? {
+        Some(c) => c,
+        None => probs.matmul(&v)?,
+    };
     ctx.transpose(1, 2)?.reshape((b * t, hq * hs))
 }
 

@@ -18,6 +18,7 @@ pub mod ops;
 pub mod packing;
 pub mod param;
 pub mod rms_norm;
+pub mod simd;
 pub mod subnet;
 pub mod tokenizer;
 pub mod weights;
