@@ -73,7 +73,7 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
         let spec: crate::model::SubnetSpec = text.parse()?;
         let (model, ..) = dense_subnet(&trainer.task, &spec)?;
         let merged = dense_latency(&model, 32, 50)?;
-        let on_the_fly = measure(3, 50, || {
+        let on_the_fly = measure(crate::eval::latency::WARMUP_RUNS, 50, || {
             trainer.task.net.forward(&ids, &layout, &spec, None)?;
             crate::model::device::synchronize(&device)
         })?;

@@ -143,7 +143,7 @@ pub enum Command {
         /// Tokens in the probe input.
         #[arg(long, default_value_t = 32)]
         seq_len: usize,
-        /// Timed runs after 3 warm-up runs.
+        /// Timed runs after 10 warm-up runs.
         #[arg(long, default_value_t = 50)]
         runs: usize,
     },

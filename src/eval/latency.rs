@@ -31,6 +31,10 @@ pub fn probe_input(seq_len: usize, device: &Device) -> Result<(Tensor, TokenLayo
     ))
 }
 
+/// Untimed runs before the timed ones: what the PyTorch reference does (`--lat-warmup 10`),
+/// so that side-by-side figures are measured alike (OpenBLAS's threads, allocator warm).
+pub const WARMUP_RUNS: usize = 10;
+
 /// Times `run` `runs` times after `warmup` untimed calls.
 pub fn measure(warmup: usize, runs: usize, mut run: impl FnMut() -> Result<()>) -> Result<Latency> {
     for _ in 0..warmup {

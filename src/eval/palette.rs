@@ -39,7 +39,7 @@ pub fn dense_subnet(
 pub fn dense_latency(model: &DenseClassifier, seq_len: usize, runs: usize) -> Result<Latency> {
     let (ids, layout) = probe_input(seq_len, model.device())?;
     // The clock stops when the device has finished, not when the work is queued.
-    measure(3, runs, || {
+    measure(crate::eval::latency::WARMUP_RUNS, runs, || {
         model.logits_of(&ids, &layout)?;
         crate::model::device::synchronize(model.device())
     })
