@@ -3,6 +3,8 @@
 
 pub mod activation;
 pub mod attention;
+#[cfg(test)]
+mod backward_tests;
 pub mod blas;
 #[cfg(feature = "cuda")]
 pub mod cast_cuda;
