@@ -108,9 +108,11 @@ impl DenseClassifier {
         let spec = SubnetSpec::maxnet(&self.encoder.shape());
         let out = self.encoder.forward_rows(ids, layout, &spec, None)?;
         let pooled = layout.mean_pool(out.last())?;
-        Ok(pooled
-            .matmul(&self.classifier_weight.t()?)?
-            .broadcast_add(&self.classifier_bias)?)
+        let scores = match crate::model::blas::matmul_t(&pooled, &self.classifier_weight)? {
+            Some(s) => s,
+            None => pooled.matmul(&self.classifier_weight.t()?)?,
+        };
+        Ok(scores.broadcast_add(&self.classifier_bias)?)
     }
 }
 

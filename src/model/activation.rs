@@ -34,7 +34,7 @@ fn erf(x: f32) -> f32 {
 /// e^x for f32: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial
 /// (relative error below 2e-7), 2^n by the exponent bits; inputs clamped to [−87, 88].
 #[inline]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E).round();
     let r = x - n * std::f32::consts::LN_2;

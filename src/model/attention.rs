@@ -21,24 +21,20 @@ pub fn attend_heads(
     v: &Tensor,
     mask_add: Option<&Tensor>,
 ) -> Result<Tensor> {
+    if let Some(ctx) = super::blas_attention::attention(q, k, v, mask_add)? {
+        return Ok(ctx);
+    }
     let (b, hq, t, hs) = q.dims4()?;
     let hkv = k.dim(1)?;
     let k = repeat_kv(k.clone(), hq / hkv)?;
     let v = repeat_kv(v.clone(), hq / hkv)?;
     let scale = 1.0 / (hs as f64).sqrt();
-    let scores = match super::blas::batched_matmul(q, &k, true)? {
-        Some(s) => s,
-        None => q.matmul(&k.t()?)?,
-    };
-    let mut scores = (scores * scale)?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
     if let Some(mask) = mask_add {
         scores = scores.broadcast_add(mask)?;
     }
     let probs = softmax_last_dim(&scores)?;
-    let ctx = match super::blas::batched_matmul(&probs, &v, false)? {
-        Some(c) => c,
-        None => probs.matmul(&v)?,
-    };
+    let ctx = probs.matmul(&v)?;
     ctx.transpose(1, 2)?.reshape((b * t, hq * hs))
 }
 
@@ -52,6 +48,19 @@ pub fn attend(
     head_size: usize,
     mask_add: Option<&Tensor>,
 ) -> Result<Tensor> {
+    // Heads as strided views first: the CPU inference path reads them in place.
+    let heads_view = |x: &Tensor, heads: usize| -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        x.reshape((b, t, heads, head_size))?.transpose(1, 2)
+    };
+    let (qh, kh, vh) = (
+        heads_view(q, q_heads)?,
+        heads_view(k, kv_heads)?,
+        heads_view(v, kv_heads)?,
+    );
+    if let Some(ctx) = super::blas_attention::attention(&qh, &kh, &vh, mask_add)? {
+        return Ok(ctx);
+    }
     let q = split_heads(q, q_heads, head_size)?;
     let k = split_heads(k, kv_heads, head_size)?;
     let v = split_heads(v, kv_heads, head_size)?;

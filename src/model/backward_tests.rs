@@ -26,7 +26,10 @@ fn fan_out_transpose_and_broadcast_gradients_are_the_analytic_ones() {
         .unwrap()
         .sum_all()
         .unwrap();
-    let c = (x.as_tensor().t().unwrap() * 3.0).unwrap().sum_all().unwrap();
+    let c = (x.as_tensor().t().unwrap() * 3.0)
+        .unwrap()
+        .sum_all()
+        .unwrap();
     let loss = ((a + b).unwrap() + c).unwrap();
     let grads = loss.backward().unwrap();
     let gx = grads.get(x.as_tensor()).unwrap();
@@ -57,7 +60,10 @@ fn fan_out_transpose_and_broadcast_gradients_are_the_analytic_ones() {
         .unwrap();
     let grads = loss.backward().unwrap();
     let gy = grads.get(y.as_tensor()).unwrap();
-    assert!(gy.is_contiguous(), "a stored first gradient must be contiguous");
+    assert!(
+        gy.is_contiguous(),
+        "a stored first gradient must be contiguous"
+    );
     // dL/dy[i][j] = m[j][i].
     assert_eq!(values(gy), vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
 }

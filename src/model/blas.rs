@@ -29,8 +29,10 @@ type Sgemm = unsafe extern "C" fn(
 );
 
 const CBLAS_ROW_MAJOR: c_int = 101;
-const CBLAS_NO_TRANS: c_int = 111;
-const CBLAS_TRANS: c_int = 112;
+/// CBLAS's code for an operand used as it is.
+pub(crate) const CBLAS_NO_TRANS: c_int = 111;
+/// CBLAS's code for a transposed operand.
+pub(crate) const CBLAS_TRANS: c_int = 112;
 
 /// The opened library (kept open for the process) and its product.
 struct Blas {
@@ -64,6 +66,57 @@ fn blas() -> Option<&'static Blas> {
         _ => CANDIDATES.iter().find_map(|name| open(name)),
     })
     .as_ref()
+}
+
+/// The loaded library's row-major single-precision product, for callers that walk their own
+/// (strided) matrices.
+#[derive(Clone, Copy)]
+pub(crate) struct RowMajorSgemm(Sgemm);
+
+impl RowMajorSgemm {
+    /// `C = alpha·op(A)·op(B) + beta·C`, `op(A)` `[m, k]`, `op(B)` `[k, n]`, each matrix given
+    /// by its first value and leading dimension.
+    ///
+    /// # Safety
+    /// Each pointer must address a row-major matrix of the given size and leading dimension
+    /// inside one allocation; `c` must not overlap `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn call(
+        self,
+        trans_a: c_int,
+        trans_b: c_int,
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        (a, lda): (*const f32, usize),
+        (b, ldb): (*const f32, usize),
+        beta: f32,
+        (c, ldc): (*mut f32, usize),
+    ) {
+        // SAFETY: the caller's promise; sizes as CBLAS expects them.
+        unsafe {
+            (self.0)(
+                CBLAS_ROW_MAJOR,
+                trans_a,
+                trans_b,
+                m as c_int,
+                n as c_int,
+                k as c_int,
+                alpha,
+                a,
+                lda as c_int,
+                b,
+                ldb as c_int,
+                beta,
+                c,
+                ldc as c_int,
+            )
+        }
+    }
+}
+
+/// The product of the loaded library, if any.
+pub(crate) fn sgemm() -> Option<RowMajorSgemm> {
+    blas().map(|b| RowMajorSgemm(b.sgemm))
 }
 
 /// The BLAS library in use for inference products, if any (for reports).
@@ -186,81 +239,6 @@ fn product(
     Tensor::from_vec(out, (m, n), x.device()).map(Some)
 }
 
-/// `a · b` (or `a · bᵀ` when `b_transposed`) over matching leading dimensions, for untracked,
-/// contiguous f32 CPU tensors `[…, M, K]` and `[…, K, N]` (`[…, N, K]` transposed): one BLAS
-/// call per matrix, on the calling thread for small ones; `None` when it does not apply.
-///
-/// Inference attention at batch 1 goes here: candle's batched product hands even 32 × 32
-/// matrices to rayon's pool, whose workers then compete with OpenBLAS's for the cores (a
-/// minnet's latency was 0.21 ms in most processes and 0.39 ms in some).
-pub fn batched_matmul(a: &Tensor, b: &Tensor, b_transposed: bool) -> Result<Option<Tensor>> {
-    let Some(blas) = blas() else {
-        return Ok(None);
-    };
-    let rank = a.rank();
-    if !matches!(a.device(), Device::Cpu)
-        || a.track_op()
-        || b.track_op()
-        || rank < 2
-        || b.rank() != rank
-        || a.dims()[..rank - 2] != b.dims()[..rank - 2]
-    {
-        return Ok(None);
-    }
-    let (m, k) = (a.dims()[rank - 2], a.dims()[rank - 1]);
-    let (k2, n) = match (b.dims()[rank - 2], b.dims()[rank - 1]) {
-        (rows, cols) if b_transposed => (cols, rows),
-        dims => dims,
-    };
-    if k != k2 || m == 0 || n == 0 || k == 0 {
-        return Ok(None);
-    }
-    let batch: usize = a.dims()[..rank - 2].iter().product();
-    let (trans_b, ldb) = if b_transposed {
-        (CBLAS_TRANS, k)
-    } else {
-        (CBLAS_NO_TRANS, n)
-    };
-    let mut out = vec![0f32; batch * m * n];
-    let done = with_f32(a, |xs| {
-        with_f32(b, |ws| {
-            for ((x, w), o) in xs
-                .chunks_exact(m * k)
-                .zip(ws.chunks_exact(k * n))
-                .zip(out.chunks_exact_mut(m * n))
-            {
-                // SAFETY: each chunk holds one row-major matrix of the sizes and leading
-                // dimensions passed.
-                unsafe {
-                    (blas.sgemm)(
-                        CBLAS_ROW_MAJOR,
-                        CBLAS_NO_TRANS,
-                        trans_b,
-                        m as c_int,
-                        n as c_int,
-                        k as c_int,
-                        1.0,
-                        x.as_ptr(),
-                        k as c_int,
-                        w.as_ptr(),
-                        ldb as c_int,
-                        0.0,
-                        o.as_mut_ptr(),
-                        n as c_int,
-                    )
-                }
-            }
-        })
-    })
-    .flatten();
-    if done.is_none() {
-        return Ok(None);
-    }
-    let mut shape = a.dims()[..rank - 2].to_vec();
-    shape.extend([m, n]);
-    Tensor::from_vec(out, shape, a.device()).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,32 +309,5 @@ mod tests {
                 "OpenBLAS was installed but did not load"
             );
         }
-    }
-
-    /// Batched products (plain and with b transposed) equal candle's; tracked inputs are refused.
-    #[test]
-    fn batched_products_equal_candles() {
-        let d = Device::Cpu;
-        let a = Tensor::randn(0f32, 1.0, (2, 3, 5, 7), &d).unwrap();
-        let b = Tensor::randn(0f32, 1.0, (2, 3, 7, 4), &d).unwrap();
-        let bt = Tensor::randn(0f32, 1.0, (2, 3, 4, 7), &d).unwrap();
-        let Some(got) = batched_matmul(&a, &b, false).unwrap() else {
-            assert!(library().is_none(), "library loaded but not used");
-            return;
-        };
-        let want = a.matmul(&b).unwrap();
-        assert_eq!(got.dims(), [2, 3, 5, 4]);
-        assert!(crate::util::max_abs_diff(&got, &want).unwrap() < 1e-4);
-        let got = batched_matmul(&a, &bt, true).unwrap().unwrap();
-        let want = a.matmul(&bt.t().unwrap()).unwrap();
-        assert!(crate::util::max_abs_diff(&got, &want).unwrap() < 1e-4);
-        // Mismatched inner sizes or leading dimensions, and tracked inputs, go to candle.
-        assert!(batched_matmul(&a, &bt, false).unwrap().is_none());
-        let other = Tensor::randn(0f32, 1.0, (3, 2, 7, 4), &d).unwrap();
-        assert!(batched_matmul(&a, &other, false).unwrap().is_none());
-        let tracked = candle_core::Var::from_tensor(&b).unwrap();
-        assert!(batched_matmul(&a, tracked.as_tensor(), false)
-            .unwrap()
-            .is_none());
     }
 }

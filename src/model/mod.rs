@@ -6,6 +6,7 @@ pub mod attention;
 #[cfg(test)]
 mod backward_tests;
 pub mod blas;
+pub mod blas_attention;
 #[cfg(feature = "cuda")]
 pub mod cast_cuda;
 pub mod config;
