@@ -37,12 +37,7 @@ fn keep_freed_memory() {
 /// and the idle worker's spinning was 22 % of a training step's CPU time (perf). Without it
 /// (2-core AMD EPYC): stage-0 step 0.21-0.24 → 0.20 s, stage-1/2 0.59-0.62 → 0.55 s.
 fn one_elementwise_pool() {
-    // A user's CANDLE_NUM_THREADS wins.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_some() {
-        return;
-    }
-    // SAFETY: called first thing in `main`, before any other thread exists.
-    unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    default_env("CANDLE_NUM_THREADS", || "1".into());
 }
 
 /// Fixes the product thread count once, in `RAYON_NUM_THREADS`.
@@ -51,14 +46,19 @@ fn one_elementwise_pool() {
 /// parsing `/proc/cpuinfo` (perf: `show_cpuinfo`, `vsnprintf`); a batch-1 minnet latency spent
 /// 30 % of its time there (2-core AMD EPYC: 0.38 → 0.27 ms with the variable set).
 fn thread_count_read_once() {
-    // A user's RAYON_NUM_THREADS wins.
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+    // The same count candle would pick; computed once here instead of per product.
+    default_env("RAYON_NUM_THREADS", || {
+        candle_core::utils::get_num_threads().to_string()
+    });
+}
+
+/// Sets environment variable `name` to `value()` unless the user set it (theirs wins).
+fn default_env(name: &str, value: impl FnOnce() -> String) {
+    if std::env::var_os(name).is_some() {
         return;
     }
-    // The same count candle would pick; computed once here instead of per product.
-    let threads = candle_core::utils::get_num_threads();
-    // SAFETY: called first thing in `main`, before any other thread exists.
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    // SAFETY: only called first thing in `main`, before any other thread exists.
+    unsafe { std::env::set_var(name, value()) };
 }
 
 /// `mlfs-studio eval … | head` closes our stdout early: end quietly, as a shell tool killed by

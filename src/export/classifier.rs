@@ -108,10 +108,7 @@ impl DenseClassifier {
         let spec = SubnetSpec::maxnet(&self.encoder.shape());
         let out = self.encoder.forward_rows(ids, layout, &spec, None)?;
         let pooled = layout.mean_pool(out.last())?;
-        let scores = match crate::model::blas::matmul_t(&pooled, &self.classifier_weight)? {
-            Some(s) => s,
-            None => pooled.matmul(&self.classifier_weight.t()?)?,
-        };
+        let scores = crate::model::blas::matmul_t_or_candle(&pooled, &self.classifier_weight)?;
         Ok(scores.broadcast_add(&self.classifier_bias)?)
     }
 }

@@ -24,6 +24,8 @@ pub fn attend_heads(
     if let Some(ctx) = super::blas_attention::attention(q, k, v, mask_add)? {
         return Ok(ctx);
     }
+    // candle's ops below take the heads as plain matrices (a no-op for contiguous ones).
+    let q = q.contiguous()?;
     let (b, hq, t, hs) = q.dims4()?;
     let hkv = k.dim(1)?;
     let k = repeat_kv(k.clone(), hq / hkv)?;
@@ -48,23 +50,18 @@ pub fn attend(
     head_size: usize,
     mask_add: Option<&Tensor>,
 ) -> Result<Tensor> {
-    // Heads as strided views first: the CPU inference path reads them in place.
-    let heads_view = |x: &Tensor, heads: usize| -> Result<Tensor> {
+    // Heads as strided views: the CPU inference path reads them in place; candle's path makes
+    // them contiguous.
+    let heads = |x: &Tensor, n: usize| -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, heads, head_size))?.transpose(1, 2)
+        x.reshape((b, t, n, head_size))?.transpose(1, 2)
     };
-    let (qh, kh, vh) = (
-        heads_view(q, q_heads)?,
-        heads_view(k, kv_heads)?,
-        heads_view(v, kv_heads)?,
-    );
-    if let Some(ctx) = super::blas_attention::attention(&qh, &kh, &vh, mask_add)? {
-        return Ok(ctx);
-    }
-    let q = split_heads(q, q_heads, head_size)?;
-    let k = split_heads(k, kv_heads, head_size)?;
-    let v = split_heads(v, kv_heads, head_size)?;
-    attend_heads(&q, &k, &v, mask_add)
+    attend_heads(
+        &heads(q, q_heads)?,
+        &heads(k, kv_heads)?,
+        &heads(v, kv_heads)?,
+        mask_add,
+    )
 }
 
 /// Repeats each key/value head `n_rep` times along the head axis (GQA), `[B, H, S, hs]`.

@@ -155,6 +155,30 @@ pub fn t_matmul(g: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
     product(g, true, x, false, None)
 }
 
+/// `x · w`: OpenBLAS where [`linear`] applies, else candle's product.
+pub fn matmul_or_candle(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    match linear(x, w, None)? {
+        Some(y) => Ok(y),
+        None => x.matmul(w),
+    }
+}
+
+/// `x · wᵀ`: OpenBLAS where [`matmul_t`] applies, else candle's product.
+pub fn matmul_t_or_candle(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    match matmul_t(x, w)? {
+        Some(y) => Ok(y),
+        None => x.matmul(&w.t()?),
+    }
+}
+
+/// `gᵀ · x`: OpenBLAS where [`t_matmul`] applies, else candle's product.
+pub fn t_matmul_or_candle(g: &Tensor, x: &Tensor) -> Result<Tensor> {
+    match t_matmul(g, x)? {
+        Some(y) => Ok(y),
+        None => g.t()?.matmul(x),
+    }
+}
+
 fn product(
     x: &Tensor,
     x_transposed: bool,
@@ -213,21 +237,15 @@ fn product(
             // SAFETY: `xs` holds m·k values, `ws` k·n, `out` m·n, all row-major and contiguous,
             // as the transposes and leading dimensions passed say.
             unsafe {
-                (blas.sgemm)(
-                    CBLAS_ROW_MAJOR,
+                RowMajorSgemm(blas.sgemm).call(
                     trans_x,
                     trans_w,
-                    m as c_int,
-                    n as c_int,
-                    k as c_int,
+                    (m, n, k),
                     1.0,
-                    xs.as_ptr(),
-                    ldx as c_int,
-                    ws.as_ptr(),
-                    ldw as c_int,
+                    (xs.as_ptr(), ldx),
+                    (ws.as_ptr(), ldw),
                     beta,
-                    out.as_mut_ptr(),
-                    n as c_int,
+                    (out.as_mut_ptr(), n),
                 )
             }
         })

@@ -50,26 +50,11 @@ pub fn cast(t: &Tensor, to: DType) -> Result<Tensor> {
 pub fn frozen_matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let weight = gpu_contiguous(weight)?;
     let xd = x.detach();
-    let y = match super::blas::matmul_t(&xd, &weight)? {
-        Some(y) => y,
-        None => xd.matmul(&weight.t()?)?,
-    };
+    let y = super::blas::matmul_t_or_candle(&xd, &weight)?;
     let weight = weight.clone();
     with_grad(x, &y, move |grad| {
-        let grad = grad.detach();
-        match super::blas::linear(&grad, &weight, None)? {
-            Some(g) => Ok(g),
-            None => grad.matmul(&weight),
-        }
+        super::blas::matmul_or_candle(&grad.detach(), &weight)
     })
-}
-
-/// The OpenBLAS result when it applied, else candle's.
-fn blas_or(done: Option<Tensor>, candle: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
-    match done {
-        Some(t) => Ok(t),
-        None => candle(),
-    }
 }
 
 /// `x · wᵀ` for a trainable f32 `w` on the CPU through OpenBLAS (forward and both gradients);
@@ -167,16 +152,12 @@ impl CustomOp3 for LinearGrads {
         let g = cast(grad, self.xc.dtype())?;
         let grad_x = match self.need_x {
             true => Some(cast(
-                &blas_or(super::blas::linear(&g, &self.wc, None)?, || {
-                    g.matmul(&self.wc)
-                })?,
+                &super::blas::matmul_or_candle(&g, &self.wc)?,
                 self.x_dtype,
             )?),
             false => None,
         };
-        let gw = blas_or(super::blas::t_matmul(&g, &self.xc)?, || {
-            g.t()?.matmul(&self.xc)
-        })?;
+        let gw = super::blas::t_matmul_or_candle(&g, &self.xc)?;
         let grad_w = cast(&gw, self.w_dtype)?;
         Ok((grad_x, Some(grad_w), None))
     }
@@ -283,6 +264,17 @@ fn softmax_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
 
 struct Softmax;
 
+/// Softmax of one row, in place (the polynomial exp and lane sums vectorise; AVX2 where present).
+pub(crate) fn softmax_row_in_place(row: &mut [f32]) {
+    super::simd::with_avx2(|| {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        row.iter_mut()
+            .for_each(|x| *x = super::activation::exp(*x - max));
+        let inv = 1.0 / super::simd::sum(row);
+        row.iter_mut().for_each(|x| *x *= inv);
+    })
+}
+
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
         "softmax"
@@ -291,17 +283,8 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(s, l, "softmax")?;
         let n = l.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; src.len()];
-        for (row, dst) in src.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for (d, &v) in dst.iter_mut().zip(row) {
-                *d = (v - max).exp();
-                sum += *d;
-            }
-            let inv = 1.0 / sum;
-            dst.iter_mut().for_each(|d| *d *= inv);
-        }
+        let mut out = src.to_vec();
+        out.chunks_exact_mut(n).for_each(softmax_row_in_place);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 

@@ -158,10 +158,7 @@ impl TokenLayout {
     /// Mean of rows `[rows, w]` over each sequence's real tokens: `[B, w]`.
     pub fn mean_pool(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // Inference on the CPU: OpenBLAS on this thread, not candle's product on rayon's pool.
-        if let Some(pooled) = super::blas::linear(&self.pool, x, None)? {
-            return Ok(pooled);
-        }
-        self.pool.matmul(x)
+        super::blas::matmul_or_candle(&self.pool, x)
     }
 }
 
