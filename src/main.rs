@@ -4,6 +4,8 @@ fn main() {
     keep_freed_memory();
     one_elementwise_pool();
     thread_count_read_once();
+    // After the thread settings: the BLAS reads them when it opens.
+    mlfs_studio::model::blas::init();
     quiet_on_closed_stdout();
     if let Err(err) = mlfs_studio::cli::main_entry() {
         eprintln!("error: {err:#}");

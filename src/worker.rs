@@ -263,6 +263,7 @@ fn run_palette(
         None => run.task.space.all(),
     };
     send(TrainEvent::PaletteStarted { count: specs.len() });
+    send(TrainEvent::log("info", crate::eval::machine::describe()));
     let mut measured = 0usize;
     let mut on_entry = |e: &PaletteEntry| {
         measured += 1;

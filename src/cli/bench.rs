@@ -19,6 +19,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Times `steps` optimizer steps of each stage at batch 32, length 64 and prints the medians.
 pub fn bench(steps: usize, placement: Placement) -> Result<()> {
+    println!("{}", crate::eval::machine::describe());
     let dir = tempfile_dir()?;
     let config = placement.apply(RunConfig {
         eval_every: 0,

@@ -59,6 +59,7 @@ impl PeakSampler {
 
 /// Times `steps` decoder steps of the preset's first stage (after one warm-up step).
 pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Result<()> {
+    println!("{}", crate::eval::machine::describe());
     let config = placement.apply(RunConfig::load(preset)?);
     let dir = std::env::temp_dir().join(format!("mlfs-bench-lm-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();

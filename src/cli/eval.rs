@@ -112,6 +112,7 @@ fn print_decoder_measurements(
 /// Measures and prints the palette of a trained supernet, writing `palette.csv`.
 pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>) -> Result<()> {
     let specs = chosen_subnets(run, subnets)?;
+    eprintln!("{}", crate::eval::machine::describe());
     println!(
         "{:<34} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
         "subnet", "params", "size MB", "lat ms", "p90 ms", "dev", "test"

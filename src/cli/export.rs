@@ -182,6 +182,8 @@ pub fn latency(
         "median_ms": l.median_ms,
         "p90_ms": l.p90_ms,
         "threads": rayon::current_num_threads(),
+        "processor": crate::eval::machine::processor(),
+        "blas": crate::model::blas::describe(),
     });
     println!("{line}");
     Ok(())

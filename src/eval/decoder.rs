@@ -159,6 +159,7 @@ pub fn measure_with_events(
     send: &dyn Fn(TrainEvent),
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Vec<DecoderEntry>> {
+    send(TrainEvent::log("info", super::machine::describe()));
     let mut entries = Vec::new();
     let (mut measured, mut kept) = (0, 0);
     let mut on_entry = |e: &DecoderEntry, was_kept: bool| {

@@ -5,5 +5,6 @@
 pub mod decoder;
 pub mod figure;
 pub mod latency;
+pub mod machine;
 pub mod palette;
 pub mod pareto;

@@ -11,6 +11,7 @@ pub mod decoder;
 pub mod events;
 pub mod kind;
 pub mod optim;
+pub mod optim_cpu;
 #[cfg(feature = "cuda")]
 pub mod optim_cuda;
 pub mod placement;

@@ -6,6 +6,20 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use std::collections::HashMap;
 
+/// The settings of one fused step (the CPU's and the GPU's).
+pub struct FusedStep {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub lr: f64,
+    pub bc1: f64,
+    pub bc2: f64,
+    /// Clipping factor applied to the gradient.
+    pub grad_scale: f64,
+    /// `1 − lr·weight_decay` for decayed parameters, else 1.
+    pub decay: f64,
+}
+
 /// Decoupled-weight-decay Adam over a fixed list of parameters.
 pub struct AdamW {
     pub params: Vec<Param>,
@@ -101,11 +115,8 @@ impl AdamW {
             let total = Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
             return Ok(total.sqrt());
         }
-        let mut total = 0f64;
-        for g in grads.iter().flatten() {
-            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-        Ok(total.sqrt())
+        let all: Vec<&Tensor> = grads.iter().flatten().collect();
+        Ok(super::optim_cpu::sum_of_squares(&all)?.sqrt())
     }
 
     /// One update at learning rate `lr`, gradients clipped to `clip` global norm (0: off).
@@ -124,38 +135,31 @@ impl AdamW {
             let Some(g) = grads.get(i).and_then(|g| g.as_ref()) else {
                 continue;
             };
+            let decay = if p.decay && self.weight_decay > 0.0 {
+                1.0 - lr * self.weight_decay
+            } else {
+                1.0
+            };
+            let step = FusedStep {
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                lr,
+                bc1,
+                bc2,
+                grad_scale: factor,
+                decay,
+            };
+            let (m, v) = (&self.first_moment[i], &self.second_moment[i]);
             #[cfg(feature = "cuda")]
             if p.var.as_tensor().device().is_cuda() {
-                let decay = if p.decay && self.weight_decay > 0.0 {
-                    1.0 - lr * self.weight_decay
-                } else {
-                    1.0
-                };
-                let step = super::optim_cuda::FusedStep {
-                    beta1: self.beta1,
-                    beta2: self.beta2,
-                    eps: self.eps,
-                    lr,
-                    bc1,
-                    bc2,
-                    grad_scale: factor,
-                    decay,
-                };
-                let (m, v) = (&self.first_moment[i], &self.second_moment[i]);
                 super::optim_cuda::fused_step(p.var.as_tensor(), g, m, v, &step)?;
                 continue;
             }
-            let g = (g * factor)?;
-            let m = ((&self.first_moment[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
-            let v = ((&self.second_moment[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + self.eps)?)?;
-            let mut w = p.var.as_tensor().clone();
-            if p.decay && self.weight_decay > 0.0 {
-                w = (&w * (1.0 - lr * self.weight_decay))?;
-            }
-            p.var.set(&(w - (update * lr)?)?)?;
-            self.first_moment[i] = m.detach();
-            self.second_moment[i] = v.detach();
+            let (w, m, v) = super::optim_cpu::fused_step(p.var.as_tensor(), g, m, v, &step)?;
+            p.var.set(&w)?;
+            self.first_moment[i] = m;
+            self.second_moment[i] = v;
         }
         Ok(norm)
     }

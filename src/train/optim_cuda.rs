@@ -32,19 +32,7 @@ fn ptx() -> Result<&'static str> {
     crate::model::nvrtc::ptx(&PTX, SOURCE, "the AdamW kernel")
 }
 
-/// The settings of one fused step.
-pub struct FusedStep {
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub lr: f64,
-    pub bc1: f64,
-    pub bc2: f64,
-    /// Clipping factor applied to the gradient.
-    pub grad_scale: f64,
-    /// `1 − lr·weight_decay` for decayed parameters, else 1.
-    pub decay: f64,
-}
+pub use super::optim::FusedStep;
 
 /// A plain f32 GPU tensor's storage, or an error naming `what`.
 fn plain_gpu<'a>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<&'a CudaStorage> {

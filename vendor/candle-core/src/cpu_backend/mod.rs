@@ -13,6 +13,8 @@ pub use utils::{
 };
 mod conv2d;
 use conv2d::Conv2D;
+mod f32_gemm_hook;
+pub use f32_gemm_hook::{set_f32_gemm, F32Gemm, F32GemmCall};
 
 const USE_IM2COL_CONV1D: bool = true;
 const USE_COL2IM_CONV1D_TR: bool = true;
@@ -1499,6 +1501,27 @@ impl Map2 for MatMul {
             // over itself, so a stride-zero batch on lhs goes through the loop below.
             (b, m, n, k)
         };
+        if let (DType::F32, Some(hook)) = (T::DTYPE, f32_gemm_hook::f32_gemm()) {
+            let call = F32GemmCall {
+                batch: b,
+                m,
+                n,
+                k,
+                lhs: lhs.as_ptr() as *const f32,
+                lhs_batch: a_skip,
+                lhs_rs,
+                lhs_cs,
+                rhs: rhs.as_ptr() as *const f32,
+                rhs_batch: b_skip,
+                rhs_rs,
+                rhs_cs,
+                dst: dst.as_mut_ptr() as *mut f32,
+            };
+            // SAFETY: T is f32 here; the slices hold what the layouts address.
+            if unsafe { hook(&call) } {
+                return Ok(dst);
+            }
+        }
         for step in 0..b {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
