@@ -105,11 +105,13 @@ impl DenseClassifier {
 
     /// Logits `[B, classes]` of token ids `[B, T]` whose real tokens `layout` packs.
     pub fn logits_of(&self, ids: &Tensor, layout: &TokenLayout) -> Result<Tensor> {
-        let spec = SubnetSpec::maxnet(&self.encoder.shape());
-        let out = self.encoder.forward_rows(ids, layout, &spec, None)?;
-        let pooled = layout.mean_pool(out.last())?;
-        let scores = crate::model::blas::matmul_t_or_candle(&pooled, &self.classifier_weight)?;
-        Ok(scores.broadcast_add(&self.classifier_bias)?)
+        crate::model::blas::on_product_pool(|| {
+            let spec = SubnetSpec::maxnet(&self.encoder.shape());
+            let out = self.encoder.forward_rows(ids, layout, &spec, None)?;
+            let pooled = layout.mean_pool(out.last())?;
+            let scores = crate::model::blas::matmul_t_or_candle(&pooled, &self.classifier_weight)?;
+            Ok(scores.broadcast_add(&self.classifier_bias)?)
+        })
     }
 }
 

@@ -70,6 +70,17 @@ pub fn threads() -> Threads {
     })
 }
 
+/// Runs `f` on one of rayon's workers when products split over them ([`Threads::Rayon`]) and
+/// the caller is not one already: each split product's parts then run inline and by work
+/// stealing, instead of every product being handed into the pool from outside and waited for
+/// (a sleeping caller woken once per product).
+pub fn on_product_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if threads() == Threads::Rayon && rayon::current_thread_index().is_none() {
+        return rayon::scope(|_| f());
+    }
+    f()
+}
+
 /// Library names tried in order (OpenBLAS's Debian and upstream sonames).
 const CANDIDATES: [&str; 2] = ["libopenblas.so.0", "libopenblas.so"];
 

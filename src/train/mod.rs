@@ -2,6 +2,7 @@
 //! decoder task — with its configuration, data, optimizer, checkpoints, event log and protocol.
 //! Nothing here knows a thread or a window.
 
+pub mod adam_step;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;

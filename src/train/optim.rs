@@ -1,24 +1,11 @@
 //! AdamW whose moments can be saved and restored (candle-nn's cannot), with global-norm clipping.
 
+pub use super::adam_step::FusedStep;
 use crate::model::param::Param;
 use anyhow::Result;
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use std::collections::HashMap;
-
-/// The settings of one fused step (the CPU's and the GPU's).
-pub struct FusedStep {
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub lr: f64,
-    pub bc1: f64,
-    pub bc2: f64,
-    /// Clipping factor applied to the gradient.
-    pub grad_scale: f64,
-    /// `1 − lr·weight_decay` for decayed parameters, else 1.
-    pub decay: f64,
-}
 
 /// Decoupled-weight-decay Adam over a fixed list of parameters.
 pub struct AdamW {

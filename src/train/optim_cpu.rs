@@ -6,7 +6,7 @@
 //! all on one core. The arithmetic is the same as those ops', in the same order and in f32, so
 //! the updated weights are bit for bit those of the composed ops (test).
 
-use super::optim::FusedStep;
+use super::adam_step::FusedStep;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 

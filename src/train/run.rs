@@ -432,7 +432,10 @@ impl<T: Task> Run<T> {
             students: &students,
             opt,
         };
-        let losses = self.task.student_gradients(&input, &mut grads)?;
+        // Inside rayon's pool: the step's split products then run by work stealing (blas.rs).
+        let task = &self.task;
+        let losses =
+            crate::model::blas::on_product_pool(|| task.student_gradients(&input, &mut grads))?;
         let stage_cfg = &self.config.stages[stage];
         let steps = self.stage_steps[stage];
         let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;

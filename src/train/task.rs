@@ -59,8 +59,9 @@ macro_rules! net_and_space_accessors {
 }
 pub(crate) use net_and_space_accessors;
 
-/// The kind-specific half of a run: model, data, losses, evaluation.
-pub trait Task: Sized {
+/// The kind-specific half of a run: model, data, losses, evaluation (`Sync`: a step's
+/// gradients are computed on one of rayon's workers, `blas::on_product_pool`).
+pub trait Task: Sized + Sync {
     /// The supernet whose adapters (or weights) this task trains.
     type Net: AdaptedSupernet;
     /// Drop repeated subnets from a sampled step (decoders, where each student costs seconds);
