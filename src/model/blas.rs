@@ -113,9 +113,15 @@ fn open(name: &str) -> Option<Blas> {
             })
         };
         if threads() == Threads::Rayon {
-            let set = format!("{prefix}openblas_set_num_threads\0");
-            if let Ok(f) = library.get::<unsafe extern "C" fn(c_int)>(set.as_bytes()) {
-                f(1);
+            // One thread inside each rayon part: OpenBLAS's setter, or oneMKL's.
+            let setters = [
+                format!("{prefix}openblas_set_num_threads\0"),
+                "MKL_Set_Num_Threads\0".into(),
+            ];
+            for set in setters {
+                if let Ok(f) = library.get::<unsafe extern "C" fn(c_int)>(set.as_bytes()) {
+                    f(1);
+                }
             }
         }
         let threads = library
