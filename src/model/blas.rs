@@ -212,52 +212,39 @@ unsafe fn candle_product(call: &candle_core::cpu_backend::F32GemmCall) -> bool {
     let Some((tb, ldb)) = cblas_operand(k, n, call.rhs_rs, call.rhs_cs) else {
         return false;
     };
-    if !fits(lda) || !fits(ldb) || !fits(n) {
+    if !fits(lda) || !fits(ldb) {
         return false;
     }
     HOOKED_PRODUCTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let sgemm = RowMajorSgemm(blas.sgemm);
+    let (lhs, rhs, dst) = (
+        SharedPtr(call.lhs.cast_mut()),
+        SharedPtr(call.rhs.cast_mut()),
+        SharedPtr(call.dst),
+    );
+    let (lhs_batch, rhs_batch) = (call.lhs_batch, call.rhs_batch);
+    // Batch step `s`, split over rayon's workers itself or not.
+    let step = move |s: usize, split: bool| {
+        // SAFETY: the caller's promise: each step's matrices lie at these offsets, and each
+        // step writes its own output matrix.
+        unsafe {
+            let a = (lhs.get().add(s * lhs_batch).cast_const(), lda);
+            let b = (rhs.get().add(s * rhs_batch).cast_const(), ldb);
+            let c = (dst.get().add(s * m * n), n);
+            if split {
+                sgemm.call(ta, tb, (m, n, k), 1.0, a, b, 0.0, c)
+            } else {
+                sgemm.call_serial(ta, tb, (m, n, k), 1.0, a, b, 0.0, c)
+            }
+        }
+    };
     let workers = rayon::current_num_threads();
     if threads() == Threads::Rayon && call.batch >= workers && workers > 1 {
         // Whole matrices per worker: attention's heads are too small to split well.
-        let (lhs, rhs, dst) = (
-            SharedPtr(call.lhs.cast_mut()),
-            SharedPtr(call.rhs.cast_mut()),
-            SharedPtr(call.dst),
-        );
-        let (lhs_batch, rhs_batch) = (call.lhs_batch, call.rhs_batch);
         use rayon::prelude::*;
-        (0..call.batch).into_par_iter().for_each(move |s| {
-            // SAFETY: as below; each step writes its own output matrix.
-            unsafe {
-                sgemm.call_serial(
-                    ta,
-                    tb,
-                    (m, n, k),
-                    1.0,
-                    (lhs.get().add(s * lhs_batch), lda),
-                    (rhs.get().add(s * rhs_batch), ldb),
-                    0.0,
-                    (dst.get().add(s * m * n), n),
-                )
-            }
-        });
-        return true;
-    }
-    for s in 0..call.batch {
-        // SAFETY: the caller's promise: each step's matrices lie at these offsets.
-        unsafe {
-            sgemm.call(
-                ta,
-                tb,
-                (m, n, k),
-                1.0,
-                (call.lhs.add(s * call.lhs_batch), lda),
-                (call.rhs.add(s * call.rhs_batch), ldb),
-                0.0,
-                (call.dst.add(s * m * n), n),
-            )
-        }
+        (0..call.batch).into_par_iter().for_each(|s| step(s, false));
+    } else {
+        (0..call.batch).for_each(|s| step(s, true));
     }
     true
 }
@@ -340,43 +327,40 @@ impl RowMajorSgemm {
             if len == 0 {
                 return;
             }
-            // SAFETY: part p covers rows (or columns) start..start+len of C, inside the caller's
-            // matrices; A's rows or B's columns move with them.
-            unsafe {
-                if m >= n {
-                    let a_p = if trans_a == CBLAS_NO_TRANS {
-                        a.get().add(start * lda)
-                    } else {
-                        a.get().add(start)
+            // Part p covers rows (or columns) start..start+len of C; A's rows or B's columns
+            // move with them.
+            let (a, b, c) = (a.get().cast_const(), b.get().cast_const(), c.get());
+            let along_rows = m >= n;
+            // SAFETY: every offset stays inside the caller's matrices.
+            let (sizes, a_p, b_p, c_p) = unsafe {
+                if along_rows {
+                    let a_p = match trans_a == CBLAS_NO_TRANS {
+                        true => a.add(start * lda),
+                        false => a.add(start),
                     };
-                    self.call_serial(
-                        trans_a,
-                        trans_b,
-                        (len, n, k),
-                        alpha,
-                        (a_p, lda),
-                        (b.get(), ldb),
-                        beta,
-                        (c.get().add(start * ldc), ldc),
-                    );
+                    ((len, n, k), a_p, b, c.add(start * ldc))
                 } else {
-                    let b_p = if trans_b == CBLAS_NO_TRANS {
-                        b.get().add(start)
-                    } else {
-                        b.get().add(start * ldb)
+                    let b_p = match trans_b == CBLAS_NO_TRANS {
+                        true => b.add(start),
+                        false => b.add(start * ldb),
                     };
-                    self.call_serial(
-                        trans_a,
-                        trans_b,
-                        (m, len, k),
-                        alpha,
-                        (a.get(), lda),
-                        (b_p, ldb),
-                        beta,
-                        (c.get().add(start), ldc),
-                    );
+                    ((m, len, k), a, b_p, c.add(start))
                 }
-            }
+            };
+            // SAFETY: the part is a product of matrices inside the caller's, and writes only
+            // its own rows or columns of C.
+            unsafe {
+                self.call_serial(
+                    trans_a,
+                    trans_b,
+                    sizes,
+                    alpha,
+                    (a_p, lda),
+                    (b_p, ldb),
+                    beta,
+                    (c_p, ldc),
+                )
+            };
         });
     }
 

@@ -1,6 +1,6 @@
 //! AdamW whose moments can be saved and restored (candle-nn's cannot), with global-norm clipping.
 
-pub use super::adam_step::FusedStep;
+use super::adam_step::FusedStep;
 use crate::model::param::Param;
 use anyhow::Result;
 use candle_core::backprop::GradStore;

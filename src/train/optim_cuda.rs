@@ -32,7 +32,7 @@ fn ptx() -> Result<&'static str> {
     crate::model::nvrtc::ptx(&PTX, SOURCE, "the AdamW kernel")
 }
 
-pub use super::adam_step::FusedStep;
+use super::adam_step::FusedStep;
 
 /// A plain f32 GPU tensor's storage, or an error naming `what`.
 fn plain_gpu<'a>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<&'a CudaStorage> {
