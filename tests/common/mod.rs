@@ -5,6 +5,11 @@
 use mlfs_studio::train::config::{Budget, RunConfig, StageConfig};
 use std::path::PathBuf;
 
+// The studio binary's allocator (src/main.rs): with glibc's malloc the tests' training steps
+// spent their time handing large buffers back to the kernel and faulting them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The crate's `assets/` folder.
 pub fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
