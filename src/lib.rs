@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod eval;
 pub mod export;
+pub mod files;
 pub mod mlfs;
 pub mod model;
 pub mod train;

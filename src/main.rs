@@ -8,8 +8,18 @@ fn main() {
     mlfs_studio::model::blas::init();
     quiet_on_closed_stdout();
     if let Err(err) = mlfs_studio::cli::main_entry() {
-        eprintln!("error: {err:#}");
+        mlfs_studio::note!("error: {err:#}");
         std::process::exit(1);
+    }
+    // Every file is written by now; only then say that the output was cut short.
+    match mlfs_studio::cli::out::stdout_failure() {
+        None => {}
+        // Closed by the reader (`| head`): end as a shell tool killed by SIGPIPE would.
+        Some(std::io::ErrorKind::BrokenPipe) => std::process::exit(141),
+        Some(kind) => {
+            mlfs_studio::note!("error: cannot write standard output: {kind}");
+            std::process::exit(1);
+        }
     }
 }
 

@@ -1,29 +1,11 @@
 //! Small file helpers shared by checkpoints, exports and presets.
 
 use anyhow::{Context, Result};
-use std::io::Write;
 use std::path::Path;
-
-/// Writes `bytes` to `path` through a temp file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let mut file = std::fs::File::create(&tmp)
-        .with_context(|| format!("{}: cannot create file", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("{}: cannot write file", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot move into place", path.display()))?;
-    Ok(())
-}
 
 /// Reads a text file with one entry per line (or a JSONL file of `{"text": …}` objects).
 pub fn read_texts(path: &Path) -> Result<Vec<String>> {
-    let content = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read texts file", path.display()))?;
+    let content = crate::files::read_text(path, "texts file")?;
     let jsonl = path.extension().is_some_and(|e| e == "jsonl");
     let mut texts = Vec::new();
     for (i, line) in content.lines().enumerate() {

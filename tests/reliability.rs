@@ -223,8 +223,9 @@ fn a_stray_label_is_an_error_naming_its_line_not_an_extra_class() {
         Ok(ex) => panic!("accepted {ex:?}"),
         Err(e) => format!("{e:#}"),
     };
+    // The line, never the content (a data file may be a link to somebody's secret).
     assert!(
-        err.contains("train.jsonl:3") && err.contains("'0.5'"),
+        err.contains("train.jsonl:3") && err.contains("line 1") && !err.contains("0.5"),
         "{err}"
     );
     let csv = dir.path().join("train.csv");
@@ -234,7 +235,7 @@ fn a_stray_label_is_an_error_naming_its_line_not_an_extra_class() {
         mlfs_studio::train::data::read_examples(&csv, "text", "label").unwrap_err()
     );
     assert!(
-        err.contains("train.csv:3") && err.contains("'pos'"),
+        err.contains("train.csv:3") && !err.contains("pos"),
         "{err}"
     );
 }

@@ -19,7 +19,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Times `steps` optimizer steps of each stage at batch 32, length 64 and prints the medians.
 pub fn bench(steps: usize, placement: Placement) -> Result<()> {
-    println!("{}", crate::eval::machine::describe());
+    crate::say!("{}", crate::eval::machine::describe());
     let dir = tempfile_dir()?;
     let config = placement.apply(RunConfig {
         eval_every: 0,
@@ -43,11 +43,11 @@ pub fn bench(steps: usize, placement: Placement) -> Result<()> {
         report.push(median(times));
     }
     let stage12 = (report[1] + report[2]) / 2.0;
-    println!("training step, batch 32, length <= 64, median of {steps} steps:");
-    println!("  stage 0 (maxnet only):     {:.3} s", report[0]);
-    println!("  stage 1 (4 subnets):       {:.3} s", report[1]);
-    println!("  stage 2 (4 subnets):       {:.3} s", report[2]);
-    println!("  stages 1-2 mean:           {:.3} s", stage12);
+    crate::say!("training step, batch 32, length <= 64, median of {steps} steps:");
+    crate::say!("  stage 0 (maxnet only):     {:.3} s", report[0]);
+    crate::say!("  stage 1 (4 subnets):       {:.3} s", report[1]);
+    crate::say!("  stage 2 (4 subnets):       {:.3} s", report[2]);
+    crate::say!("  stages 1-2 mean:           {:.3} s", stage12);
     latency_report(&mut trainer)?;
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
@@ -67,9 +67,10 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
     use crate::eval::palette::{dense_latency, dense_subnet};
     trainer.task.net.set_stage(None)?;
     let device = trainer.task.net.encoder.device().clone();
-    let (ids, layout) = probe_input(32, &device)?;
-    println!("inference latency, batch 1, length 32, median of 50 runs (ms):");
-    println!("  {:<34} {:>8} {:>10}", "subnet", "merged", "on-the-fly");
+    let vocab = trainer.task.net.encoder.config.vocab_size;
+    let (ids, layout) = probe_input(32, vocab, &device)?;
+    crate::say!("inference latency, batch 1, length 32, median of 50 runs (ms):");
+    crate::say!("  {:<34} {:>8} {:>10}", "subnet", "merged", "on-the-fly");
     for text in LATENCY_SUBNETS {
         let spec: crate::model::SubnetSpec = text.parse()?;
         let (model, ..) = dense_subnet(&trainer.task, &spec)?;
@@ -78,7 +79,7 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
             trainer.task.net.forward(&ids, &layout, &spec, None)?;
             crate::model::device::synchronize(&device)
         })?;
-        println!(
+        crate::say!(
             "  {:<34} {:>8.3} {:>10.3}",
             text, merged.median_ms, on_the_fly.median_ms
         );

@@ -59,7 +59,7 @@ impl PeakSampler {
 
 /// Times `steps` decoder steps of the preset's first stage (after one warm-up step).
 pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Result<()> {
-    println!("{}", crate::eval::machine::describe());
+    crate::say!("{}", crate::eval::machine::describe());
     let config = placement.apply(RunConfig::load(preset)?);
     let dir = std::env::temp_dir().join(format!("mlfs-bench-lm-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
@@ -91,7 +91,7 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
     } else {
         "MLFS adapters"
     };
-    println!(
+    crate::say!(
         "decoder step, {} ({mode}, alpha {}), batch {} x {} tokens, {} {:?}, median of {steps}:",
         c.name,
         c.distill.alpha,
@@ -102,8 +102,8 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
     );
     if let (Some(now), Some(loaded)) = (gpu_memory_used(&device), gpu_loaded) {
         let min = times.first().copied().unwrap_or(f64::NAN);
-        println!("  {median:.4} s/step (fastest {min:.4} s), load {load_s:.1} s");
-        println!(
+        crate::say!("  {median:.4} s/step (fastest {min:.4} s), load {load_s:.1} s");
+        crate::say!(
             "  GPU memory in use: peak {} MB during the steps (sampled every 2 ms), {} MB after \
              them, {} MB after loading",
             gpu_peak.max(now) >> 20,
@@ -112,8 +112,8 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
         );
         return Ok(());
     }
-    println!("  {median:.2} s/step");
-    println!(
+    crate::say!("  {median:.2} s/step");
+    crate::say!(
         "  peak memory {} MB (after loading {} MB, load {load_s:.1} s)",
         peak_rss_mb(),
         rss_loaded

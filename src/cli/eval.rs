@@ -2,6 +2,7 @@
 
 use crate::eval::decoder::measure_with_events;
 use crate::eval::palette::{evaluate_palette, fronts, storage_summary};
+use crate::cli::signals::StopRequest;
 use crate::model::subnet::resolve_spec;
 use crate::model::SubnetSpec;
 use crate::train::kind::is_decoder_run;
@@ -25,13 +26,16 @@ pub fn chosen_subnets(run: &ClassifierRun, subnets: Option<&str>) -> Result<Vec<
 
 /// Measures the palette, writes `palette.csv` into the run folder and prints the table.
 pub fn eval(run_dir: &Path, subnets: Option<&str>, placement: Placement) -> Result<()> {
+    let stop = StopRequest::install()?;
     if is_decoder_run(run_dir) {
-        return print_decoder_measurements(run_dir, subnets, placement);
+        return print_decoder_measurements(run_dir, subnets, placement, &stop);
     }
-    print_palette(
-        &ClassifierRun::open_trained_on(run_dir, placement)?,
-        subnets,
-    )
+    let mut run = ClassifierRun::open_trained_on(run_dir, placement)?;
+    run.lock_for_writing()?;
+    for note in run.reader_notes() {
+        crate::note!("warning: {note}");
+    }
+    print_palette(&run, subnets, &stop)
 }
 
 /// Measures a decoder run's palette into `lm-palette.csv` (rows already there are kept unless
@@ -40,8 +44,13 @@ fn print_decoder_measurements(
     run_dir: &Path,
     subnets: Option<&str>,
     placement: Placement,
+    stop: &StopRequest,
 ) -> Result<()> {
-    let run = DecoderRun::open_trained_on(run_dir, placement)?;
+    let mut run = DecoderRun::open_trained_on(run_dir, placement)?;
+    run.lock_for_writing()?;
+    for note in run.reader_notes() {
+        crate::note!("warning: {note}");
+    }
     let only = subnets
         .map(|list| {
             split_specs(list)
@@ -57,18 +66,18 @@ fn print_decoder_measurements(
         only.as_deref(),
         &|e| {
             if let TrainEvent::DecoderMeasured(m) = e {
-                eprintln!(
+                crate::note!(
                     "{:<8} {} — validation loss {:.4}",
                     m.role, m.subnet, m.val_loss
                 );
             }
         },
-        &|| true,
+        &|| stop.requested().is_none(),
     )?;
     let entries =
         crate::eval::decoder::read_csv(&run.run_dir.join("lm-palette.csv")).unwrap_or(entries);
     let (size_front, latency_front) = crate::eval::decoder::decoder_fronts(&entries);
-    println!(
+    crate::say!(
         "{:<8} {:>6} {:>10} {:>5} {:>8} {:>8} {:>9} {:>7} {:>10} {:>7} {:>6}  subnet",
         "role",
         "layers",
@@ -89,7 +98,7 @@ fn print_decoder_measurements(
             (false, true) => "L",
             (false, false) => "",
         };
-        println!(
+        crate::say!(
             "{:<8} {:>6} {:>10} {:>5} {:>7.1}M {:>8.4} {:>9.4} {:>7.4} {:>10.1} {:>7.1} {:>6}  {}",
             m.role,
             m.layers,
@@ -105,20 +114,20 @@ fn print_decoder_measurements(
             m.subnet
         );
     }
-    println!("fronts: S = (parameters, validation loss), L = (prefill latency, validation loss)");
+    crate::say!("fronts: S = (parameters, validation loss), L = (prefill latency, validation loss)");
     Ok(())
 }
 
 /// Measures and prints the palette of a trained supernet, writing `palette.csv`.
-pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>) -> Result<()> {
+pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>, stop: &StopRequest) -> Result<()> {
     let specs = chosen_subnets(run, subnets)?;
-    eprintln!("{}", crate::eval::machine::describe());
-    println!(
+    crate::note!("{}", crate::eval::machine::describe());
+    crate::say!(
         "{:<34} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
         "subnet", "params", "size MB", "lat ms", "p90 ms", "dev", "test"
     );
     let mut print_row = |e: &PaletteEntry| {
-        println!(
+        crate::say!(
             "{:<34} {:>9} {:>10.2} {:>9.3} {:>9.3} {:>7.4} {:>7.4}",
             e.subnet,
             e.params_total,
@@ -128,7 +137,8 @@ pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>) -> Result<()> {
             e.dev_accuracy,
             e.test_accuracy
         );
-        true
+        // A stop signal ends the measurement after this subnet; the rows so far are written.
+        stop.requested().is_none()
     };
     let palette = &run.config.palette;
     let (entries, path) =
@@ -146,10 +156,10 @@ pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>) -> Result<()> {
         .filter(|(_, f)| **f)
         .map(|(e, _)| e.subnet.as_str())
         .collect();
-    println!("size front (dev accuracy): {}", on_size.join("  |  "));
-    println!("latency front (dev accuracy): {}", on_lat.join("  |  "));
-    println!("{}", storage_summary(&run.task.net, &entries)?);
-    println!("wrote {}", path.display());
+    crate::say!("size front (dev accuracy): {}", on_size.join("  |  "));
+    crate::say!("latency front (dev accuracy): {}", on_lat.join("  |  "));
+    crate::say!("{}", storage_summary(&run.task.net, &entries)?);
+    crate::say!("wrote {}", path.display());
     Ok(())
 }
 

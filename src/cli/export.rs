@@ -30,14 +30,20 @@ pub fn export(
     if is_decoder_run(run_dir) {
         let format = ExportFormat::parse(format)?;
         let run = DecoderRun::open_trained_on(run_dir, placement)?;
+        for note in run.reader_notes() {
+            crate::note!("warning: {note}");
+        }
         let files = export_decoder(&run, subnet, format, out)?;
-        println!("exported to {}:", out.display());
+        crate::say!("exported to {}:", out.display());
         list_files(&files);
         return Ok(());
     }
     let format = ClassifierFormat::parse(format)?;
     let subnet = subnet.context("--subnet is required for a classifier run")?;
     let run = ClassifierRun::open_trained_on(run_dir, placement)?;
+    for note in run.reader_notes() {
+        crate::note!("warning: {note}");
+    }
     let spec = resolve_spec(Some(subnet), &run.task.space.teacher)?;
     crate::export::folder::check_target(out)?;
     // Metrics from the palette when it has this subnet, measured now otherwise.
@@ -49,7 +55,7 @@ pub fn export(
         None => measure_subnet(&run.task, &run.config.palette, &spec)?,
     };
     let files = export_classifier(&run, &spec, Some(&metrics), format, out)?;
-    println!(
+    crate::say!(
         "exported {spec} (dev accuracy {:.4}, test accuracy {:.4}) to {}:",
         metrics.dev_accuracy,
         metrics.test_accuracy,
@@ -62,7 +68,7 @@ pub fn export(
 fn list_files(files: &[PathBuf]) {
     for f in files {
         let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-        println!("  {} ({} bytes)", f.display(), bytes);
+        crate::say!("  {} ({} bytes)", f.display(), bytes);
     }
 }
 
@@ -152,7 +158,7 @@ pub fn predict(model_dir: &Path, texts_file: &Path, device: &candle_core::Device
     let model = DenseClassifier::load_on(model_dir, device)?;
     let texts = read_texts(texts_file)?;
     for p in predict_texts(&model, &texts)? {
-        println!("{}", serde_json::to_string(&p)?);
+        crate::say!("{}", serde_json::to_string(&p)?);
     }
     Ok(())
 }
@@ -166,6 +172,12 @@ pub fn latency(
 ) -> Result<()> {
     if seq_len == 0 || runs == 0 {
         anyhow::bail!("--seq-len and --runs must be at least 1");
+    }
+    if runs > crate::train::config::MAX_LATENCY_RUNS {
+        anyhow::bail!(
+            "--runs {runs}: at most {} timed runs",
+            crate::train::config::MAX_LATENCY_RUNS
+        );
     }
     let model = DenseClassifier::load_on(model_dir, device)?;
     if seq_len > model.config.max_position_embeddings {
@@ -185,6 +197,6 @@ pub fn latency(
         "processor": crate::eval::machine::processor(),
         "blas": crate::model::blas::describe(),
     });
-    println!("{line}");
+    crate::say!("{line}");
     Ok(())
 }

@@ -5,7 +5,9 @@ pub mod bench_decoder;
 pub mod eval;
 pub mod export;
 pub mod forward;
+pub mod out;
 pub mod random_llama;
+pub mod signals;
 pub mod train;
 
 use crate::model::device::{DeviceChoice, Precision};
@@ -228,7 +230,7 @@ pub fn main_entry() -> Result<()> {
         }) => {
             let device = device_of(placement)?;
             let json = forward::forward_json(&model, subnet.as_deref(), &texts_file, &device)?;
-            println!("{json}");
+            crate::say!("{json}");
             Ok(())
         }
         Some(Command::Train {
@@ -302,7 +304,7 @@ pub fn main_entry() -> Result<()> {
                 chosen,
                 8,
             )?;
-            println!(
+            crate::say!(
                 "{}",
                 serde_json::json!({ "subnet": spec.to_string(), "blocks": chosen.len(), "block": block, "metrics": m })
             );
@@ -314,7 +316,7 @@ pub fn main_entry() -> Result<()> {
 /// Prints what loading tolerated to stderr, one `warning:` line each (stdout stays data).
 pub(crate) fn print_warnings(warnings: &[String]) {
     for warning in warnings {
-        eprintln!("warning: {warning}");
+        crate::note!("warning: {warning}");
     }
 }
 
@@ -340,6 +342,6 @@ fn figure(runs: &[PathBuf], cost: &str, out: &std::path::Path, title: &str) -> R
         .map(|(name, entries)| FigureSeries { name, entries })
         .collect();
     pareto_figure(out, &series, cost, title)?;
-    println!("wrote {}", out.display());
+    crate::say!("wrote {}", out.display());
     Ok(())
 }

@@ -52,6 +52,8 @@ pub fn write_random_teacher(
     if !tokenizer.is_file() {
         bail!("{}: tokenizer.json not found", tokenizer.display());
     }
+    // Never into a folder that holds files: they would be overwritten.
+    crate::export::folder::check_target(out)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let device = Device::Cpu;
     let (d, f, hd) = (c.hidden_size, c.intermediate_size, c.head_size());
@@ -97,11 +99,12 @@ pub fn write_random_teacher(
     let mut config = serde_json::to_value(c)?;
     config["model_type"] = "llama".into();
     config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
-    crate::util::write_atomic(
+    crate::files::write_atomic(
         &out.join("config.json"),
         &serde_json::to_vec_pretty(&config)?,
     )?;
-    std::fs::copy(tokenizer, out.join("tokenizer.json"))
-        .with_context(|| format!("{}: cannot copy", tokenizer.display()))?;
+    let tokenizer_bytes = std::fs::read(tokenizer)
+        .with_context(|| format!("{}: cannot read", tokenizer.display()))?;
+    crate::files::write_atomic(&out.join("tokenizer.json"), &tokenizer_bytes)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `mlfs-studio train`: the headless run with a progress bar.
 
 use crate::eval::decoder::measure_with_events;
+use crate::cli::signals::{self, StopRequest};
 use crate::train::config::RunConfig;
 use crate::train::kind::AnyRun;
 use crate::train::protocol::TrainEvent;
@@ -23,14 +24,27 @@ pub fn train(
         (Some(p), Some(dir), None) => AnyRun::create(placement.apply(RunConfig::load(p)?), dir)?,
         _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
     };
-    println!(
+    crate::say!(
         "{}",
         match &trainer {
             AnyRun::Classifier(r) => plan(r),
             AnyRun::Decoder(r) => plan(r),
         }
     );
-    let bar = ProgressBar::new(trainer.total_steps() as u64);
+    let stop = StopRequest::install()?;
+    let total = trainer.total_steps();
+    let bar = ProgressBar::new(total as u64);
+    // Off a terminal (a log file, `nohup`, CI) the bar draws nothing and drops its lines:
+    // they go to standard error as plain lines then, with a step line every 5 % of the run.
+    let plain = bar.is_hidden();
+    let shown_every = (total / 20).max(1);
+    let line = |text: String| {
+        if plain {
+            crate::note!("{text}");
+        } else {
+            bar.println(crate::files::shown::terminal_safe(&text));
+        }
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
@@ -40,7 +54,12 @@ pub fn train(
     bar.set_position(trainer.global_step() as u64);
     let mut stage_name = String::new();
     let mut sink = |e: TrainEvent| match &e {
-        TrainEvent::StageStarted { stage, .. } => stage_name = format!("stage {stage}"),
+        TrainEvent::StageStarted { stage, .. } => {
+            stage_name = format!("stage {stage}");
+            if plain {
+                line(format!("stage {stage} started"));
+            }
+        }
         TrainEvent::Step {
             global_step,
             losses,
@@ -52,7 +71,11 @@ pub fn train(
                 .take(2)
                 .map(|l| format!("{:.4}", l.loss))
                 .collect();
-            bar.set_message(format!("{stage_name} loss {}", shown.join(" / ")));
+            let message = format!("{stage_name} loss {}", shown.join(" / "));
+            if plain && global_step % shown_every == 0 {
+                line(format!("step {global_step}/{total} {message}"));
+            }
+            bar.set_message(message);
         }
         TrainEvent::DevEval {
             global_step,
@@ -63,7 +86,7 @@ pub fn train(
                 .iter()
                 .map(|r| format!("{} {:.3}", r.role, r.accuracy))
                 .collect();
-            bar.println(format!(
+            line(format!(
                 "step {global_step} dev accuracy: {}",
                 accs.join(", ")
             ));
@@ -82,29 +105,55 @@ pub fn train(
                     )
                 })
                 .collect();
-            bar.println(format!(
+            line(format!(
                 "step {global_step} validation: {}",
                 shown.join(", ")
             ));
         }
-        TrainEvent::Diverged { reason, .. } => bar.println(format!("error: {reason}")),
+        TrainEvent::Diverged { reason, .. } => line(format!("error: {reason}")),
         TrainEvent::Log { level, message } if level != "info" => {
-            bar.println(format!("{level}: {message}"))
+            line(format!("{level}: {message}"))
         }
-        TrainEvent::Log { message, .. } => bar.println(message),
-        TrainEvent::CheckpointSaved { path, .. } => bar.println(format!("checkpoint {path}")),
+        TrainEvent::Log { message, .. } => line(message.clone()),
+        TrainEvent::CheckpointSaved { path, .. } => line(format!("checkpoint {path}")),
         TrainEvent::Finished {
             global_step,
             stopped,
-        } => bar.finish_with_message(if *stopped {
-            format!("stopped at step {global_step}")
-        } else {
-            "done".to_string()
-        }),
+        } => {
+            let message = if *stopped {
+                format!("stopped at step {global_step}")
+            } else {
+                "done".to_string()
+            };
+            if plain {
+                line(message.clone());
+            }
+            bar.finish_with_message(message);
+        }
         _ => {}
     };
-    let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+    let mut ctl = |step: usize, emit: &mut dyn FnMut(TrainEvent)| match stop.requested() {
+        None => Flow::Continue,
+        Some(sig) => {
+            emit(TrainEvent::log(
+                "warn",
+                format!(
+                    "{} received: stopping at step {step} with a checkpoint (send it again to end at once)",
+                    signals::name(sig)
+                ),
+            ));
+            Flow::Stop
+        }
+    };
     let stopped = trainer.run(&mut ctl, &mut sink)?;
+    if let Some(sig) = stop.requested() {
+        crate::note!(
+            "stopped by {}; continue with `mlfs-studio train --resume {}`",
+            signals::name(sig),
+            crate::files::shown(trainer.run_dir())
+        );
+        std::process::exit(StopRequest::exit_status(sig));
+    }
     if stopped || !trainer.config().palette.evaluate_at_end {
         return Ok(());
     }
@@ -112,17 +161,18 @@ pub fn train(
         AnyRun::Classifier(t) => {
             let listed = t.config.palette.subnets.join(",");
             let subnets = (!listed.is_empty()).then_some(listed.as_str());
-            crate::cli::eval::print_palette(t, subnets)?;
+            crate::cli::eval::print_palette(t, subnets, &stop)?;
         }
         AnyRun::Decoder(t) => {
             let print = |e: TrainEvent| {
                 if let TrainEvent::DecoderMeasured(entry) = e {
                     if let Ok(line) = serde_json::to_string(&entry) {
-                        println!("{line}");
+                        crate::say!("{line}");
                     }
                 }
             };
-            measure_with_events(&t.task, &t.config, &t.run_dir, None, &print, &|| true)?;
+            let keep_going = || stop.requested().is_none();
+            measure_with_events(&t.task, &t.config, &t.run_dir, None, &print, &keep_going)?;
         }
     }
     Ok(())

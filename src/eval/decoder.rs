@@ -106,8 +106,8 @@ pub fn measure_palette(
     on_entry: &mut dyn FnMut(&DecoderEntry, bool) -> bool,
 ) -> Result<PathBuf> {
     let path = run_dir.join("lm-palette.csv");
-    let mut entries = if path.is_file() {
-        read_csv(&path)?
+    let mut entries = if path.symlink_metadata().is_ok() {
+        read_csv(&path).context("the palette was not rewritten; fix or move the file")?
     } else {
         Vec::new()
     };
@@ -235,51 +235,37 @@ val_loss_untrained,on_front_size,on_front_latency\n",
             latency_front[i]
         ));
     }
-    crate::util::write_atomic(path, text.as_bytes())
+    crate::files::write_atomic(path, text.as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// Reads `lm-palette.csv` back (the subnet column is quoted: it holds commas).
+/// Reads `lm-palette.csv` back, also after a spreadsheet or Python's `csv` module re-saved it;
+/// files written before the p90 and untrained-loss columns read them as NaN.
 pub fn read_csv(path: &Path) -> Result<Vec<DecoderEntry>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = || anyhow::anyhow!("{}:{}: malformed row", path.display(), i + 1);
-        let (role, rest) = line.split_once(",\"").ok_or_else(bad)?;
-        let (subnet, rest) = rest.split_once("\",").ok_or_else(bad)?;
-        let f: Vec<&str> = rest.split(',').collect();
-        // 12 fields in files written before the p90, untrained-loss and front columns.
-        if f.len() != 12 && f.len() != 16 {
-            return Err(bad());
-        }
-        let n = |k: usize| f[k].parse::<usize>().map_err(|_| bad());
-        let x = |k: usize| f[k].parse::<f64>().map_err(|_| bad());
-        out.push(DecoderEntry {
-            role: role.to_string(),
-            subnet: subnet.to_string(),
-            layers: n(0)?,
-            heads: n(1)?,
-            kv_heads: n(2)?,
-            ffn: n(3)?,
-            params_total: n(4)?,
-            params_non_embedding: n(5)?,
-            size_bytes: n(6)?,
-            val_loss: x(7)?,
-            perplexity: x(8)?,
-            top1_accuracy: x(9)?,
-            prefill_ms: x(10)?,
-            decode_tokens_per_s: x(11)?,
-            prefill_ms_p90: if f.len() > 12 { x(12)? } else { f64::NAN },
-            val_loss_untrained: if f.len() > 13 { x(13)? } else { f64::NAN },
-        });
-    }
-    Ok(out)
+    let table = super::csv_table::Table::read(path)?;
+    table
+        .rows()
+        .map(|r| {
+            Ok(DecoderEntry {
+                role: r.text("role")?.to_string(),
+                subnet: r.text("subnet")?.to_string(),
+                layers: r.count("layers")?,
+                heads: r.count("heads")?,
+                kv_heads: r.count("kv_heads")?,
+                ffn: r.count("ffn")?,
+                params_total: r.count("params_total")?,
+                params_non_embedding: r.count("params_non_embedding")?,
+                size_bytes: r.count("size_bytes")?,
+                val_loss: r.number("val_loss")?,
+                perplexity: r.number("perplexity")?,
+                top1_accuracy: r.number("top1_accuracy")?,
+                prefill_ms: r.number("prefill_ms")?,
+                decode_tokens_per_s: r.number("decode_tokens_per_s")?,
+                prefill_ms_p90: r.number_or_nan("prefill_ms_p90")?,
+                val_loss_untrained: r.number_or_nan("val_loss_untrained")?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -309,8 +295,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lm-palette.csv");
         write_csv(&path, std::slice::from_ref(&entry)).unwrap();
+        assert_eq!(read_csv(&path).unwrap(), vec![entry.clone()]);
+        // As Python's csv module re-saves it: quotes only where a field needs them.
+        let resaved = std::fs::read_to_string(&path).unwrap().replace('"', "");
+        let resaved = resaved.replacen(&entry.subnet, &format!("\"{}\"", entry.subnet), 1);
+        std::fs::write(&path, resaved).unwrap();
         assert_eq!(read_csv(&path).unwrap(), vec![entry]);
-        std::fs::write(&path, "header\nstudent,broken\n").unwrap();
-        assert!(format!("{:#}", read_csv(&path).unwrap_err()).contains("lm-palette.csv:2"));
+        std::fs::write(&path, "role,subnet,layers\nstudent,x,broken\n").unwrap();
+        let err = format!("{:#}", read_csv(&path).unwrap_err());
+        assert!(err.contains("lm-palette.csv:2: column 'layers'"), "{err}");
     }
 }

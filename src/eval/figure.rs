@@ -3,7 +3,7 @@
 
 use super::pareto::{pareto_front, ParetoPoint};
 use crate::train::protocol::PaletteEntry;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
@@ -154,11 +154,9 @@ fn write_figure(path: &Path, figure: &impl Figure) -> Result<()> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("figure");
-    let partial = path.with_file_name(format!(".{stem}.partial.{ext}"));
+    // Drawn into our own temporary file (the backends pick the format by its extension).
+    let tmp = crate::files::atomic::temp_beside_ending(path, &format!(".partial.{ext}"))?;
+    let partial = tmp.path().to_path_buf();
     let size = (960, 600);
     let written =
         |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: cannot write: {e}", path.display());
@@ -175,8 +173,7 @@ fn write_figure(path: &Path, figure: &impl Figure) -> Result<()> {
         }
         _ => bail!("{}: a figure is a .png or .svg file", path.display()),
     }
-    std::fs::rename(&partial, path)
-        .with_context(|| format!("{}: cannot write the figure", path.display()))
+    crate::files::atomic::persist(tmp, path)
 }
 
 /// The value range of points, padded by 5 % (an error when there is no finite point).

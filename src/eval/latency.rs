@@ -15,15 +15,18 @@ pub struct Latency {
 pub use crate::util::percentile;
 
 /// A batch-1 input of `seq_len` real tokens on `device`: `[CLS]`, ordinary word pieces, `[SEP]`.
-pub fn probe_input(seq_len: usize, device: &Device) -> Result<(Tensor, TokenLayout)> {
+/// The ids lie in 2000..7000 (BERT's ordinary word pieces), folded into a smaller vocabulary of
+/// `vocab` tokens (a small teacher has fewer than 7000).
+pub fn probe_input(seq_len: usize, vocab: usize, device: &Device) -> Result<(Tensor, TokenLayout)> {
+    let vocab = vocab.max(1) as u32;
     let mut ids: Vec<u32> = (0..seq_len)
-        .map(|i| 2000 + (i as u32 * 37) % 5000)
+        .map(|i| (2000 + (i as u32 * 37) % 5000) % vocab)
         .collect();
     if let Some(first) = ids.first_mut() {
-        *first = 101;
+        *first = 101 % vocab;
     }
     if let Some(last) = ids.last_mut() {
-        *last = 102;
+        *last = 102 % vocab;
     }
     Ok((
         Tensor::from_vec(ids, (1, seq_len), device)?,

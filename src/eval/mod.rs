@@ -2,6 +2,7 @@
 //! measurements (validation loss, size, prefill and decode speed), latency timing, Pareto fronts
 //! and budget rules. Each takes a task (model + data), not a run.
 
+pub mod csv_table;
 pub mod decoder;
 pub mod figure;
 pub mod latency;

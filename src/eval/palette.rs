@@ -37,7 +37,7 @@ pub fn dense_subnet(
 
 /// Latency of a dense classifier at batch 1.
 pub fn dense_latency(model: &DenseClassifier, seq_len: usize, runs: usize) -> Result<Latency> {
-    let (ids, layout) = probe_input(seq_len, model.device())?;
+    let (ids, layout) = probe_input(seq_len, model.config.vocab_size, model.device())?;
     // The clock stops when the device has finished, not when the work is queued.
     measure(crate::eval::latency::WARMUP_RUNS, runs, || {
         model.logits_of(&ids, &layout)?;
@@ -109,7 +109,7 @@ pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
             latency_front[i]
         ));
     }
-    crate::util::write_atomic(path, out.as_bytes())
+    crate::files::write_atomic(path, out.as_bytes())
         .with_context(|| format!("{}: cannot write palette", path.display()))
 }
 
@@ -148,7 +148,14 @@ pub fn evaluate_palette(
         }
     }
     let path = run_dir.join("palette.csv");
-    let merged = merge_entries(read_csv(&path).unwrap_or_default(), entries);
+    // An existing palette that does not read back is an error, never silently replaced: its
+    // rows would be lost.
+    let old = if path.symlink_metadata().is_ok() {
+        read_csv(&path).context("the palette was not rewritten; fix or move the file")?
+    } else {
+        Vec::new()
+    };
+    let merged = merge_entries(old, entries);
     write_csv(&path, &merged)?;
     Ok((merged, path))
 }
@@ -165,39 +172,27 @@ pub fn merge_entries(old: Vec<PaletteEntry>, new: Vec<PaletteEntry>) -> Vec<Pale
     out
 }
 
-/// Reads a `palette.csv` written by [`write_csv`] (for the UI and exports).
+/// Reads a `palette.csv` written by [`write_csv`] (for the UI and exports), also after a
+/// spreadsheet or Python's `csv` module re-saved it.
 pub fn read_csv(path: &Path) -> Result<Vec<PaletteEntry>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read palette", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let (spec, rest) = line
-            .strip_prefix('"')
-            .and_then(|l| l.split_once("\","))
-            .with_context(|| format!("{}:{}: malformed row", path.display(), i + 1))?;
-        let f: Vec<&str> = rest.split(',').collect();
-        if f.len() < 11 {
-            anyhow::bail!("{}:{}: too few columns", path.display(), i + 1);
-        }
-        let n = |k: usize| -> Result<f64> {
-            f[k].parse::<f64>().with_context(|| {
-                format!("{}:{}: '{}' is not a number", path.display(), i + 1, f[k])
+    let table = super::csv_table::Table::read(path)?;
+    table
+        .rows()
+        .map(|r| {
+            Ok(PaletteEntry {
+                subnet: r.text("subnet")?.to_string(),
+                layers: r.count("layers")?,
+                heads: r.count("heads")?,
+                ffn: r.count("ffn")?,
+                hidden: r.count("hidden")?,
+                params_total: r.count("params_total")?,
+                params_non_embedding: r.count("params_non_embedding")?,
+                size_bytes: r.count("size_bytes")?,
+                latency_ms_median: r.number("latency_ms_median")?,
+                latency_ms_p90: r.number("latency_ms_p90")?,
+                dev_accuracy: r.number("dev_accuracy")?,
+                test_accuracy: r.number("test_accuracy")?,
             })
-        };
-        out.push(PaletteEntry {
-            subnet: spec.to_string(),
-            layers: n(0)? as usize,
-            heads: n(1)? as usize,
-            ffn: n(2)? as usize,
-            hidden: n(3)? as usize,
-            params_total: n(4)? as usize,
-            params_non_embedding: n(5)? as usize,
-            size_bytes: n(6)? as usize,
-            latency_ms_median: n(7)?,
-            latency_ms_p90: n(8)?,
-            dev_accuracy: n(9)?,
-            test_accuracy: n(10)?,
-        });
-    }
-    Ok(out)
+        })
+        .collect()
 }

@@ -217,10 +217,13 @@ pub fn export_gguf(
 ) -> Result<PathBuf> {
     spec.validate(&net.shape())
         .with_context(|| format!("subnet '{spec}' does not fit the teacher"))?;
-    if out.exists() {
-        bail!("{}: already exists; choose a new file name", out.display());
+    if out.symlink_metadata().is_ok() {
+        bail!(
+            "{}: already exists; choose a new file name",
+            crate::files::shown(out)
+        );
     }
-    let parent = super::folder::existing_parent(out)?;
+    super::folder::existing_parent(out)?;
     let c = &net.config;
     let (heads, kv_heads) = (spec.heads, spec.heads / c.group_size());
     let mut quantized = Vec::new();
@@ -306,27 +309,20 @@ pub fn export_gguf(
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> =
         quantized.iter().map(|(k, q)| (k.as_str(), q)).collect();
-    let tmp = parent.join(format!(
-        ".{}.partial",
-        out.file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default()
-    ));
-    let result = (|| -> Result<()> {
-        let mut file = std::io::BufWriter::new(
-            std::fs::File::create(&tmp)
-                .with_context(|| format!("{}: cannot write into this folder", parent.display()))?,
-        );
-        gguf_file::write(&mut file, &meta_refs, &tensor_refs)
-            .map_err(|e| anyhow!("{}: cannot write GGUF: {e}", out.display()))?;
-        std::io::Write::flush(&mut file)
-            .with_context(|| format!("{}: cannot write", out.display()))?;
-        drop(file);
-        std::fs::rename(&tmp, out)
-            .with_context(|| format!("{}: cannot move into place", out.display()))
-    })();
-    if result.is_err() {
-        std::fs::remove_file(&tmp).ok();
-    }
-    result.map(|_| out.to_path_buf())
+    // An unpredictable temporary name beside the file, removed on any failure; the final
+    // rename refuses to replace anything that appeared at `out` meanwhile.
+    let tmp = crate::files::temp_beside(out)?;
+    let mut file = std::io::BufWriter::new(tmp);
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs)
+        .map_err(|e| anyhow!("{}: cannot write GGUF: {e}", crate::files::shown(out)))?;
+    let tmp = file
+        .into_inner()
+        .map_err(|e| anyhow!("{}: cannot write: {}", crate::files::shown(out), e.error()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("{}: cannot write", crate::files::shown(out)))?;
+    tmp.persist_noclobber(out)
+        .map_err(|e| e.error)
+        .with_context(|| format!("{}: cannot move into place", crate::files::shown(out)))?;
+    Ok(out.to_path_buf())
 }

@@ -2,6 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
+use crate::files::shown;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The files of one export, rendered in memory before anything touches the disk.
@@ -56,109 +59,118 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
 /// beside it): nothing a user wrote, removed on retry.
 const STALE_INNER_STAGING: &str = ".mlfs-export.partial";
 
+/// Ends the names of staging folders, which are created beside the target.
+const STAGING_SUFFIX: &str = ".mlfs-export.partial";
+
 /// Checks that `out` can receive an export: an empty folder, or a new one in an existing parent.
+/// A symbolic link at `out` is refused (a dangling one would send the export elsewhere).
 pub fn check_target(out: &Path) -> Result<()> {
-    if out.exists() {
-        if !out.is_dir() {
-            bail!("{}: exists and is not a folder", out.display());
+    match out.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => {
+            bail!("{}: is a symbolic link; choose a real folder", shown(out))
         }
-        let entries = std::fs::read_dir(out)
-            .with_context(|| format!("{}: cannot read folder", out.display()))?;
-        let mut entries = entries.filter(|e| {
-            e.as_ref()
-                .map_or(true, |e| e.file_name() != STALE_INNER_STAGING)
-        });
-        if entries.next().is_some() {
-            bail!(
-                "{}: folder is not empty; choose an empty or new folder",
-                out.display()
-            );
+        Ok(m) if !m.is_dir() => bail!("{}: exists and is not a folder", shown(out)),
+        Ok(_) => {
+            let entries = std::fs::read_dir(out)
+                .with_context(|| format!("{}: cannot read folder", shown(out)))?;
+            let mut entries = entries.filter(|e| {
+                e.as_ref()
+                    .map_or(true, |e| e.file_name() != STALE_INNER_STAGING)
+            });
+            if entries.next().is_some() {
+                bail!(
+                    "{}: folder is not empty; choose an empty or new folder",
+                    shown(out)
+                );
+            }
         }
-    } else {
-        existing_parent(out)?;
+        Err(_) => {
+            existing_parent(out)?;
+        }
     }
     Ok(())
 }
 
 /// The folder a new `out` goes into; an error naming both when that folder does not exist.
 pub fn existing_parent(out: &Path) -> Result<&Path> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::files::atomic::folder_of(out);
     if !parent.is_dir() {
         bail!(
             "{}: the parent folder {} does not exist",
-            out.display(),
-            parent.display()
+            shown(out),
+            shown(parent)
         );
     }
     Ok(parent)
 }
 
-/// Writes the files into `out` through a staging folder; on any failure nothing is left behind.
+/// Staging folders that earlier, interrupted exports to `out` left beside it (real folders
+/// only, named by us).
+fn stale_staging(parent: &Path, name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{name}.");
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(STAGING_SUFFIX)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Writes the files into `out` through a staging folder beside it, then one rename: the target
+/// holds the whole export or is as it was (an empty target folder is replaced by the rename).
 pub fn write_export(out: &Path, files: &ExportFiles) -> Result<Vec<PathBuf>> {
     check_target(out)?;
-    let existed = out.exists();
-    if existed {
-        std::fs::remove_dir_all(out.join(STALE_INNER_STAGING)).ok();
-    }
+    let parent = existing_parent(out)?;
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "export".into());
-    // Beside the target, never inside it: an interrupted export leaves the target as it was,
-    // and the next attempt replaces the leftover staging folder.
-    let staging = existing_parent(out)?.join(format!(".{name}.mlfs-export.partial"));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).with_context(|| {
-            format!(
-                "{}: cannot remove a stale staging folder",
-                staging.display()
-            )
-        })?;
+    for stale in stale_staging(parent, &name) {
+        std::fs::remove_dir_all(stale).ok();
     }
-    let result = stage_and_move(out, &staging, existed, files);
-    if result.is_err() {
-        std::fs::remove_dir_all(&staging).ok();
-        if existed {
-            // The folder was empty before: whatever is in it now is ours.
-            for (file, _) in files.list() {
-                std::fs::remove_file(out.join(file)).ok();
-            }
-        } else {
-            std::fs::remove_dir_all(out).ok();
-        }
-    }
-    result
-}
-
-fn stage_and_move(
-    out: &Path,
-    staging: &Path,
-    existed: bool,
-    files: &ExportFiles,
-) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(staging)
-        .with_context(|| format!("{}: cannot write into this folder", out.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(STAGING_SUFFIX)
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir_in(parent)
+        .with_context(|| format!("{}: cannot write into this folder", shown(parent)))?;
     let list = files.list();
     for (file, bytes) in list {
-        let path = staging.join(file);
-        std::fs::write(&path, bytes)
-            .with_context(|| format!("{}: cannot write {file}", out.display()))?;
+        write_new(&staging.path().join(file), bytes)
+            .with_context(|| format!("{}: cannot write {file}", shown(out)))?;
     }
-    let mut written = Vec::new();
-    if existed {
-        for (file, _) in list {
-            std::fs::rename(staging.join(file), out.join(file))
-                .with_context(|| format!("{}: cannot move {file} into place", out.display()))?;
-            written.push(out.join(file));
-        }
-        std::fs::remove_dir_all(staging).ok();
-    } else {
-        std::fs::rename(staging, out)
-            .with_context(|| format!("{}: cannot move the export into place", out.display()))?;
-        written = list.iter().map(|(f, _)| out.join(f)).collect();
+    if out.symlink_metadata().is_ok() {
+        // An empty folder (check_target said so); an old version's staging folder inside it
+        // is the only thing it may hold.
+        std::fs::remove_dir_all(out.join(STALE_INNER_STAGING)).ok();
     }
-    Ok(written)
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, out) {
+        std::fs::remove_dir_all(&staged).ok();
+        return Err(e).with_context(|| {
+            format!(
+                "{}: cannot move the export into place (is the folder still empty?)",
+                shown(out)
+            )
+        });
+    }
+    Ok(list.iter().map(|(f, _)| out.join(f)).collect())
+}
+
+/// Creates `path` (which must not exist: `O_EXCL`), writes and syncs it.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

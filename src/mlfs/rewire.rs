@@ -14,6 +14,33 @@ pub struct LayerOrder {
     pub ffn: Vec<usize>,
 }
 
+/// Checks that `orders` (read from a checkpoint or `supernet.json`) fit a teacher of `layers`
+/// layers with `heads` heads and `ffn` neurons each: one order per layer, each a permutation.
+pub fn check_orders(orders: &[LayerOrder], layers: usize, heads: usize, ffn: usize) -> Result<()> {
+    if orders.len() != layers {
+        anyhow::bail!(
+            "rewiring orders are given for {} layers, the teacher has {layers}",
+            orders.len()
+        );
+    }
+    let is_permutation = |order: &[usize], n: usize| {
+        let mut seen = vec![false; n];
+        order.len() == n
+            && order
+                .iter()
+                .all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
+    };
+    for (layer, order) in orders.iter().enumerate() {
+        if !is_permutation(&order.heads, heads) {
+            anyhow::bail!("layer {layer}'s head order is not an order of the teacher's {heads} heads");
+        }
+        if !is_permutation(&order.ffn, ffn) {
+            anyhow::bail!("layer {layer}'s FFN order is not an order of the teacher's {ffn} neurons");
+        }
+    }
+    Ok(())
+}
+
 /// Indices sorted by descending score; ties keep their original order.
 pub fn order_by_score(scores: &[f32]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
@@ -119,6 +146,8 @@ pub fn importance(
 
 /// Applies per-layer orders to the teacher weights and every adapter (a pure permutation).
 pub fn apply(net: &mut ClassifierSupernet, orders: &[LayerOrder]) -> Result<()> {
+    let c = &net.encoder.config;
+    check_orders(orders, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size)?;
     let hs = net.encoder.config.head_size();
     for (layer, order) in net.encoder.layers.iter_mut().zip(orders) {
         let rows: Vec<usize> = order
@@ -161,6 +190,20 @@ pub fn rewire(net: &mut ClassifierSupernet, batches: &[LabelledBatch]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orders_must_cover_every_layer_and_be_permutations() {
+        let order = |h: Vec<usize>, f: Vec<usize>| LayerOrder { heads: h, ffn: f };
+        let good = vec![order(vec![1, 0], vec![2, 0, 1]); 3];
+        check_orders(&good, 3, 2, 3).unwrap();
+        let short = &good[..1];
+        let e = format!("{:#}", check_orders(short, 3, 2, 3).unwrap_err());
+        assert!(e.contains("1 layers, the teacher has 3"), "{e}");
+        let repeated = vec![order(vec![0, 0], vec![2, 0, 1]); 3];
+        assert!(check_orders(&repeated, 3, 2, 3).is_err());
+        let outside = vec![order(vec![1, 0], vec![3, 0, 1]); 3];
+        assert!(check_orders(&outside, 3, 2, 3).is_err());
+    }
 
     #[test]
     fn order_is_descending_and_stable() {

@@ -51,6 +51,13 @@ fn next_token_loss(net: &LlamaDecoder, last: &Tensor, targets: &[Option<u32>]) -
 /// Applies per-layer orders (`heads` in query heads, whole groups moved together) to the
 /// decoder's weights and every adapter: a pure permutation, the teacher's function unchanged.
 pub fn apply(net: &mut LlamaDecoder, orders: &[LayerOrder]) -> Result<()> {
+    let c = &net.config;
+    super::rewire::check_orders(
+        orders,
+        net.layers.len(),
+        c.num_attention_heads,
+        c.intermediate_size,
+    )?;
     let hs = net.config.head_size();
     let per = net.config.group_size();
     for (layer, order) in net.layers.iter_mut().zip(orders) {

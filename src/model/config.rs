@@ -43,8 +43,7 @@ fn default_act() -> String {
 impl BertConfig {
     /// Reads and checks `config.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read model config", path.display()))?;
+        let text = crate::files::read_text(path, "model config")?;
         let config: BertConfig = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a valid BERT config.json", path.display()))?;
         config
@@ -79,6 +78,17 @@ impl BertConfig {
     }
 
     fn check(&self) -> Result<()> {
+        use crate::model::limits::*;
+        check_sizes(&[
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("head_size", self.head_size.unwrap_or(0), MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+            ("type_vocab_size", self.type_vocab_size, MAX_VOCAB),
+        ])?;
         if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 {
             bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");
         }

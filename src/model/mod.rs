@@ -6,6 +6,7 @@ pub mod attention;
 #[cfg(test)]
 mod backward_tests;
 pub mod blas;
+pub mod limits;
 pub mod blas_attention;
 #[cfg(feature = "cuda")]
 pub mod cast_cuda;
@@ -61,6 +62,7 @@ impl EncoderTeacher {
         let config_path = require_file(dir, "config.json")?;
         let weights_path = require_file(dir, "model.safetensors")?;
         let config = BertConfig::from_file(&config_path)?;
+        limits::check_params_fit(config.param_count(), &weights_path)?;
         let store = weights::WeightStore::load(&weights_path, &["bert."])?.to_device(device)?;
         let encoder = BertEncoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(dir, config.pad_token_id as u32)?;

@@ -233,5 +233,5 @@ pub fn save_f32(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         .collect::<Result<_>>()?;
     let bytes = safetensors::tensor::serialize(views, None)
         .map_err(|e| anyhow!("{}: cannot serialise: {e}", path.display()))?;
-    crate::util::write_atomic(path, &bytes)
+    crate::files::write_atomic(path, &bytes)
 }

@@ -6,6 +6,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use crate::files::shown;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const MARKER: &str = "COMPLETE";
@@ -25,6 +27,10 @@ pub struct CheckpointState {
     pub optimizer_t: usize,
     /// Rewiring orders applied to the teacher, if rewiring has happened.
     pub orders: Option<Vec<LayerOrder>>,
+    /// The stage budgets the run had when this was saved (absent in older checkpoints): a resume
+    /// checks that `config.ron` was not edited to move steps already taken into another stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_steps: Option<Vec<usize>>,
 }
 
 /// A checkpoint read back: its state, its tensors by name, and its folder.
@@ -35,56 +41,109 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
-/// Writes a checkpoint into a temp folder, marks it complete, then renames it into place.
+/// A folder of the run that we create and prune: never a symbolic link, so pruning and
+/// writing stay inside the run folder.
+fn real_folder(path: &Path) -> Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => bail!(
+            "{}: is a symbolic link; checkpoints are only written inside the run folder",
+            shown(path)
+        ),
+        Ok(m) if !m.is_dir() => bail!("{}: exists and is not a folder", shown(path)),
+        Ok(_) => Ok(()),
+        Err(_) => std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(path)
+            .with_context(|| format!("{}: cannot create checkpoint folder", shown(path))),
+    }
+}
+
+/// Writes a checkpoint into a fresh temporary folder (unpredictable name, created exclusively),
+/// marks it complete, then renames it into place and prunes the oldest.
 pub fn save(
     run_dir: &Path,
     state: &CheckpointState,
     tensors: &[(String, Tensor)],
 ) -> Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("{}: cannot create checkpoint folder", root.display()))?;
+    real_folder(&root)?;
     let name = format!("step-{:08}", state.global_step);
     let final_dir = root.join(&name);
-    let tmp_dir = root.join(format!("{name}.partial"));
-    if tmp_dir.exists() {
-        std::fs::remove_dir_all(&tmp_dir).ok();
-    }
-    std::fs::create_dir_all(&tmp_dir)
-        .with_context(|| format!("{}: cannot create checkpoint", tmp_dir.display()))?;
-    save_f32(&tmp_dir.join(TENSORS), tensors)?;
+    let tmp_dir = tempfile::Builder::new()
+        .prefix(&format!("{name}."))
+        .suffix(PARTIAL)
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir_in(&root)
+        .with_context(|| format!("{}: cannot create checkpoint", shown(&root)))?;
+    save_f32(&tmp_dir.path().join(TENSORS), tensors)?;
     let json = serde_json::to_vec_pretty(state)?;
-    crate::util::write_atomic(&tmp_dir.join(STATE), &json)?;
-    crate::util::write_atomic(&tmp_dir.join(MARKER), b"ok\n")?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).ok();
+    crate::files::write_atomic(&tmp_dir.path().join(STATE), &json)?;
+    crate::files::write_atomic(&tmp_dir.path().join(MARKER), b"ok\n")?;
+    if let Ok(meta) = final_dir.symlink_metadata() {
+        // The same step saved again (stopped, resumed, stopped at once): replace it; a link
+        // planted there is removed itself, never followed.
+        if meta.is_dir() {
+            std::fs::remove_dir_all(&final_dir).ok();
+        } else {
+            std::fs::remove_file(&final_dir).ok();
+        }
     }
-    std::fs::rename(&tmp_dir, &final_dir)
-        .with_context(|| format!("{}: cannot move checkpoint into place", final_dir.display()))?;
-    prune(&root)?;
+    let tmp_path = tmp_dir.keep();
+    std::fs::rename(&tmp_path, &final_dir).with_context(|| {
+        format!(
+            "{}: cannot move checkpoint into place",
+            shown(&final_dir)
+        )
+    })?;
+    prune(&root);
     Ok(final_dir)
 }
 
-fn complete_checkpoints(root: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join(MARKER).is_file() && !p.to_string_lossy().ends_with(".partial"))
-                .collect()
+/// Suffix of a checkpoint folder still being written (or left by a killed run).
+const PARTIAL: &str = ".partial";
+
+/// Checkpoint folders directly inside `root` (real folders, not links), complete ones only
+/// unless `partial`.
+fn checkpoint_folders(root: &Path, partial: bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("step-") && name.ends_with(PARTIAL) == partial
         })
-        .unwrap_or_default();
+        .map(|e| e.path())
+        .filter(|p| {
+            partial
+                || p.join(MARKER)
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_file())
+        })
+        .collect();
     found.sort();
     found
 }
 
-fn prune(root: &Path) -> Result<()> {
+fn complete_checkpoints(root: &Path) -> Vec<PathBuf> {
+    checkpoint_folders(root, false)
+}
+
+/// Removes all but the newest [`KEEP`] complete checkpoints and any partial one a killed run
+/// left; only real folders inside the run's own checkpoint folder are touched.
+fn prune(root: &Path) {
     let all = complete_checkpoints(root);
     if all.len() > KEEP {
         for old in &all[..all.len() - KEEP] {
             std::fs::remove_dir_all(old).ok();
         }
     }
-    Ok(())
+    for stale in checkpoint_folders(root, true) {
+        std::fs::remove_dir_all(stale).ok();
+    }
 }
 
 /// The latest complete checkpoint of a run that reads back, with a line for each newer one

@@ -7,6 +7,13 @@ use std::path::{Path, PathBuf};
 pub use crate::mlfs::config::{DistillConfig, ProjectionKind, SpaceConfig};
 pub use crate::model::device::{DeviceChoice, Precision};
 
+/// Most timed runs of one latency measurement (a million would take hours per subnet).
+pub const MAX_LATENCY_RUNS: usize = 10_000;
+/// Most epochs of one stage, and most steps: far beyond any real run, small enough that a
+/// stage's step count never overflows.
+pub const MAX_STAGE_EPOCHS: usize = 100_000;
+pub const MAX_STAGE_STEPS: usize = 100_000_000;
+
 /// How long a stage trains.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Budget {
@@ -280,8 +287,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 impl RunConfig {
     /// Reads a RON preset; errors name the file and, for invalid values, the field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read preset", path.display()))?;
+        let text = crate::files::read_text(path, "preset")?;
         let config: RunConfig = ron::from_str(&text).map_err(|e| {
             let hint = unknown_field_hint(&e.code).unwrap_or_default();
             anyhow::anyhow!("{}: invalid preset: {e}{hint}", path.display())
@@ -297,7 +303,7 @@ impl RunConfig {
     /// Writes the configuration as pretty RON (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.to_ron()?;
-        crate::util::write_atomic(path, text.as_bytes())
+        crate::files::write_atomic(path, text.as_bytes())
     }
 
     /// Pretty RON text of this configuration.
@@ -344,6 +350,16 @@ impl RunConfig {
                 bad(
                     &format!("stages[{i}].warmup_ratio"),
                     format!("{} must be in [0, 1)", s.warmup_ratio),
+                );
+            }
+            let too_long = match s.budget {
+                Budget::Epochs(e) => (e > MAX_STAGE_EPOCHS).then_some((e, MAX_STAGE_EPOCHS, "epochs")),
+                Budget::Steps(n) => (n > MAX_STAGE_STEPS).then_some((n, MAX_STAGE_STEPS, "steps")),
+            };
+            if let Some((n, max, unit)) = too_long {
+                bad(
+                    &format!("stages[{i}].budget"),
+                    format!("{n} {unit} is more than {max}"),
                 );
             }
             let zero = matches!(s.budget, Budget::Epochs(0) | Budget::Steps(0));
@@ -417,10 +433,13 @@ impl RunConfig {
                 format!("{} must be non-negative (0 disables)", self.grad_clip),
             );
         }
-        if self.palette.latency_runs < 20 {
+        if self.palette.latency_runs < 20 || self.palette.latency_runs > MAX_LATENCY_RUNS {
             bad(
                 "palette.latency_runs",
-                format!("{} is fewer than 20", self.palette.latency_runs),
+                format!(
+                    "{} is outside 20..={MAX_LATENCY_RUNS}",
+                    self.palette.latency_runs
+                ),
             );
         }
         if self.palette.latency_seq_len < 2 || self.palette.latency_seq_len > 512 {
@@ -439,6 +458,19 @@ impl RunConfig {
         for spec in &self.palette.subnets {
             if let Err(e) = spec.parse::<crate::model::SubnetSpec>() {
                 bad("palette.subnets", format!("'{spec}': {e:#}"));
+            }
+        }
+        for (field, path) in [
+            ("teacher", &self.teacher),
+            ("data.train", &self.data.train),
+            ("data.dev", &self.data.dev),
+            ("data.test", &self.data.test),
+        ] {
+            if path.starts_with("~") && Self::resolve(path).starts_with("~") {
+                bad(
+                    field,
+                    "starts with ~ but HOME is not set: give an absolute path, or set HOME".into(),
+                );
             }
         }
         let w = &self.watchdog;

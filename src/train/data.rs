@@ -17,8 +17,7 @@ pub struct RawExample {
 
 /// Reads a JSONL, CSV or TSV file of labelled texts.
 pub fn read_examples(path: &Path, text_col: &str, label_col: &str) -> Result<Vec<RawExample>> {
-    let content = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read data file", path.display()))?;
+    let content = crate::files::read_text(path, "data file")?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let examples = match ext {
         "csv" => read_delimited(path, &content, ',', text_col, label_col)?,
@@ -46,15 +45,25 @@ fn read_jsonl(
         let where_ = || format!("{}:{}", path.display(), i + 1);
         let value: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("{}: invalid JSON", where_()))?;
-        let text = value
-            .get(text_col)
-            .and_then(|v| v.as_str())
-            .with_context(|| format!("{}: no \"{text_col}\" text field", where_()))?;
+        let text = match value.get(text_col) {
+            Some(serde_json::Value::String(s)) => s.as_str(),
+            Some(other) => bail!(
+                "{}: \"{text_col}\" is {}, not a string of text",
+                where_(),
+                json_kind(other)
+            ),
+            None => bail!("{}: no \"{text_col}\" text field", where_()),
+        };
         let label = match value.get(label_col) {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             Some(serde_json::Value::Bool(b)) => b.to_string(),
-            _ => bail!("{}: no \"{label_col}\" label field", where_()),
+            Some(other) => bail!(
+                "{}: \"{label_col}\" is {}, not a class id or name",
+                where_(),
+                json_kind(other)
+            ),
+            None => bail!("{}: no \"{label_col}\" label field", where_()),
         };
         kinds.note(i + 1, &label);
         out.push(RawExample {
@@ -66,12 +75,24 @@ fn read_jsonl(
     Ok(out)
 }
 
-/// The first integer label and the first other one of a file, with their lines: labels are
-/// class ids or class names, and a mix (a stray `0.5` among 0/1) would become an extra class.
+/// What a JSON value is, for messages that must not quote it.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The lines of the first integer label and of the first other one: labels are class ids or
+/// class names, and a mix (a stray `0.5` among 0/1) would become an extra class.
 #[derive(Default)]
 struct LabelKinds {
-    integer: Option<(usize, String)>,
-    other: Option<(usize, String)>,
+    integer: Option<usize>,
+    other: Option<usize>,
 }
 
 impl LabelKinds {
@@ -81,42 +102,25 @@ impl LabelKinds {
         } else {
             &mut self.other
         };
-        slot.get_or_insert_with(|| (line, label.to_string()));
+        slot.get_or_insert(line);
     }
 
     fn check(&self, path: &Path) -> Result<()> {
-        if let (Some((il, int)), Some((ol, other))) = (&self.integer, &self.other) {
+        if let (Some(il), Some(ol)) = (self.integer, self.other) {
+            // Line numbers only: an error never quotes a data file's content.
             bail!(
-                "{}:{ol}: label '{other}' is not a whole number, but line {il} has the class id \
-                 '{int}': labels must be all class ids or all class names",
-                path.display()
+                "{}:{ol}: the label is not a whole number, but line {il}'s label is a class id: \
+                 labels must be all class ids or all class names",
+                crate::files::shown(path)
             );
         }
         Ok(())
     }
 }
 
-/// Splits one delimited line, honouring double quotes ("" is a literal quote).
-fn split_delimited(line: &str, delim: char) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            c if c == delim && !quoted => fields.push(std::mem::take(&mut field)),
-            c => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
-
+/// Reads CSV or TSV with a header line (RFC 4180 quoting: a quoted field may hold the
+/// delimiter, doubled quotes and line breaks). Errors name the file, line and column, never
+/// the content.
 fn read_delimited(
     path: &Path,
     content: &str,
@@ -124,32 +128,47 @@ fn read_delimited(
     text_col: &str,
     label_col: &str,
 ) -> Result<Vec<RawExample>> {
-    let mut lines = content.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .with_context(|| format!("{}: the data file is empty", path.display()))?;
-    let names = split_delimited(header.trim_end_matches('\r'), delim);
+    let shown = crate::files::shown(path);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delim as u8)
+        .flexible(true)
+        .from_reader(content.as_bytes());
+    let names: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{shown}: unreadable header line"))?
+        .iter()
+        .map(|n| n.trim().to_string())
+        .collect();
+    if names.iter().all(String::is_empty) {
+        bail!("{shown}: the data file is empty");
+    }
     let find = |col: &str| {
-        names.iter().position(|n| n.trim() == col).with_context(|| {
+        names.iter().position(|n| n == col).with_context(|| {
             format!(
-                "{}: no column named '{col}' in the header (found: {})",
-                path.display(),
-                names.join(", ")
+                "{shown}: the header's {} columns include none named '{col}'",
+                names.len()
             )
         })
     };
     let (ti, li) = (find(text_col)?, find(label_col)?);
     let mut out = Vec::new();
     let mut kinds = LabelKinds::default();
-    for (i, line) in lines.enumerate() {
-        let fields = split_delimited(line.trim_end_matches('\r'), delim);
-        if fields.len() <= ti.max(li) {
-            bail!("{}:{}: too few columns", path.display(), i + 2);
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            anyhow::anyhow!("{shown}:{line}: malformed row (an unclosed quote?)")
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
         }
-        let label = fields[li].trim().to_string();
-        kinds.note(i + 2, &label);
+        let (Some(text), Some(label)) = (record.get(ti), record.get(li)) else {
+            bail!("{shown}:{line}: too few columns");
+        };
+        let label = label.trim().to_string();
+        kinds.note(line, &label);
         out.push(RawExample {
-            text: fields[ti].clone(),
+            text: text.to_string(),
             label,
         });
     }
@@ -412,7 +431,47 @@ mod tests {
         let err = read_examples(&p, "text", "polarity")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no column named 'text'"), "{err}");
+        assert!(err.contains("none named 'text'"), "{err}");
+    }
+
+    #[test]
+    fn spreadsheet_csv_quoted_line_breaks_and_a_bom_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        std::fs::write(
+            &p,
+            "\u{feff}text,label\r\n\"first line\nsecond line\",pos\r\nplain,neg\r\n",
+        )
+        .unwrap();
+        let ex = read_examples(&p, "text", "label").unwrap();
+        assert_eq!(ex.len(), 2);
+        assert_eq!(ex[0].text, "first line\nsecond line");
+        assert_eq!((ex[0].label.as_str(), ex[1].label.as_str()), ("pos", "neg"));
+    }
+
+    #[test]
+    fn errors_never_quote_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A data path that is a link to somebody's secret: its first line must not be echoed.
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "root:SECRET-TOKEN\n").unwrap();
+        let p = dir.path().join("d.csv");
+        std::os::unix::fs::symlink(&secret, &p).unwrap();
+        let err = format!("{:#}", read_examples(&p, "text", "label").unwrap_err());
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(err.contains("d.csv"), "{err}");
+        let mixed = dir.path().join("m.jsonl");
+        std::fs::write(
+            &mixed,
+            "{\"text\":\"a\",\"label\":1}\n{\"text\":\"b\",\"label\":\"SECRET\"}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read_examples(&mixed, "text", "label").unwrap_err());
+        assert!(err.contains("m.jsonl:2") && !err.contains("SECRET"), "{err}");
+        let number = dir.path().join("n.jsonl");
+        std::fs::write(&number, "{\"text\":42,\"label\":1}\n").unwrap();
+        let err = format!("{:#}", read_examples(&number, "text", "label").unwrap_err());
+        assert!(err.contains("is a number, not a string"), "{err}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn record(config: &RunConfig) -> Result<Vec<DataFile>> {
 /// Writes the record of `config`'s data into the run folder.
 pub fn save(run_dir: &Path, config: &RunConfig) -> Result<()> {
     let json = serde_json::to_vec_pretty(&record(config)?)?;
-    crate::util::write_atomic(&run_dir.join(FILE), &json)
+    crate::files::write_atomic(&run_dir.join(FILE), &json)
 }
 
 /// Checks the data against the record made when the run started (runs from before records

@@ -63,6 +63,11 @@ impl AnyRun {
         on_run!(self, r => &r.config)
     }
 
+    /// The run's folder.
+    pub fn run_dir(&self) -> &std::path::Path {
+        on_run!(self, r => &r.run_dir)
+    }
+
     /// Total optimizer steps.
     pub fn total_steps(&self) -> usize {
         on_run!(self, r => r.total_steps())

@@ -14,6 +14,7 @@ use super::task::{EvalPoint, StepInput, Student, Task};
 use super::watchdog::{Verdict, Watchdog};
 
 pub use super::placement::Placement;
+use crate::files::lock::RunLock;
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::mlfs::rewire::LayerOrder;
 use crate::mlfs::sampler::sample_step;
@@ -74,6 +75,8 @@ pub struct Run<T: Task> {
     notes: Vec<String>,
     /// Stops a diverging run before it saves anything.
     watchdog: Watchdog,
+    /// The run folder's writer lock (training runs only: one writer at a time).
+    lock: Option<RunLock>,
 }
 
 /// Checks a configuration and creates the folder of a new run (which must not hold one).
@@ -97,7 +100,11 @@ impl<T: Task> Run<T> {
     /// Prepares a new run in `run_dir` (created; must not already hold a run).
     pub fn create(config: RunConfig, run_dir: &Path) -> Result<Self> {
         check_new_run(&config, run_dir)?;
-        let run = Self::build(config, run_dir)?;
+        let lock = RunLock::acquire(run_dir)?;
+        // Re-checked under the lock: another process may have created a run here meanwhile.
+        check_new_run(&config, run_dir)?;
+        let mut run = Self::build(config, run_dir)?;
+        run.lock = Some(lock);
         // Subnets to measure at the end must fit the teacher: say so now, not after training.
         for spec in &run.config.palette.subnets {
             crate::model::subnet::resolve_spec(Some(spec), &run.task.space().teacher)
@@ -127,12 +134,17 @@ impl<T: Task> Run<T> {
         placement: Placement,
         options: ResumeOptions,
     ) -> Result<Self> {
+        let lock = RunLock::acquire(run_dir)?;
         let config = placement.apply(RunConfig::load(&run_dir.join("config.ron"))?);
         if !options.allow_changed_data {
             data_record::check(run_dir, &config)?;
         }
         let restart = options.restart;
         let mut run = Self::build(config, run_dir)?;
+        run.lock = Some(lock);
+        if let Some(warning) = run.log.repair()? {
+            run.notes.push(warning);
+        }
         let latest = checkpoint::latest(run_dir)?;
         if latest.is_none() && !restart {
             bail!(
@@ -154,6 +166,8 @@ impl<T: Task> Run<T> {
             {
                 run.notes.push(format!("resuming from {}", dir.display()));
             }
+            run.check_state(&state)
+                .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             run.restore(state.orders.as_deref(), &tensors)
                 .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             run.global_step = state.global_step;
@@ -191,6 +205,8 @@ impl<T: Task> Run<T> {
                 .with_context(|| format!("{}: does not fit this run", weights.display()))?;
             run.global_step = run.total_steps();
         } else if let Some(((state, tensors, dir), _)) = checkpoint::latest(run_dir)? {
+            run.check_state(&state)
+                .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             run.restore(state.orders.as_deref(), &tensors)
                 .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
             run.global_step = state.global_step;
@@ -219,7 +235,79 @@ impl<T: Task> Run<T> {
             log: EventLog::new(run_dir),
             notes,
             watchdog: Watchdog::new(config_watchdog),
+            lock: None,
         })
+    }
+
+    /// Checks a checkpoint's scalar state against this run: its step within the run's budget,
+    /// its optimizer moments belonging to the stage that step is in, and `config.ron`'s stage
+    /// budgets not edited so that steps already taken would count for another stage.
+    fn check_state(&self, state: &CheckpointState) -> Result<()> {
+        let total = self.total_steps();
+        if state.global_step > total {
+            bail!(
+                "it is at step {} but the run has {total} steps (were config.ron's stage budgets shrunk?)",
+                state.global_step
+            );
+        }
+        if let Some(saved) = &state.stage_steps {
+            let mut start = 0;
+            for (s, (&then, &now)) in saved.iter().zip(&self.stage_steps).enumerate() {
+                let done = state.global_step.saturating_sub(start).min(then);
+                let finished = state.global_step >= start + then;
+                if (finished && now != then) || (!finished && done > 0 && now < done) {
+                    bail!(
+                        "stage {s} had {then} steps when this was saved ({done} taken) and config.ron now gives it {now}: a stage already trained cannot change its budget"
+                    );
+                }
+                start += then;
+            }
+        }
+        if let Some(stage) = state.optimizer_stage {
+            // The moments belong to the stage of the last step taken, or to the next step's
+            // stage when the run stopped just as that stage began.
+            let stage_of = |g: usize| position_of(g, &self.stage_steps).0;
+            let last = state.global_step.checked_sub(1).map(stage_of);
+            let next = stage_of(state.global_step);
+            if stage > 2 || (last != Some(stage) && next != stage) {
+                bail!(
+                    "its optimizer state belongs to stage {stage}, but under config.ron's budgets step {} is in stage {next}",
+                    state.global_step
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the run folder's writer lock unless this run holds it already (a palette
+    /// measurement writes into the run, so two at once, or one beside training, are refused).
+    pub fn lock_for_writing(&mut self) -> Result<()> {
+        if self.lock.is_none() {
+            self.lock = Some(RunLock::acquire(&self.run_dir)?);
+        }
+        Ok(())
+    }
+
+    /// Warnings a reader of this run should show: an unfinished run, or one another process is
+    /// training right now (what is read is its last complete checkpoint).
+    pub fn reader_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(pid) = crate::files::lock::writer_of(&self.run_dir) {
+            notes.push(format!(
+                "{}: process {pid} is training this run; using its last complete checkpoint (step {} of {})",
+                crate::files::shown(&self.run_dir),
+                self.global_step,
+                self.total_steps()
+            ));
+        } else if self.global_step < self.total_steps() {
+            notes.push(format!(
+                "{}: the run is unfinished (step {} of {}); results are those of its last checkpoint",
+                crate::files::shown(&self.run_dir),
+                self.global_step,
+                self.total_steps()
+            ));
+        }
+        notes
     }
 
     /// Rewiring first (it permutes the teacher the adapters belong to), then the stored tensors.
@@ -474,6 +562,7 @@ impl<T: Task> Run<T> {
             optimizer_stage,
             optimizer_t,
             orders: self.task.orders(),
+            stage_steps: Some(self.stage_steps.clone()),
         };
         let path = checkpoint::save(&self.run_dir, &state, &tensors)?;
         let saved = TrainEvent::CheckpointSaved {
@@ -498,7 +587,7 @@ impl<T: Task> Run<T> {
             orders: self.task.orders(),
             task: self.task.metadata(),
         };
-        crate::util::write_atomic(
+        crate::files::write_atomic(
             &self.run_dir.join("supernet.json"),
             &serde_json::to_vec_pretty(&meta)?,
         )?;

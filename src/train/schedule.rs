@@ -25,7 +25,8 @@ pub fn stage_steps(config: &RunConfig, n_train: usize) -> Vec<usize> {
     let spe = steps_per_epoch(n_train, config.batch_size);
     let budget = |s: &StageConfig| match (s.enabled, s.budget) {
         (false, _) => 0,
-        (true, Budget::Epochs(e)) => e * spe,
+        // Saturating: validation bounds budgets, and an edited config.ron must not wrap to 0.
+        (true, Budget::Epochs(e)) => e.saturating_mul(spe),
         (true, Budget::Steps(n)) => n,
     };
     config.stages.iter().map(budget).collect()

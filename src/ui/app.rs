@@ -325,7 +325,7 @@ impl StudioApp {
             }
             DialogPurpose::SaveCurvesCsv => {
                 let text = self.run.curves_csv();
-                let written = crate::util::write_atomic(&path, text.as_bytes());
+                let written = crate::files::write_atomic(&path, text.as_bytes());
                 self.report_saved("the curves", written.map(|()| path));
             }
             DialogPurpose::TeacherFolder | DialogPurpose::TeacherFile => {

@@ -142,17 +142,33 @@ impl RunView {
     pub fn from_run_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;
         let path = dir.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: cannot read run metrics", path.display()))?;
+        let text = crate::files::read_text(&path, "run metrics")?;
         let mut view = RunView::default();
-        for (i, line) in text
+        // A last line without its newline was cut by a killed writer: shown as a warning,
+        // not a reason to refuse the whole run (a resume repairs the file).
+        let torn = !text.is_empty() && !text.ends_with('\n');
+        let lines: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let event: TrainEvent = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: invalid event", path.display(), i + 1))?;
-            view.apply(event);
+            .collect();
+        for (k, &(i, line)) in lines.iter().enumerate() {
+            match serde_json::from_str::<TrainEvent>(line) {
+                Ok(event) => view.apply(event),
+                Err(_) if torn && k + 1 == lines.len() => view.apply(TrainEvent::log(
+                    "warn",
+                    format!(
+                        "{}:{}: a torn last line (an interrupted run) was skipped",
+                        crate::files::shown(&path),
+                        i + 1
+                    ),
+                )),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("{}:{}: invalid event", crate::files::shown(&path), i + 1)
+                    })
+                }
+            }
         }
         view.started_at = None;
         view.run_dir = Some(dir.to_path_buf());

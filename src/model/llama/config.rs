@@ -42,8 +42,7 @@ fn default_positions() -> usize {
 impl LlamaConfig {
     /// Reads and checks a `config.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read model config", path.display()))?;
+        let text = crate::files::read_text(path, "model config")?;
         let config: Self = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a valid Llama config.json", path.display()))?;
         config
@@ -58,6 +57,29 @@ impl LlamaConfig {
             .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
+    /// The teacher's limits for subnet validation (`heads` counts query heads).
+    pub fn shape(&self) -> crate::model::TeacherShape {
+        crate::model::TeacherShape {
+            layers: self.num_hidden_layers,
+            heads: self.num_attention_heads,
+            heads_per_kv: self.group_size(),
+            head_size: self.head_size(),
+            ffn: self.intermediate_size,
+            hidden: self.hidden_size,
+        }
+    }
+
+    /// Weights of the whole decoder (the maxnet's count: layers, embeddings, final norm).
+    pub fn param_count(&self) -> usize {
+        let shape = self.shape();
+        crate::mlfs::scaling::decoder_params_total(
+            &crate::model::SubnetSpec::maxnet(&shape),
+            &shape,
+            self.vocab_size,
+            self.tie_word_embeddings,
+        )
+    }
+
     /// Query heads sharing one key/value head.
     pub fn group_size(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads.max(1)
@@ -65,6 +87,17 @@ impl LlamaConfig {
 
     /// Checks the shape fields are consistent.
     pub fn check(&self) -> Result<()> {
+        use crate::model::limits::*;
+        check_sizes(&[
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("num_key_value_heads", self.num_key_value_heads, MAX_HEADS),
+            ("head_dim", self.head_dim.unwrap_or(0), MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+        ])?;
         if self.hidden_size == 0
             || self.num_hidden_layers == 0
             || self.num_attention_heads == 0

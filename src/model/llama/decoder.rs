@@ -122,15 +122,7 @@ impl LlamaDecoder {
 
     /// The teacher's limits for subnet validation (`heads` counts query heads).
     pub fn shape(&self) -> TeacherShape {
-        let c = &self.config;
-        TeacherShape {
-            layers: c.num_hidden_layers,
-            heads: c.num_attention_heads,
-            heads_per_kv: c.group_size(),
-            head_size: c.head_size(),
-            ffn: c.intermediate_size,
-            hidden: c.hidden_size,
-        }
+        self.config.shape()
     }
 
     /// Keeps the layers' frozen matrices in `precision` and runs their products in it.

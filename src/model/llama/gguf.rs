@@ -76,12 +76,62 @@ pub fn unpermute_rotary(w: &Tensor, heads: usize) -> Result<Tensor> {
         .reshape((out, inp))?)
 }
 
-/// The model shape of a GGUF file from its metadata alone (no tensors read).
-pub fn read_config(path: &Path) -> Result<LlamaConfig> {
+/// Opens a GGUF file and reads its header, with every tensor's extent checked against the file.
+fn read_header(path: &Path) -> Result<(std::fs::File, Content)> {
+    crate::files::require_regular(path, "a GGUF file")?;
     let mut file = std::fs::File::open(path)
         .with_context(|| format!("{}: cannot open GGUF file", path.display()))?;
     let ct = Content::read(&mut file)
         .map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
+    let file_len = file
+        .metadata()
+        .with_context(|| format!("{}: cannot read GGUF file", path.display()))?
+        .len();
+    check_tensor_extents(&ct, file_len)
+        .with_context(|| format!("{}: not a valid GGUF file", path.display()))?;
+    Ok((file, ct))
+}
+
+/// Every tensor's bytes lie inside the file and no two tensors share bytes: then what is read
+/// and dequantised is bounded by the file's size (a crafted file whose thousands of entries all
+/// point at one region would otherwise read it thousands of times).
+fn check_tensor_extents(ct: &Content, file_len: u64) -> Result<()> {
+    let mut extents = Vec::with_capacity(ct.tensor_infos.len());
+    for (name, info) in &ct.tensor_infos {
+        let elems = crate::model::limits::element_count(info.shape.dims())
+            .with_context(|| format!("tensor '{name}': its shape overflows"))?;
+        let block = info.ggml_dtype.block_size();
+        if !elems.is_multiple_of(block) {
+            bail!("tensor '{name}': {elems} elements are not whole blocks of {block}");
+        }
+        let bytes = (elems / block)
+            .checked_mul(info.ggml_dtype.type_size())
+            .with_context(|| format!("tensor '{name}': its size overflows"))? as u64;
+        let start = ct
+            .tensor_data_offset
+            .checked_add(info.offset)
+            .with_context(|| format!("tensor '{name}': its offset overflows"))?;
+        let end = start
+            .checked_add(bytes)
+            .filter(|&end| end <= file_len)
+            .with_context(|| {
+                format!("tensor '{name}': {bytes} bytes at offset {start} run past the end of the file ({file_len} bytes)")
+            })?;
+        extents.push((start, end, name.as_str()));
+    }
+    extents.sort();
+    for pair in extents.windows(2) {
+        let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+        if start < end {
+            bail!("tensors '{a}' and '{b}' overlap in the file");
+        }
+    }
+    Ok(())
+}
+
+/// The model shape of a GGUF file from its metadata alone (no tensors read).
+pub fn read_config(path: &Path) -> Result<LlamaConfig> {
+    let (_, ct) = read_header(path)?;
     config_of(&ct, path)
 }
 
@@ -121,15 +171,21 @@ fn config_of(ct: &Content, path: &Path) -> Result<LlamaConfig> {
     config
         .check()
         .with_context(|| format!("{}: inconsistent GGUF metadata", path.display()))?;
+    // Each block has its own tensors: a block count beyond them is a crafted or broken header.
+    if config.num_hidden_layers > ct.tensor_infos.len() {
+        bail!(
+            "{}: llama.block_count {} but the file has only {} tensors",
+            path.display(),
+            config.num_hidden_layers,
+            ct.tensor_infos.len()
+        );
+    }
     Ok(config)
 }
 
 /// Reads config, tensors (HF names, f32) and tokenizer from a GGUF file.
 pub fn load_gguf(path: &Path) -> Result<GgufModel> {
-    let mut file = std::fs::File::open(path)
-        .with_context(|| format!("{}: cannot open GGUF file", path.display()))?;
-    let ct = Content::read(&mut file)
-        .map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
+    let (mut file, ct) = read_header(path)?;
     let config = config_of(&ct, path)?;
     let tokens = meta_strings(&ct, path, "tokenizer.ggml.tokens")?;
     let kv_heads = config.num_key_value_heads;

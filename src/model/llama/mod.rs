@@ -77,6 +77,7 @@ impl DecoderTeacher {
             bail!("{}: file is missing", weights.display());
         }
         let config = LlamaConfig::from_file(&config_path)?;
+        crate::model::limits::check_params_fit(config.param_count(), &weights)?;
         let store =
             crate::model::weights::WeightStore::load(&weights, &["model."])?.to_device(device)?;
         let decoder = LlamaDecoder::from_store(&config, &store)?;

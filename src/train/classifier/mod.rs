@@ -72,6 +72,17 @@ impl Task for ClassifierTask {
         let device = config.resolve_device()?;
         let mut teacher = EncoderTeacher::load_on(&RunConfig::resolve(&config.teacher), &device)?;
         teacher.encoder.set_precision(config.precision)?;
+        let positions = teacher.config.max_position_embeddings;
+        for (field, len) in [
+            ("max_seq_len", config.max_seq_len),
+            ("palette.latency_seq_len", config.palette.latency_seq_len),
+        ] {
+            if len > positions {
+                anyhow::bail!(
+                    "{field} {len} is longer than the teacher's {positions} positions (max_position_embeddings in its config.json)"
+                );
+            }
+        }
         let data = Dataset::load(&config.data, &teacher.tokenizer, config.max_seq_len)?;
         let train_path = RunConfig::resolve(&config.data.train);
         let splits = [
@@ -117,7 +128,7 @@ impl Task for ClassifierTask {
 
     fn save_extras(&self, run_dir: &Path) -> Result<()> {
         let labels = serde_json::to_vec_pretty(&self.data.labels)?;
-        crate::util::write_atomic(&run_dir.join("labels.json"), &labels)
+        crate::files::write_atomic(&run_dir.join("labels.json"), &labels)
     }
 
     net_and_space_accessors!(ClassifierSupernet);

@@ -112,6 +112,12 @@ impl Task for DecoderTask {
             .collect::<Result<Vec<_>>>()?;
         let eos = teacher.decoder.config.eos_token_id;
         let block = config.max_seq_len;
+        let positions = teacher.decoder.config.max_position_embeddings;
+        if block > positions {
+            bail!(
+                "max_seq_len {block} is longer than the teacher's {positions} positions (max_position_embeddings / llama.context_length)"
+            );
+        }
         let blocks_of = |path: &std::path::Path, what: &str| {
             token_blocks(&read_corpus(path)?, &teacher.tokenizer, block, eos)
                 .with_context(|| format!("{}: {what}", path.display()))
