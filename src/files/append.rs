@@ -43,6 +43,11 @@ impl AppendFile {
 /// Cuts a torn last line (one without its newline: the writer was killed mid-write) off the
 /// end of `path`; returns how many bytes were dropped (0 when the file ends cleanly or is absent).
 pub fn drop_torn_tail(path: &Path) -> Result<usize> {
+    if path.symlink_metadata().is_ok_and(|m| !m.is_file()) {
+        // A link or something else planted there: never read or cut through it (appending
+        // refuses it too, with a warning).
+        return Ok(0);
+    }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),

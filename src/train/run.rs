@@ -243,13 +243,6 @@ impl<T: Task> Run<T> {
     /// its optimizer moments belonging to the stage that step is in, and `config.ron`'s stage
     /// budgets not edited so that steps already taken would count for another stage.
     fn check_state(&self, state: &CheckpointState) -> Result<()> {
-        let total = self.total_steps();
-        if state.global_step > total {
-            bail!(
-                "it is at step {} but the run has {total} steps (were config.ron's stage budgets shrunk?)",
-                state.global_step
-            );
-        }
         if let Some(saved) = &state.stage_steps {
             let mut start = 0;
             for (s, (&then, &now)) in saved.iter().zip(&self.stage_steps).enumerate() {
@@ -262,6 +255,13 @@ impl<T: Task> Run<T> {
                 }
                 start += then;
             }
+        }
+        let total = self.total_steps();
+        if state.global_step > total {
+            bail!(
+                "it is at step {} but the run has {total} steps (were config.ron's stage budgets shrunk?)",
+                state.global_step
+            );
         }
         if let Some(stage) = state.optimizer_stage {
             // The moments belong to the stage of the last step taken, or to the next step's
@@ -292,7 +292,12 @@ impl<T: Task> Run<T> {
     /// training right now (what is read is its last complete checkpoint).
     pub fn reader_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if let Some(pid) = crate::files::lock::writer_of(&self.run_dir) {
+        let other_writer = match self.lock {
+            // Our own lock (a palette measurement): nobody else writes the run.
+            Some(_) => None,
+            None => crate::files::lock::writer_of(&self.run_dir),
+        };
+        if let Some(pid) = other_writer {
             notes.push(format!(
                 "{}: process {pid} is training this run; using its last complete checkpoint (step {} of {})",
                 crate::files::shown(&self.run_dir),
