@@ -77,7 +77,10 @@ fn planted_links_in_a_run_folder_are_never_written_through() {
 
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     let said = warnings(&events).join("\n");
-    assert!(said.contains("metrics.jsonl") && said.contains("symbolic link"), "{said}");
+    assert!(
+        said.contains("metrics.jsonl") && said.contains("symbolic link"),
+        "{said}"
+    );
     for written in ["supernet.safetensors", "supernet.json", "palette.csv"] {
         let meta = run_dir.join(written).symlink_metadata().unwrap();
         assert!(meta.is_file(), "{written} is not a plain file");
@@ -106,7 +109,10 @@ fn a_linked_checkpoint_folder_is_refused_and_what_it_points_to_is_kept() {
         }
     };
     let err = err_text(run.run(&mut ctl, &mut |_| {}));
-    assert!(err.contains("checkpoints") && err.contains("symbolic link"), "{err}");
+    assert!(
+        err.contains("checkpoints") && err.contains("symbolic link"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 3);
 }
 
@@ -124,7 +130,10 @@ fn exports_refuse_links_and_a_killed_export_into_an_empty_folder_retries_cleanly
     // A link at the target, dangling or not: refused, and nothing is deleted through it.
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
-    for (name, target) in [("linked", victim.clone()), ("dangling", dir.path().join("nowhere"))] {
+    for (name, target) in [
+        ("linked", victim.clone()),
+        ("dangling", dir.path().join("nowhere")),
+    ] {
         let out = dir.path().join(name);
         symlink(&target, &out);
         let err = err_text(export(&out));
@@ -186,7 +195,10 @@ fn escape_sequences_in_paths_do_not_reach_the_terminal() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{7}'), "{stderr:?}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
     assert!(stderr.contains("\\u{1b}]0;owned"), "{stderr}");
 }
 
@@ -214,7 +226,13 @@ fn sigterm_stops_at_a_step_boundary_and_the_resumed_run_ends_byte_identical() {
     let preset = preset_file(dir.path(), &config);
 
     let whole = dir.path().join("whole");
-    common::stdout_of(common::cli().args(["train", "--preset"]).arg(&preset).arg("--out").arg(&whole));
+    common::stdout_of(
+        common::cli()
+            .args(["train", "--preset"])
+            .arg(&preset)
+            .arg("--out")
+            .arg(&whole),
+    );
 
     let signalled = dir.path().join("signalled");
     let child = common::cli()
@@ -228,7 +246,10 @@ fn sigterm_stops_at_a_step_boundary_and_the_resumed_run_ends_byte_identical() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     while step_events(&signalled) < 3 {
-        assert!(std::time::Instant::now() < deadline, "training never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // SAFETY: a plain kill(2) on our own child.
@@ -236,7 +257,10 @@ fn sigterm_stops_at_a_step_boundary_and_the_resumed_run_ends_byte_identical() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(128 + libc::SIGTERM), "{stderr}");
-    assert!(stderr.contains("SIGTERM") && stderr.contains("--resume"), "{stderr}");
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("--resume"),
+        "{stderr}"
+    );
     let log = std::fs::read_to_string(signalled.join("metrics.jsonl")).unwrap();
     let last = log.lines().last().unwrap();
     assert!(last.contains("\"stopped\":true"), "{last}");
@@ -250,7 +274,10 @@ fn sigterm_stops_at_a_step_boundary_and_the_resumed_run_ends_byte_identical() {
     common::stdout_of(common::cli().args(["train", "--resume"]).arg(&signalled));
     let a = std::fs::read(whole.join("supernet.safetensors")).unwrap();
     let b = std::fs::read(signalled.join("supernet.safetensors")).unwrap();
-    assert!(a == b, "the resumed run's supernet differs from the uninterrupted one");
+    assert!(
+        a == b,
+        "the resumed run's supernet differs from the uninterrupted one"
+    );
 }
 
 /// A stopped classifier run with one palette subnet, for the output tests.
@@ -278,7 +305,11 @@ fn a_closed_or_full_stdout_never_stops_the_palette_being_written() {
     let stderr = String::from_utf8_lossy(&piped.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     let rows = mlfs_studio::eval::palette::read_csv(&run_dir.join("palette.csv")).unwrap();
-    assert_eq!(rows.len(), 1, "palette.csv not written behind a closed pipe");
+    assert_eq!(
+        rows.len(),
+        1,
+        "palette.csv not written behind a closed pipe"
+    );
     // Eval of a stopped run says so.
     assert!(stderr.contains("unfinished"), "{stderr}");
 
@@ -337,7 +368,9 @@ fn a_torn_event_line_is_repaired_on_resume_and_the_studio_still_opens_the_run() 
     let mut run = ClassifierRun::resume(&run_dir).unwrap();
     let events = run_to_end(&mut run);
     assert!(
-        warnings(&events).iter().any(|w| w.contains("torn last line")),
+        warnings(&events)
+            .iter()
+            .any(|w| w.contains("torn last line")),
         "{:?}",
         warnings(&events)
     );
@@ -370,7 +403,11 @@ fn a_palette_resaved_by_python_keeps_its_rows_and_an_unreadable_one_is_not_overw
         .unwrap()
         .lines()
         .map(|l| {
-            let l = l.replacen("\"layers=2;heads=3;ffn=384\"", "layers=2;heads=3;ffn=384", 1);
+            let l = l.replacen(
+                "\"layers=2;heads=3;ffn=384\"",
+                "layers=2;heads=3;ffn=384",
+                1,
+            );
             format!("{l}\r\n")
         })
         .collect();
@@ -381,7 +418,10 @@ fn a_palette_resaved_by_python_keeps_its_rows_and_an_unreadable_one_is_not_overw
 
     std::fs::write(&path, "subnet,layers\nx,not-a-number\n").unwrap();
     let err = err_text(measure(&["layers=2;heads=3;ffn=384"]));
-    assert!(err.contains("palette.csv:2") && err.contains("not rewritten"), "{err}");
+    assert!(
+        err.contains("palette.csv:2") && err.contains("not rewritten"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         "subnet,layers\nx,not-a-number\n"
@@ -392,7 +432,11 @@ fn a_palette_resaved_by_python_keeps_its_rows_and_an_unreadable_one_is_not_overw
 
 /// GGUF v3 bytes: metadata (key, value type, encoded value), then tensors (name, dims, F32,
 /// offset), then `data` after the header, aligned to 32.
-fn gguf_bytes(meta: &[(&str, u32, Vec<u8>)], tensors: &[(&str, Vec<u64>, u64)], data: &[u8]) -> Vec<u8> {
+fn gguf_bytes(
+    meta: &[(&str, u32, Vec<u8>)],
+    tensors: &[(&str, Vec<u64>, u64)],
+    data: &[u8],
+) -> Vec<u8> {
     let string = |s: &str| {
         let mut b = (s.len() as u64).to_le_bytes().to_vec();
         b.extend_from_slice(s.as_bytes());
@@ -477,7 +521,9 @@ fn crafted_gguf_headers_are_refused_before_reading_tensors() {
     assert!(e.contains("alignment 7 is not a power of two"), "{e}");
 
     // 8,000 entries viewing one 1 MiB region: dequantised, 8 GB from a 1 MB file.
-    let names: Vec<String> = (0..8000).map(|i| format!("blk.{i}.ffn_up.weight")).collect();
+    let names: Vec<String> = (0..8000)
+        .map(|i| format!("blk.{i}.ffn_up.weight"))
+        .collect();
     let many: Vec<(&str, Vec<u64>, u64)> = names
         .iter()
         .map(|n| (n.as_str(), vec![1u64 << 18], 0u64))
@@ -499,7 +545,10 @@ fn crafted_gguf_headers_are_refused_before_reading_tensors() {
 #[test]
 fn a_crafted_config_json_is_refused_within_a_small_address_space() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::assets().join("minilm-l3")).unwrap().flatten() {
+    for entry in std::fs::read_dir(common::assets().join("minilm-l3"))
+        .unwrap()
+        .flatten()
+    {
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
     let path = dir.path().join("config.json");
@@ -528,13 +577,19 @@ fn a_crafted_config_json_is_refused_within_a_small_address_space() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{field}: {stderr}");
-        assert!(stderr.contains("config.json") && stderr.contains(field), "{stderr}");
+        assert!(
+            stderr.contains("config.json") && stderr.contains(field),
+            "{stderr}"
+        );
     }
     // Within bounds but more parameters than the weights file has bytes.
     config["num_hidden_layers"] = 900.into();
     std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
     let err = err_text(mlfs_studio::model::EncoderTeacher::load(dir.path()));
-    assert!(err.contains("model.safetensors") && err.contains("parameters"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("parameters"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -589,8 +644,16 @@ fn an_edited_config_or_checkpoint_is_refused_on_resume() {
     let state = run_dir.join("checkpoints/step-00000005/state.json");
     let saved = std::fs::read_to_string(&state).unwrap();
     for (what, edit, expected) in [
-        ("step", serde_json::json!({"global_step": 999}), "at step 999"),
-        ("stage", serde_json::json!({"optimizer_stage": 7}), "stage 7"),
+        (
+            "step",
+            serde_json::json!({"global_step": 999}),
+            "at step 999",
+        ),
+        (
+            "stage",
+            serde_json::json!({"optimizer_stage": 7}),
+            "stage 7",
+        ),
     ] {
         edit_json(&state, |v| {
             for (k, x) in edit.as_object().unwrap() {
@@ -619,8 +682,15 @@ fn a_second_writer_is_refused_naming_the_process_and_readers_say_a_run_is_in_use
     let pid = std::process::id().to_string();
 
     let err = err_text(ClassifierRun::resume(&run_dir));
-    assert!(err.contains("in use by process") && err.contains(&pid), "{err}");
-    let eval = common::cli().args(["eval", "--run"]).arg(&run_dir).output().unwrap();
+    assert!(
+        err.contains("in use by process") && err.contains(&pid),
+        "{err}"
+    );
+    let eval = common::cli()
+        .args(["eval", "--run"])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&eval.stderr);
     assert!(!eval.status.success() && stderr.contains(&pid), "{stderr}");
     let out = dir.path().join("export");
@@ -653,7 +723,10 @@ fn a_fifo_as_data_is_refused_instead_of_hanging() {
     let mut c = common::small_config([2, 0, 0], 8, 32);
     c.data.train = fifo;
     let err = err_text(ClassifierRun::create(c, &dir.path().join("run")));
-    assert!(err.contains("train.jsonl") && err.contains("not a regular file"), "{err}");
+    assert!(
+        err.contains("train.jsonl") && err.contains("not a regular file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -686,7 +759,10 @@ fn a_sequence_longer_than_the_teachers_positions_is_named() {
     c.teacher = teacher;
     c.palette.latency_seq_len = 8;
     let err = err_text(ClassifierRun::create(c, &dir.path().join("run")));
-    assert!(err.contains("max_seq_len 32") && err.contains("16 positions"), "{err}");
+    assert!(
+        err.contains("max_seq_len 32") && err.contains("16 positions"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -706,5 +782,8 @@ fn a_tilde_path_without_home_is_named() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("teacher") && stderr.contains("HOME is not set"), "{stderr}");
+    assert!(
+        stderr.contains("teacher") && stderr.contains("HOME is not set"),
+        "{stderr}"
+    );
 }

@@ -234,10 +234,7 @@ fn a_stray_label_is_an_error_naming_its_line_not_an_extra_class() {
         "{:#}",
         mlfs_studio::train::data::read_examples(&csv, "text", "label").unwrap_err()
     );
-    assert!(
-        err.contains("train.csv:3") && !err.contains("pos"),
-        "{err}"
-    );
+    assert!(err.contains("train.csv:3") && !err.contains("pos"), "{err}");
 }
 
 #[test]

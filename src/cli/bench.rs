@@ -81,7 +81,9 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
         })?;
         crate::say!(
             "  {:<34} {:>8.3} {:>10.3}",
-            text, merged.median_ms, on_the_fly.median_ms
+            text,
+            merged.median_ms,
+            on_the_fly.median_ms
         );
     }
     Ok(())

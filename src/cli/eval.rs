@@ -1,8 +1,8 @@
 //! `mlfs-studio eval`: the palette table of a trained run (all or listed subnets).
 
+use crate::cli::signals::StopRequest;
 use crate::eval::decoder::measure_with_events;
 use crate::eval::palette::{evaluate_palette, fronts, storage_summary};
-use crate::cli::signals::StopRequest;
 use crate::model::subnet::resolve_spec;
 use crate::model::SubnetSpec;
 use crate::train::kind::is_decoder_run;
@@ -68,7 +68,9 @@ fn print_decoder_measurements(
             if let TrainEvent::DecoderMeasured(m) = e {
                 crate::note!(
                     "{:<8} {} — validation loss {:.4}",
-                    m.role, m.subnet, m.val_loss
+                    m.role,
+                    m.subnet,
+                    m.val_loss
                 );
             }
         },
@@ -114,7 +116,9 @@ fn print_decoder_measurements(
             m.subnet
         );
     }
-    crate::say!("fronts: S = (parameters, validation loss), L = (prefill latency, validation loss)");
+    crate::say!(
+        "fronts: S = (parameters, validation loss), L = (prefill latency, validation loss)"
+    );
     Ok(())
 }
 
@@ -124,7 +128,13 @@ pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>, stop: &StopRequ
     crate::note!("{}", crate::eval::machine::describe());
     crate::say!(
         "{:<34} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",
-        "subnet", "params", "size MB", "lat ms", "p90 ms", "dev", "test"
+        "subnet",
+        "params",
+        "size MB",
+        "lat ms",
+        "p90 ms",
+        "dev",
+        "test"
     );
     let mut print_row = |e: &PaletteEntry| {
         crate::say!(

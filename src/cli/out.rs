@@ -20,7 +20,9 @@ pub fn line(args: std::fmt::Arguments<'_>) {
         return;
     }
     let text = args.to_string();
-    let mut bytes = crate::files::shown::terminal_safe(&text).into_owned().into_bytes();
+    let mut bytes = crate::files::shown::terminal_safe(&text)
+        .into_owned()
+        .into_bytes();
     bytes.push(b'\n');
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(&bytes).and_then(|_| out.flush()) {
@@ -31,7 +33,9 @@ pub fn line(args: std::fmt::Arguments<'_>) {
 /// Writes one line to standard error; a closed or full standard error is ignored.
 pub fn note(args: std::fmt::Arguments<'_>) {
     let text = args.to_string();
-    let mut bytes = crate::files::shown::terminal_safe(&text).into_owned().into_bytes();
+    let mut bytes = crate::files::shown::terminal_safe(&text)
+        .into_owned()
+        .into_bytes();
     bytes.push(b'\n');
     let _ = std::io::stderr().lock().write_all(&bytes);
 }

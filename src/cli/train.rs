@@ -1,7 +1,7 @@
 //! `mlfs-studio train`: the headless run with a progress bar.
 
-use crate::eval::decoder::measure_with_events;
 use crate::cli::signals::{self, StopRequest};
+use crate::eval::decoder::measure_with_events;
 use crate::train::config::RunConfig;
 use crate::train::kind::AnyRun;
 use crate::train::protocol::TrainEvent;

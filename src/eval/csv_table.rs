@@ -83,9 +83,9 @@ impl Row<'_> {
     /// Column `name` as a whole number.
     pub fn count(&self, name: &str) -> Result<usize> {
         let (path, line) = (&self.table.path, self.line);
-        self.text(name)?.parse().with_context(|| {
-            format!("{path}:{line}: column '{name}' is not a whole number")
-        })
+        self.text(name)?
+            .parse()
+            .with_context(|| format!("{path}:{line}: column '{name}' is not a whole number"))
     }
 
     /// Column `name` as a number (`NaN` allowed).
@@ -121,7 +121,12 @@ mod tests {
         let table = Table::read(&p).unwrap();
         let got: Vec<(String, usize)> = table
             .rows()
-            .map(|r| (r.text("subnet").unwrap().to_string(), r.count("layers").unwrap()))
+            .map(|r| {
+                (
+                    r.text("subnet").unwrap().to_string(),
+                    r.count("layers").unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

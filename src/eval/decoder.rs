@@ -1,8 +1,8 @@
 //! Decoder measurements: validation loss / perplexity / top-1 in batches, size and latency,
 //! and `lm-palette.csv`.
 
-use crate::mlfs::scaling::{decoder_params, decoder_params_total};
 use crate::model::llama::generate;
+use crate::model::params::{decoder_params, decoder_params_total};
 use crate::model::SubnetSpec;
 use crate::train::config::RunConfig;
 use crate::train::decoder::metrics::evaluate_blocks;

@@ -65,4 +65,20 @@ mod tests {
         assert_eq!(super::percentile(&v, 0.9), 18.0);
         assert_eq!(super::percentile(&[3.0], 0.9), 3.0);
     }
+
+    #[test]
+    fn the_probe_fits_a_small_vocabulary() {
+        let device = candle_core::Device::Cpu;
+        let (ids, _) = super::probe_input(64, 1000, &device).unwrap();
+        let ids: Vec<u32> = ids.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(ids.iter().all(|&i| i < 1000), "{ids:?}");
+        // BERT-sized vocabularies get the ordinary word pieces 2000..7000 as before.
+        let (ids, _) = super::probe_input(8, 30522, &device).unwrap();
+        let ids: Vec<u32> = ids.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(ids[0], 101);
+        assert!(
+            ids[1..7].iter().all(|&i| (2000..7000).contains(&i)),
+            "{ids:?}"
+        );
+    }
 }

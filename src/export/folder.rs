@@ -1,8 +1,8 @@
 //! Writing an exported subnet folder: all files or nothing, with clear errors.
 
+use crate::files::shown;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
-use crate::files::shown;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};

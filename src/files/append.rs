@@ -22,7 +22,10 @@ impl AppendFile {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .with_context(|| {
-                if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+                if path
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.file_type().is_symlink())
+                {
                     format!("{}: is a symbolic link; not written through", shown(path))
                 } else {
                     format!("{}: cannot open for appending", shown(path))
@@ -79,7 +82,10 @@ mod tests {
         let mut f = AppendFile::open(&log).unwrap();
         f.append_line("{\"a\":1}").unwrap();
         f.append_line("{\"a\":2}").unwrap();
-        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
 
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
@@ -96,7 +102,10 @@ mod tests {
         let log = dir.path().join("metrics.jsonl");
         std::fs::write(&log, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
         assert_eq!(drop_torn_tail(&log).unwrap(), 5);
-        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
         assert_eq!(drop_torn_tail(&log).unwrap(), 0);
         assert_eq!(drop_torn_tail(&dir.path().join("absent")).unwrap(), 0);
     }

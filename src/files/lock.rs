@@ -47,8 +47,9 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let who = holder(&mut file)
-                    .map_or("another process".to_string(), |pid| format!("process {pid}"));
+                let who = holder(&mut file).map_or("another process".to_string(), |pid| {
+                    format!("process {pid}")
+                });
                 bail!(
                     "{}: the run is in use by {who} (training or measuring it); wait for it to \
                      finish or stop it first",
@@ -56,8 +57,7 @@ impl RunLock {
                 );
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e)
-                    .with_context(|| format!("{}: cannot lock the run", shown(run_dir)));
+                return Err(e).with_context(|| format!("{}: cannot lock the run", shown(run_dir)));
             }
         }
         let pid = std::process::id().to_string();

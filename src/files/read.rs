@@ -7,8 +7,8 @@ use std::path::Path;
 
 /// Refuses anything but a regular file (links are followed: a link to a file is fine).
 pub fn require_regular(path: &Path, what: &str) -> Result<std::fs::Metadata> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot read {what}", shown(path)))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read {what}", shown(path)))?;
     if meta.is_dir() {
         bail!("{}: is a folder, expected {what}", shown(path));
     }
@@ -24,7 +24,8 @@ pub fn require_regular(path: &Path, what: &str) -> Result<std::fs::Metadata> {
 /// The text of a regular file, without a leading UTF-8 byte-order mark (spreadsheets write one).
 pub fn read_text(path: &Path, what: &str) -> Result<String> {
     require_regular(path, what)?;
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read {what}", shown(path)))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("{}: cannot read {what}", shown(path)))?;
     let mut text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
             "{}: {what} is not UTF-8 text (invalid byte at offset {})",
@@ -61,6 +62,9 @@ mod tests {
         assert_eq!(read_text(&p, "data file").unwrap(), "text,label\n");
         std::fs::write(&p, b"ok\xff\xfe").unwrap();
         let err = format!("{:#}", read_text(&p, "data file").unwrap_err());
-        assert!(err.contains("not UTF-8") && err.contains("offset 2"), "{err}");
+        assert!(
+            err.contains("not UTF-8") && err.contains("offset 2"),
+            "{err}"
+        );
     }
 }

@@ -29,7 +29,10 @@ pub fn shown(path: &Path) -> String {
 
 /// A message for the terminal: control characters escaped except newlines and tabs.
 pub fn terminal_safe(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Cow::Borrowed(text);
     }
     Cow::Owned(

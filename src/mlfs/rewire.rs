@@ -32,10 +32,14 @@ pub fn check_orders(orders: &[LayerOrder], layers: usize, heads: usize, ffn: usi
     };
     for (layer, order) in orders.iter().enumerate() {
         if !is_permutation(&order.heads, heads) {
-            anyhow::bail!("layer {layer}'s head order is not an order of the teacher's {heads} heads");
+            anyhow::bail!(
+                "layer {layer}'s head order is not an order of the teacher's {heads} heads"
+            );
         }
         if !is_permutation(&order.ffn, ffn) {
-            anyhow::bail!("layer {layer}'s FFN order is not an order of the teacher's {ffn} neurons");
+            anyhow::bail!(
+                "layer {layer}'s FFN order is not an order of the teacher's {ffn} neurons"
+            );
         }
     }
     Ok(())
@@ -147,7 +151,12 @@ pub fn importance(
 /// Applies per-layer orders to the teacher weights and every adapter (a pure permutation).
 pub fn apply(net: &mut ClassifierSupernet, orders: &[LayerOrder]) -> Result<()> {
     let c = &net.encoder.config;
-    check_orders(orders, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size)?;
+    check_orders(
+        orders,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.intermediate_size,
+    )?;
     let hs = net.encoder.config.head_size();
     for (layer, order) in net.encoder.layers.iter_mut().zip(orders) {
         let rows: Vec<usize> = order

@@ -23,29 +23,6 @@ pub fn active_adapter_params_swiglu(
     active_adapter_params(spec, teacher, rank) + spec.layers.len() * rank * (d + spec.ffn)
 }
 
-/// Weights of a decoder subnet's kept layers (Q, K, V, O, gate, up, down and two norms),
-/// embeddings excluded: the size a fully trained student's gradient scaling uses.
-pub fn decoder_params(spec: &SubnetSpec, teacher: &TeacherShape) -> usize {
-    let d = spec.hidden_or(teacher.hidden);
-    let q = spec.heads * teacher.head_size;
-    let kv = q / teacher.heads_per_kv;
-    let per_layer = 2 * d * q + 2 * d * kv + 3 * d * spec.ffn + 2 * d;
-    spec.layers.len() * per_layer
-}
-
-/// All weights of a decoder subnet: its layers, the embeddings (twice when the output matrix is
-/// not tied to them) and the final norm.
-pub fn decoder_params_total(
-    spec: &SubnetSpec,
-    teacher: &TeacherShape,
-    vocab: usize,
-    tied: bool,
-) -> usize {
-    let d = spec.hidden_or(teacher.hidden);
-    let embeddings = if tied { vocab * d } else { 2 * vocab * d };
-    decoder_params(spec, teacher) + embeddings + d
-}
-
 /// The loss weight of a subnet: `(n_max / n_j)^γ` (1 for the maxnet, ≥ 1 for smaller ones).
 pub fn gradient_scale(n_max: usize, n_j: usize, gamma: f64) -> f64 {
     if n_j == 0 || gamma == 0.0 {

@@ -86,7 +86,11 @@ impl BertConfig {
             ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
             ("head_size", self.head_size.unwrap_or(0), MAX_WIDTH),
             ("vocab_size", self.vocab_size, MAX_VOCAB),
-            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
             ("type_vocab_size", self.type_vocab_size, MAX_VOCAB),
         ])?;
         if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 {

@@ -53,7 +53,10 @@ mod tests {
     fn sizes_beyond_bounds_and_overflowing_shapes_are_refused() {
         check_sizes(&[("num_hidden_layers", 12, MAX_LAYERS)]).unwrap();
         let e = check_sizes(&[("num_hidden_layers", 1_000_000_000_000, MAX_LAYERS)]).unwrap_err();
-        assert!(e.to_string().contains("num_hidden_layers = 1000000000000"), "{e}");
+        assert!(
+            e.to_string().contains("num_hidden_layers = 1000000000000"),
+            "{e}"
+        );
         assert_eq!(element_count(&[3, 4]), Some(12));
         assert_eq!(element_count(&[1 << 40, 1 << 40]), None);
     }

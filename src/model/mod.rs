@@ -6,13 +6,13 @@ pub mod attention;
 #[cfg(test)]
 mod backward_tests;
 pub mod blas;
-pub mod limits;
 pub mod blas_attention;
 #[cfg(feature = "cuda")]
 pub mod cast_cuda;
 pub mod config;
 pub mod device;
 pub mod encoder;
+pub mod limits;
 pub mod linear;
 pub mod llama;
 pub mod lowrank;
@@ -21,6 +21,7 @@ pub mod nvrtc;
 pub mod ops;
 pub mod packing;
 pub mod param;
+pub mod params;
 pub mod rms_norm;
 pub mod simd;
 pub mod subnet;
@@ -62,8 +63,10 @@ impl EncoderTeacher {
         let config_path = require_file(dir, "config.json")?;
         let weights_path = require_file(dir, "model.safetensors")?;
         let config = BertConfig::from_file(&config_path)?;
-        limits::check_params_fit(config.param_count(), &weights_path)?;
         let store = weights::WeightStore::load(&weights_path, &["bert."])?.to_device(device)?;
+        // Before the encoder reserves anything per layer (a readable file that is too small
+        // for its config is refused here; an unreadable one above).
+        limits::check_params_fit(config.param_count(), &weights_path)?;
         let encoder = BertEncoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(dir, config.pad_token_id as u32)?;
         let warnings = store
@@ -107,8 +110,9 @@ impl EncoderTeacher {
 
 fn require_file(dir: &Path, name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    if !path.is_file() {
-        bail!("{}: file is missing", path.display());
+    if path.metadata().is_err() {
+        bail!("{}: file is missing", crate::files::shown(&path));
     }
+    crate::files::require_regular(&path, name)?;
     Ok(path)
 }

@@ -43,6 +43,8 @@ impl TextTokenizer {
     pub fn from_dir(dir: &Path, pad_id: u32) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let inner = if json.exists() {
+            // A pipe or device there would block the read forever.
+            crate::files::require_regular(&json, "tokenizer.json")?;
             Tokenizer::from_file(&json)
                 .map_err(|e| anyhow!("{}: invalid tokenizer: {e}", json.display()))?
         } else {

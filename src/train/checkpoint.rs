@@ -1,12 +1,12 @@
 //! Atomic checkpoints with a completeness marker: everything a resume needs.
 
+use crate::files::shown;
 use crate::mlfs::rewire::LayerOrder;
 use crate::model::weights::{save_f32, WeightStore};
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use crate::files::shown;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -89,12 +89,8 @@ pub fn save(
         }
     }
     let tmp_path = tmp_dir.keep();
-    std::fs::rename(&tmp_path, &final_dir).with_context(|| {
-        format!(
-            "{}: cannot move checkpoint into place",
-            shown(&final_dir)
-        )
-    })?;
+    std::fs::rename(&tmp_path, &final_dir)
+        .with_context(|| format!("{}: cannot move checkpoint into place", shown(&final_dir)))?;
     prune(&root);
     Ok(final_dir)
 }
@@ -117,12 +113,7 @@ fn checkpoint_folders(root: &Path, partial: bool) -> Vec<PathBuf> {
             name.starts_with("step-") && name.ends_with(PARTIAL) == partial
         })
         .map(|e| e.path())
-        .filter(|p| {
-            partial
-                || p.join(MARKER)
-                    .symlink_metadata()
-                    .is_ok_and(|m| m.is_file())
-        })
+        .filter(|p| partial || p.join(MARKER).symlink_metadata().is_ok_and(|m| m.is_file()))
         .collect();
     found.sort();
     found

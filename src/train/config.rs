@@ -353,7 +353,9 @@ impl RunConfig {
                 );
             }
             let too_long = match s.budget {
-                Budget::Epochs(e) => (e > MAX_STAGE_EPOCHS).then_some((e, MAX_STAGE_EPOCHS, "epochs")),
+                Budget::Epochs(e) => {
+                    (e > MAX_STAGE_EPOCHS).then_some((e, MAX_STAGE_EPOCHS, "epochs"))
+                }
                 Budget::Steps(n) => (n > MAX_STAGE_STEPS).then_some((n, MAX_STAGE_STEPS, "steps")),
             };
             if let Some((n, max, unit)) = too_long {

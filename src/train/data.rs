@@ -467,7 +467,10 @@ mod tests {
         )
         .unwrap();
         let err = format!("{:#}", read_examples(&mixed, "text", "label").unwrap_err());
-        assert!(err.contains("m.jsonl:2") && !err.contains("SECRET"), "{err}");
+        assert!(
+            err.contains("m.jsonl:2") && !err.contains("SECRET"),
+            "{err}"
+        );
         let number = dir.path().join("n.jsonl");
         std::fs::write(&number, "{\"text\":42,\"label\":1}\n").unwrap();
         let err = format!("{:#}", read_examples(&number, "text", "label").unwrap_err());

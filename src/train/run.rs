@@ -96,6 +96,18 @@ pub fn check_new_run(config: &RunConfig, run_dir: &Path) -> Result<()> {
         .with_context(|| format!("{}: cannot create run folder", run_dir.display()))
 }
 
+/// A run folder's `config.ron`; an error saying what a run folder is when there is none.
+fn run_config_path(run_dir: &Path) -> Result<PathBuf> {
+    let path = run_dir.join("config.ron");
+    if path.symlink_metadata().is_err() {
+        bail!(
+            "{}: not a run folder (it has no config.ron); give a folder written by `train`",
+            crate::files::shown(run_dir)
+        );
+    }
+    Ok(path)
+}
+
 impl<T: Task> Run<T> {
     /// Prepares a new run in `run_dir` (created; must not already hold a run).
     pub fn create(config: RunConfig, run_dir: &Path) -> Result<Self> {
@@ -134,8 +146,9 @@ impl<T: Task> Run<T> {
         placement: Placement,
         options: ResumeOptions,
     ) -> Result<Self> {
+        let config_path = run_config_path(run_dir)?;
         let lock = RunLock::acquire(run_dir)?;
-        let config = placement.apply(RunConfig::load(&run_dir.join("config.ron"))?);
+        let config = placement.apply(RunConfig::load(&config_path)?);
         if !options.allow_changed_data {
             data_record::check(run_dir, &config)?;
         }
@@ -190,7 +203,7 @@ impl<T: Task> Run<T> {
 
     /// [`Self::open_trained`] on another device or precision than the run was configured with.
     pub fn open_trained_on(run_dir: &Path, placement: Placement) -> Result<Self> {
-        let config = placement.apply(RunConfig::load(&run_dir.join("config.ron"))?);
+        let config = placement.apply(RunConfig::load(&run_config_path(run_dir)?)?);
         let mut run = Self::build(config, run_dir)?;
         let weights = run_dir.join("supernet.safetensors");
         if weights.is_file() {

@@ -38,7 +38,7 @@ impl TeacherSummary {
             };
             let full = crate::model::SubnetSpec::maxnet(&shape);
             return Ok(Self {
-                params: crate::mlfs::scaling::decoder_params_total(
+                params: crate::model::params::decoder_params_total(
                     &full,
                     &shape,
                     c.vocab_size,

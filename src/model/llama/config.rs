@@ -72,7 +72,7 @@ impl LlamaConfig {
     /// Weights of the whole decoder (the maxnet's count: layers, embeddings, final norm).
     pub fn param_count(&self) -> usize {
         let shape = self.shape();
-        crate::mlfs::scaling::decoder_params_total(
+        crate::model::params::decoder_params_total(
             &crate::model::SubnetSpec::maxnet(&shape),
             &shape,
             self.vocab_size,
@@ -96,7 +96,11 @@ impl LlamaConfig {
             ("num_key_value_heads", self.num_key_value_heads, MAX_HEADS),
             ("head_dim", self.head_dim.unwrap_or(0), MAX_WIDTH),
             ("vocab_size", self.vocab_size, MAX_VOCAB),
-            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
         ])?;
         if self.hidden_size == 0
             || self.num_hidden_layers == 0

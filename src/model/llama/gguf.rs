@@ -106,7 +106,8 @@ fn check_tensor_extents(ct: &Content, file_len: u64) -> Result<()> {
         }
         let bytes = (elems / block)
             .checked_mul(info.ggml_dtype.type_size())
-            .with_context(|| format!("tensor '{name}': its size overflows"))? as u64;
+            .with_context(|| format!("tensor '{name}': its size overflows"))?
+            as u64;
         let start = ct
             .tensor_data_offset
             .checked_add(info.offset)

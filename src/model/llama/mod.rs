@@ -73,13 +73,14 @@ impl DecoderTeacher {
             bail!("{}: file is missing", config_path.display());
         }
         let weights = path.join("model.safetensors");
-        if !weights.is_file() {
+        if weights.metadata().is_err() {
             bail!("{}: file is missing", weights.display());
         }
+        crate::files::require_regular(&weights, "model.safetensors")?;
         let config = LlamaConfig::from_file(&config_path)?;
-        crate::model::limits::check_params_fit(config.param_count(), &weights)?;
         let store =
             crate::model::weights::WeightStore::load(&weights, &["model."])?.to_device(device)?;
+        crate::model::limits::check_params_fit(config.param_count(), &weights)?;
         let decoder = LlamaDecoder::from_store(&config, &store)?;
         let tokenizer = TextTokenizer::from_dir(path, 0)?;
         let warnings = load_warnings(&store, &tokenizer, &config, path);
