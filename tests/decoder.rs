@@ -117,8 +117,8 @@ fn smollm2_teacher_and_subnet_match_hugging_face() {
     let s = &fx.subnet.spec;
     let spec = SubnetSpec {
         layers: s.layers.clone(),
-        heads: s.kv_groups * shape.heads_per_kv,
-        ffn: s.ffn,
+        heads: (s.kv_groups * shape.heads_per_kv).into(),
+        ffn: s.ffn.into(),
         hidden: None,
     };
     spec.validate(&shape).unwrap();

@@ -64,8 +64,8 @@ fn importance_ranks_silenced_groups_and_neurons_last_and_keeps_the_teacher() {
     let shape = net.shape();
     let maxnet = SubnetSpec::maxnet(&shape);
     let cut = SubnetSpec {
-        heads: 6,
-        ffn: 768,
+        heads: 6.into(),
+        ffn: 768.into(),
         ..maxnet.clone()
     };
     let before = evaluate_blocks(net, &maxnet, false, &data, 2).unwrap();

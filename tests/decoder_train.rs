@@ -608,8 +608,12 @@ fn code_presets_describe_the_four_comparison_runs() {
         assert!(!c.stages[1].enabled && !c.stages[2].enabled, "{name}");
         let spec: SubnetSpec = lm.students[0].parse().unwrap();
         assert_eq!(
-            (spec.layers.clone(), spec.heads, spec.ffn),
-            (slice.clone(), 9, 1536),
+            (
+                spec.layers.clone(),
+                spec.heads.uniform(),
+                spec.ffn.uniform()
+            ),
+            (slice.clone(), Some(9), Some(1536)),
             "{name}"
         );
     }

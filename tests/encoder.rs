@@ -100,8 +100,8 @@ fn teacher_and_subnet_hidden_states_match_hugging_face() {
     }
     let spec = SubnetSpec {
         layers: fx.subnet.layers.clone(),
-        heads: fx.subnet.heads,
-        ffn: fx.subnet.ffn,
+        heads: fx.subnet.heads.into(),
+        ffn: fx.subnet.ffn.into(),
         hidden: None,
     };
     spec.validate(&teacher.encoder.shape()).unwrap();

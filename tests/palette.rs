@@ -92,7 +92,7 @@ fn exported_subnets_reload_with_the_same_logits() {
         let q = st
             .tensor("bert.encoder.layer.0.attention.self.query.weight")
             .unwrap();
-        assert_eq!(q.shape(), &[spec.heads * 32, hidden]);
+        assert_eq!(q.shape(), &[spec.heads.at(0) * 32, hidden]);
         let layer_count = st
             .names()
             .iter()
@@ -119,7 +119,7 @@ fn exported_subnets_reload_with_the_same_logits() {
         assert_eq!(manifest["subnet"], spec.to_string());
         let config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(target.join("config.json")).unwrap()).unwrap();
-        assert_eq!(config["num_attention_heads"], spec.heads);
+        assert_eq!(config["num_attention_heads"], spec.heads.at(0));
         assert_eq!(config["head_size"], 32);
         assert_eq!(config["pooling"], "mean");
     }

@@ -40,9 +40,10 @@ pub fn measure_entry(
         role: role.to_string(),
         subnet: spec.to_string(),
         layers: spec.layers.len(),
-        heads: spec.heads,
-        kv_heads: spec.heads / shape.heads_per_kv,
-        ffn: spec.ffn,
+        // The widest layer's; a per-layer subnet's every width is in its spec (`subnet`).
+        heads: spec.heads.max(),
+        kv_heads: spec.heads.max() / shape.heads_per_kv,
+        ffn: spec.ffn.max(),
         params_total: total,
         params_non_embedding: non_embedding,
         size_bytes: total * 2,

@@ -58,8 +58,9 @@ pub fn measure_subnet(
     Ok(PaletteEntry {
         subnet: spec.to_string(),
         layers: spec.layers.len(),
-        heads: spec.heads,
-        ffn: spec.ffn,
+        // The widest layer's; a per-layer subnet's every width is in its spec (`subnet`).
+        heads: spec.heads.max(),
+        ffn: spec.ffn.max(),
         hidden: spec.hidden_or(task.space.teacher.hidden),
         params_total,
         params_non_embedding,

@@ -3,7 +3,7 @@
 use super::onnx_weights::read_onnx_weights;
 use crate::model::packing::TokenLayout;
 use crate::model::weights::WeightStore;
-use crate::model::{BertConfig, BertEncoder, SubnetSpec, TextTokenizer};
+use crate::model::{BertConfig, BertEncoder, TextTokenizer};
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use std::path::Path;
@@ -106,7 +106,8 @@ impl DenseClassifier {
     /// Logits `[B, classes]` of token ids `[B, T]` whose real tokens `layout` packs.
     pub fn logits_of(&self, ids: &Tensor, layout: &TokenLayout) -> Result<Tensor> {
         crate::model::blas::on_product_pool(|| {
-            let spec = SubnetSpec::maxnet(&self.encoder.shape());
+            // Every layer whole, at its own width (per-layer exports differ by layer).
+            let spec = self.config.full_spec();
             let out = self.encoder.forward_rows(ids, layout, &spec, None)?;
             let pooled = layout.mean_pool(out.last())?;
             let scores = crate::model::blas::matmul_t_or_candle(&pooled, &self.classifier_weight)?;

@@ -22,9 +22,10 @@ pub enum GgufType {
 pub fn decoder_tensors(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<Vec<(String, Tensor)>> {
     let c = &net.config;
     let hs = c.head_size();
-    let (q_rows, kv_rows) = (spec.heads * hs, spec.heads / c.group_size() * hs);
     let mut out = vec![("model.embed_tokens.weight".to_string(), net.embed.detach())];
     for (new, &l) in spec.layers.iter().enumerate() {
+        let (heads, ffn) = spec.layer_widths(new);
+        let (q_rows, kv_rows) = (heads * hs, heads / c.group_size() * hs);
         let layer = &net.layers[l];
         let p = format!("model.layers.{new}");
         let rows = |t: &Tensor, n: usize| -> Result<Tensor> {
@@ -51,15 +52,15 @@ pub fn decoder_tensors(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<Vec<(Str
         ));
         out.push((
             format!("{p}.mlp.gate_proj.weight"),
-            rows(&layer.gate.weight_eff, spec.ffn)?,
+            rows(&layer.gate.weight_eff, ffn)?,
         ));
         out.push((
             format!("{p}.mlp.up_proj.weight"),
-            rows(&layer.up.weight_eff, spec.ffn)?,
+            rows(&layer.up.weight_eff, ffn)?,
         ));
         out.push((
             format!("{p}.mlp.down_proj.weight"),
-            cols(&layer.down.weight_eff, spec.ffn)?,
+            cols(&layer.down.weight_eff, ffn)?,
         ));
         out.push((
             format!("{p}.input_layernorm.weight"),
@@ -77,18 +78,30 @@ pub fn decoder_tensors(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<Vec<(Str
     Ok(out)
 }
 
+/// The one (heads, FFN) of a uniform subnet; a per-layer one is refused naming `what`, since
+/// stock Llama configs and llama.cpp's `llama` architecture hold one value for all layers.
+pub fn uniform_widths(spec: &SubnetSpec, what: &str) -> Result<(usize, usize)> {
+    match (spec.heads.uniform(), spec.ffn.uniform()) {
+        (Some(h), Some(f)) => Ok((h, f)),
+        _ => bail!(
+            "subnet '{spec}' has per-layer widths, which {what} cannot hold (one head count and one FFN width for all layers)"
+        ),
+    }
+}
+
 /// `config.json` of the subnet for transformers' `LlamaForCausalLM`, every shape explicit.
-pub fn decoder_config(net: &LlamaDecoder, spec: &SubnetSpec) -> serde_json::Value {
+pub fn decoder_config(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<serde_json::Value> {
     let c = &net.config;
-    serde_json::json!({
+    let (heads, ffn) = uniform_widths(spec, "a Hugging Face Llama config.json")?;
+    Ok(serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "vocab_size": c.vocab_size,
         "hidden_size": c.hidden_size,
-        "intermediate_size": spec.ffn,
+        "intermediate_size": ffn,
         "num_hidden_layers": spec.layers.len(),
-        "num_attention_heads": spec.heads,
-        "num_key_value_heads": spec.heads / c.group_size(),
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads / c.group_size(),
         "head_dim": c.head_size(),
         "hidden_act": "silu",
         "rms_norm_eps": c.rms_norm_eps,
@@ -100,7 +113,7 @@ pub fn decoder_config(net: &LlamaDecoder, spec: &SubnetSpec) -> serde_json::Valu
         "bos_token_id": c.bos_token_id,
         "eos_token_id": c.eos_token_id,
         "torch_dtype": "float32",
-    })
+    }))
 }
 
 /// Writes the subnet as a Hugging Face Llama folder (config, safetensors, tokenizer, manifest).
@@ -116,7 +129,7 @@ pub fn export_hf(
     let files = ExportFiles {
         model_file: "model.safetensors",
         model: safetensors_bytes(&decoder_tensors(net, spec)?)?,
-        config_json: serde_json::to_vec_pretty(&decoder_config(net, spec))?,
+        config_json: serde_json::to_vec_pretty(&decoder_config(net, spec)?)?,
         tokenizer_json: tokenizer
             .inner()
             .to_string(true)
@@ -225,7 +238,9 @@ pub fn export_gguf(
     }
     super::folder::existing_parent(out)?;
     let c = &net.config;
-    let (heads, kv_heads) = (spec.heads, spec.heads / c.group_size());
+    // Per-layer subnets need llama.cpp's `deci` architecture (per-layer arrays), not written yet.
+    let (heads, ffn) = uniform_widths(spec, "a llama-architecture GGUF")?;
+    let kv_heads = heads / c.group_size();
     let mut quantized = Vec::new();
     for (hf, t) in decoder_tensors(net, spec)? {
         let t = if hf.ends_with("q_proj.weight") {
@@ -270,10 +285,7 @@ pub fn export_gguf(
             "llama.block_count".into(),
             Value::U32(spec.layers.len() as u32),
         ),
-        (
-            "llama.feed_forward_length".into(),
-            Value::U32(spec.ffn as u32),
-        ),
+        ("llama.feed_forward_length".into(), Value::U32(ffn as u32)),
         (
             "llama.attention.head_count".into(),
             Value::U32(heads as u32),

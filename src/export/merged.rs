@@ -35,14 +35,20 @@ fn bias_slice(lin: &ElasticLinear, out_n: usize) -> Result<Option<Tensor>> {
     })
 }
 
-/// The exported subnet's own BERT config (head count, FFN and hidden of the subnet).
+/// The exported subnet's own BERT config (head count, FFN and hidden of the subnet). A
+/// per-layer subnet keeps its widest layer's counts in the stock fields and every layer's in
+/// `layer_heads` / `layer_intermediate_sizes`, which our loaders read (stock `BertConfig` has
+/// one value for all layers).
 pub fn subnet_config(teacher: &BertConfig, spec: &SubnetSpec) -> BertConfig {
+    let layers = spec.layers.len();
     BertConfig {
         hidden_size: spec.hidden_or(teacher.hidden_size),
-        num_hidden_layers: spec.layers.len(),
-        num_attention_heads: spec.heads,
-        intermediate_size: spec.ffn,
+        num_hidden_layers: layers,
+        num_attention_heads: spec.heads.max(),
+        intermediate_size: spec.ffn.max(),
         head_size: Some(teacher.head_size()),
+        layer_heads: (!spec.is_uniform()).then(|| spec.heads.per_layer(layers)),
+        layer_intermediate_sizes: (!spec.is_uniform()).then(|| spec.ffn.per_layer(layers)),
         ..teacher.clone()
     }
 }
@@ -54,8 +60,6 @@ pub fn merged_tensors(
 ) -> Result<Vec<(String, Tensor)>> {
     let enc = &net.encoder;
     let d = spec.hidden_or(enc.config.hidden_size);
-    let att = spec.heads * enc.config.head_size();
-    let f = spec.ffn;
     let cols = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(1, 0, n)?.contiguous()?) };
     let vec = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(0, 0, n)?.contiguous()?) };
     let e = &enc.embeddings;
@@ -81,6 +85,8 @@ pub fn merged_tensors(
         out.push(("bert.embeddings.LayerNorm.bias".into(), vec(b, d)?));
     }
     for (n, &l) in spec.layers.iter().enumerate() {
+        let (heads, f) = spec.layer_widths(n);
+        let att = heads * enc.config.head_size();
         let layer = &enc.layers[l];
         let p = format!("bert.encoder.layer.{n}");
         let linears: [(&str, &ElasticLinear, usize, usize); 6] = [

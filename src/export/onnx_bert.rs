@@ -65,12 +65,27 @@ pub fn bert_classifier_onnx(
     // Reshape, not Unsqueeze with two axes: candle-onnx inserts several axes in reverse order.
     let mask_add = g.op("Reshape", &[&mask_add, &c.mask_shape], vec![]);
 
-    let heads = config.num_attention_heads;
     let hs = config.head_size();
-    let split = g.ints("heads_shape", &[0, 0, heads as i64, hs as i64]);
-    let merge = g.ints("context_shape", &[0, 0, (heads * hs) as i64]);
     let scale = g.scalar("attention_scale", 1.0 / (hs as f32).sqrt());
+    // The split and merge shapes of each head count (per-layer subnets differ by layer).
+    let mut shapes: std::collections::BTreeMap<usize, (String, String)> = Default::default();
     for l in 0..config.num_hidden_layers {
+        let heads = config.layer_widths(l).0;
+        let (split, merge) = shapes
+            .entry(heads)
+            .or_insert_with(|| {
+                (
+                    g.ints(
+                        &format!("heads_shape_{heads}"),
+                        &[0, 0, heads as i64, hs as i64],
+                    ),
+                    g.ints(
+                        &format!("context_shape_{heads}"),
+                        &[0, 0, (heads * hs) as i64],
+                    ),
+                )
+            })
+            .clone();
         let p = format!("bert.encoder.layer.{l}");
         let q = linear(&mut g, &x, &format!("{p}.attention.self.query"), &get)?;
         let k = linear(&mut g, &x, &format!("{p}.attention.self.key"), &get)?;

@@ -5,12 +5,14 @@ use crate::model::{SubnetSpec, TeacherShape};
 /// Adapter parameters of one stage that subnet `spec` touches: r·(d_in + d_out) per adapted linear.
 pub fn active_adapter_params(spec: &SubnetSpec, teacher: &TeacherShape, rank: usize) -> usize {
     let d = spec.hidden_or(teacher.hidden);
-    let q = spec.heads * teacher.head_size;
-    let kv = q / teacher.heads_per_kv;
-    let f = spec.ffn;
-    // Q, K, V: d → q / kv; O: q → d; FFN in: d → f; FFN out: f → d.
-    let per_layer = (d + q) + 2 * (d + kv) + (q + d) + (d + f) + (f + d);
-    spec.layers.len() * per_layer * rank
+    let per_layer = |i: usize| {
+        let (heads, f) = spec.layer_widths(i);
+        let q = heads * teacher.head_size;
+        let kv = q / teacher.heads_per_kv;
+        // Q, K, V: d → q / kv; O: q → d; FFN in: d → f; FFN out: f → d.
+        (d + q) + 2 * (d + kv) + (q + d) + (d + f) + (f + d)
+    };
+    (0..spec.layers.len()).map(per_layer).sum::<usize>() * rank
 }
 
 /// Adapter parameters with an extra gate projection (SwiGLU decoders: gate and up both d → f).
@@ -20,7 +22,8 @@ pub fn active_adapter_params_swiglu(
     rank: usize,
 ) -> usize {
     let d = spec.hidden_or(teacher.hidden);
-    active_adapter_params(spec, teacher, rank) + spec.layers.len() * rank * (d + spec.ffn)
+    let gates: usize = (0..spec.layers.len()).map(|i| d + spec.ffn.at(i)).sum();
+    active_adapter_params(spec, teacher, rank) + rank * gates
 }
 
 /// The loss weight of a subnet: `(n_max / n_j)^γ` (1 for the maxnet, ≥ 1 for smaller ones).

@@ -101,8 +101,8 @@ impl SearchSpace {
         };
         SubnetSpec {
             layers,
-            heads,
-            ffn,
+            heads: heads.into(),
+            ffn: ffn.into(),
             hidden: Some(hidden),
         }
         .canonical(self.teacher.hidden)

@@ -25,6 +25,13 @@ pub struct BertConfig {
     /// Explicit head size, written by our exporter for head-sliced models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_size: Option<usize>,
+    /// Each layer's head count, written by our exporter for per-layer subnets (absent: every
+    /// layer has `num_attention_heads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_heads: Option<Vec<usize>>,
+    /// Each layer's FFN width, as `layer_heads` (absent: `intermediate_size` everywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_intermediate_sizes: Option<Vec<usize>>,
 }
 
 fn default_max_positions() -> usize {
@@ -63,18 +70,45 @@ impl BertConfig {
         self.head_size() * self.num_attention_heads
     }
 
+    /// (heads, FFN width) of layer `i`.
+    pub fn layer_widths(&self, i: usize) -> (usize, usize) {
+        let at = |list: &Option<Vec<usize>>, all: usize| {
+            list.as_ref().and_then(|l| l.get(i).copied()).unwrap_or(all)
+        };
+        (
+            at(&self.layer_heads, self.num_attention_heads),
+            at(&self.layer_intermediate_sizes, self.intermediate_size),
+        )
+    }
+
+    /// Every layer at its full width: the whole model as a subnet spec.
+    pub fn full_spec(&self) -> crate::model::SubnetSpec {
+        let layers = self.num_hidden_layers;
+        let widths = |pick: fn((usize, usize)) -> usize| {
+            crate::model::Widths::from_list(
+                (0..layers).map(|i| pick(self.layer_widths(i))).collect(),
+            )
+        };
+        crate::model::SubnetSpec {
+            layers: (0..layers).collect(),
+            heads: widths(|w| w.0),
+            ffn: widths(|w| w.1),
+            hidden: None,
+        }
+    }
+
     /// Parameters of the whole encoder (embeddings and their LayerNorm included, no pooler).
     pub fn param_count(&self) -> usize {
-        let (d, a, f) = (
-            self.hidden_size,
-            self.attention_width(),
-            self.intermediate_size,
-        );
+        let d = self.hidden_size;
         let embeddings =
             (self.vocab_size + self.max_position_embeddings + self.type_vocab_size + 2) * d;
         // Q, K, V (a×d + a each), attention output (d×a + d), FFN in and out, two LayerNorms.
-        let layer = 3 * (a * d + a) + (a * d + d) + (f * d + f) + (f * d + d) + 4 * d;
-        embeddings + self.num_hidden_layers * layer
+        let layer = |i: usize| {
+            let (heads, f) = self.layer_widths(i);
+            let a = heads * self.head_size();
+            3 * (a * d + a) + (a * d + d) + (f * d + f) + (f * d + d) + 4 * d
+        };
+        embeddings + (0..self.num_hidden_layers).map(layer).sum::<usize>()
     }
 
     fn check(&self) -> Result<()> {
@@ -93,6 +127,27 @@ impl BertConfig {
             ),
             ("type_vocab_size", self.type_vocab_size, MAX_VOCAB),
         ])?;
+        for (field, list, bound) in [
+            ("layer_heads", &self.layer_heads, MAX_HEADS),
+            (
+                "layer_intermediate_sizes",
+                &self.layer_intermediate_sizes,
+                MAX_WIDTH,
+            ),
+        ] {
+            if let Some(list) = list {
+                if list.len() != self.num_hidden_layers {
+                    bail!(
+                        "{field} has {} values for num_hidden_layers = {}",
+                        list.len(),
+                        self.num_hidden_layers
+                    );
+                }
+                if list.iter().any(|&v| v == 0 || v > bound) {
+                    bail!("{field} values must be in 1..={bound}");
+                }
+            }
+        }
         if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 {
             bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");
         }

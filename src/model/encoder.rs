@@ -138,8 +138,6 @@ impl BertEncoder {
     /// Builds the encoder from a weight store holding Hugging Face BERT tensor names.
     pub fn from_store(config: &BertConfig, store: &WeightStore) -> Result<Self> {
         let d = config.hidden_size;
-        let att = config.attention_width();
-        let f = config.intermediate_size;
         let eps = config.layer_norm_eps;
         let embeddings = BertEmbeddings {
             word: store.get("embeddings.word_embeddings.weight", &[config.vocab_size, d])?,
@@ -166,6 +164,9 @@ impl BertEncoder {
         }
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
+            // Per-layer widths for exported per-layer subnets; the config's own otherwise.
+            let (heads, f) = config.layer_widths(i);
+            let att = heads * config.head_size();
             let p = format!("encoder.layer.{i}");
             layers.push(BertLayer {
                 query: linear(store, &format!("{p}.attention.self.query"), att, d)?,
@@ -284,7 +285,8 @@ impl BertEncoder {
         hidden_states.push(x.clone());
         for (i, &l) in spec.layers.iter().enumerate() {
             let gate = gates.and_then(|g| g.get(i));
-            x = self.layer_forward(&self.layers[l], &x, layout, spec.heads, spec.ffn, gate)?;
+            let (heads, ffn) = spec.layer_widths(i);
+            x = self.layer_forward(&self.layers[l], &x, layout, heads, ffn, gate)?;
             hidden_states.push(x.clone());
         }
         Ok(EncoderOutput { hidden_states })

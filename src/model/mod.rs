@@ -27,6 +27,7 @@ pub mod simd;
 pub mod subnet;
 pub mod tokenizer;
 pub mod weights;
+pub mod widths;
 
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use config::BertConfig;
 pub use encoder::BertEncoder;
 pub use subnet::{SubnetSpec, TeacherShape};
 pub use tokenizer::{TextTokenizer, TokenBatch};
+pub use widths::Widths;
 
 /// A loaded Hugging Face BERT folder: config, weights and tokenizer.
 pub struct EncoderTeacher {

@@ -7,10 +7,14 @@ use crate::model::{SubnetSpec, TeacherShape};
 /// embeddings excluded: the size a fully trained student's gradient scaling uses.
 pub fn decoder_params(spec: &SubnetSpec, teacher: &TeacherShape) -> usize {
     let d = spec.hidden_or(teacher.hidden);
-    let q = spec.heads * teacher.head_size;
-    let kv = q / teacher.heads_per_kv;
-    let per_layer = 2 * d * q + 2 * d * kv + 3 * d * spec.ffn + 2 * d;
-    spec.layers.len() * per_layer
+    (0..spec.layers.len())
+        .map(|i| {
+            let (heads, f) = spec.layer_widths(i);
+            let q = heads * teacher.head_size;
+            let kv = q / teacher.heads_per_kv;
+            2 * d * q + 2 * d * kv + 3 * d * f + 2 * d
+        })
+        .sum()
 }
 
 /// All weights of a decoder subnet: its layers, the embeddings (twice when the output matrix is

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+pub use super::widths::Widths;
+
 /// The size limits of a teacher that a subnet is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TeacherShape {
@@ -17,14 +19,16 @@ pub struct TeacherShape {
     pub hidden: usize,
 }
 
-/// One subnet of the teacher: kept layers, first `heads` heads, first `ffn` neurons, first `hidden` units.
+/// One subnet of the teacher: kept layers, the first `heads` heads and first `ffn` neurons of
+/// each kept layer (one value for all, or one per kept layer), the first `hidden` units.
 ///
-/// Text form: `layers=0,2;heads=6;ffn=768` with an optional `;hidden=256`.
+/// Text form: `layers=0,2;heads=6;ffn=768` with an optional `;hidden=256`; per layer
+/// `layers=0,1,2;heads=12,6,3;ffn=1536,768,384`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SubnetSpec {
     pub layers: Vec<usize>,
-    pub heads: usize,
-    pub ffn: usize,
+    pub heads: Widths,
+    pub ffn: Widths,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<usize>,
 }
@@ -34,10 +38,20 @@ impl SubnetSpec {
     pub fn maxnet(t: &TeacherShape) -> Self {
         Self {
             layers: (0..t.layers).collect(),
-            heads: t.heads,
-            ffn: t.ffn,
+            heads: Widths::All(t.heads),
+            ffn: Widths::All(t.ffn),
             hidden: None,
         }
+    }
+
+    /// True when every kept layer has the same heads and FFN width.
+    pub fn is_uniform(&self) -> bool {
+        self.heads.uniform().is_some() && self.ffn.uniform().is_some()
+    }
+
+    /// (heads, FFN neurons) of the `i`-th kept layer.
+    pub fn layer_widths(&self, i: usize) -> (usize, usize) {
+        (self.heads.at(i), self.ffn.at(i))
     }
 
     /// Hidden width, defaulting to the teacher's.
@@ -64,28 +78,35 @@ impl SubnetSpec {
                 t.layers - 1
             );
         }
-        if self.heads == 0 {
-            bail!("subnet heads must be at least 1");
-        }
-        if self.heads > t.heads {
-            bail!(
-                "subnet heads {} exceed the teacher's {}",
-                self.heads,
-                t.heads
-            );
-        }
-        if !self.heads.is_multiple_of(t.heads_per_kv) {
-            bail!(
-                "subnet heads {} must be a multiple of {} (query heads per key/value head)",
-                self.heads,
-                t.heads_per_kv
-            );
-        }
-        if self.ffn == 0 {
-            bail!("subnet ffn must be at least 1");
-        }
-        if self.ffn > t.ffn {
-            bail!("subnet ffn {} exceeds the teacher's {}", self.ffn, t.ffn);
+        self.heads.check_count("heads", self.layers.len())?;
+        self.ffn.check_count("ffn", self.layers.len())?;
+        let many = |w: &Widths| w.uniform().is_none();
+        for (i, &layer) in self.layers.iter().enumerate() {
+            let (heads, ffn) = self.layer_widths(i);
+            // Per-layer messages name the layer; uniform ones read as before.
+            let at = if many(&self.heads) || many(&self.ffn) {
+                format!(" (layer {layer})")
+            } else {
+                String::new()
+            };
+            if heads == 0 {
+                bail!("subnet heads must be at least 1{at}");
+            }
+            if heads > t.heads {
+                bail!("subnet heads {heads} exceed the teacher's {}{at}", t.heads);
+            }
+            if !heads.is_multiple_of(t.heads_per_kv) {
+                bail!(
+                    "subnet heads {heads} must be a multiple of {} (query heads per key/value head){at}",
+                    t.heads_per_kv
+                );
+            }
+            if ffn == 0 {
+                bail!("subnet ffn must be at least 1{at}");
+            }
+            if ffn > t.ffn {
+                bail!("subnet ffn {ffn} exceeds the teacher's {}{at}", t.ffn);
+            }
         }
         if let Some(h) = self.hidden {
             if h == 0 {
@@ -135,8 +156,8 @@ impl FromStr for SubnetSpec {
 
     fn from_str(text: &str) -> Result<Self> {
         let mut layers = None;
-        let mut heads = None;
-        let mut ffn = None;
+        let mut heads: Option<Widths> = None;
+        let mut ffn: Option<Widths> = None;
         let mut hidden = None;
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part
@@ -155,8 +176,18 @@ impl FromStr for SubnetSpec {
                         .collect::<Result<Vec<usize>>>()?;
                     layers = Some(list);
                 }
-                "heads" => heads = Some(number(value)?),
-                "ffn" => ffn = Some(number(value)?),
+                "heads" | "ffn" => {
+                    let list = value
+                        .split(',')
+                        .map(number)
+                        .collect::<Result<Vec<usize>>>()?;
+                    let widths = Some(Widths::from_list(list));
+                    if key.trim() == "heads" {
+                        heads = widths;
+                    } else {
+                        ffn = widths;
+                    }
+                }
                 "hidden" => hidden = Some(number(value)?),
                 other => bail!(
                     "subnet spec '{text}': unknown key '{other}' (layers, heads, ffn, hidden)"
@@ -238,6 +269,26 @@ mod tests {
         assert_eq!(spec.to_string(), "layers=0,2;heads=6;ffn=768");
         let wide: SubnetSpec = "layers=1;heads=3;ffn=384;hidden=256".parse().unwrap();
         assert_eq!(wide.to_string().parse::<SubnetSpec>().unwrap(), wide);
+    }
+
+    #[test]
+    fn per_layer_specs_parse_print_and_name_the_position() {
+        let t = TeacherShape::MINILM_L3;
+        let text = "layers=0,1,2;heads=12,6,3;ffn=1536,768,384";
+        let spec: SubnetSpec = text.parse().unwrap();
+        assert_eq!(spec.to_string(), text);
+        assert_eq!(spec.layer_widths(1), (6, 768));
+        assert!(!spec.is_uniform());
+        spec.validate(&t).unwrap();
+        // Equal per-layer values are the uniform subnet, printed as today.
+        let same: SubnetSpec = "layers=0,2;heads=6,6;ffn=768,768".parse().unwrap();
+        assert_eq!(same.to_string(), "layers=0,2;heads=6;ffn=768");
+        let short: SubnetSpec = "layers=0,1,2;heads=6;ffn=768,384".parse().unwrap();
+        let e = short.validate(&t).unwrap_err().to_string();
+        assert!(e.contains("ffn has 2 values for 3 kept layers"), "{e}");
+        let wide: SubnetSpec = "layers=0,1;heads=12,13;ffn=384".parse().unwrap();
+        let e = wide.validate(&t).unwrap_err().to_string();
+        assert!(e.contains("exceed") && e.contains("(layer 1)"), "{e}");
     }
 
     #[test]

@@ -265,9 +265,9 @@ impl LlamaDecoder {
         Ok(LayerContext {
             b,
             t,
-            q_heads: spec.heads,
-            kv_heads: spec.heads / self.config.group_size(),
-            ffn: spec.ffn,
+            q_heads: spec.heads.per_layer(spec.layers.len()),
+            ffn: spec.ffn.per_layer(spec.layers.len()),
+            group: self.config.group_size(),
             cos,
             sin,
             // A single new position may attend to everything cached: no mask needed.
@@ -297,9 +297,10 @@ impl LlamaDecoder {
             let y = lin.forward_with(&h, n * hs, adapters)?;
             Ok(split_heads(&y.reshape((b, t, n * hs))?, n, hs)?)
         };
-        let q = proj(&layer.q, ctx.q_heads)?;
-        let k = proj(&layer.k, ctx.kv_heads)?;
-        let v = proj(&layer.v, ctx.kv_heads)?;
+        let (q_heads, kv_heads, ffn) = ctx.widths(slot);
+        let q = proj(&layer.q, q_heads)?;
+        let k = proj(&layer.k, kv_heads)?;
+        let v = proj(&layer.v, kv_heads)?;
         let (q, mut k) = (rope(&q, &ctx.cos, &ctx.sin)?, rope(&k, &ctx.cos, &ctx.sin)?);
         let mut v = v;
         if let Some(c) = cache {
@@ -309,23 +310,23 @@ impl LlamaDecoder {
         let gates = ctx.gates.get(l);
         if let Some(g) = gates {
             // One gate per KV group, shared by the group's query heads.
-            let (groups, per) = (ctx.kv_heads, ctx.q_heads / ctx.kv_heads);
+            let (groups, per) = (kv_heads, q_heads / kv_heads);
             let per_head = g.heads.narrow(0, 0, groups)?.reshape((groups, 1))?;
             let per_head = per_head
                 .broadcast_as((groups, per))?
                 .reshape((1, groups * per, 1))?;
             attn = attn
-                .reshape((b * t, ctx.q_heads, hs))?
+                .reshape((b * t, q_heads, hs))?
                 .broadcast_mul(&per_head)?
-                .reshape((b * t, ctx.q_heads * hs))?;
+                .reshape((b * t, q_heads * hs))?;
         }
         let x = (x + layer.o.forward_with(&attn, d, adapters)?)?;
         let h = layer.post_norm.forward(&x)?;
-        let gate = layer.gate.forward_with(&h, ctx.ffn, adapters)?;
-        let up = layer.up.forward_with(&h, ctx.ffn, adapters)?;
+        let gate = layer.gate.forward_with(&h, ffn, adapters)?;
+        let up = layer.up.forward_with(&h, ffn, adapters)?;
         let mut act = (crate::model::activation::silu_act(&gate)? * up)?;
         if let Some(g) = gates {
-            act = act.broadcast_mul(&g.ffn.narrow(0, 0, ctx.ffn)?)?;
+            act = act.broadcast_mul(&g.ffn.narrow(0, 0, ffn)?)?;
         }
         Ok((x + layer.down.forward_with(&act, d, adapters)?)?)
     }
@@ -335,14 +336,25 @@ impl LlamaDecoder {
 pub struct LayerContext {
     pub b: usize,
     pub t: usize,
-    pub q_heads: usize,
-    pub kv_heads: usize,
-    pub ffn: usize,
+    /// Query heads and FFN neurons of each kept layer (by slot).
+    q_heads: Vec<usize>,
+    ffn: Vec<usize>,
+    /// Query heads per key/value head.
+    group: usize,
     cos: Tensor,
     sin: Tensor,
     mask: Option<Tensor>,
     /// Importance gates per teacher layer (empty: none).
     gates: Vec<LayerGates>,
+}
+
+impl LayerContext {
+    /// (query heads, key/value heads, FFN neurons) of the subnet's `slot`-th layer.
+    pub fn widths(&self, slot: usize) -> (usize, usize, usize) {
+        let q = self.q_heads.get(slot).copied().unwrap_or(0);
+        let f = self.ffn.get(slot).copied().unwrap_or(0);
+        (q, q / self.group.max(1), f)
+    }
 }
 
 /// Keys and values of the positions seen so far, per kept layer (`[B, Hkv, S, hs]`).
