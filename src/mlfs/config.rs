@@ -61,4 +61,17 @@ pub struct SpaceConfig {
     pub hidden: Vec<usize>,
     /// Which layers each depth keeps.
     pub layers: LayerRule,
+    /// Whether a random subnet's kept layers share one width (`Uniform`, the default) or each
+    /// draws its own heads and FFN width from the choices (`PerLayer`).
+    pub widths: WidthMode,
+}
+
+/// How the sampler draws a random subnet's widths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum WidthMode {
+    /// One head count and one FFN width for all kept layers (the paper's space).
+    #[default]
+    Uniform,
+    /// Each kept layer's heads and FFN width drawn on their own.
+    PerLayer,
 }

@@ -1,8 +1,8 @@
 //! The search space A: depth, heads, FFN and hidden choices, with the maxnet and minnet of each stage.
 
-use super::config::{LayerRule, SpaceConfig};
+use super::config::{LayerRule, SpaceConfig, WidthMode};
 use crate::model::subnet::{even_layers, first_and_last_layers};
-use crate::model::{SubnetSpec, TeacherShape};
+use crate::model::{SubnetSpec, TeacherShape, Widths};
 use anyhow::{bail, Result};
 use rand::Rng;
 
@@ -16,6 +16,8 @@ pub struct SearchSpace {
     pub hidden: Vec<usize>,
     /// Which layers a depth keeps.
     pub layer_rule: LayerRule,
+    /// Whether random subnets draw one width for all layers or one per layer.
+    pub widths: WidthMode,
 }
 
 /// The leading quarter steps of `full` (rounded to `unit`), e.g. 3, 6, 9, 12 heads of 12.
@@ -55,6 +57,7 @@ impl SearchSpace {
             ffn: pick(&config.ffn, quarters(teacher.ffn, 1)),
             hidden: pick(&config.hidden, vec![teacher.hidden]),
             layer_rule: config.layers,
+            widths: config.widths,
         };
         space.check()?;
         Ok(space)
@@ -140,6 +143,18 @@ impl SearchSpace {
         } else {
             self.teacher.layers
         };
+        if self.widths == WidthMode::PerLayer {
+            let mut spec = self.spec(depth, self.teacher.heads, self.teacher.ffn, 0);
+            let kept = spec.layers.len();
+            let heads: Vec<usize> = (0..kept).map(|_| choose(&self.heads, rng)).collect();
+            let ffn: Vec<usize> = (0..kept).map(|_| choose(&self.ffn, rng)).collect();
+            let hidden = choose(&self.hidden, rng);
+            spec.heads = Widths::from_list(heads);
+            spec.ffn = Widths::from_list(ffn);
+            spec.hidden = Some(hidden);
+            return spec.canonical(self.teacher.hidden);
+        }
+        // The uniform draws in today's order: the same seed gives the same subnets.
         let heads = choose(&self.heads, rng);
         let ffn = choose(&self.ffn, rng);
         let hidden = choose(&self.hidden, rng);
@@ -193,6 +208,29 @@ mod tests {
         assert_eq!(s.minnet(2).to_string(), "layers=2;heads=3;ffn=384");
         assert_eq!(s.minnet(1).to_string(), "layers=0,1,2;heads=3;ffn=384");
         assert_eq!(s.maxnet().to_string(), "layers=0,1,2;heads=12;ffn=1536");
+    }
+
+    #[test]
+    fn per_layer_sampling_draws_each_layer_on_its_own() {
+        let config = SpaceConfig {
+            widths: WidthMode::PerLayer,
+            ..SpaceConfig::default()
+        };
+        let s = SearchSpace::new(TeacherShape::MINILM_L3, &config).unwrap();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+        let drawn: Vec<SubnetSpec> = (0..200).map(|_| s.sample(2, &mut rng)).collect();
+        let per_layer = drawn.iter().filter(|d| !d.is_uniform()).count();
+        // With 4 choices a layer, 3 kept layers agree on both widths 1 time in 256.
+        assert!(per_layer > 100, "{per_layer} of 200 per-layer");
+        for d in &drawn {
+            d.validate(&s.teacher).unwrap();
+            for i in 0..d.layers.len() {
+                let (h, f) = d.layer_widths(i);
+                assert!(s.heads.contains(&h) && s.ffn.contains(&f), "{d}");
+            }
+        }
+        // The sandwich ends stay uniform.
+        assert!(s.minnet(2).is_uniform() && s.maxnet().is_uniform());
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub fn decoder_space_config(steps: [usize; 3], ffn: Vec<usize>, eval_blocks: usi
         ffn,
         hidden: vec![],
         layers: LayerRule::FirstAndLast,
+        ..SpaceConfig::default()
     };
     c.lm = Some(DecoderConfig {
         train_base_weights: false,
