@@ -8,7 +8,13 @@ fn main() {
     mlfs_studio::model::blas::init();
     quiet_on_closed_stdout();
     if let Err(err) = mlfs_studio::cli::main_entry() {
-        mlfs_studio::note!("error: {err:#}");
+        // Every control character escaped, newlines too: a path in the message holding one
+        // must not forge a line of output.
+        let text = format!("{err:#}");
+        mlfs_studio::note!(
+            "error: {}",
+            mlfs_studio::files::shown::escape_controls(&text)
+        );
         std::process::exit(1);
     }
     // Every file is written by now; only then say that the output was cut short.

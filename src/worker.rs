@@ -167,11 +167,19 @@ fn run_request(
     let mut palette_requests = Vec::new();
     let trainer = match request {
         StartRequest::Palette { run_dir, .. } if is_decoder_run(&run_dir) => {
-            let run = DecoderRun::open_trained(&run_dir)?;
+            let mut run = DecoderRun::open_trained(&run_dir)?;
+            run.lock_for_writing()?;
+            for note in run.reader_notes() {
+                send(TrainEvent::log("warn", note));
+            }
             return measure_decoder(&run, commands, stop, send);
         }
         StartRequest::Palette { run_dir, subnets } => {
-            let run = ClassifierRun::open_trained(&run_dir)?;
+            let mut run = ClassifierRun::open_trained(&run_dir)?;
+            run.lock_for_writing()?;
+            for note in run.reader_notes() {
+                send(TrainEvent::log("warn", note));
+            }
             return run_palette(&run, subnets, commands, stop, send);
         }
         StartRequest::New { config, run_dir } => {

@@ -391,7 +391,7 @@ fn label_seen_only_in_dev_is_a_clear_error() {
         Err(e) => format!("{e:#}"),
     };
     assert!(
-        err.contains("dev.jsonl") && err.contains("'7'") && err.contains("never uses"),
+        err.contains("dev.jsonl") && err.contains("example 2") && err.contains("never uses"),
         "{err}"
     );
 }

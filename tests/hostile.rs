@@ -398,20 +398,18 @@ fn a_palette_resaved_by_python_keeps_its_rows_and_an_unreadable_one_is_not_overw
     };
     measure(&["layers=2;heads=3;ffn=384", "layers=0,1,2;heads=3;ffn=384"]).unwrap();
     let path = run_dir.join("palette.csv");
-    // Python's csv.writer (QUOTE_MINIMAL): quotes only the subnets holding commas.
-    let resaved: String = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let l = l.replacen(
-                "\"layers=2;heads=3;ffn=384\"",
-                "layers=2;heads=3;ffn=384",
-                1,
-            );
-            format!("{l}\r\n")
-        })
-        .collect();
-    std::fs::write(&path, resaved).unwrap();
+    // As a spreadsheet re-saves it: a byte-order mark, every field quoted, CRLF line ends
+    // (the writer itself quotes only where needed, as Python's csv module does).
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let mut writer = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Always)
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(b"\xef\xbb\xbf".to_vec());
+    writer.write_record(reader.headers().unwrap()).unwrap();
+    for record in reader.records() {
+        writer.write_record(&record.unwrap()).unwrap();
+    }
+    std::fs::write(&path, writer.into_inner().unwrap()).unwrap();
     measure(&["layers=1,2;heads=6;ffn=768"]).unwrap();
     let rows = mlfs_studio::eval::palette::read_csv(&path).unwrap();
     assert_eq!(rows.len(), 3, "rows lost: {rows:?}");

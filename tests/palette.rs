@@ -503,3 +503,79 @@ fn cli_onnx_export_is_read_by_predict_and_latency() {
     );
     assert!(median > 0.0 && p90 >= median, "{line}");
 }
+
+/// A per-layer subnet (issue 25): the palette measures it; its ONNX export, run by candle-onnx's
+/// own node-by-node evaluator and loaded back by our loader, gives the supernet's logits for
+/// that subnet within 1e-4; a Hugging Face folder is refused naming ONNX.
+#[test]
+fn per_layer_subnets_are_measured_and_export_to_onnx() {
+    let trainer = ClassifierRun::open_trained(trained_run()).unwrap();
+    let spec: SubnetSpec = "layers=0,1,2;heads=12,6,3;ffn=384,1536,768"
+        .parse()
+        .unwrap();
+    let (ids, mask) = first_test_texts(&trainer);
+    let layout = TokenLayout::of_mask(&mask).unwrap();
+    let supernet = trainer
+        .task
+        .net
+        .forward(&ids, &layout, &spec, None)
+        .unwrap()
+        .logits;
+
+    let entry = measure_subnet(&trainer.task, &trainer.config.palette, &spec).unwrap();
+    assert_eq!(entry.subnet, spec.to_string());
+    // Parameters of the per-layer shape, not of its widest layer everywhere.
+    let widest: SubnetSpec = "layers=0,1,2;heads=12;ffn=1536".parse().unwrap();
+    let widest_entry = measure_subnet(&trainer.task, &trainer.config.palette, &widest).unwrap();
+    // One BERT layer of h heads of 32 and f neurons at width 384: Q, K, V and O weights and
+    // biases, both FFN matrices and biases, two LayerNorms.
+    let per_layer = |h: usize, f: usize| {
+        let (a, d) = (h * 32, 384);
+        4 * a * d + 3 * a + d + 2 * f * d + f + d + 4 * d
+    };
+    let saved: usize = [(12, 384), (6, 1536), (3, 768)]
+        .iter()
+        .map(|&(h, f)| per_layer(12, 1536) - per_layer(h, f))
+        .sum();
+    assert_eq!(entry.params_total + saved, widest_entry.params_total);
+
+    let out = tempfile::tempdir().unwrap();
+    let hf = out.path().join("hf");
+    let err = format!(
+        "{:#}",
+        export_classifier(&trainer, &spec, None, ClassifierFormat::HfFolder, &hf).unwrap_err()
+    );
+    assert!(
+        err.contains("per-layer") && err.contains("--format onnx"),
+        "{err}"
+    );
+    assert!(!hf.exists());
+
+    let target = out.path().join("onnx");
+    export_classifier(&trainer, &spec, None, ClassifierFormat::Onnx, &target).unwrap();
+    let model = candle_onnx::read_file(target.join("model.onnx")).unwrap();
+    let mut feed = std::collections::HashMap::new();
+    feed.insert(
+        "input_ids".to_string(),
+        ids.to_dtype(candle_core::DType::I64).unwrap(),
+    );
+    feed.insert(
+        "attention_mask".to_string(),
+        mask.to_dtype(candle_core::DType::I64).unwrap(),
+    );
+    let theirs = candle_onnx::simple_eval(&model, feed).unwrap()["logits"].clone();
+    let diff = mlfs_studio::util::max_abs_diff(&supernet, &theirs).unwrap();
+    assert!(
+        diff <= 1e-4,
+        "ONNX logits differ from the supernet's by {diff}"
+    );
+    let loaded = DenseClassifier::load(&target)
+        .unwrap()
+        .logits(&ids, &mask)
+        .unwrap();
+    let diff = mlfs_studio::util::max_abs_diff(&supernet, &loaded).unwrap();
+    assert!(
+        diff <= 1e-4,
+        "our loader's logits differ from the supernet's by {diff}"
+    );
+}

@@ -6,7 +6,7 @@ use crate::mlfs::adapters::AdaptedSupernet;
 use crate::train::config::RunConfig;
 use crate::train::run::Placement;
 use crate::train::ClassifierRun;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -19,8 +19,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Times `steps` optimizer steps of each stage at batch 32, length 64 and prints the medians.
 pub fn bench(steps: usize, placement: Placement) -> Result<()> {
+    check_steps(steps)?;
     crate::say!("{}", crate::eval::machine::describe());
-    let dir = tempfile_dir()?;
+    // A fresh folder of an unpredictable name, removed when the bench ends.
+    let scratch = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let dir = scratch.path().join("run");
     let config = placement.apply(RunConfig {
         eval_every: 0,
         checkpoint_every: 0,
@@ -49,7 +52,6 @@ pub fn bench(steps: usize, placement: Placement) -> Result<()> {
     crate::say!("  stage 2 (4 subnets):       {:.3} s", report[2]);
     crate::say!("  stages 1-2 mean:           {:.3} s", stage12);
     latency_report(&mut trainer)?;
-    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
@@ -89,10 +91,13 @@ fn latency_report(trainer: &mut ClassifierRun) -> Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("mlfs-bench-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).ok();
+/// Most timed steps of one bench (far beyond any useful median).
+const MAX_BENCH_STEPS: usize = 10_000;
+
+/// Refuses a step count of 0 or beyond [`MAX_BENCH_STEPS`].
+pub fn check_steps(steps: usize) -> Result<()> {
+    if steps == 0 || steps > MAX_BENCH_STEPS {
+        anyhow::bail!("--steps {steps} is outside 1..={MAX_BENCH_STEPS}");
     }
-    Ok(dir)
+    Ok(())
 }

@@ -6,7 +6,7 @@ use crate::train::config::RunConfig;
 use crate::train::run::Placement;
 use crate::train::task::Task;
 use crate::train::DecoderRun;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::Instant;
 
@@ -59,10 +59,12 @@ impl PeakSampler {
 
 /// Times `steps` decoder steps of the preset's first stage (after one warm-up step).
 pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Result<()> {
+    crate::cli::bench::check_steps(steps)?;
     crate::say!("{}", crate::eval::machine::describe());
     let config = placement.apply(RunConfig::load(preset)?);
-    let dir = std::env::temp_dir().join(format!("mlfs-bench-lm-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
+    // A fresh folder of an unpredictable name, removed when the bench ends.
+    let scratch = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let dir = scratch.path().join("run");
     let loaded_at = Instant::now();
     let mut trainer = DecoderRun::create(config, &dir)?;
     let load_s = loaded_at.elapsed().as_secs_f64();
@@ -82,7 +84,6 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
         }
     }
     let gpu_peak = peak.stop();
-    std::fs::remove_dir_all(&dir).ok();
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     let c = &trainer.config;

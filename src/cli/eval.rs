@@ -28,14 +28,17 @@ pub fn chosen_subnets(run: &ClassifierRun, subnets: Option<&str>) -> Result<Vec<
 pub fn eval(run_dir: &Path, subnets: Option<&str>, placement: Placement) -> Result<()> {
     let stop = StopRequest::install()?;
     if is_decoder_run(run_dir) {
-        return print_decoder_measurements(run_dir, subnets, placement, &stop);
+        print_decoder_measurements(run_dir, subnets, placement, &stop)?;
+    } else {
+        let mut run = ClassifierRun::open_trained_on(run_dir, placement)?;
+        run.lock_for_writing()?;
+        for note in run.reader_notes() {
+            crate::note!("warning: {note}");
+        }
+        print_palette(&run, subnets, &stop)?;
     }
-    let mut run = ClassifierRun::open_trained_on(run_dir, placement)?;
-    run.lock_for_writing()?;
-    for note in run.reader_notes() {
-        crate::note!("warning: {note}");
-    }
-    print_palette(&run, subnets, &stop)
+    crate::cli::signals::exit_if_stopped(&stop, &crate::files::shown(run_dir));
+    Ok(())
 }
 
 /// Measures a decoder run's palette into `lm-palette.csv` (rows already there are kept unless

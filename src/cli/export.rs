@@ -98,7 +98,13 @@ pub fn export_decoder(
 ) -> Result<Vec<PathBuf>> {
     let t = &run.task;
     let spec = t.subnet_or_student(subnet)?;
-    let measured = std::fs::read_to_string(run.run_dir.join("lm-palette.csv")).ok();
+    // The run's own measurements, never through a link or from a pipe planted there.
+    let csv_path = run.run_dir.join("lm-palette.csv");
+    let measured = csv_path
+        .symlink_metadata()
+        .is_ok_and(|m| m.is_file())
+        .then(|| crate::files::read_text(&csv_path, "palette").ok())
+        .flatten();
     let mut extra = serde_json::Map::new();
     extra.insert("lm".into(), serde_json::to_value(&run.config.lm)?);
     extra.insert("measurements_csv".into(), measured.into());

@@ -49,6 +49,18 @@ impl StopRequest {
     }
 }
 
+/// Ends the process with 128 + the signal when a stop signal cut a palette measurement short,
+/// saying that the rows so far are kept and how to measure the rest.
+pub fn exit_if_stopped(stop: &StopRequest, run_dir: &str) {
+    if let Some(sig) = stop.requested() {
+        crate::note!(
+            "palette measurement stopped by {}: the rows measured so far are in the run's palette; `mlfs-studio eval --run {run_dir}` measures the rest",
+            name(sig)
+        );
+        std::process::exit(StopRequest::exit_status(sig));
+    }
+}
+
 /// A signal's usual name.
 pub fn name(signal: i32) -> &'static str {
     match signal {

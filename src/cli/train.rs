@@ -146,12 +146,20 @@ pub fn train(
         }
     };
     let stopped = trainer.run(&mut ctl, &mut sink)?;
+    let run_dir = crate::files::shown(trainer.run_dir());
     if let Some(sig) = stop.requested() {
-        crate::note!(
-            "stopped by {}; continue with `mlfs-studio train --resume {}`",
-            signals::name(sig),
-            crate::files::shown(trainer.run_dir())
-        );
+        if stopped {
+            crate::note!(
+                "stopped by {}; continue with `mlfs-studio train --resume {run_dir}`",
+                signals::name(sig)
+            );
+        } else {
+            // The signal came during the last step: training is complete, the palette waits.
+            crate::note!(
+                "training finished; {} came before the palette was measured: measure it with `mlfs-studio eval --run {run_dir}`",
+                signals::name(sig)
+            );
+        }
         std::process::exit(StopRequest::exit_status(sig));
     }
     if stopped || !trainer.config().palette.evaluate_at_end {
@@ -175,6 +183,7 @@ pub fn train(
             measure_with_events(&t.task, &t.config, &t.run_dir, None, &print, &keep_going)?;
         }
     }
+    signals::exit_if_stopped(&stop, &run_dir);
     Ok(())
 }
 

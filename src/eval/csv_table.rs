@@ -5,6 +5,19 @@
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
+/// CSV text of `header` and `rows` (fields quoted where they need it: a subnet spec holds
+/// commas, and any `"` is doubled), written as every CSV reader expects.
+pub fn csv_text(header: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(header).context("cannot write CSV")?;
+    for row in rows {
+        writer.write_record(row).context("cannot write CSV")?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write CSV: {}", e.error()))
+}
+
 /// The rows of a CSV table with a header line.
 pub struct Table {
     header: Vec<String>,

@@ -208,35 +208,54 @@ pub fn decoder_fronts(entries: &[DecoderEntry]) -> (Vec<bool>, Vec<bool>) {
 /// Writes the measured entries as CSV (atomically).
 pub fn write_csv(path: &Path, entries: &[DecoderEntry]) -> Result<()> {
     let (size_front, latency_front) = decoder_fronts(entries);
-    let mut text = String::from(
-        "role,subnet,layers,heads,kv_heads,ffn,params_total,params_non_embedding,size_bytes,\
-val_loss,perplexity,top1_accuracy,prefill_ms,decode_tokens_per_s,prefill_ms_p90,\
-val_loss_untrained,on_front_size,on_front_latency\n",
-    );
-    for (i, e) in entries.iter().enumerate() {
-        text.push_str(&format!(
-            "{},\"{}\",{},{},{},{},{},{},{},{:.4},{:.3},{:.4},{:.2},{:.2},{:.2},{:.4},{},{}\n",
-            e.role,
-            e.subnet,
-            e.layers,
-            e.heads,
-            e.kv_heads,
-            e.ffn,
-            e.params_total,
-            e.params_non_embedding,
-            e.size_bytes,
-            e.val_loss,
-            e.perplexity,
-            e.top1_accuracy,
-            e.prefill_ms,
-            e.decode_tokens_per_s,
-            e.prefill_ms_p90,
-            e.val_loss_untrained,
-            size_front[i],
-            latency_front[i]
-        ));
-    }
-    crate::files::write_atomic(path, text.as_bytes())
+    let header = [
+        "role",
+        "subnet",
+        "layers",
+        "heads",
+        "kv_heads",
+        "ffn",
+        "params_total",
+        "params_non_embedding",
+        "size_bytes",
+        "val_loss",
+        "perplexity",
+        "top1_accuracy",
+        "prefill_ms",
+        "decode_tokens_per_s",
+        "prefill_ms_p90",
+        "val_loss_untrained",
+        "on_front_size",
+        "on_front_latency",
+    ];
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            vec![
+                e.role.clone(),
+                e.subnet.clone(),
+                e.layers.to_string(),
+                e.heads.to_string(),
+                e.kv_heads.to_string(),
+                e.ffn.to_string(),
+                e.params_total.to_string(),
+                e.params_non_embedding.to_string(),
+                e.size_bytes.to_string(),
+                format!("{:.4}", e.val_loss),
+                format!("{:.3}", e.perplexity),
+                format!("{:.4}", e.top1_accuracy),
+                format!("{:.2}", e.prefill_ms),
+                format!("{:.2}", e.decode_tokens_per_s),
+                format!("{:.2}", e.prefill_ms_p90),
+                format!("{:.4}", e.val_loss_untrained),
+                size_front[i].to_string(),
+                latency_front[i].to_string(),
+            ]
+        })
+        .collect();
+    let bytes = super::csv_table::csv_text(&header, &rows)?;
+    crate::files::write_atomic(path, &bytes)
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 

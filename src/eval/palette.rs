@@ -88,29 +88,46 @@ pub fn fronts(entries: &[PaletteEntry]) -> (Vec<bool>, Vec<bool>) {
 /// Writes `palette.csv` with the fronts computed on dev accuracy.
 pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
     let (size_front, latency_front) = fronts(entries);
-    let mut out = String::from(
-        "subnet,layers,heads,ffn,hidden,params_total,params_non_embedding,size_bytes,latency_ms_median,latency_ms_p90,dev_accuracy,test_accuracy,on_front_size,on_front_latency\n",
-    );
-    for (i, e) in entries.iter().enumerate() {
-        out.push_str(&format!(
-            "\"{}\",{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{},{}\n",
-            e.subnet,
-            e.layers,
-            e.heads,
-            e.ffn,
-            e.hidden,
-            e.params_total,
-            e.params_non_embedding,
-            e.size_bytes,
-            e.latency_ms_median,
-            e.latency_ms_p90,
-            e.dev_accuracy,
-            e.test_accuracy,
-            size_front[i],
-            latency_front[i]
-        ));
-    }
-    crate::files::write_atomic(path, out.as_bytes())
+    let header = [
+        "subnet",
+        "layers",
+        "heads",
+        "ffn",
+        "hidden",
+        "params_total",
+        "params_non_embedding",
+        "size_bytes",
+        "latency_ms_median",
+        "latency_ms_p90",
+        "dev_accuracy",
+        "test_accuracy",
+        "on_front_size",
+        "on_front_latency",
+    ];
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            vec![
+                e.subnet.clone(),
+                e.layers.to_string(),
+                e.heads.to_string(),
+                e.ffn.to_string(),
+                e.hidden.to_string(),
+                e.params_total.to_string(),
+                e.params_non_embedding.to_string(),
+                e.size_bytes.to_string(),
+                format!("{:.4}", e.latency_ms_median),
+                format!("{:.4}", e.latency_ms_p90),
+                format!("{:.4}", e.dev_accuracy),
+                format!("{:.4}", e.test_accuracy),
+                size_front[i].to_string(),
+                latency_front[i].to_string(),
+            ]
+        })
+        .collect();
+    let bytes = super::csv_table::csv_text(&header, &rows)?;
+    crate::files::write_atomic(path, &bytes)
         .with_context(|| format!("{}: cannot write palette", path.display()))
 }
 
@@ -129,9 +146,9 @@ pub fn storage_summary(net: &ClassifierSupernet, entries: &[PaletteEntry]) -> Re
 }
 
 /// Measures `specs` one by one, handing each result to `on_entry` as soon as it is known
-/// (return `false` from it to stop early), then writes `palette.csv` into `run_dir`: the new
-/// rows replace those of the same subnets, the other rows of an existing palette stay (a
-/// partial or stopped measurement never truncates it).
+/// (return `false` from it to stop early), and rewrites `palette.csv` in `run_dir` after each
+/// one: the new rows replace those of the same subnets, the other rows of an existing palette
+/// stay (a partial, stopped or killed measurement never truncates it).
 pub fn evaluate_palette(
     task: &ClassifierTask,
     palette: &PaletteConfig,
@@ -139,25 +156,26 @@ pub fn evaluate_palette(
     specs: &[SubnetSpec],
     on_entry: &mut dyn FnMut(&PaletteEntry) -> bool,
 ) -> Result<(Vec<PaletteEntry>, std::path::PathBuf)> {
-    let mut entries = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let entry = measure_subnet(task, palette, spec)?;
-        let keep_going = on_entry(&entry);
-        entries.push(entry);
-        if !keep_going {
-            break;
-        }
-    }
     let path = run_dir.join("palette.csv");
-    // An existing palette that does not read back is an error, never silently replaced: its
-    // rows would be lost.
-    let old = if path.symlink_metadata().is_ok() {
+    // An existing palette that does not read back is an error before anything is measured,
+    // never silently replaced: its rows would be lost.
+    let mut merged = if path.symlink_metadata().is_ok() {
         read_csv(&path).context("the palette was not rewritten; fix or move the file")?
     } else {
         Vec::new()
     };
-    let merged = merge_entries(old, entries);
-    write_csv(&path, &merged)?;
+    for spec in specs {
+        let entry = measure_subnet(task, palette, spec)?;
+        let keep_going = on_entry(&entry);
+        merged = merge_entries(merged, vec![entry]);
+        write_csv(&path, &merged)?;
+        if !keep_going {
+            break;
+        }
+    }
+    if specs.is_empty() && path.symlink_metadata().is_err() {
+        write_csv(&path, &merged)?;
+    }
     Ok((merged, path))
 }
 

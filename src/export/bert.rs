@@ -56,6 +56,11 @@ pub fn render_export(
     manifest: Value,
     format: ClassifierFormat,
 ) -> Result<ExportFiles> {
+    if format == ClassifierFormat::HfFolder && !spec.is_uniform() {
+        anyhow::bail!(
+            "subnet '{spec}' has per-layer widths, which a Hugging Face BertConfig cannot hold (one head count and one FFN width for all layers): export it with --format onnx"
+        );
+    }
     let tensors = merged_tensors(net, spec)?;
     let (params_total, params_non_embedding) = param_counts(&tensors);
     let config = subnet_config(&net.encoder.config, spec);

@@ -58,8 +58,9 @@ impl DenseClassifier {
             bail!("{}: file is missing", config_path.display());
         }
         let config = BertConfig::from_file(&config_path)?;
-        let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?)
-            .with_context(|| format!("{}: invalid JSON", config_path.display()))?;
+        let raw: serde_json::Value =
+            serde_json::from_str(&crate::files::read_text(&config_path, "model config")?)
+                .with_context(|| format!("{}: invalid JSON", config_path.display()))?;
         let pooling = raw
             .get("pooling")
             .and_then(|p| p.as_str())

@@ -111,13 +111,20 @@ fn stale_staging(parent: &Path, name: &str) -> Vec<PathBuf> {
         return Vec::new();
     };
     let prefix = format!(".{name}.");
+    // Builds before random names used this one.
+    let legacy = format!(".{name}{STAGING_SUFFIX}");
     entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n.starts_with(&prefix) && n.ends_with(STAGING_SUFFIX)
+            // Exactly ours: the prefix, six random characters, the suffix (a target whose
+            // name extends this one has its own staging folders).
+            *n == legacy
+                || n.strip_prefix(&prefix)
+                    .and_then(|r| r.strip_suffix(STAGING_SUFFIX))
+                    .is_some_and(|r| r.len() == 6 && r.chars().all(|c| c.is_ascii_alphanumeric()))
         })
         .map(|e| e.path())
         .collect()

@@ -39,7 +39,13 @@ pub fn temp_beside_ending(path: &Path, suffix: &str) -> Result<tempfile::NamedTe
 }
 
 /// Syncs `tmp` and renames it to `path`, then syncs the folder so the rename survives a crash.
+/// A file replaced keeps its permission bits (a preset made private stays private).
 pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    if let Ok(old) = path.symlink_metadata() {
+        if old.is_file() {
+            let _ = tmp.as_file().set_permissions(old.permissions());
+        }
+    }
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("{}: cannot write file", shown(path)))?;
@@ -51,6 +57,30 @@ pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
         let _ = folder.sync_all();
     }
     Ok(())
+}
+
+/// Removes the temporary files that killed writers left in `dir`: regular files named as
+/// [`temp_beside`] names them (`.NAME.XXXXXX.tmp`, six random characters), nothing else.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .is_some_and(|(stem, random)| {
+                !stem.is_empty()
+                    && random.len() == 6
+                    && random.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes `bytes` to `path` so that readers see the old file or the whole new one, never half.
@@ -92,6 +122,30 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "rows");
         // Nothing left behind but the file and the planted links.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5);
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = temp_beside(&dir.path().join("supernet.safetensors")).unwrap();
+        let (_, stale_path) = stale.keep().unwrap();
+        for keep in [".notes.tmp", "config.ron", ".a.b.tmp", ".x.abcdefg.tmp"] {
+            std::fs::write(dir.path().join(keep), "mine").unwrap();
+        }
+        remove_stale_temps(dir.path());
+        assert!(!stale_path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn a_replaced_file_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("private.ron");
+        std::fs::write(&target, "old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&target, b"new").unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

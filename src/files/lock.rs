@@ -91,7 +91,9 @@ pub fn writer_of(run_dir: &Path) -> Option<u32> {
             let _ = file.unlock();
             None
         }
-        Err(_) => Some(holder(&mut file).unwrap_or(0)),
+        Err(std::fs::TryLockError::WouldBlock) => Some(holder(&mut file).unwrap_or(0)),
+        // Locks unsupported here (some network filesystems): nothing can be said.
+        Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
 

@@ -188,6 +188,7 @@ pub fn pad_batch(ids: &[Vec<u32>], pad_id: u32) -> TokenBatch {
 }
 
 fn wordpiece_from_vocab(vocab: &Path) -> Result<Tokenizer> {
+    crate::files::require_regular(vocab, "vocab.txt")?;
     let path = vocab
         .to_str()
         .ok_or_else(|| anyhow!("{}: path is not UTF-8", vocab.display()))?;

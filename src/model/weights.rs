@@ -24,6 +24,7 @@ pub struct WeightStore {
 impl WeightStore {
     /// Loads every tensor of `path` (f32, f16 or bf16) as f32.
     pub fn load(path: &Path, prefixes: &[&str]) -> Result<Self> {
+        crate::files::require_regular(path, "a weights file")?;
         let bytes = std::fs::read(path)
             .with_context(|| format!("{}: cannot read weights file", path.display()))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {

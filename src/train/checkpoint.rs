@@ -79,18 +79,24 @@ pub fn save(
     let json = serde_json::to_vec_pretty(state)?;
     crate::files::write_atomic(&tmp_dir.path().join(STATE), &json)?;
     crate::files::write_atomic(&tmp_dir.path().join(MARKER), b"ok\n")?;
-    if let Ok(meta) = final_dir.symlink_metadata() {
-        // The same step saved again (stopped, resumed, stopped at once): replace it; a link
-        // planted there is removed itself, never followed.
-        if meta.is_dir() {
-            std::fs::remove_dir_all(&final_dir).ok();
-        } else {
-            std::fs::remove_file(&final_dir).ok();
-        }
-    }
+    // The same step saved again (stopped, resumed, stopped at once): the old one is moved
+    // aside first and removed only once the new one is in place, so a kill in between leaves
+    // one of them (a link planted there is moved itself, never followed).
+    let aside = root.join(format!("{name}.replaced{PARTIAL}"));
+    let replaced =
+        final_dir.symlink_metadata().is_ok() && std::fs::rename(&final_dir, &aside).is_ok();
     let tmp_path = tmp_dir.keep();
     std::fs::rename(&tmp_path, &final_dir)
         .with_context(|| format!("{}: cannot move checkpoint into place", shown(&final_dir)))?;
+    if replaced {
+        if aside.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&aside).ok();
+        } else {
+            std::fs::remove_file(&aside).ok();
+        }
+    }
+    // Checked again right before pruning: the folder may have been swapped for a link.
+    real_folder(&root)?;
     prune(&root);
     Ok(final_dir)
 }
@@ -166,8 +172,7 @@ pub fn complete_steps(run_dir: &Path) -> Vec<usize> {
 
 fn read(dir: &Path) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
     let state_path = dir.join(STATE);
-    let text = std::fs::read_to_string(&state_path)
-        .with_context(|| format!("{}: cannot read checkpoint state", state_path.display()))?;
+    let text = crate::files::read_text(&state_path, "checkpoint state")?;
     let state: CheckpointState = serde_json::from_str(&text)
         .with_context(|| format!("{}: invalid checkpoint state", state_path.display()))?;
     let tensors = WeightStore::load(&dir.join(TENSORS), &[])?.into_tensors();

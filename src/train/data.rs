@@ -223,11 +223,11 @@ impl LabelMap {
             .all(|(i, n)| n.parse::<usize>() == Ok(i));
         if !ids_in_order || names.len() != self.names.len() {
             bail!(
-                "{}: data.label_names gives {} names, but the labels are {} (names need integer \
-                 labels 0..{}, one name each)",
-                source.display(),
+                "{}: data.label_names gives {} names for {} labels (names need integer labels \
+                 0..{}, one name each)",
+                crate::files::shown(source),
                 names.len(),
-                self.names.join(", "),
+                self.names.len(),
                 self.names.len()
             );
         }
@@ -268,13 +268,13 @@ impl Split {
         }
         let mut label_ids = Vec::with_capacity(examples.len());
         for (i, e) in examples.iter().enumerate() {
+            // The position and counts, not the label: errors never quote a data file.
             let id = labels.id(&e.label).with_context(|| {
                 format!(
-                    "{}: example {} has label '{}', which the training set never uses (labels: {})",
-                    path.display(),
+                    "{}: example {}'s label is one the training set never uses (it has {} labels)",
+                    crate::files::shown(path),
                     i + 1,
-                    e.label,
-                    labels.names.join(", ")
+                    labels.names.len()
                 )
             })?;
             label_ids.push(id as u32);

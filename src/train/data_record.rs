@@ -60,9 +60,10 @@ pub fn save(run_dir: &Path, config: &RunConfig) -> Result<()> {
 /// were kept have none and pass).
 pub fn check(run_dir: &Path, config: &RunConfig) -> Result<()> {
     let path = run_dir.join(FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    if path.symlink_metadata().is_err() {
         return Ok(());
-    };
+    }
+    let text = crate::files::read_text(&path, "data record")?;
     let then: Vec<DataFile> = serde_json::from_str(&text)
         .with_context(|| format!("{}: invalid data record", path.display()))?;
     let now = record(config)?;

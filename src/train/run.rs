@@ -155,6 +155,8 @@ impl<T: Task> Run<T> {
         let restart = options.restart;
         let mut run = Self::build(config, run_dir)?;
         run.lock = Some(lock);
+        // Under the lock: no other writer's temporary files can be in flight.
+        crate::files::atomic::remove_stale_temps(run_dir);
         if let Some(warning) = run.log.repair()? {
             run.notes.push(warning);
         }
@@ -208,9 +210,7 @@ impl<T: Task> Run<T> {
         let weights = run_dir.join("supernet.safetensors");
         if weights.is_file() {
             let meta_path = run_dir.join("supernet.json");
-            let text = std::fs::read_to_string(&meta_path).with_context(|| {
-                format!("{}: cannot read supernet metadata", meta_path.display())
-            })?;
+            let text = crate::files::read_text(&meta_path, "supernet metadata")?;
             let meta: SupernetMeta = serde_json::from_str(&text)
                 .with_context(|| format!("{}: invalid supernet metadata", meta_path.display()))?;
             let tensors = WeightStore::load(&weights, &[])?.into_tensors();
@@ -238,6 +238,15 @@ impl<T: Task> Run<T> {
         let notes = task.warnings().to_vec();
         let config_watchdog = config.watchdog.clone();
         let stage_steps = stage_steps(&config, task.train_len());
+        if let Some(&n) = stage_steps
+            .iter()
+            .find(|&&n| n > super::config::MAX_STAGE_STEPS)
+        {
+            bail!(
+                "a stage of {n} steps is more than {} (an Epochs budget on this much data)",
+                super::config::MAX_STAGE_STEPS
+            );
+        }
         Ok(Self {
             config,
             run_dir: run_dir.to_path_buf(),
@@ -288,6 +297,23 @@ impl<T: Task> Run<T> {
                     state.global_step
                 );
             }
+            // Adam's step count is the steps taken in that stage (its bias correction uses it).
+            let start: usize = self.stage_steps[..stage].iter().sum();
+            let taken = state
+                .global_step
+                .saturating_sub(start)
+                .min(self.stage_steps[stage]);
+            if state.optimizer_t != taken {
+                bail!(
+                    "its optimizer has taken {} steps but stage {stage} has had {taken}",
+                    state.optimizer_t
+                );
+            }
+        } else if position_of(state.global_step, &self.stage_steps).1 > 0 {
+            bail!(
+                "it is at step {} inside a stage but holds no optimizer state",
+                state.global_step
+            );
         }
         Ok(())
     }
@@ -594,10 +620,6 @@ impl<T: Task> Run<T> {
     /// Merges every stage and writes `supernet.safetensors` and `supernet.json`.
     fn finish(&mut self) -> Result<String> {
         self.task.net_mut().set_stage(None)?;
-        save_f32(
-            &self.run_dir.join("supernet.safetensors"),
-            &self.task.net().named_state(),
-        )?;
         let meta = SupernetMeta {
             teacher: RunConfig::resolve(&self.config.teacher),
             rank: self.config.rank,
@@ -605,9 +627,15 @@ impl<T: Task> Run<T> {
             orders: self.task.orders(),
             task: self.task.metadata(),
         };
+        // The metadata first: readers take the weights as the sign of a finished run, so a
+        // kill between the two leaves a run that still opens from its last checkpoint.
         crate::files::write_atomic(
             &self.run_dir.join("supernet.json"),
             &serde_json::to_vec_pretty(&meta)?,
+        )?;
+        save_f32(
+            &self.run_dir.join("supernet.safetensors"),
+            &self.task.net().named_state(),
         )?;
         Ok(format!(
             "trained supernet saved in {}",

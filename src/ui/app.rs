@@ -559,6 +559,12 @@ impl StudioApp {
                     self.notice = Some("this run is in use: stop it before deleting it".into());
                     return;
                 }
+                if let Some(pid) = crate::files::lock::writer_of(&dir) {
+                    self.notice = Some(format!(
+                        "process {pid} is training this run: stop it before deleting it"
+                    ));
+                    return;
+                }
                 match super::runs_browser::move_to_trash(&dir) {
                     Ok(to) => {
                         self.notice = Some(format!("moved {} to {}", dir.display(), to.display()))
@@ -573,6 +579,12 @@ impl StudioApp {
                 let shown = self.run.run_dir.as_deref() == Some(dir.as_path());
                 if shown && self.handle.is_some() {
                     self.notice = Some("this run is in use: stop it before renaming it".into());
+                    return;
+                }
+                if let Some(pid) = crate::files::lock::writer_of(&dir) {
+                    self.notice = Some(format!(
+                        "process {pid} is training this run: stop it before renaming it"
+                    ));
                     return;
                 }
                 match super::runs_browser::rename_run(&dir, &name) {

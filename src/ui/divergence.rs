@@ -108,6 +108,8 @@ impl StudioApp {
 /// Replaces the run's `config.ron` with `config` when it differs in training settings only
 /// (teacher and data must stay: the checkpoints belong to them); true when it was rewritten.
 fn apply_settings(config: &RunConfig, run_dir: &Path) -> Result<bool> {
+    // Never under a process that is training the run (the resume after this takes it again).
+    let _lock = crate::files::lock::RunLock::acquire(run_dir)?;
     let path = run_dir.join("config.ron");
     let stored = RunConfig::load(&path)?;
     if stored == *config {

@@ -370,7 +370,7 @@ pub fn rename_run(dir: &Path, new_name: &str) -> anyhow::Result<PathBuf> {
 /// start new runs from).
 fn opened_settings(ui: &mut Ui, dir: &Path) {
     let path = dir.join("config.ron");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(text) = crate::files::read_text(&path, "run settings") else {
         return;
     };
     let name = dir
@@ -471,6 +471,15 @@ pub fn move_to_trash(dir: &Path) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     let parent = dir.parent().context("a run folder has a parent")?;
     let trash = parent.join(".trash");
+    if trash
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        anyhow::bail!(
+            "{}: is a symbolic link; runs are only moved into a real trash folder",
+            crate::files::shown(&trash)
+        );
+    }
     std::fs::create_dir_all(&trash)
         .with_context(|| format!("{}: cannot create the trash folder", trash.display()))?;
     let name = dir.file_name().context("a run folder has a name")?;

@@ -102,6 +102,17 @@ impl LlamaConfig {
                 MAX_POSITIONS,
             ),
         ])?;
+        for (field, id) in [
+            ("bos_token_id", self.bos_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ] {
+            if let Some(id) = id.filter(|&id| id as usize >= self.vocab_size) {
+                bail!(
+                    "{field} {id} is outside the vocabulary of {}",
+                    self.vocab_size
+                );
+            }
+        }
         if self.hidden_size == 0
             || self.num_hidden_layers == 0
             || self.num_attention_heads == 0

@@ -98,7 +98,7 @@ pub fn is_decoder(path: &Path) -> bool {
     if path.extension().is_some_and(|e| e == "gguf") {
         return true;
     }
-    std::fs::read_to_string(path.join("config.json"))
+    crate::files::read_text(&path.join("config.json"), "model config")
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| {

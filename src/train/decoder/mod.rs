@@ -194,10 +194,14 @@ impl Task for DecoderTask {
             if profile {
                 // The GPU runs ahead of the host: wait for it, or the laps measure queueing.
                 let _ = crate::model::device::synchronize(device);
-                eprintln!(
-                    "{what}: {:.2} s, rss {} MB",
-                    clock.elapsed().as_secs_f64(),
-                    crate::util::rss_mb()
+                // A closed standard error must not end training (eprintln! would panic).
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!(
+                        "{what}: {:.2} s, rss {} MB\n",
+                        clock.elapsed().as_secs_f64(),
+                        crate::util::rss_mb()
+                    ),
                 );
             }
         };
