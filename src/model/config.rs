@@ -70,6 +70,18 @@ impl BertConfig {
         self.head_size() * self.num_attention_heads
     }
 
+    /// The teacher's limits for subnet validation.
+    pub fn shape(&self) -> crate::model::TeacherShape {
+        crate::model::TeacherShape {
+            layers: self.num_hidden_layers,
+            heads: self.num_attention_heads,
+            heads_per_kv: 1,
+            head_size: self.head_size(),
+            ffn: self.intermediate_size,
+            hidden: self.hidden_size,
+        }
+    }
+
     /// (heads, FFN width) of layer `i`.
     pub fn layer_widths(&self, i: usize) -> (usize, usize) {
         let at = |list: &Option<Vec<usize>>, all: usize| {

@@ -217,14 +217,7 @@ impl BertEncoder {
 
     /// The teacher's limits for subnet validation.
     pub fn shape(&self) -> TeacherShape {
-        TeacherShape {
-            layers: self.config.num_hidden_layers,
-            heads: self.config.num_attention_heads,
-            heads_per_kv: 1,
-            head_size: self.config.head_size(),
-            ffn: self.config.intermediate_size,
-            hidden: self.config.hidden_size,
-        }
+        self.config.shape()
     }
 
     /// Embedding output `[B, T, d_sub]` (frozen, never tracked).

@@ -27,43 +27,18 @@ impl TeacherSummary {
                 LlamaConfig::from_file(&path.join("config.json"))
             }
             .map_err(|e| format!("{e:#}"))?;
-            let c = &config;
-            let shape = TeacherShape {
-                layers: c.num_hidden_layers,
-                heads: c.num_attention_heads,
-                heads_per_kv: c.group_size(),
-                head_size: c.head_size(),
-                ffn: c.intermediate_size,
-                hidden: c.hidden_size,
-            };
-            let full = crate::model::SubnetSpec::maxnet(&shape);
+            // The one parameter count of each architecture (model/params.rs, model/config.rs).
             return Ok(Self {
-                params: crate::model::params::decoder_params_total(
-                    &full,
-                    &shape,
-                    c.vocab_size,
-                    c.tie_word_embeddings,
-                ),
-                shape,
+                params: config.param_count(),
+                shape: config.shape(),
                 decoder: true,
             });
         }
         let config =
             BertConfig::from_file(&path.join("config.json")).map_err(|e| format!("{e:#}"))?;
-        let c = &config;
-        let (d, a, f) = (c.hidden_size, c.attention_width(), c.intermediate_size);
-        let emb = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size + 2) * d;
-        let layer = 4 * (a * d + a) + 4 * d + 2 * f * d + f + d;
         Ok(Self {
-            params: emb + c.num_hidden_layers * layer,
-            shape: TeacherShape {
-                layers: c.num_hidden_layers,
-                heads: c.num_attention_heads,
-                heads_per_kv: 1,
-                head_size: c.head_size(),
-                ffn: c.intermediate_size,
-                hidden: c.hidden_size,
-            },
+            params: config.param_count(),
+            shape: config.shape(),
             decoder: false,
         })
     }
