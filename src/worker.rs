@@ -268,7 +268,8 @@ fn run_palette(
             .iter()
             .map(|s| resolve_spec(Some(s), &run.task.space.teacher))
             .collect::<anyhow::Result<Vec<_>>>()?,
-        None => run.task.space.all(),
+        // The whole space resumes a stopped measurement: rows already measured are kept.
+        None => crate::eval::palette::missing_specs(&run.run_dir, run.task.space.all())?,
     };
     send(TrainEvent::PaletteStarted { count: specs.len() });
     send(TrainEvent::log("info", crate::eval::machine::describe()));

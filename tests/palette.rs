@@ -579,3 +579,51 @@ fn per_layer_subnets_are_measured_and_export_to_onnx() {
         "our loader's logits differ from the supernet's by {diff}"
     );
 }
+
+/// A stopped measurement of the whole space resumes with the missing rows only; rows measured
+/// before the run's weights changed are measured again.
+#[test]
+fn a_stopped_palette_measurement_resumes_with_the_missing_rows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    common::train_until(common::small_config([2, 0, 0], 8, 32), &run_dir, 1);
+    let run = ClassifierRun::open_trained(&run_dir).unwrap();
+    let all = run.task.space.all();
+    let measured: Vec<SubnetSpec> = all[..2].to_vec();
+    // As a measurement stopped after two subnets leaves it (rows written after each one).
+    let mut seen = 0;
+    mlfs_studio::eval::palette::evaluate_palette(
+        &run.task,
+        &run.config.palette,
+        &run_dir,
+        &all,
+        &mut |_| {
+            seen += 1;
+            seen < 2
+        },
+    )
+    .unwrap();
+    assert_eq!(read_csv(&run_dir.join("palette.csv")).unwrap().len(), 2);
+    let next = mlfs_studio::cli::eval::chosen_subnets(&run, None).unwrap();
+    assert_eq!(next.len(), all.len() - 2);
+    assert!(next.iter().all(|s| !measured.contains(s)));
+    // Listed subnets are measured again whatever the palette holds.
+    let listed =
+        mlfs_studio::cli::eval::chosen_subnets(&run, Some(&measured[0].to_string())).unwrap();
+    assert_eq!(listed, vec![measured[0].clone()]);
+
+    // The run trains on: its newer checkpoint makes the old rows stale.
+    drop(run);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut resumed = ClassifierRun::resume(&run_dir).unwrap();
+    let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+    resumed.run(&mut ctl, &mut |_| {}).unwrap();
+    drop(resumed);
+    let run = ClassifierRun::open_trained(&run_dir).unwrap();
+    assert_eq!(
+        mlfs_studio::cli::eval::chosen_subnets(&run, None)
+            .unwrap()
+            .len(),
+        all.len()
+    );
+}

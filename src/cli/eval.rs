@@ -20,7 +20,8 @@ pub fn chosen_subnets(run: &ClassifierRun, subnets: Option<&str>) -> Result<Vec<
             .iter()
             .map(|s| resolve_spec(Some(s), &space.teacher))
             .collect(),
-        None => Ok(space.all()),
+        // The whole space resumes: rows already measured are kept, not measured again.
+        None => crate::eval::palette::missing_specs(&run.run_dir, space.all()),
     }
 }
 
@@ -128,6 +129,12 @@ fn print_decoder_measurements(
 /// Measures and prints the palette of a trained supernet, writing `palette.csv`.
 pub fn print_palette(run: &ClassifierRun, subnets: Option<&str>, stop: &StopRequest) -> Result<()> {
     let specs = chosen_subnets(run, subnets)?;
+    if specs.is_empty() && subnets.is_none() {
+        crate::note!(
+            "every subnet of the space is already in {}; `--subnets` measures listed ones again",
+            crate::files::shown(&run.run_dir.join("palette.csv"))
+        );
+    }
     crate::note!("{}", crate::eval::machine::describe());
     crate::say!(
         "{:<34} {:>9} {:>10} {:>9} {:>9} {:>7} {:>7}",

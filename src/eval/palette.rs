@@ -179,6 +179,37 @@ pub fn evaluate_palette(
     Ok((merged, path))
 }
 
+/// The subnets of `specs` that `run_dir/palette.csv` has no row for: what resumes a stopped
+/// measurement of the whole space. Rows measured before the run's weights last changed (a
+/// palette of a stopped run, then trained further) do not count: everything is measured again.
+pub fn missing_specs(run_dir: &Path, specs: Vec<SubnetSpec>) -> Result<Vec<SubnetSpec>> {
+    let path = run_dir.join("palette.csv");
+    if path.symlink_metadata().is_err() {
+        return Ok(specs);
+    }
+    let modified = |p: &Path| p.symlink_metadata().and_then(|m| m.modified()).ok();
+    let weights = modified(&run_dir.join("supernet.safetensors")).or_else(|| {
+        crate::train::checkpoint::complete_steps(run_dir)
+            .last()
+            .and_then(|s| {
+                modified(
+                    &crate::train::checkpoint::checkpoints_dir(run_dir)
+                        .join(format!("step-{s:08}")),
+                )
+            })
+    });
+    if let (Some(rows), Some(weights)) = (modified(&path), weights) {
+        if rows < weights {
+            return Ok(specs);
+        }
+    }
+    let have: Vec<String> = read_csv(&path)?.into_iter().map(|e| e.subnet).collect();
+    Ok(specs
+        .into_iter()
+        .filter(|s| !have.contains(&s.to_string()))
+        .collect())
+}
+
 /// `old` with every subnet measured again replaced by its `new` row, new subnets appended.
 pub fn merge_entries(old: Vec<PaletteEntry>, new: Vec<PaletteEntry>) -> Vec<PaletteEntry> {
     let mut out = old;
