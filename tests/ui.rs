@@ -869,3 +869,64 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     assert!(runs.path().join(".trash").join("gamma-sweep").is_dir());
     assert!(h.state().runs.rows.is_empty());
 }
+
+/// Per-layer widths from the studio (issue 25): choose Per layer in the search space, train a
+/// short run whose palette lists a per-layer subnet, see its widths layer by layer in the
+/// table, and export it as ONNX (a Hugging Face folder cannot hold it).
+#[test]
+fn a_per_layer_run_is_chosen_trained_shown_and_exported_as_onnx() {
+    use mlfs_studio::mlfs::config::WidthMode;
+    let runs = tempfile::tempdir().unwrap();
+    let export_dir = runs.path().join("per-layer-onnx");
+    let mut dialogs = ScriptedDialogs::default();
+    dialogs.answers.push_back(Some(export_dir.clone()));
+    let per_layer = "layers=0,1,2;heads=12,6,3;ffn=1536,768,384";
+    let mut config = tiny_config([4, 2, 2]);
+    config.palette.subnets = vec![per_layer.into(), "layers=2;heads=3;ffn=384".into()];
+    let app = StudioApp::new(config, Box::new(dialogs), runs.path().to_path_buf());
+    let mut h = harness(app);
+    h.step();
+    // The search-space section sits below the fold of the settings panel.
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Widths")
+        .scroll_to_me();
+    step_frames(&mut h, 3);
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Widths")
+        .click();
+    step_frames(&mut h, 3);
+    h.get_by_label("Per layer").click();
+    step_frames(&mut h, 3);
+    assert_eq!(h.state().config.space.widths, WidthMode::PerLayer);
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(600), |a| {
+        a.run.status == RunStatus::Finished && a.run.palette.len() == 2 && a.handle.is_none()
+    });
+    let run_dir = h.state().run.run_dir.clone().expect("a run folder");
+    let saved = mlfs_studio::train::config::RunConfig::load(&run_dir.join("config.ron")).unwrap();
+    assert_eq!(saved.space.widths, WidthMode::PerLayer);
+
+    h.get_by_label("Pareto").click();
+    step_frames(&mut h, 2);
+    assert!(
+        h.query_by_label("12/6/3").is_some(),
+        "heads not shown per layer"
+    );
+    assert!(
+        h.query_by_label("1536/768/384").is_some(),
+        "FFN not shown per layer"
+    );
+    h.get_by_label(per_layer).click();
+    h.step();
+    assert_eq!(h.state().selection.as_deref(), Some(per_layer));
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
+        .click();
+    step_frames(&mut h, 3);
+    h.get_by_label("ONNX (opset 17)").click();
+    step_frames(&mut h, 3);
+    export_and_wait(&mut h, "Export selected…");
+    let model = mlfs_studio::export::classifier::DenseClassifier::load(&export_dir).unwrap();
+    assert_eq!(model.config.layer_heads, Some(vec![12, 6, 3]));
+    assert_eq!(
+        model.config.layer_intermediate_sizes,
+        Some(vec![1536, 768, 384])
+    );
+}

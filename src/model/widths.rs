@@ -69,6 +69,15 @@ impl Widths {
         Ok(())
     }
 
+    /// A short form for tables: `6`, or `12/6/3` per layer.
+    pub fn short(&self) -> String {
+        self.values()
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     /// Every value (one for a uniform width).
     pub fn values(&self) -> Vec<usize> {
         match self {

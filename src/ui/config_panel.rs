@@ -316,6 +316,28 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
                     .on_hover_text(tip);
                 changed |= *rule != before;
             });
+            ui.horizontal(|ui| {
+                use crate::mlfs::config::WidthMode;
+                let name = |m: WidthMode| match m {
+                    WidthMode::Uniform => "Uniform",
+                    WidthMode::PerLayer => "Per layer",
+                };
+                let tip = "Uniform: a random subnet keeps one head count and one FFN width in all its layers (the paper's space). Per layer: each kept layer draws its own heads and FFN width from the choices; the maxnet and minnet stay uniform";
+                let l = ui.label("Widths").on_hover_text(tip);
+                let mode = &mut form.config.space.widths;
+                let before = *mode;
+                egui::ComboBox::from_id_salt("width-mode")
+                    .selected_text(name(*mode))
+                    .show_ui(ui, |ui| {
+                        for m in [WidthMode::Uniform, WidthMode::PerLayer] {
+                            ui.selectable_value(mode, m, name(m));
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text(tip);
+                changed |= *mode != before;
+            });
         });
         egui::CollapsingHeader::new("Batches").default_open(true).show(ui, |ui| {
             changed |= number(ui, &errors, "batch_size", "Batch size", &mut form.config.batch_size, 1.0, "Examples per optimizer step (padded per batch)");

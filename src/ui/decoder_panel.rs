@@ -154,7 +154,12 @@ fn table(
                     for e in &run.decoder_entries {
                         let selected = selection == Some(e.subnet.as_str());
                         // A short name first (deep subnets' specs are long); the spec ends the row.
-                        let shape = format!("{} L · {} h · FFN {}", e.layers, e.heads, e.ffn);
+                        // Per-layer subnets show their widths layer by layer (`heads 12/6/3`).
+                        let (heads, ffn) = match e.subnet.parse::<crate::model::SubnetSpec>() {
+                            Ok(s) => (s.heads.short(), s.ffn.short()),
+                            Err(_) => (e.heads.to_string(), e.ffn.to_string()),
+                        };
+                        let shape = format!("{} L · {heads} h · FFN {ffn}", e.layers);
                         if ui
                             .selectable_label(selected, shape)
                             .on_hover_text(e.metrics_text())

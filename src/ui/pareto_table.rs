@@ -155,8 +155,13 @@ pub fn show(
                             }));
                         }
                         ui.label(e.layers.to_string());
-                        ui.label(e.heads.to_string());
-                        ui.label(e.ffn.to_string());
+                        // A per-layer subnet's widths layer by layer (`12/6/3`), from its spec.
+                        let spec = e.subnet.parse::<crate::model::SubnetSpec>().ok();
+                        let widths = |w: fn(&crate::model::SubnetSpec) -> String, all: usize| {
+                            spec.as_ref().map_or(all.to_string(), w)
+                        };
+                        ui.label(widths(|s| s.heads.short(), e.heads));
+                        ui.label(widths(|s| s.ffn.short(), e.ffn));
                         ui.label(format!("{:.2}", e.params_total as f64 / 1e6));
                         ui.label(format!("{:.2}", e.size_bytes as f64 / 1e6));
                         ui.label(format!("{:.3}", e.latency_ms_median));
