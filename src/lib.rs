@@ -9,6 +9,7 @@ pub mod export;
 pub mod files;
 pub mod mlfs;
 pub mod model;
+pub mod runs;
 pub mod train;
 pub mod ui;
 pub mod util;

@@ -7,7 +7,11 @@ fn main() {
     // After the thread settings: the BLAS reads them when it opens.
     mlfs_studio::model::blas::init();
     quiet_on_closed_stdout();
-    if let Err(err) = mlfs_studio::cli::main_entry() {
+    let next = mlfs_studio::cli::main_entry().and_then(|next| match next {
+        mlfs_studio::cli::Next::Studio(run) => mlfs_studio::ui::run_studio(run),
+        mlfs_studio::cli::Next::Done => Ok(()),
+    });
+    if let Err(err) = next {
         // Every control character escaped, newlines too: a path in the message holding one
         // must not forge a line of output.
         let text = format!("{err:#}");

@@ -5,11 +5,11 @@
 
 mod common;
 
-use mlfs_studio::cli::export::export_decoder;
 use mlfs_studio::eval::decoder::{measure_palette, read_csv};
 use mlfs_studio::export::decoder_subnet::ExportFormat;
 use mlfs_studio::model::llama::DecoderTeacher;
 use mlfs_studio::model::SubnetSpec;
+use mlfs_studio::runs::export::export_decoder;
 use mlfs_studio::train::config::RunConfig;
 use mlfs_studio::train::decoder::metrics::evaluate_blocks;
 use mlfs_studio::train::protocol::{DecoderEntry, TrainEvent};

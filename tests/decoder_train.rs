@@ -7,13 +7,13 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use mlfs_studio::cli::export::export_decoder;
 use mlfs_studio::export::decoder::GgufType;
 use mlfs_studio::export::decoder_subnet::ExportFormat;
 use mlfs_studio::model::llama::generate::greedy;
 use mlfs_studio::model::llama::student::StudentInit;
 use mlfs_studio::model::llama::DecoderTeacher;
 use mlfs_studio::model::SubnetSpec;
+use mlfs_studio::runs::export::export_decoder;
 use mlfs_studio::train::config::{DecoderConfig, RunConfig};
 use mlfs_studio::train::protocol::TrainEvent;
 use mlfs_studio::train::run::Flow;

@@ -124,7 +124,7 @@ fn exports_refuse_links_and_a_killed_export_into_an_empty_folder_retries_cleanly
     let run = ClassifierRun::open_trained(&run_dir).unwrap();
     let spec: mlfs_studio::model::SubnetSpec = "layers=2;heads=3;ffn=384".parse().unwrap();
     let export = |out: &Path| {
-        mlfs_studio::cli::export::export_classifier(&run, &spec, None, Default::default(), out)
+        mlfs_studio::runs::export::export_classifier(&run, &spec, None, Default::default(), out)
     };
 
     // A link at the target, dangling or not: refused, and nothing is deleted through it.

@@ -6,8 +6,8 @@
 
 mod common;
 
-use mlfs_studio::cli::export::export_classifier;
 use mlfs_studio::export::bert::ClassifierFormat;
+use mlfs_studio::runs::export::export_classifier;
 use mlfs_studio::train::classifier::accuracy::split_accuracy;
 use mlfs_studio::train::protocol::TrainEvent;
 use mlfs_studio::train::run::Flow;

@@ -1,7 +1,5 @@
 //! Palette, merged export and predict on a small trained run of the shipped teacher.
 
-use mlfs_studio::cli::export::export_classifier;
-use mlfs_studio::cli::export::predict_texts;
 use mlfs_studio::eval::palette::{measure_subnet, read_csv};
 use mlfs_studio::export::bert::ClassifierFormat;
 use mlfs_studio::export::classifier::DenseClassifier;
@@ -9,6 +7,8 @@ use mlfs_studio::export::merged::merged_tensors;
 use mlfs_studio::model::packing::TokenLayout;
 use mlfs_studio::model::tokenizer::batch_tensors;
 use mlfs_studio::model::SubnetSpec;
+use mlfs_studio::runs::export::export_classifier;
+use mlfs_studio::runs::predict::predict_texts;
 use mlfs_studio::train::protocol::TrainEvent;
 use mlfs_studio::train::run::Flow;
 use mlfs_studio::train::ClassifierRun;

@@ -152,7 +152,7 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
             // The exported folder loads as a plain model and predicts.
             let model =
                 mlfs_studio::export::classifier::DenseClassifier::load(&export_dir).unwrap();
-            let preds = mlfs_studio::cli::export::predict_texts(
+            let preds = mlfs_studio::runs::predict::predict_texts(
                 &model,
                 &["A wonderful, moving film.".to_string()],
             )

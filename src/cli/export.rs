@@ -4,16 +4,11 @@ use crate::eval::palette::{measure_subnet, read_csv};
 use crate::export::bert::ClassifierFormat;
 use crate::export::classifier::DenseClassifier;
 use crate::export::decoder_subnet::ExportFormat;
-use crate::export::manifest::manifest;
-use crate::export::{bert, decoder_subnet};
-use crate::model::packing::TokenLayout;
 use crate::model::subnet::resolve_spec;
-use crate::model::tokenizer::ids_tensor;
-use crate::model::SubnetSpec;
+use crate::runs::export::{export_classifier, export_decoder};
+use crate::runs::predict::predict_texts;
 use crate::train::kind::is_decoder_run;
-use crate::train::protocol::PaletteEntry;
 use crate::train::run::Placement;
-use crate::train::task::Task;
 use crate::train::{ClassifierRun, DecoderRun};
 use crate::util::read_texts;
 use anyhow::{Context, Result};
@@ -70,93 +65,6 @@ fn list_files(files: &[PathBuf]) {
         let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
         crate::say!("  {} ({} bytes)", f.display(), bytes);
     }
-}
-
-/// Exports `spec` of a trained classifier run as a BERT folder or ONNX model, with its palette
-/// metrics.
-pub fn export_classifier(
-    run: &ClassifierRun,
-    spec: &SubnetSpec,
-    metrics: Option<&PaletteEntry>,
-    format: ClassifierFormat,
-    out: &Path,
-) -> Result<Vec<PathBuf>> {
-    let t = &run.task;
-    let mut extra = serde_json::Map::new();
-    extra.insert("metrics".into(), serde_json::to_value(metrics)?);
-    let manifest = manifest(&run.config, spec, t.orders().is_some(), extra);
-    let labels = t.data.labels.display_names();
-    bert::export_subnet(&t.net, &t.tokenizer, labels, spec, manifest, format, out)
-}
-
-/// Exports `subnet` (default: the run's first reported student) of a trained decoder run.
-pub fn export_decoder(
-    run: &DecoderRun,
-    subnet: Option<&str>,
-    format: ExportFormat,
-    out: &Path,
-) -> Result<Vec<PathBuf>> {
-    let t = &run.task;
-    let spec = t.subnet_or_student(subnet)?;
-    // The run's own measurements, never through a link or from a pipe planted there.
-    let csv_path = run.run_dir.join("lm-palette.csv");
-    let measured = csv_path
-        .symlink_metadata()
-        .is_ok_and(|m| m.is_file())
-        .then(|| crate::files::read_text(&csv_path, "palette").ok())
-        .flatten();
-    let mut extra = serde_json::Map::new();
-    extra.insert("lm".into(), serde_json::to_value(&run.config.lm)?);
-    extra.insert("measurements_csv".into(), measured.into());
-    let manifest = manifest(&run.config, &spec, false, extra);
-    decoder_subnet::export_subnet(&t.net, &spec, manifest, format, out)
-}
-
-/// One prediction: the label and every class probability.
-#[derive(serde::Serialize)]
-pub struct Prediction {
-    pub text: String,
-    pub label: String,
-    pub probabilities: serde_json::Map<String, serde_json::Value>,
-    /// The raw class scores, in label order (what ONNX exports are compared on).
-    pub logits: Vec<f32>,
-}
-
-/// Predictions of an exported (or any mean-pooled BERT classifier) folder for each text.
-pub fn predict_texts(model: &DenseClassifier, texts: &[String]) -> Result<Vec<Prediction>> {
-    let tokenizer = model
-        .tokenizer
-        .as_ref()
-        .context("the model folder has no tokenizer")?;
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(64) {
-        let batch = tokenizer.encode_batch(chunk, model.config.max_position_embeddings)?;
-        let ids = ids_tensor(&batch, model.device())?;
-        let logits = model.logits_of(&ids, &TokenLayout::of_batch(&batch, model.device())?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
-        crate::util::ensure_finite(probs.iter().flatten(), "the classifier's output")?;
-        let logits = logits.to_vec2::<f32>()?;
-        for ((text, p), logits) in chunk.iter().zip(probs).zip(logits) {
-            let best = p
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
-            let probabilities = model
-                .labels
-                .iter()
-                .zip(&p)
-                .map(|(l, v)| (l.clone(), serde_json::json!(v)))
-                .collect();
-            out.push(Prediction {
-                text: text.clone(),
-                label: model.labels[best].clone(),
-                probabilities,
-                logits,
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// Prints one JSON line per text of the file.

@@ -217,12 +217,19 @@ pub fn assets_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
 
-/// Parses arguments and runs the chosen command.
-pub fn main_entry() -> Result<()> {
+/// What `main` does after the arguments are read: the studio window, or nothing more (a
+/// command ran). The window opens from `main`, so the command line never imports the studio.
+pub enum Next {
+    Studio(Option<PathBuf>),
+    Done,
+}
+
+/// Parses arguments and runs the chosen command (or says to open the studio).
+pub fn main_entry() -> Result<Next> {
     let cli = Cli::parse();
     let placement = cli.placement()?;
-    match cli.command {
-        None => crate::ui::run_studio(cli.run),
+    let done: Result<()> = match cli.command {
+        None => return Ok(Next::Studio(cli.run)),
         Some(Command::Forward {
             model,
             subnet,
@@ -310,7 +317,8 @@ pub fn main_entry() -> Result<()> {
             );
             Ok(())
         }
-    }
+    };
+    done.map(|_| Next::Done)
 }
 
 /// Prints what loading tolerated to stderr, one `warning:` line each (stdout stays data).

@@ -653,7 +653,7 @@ impl StudioApp {
         let (subnet, format, out) = (self.selection.clone(), self.decoder.format, target.clone());
         self.export_job = Some(self.jobs.spawn("export", move || {
             let run = crate::train::DecoderRun::open_trained(&run_dir)?;
-            let files = crate::cli::export::export_decoder(&run, subnet.as_deref(), format, &out)?;
+            let files = crate::runs::export::export_decoder(&run, subnet.as_deref(), format, &out)?;
             Ok(files
                 .iter()
                 .map(|f| f.display().to_string())
@@ -688,7 +688,7 @@ impl StudioApp {
             let run = crate::train::ClassifierRun::open_trained(&run_dir)?;
             let teacher = &run.task.space.teacher;
             let spec = crate::model::subnet::resolve_spec(Some(&spec_text), teacher)?;
-            let files = crate::cli::export::export_classifier(
+            let files = crate::runs::export::export_classifier(
                 &run,
                 &spec,
                 metrics.as_ref(),
