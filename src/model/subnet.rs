@@ -49,6 +49,23 @@ impl SubnetSpec {
         self.heads.uniform().is_some() && self.ffn.uniform().is_some()
     }
 
+    /// One line per kept layer of a per-layer subnet ("layer 1: 6 heads, FFN 768"); empty for
+    /// a uniform one (its spec says it all).
+    pub fn layer_lines(&self) -> String {
+        if self.is_uniform() {
+            return String::new();
+        }
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let (h, f) = self.layer_widths(i);
+                format!("layer {l}: {h} heads, FFN {f}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// (heads, FFN neurons) of the `i`-th kept layer.
     pub fn layer_widths(&self, i: usize) -> (usize, usize) {
         (self.heads.at(i), self.ffn.at(i))
@@ -278,6 +295,10 @@ mod tests {
         let spec: SubnetSpec = text.parse().unwrap();
         assert_eq!(spec.to_string(), text);
         assert_eq!(spec.layer_widths(1), (6, 768));
+        assert_eq!(
+            spec.layer_lines(),
+            "layer 0: 12 heads, FFN 1536\nlayer 1: 6 heads, FFN 768\nlayer 2: 3 heads, FFN 384"
+        );
         assert!(!spec.is_uniform());
         spec.validate(&t).unwrap();
         // Equal per-layer values are the uniform subnet, printed as today.

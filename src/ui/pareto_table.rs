@@ -140,7 +140,16 @@ pub fn show(
                         let selected = selection == Some(e.subnet.as_str());
                         let name = ui
                             .selectable_label(selected, RichText::new(&e.subnet).monospace())
-                            .on_hover_text(format!("{}\n(right-click to copy the spec)", e.metrics_text()));
+                            .on_hover_text(format!(
+                                "{}\n{}(right-click to copy the spec)",
+                                e.metrics_text(),
+                                e.subnet
+                                    .parse::<crate::model::SubnetSpec>()
+                                    .map(|s| s.layer_lines())
+                                    .ok()
+                                    .filter(|l| !l.is_empty())
+                                    .map_or(String::new(), |l| format!("{l}\n"))
+                            ));
                         name.context_menu(|ui| {
                             if ui.button("Copy spec").clicked() {
                                 ui.ctx().copy_text(e.subnet.clone());
