@@ -85,7 +85,11 @@ pub fn forward_json(
         return decoder_forward_json(model_dir, subnet, texts_file, device);
     }
     let teacher = EncoderTeacher::load_on(model_dir, device)?;
-    let spec = resolve_spec(subnet, &teacher.encoder.shape())?;
+    let spec = match subnet {
+        Some(_) => resolve_spec(subnet, &teacher.encoder.shape())?,
+        // The whole model at each layer's own width (a per-layer export's config lists them).
+        None => teacher.config.full_spec(),
+    };
     let texts = read_texts(texts_file)?;
     let max_len = teacher.config.max_position_embeddings;
     let batch = teacher.tokenizer.encode_batch(&texts, max_len)?;

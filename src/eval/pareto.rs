@@ -136,7 +136,7 @@ impl ParetoPoint for PaletteEntry {
     fn metrics_text(&self) -> String {
         format!(
             "{}\nlayers {} · heads {} · FFN {} · hidden {}\nparameters {:.2} M ({:.2} M non-embedding)\nsize {:.2} MB\nlatency {:.3} ms median, {:.3} ms p90\ndev accuracy {:.4} · test accuracy {:.4}",
-            self.subnet, self.layers, self.heads, self.ffn, self.hidden, self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
+            self.subnet, self.layers, widths_of(&self.subnet, |s| s.heads.short(), self.heads), widths_of(&self.subnet, |s| s.ffn.short(), self.ffn), self.hidden, self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
             self.size_bytes as f64 / 1e6, self.latency_ms_median, self.latency_ms_p90, self.dev_accuracy, self.test_accuracy
         )
     }
@@ -169,13 +169,21 @@ impl ParetoPoint for DecoderEntry {
     fn metrics_text(&self) -> String {
         format!(
             "{}\n{} layers · {} query heads ({} KV) · FFN {}\nparameters {:.1} M ({:.1} M non-embedding) · f16 {:.1} MB\nvalidation loss {:.4} (cut from the teacher untrained: {:.4})\nperplexity {:.2} · top-1 {:.4}\nprefill {:.1} ms median, {:.1} ms p90 · decode {:.1} tokens/s",
-            self.subnet, self.layers, self.heads, self.kv_heads, self.ffn,
+            self.subnet, self.layers, widths_of(&self.subnet, |s| s.heads.short(), self.heads), self.kv_heads, widths_of(&self.subnet, |s| s.ffn.short(), self.ffn),
             self.params_total as f64 / 1e6, self.params_non_embedding as f64 / 1e6,
             self.size_bytes as f64 / 1e6, self.val_loss, self.val_loss_untrained,
             self.perplexity, self.top1_accuracy, self.prefill_ms, self.prefill_ms_p90,
             self.decode_tokens_per_s
         )
     }
+}
+
+/// A row's heads or FFN width as its spec has them: one value, or `12/6/3` per layer (the
+/// row's own column holds the widest layer's).
+fn widths_of(subnet: &str, pick: fn(&crate::model::SubnetSpec) -> String, widest: usize) -> String {
+    subnet
+        .parse::<crate::model::SubnetSpec>()
+        .map_or(widest.to_string(), |s| pick(&s))
 }
 
 #[cfg(test)]

@@ -21,6 +21,13 @@ pub fn manifest(
         "teacher": c.teacher.display().to_string(),
         "subnet": spec.to_string(),
         "layers_kept_from_teacher": spec.layers,
+        // Each kept layer's widths, in the exported model's layer order.
+        "layer_widths": (0..spec.layers.len())
+            .map(|i| {
+                let (heads, ffn) = spec.layer_widths(i);
+                json!({ "teacher_layer": spec.layers[i], "heads": heads, "ffn": ffn })
+            })
+            .collect::<Vec<_>>(),
         "mlfs": {
             "rank": c.rank, "lora_alpha": c.lora_alpha, "gamma": c.gamma,
             "distill": c.distill, "random_subnets": c.random_subnets,

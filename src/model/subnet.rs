@@ -270,7 +270,8 @@ pub fn resolve_spec(text: Option<&str>, shape: &TeacherShape) -> Result<SubnetSp
             let spec: SubnetSpec = t.parse()?;
             spec.validate(shape)
                 .with_context(|| format!("subnet '{t}' does not fit the teacher"))?;
-            Ok(spec)
+            // One text per subnet: `hidden=` at the teacher's width is the default written out.
+            Ok(spec.canonical(shape.hidden))
         }
     }
 }

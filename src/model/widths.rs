@@ -10,10 +10,31 @@ use std::fmt;
 /// Written `6` (every layer) or `12,6,3` (one per kept layer, in layer order). Lists whose
 /// values are all equal are stored as one value, so a subnet has one name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "WidthsText")]
 pub enum Widths {
     All(usize),
     PerLayer(Vec<usize>),
+}
+
+/// What a file may hold for a width: a number or a list (read, then folded as the text form
+/// is, so `[6, 6]` is the same subnet as `6`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WidthsText {
+    One(usize),
+    List(Vec<usize>),
+}
+
+impl TryFrom<WidthsText> for Widths {
+    type Error = String;
+
+    fn try_from(text: WidthsText) -> std::result::Result<Self, String> {
+        match text {
+            WidthsText::One(v) => Ok(Widths::All(v)),
+            WidthsText::List(list) if list.is_empty() => Err("an empty list of widths".into()),
+            WidthsText::List(list) => Ok(Widths::from_list(list)),
+        }
+    }
 }
 
 impl Widths {
@@ -120,5 +141,10 @@ mod tests {
         Widths::All(4).check_count("ffn", 9).unwrap();
         assert_eq!(serde_json::to_string(&w).unwrap(), "[12,6,3]");
         assert_eq!(serde_json::from_str::<Widths>("6").unwrap(), Widths::All(6));
+        assert_eq!(
+            serde_json::from_str::<Widths>("[6,6]").unwrap(),
+            Widths::All(6)
+        );
+        assert!(serde_json::from_str::<Widths>("[]").is_err());
     }
 }
