@@ -326,3 +326,54 @@ fn code_blocks_and_empty_corpora() {
     // Repeated code is easy for the teacher.
     assert!(m.top1_accuracy > 0.5, "top-1 {}", m.top1_accuracy);
 }
+
+/// A per-layer decoder subnet (issue 25) runs each kept layer at its own width: its hidden
+/// states equal those of the uniform one-layer subnets applied in turn (the uniform path is
+/// the one checked against Hugging Face above), and a KV-cached pass of the same tokens, one
+/// at a time, ends at the same last state.
+#[test]
+fn a_per_layer_decoder_subnet_runs_each_layer_at_its_own_width() {
+    let teacher = DecoderTeacher::load(gguf_path()).unwrap();
+    let net = &teacher.decoder;
+    let spec: SubnetSpec = "layers=0,29;heads=9,6;ffn=1536,768".parse().unwrap();
+    spec.validate(&net.shape()).unwrap();
+    assert!(!spec.is_uniform());
+    let ids = Tensor::new(&[[504u32, 1103, 42, 3001, 17, 880]], &Device::Cpu).unwrap();
+    let (hidden, _) = net.forward_hidden(&ids, &spec, false, None).unwrap();
+
+    let (b, t) = (1, 6);
+    let mut x = net.embed_tokens(&ids).unwrap();
+    for (slot, one) in ["layers=0;heads=9;ffn=1536", "layers=29;heads=6;ffn=768"]
+        .iter()
+        .enumerate()
+    {
+        let one: SubnetSpec = one.parse().unwrap();
+        let ctx = net.layer_context(b, t, &one, 0).unwrap();
+        x = net
+            .layer_forward(one.layers[0], 0, &x, &ctx, false, None)
+            .unwrap();
+        let expected = x.reshape((b, t, net.config.hidden_size)).unwrap();
+        let diff = mlfs_studio::util::max_abs_diff(&hidden[slot + 1], &expected).unwrap();
+        assert!(diff <= 1e-5, "layer slot {slot}: {diff}");
+    }
+
+    let mut cache = mlfs_studio::model::llama::decoder::KvCache::default();
+    let mut last = None;
+    for i in 0..t {
+        let step = ids.narrow(1, i, 1).unwrap();
+        let (states, _) = net
+            .forward_hidden(&step, &spec, false, Some(&mut cache))
+            .unwrap();
+        last = states.last().cloned();
+    }
+    let cached = last.unwrap().squeeze(1).unwrap();
+    let whole = hidden
+        .last()
+        .unwrap()
+        .narrow(1, t - 1, 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
+    let diff = mlfs_studio::util::max_abs_diff(&cached, &whole).unwrap();
+    assert!(diff <= 1e-3, "cached and whole passes differ by {diff}");
+}
