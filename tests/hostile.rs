@@ -313,6 +313,10 @@ fn a_closed_or_full_stdout_never_stops_the_palette_being_written() {
     // Eval of a stopped run says so.
     assert!(stderr.contains("unfinished"), "{stderr}");
 
+    if !Path::new("/dev/full").exists() {
+        eprintln!("no /dev/full on this machine: the full-output half is not run");
+        return;
+    }
     std::fs::remove_file(run_dir.join("palette.csv")).unwrap();
     let full = common::cli()
         .args(["eval", "--run"])
