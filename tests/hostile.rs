@@ -544,15 +544,20 @@ fn crafted_gguf_headers_are_refused_before_reading_tensors() {
     assert!(e.contains("num_hidden_layers = 1099511627776"), "{e}");
 }
 
-#[test]
-fn a_crafted_config_json_is_refused_within_a_small_address_space() {
-    let dir = tempfile::tempdir().unwrap();
+/// Copies the shipped teacher's files into the folder `into`.
+fn copy_teacher_into(into: &Path) {
     for entry in std::fs::read_dir(common::assets().join("minilm-l3"))
         .unwrap()
         .flatten()
     {
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
     }
+}
+
+#[test]
+fn a_crafted_config_json_is_refused_within_a_small_address_space() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_teacher_into(dir.path());
     let path = dir.path().join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -737,10 +742,7 @@ fn a_sequence_longer_than_the_teachers_positions_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let teacher = dir.path().join("teacher");
     std::fs::create_dir(&teacher).unwrap();
-    let src = common::assets().join("minilm-l3");
-    for entry in std::fs::read_dir(&src).unwrap().flatten() {
-        std::fs::copy(entry.path(), teacher.join(entry.file_name())).unwrap();
-    }
+    copy_teacher_into(&teacher);
     // A teacher of 16 positions: its config and its position table agree.
     let weights = teacher.join("model.safetensors");
     let mut tensors: Vec<(String, candle_core::Tensor)> = WeightStore::load(&weights, &[])

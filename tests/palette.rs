@@ -50,6 +50,24 @@ fn first_test_texts(trainer: &ClassifierRun) -> (candle_core::Tensor, candle_cor
     batch_tensors(&batch, &candle_core::Device::Cpu).unwrap()
 }
 
+/// The outputs of an ONNX model run by candle-onnx's node-by-node evaluator on `ids`, `mask`.
+fn onnx_outputs(
+    model: &candle_onnx::onnx::ModelProto,
+    ids: &candle_core::Tensor,
+    mask: &candle_core::Tensor,
+) -> std::collections::HashMap<String, candle_core::Tensor> {
+    let mut feed = std::collections::HashMap::new();
+    feed.insert(
+        "input_ids".to_string(),
+        ids.to_dtype(candle_core::DType::I64).unwrap(),
+    );
+    feed.insert(
+        "attention_mask".to_string(),
+        mask.to_dtype(candle_core::DType::I64).unwrap(),
+    );
+    candle_onnx::simple_eval(model, feed).unwrap()
+}
+
 fn specs() -> Vec<SubnetSpec> {
     [
         "layers=0,1,2;heads=12;ffn=1536",
@@ -301,16 +319,7 @@ fn onnx_exports_give_predicts_logits_in_an_independent_evaluator() {
             "{spec}: 6 linears + 2 attention products per layer, the head"
         );
 
-        let mut feed = std::collections::HashMap::new();
-        feed.insert(
-            "input_ids".to_string(),
-            ids.to_dtype(candle_core::DType::I64).unwrap(),
-        );
-        feed.insert(
-            "attention_mask".to_string(),
-            mask.to_dtype(candle_core::DType::I64).unwrap(),
-        );
-        let outputs = candle_onnx::simple_eval(&model, feed).unwrap();
+        let outputs = onnx_outputs(&model, &ids, &mask);
         let theirs = &outputs["logits"];
         let ours = DenseClassifier::load(&{
             let hf = out.path().join("hf");
@@ -554,16 +563,7 @@ fn per_layer_subnets_are_measured_and_export_to_onnx() {
     let target = out.path().join("onnx");
     export_classifier(&trainer, &spec, None, ClassifierFormat::Onnx, &target).unwrap();
     let model = candle_onnx::read_file(target.join("model.onnx")).unwrap();
-    let mut feed = std::collections::HashMap::new();
-    feed.insert(
-        "input_ids".to_string(),
-        ids.to_dtype(candle_core::DType::I64).unwrap(),
-    );
-    feed.insert(
-        "attention_mask".to_string(),
-        mask.to_dtype(candle_core::DType::I64).unwrap(),
-    );
-    let theirs = candle_onnx::simple_eval(&model, feed).unwrap()["logits"].clone();
+    let theirs = onnx_outputs(&model, &ids, &mask)["logits"].clone();
     let diff = mlfs_studio::util::max_abs_diff(&supernet, &theirs).unwrap();
     assert!(
         diff <= 1e-4,

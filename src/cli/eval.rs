@@ -33,9 +33,7 @@ pub fn eval(run_dir: &Path, subnets: Option<&str>, placement: Placement) -> Resu
     } else {
         let mut run = ClassifierRun::open_trained_on(run_dir, placement)?;
         run.lock_for_writing()?;
-        for note in run.reader_notes() {
-            crate::note!("warning: {note}");
-        }
+        crate::cli::print_warnings(&run.reader_notes());
         print_palette(&run, subnets, &stop)?;
     }
     crate::cli::signals::exit_if_stopped(&stop, &crate::files::shown(run_dir));
@@ -52,9 +50,7 @@ fn print_decoder_measurements(
 ) -> Result<()> {
     let mut run = DecoderRun::open_trained_on(run_dir, placement)?;
     run.lock_for_writing()?;
-    for note in run.reader_notes() {
-        crate::note!("warning: {note}");
-    }
+    crate::cli::print_warnings(&run.reader_notes());
     let only = subnets
         .map(|list| {
             split_specs(list)

@@ -25,9 +25,7 @@ pub fn export(
     if is_decoder_run(run_dir) {
         let format = ExportFormat::parse(format)?;
         let run = DecoderRun::open_trained_on(run_dir, placement)?;
-        for note in run.reader_notes() {
-            crate::note!("warning: {note}");
-        }
+        crate::cli::print_warnings(&run.reader_notes());
         let files = export_decoder(&run, subnet, format, out)?;
         crate::say!("exported to {}:", out.display());
         list_files(&files);
@@ -36,9 +34,7 @@ pub fn export(
     let format = ClassifierFormat::parse(format)?;
     let subnet = subnet.context("--subnet is required for a classifier run")?;
     let run = ClassifierRun::open_trained_on(run_dir, placement)?;
-    for note in run.reader_notes() {
-        crate::note!("warning: {note}");
-    }
+    crate::cli::print_warnings(&run.reader_notes());
     let spec = resolve_spec(Some(subnet), &run.task.space.teacher)?;
     crate::export::folder::check_target(out)?;
     // Metrics from the palette when it has this subnet, measured now otherwise.

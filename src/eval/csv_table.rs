@@ -1,21 +1,22 @@
-//! Reading our CSV tables back (`palette.csv`, `lm-palette.csv`) as any CSV writer may have
-//! re-saved them: quotes only where needed (Python's `csv`, spreadsheets), a byte-order mark,
+//! Our CSV tables (`palette.csv`, `lm-palette.csv`): written with a real CSV writer, and read
+//! back as any CSV writer may have re-saved them: quotes only where needed (Python's `csv`, spreadsheets), a byte-order mark,
 //! CRLF line ends, columns found by their header name.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-/// CSV text of `header` and `rows` (fields quoted where they need it: a subnet spec holds
-/// commas, and any `"` is doubled), written as every CSV reader expects.
-pub fn csv_text(header: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>> {
+/// Writes `header` and `rows` to `path` as CSV, atomically (fields quoted where they need it:
+/// a subnet spec holds commas, and any `"` is doubled), as every CSV reader expects.
+pub fn write_table(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(header).context("cannot write CSV")?;
     for row in rows {
         writer.write_record(row).context("cannot write CSV")?;
     }
-    writer
+    let bytes = writer
         .into_inner()
-        .map_err(|e| anyhow::anyhow!("cannot write CSV: {}", e.error()))
+        .map_err(|e| anyhow::anyhow!("cannot write CSV: {}", e.error()))?;
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// The rows of a CSV table with a header line.

@@ -254,8 +254,7 @@ pub fn write_csv(path: &Path, entries: &[DecoderEntry]) -> Result<()> {
             ]
         })
         .collect();
-    let bytes = super::csv_table::csv_text(&header, &rows)?;
-    crate::files::write_atomic(path, &bytes)
+    super::csv_table::write_table(path, &header, &rows)
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 

@@ -8,7 +8,7 @@ use super::shown;
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const LOCK_FILE: &str = "run.lock";
 
@@ -16,7 +16,6 @@ const LOCK_FILE: &str = "run.lock";
 #[derive(Debug)]
 pub struct RunLock {
     _file: std::fs::File,
-    path: PathBuf,
 }
 
 fn open_lock_file(run_dir: &Path) -> Result<std::fs::File> {
@@ -65,15 +64,7 @@ impl RunLock {
             .and_then(|_| file.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
             .and_then(|_| file.write_all(pid.as_bytes()))
             .with_context(|| format!("{}: cannot write the run's lock file", shown(run_dir)))?;
-        Ok(Self {
-            _file: file,
-            path: run_dir.to_path_buf(),
-        })
-    }
-
-    /// The run folder this lock holds.
-    pub fn run_dir(&self) -> &Path {
-        &self.path
+        Ok(Self { _file: file })
     }
 }
 

@@ -4,15 +4,15 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-/// `text` with every control character (newline and tab included) written as `\u{..}`.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+/// `text` with every character that `escaped` picks written as `\u{..}`.
+fn escape_where(text: &str, escaped: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&escaped) {
         return Cow::Borrowed(text);
     }
     Cow::Owned(
         text.chars()
             .map(|c| {
-                if c.is_control() {
+                if escaped(c) {
                     c.escape_unicode().to_string()
                 } else {
                     c.to_string()
@@ -20,6 +20,11 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+/// `text` with every control character (newline and tab included) written as `\u{..}`.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    escape_where(text, char::is_control)
 }
 
 /// A path for messages: lossy UTF-8, control characters escaped.
@@ -29,23 +34,7 @@ pub fn shown(path: &Path) -> String {
 
 /// A message for the terminal: control characters escaped except newlines and tabs.
 pub fn terminal_safe(text: &str) -> Cow<'_, str> {
-    if !text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if c.is_control() && c != '\n' && c != '\t' {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
+    escape_where(text, |c| c.is_control() && c != '\n' && c != '\t')
 }
 
 #[cfg(test)]

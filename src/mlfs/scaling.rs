@@ -22,8 +22,9 @@ pub fn active_adapter_params_swiglu(
     rank: usize,
 ) -> usize {
     let d = spec.hidden_or(teacher.hidden);
-    let gates: usize = (0..spec.layers.len()).map(|i| d + spec.ffn.at(i)).sum();
-    active_adapter_params(spec, teacher, rank) + rank * gates
+    // The gate projection's adapter, d → f in each kept layer.
+    let gate_projections: usize = (0..spec.layers.len()).map(|i| d + spec.ffn.at(i)).sum();
+    active_adapter_params(spec, teacher, rank) + rank * gate_projections
 }
 
 /// The loss weight of a subnet: `(n_max / n_j)^γ` (1 for the maxnet, ≥ 1 for smaller ones).
