@@ -203,9 +203,9 @@ fn run_request(
     };
     // A completed run measures its palette when configured to, and whatever was asked meanwhile.
     if let Some(trainer) = trainer {
+        // The whole palette: the grid and the listed subnets, the missing rows only.
         if trainer.config.palette.evaluate_at_end && palette_requests.is_empty() {
-            let listed = &trainer.config.palette.subnets;
-            palette_requests.push((!listed.is_empty()).then(|| listed.clone()));
+            palette_requests.push(None);
         }
         for subnets in palette_requests {
             if stop.load(Ordering::SeqCst) {
@@ -269,7 +269,10 @@ fn run_palette(
             .map(|s| resolve_spec(Some(s), &run.task.space.teacher))
             .collect::<anyhow::Result<Vec<_>>>()?,
         // The whole space resumes a stopped measurement: rows already measured are kept.
-        None => crate::eval::palette::missing_specs(&run.run_dir, run.task.space.all())?,
+        None => crate::eval::palette::missing_specs(
+            &run.run_dir,
+            crate::eval::palette::palette_specs(&run.task.space, &run.config)?,
+        )?,
     };
     send(TrainEvent::PaletteStarted { count: specs.len() });
     send(TrainEvent::log("info", crate::eval::machine::describe()));

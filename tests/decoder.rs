@@ -377,3 +377,142 @@ fn a_per_layer_decoder_subnet_runs_each_layer_at_its_own_width() {
     let diff = mlfs_studio::util::max_abs_diff(&cached, &whole).unwrap();
     assert!(diff <= 1e-3, "cached and whole passes differ by {diff}");
 }
+
+/// A per-layer decoder subnet exports as llama.cpp's `deci` GGUF (per-layer head and FFN
+/// arrays, issue 25), and our own loader reads it back as a model whose layers differ: run at
+/// each layer's own width, its logits are the subnet's. A Hugging Face folder is refused,
+/// naming the GGUF format. (llama.cpp itself loading the file: `scripts/check-llama-cpp.py`.)
+#[test]
+fn a_per_layer_decoder_subnet_exports_as_deci_gguf_and_reads_back() {
+    use candle_core::quantized::gguf_file::{Content, Value};
+    use mlfs_studio::export::decoder::{export_gguf, export_hf, tokenizer_metadata, GgufType};
+    let teacher = DecoderTeacher::load(gguf_path()).unwrap();
+    let net = &teacher.decoder;
+    let spec: SubnetSpec = "layers=0,14,29;heads=9,6,3;ffn=1536,768,384"
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("perlayer.gguf");
+    let meta = tokenizer_metadata(gguf_path()).unwrap();
+    export_gguf(net, &spec, &meta, "per-layer", GgufType::F32, &file).unwrap();
+
+    let ct = Content::read(&mut std::fs::File::open(&file).unwrap()).unwrap();
+    let text = |k: &str| ct.metadata[k].to_string().unwrap().clone();
+    assert_eq!(text("general.architecture"), "deci");
+    let array = |k: &str| -> Vec<i32> {
+        match &ct.metadata[k] {
+            Value::Array(v) => v
+                .iter()
+                .map(|x| match x {
+                    Value::I32(n) => *n,
+                    other => panic!("{k}: {other:?}"),
+                })
+                .collect(),
+            other => panic!("{k} is not an array: {other:?}"),
+        }
+    };
+    assert_eq!(array("deci.attention.head_count"), [9, 6, 3]);
+    assert_eq!(array("deci.attention.head_count_kv"), [3, 2, 1]);
+    assert_eq!(array("deci.feed_forward_length"), [1536, 768, 384]);
+    assert!(matches!(ct.metadata["deci.block_count"], Value::U32(3)));
+    assert_eq!(
+        ct.tensor_infos["blk.2.attn_k.weight"].shape.dims(),
+        [64, 576]
+    );
+    assert_eq!(
+        ct.tensor_infos["blk.1.ffn_down.weight"].shape.dims(),
+        [576, 768]
+    );
+
+    let back = DecoderTeacher::load(&file).unwrap();
+    let c = &back.decoder.config;
+    assert_eq!(c.layer_heads.as_deref(), Some(&[9, 6, 3][..]));
+    assert_eq!(
+        c.layer_intermediate_sizes.as_deref(),
+        Some(&[1536, 768, 384][..])
+    );
+    assert_eq!((c.num_attention_heads, c.num_key_value_heads), (9, 3));
+    let whole = c.full_spec();
+    assert_eq!(
+        whole.to_string(),
+        "layers=0,1,2;heads=9,6,3;ffn=1536,768,384"
+    );
+    assert_eq!(
+        c.param_count(),
+        mlfs_studio::model::params::decoder_params_total(
+            &spec,
+            &net.shape(),
+            c.vocab_size,
+            c.tie_word_embeddings
+        )
+    );
+    let ids = Tensor::new(&[[504u32, 1103, 42, 3001, 17, 880]], &Device::Cpu).unwrap();
+    let ours = net.forward(&ids, &spec).unwrap().logits;
+    let read = back.decoder.forward(&ids, &whole).unwrap().logits;
+    let diff = mlfs_studio::util::max_abs_diff(&ours, &read).unwrap();
+    assert!(diff <= 1e-3, "deci GGUF logits differ by {diff}");
+
+    let err = export_hf(
+        net,
+        &teacher.tokenizer,
+        &spec,
+        serde_json::json!({}),
+        &dir.path().join("hf"),
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("per-layer") && err.contains("--format gguf"),
+        "{err}"
+    );
+    // A uniform subnet stays llama.cpp's `llama` architecture, scalar keys.
+    let uniform = dir.path().join("uniform.gguf");
+    let spec: SubnetSpec = "layers=0,29;heads=6;ffn=768".parse().unwrap();
+    export_gguf(net, &spec, &meta, "uniform", GgufType::F32, &uniform).unwrap();
+    let ct = Content::read(&mut std::fs::File::open(&uniform).unwrap()).unwrap();
+    assert_eq!(
+        ct.metadata["general.architecture"].to_string().unwrap(),
+        "llama"
+    );
+    assert!(matches!(
+        ct.metadata["llama.attention.head_count"],
+        Value::U32(6)
+    ));
+}
+
+/// A `deci` header whose per-layer array does not match the block count is a clear error.
+#[test]
+fn a_deci_array_of_the_wrong_length_is_a_clear_error() {
+    use candle_core::quantized::{gguf_file, gguf_file::Value, GgmlDType, QTensor};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("short.gguf");
+    let t = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+    let values = [
+        ("general.architecture", Value::String("deci".into())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(vec![Value::String("a".into())]),
+        ),
+        ("deci.block_count", Value::U32(1)),
+        ("deci.embedding_length", Value::U32(32)),
+        (
+            "deci.attention.head_count",
+            Value::Array(vec![Value::I32(2), Value::I32(1)]),
+        ),
+        ("deci.feed_forward_length", Value::U32(64)),
+    ];
+    let refs: Vec<(&str, &Value)> = values.iter().map(|(k, v)| (*k, v)).collect();
+    gguf_file::write(
+        &mut std::fs::File::create(&path).unwrap(),
+        &refs,
+        &[("blk.0.x.weight", &q)],
+    )
+    .unwrap();
+    let err = load_error(&path);
+    assert!(
+        err.contains("short.gguf")
+            && err.contains("'deci.attention.head_count' has 2 values for 1 blocks"),
+        "{err}"
+    );
+}

@@ -82,6 +82,8 @@ fn small_llama(dir: &Path) {
         head_dim: Some(32),
         bos_token_id: Some(101),
         eos_token_id: Some(102),
+        layer_heads: None,
+        layer_intermediate_sizes: None,
     };
     let tokenizer = common::assets().join("minilm-l3/tokenizer.json");
     write_random_teacher(&config, &tokenizer, dir, 7).unwrap();

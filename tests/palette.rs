@@ -578,6 +578,61 @@ fn per_layer_subnets_are_measured_and_export_to_onnx() {
         diff <= 1e-4,
         "our loader's logits differ from the supernet's by {diff}"
     );
+
+    // `forward` reads the per-layer ONNX folder too: the whole model at each layer's width,
+    // the same last hidden states as the loaded classifier's encoder; a wider subnet is refused.
+    let texts = out.path().join("texts.txt");
+    std::fs::write(&texts, "A masterpiece.\nDull, slow and far too long.\n").unwrap();
+    let stdout = common::stdout_of(
+        common::cli()
+            .args(["forward", "--model"])
+            .arg(&target)
+            .arg("--texts-file")
+            .arg(&texts),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let classifier = DenseClassifier::load(&target).unwrap();
+    let tokenizer = classifier.tokenizer.as_ref().unwrap();
+    let batch = tokenizer
+        .encode_batch(
+            &[
+                "A masterpiece.".into(),
+                "Dull, slow and far too long.".into(),
+            ],
+            512,
+        )
+        .unwrap();
+    assert_eq!(json["input_ids"], serde_json::json!(batch.input_ids));
+    let (ids, mask) = batch_tensors(&batch, &candle_core::Device::Cpu).unwrap();
+    let whole = classifier.config.full_spec();
+    assert_eq!(
+        whole.to_string(),
+        "layers=0,1,2;heads=12,6,3;ffn=384,1536,768"
+    );
+    let expected = classifier.encoder.forward(&ids, &mask, &whole).unwrap();
+    let expected = expected.last().to_vec3::<f32>().unwrap();
+    let printed: Vec<Vec<Vec<f32>>> =
+        serde_json::from_value(json["last_hidden_state"].clone()).unwrap();
+    let diff = printed
+        .iter()
+        .flatten()
+        .flatten()
+        .zip(expected.iter().flatten().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-5, "forward on the ONNX folder differs by {diff}");
+    let output = common::cli()
+        .args(["forward", "--model"])
+        .arg(&target)
+        .args(["--subnet", "layers=1;heads=12;ffn=384", "--texts-file"])
+        .arg(&texts)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && err.contains("layer 1 has 6 heads"),
+        "{err}"
+    );
 }
 
 /// A stopped measurement of the whole space resumes with the missing rows only; rows measured

@@ -13,11 +13,19 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+/// The palette of a finished `tiny_config` run: its 8 grid subnets and one listed beside them.
+const PALETTE_ROWS: usize = 9;
+
 fn tiny_config(steps: [usize; 3]) -> RunConfig {
     let mut c = common::small_config(steps, 8, 32);
     c.name = "ui-test".into();
     c.eval_every = 2;
     c.rewire_batches = 1;
+    // A small grid (2 depths × 2 head counts × 2 FFN widths), measured with the listed
+    // subnets not in it: 9 palette rows.
+    c.space.depths = vec![1, 3];
+    c.space.heads = vec![3, 12];
+    c.space.ffn = vec![384, 1536];
     c.palette.subnets = vec![
         "layers=0,1,2;heads=12;ffn=1536".into(),
         "layers=1,2;heads=6;ffn=768".into(),
@@ -67,7 +75,9 @@ fn trained_tiny_run(
     assert!(!start_disabled(&h));
     h.get_by_label("Start").click();
     step_until(&mut h, Duration::from_secs(600), |a| {
-        a.run.status == RunStatus::Finished && a.run.palette.len() == 3 && a.handle.is_none()
+        a.run.status == RunStatus::Finished
+            && a.run.palette.len() == PALETTE_ROWS
+            && a.handle.is_none()
     });
     h
 }
@@ -755,7 +765,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
             );
         }
     }
-    assert_eq!(h.state().run.palette.len(), 3);
+    assert_eq!(h.state().run.palette.len(), PALETTE_ROWS);
     assert_eq!(
         h.state().config.name,
         "ui-test",
@@ -791,7 +801,7 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
     h.step();
     h.step();
     let table = mlfs_studio::eval::palette::read_csv(&out.path().join("palette.csv")).unwrap();
-    assert_eq!(table.len(), 3);
+    assert_eq!(table.len(), PALETTE_ROWS);
     h.get_by_label("Training").click();
     h.step();
     h.get_by_label("Save curves as CSV…").click();
@@ -898,7 +908,9 @@ fn a_per_layer_run_is_chosen_trained_shown_and_exported_as_onnx() {
     assert_eq!(h.state().config.space.widths, WidthMode::PerLayer);
     h.get_by_label("Start").click();
     step_until(&mut h, Duration::from_secs(600), |a| {
-        a.run.status == RunStatus::Finished && a.run.palette.len() == 2 && a.handle.is_none()
+        a.run.status == RunStatus::Finished
+            && a.run.palette.len() == PALETTE_ROWS
+            && a.handle.is_none()
     });
     let run_dir = h.state().run.run_dir.clone().expect("a run folder");
     let saved = mlfs_studio::train::config::RunConfig::load(&run_dir.join("config.ron")).unwrap();
@@ -913,6 +925,15 @@ fn a_per_layer_run_is_chosen_trained_shown_and_exported_as_onnx() {
     assert!(
         h.query_by_label("1536/768/384").is_some(),
         "FFN not shown per layer"
+    );
+    // Hovering the subnet shows its layer chart against the teacher's widths.
+    h.get_by_label(per_layer).hover();
+    step_frames(&mut h, 4);
+    let chart = h.get_by_label_contains(mlfs_studio::ui::layer_chart::LABEL);
+    let text = format!("{:?}", chart.accesskit_node().label());
+    assert!(
+        text.contains("3 of 3 layers kept; heads 12/6/3 of 12; FFN 1536/768/384 of 1536"),
+        "{text}"
     );
     h.get_by_label(per_layer).click();
     h.step();

@@ -21,7 +21,10 @@ pub fn chosen_subnets(run: &ClassifierRun, subnets: Option<&str>) -> Result<Vec<
             .map(|s| resolve_spec(Some(s), &space.teacher))
             .collect(),
         // The whole space resumes: rows already measured are kept, not measured again.
-        None => crate::eval::palette::missing_specs(&run.run_dir, space.all()),
+        None => crate::eval::palette::missing_specs(
+            &run.run_dir,
+            crate::eval::palette::palette_specs(space, &run.config)?,
+        ),
     }
 }
 

@@ -1,6 +1,5 @@
 //! `mlfs-studio forward`: one subnet's last hidden state for a file of texts, as JSON.
 
-use crate::model::subnet::resolve_spec;
 use crate::model::tokenizer::{batch_tensors, check_token_ids};
 use crate::model::EncoderTeacher;
 use crate::util::read_texts;
@@ -43,7 +42,11 @@ pub fn decoder_forward_json(
 ) -> Result<String> {
     let teacher = crate::model::llama::DecoderTeacher::load_on(model, device)?;
     super::print_warnings(&teacher.warnings);
-    let spec = resolve_spec(subnet, &teacher.decoder.shape())?;
+    let spec = crate::model::subnet::resolve_spec_in(
+        subnet,
+        &teacher.decoder.shape(),
+        teacher.decoder.config.full_spec(),
+    )?;
     let texts = read_texts(texts_file)?;
     let mut out = DecoderForwardOutput {
         input_ids: Vec::new(),
@@ -74,6 +77,27 @@ pub fn decoder_forward_json(
     Ok(serde_json::to_string(&out)?)
 }
 
+/// A BERT folder, or an ONNX export folder read through its initializers (our ONNX writer's
+/// names), so `forward` runs every export, per-layer ones included.
+fn load_encoder(dir: &Path, device: &candle_core::Device) -> Result<EncoderTeacher> {
+    use crate::export::classifier::{export_store, is_onnx_export};
+    if !is_onnx_export(dir) {
+        return EncoderTeacher::load_on(dir, device);
+    }
+    let config = crate::model::BertConfig::from_file(&dir.join("config.json"))?;
+    let store = export_store(dir)?.to_device(device)?;
+    crate::model::limits::check_params_fit(config.param_count(), &dir.join("model.onnx"))?;
+    let encoder = crate::model::BertEncoder::from_store(&config, &store)?;
+    let tokenizer = crate::model::TextTokenizer::from_dir(dir, config.pad_token_id as u32)?;
+    Ok(EncoderTeacher {
+        dir: dir.to_path_buf(),
+        config,
+        encoder,
+        tokenizer,
+        warnings: Vec::new(),
+    })
+}
+
 /// Runs the forward pass and renders the JSON the CLI prints (encoder or decoder by the model).
 pub fn forward_json(
     model_dir: &Path,
@@ -84,12 +108,12 @@ pub fn forward_json(
     if crate::model::llama::is_decoder(model_dir) {
         return decoder_forward_json(model_dir, subnet, texts_file, device);
     }
-    let teacher = EncoderTeacher::load_on(model_dir, device)?;
-    let spec = match subnet {
-        Some(_) => resolve_spec(subnet, &teacher.encoder.shape())?,
-        // The whole model at each layer's own width (a per-layer export's config lists them).
-        None => teacher.config.full_spec(),
-    };
+    let teacher = load_encoder(model_dir, device)?;
+    let spec = crate::model::subnet::resolve_spec_in(
+        subnet,
+        &teacher.encoder.shape(),
+        teacher.config.full_spec(),
+    )?;
     let texts = read_texts(texts_file)?;
     let max_len = teacher.config.max_position_embeddings;
     let batch = teacher.tokenizer.encode_batch(&texts, max_len)?;

@@ -296,8 +296,11 @@ pub fn main_entry() -> Result<Next> {
         }) => {
             let device = device_of(placement)?;
             let teacher = crate::model::llama::DecoderTeacher::load_on(&model, &device)?;
-            let spec =
-                crate::model::subnet::resolve_spec(subnet.as_deref(), &teacher.decoder.shape())?;
+            let spec = crate::model::subnet::resolve_spec_in(
+                subnet.as_deref(),
+                &teacher.decoder.shape(),
+                teacher.decoder.config.full_spec(),
+            )?;
             let texts =
                 crate::train::data::read_corpus(&crate::train::config::RunConfig::resolve(&data))?;
             let eos = teacher.decoder.config.eos_token_id;

@@ -33,6 +33,8 @@ pub fn shape_config(shape: &str) -> Result<LlamaConfig> {
         head_dim: Some(64),
         bos_token_id: Some(1),
         eos_token_id: Some(2),
+        layer_heads: None,
+        layer_intermediate_sizes: None,
     })
 }
 
@@ -82,17 +84,17 @@ pub fn write_random_teacher(
         ("model.norm.weight".to_string(), ones(d)?),
     ];
     for l in 0..c.num_hidden_layers {
-        let p = |name: &str| format!("model.layers.{l}.{name}");
+        use crate::model::llama::names::BlockTensor as T;
         tensors.extend([
-            (p("input_layernorm.weight"), ones(d)?),
-            (p("post_attention_layernorm.weight"), ones(d)?),
-            (p("self_attn.q_proj.weight"), random((q, d))?),
-            (p("self_attn.k_proj.weight"), random((kv, d))?),
-            (p("self_attn.v_proj.weight"), random((kv, d))?),
-            (p("self_attn.o_proj.weight"), random((d, q))?),
-            (p("mlp.gate_proj.weight"), random((f, d))?),
-            (p("mlp.up_proj.weight"), random((f, d))?),
-            (p("mlp.down_proj.weight"), random((d, f))?),
+            (T::InputNorm.hf(l), ones(d)?),
+            (T::PostNorm.hf(l), ones(d)?),
+            (T::Q.hf(l), random((q, d))?),
+            (T::K.hf(l), random((kv, d))?),
+            (T::V.hf(l), random((kv, d))?),
+            (T::O.hf(l), random((d, q))?),
+            (T::Gate.hf(l), random((f, d))?),
+            (T::Up.hf(l), random((f, d))?),
+            (T::Down.hf(l), random((d, f))?),
         ]);
     }
     save_f32(&out.join("model.safetensors"), &tensors)?;

@@ -167,9 +167,8 @@ pub fn train(
     }
     match &trainer {
         AnyRun::Classifier(t) => {
-            let listed = t.config.palette.subnets.join(",");
-            let subnets = (!listed.is_empty()).then_some(listed.as_str());
-            crate::cli::eval::print_palette(t, subnets, &stop)?;
+            // The grid and the listed subnets (`eval::palette_specs`).
+            crate::cli::eval::print_palette(t, None, &stop)?;
         }
         AnyRun::Decoder(t) => {
             let print = |e: TrainEvent| {

@@ -4,7 +4,7 @@
 use crate::model::llama::generate;
 use crate::model::params::{decoder_params, decoder_params_total};
 use crate::model::SubnetSpec;
-use crate::train::config::RunConfig;
+use crate::train::config::{listed_subnets, RunConfig};
 use crate::train::decoder::metrics::evaluate_blocks;
 use crate::train::decoder::DecoderTask;
 use crate::train::protocol::{DecoderEntry, TrainEvent};
@@ -58,21 +58,14 @@ pub fn measure_entry(
 }
 
 /// What a decoder run's palette holds, as (role, subnet, through the adapters): the teacher,
-/// then the run's listed `palette.subnets`, else every subnet of a sampled space (roles
-/// `maxnet`, `minnet`, `subnet`), else its listed students.
+/// every subnet of a sampled space (roles `maxnet`, `minnet`, `subnet`) or else the run's
+/// students, then the run's `palette.subnets` not among them (role `listed`).
 pub fn palette_subjects(
     task: &DecoderTask,
     config: &RunConfig,
 ) -> Result<Vec<(String, SubnetSpec, bool)>> {
     let mut out = vec![("teacher".to_string(), task.space.maxnet(), false)];
-    let shape = &task.space.teacher;
-    if !config.palette.subnets.is_empty() {
-        for text in &config.palette.subnets {
-            let spec = crate::model::subnet::resolve_spec(Some(text), shape)
-                .with_context(|| format!("palette.subnets: '{text}'"))?;
-            out.push(("subnet".to_string(), spec, true));
-        }
-    } else if task.fixed_students.is_empty() {
+    if task.fixed_students.is_empty() {
         let (maxnet, minnet) = (task.space.maxnet(), task.space.minnet(2));
         let mut all = task.space.all();
         if !all.contains(&maxnet) {
@@ -90,6 +83,11 @@ pub fn palette_subjects(
         }
     } else {
         out.extend(task.report_subnets().into_iter().map(|(r, s)| (r, s, true)));
+    }
+    for spec in listed_subnets(config, &task.space.teacher)? {
+        if !out.iter().any(|(_, s, adapted)| *adapted && *s == spec) {
+            out.push(("listed".to_string(), spec, true));
+        }
     }
     Ok(out)
 }

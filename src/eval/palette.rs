@@ -178,6 +178,21 @@ pub fn evaluate_palette(
     Ok((merged, path))
 }
 
+/// What a classifier run's palette measures: every subnet of the uniform grid, then the run's
+/// `palette.subnets` not among them.
+pub fn palette_specs(
+    space: &crate::mlfs::space::SearchSpace,
+    config: &crate::train::config::RunConfig,
+) -> Result<Vec<SubnetSpec>> {
+    let mut specs = space.all();
+    for spec in crate::train::config::listed_subnets(config, &space.teacher)? {
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
+    Ok(specs)
+}
+
 /// The subnets of `specs` that `run_dir/palette.csv` has no row for: what resumes a stopped
 /// measurement of the whole space. Rows measured before the run's weights last changed (a
 /// palette of a stopped run, then trained further) do not count: everything is measured again.

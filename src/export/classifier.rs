@@ -18,6 +18,32 @@ pub struct DenseClassifier {
     pub tokenizer: Option<TextTokenizer>,
 }
 
+/// The weights of an exported folder: `model.safetensors`, or else an ONNX export's
+/// `model.onnx` (its initializers), under BERT names without the `bert.` prefix.
+pub fn export_store(dir: &Path) -> Result<WeightStore> {
+    let weights = dir.join("model.safetensors");
+    let onnx = dir.join("model.onnx");
+    if weights.is_file() {
+        WeightStore::load(&weights, &["bert."])
+    } else if onnx.is_file() {
+        Ok(WeightStore::from_tensors(
+            &onnx,
+            read_onnx_weights(&onnx)?,
+            &["bert."],
+        ))
+    } else {
+        bail!(
+            "{}: file is missing (nor is there a model.onnx)",
+            weights.display()
+        )
+    }
+}
+
+/// True when `dir` is an ONNX export (a `model.onnx` and no `model.safetensors`).
+pub fn is_onnx_export(dir: &Path) -> bool {
+    dir.join("model.onnx").is_file() && dir.join("model.safetensors").symlink_metadata().is_err()
+}
+
 impl DenseClassifier {
     /// Builds the classifier from config and named tensors (as written by the exporter).
     pub fn from_tensors(
@@ -73,19 +99,7 @@ impl DenseClassifier {
         }
         let labels =
             id2label(&raw).with_context(|| format!("{}: no id2label", config_path.display()))?;
-        let weights = dir.join("model.safetensors");
-        let onnx = dir.join("model.onnx");
-        let store = if weights.is_file() {
-            WeightStore::load(&weights, &["bert."])?
-        } else if onnx.is_file() {
-            WeightStore::from_tensors(&onnx, read_onnx_weights(&onnx)?, &["bert."])
-        } else {
-            bail!(
-                "{}: file is missing (nor is there a model.onnx)",
-                weights.display()
-            );
-        };
-        let store = store.to_device(device)?;
+        let store = export_store(dir)?.to_device(device)?;
         let mut model = Self::from_tensors(config, &store, labels)?;
         model.tokenizer = Some(TextTokenizer::from_dir(
             dir,

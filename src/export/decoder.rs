@@ -1,8 +1,8 @@
 //! Export of a decoder subnet as a Hugging Face Llama folder or a llama.cpp GGUF file.
 
 use super::folder::{safetensors_bytes, write_export, ExportFiles};
-use crate::model::llama::names::gguf_name;
-use crate::model::llama::LlamaDecoder;
+use crate::model::llama::names::{gguf_name, BlockTensor as T};
+use crate::model::llama::{LlamaConfig, LlamaDecoder};
 use crate::model::SubnetSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{self, Value};
@@ -27,49 +27,23 @@ pub fn decoder_tensors(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<Vec<(Str
         let (heads, ffn) = spec.layer_widths(new);
         let (q_rows, kv_rows) = (heads * hs, heads / c.group_size() * hs);
         let layer = &net.layers[l];
-        let p = format!("model.layers.{new}");
         let rows = |t: &Tensor, n: usize| -> Result<Tensor> {
             Ok(t.narrow(0, 0, n)?.contiguous()?.detach())
         };
         let cols = |t: &Tensor, n: usize| -> Result<Tensor> {
             Ok(t.narrow(1, 0, n)?.contiguous()?.detach())
         };
-        out.push((
-            format!("{p}.self_attn.q_proj.weight"),
-            rows(&layer.q.weight_eff, q_rows)?,
-        ));
-        out.push((
-            format!("{p}.self_attn.k_proj.weight"),
-            rows(&layer.k.weight_eff, kv_rows)?,
-        ));
-        out.push((
-            format!("{p}.self_attn.v_proj.weight"),
-            rows(&layer.v.weight_eff, kv_rows)?,
-        ));
-        out.push((
-            format!("{p}.self_attn.o_proj.weight"),
-            cols(&layer.o.weight_eff, q_rows)?,
-        ));
-        out.push((
-            format!("{p}.mlp.gate_proj.weight"),
-            rows(&layer.gate.weight_eff, ffn)?,
-        ));
-        out.push((
-            format!("{p}.mlp.up_proj.weight"),
-            rows(&layer.up.weight_eff, ffn)?,
-        ));
-        out.push((
-            format!("{p}.mlp.down_proj.weight"),
-            cols(&layer.down.weight_eff, ffn)?,
-        ));
-        out.push((
-            format!("{p}.input_layernorm.weight"),
-            layer.input_norm.weight.detach(),
-        ));
-        out.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            layer.post_norm.weight.detach(),
-        ));
+        out.extend([
+            (T::Q.hf(new), rows(&layer.q.weight_eff, q_rows)?),
+            (T::K.hf(new), rows(&layer.k.weight_eff, kv_rows)?),
+            (T::V.hf(new), rows(&layer.v.weight_eff, kv_rows)?),
+            (T::O.hf(new), cols(&layer.o.weight_eff, q_rows)?),
+            (T::Gate.hf(new), rows(&layer.gate.weight_eff, ffn)?),
+            (T::Up.hf(new), rows(&layer.up.weight_eff, ffn)?),
+            (T::Down.hf(new), cols(&layer.down.weight_eff, ffn)?),
+            (T::InputNorm.hf(new), layer.input_norm.weight.detach()),
+            (T::PostNorm.hf(new), layer.post_norm.weight.detach()),
+        ]);
     }
     out.push(("model.norm.weight".into(), net.final_norm.weight.detach()));
     if let Some(head) = &net.lm_head {
@@ -78,13 +52,13 @@ pub fn decoder_tensors(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<Vec<(Str
     Ok(out)
 }
 
-/// The one (heads, FFN) of a uniform subnet; a per-layer one is refused naming `what`, since
-/// stock Llama configs and llama.cpp's `llama` architecture hold one value for all layers.
-pub fn uniform_widths(spec: &SubnetSpec, what: &str) -> Result<(usize, usize)> {
+/// The one (heads, FFN) of a uniform subnet; a per-layer one is refused, since stock Llama
+/// configs hold one value for all layers (llama.cpp's `deci` GGUF holds one per layer).
+fn uniform_widths(spec: &SubnetSpec) -> Result<(usize, usize)> {
     match (spec.heads.uniform(), spec.ffn.uniform()) {
         (Some(h), Some(f)) => Ok((h, f)),
         _ => bail!(
-            "subnet '{spec}' has per-layer widths, which {what} cannot hold (one head count and one FFN width for all layers)"
+            "subnet '{spec}' has per-layer widths, which a Hugging Face Llama config.json cannot hold (one head count and one FFN width for all layers): export it with --format gguf-f16 (llama.cpp's deci architecture)"
         ),
     }
 }
@@ -92,7 +66,7 @@ pub fn uniform_widths(spec: &SubnetSpec, what: &str) -> Result<(usize, usize)> {
 /// `config.json` of the subnet for transformers' `LlamaForCausalLM`, every shape explicit.
 pub fn decoder_config(net: &LlamaDecoder, spec: &SubnetSpec) -> Result<serde_json::Value> {
     let c = &net.config;
-    let (heads, ffn) = uniform_widths(spec, "a Hugging Face Llama config.json")?;
+    let (heads, ffn) = uniform_widths(spec)?;
     Ok(serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -219,6 +193,49 @@ pub fn tokenizer_metadata(teacher: &Path) -> Result<Vec<(String, Value)>> {
     ])
 }
 
+/// The architecture and shape keys of a subnet's GGUF. A uniform subnet is llama.cpp's `llama`
+/// (scalar widths, as every GGUF reader expects); a per-layer one is its `deci` architecture,
+/// whose head counts and FFN width are arrays of one entry per block (`llm_load_hparams` reads
+/// them with `get_key_or_arr`; `DeciModel` in `convert_hf_to_gguf.py` writes them as int32),
+/// head size global.
+pub fn shape_metadata(c: &LlamaConfig, spec: &SubnetSpec) -> Vec<(String, Value)> {
+    let arch = if spec.is_uniform() { "llama" } else { "deci" };
+    let key = |k: &str| format!("{arch}.{k}");
+    let layers = spec.layers.len();
+    let group = c.group_size();
+    let per_layer = |values: Vec<usize>| match spec.is_uniform() {
+        true => Value::U32(values[0] as u32),
+        false => Value::Array(values.into_iter().map(|v| Value::I32(v as i32)).collect()),
+    };
+    let heads = spec.heads.per_layer(layers);
+    let kv_heads = heads.iter().map(|h| h / group).collect();
+    let hs = c.head_size() as u32;
+    vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (
+            key("context_length"),
+            Value::U32(c.max_position_embeddings as u32),
+        ),
+        (key("embedding_length"), Value::U32(c.hidden_size as u32)),
+        (key("block_count"), Value::U32(layers as u32)),
+        (
+            key("feed_forward_length"),
+            per_layer(spec.ffn.per_layer(layers)),
+        ),
+        (key("attention.head_count"), per_layer(heads)),
+        (key("attention.head_count_kv"), per_layer(kv_heads)),
+        (key("attention.key_length"), Value::U32(hs)),
+        (key("attention.value_length"), Value::U32(hs)),
+        (key("rope.dimension_count"), Value::U32(hs)),
+        (
+            key("attention.layer_norm_rms_epsilon"),
+            Value::F32(c.rms_norm_eps as f32),
+        ),
+        (key("rope.freq_base"), Value::F32(c.rope_theta as f32)),
+        (key("vocab_size"), Value::U32(c.vocab_size as u32)),
+    ]
+}
+
 /// Writes the subnet as a llama.cpp GGUF file (`out` must not exist; its folder must).
 pub fn export_gguf(
     net: &LlamaDecoder,
@@ -238,15 +255,13 @@ pub fn export_gguf(
     }
     super::folder::existing_parent(out)?;
     let c = &net.config;
-    // Per-layer subnets need llama.cpp's `deci` architecture (per-layer arrays), not written yet.
-    let (heads, ffn) = uniform_widths(spec, "a llama-architecture GGUF")?;
-    let kv_heads = heads / c.group_size();
+    let hs = c.head_size();
     let mut quantized = Vec::new();
     for (hf, t) in decoder_tensors(net, spec)? {
-        let t = if hf.ends_with("q_proj.weight") {
+        // llama.cpp's rotary row order, per block at its own head count (rows over head size).
+        let t = if hf.ends_with(T::Q.part()) || hf.ends_with(T::K.part()) {
+            let heads = t.dims()[0] / hs;
             permute_rotary(&t, heads)?
-        } else if hf.ends_with("k_proj.weight") {
-            permute_rotary(&t, kv_heads)?
         } else {
             t
         };
@@ -265,48 +280,14 @@ pub fn export_gguf(
         let q = QTensor::quantize(&t, kind).with_context(|| format!("tensor {hf}"))?;
         quantized.push((gguf_name(&hf), q));
     }
-    let hs = c.head_size() as u32;
     let mut meta: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String("llama".into())),
         ("general.name".into(), Value::String(name.into())),
         (
             "general.file_type".into(),
             Value::U32(if dtype == GgufType::F16 { 1 } else { 0 }),
         ),
-        (
-            "llama.context_length".into(),
-            Value::U32(c.max_position_embeddings as u32),
-        ),
-        (
-            "llama.embedding_length".into(),
-            Value::U32(c.hidden_size as u32),
-        ),
-        (
-            "llama.block_count".into(),
-            Value::U32(spec.layers.len() as u32),
-        ),
-        ("llama.feed_forward_length".into(), Value::U32(ffn as u32)),
-        (
-            "llama.attention.head_count".into(),
-            Value::U32(heads as u32),
-        ),
-        (
-            "llama.attention.head_count_kv".into(),
-            Value::U32(kv_heads as u32),
-        ),
-        ("llama.attention.key_length".into(), Value::U32(hs)),
-        ("llama.attention.value_length".into(), Value::U32(hs)),
-        ("llama.rope.dimension_count".into(), Value::U32(hs)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            Value::F32(c.rms_norm_eps as f32),
-        ),
-        (
-            "llama.rope.freq_base".into(),
-            Value::F32(c.rope_theta as f32),
-        ),
-        ("llama.vocab_size".into(), Value::U32(c.vocab_size as u32)),
     ];
+    meta.extend(shape_metadata(c, spec));
     meta.extend(tokenizer_meta.iter().cloned());
     if let Some(id) = c.bos_token_id {
         if !meta.iter().any(|(k, _)| k == "tokenizer.ggml.bos_token_id") {

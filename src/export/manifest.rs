@@ -3,22 +3,25 @@
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::mlfs::classifier::ClassifierSupernet;
 use crate::model::SubnetSpec;
-use crate::train::config::RunConfig;
 use serde_json::{json, Map, Value};
+use std::path::Path;
 
-/// The fields every export's manifest carries (run, teacher, subnet, MLFS settings, whether
-/// the teacher was rewired), plus the kind-specific `extra` ones.
-pub fn manifest(
-    config: &RunConfig,
-    spec: &SubnetSpec,
-    rewired: bool,
-    extra: Map<String, Value>,
-) -> Value {
-    let c = config;
+/// Where an exported subnet came from: the run's name, its teacher and its training settings
+/// (what the manifest prints of the run, and no more).
+pub struct Provenance<'a> {
+    pub run: &'a str,
+    pub teacher: &'a Path,
+    /// The MLFS settings as the run folder's config states them.
+    pub training: Value,
+}
+
+/// The fields every export's manifest carries (run, teacher, subnet with each kept layer's
+/// widths, training settings), plus the kind-specific `extra` ones.
+pub fn manifest(from: &Provenance, spec: &SubnetSpec, extra: Map<String, Value>) -> Value {
     let mut m = json!({
         "created_by": format!("mlfs-studio {}", env!("CARGO_PKG_VERSION")),
-        "run": c.name,
-        "teacher": c.teacher.display().to_string(),
+        "run": from.run,
+        "teacher": from.teacher.display().to_string(),
         "subnet": spec.to_string(),
         "layers_kept_from_teacher": spec.layers,
         // Each kept layer's widths, in the exported model's layer order.
@@ -28,11 +31,7 @@ pub fn manifest(
                 json!({ "teacher_layer": spec.layers[i], "heads": heads, "ffn": ffn })
             })
             .collect::<Vec<_>>(),
-        "mlfs": {
-            "rank": c.rank, "lora_alpha": c.lora_alpha, "gamma": c.gamma,
-            "distill": c.distill, "random_subnets": c.random_subnets,
-            "stages": c.stages, "rewired": rewired, "seed": c.seed,
-        },
+        "mlfs": from.training,
     });
     if let Some(obj) = m.as_object_mut() {
         obj.extend(extra);

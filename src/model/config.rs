@@ -95,18 +95,7 @@ impl BertConfig {
 
     /// Every layer at its full width: the whole model as a subnet spec.
     pub fn full_spec(&self) -> crate::model::SubnetSpec {
-        let layers = self.num_hidden_layers;
-        let widths = |pick: fn((usize, usize)) -> usize| {
-            crate::model::Widths::from_list(
-                (0..layers).map(|i| pick(self.layer_widths(i))).collect(),
-            )
-        };
-        crate::model::SubnetSpec {
-            layers: (0..layers).collect(),
-            heads: widths(|w| w.0),
-            ffn: widths(|w| w.1),
-            hidden: None,
-        }
+        crate::model::SubnetSpec::whole_model(self.num_hidden_layers, |i| self.layer_widths(i))
     }
 
     /// Parameters of the whole encoder (embeddings and their LayerNorm included, no pooler).
@@ -139,27 +128,18 @@ impl BertConfig {
             ),
             ("type_vocab_size", self.type_vocab_size, MAX_VOCAB),
         ])?;
-        for (field, list, bound) in [
-            ("layer_heads", &self.layer_heads, MAX_HEADS),
-            (
-                "layer_intermediate_sizes",
-                &self.layer_intermediate_sizes,
-                MAX_WIDTH,
-            ),
-        ] {
-            if let Some(list) = list {
-                if list.len() != self.num_hidden_layers {
-                    bail!(
-                        "{field} has {} values for num_hidden_layers = {}",
-                        list.len(),
-                        self.num_hidden_layers
-                    );
-                }
-                if list.iter().any(|&v| v == 0 || v > bound) {
-                    bail!("{field} values must be in 1..={bound}");
-                }
-            }
-        }
+        check_layer_list(
+            "layer_heads",
+            self.layer_heads.as_deref(),
+            self.num_hidden_layers,
+            MAX_HEADS,
+        )?;
+        check_layer_list(
+            "layer_intermediate_sizes",
+            self.layer_intermediate_sizes.as_deref(),
+            self.num_hidden_layers,
+            MAX_WIDTH,
+        )?;
         if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.num_attention_heads == 0 {
             bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");
         }

@@ -27,6 +27,23 @@ pub fn check_sizes(sizes: &[(&str, usize, usize)]) -> Result<()> {
     Ok(())
 }
 
+/// A config's optional per-layer list (`layer_heads`…): one value per layer, each in 1..=bound.
+pub fn check_layer_list(
+    field: &str,
+    list: Option<&[usize]>,
+    layers: usize,
+    bound: usize,
+) -> Result<()> {
+    let Some(list) = list else { return Ok(()) };
+    if list.len() != layers {
+        bail!("{field} has {} values for {layers} layers", list.len());
+    }
+    if let Some((i, v)) = list.iter().enumerate().find(|(_, &v)| v == 0 || v > bound) {
+        bail!("{field}: layer {i} has {v}, outside 1..={bound}");
+    }
+    Ok(())
+}
+
 /// A weights file must hold at least a byte per parameter its config declares (no stored dtype
 /// is smaller): a config that claims more is refused before its weights are read.
 pub fn check_params_fit(params: usize, weights: &Path) -> Result<()> {

@@ -44,6 +44,32 @@ impl SubnetSpec {
         }
     }
 
+    /// Every layer of a model, each at its own (heads, FFN) width: a loaded export as a subnet.
+    pub fn whole_model(layers: usize, widths: impl Fn(usize) -> (usize, usize)) -> Self {
+        let pick = |side: fn((usize, usize)) -> usize| {
+            Widths::from_list((0..layers).map(|i| side(widths(i))).collect())
+        };
+        Self {
+            layers: (0..layers).collect(),
+            heads: pick(|w| w.0),
+            ffn: pick(|w| w.1),
+            hidden: None,
+        }
+    }
+
+    /// Checks that each kept layer fits that layer of `whole` (a per-layer model's own widths,
+    /// from [`Self::whole_model`]); the message names the layer.
+    pub fn check_within(&self, whole: &SubnetSpec) -> Result<()> {
+        for (i, &layer) in self.layers.iter().enumerate() {
+            let (heads, ffn) = self.layer_widths(i);
+            let (max_heads, max_ffn) = whole.layer_widths(layer);
+            if heads > max_heads || ffn > max_ffn {
+                bail!("layer {layer} has {max_heads} heads and FFN {max_ffn} in this model; the subnet asks for {heads} heads and FFN {ffn}");
+            }
+        }
+        Ok(())
+    }
+
     /// True when every kept layer has the same heads and FFN width.
     pub fn is_uniform(&self) -> bool {
         self.heads.uniform().is_some() && self.ffn.uniform().is_some()
@@ -274,6 +300,22 @@ pub fn resolve_spec(text: Option<&str>, shape: &TeacherShape) -> Result<SubnetSp
             Ok(spec.canonical(shape.hidden))
         }
     }
+}
+
+/// The subnet to run: the one asked for, checked against each layer of the model (a per-layer
+/// export's layers differ), or else the whole model at each layer's own width.
+pub fn resolve_spec_in(
+    subnet: Option<&str>,
+    shape: &TeacherShape,
+    whole: SubnetSpec,
+) -> Result<SubnetSpec> {
+    let Some(text) = subnet else {
+        return Ok(whole);
+    };
+    let spec = resolve_spec(Some(text), shape)?;
+    spec.check_within(&whole)
+        .map_err(|e| anyhow::anyhow!("subnet '{text}' does not fit this model: {e}"))?;
+    Ok(spec)
 }
 
 #[cfg(test)]

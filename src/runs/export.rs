@@ -2,14 +2,29 @@
 
 use crate::export::bert::ClassifierFormat;
 use crate::export::decoder_subnet::ExportFormat;
-use crate::export::manifest::manifest;
+use crate::export::manifest::{manifest, Provenance};
 use crate::export::{bert, decoder_subnet};
 use crate::model::SubnetSpec;
+use crate::train::config::RunConfig;
 use crate::train::protocol::PaletteEntry;
 use crate::train::task::Task;
 use crate::train::{ClassifierRun, DecoderRun};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
+
+/// What an export's manifest says of its run: name, teacher, MLFS settings, whether the
+/// teacher was rewired.
+fn provenance(c: &RunConfig, rewired: bool) -> Provenance<'_> {
+    Provenance {
+        run: &c.name,
+        teacher: &c.teacher,
+        training: serde_json::json!({
+            "rank": c.rank, "lora_alpha": c.lora_alpha, "gamma": c.gamma,
+            "distill": c.distill, "random_subnets": c.random_subnets,
+            "stages": c.stages, "rewired": rewired, "seed": c.seed,
+        }),
+    }
+}
 
 /// Exports `spec` of a trained classifier run as a BERT folder or ONNX model, with its palette
 /// metrics.
@@ -23,7 +38,7 @@ pub fn export_classifier(
     let t = &run.task;
     let mut extra = serde_json::Map::new();
     extra.insert("metrics".into(), serde_json::to_value(metrics)?);
-    let manifest = manifest(&run.config, spec, t.orders().is_some(), extra);
+    let manifest = manifest(&provenance(&run.config, t.orders().is_some()), spec, extra);
     let labels = t.data.labels.display_names();
     bert::export_subnet(&t.net, &t.tokenizer, labels, spec, manifest, format, out)
 }
@@ -47,6 +62,6 @@ pub fn export_decoder(
     let mut extra = serde_json::Map::new();
     extra.insert("lm".into(), serde_json::to_value(&run.config.lm)?);
     extra.insert("measurements_csv".into(), measured.into());
-    let manifest = manifest(&run.config, &spec, false, extra);
+    let manifest = manifest(&provenance(&run.config, false), &spec, extra);
     decoder_subnet::export_subnet(&t.net, &spec, manifest, format, out)
 }

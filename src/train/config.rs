@@ -540,3 +540,20 @@ impl RunConfig {
         }
     }
 }
+
+/// The run's `palette.subnets`, resolved against the teacher: measured beside the space's own
+/// subnets (errors name the entry).
+pub fn listed_subnets(
+    config: &RunConfig,
+    teacher: &crate::model::TeacherShape,
+) -> Result<Vec<crate::model::SubnetSpec>> {
+    config
+        .palette
+        .subnets
+        .iter()
+        .map(|text| {
+            crate::model::subnet::resolve_spec(Some(text), teacher)
+                .with_context(|| format!("palette.subnets: '{text}'"))
+        })
+        .collect()
+}

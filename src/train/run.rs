@@ -118,10 +118,7 @@ impl<T: Task> Run<T> {
         let mut run = Self::build(config, run_dir)?;
         run.lock = Some(lock);
         // Subnets to measure at the end must fit the teacher: say so now, not after training.
-        for spec in &run.config.palette.subnets {
-            crate::model::subnet::resolve_spec(Some(spec), &run.task.space().teacher)
-                .context("palette.subnets")?;
-        }
+        crate::train::config::listed_subnets(&run.config, &run.task.space().teacher)?;
         run.config.save(&run_dir.join("config.ron"))?;
         run.task.save_extras(run_dir)?;
         data_record::save(run_dir, &run.config)?;

@@ -123,6 +123,7 @@ fn table(
     selection: Option<&str>,
 ) -> Option<UiCommand> {
     let mut cmd = None;
+    let teacher = view.teacher;
     egui::ScrollArea::both()
         .id_salt("decoder-subnets-scroll")
         .max_height(ui.available_height() - 60.0)
@@ -155,14 +156,20 @@ fn table(
                         let selected = selection == Some(e.subnet.as_str());
                         // A short name first (deep subnets' specs are long); the spec ends the row.
                         // Per-layer subnets show their widths layer by layer (`heads 12/6/3`).
-                        let (heads, ffn) = match e.subnet.parse::<crate::model::SubnetSpec>() {
-                            Ok(s) => (s.heads.short(), s.ffn.short()),
-                            Err(_) => (e.heads.to_string(), e.ffn.to_string()),
+                        let spec = e.subnet.parse::<crate::model::SubnetSpec>().ok();
+                        let (heads, ffn) = match &spec {
+                            Some(s) => (s.heads.short(), s.ffn.short()),
+                            None => (e.heads.to_string(), e.ffn.to_string()),
                         };
                         let shape = format!("{} L · {heads} h · FFN {ffn}", e.layers);
                         if ui
                             .selectable_label(selected, shape)
-                            .on_hover_text(e.metrics_text())
+                            .on_hover_ui(|ui| {
+                                ui.label(e.metrics_text());
+                                if let (Some(spec), Some(teacher)) = (&spec, &teacher) {
+                                    super::layer_chart::show(ui, spec, teacher);
+                                }
+                            })
                             .clicked()
                         {
                             cmd = Some(UiCommand::Select((!selected).then(|| e.subnet.clone())));

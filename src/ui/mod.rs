@@ -11,6 +11,7 @@ pub mod dialogs;
 pub mod divergence;
 pub mod export_state;
 pub mod jobs;
+pub mod layer_chart;
 pub mod log_panel;
 pub mod overlays;
 pub mod palette_view;
@@ -140,6 +141,8 @@ impl StudioApp {
             });
             ui.separator();
             let selection = self.selection.as_deref();
+            // The hovered subnet's layer chart compares against the shown settings' teacher.
+            self.pareto.teacher = self.teacher.as_ref().ok().map(|t| t.shape);
             match self.tab {
                 Tab::Training => commands.extend(self.training.ui(
                     ui,

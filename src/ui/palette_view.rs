@@ -45,6 +45,8 @@ pub struct PaletteView<'a, P: ParetoPoint = PaletteEntry> {
     pub latency_front: Vec<bool>,
     /// The best-scoring subnet within budget, only when a budget is set.
     pub best: Option<usize>,
+    /// The run's teacher, the reference of the per-layer chart a hovered subnet shows.
+    pub teacher: Option<crate::model::TeacherShape>,
 }
 
 impl<'a, P: ParetoPoint> PaletteView<'a, P> {
@@ -81,6 +83,7 @@ impl<'a, P: ParetoPoint> PaletteView<'a, P> {
             size_front,
             latency_front,
             best,
+            teacher: None,
         }
     }
 

@@ -270,6 +270,21 @@ pub fn show<P: ParetoPoint>(
             (entries[i].subnet().to_string(), p)
         })
         .collect();
+    // The hovered point's shape, layer by layer, against the teacher's widths.
+    let hovered = response.response.hover_pos().and_then(|pointer| {
+        positions
+            .iter()
+            .map(|(subnet, p)| (subnet, p.distance(pointer)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|n| n.1 < 12.0)
+            .and_then(|n| n.0.parse::<crate::model::SubnetSpec>().ok())
+    });
+    if let (Some(spec), Some(teacher)) = (hovered, view.teacher) {
+        response
+            .response
+            .clone()
+            .on_hover_ui_at_pointer(|ui| super::layer_chart::show(ui, &spec, &teacher));
+    }
     let clicked = if response.response.clicked() {
         let pointer = response.response.interact_pointer_pos();
         let nearest = pointer.and_then(|pointer| {

@@ -28,6 +28,9 @@ pub struct ParetoTab {
     pub log_latency: bool,
     /// What "Export selected…" writes: a BERT folder or an ONNX model.
     pub format: ClassifierFormat,
+    /// The open run's teacher (the window sets it from its settings): what a hovered subnet's
+    /// layer chart compares against.
+    pub teacher: Option<crate::model::TeacherShape>,
 }
 
 /// A budget checkbox with its limit field.
@@ -160,6 +163,7 @@ impl ParetoTab {
     pub fn view<'a, P: ParetoPoint>(&self, entries: &'a [P]) -> PaletteView<'a, P> {
         let mut view = PaletteView::new(entries, self.size_in_mb, &self.budget);
         view.log_latency = self.log_latency;
+        view.teacher = self.teacher;
         view
     }
 

@@ -138,18 +138,22 @@ pub fn show(
                     for &i in &rows {
                         let e = &entries[i];
                         let selected = selection == Some(e.subnet.as_str());
+                        let spec = e.subnet.parse::<crate::model::SubnetSpec>().ok();
                         let name = ui
                             .selectable_label(selected, RichText::new(&e.subnet).monospace())
-                            .on_hover_text(format!(
-                                "{}\n{}(right-click to copy the spec)",
-                                e.metrics_text(),
-                                e.subnet
-                                    .parse::<crate::model::SubnetSpec>()
-                                    .map(|s| s.layer_lines())
-                                    .ok()
-                                    .filter(|l| !l.is_empty())
-                                    .map_or(String::new(), |l| format!("{l}\n"))
-                            ));
+                            .on_hover_ui(|ui| {
+                                ui.label(format!(
+                                    "{}\n{}(right-click to copy the spec)",
+                                    e.metrics_text(),
+                                    spec.as_ref()
+                                        .map(|s| s.layer_lines())
+                                        .filter(|l| !l.is_empty())
+                                        .map_or(String::new(), |l| format!("{l}\n"))
+                                ));
+                                if let (Some(spec), Some(teacher)) = (&spec, &view.teacher) {
+                                    super::layer_chart::show(ui, spec, teacher);
+                                }
+                            });
                         name.context_menu(|ui| {
                             if ui.button("Copy spec").clicked() {
                                 ui.ctx().copy_text(e.subnet.clone());
@@ -165,7 +169,6 @@ pub fn show(
                         }
                         ui.label(e.layers.to_string());
                         // A per-layer subnet's widths layer by layer (`12/6/3`), from its spec.
-                        let spec = e.subnet.parse::<crate::model::SubnetSpec>().ok();
                         let widths = |w: fn(&crate::model::SubnetSpec) -> String, all: usize| {
                             spec.as_ref().map_or(all.to_string(), w)
                         };

@@ -27,6 +27,13 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<u32>,
+    /// Each layer's query-head count, for a per-layer model (read from a `deci` GGUF; absent:
+    /// every layer has `num_attention_heads`). Key/value heads follow at the global group size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_heads: Option<Vec<usize>>,
+    /// Each layer's FFN width, as `layer_heads` (absent: `intermediate_size` everywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_intermediate_sizes: Option<Vec<usize>>,
 }
 
 fn default_eps() -> f64 {
@@ -69,11 +76,32 @@ impl LlamaConfig {
         }
     }
 
-    /// Weights of the whole decoder (the maxnet's count: layers, embeddings, final norm).
+    /// (query heads, FFN width) of layer `i`.
+    pub fn layer_widths(&self, i: usize) -> (usize, usize) {
+        let at = |list: &Option<Vec<usize>>, all: usize| {
+            list.as_ref().and_then(|l| l.get(i).copied()).unwrap_or(all)
+        };
+        (
+            at(&self.layer_heads, self.num_attention_heads),
+            at(&self.layer_intermediate_sizes, self.intermediate_size),
+        )
+    }
+
+    /// True when some layer is narrower than the widest (a per-layer export).
+    pub fn is_per_layer(&self) -> bool {
+        !self.full_spec().is_uniform()
+    }
+
+    /// Every layer at its own width: the whole model as a subnet spec.
+    pub fn full_spec(&self) -> crate::model::SubnetSpec {
+        crate::model::SubnetSpec::whole_model(self.num_hidden_layers, |i| self.layer_widths(i))
+    }
+
+    /// Weights of the whole decoder (every layer at its own width, embeddings, final norm).
     pub fn param_count(&self) -> usize {
         let shape = self.shape();
         crate::model::params::decoder_params_total(
-            &crate::model::SubnetSpec::maxnet(&shape),
+            &self.full_spec(),
             &shape,
             self.vocab_size,
             self.tie_word_embeddings,
@@ -102,6 +130,25 @@ impl LlamaConfig {
                 MAX_POSITIONS,
             ),
         ])?;
+        check_layer_list(
+            "layer_heads",
+            self.layer_heads.as_deref(),
+            self.num_hidden_layers,
+            self.num_attention_heads,
+        )?;
+        check_layer_list(
+            "layer_intermediate_sizes",
+            self.layer_intermediate_sizes.as_deref(),
+            self.num_hidden_layers,
+            self.intermediate_size,
+        )?;
+        let group = self.group_size().max(1);
+        if let Some((i, h)) = (self.layer_heads.iter().flatten())
+            .enumerate()
+            .find(|(_, &h)| !h.is_multiple_of(group))
+        {
+            bail!("layer {i} has {h} query heads, not whole groups of {group} per key/value head");
+        }
         for (field, id) in [
             ("bos_token_id", self.bos_token_id),
             ("eos_token_id", self.eos_token_id),

@@ -80,30 +80,25 @@ impl LlamaDecoder {
     pub fn from_store(config: &LlamaConfig, store: &WeightStore) -> Result<Self> {
         let d = config.hidden_size;
         let hs = config.head_size();
-        let (qw, kvw, f) = (
-            config.num_attention_heads * hs,
-            config.num_key_value_heads * hs,
-            config.intermediate_size,
-        );
         let eps = config.rms_norm_eps;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
-            let p = format!("layers.{i}");
+            // A per-layer export's layers each have their own widths.
+            let (heads, f) = config.layer_widths(i);
+            let (qw, kvw) = (heads * hs, heads / config.group_size() * hs);
+            use super::names::BlockTensor as T;
+            let linear = |t: T, out: usize, inp: usize| lin(store, &t.stored(i), out, inp);
+            let norm = |t: T| rms(store, &t.stored(i), d, eps);
             layers.push(LlamaLayer {
-                q: lin(store, &format!("{p}.self_attn.q_proj.weight"), qw, d)?,
-                k: lin(store, &format!("{p}.self_attn.k_proj.weight"), kvw, d)?,
-                v: lin(store, &format!("{p}.self_attn.v_proj.weight"), kvw, d)?,
-                o: lin(store, &format!("{p}.self_attn.o_proj.weight"), d, qw)?,
-                gate: lin(store, &format!("{p}.mlp.gate_proj.weight"), f, d)?,
-                up: lin(store, &format!("{p}.mlp.up_proj.weight"), f, d)?,
-                down: lin(store, &format!("{p}.mlp.down_proj.weight"), d, f)?,
-                input_norm: rms(store, &format!("{p}.input_layernorm.weight"), d, eps)?,
-                post_norm: rms(
-                    store,
-                    &format!("{p}.post_attention_layernorm.weight"),
-                    d,
-                    eps,
-                )?,
+                q: linear(T::Q, qw, d)?,
+                k: linear(T::K, kvw, d)?,
+                v: linear(T::V, kvw, d)?,
+                o: linear(T::O, d, qw)?,
+                gate: linear(T::Gate, f, d)?,
+                up: linear(T::Up, f, d)?,
+                down: linear(T::Down, d, f)?,
+                input_norm: norm(T::InputNorm)?,
+                post_norm: norm(T::PostNorm)?,
             });
         }
         let lm_head = if config.tie_word_embeddings {

@@ -136,52 +136,105 @@ pub fn read_config(path: &Path) -> Result<LlamaConfig> {
     config_of(&ct, path)
 }
 
+/// A per-layer key of a `deci` file: an array of one value per layer, or one value for all.
+fn meta_per_layer(ct: &Content, path: &Path, key: &str, layers: usize) -> Result<Vec<usize>> {
+    let Value::Array(list) = meta(ct, path, key)? else {
+        return Ok(vec![meta_usize(ct, path, key)?; layers]);
+    };
+    if list.len() != layers {
+        bail!(
+            "{}: GGUF metadata '{key}' has {} values for {layers} blocks",
+            path.display(),
+            list.len()
+        );
+    }
+    list.iter()
+        .map(|v| match v {
+            Value::I32(x) if *x >= 0 => Ok(*x as usize),
+            Value::U32(x) => Ok(*x as usize),
+            other => bail!(
+                "{}: GGUF metadata '{key}' holds {other:?}, not a count",
+                path.display()
+            ),
+        })
+        .collect()
+}
+
+/// `Some(list)` when the layers differ, `None` when one value holds for all.
+fn per_layer_list(list: &[usize]) -> Option<Vec<usize>> {
+    list.windows(2).any(|w| w[0] != w[1]).then(|| list.to_vec())
+}
+
 fn config_of(ct: &Content, path: &Path) -> Result<LlamaConfig> {
     let arch = meta(ct, path, "general.architecture")?
         .to_string()
         .map_err(|e| anyhow!("{e}"))?
         .clone();
-    if arch != "llama" {
+    // `deci` (llama.cpp's architecture for per-layer widths) is `llama` with per-layer arrays.
+    if arch != "llama" && arch != "deci" {
         bail!(
-            "{}: architecture '{arch}' is not supported (llama)",
+            "{}: architecture '{arch}' is not supported (llama, deci)",
             path.display()
         );
     }
+    let key = |k: &str| format!("{arch}.{k}");
     let tokens = meta_strings(ct, path, "tokenizer.ggml.tokens")?;
-    let heads = meta_usize(ct, path, "llama.attention.head_count")?;
+    let layers = meta_usize(ct, path, &key("block_count"))?;
+    // Each block has its own tensors: a block count beyond them is a crafted or broken header
+    // (checked before the per-layer arrays are sized by it).
+    if layers > ct.tensor_infos.len() {
+        bail!(
+            "{}: {arch}.block_count {layers} but the file has only {} tensors",
+            path.display(),
+            ct.tensor_infos.len()
+        );
+    }
+    let heads = meta_per_layer(ct, path, &key("attention.head_count"), layers)?;
+    let kv_heads = match ct.metadata.contains_key(&key("attention.head_count_kv")) {
+        true => meta_per_layer(ct, path, &key("attention.head_count_kv"), layers)?,
+        false => heads.clone(),
+    };
+    let ffn = meta_per_layer(ct, path, &key("feed_forward_length"), layers)?;
+    let (max_heads, max_kv) = (max_of(&heads), max_of(&kv_heads));
+    // One group size for the whole model: each layer's query heads over its key/value heads.
+    for (i, (&h, &kv)) in heads.iter().zip(&kv_heads).enumerate() {
+        if kv == 0 || h != kv * (max_heads / max_kv.max(1)) {
+            bail!(
+                "{}: block {i} has {h} query heads for {kv} key/value heads; only one group size for all blocks ({max_heads}/{max_kv}) is supported",
+                path.display()
+            );
+        }
+    }
     let config = LlamaConfig {
         vocab_size: tokens.len(),
-        hidden_size: meta_usize(ct, path, "llama.embedding_length")?,
-        intermediate_size: meta_usize(ct, path, "llama.feed_forward_length")?,
-        num_hidden_layers: meta_usize(ct, path, "llama.block_count")?,
-        num_attention_heads: heads,
-        num_key_value_heads: meta_usize(ct, path, "llama.attention.head_count_kv").unwrap_or(heads),
-        rms_norm_eps: meta_f64(ct, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-        rope_theta: meta_f64(ct, "llama.rope.freq_base").unwrap_or(10_000.0),
-        max_position_embeddings: meta_usize(ct, path, "llama.context_length").unwrap_or(2048),
+        hidden_size: meta_usize(ct, path, &key("embedding_length"))?,
+        intermediate_size: max_of(&ffn),
+        num_hidden_layers: layers,
+        num_attention_heads: max_heads,
+        num_key_value_heads: max_kv,
+        rms_norm_eps: meta_f64(ct, &key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
+        rope_theta: meta_f64(ct, &key("rope.freq_base")).unwrap_or(10_000.0),
+        max_position_embeddings: meta_usize(ct, path, &key("context_length")).unwrap_or(2048),
         tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
         // Explicit when heads × head size differs from the width (e.g. exported subnets).
-        head_dim: meta_usize(ct, path, "llama.attention.key_length").ok(),
+        head_dim: meta_usize(ct, path, &key("attention.key_length")).ok(),
         bos_token_id: meta_usize(ct, path, "tokenizer.ggml.bos_token_id")
             .ok()
             .map(|v| v as u32),
         eos_token_id: meta_usize(ct, path, "tokenizer.ggml.eos_token_id")
             .ok()
             .map(|v| v as u32),
+        layer_heads: per_layer_list(&heads),
+        layer_intermediate_sizes: per_layer_list(&ffn),
     };
     config
         .check()
         .with_context(|| format!("{}: inconsistent GGUF metadata", path.display()))?;
-    // Each block has its own tensors: a block count beyond them is a crafted or broken header.
-    if config.num_hidden_layers > ct.tensor_infos.len() {
-        bail!(
-            "{}: llama.block_count {} but the file has only {} tensors",
-            path.display(),
-            config.num_hidden_layers,
-            ct.tensor_infos.len()
-        );
-    }
     Ok(config)
+}
+
+fn max_of(list: &[usize]) -> usize {
+    list.iter().copied().max().unwrap_or(0)
 }
 
 /// Reads config, tensors (HF names, f32) and tokenizer from a GGUF file.
@@ -189,7 +242,7 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
     let (mut file, ct) = read_header(path)?;
     let config = config_of(&ct, path)?;
     let tokens = meta_strings(&ct, path, "tokenizer.ggml.tokens")?;
-    let kv_heads = config.num_key_value_heads;
+    let head_size = config.head_size().max(1);
     let mut tensors = HashMap::new();
     for name in ct.tensor_infos.keys() {
         let q = ct
@@ -198,10 +251,10 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
         let mut t = q
             .dequantize(&Device::Cpu)
             .map_err(|e| anyhow!("{}: tensor '{name}': {e}", path.display()))?;
-        if name.ends_with("attn_q.weight") {
-            t = unpermute_rotary(&t, config.num_attention_heads)?;
-        } else if name.ends_with("attn_k.weight") {
-            t = unpermute_rotary(&t, kv_heads)?;
+        // Each block's own head count (per-layer files differ): its rows over the head size.
+        if name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight") {
+            let heads = t.dims().first().copied().unwrap_or(0) / head_size;
+            t = unpermute_rotary(&t, heads.max(1))?;
         }
         tensors.insert(hf_name(name), t);
     }

@@ -7,7 +7,8 @@ const MODEL_TENSORS: [(&str, &str); 3] = [
     ("lm_head.weight", "output.weight"),
 ];
 
-/// Per-layer tensors, after `model.layers.{i}.` / `blk.{i}.`: (Hugging Face part, GGUF part).
+/// Per-layer tensors, after `model.layers.{i}.` / `blk.{i}.`: (Hugging Face part, GGUF part),
+/// in the order of [`BlockTensor`].
 const LAYER_TENSORS: [(&str, &str); 9] = [
     ("input_layernorm.weight", "attn_norm.weight"),
     ("post_attention_layernorm.weight", "ffn_norm.weight"),
@@ -19,6 +20,43 @@ const LAYER_TENSORS: [(&str, &str); 9] = [
     ("mlp.up_proj.weight", "ffn_up.weight"),
     ("mlp.down_proj.weight", "ffn_down.weight"),
 ];
+
+/// One tensor of a decoder block: what the loader, the student, the random teacher and every
+/// writer name through [`LAYER_TENSORS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockTensor {
+    InputNorm,
+    PostNorm,
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl BlockTensor {
+    /// The Hugging Face name after `model.layers.{i}.` (`self_attn.q_proj.weight`).
+    pub fn part(self) -> &'static str {
+        LAYER_TENSORS[self as usize].0
+    }
+
+    /// The module path, without `.weight` (`self_attn.q_proj`).
+    pub fn module(self) -> &'static str {
+        self.part().trim_end_matches(".weight")
+    }
+
+    /// The full Hugging Face name in layer `layer`.
+    pub fn hf(self, layer: usize) -> String {
+        format!("{HF_LAYER}{layer}.{}", self.part())
+    }
+
+    /// The name under a store that strips `model.` (`layers.{i}.…`).
+    pub fn stored(self, layer: usize) -> String {
+        format!("layers.{layer}.{}", self.part())
+    }
+}
 
 const HF_LAYER: &str = "model.layers.";
 const GGUF_LAYER: &str = "blk.";
@@ -81,5 +119,14 @@ mod tests {
             let (h, g) = (format!("model.layers.0.{hf}"), format!("blk.0.{gguf}"));
             assert_eq!((gguf_name(&h), hf_name(&g)), (g.clone(), h.clone()));
         }
+        assert_eq!(
+            BlockTensor::Down.hf(3),
+            "model.layers.3.mlp.down_proj.weight"
+        );
+        assert_eq!(BlockTensor::Q.module(), "self_attn.q_proj");
+        assert_eq!(
+            gguf_name(&BlockTensor::PostNorm.hf(0)),
+            "blk.0.ffn_norm.weight"
+        );
     }
 }

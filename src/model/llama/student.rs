@@ -72,6 +72,7 @@ pub fn trainable_student(
             out_layers.push(shared_layer(layer));
             continue;
         }
+        use super::names::BlockTensor as T;
         let p = format!("model.layers.{i}");
         let mut lin = |name: &str, l: &ElasticLinear| -> Result<ElasticLinear> {
             let weight = make(format!("{p}.{name}.weight"), &l.weight_pre, true)?;
@@ -79,13 +80,13 @@ pub fn trainable_student(
             out.compute = l.compute;
             Ok(out)
         };
-        let q = lin("self_attn.q_proj", &layer.q)?;
-        let k = lin("self_attn.k_proj", &layer.k)?;
-        let v = lin("self_attn.v_proj", &layer.v)?;
-        let o = lin("self_attn.o_proj", &layer.o)?;
-        let gate = lin("mlp.gate_proj", &layer.gate)?;
-        let up = lin("mlp.up_proj", &layer.up)?;
-        let down = lin("mlp.down_proj", &layer.down)?;
+        let q = lin(T::Q.module(), &layer.q)?;
+        let k = lin(T::K.module(), &layer.k)?;
+        let v = lin(T::V.module(), &layer.v)?;
+        let o = lin(T::O.module(), &layer.o)?;
+        let gate = lin(T::Gate.module(), &layer.gate)?;
+        let up = lin(T::Up.module(), &layer.up)?;
+        let down = lin(T::Down.module(), &layer.down)?;
         let mut norm = |name: &str, n: &Norm| -> Result<Norm> {
             Ok(Norm {
                 weight: make(format!("{p}.{name}.weight"), &n.weight, false)?,
@@ -102,8 +103,8 @@ pub fn trainable_student(
             gate,
             up,
             down,
-            input_norm: norm("input_layernorm", &layer.input_norm)?,
-            post_norm: norm("post_attention_layernorm", &layer.post_norm)?,
+            input_norm: norm(T::InputNorm.module(), &layer.input_norm)?,
+            post_norm: norm(T::PostNorm.module(), &layer.post_norm)?,
         });
     }
     let student = LlamaDecoder {
