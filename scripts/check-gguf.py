@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads a GGUF export with llama.cpp's own Python reader (gguf-py, `pip install gguf`) and
-checks what llama.cpp needs: llama architecture, shape metadata, tokenizer, every tensor of every
-block with the expected shape and an f16/f32 type. With a Hugging Face export of the same subnet
+checks what llama.cpp needs: llama or deci architecture, shape metadata (per block for deci),
+tokenizer, every tensor of every block with the expected shape and an f16/f32 type. With a Hugging Face export of the same subnet
 (`pip install safetensors numpy`), every tensor must equal the Hugging Face one after llama.cpp's
 own Q/K permutation (the formula of its convert_hf_to_gguf.py).
 Usage: check-gguf.py FILE.gguf [HF_FOLDER]"""
@@ -25,18 +25,37 @@ def scalar(name):
 
 
 arch = bytes(field("general.architecture")).decode()
-assert arch == "llama", arch
-blocks = scalar("llama.block_count")
-d = scalar("llama.embedding_length")
-ffn = scalar("llama.feed_forward_length")
-heads = scalar("llama.attention.head_count")
-kv = scalar("llama.attention.head_count_kv")
-head_dim = scalar("llama.attention.key_length") if "llama.attention.key_length" in r.fields else d // heads
+# `llama` (uniform subnets, scalar keys) or `deci` (per-layer subnets: head counts and FFN width
+# are arrays of one entry per block, as llama.cpp's DeciModel writes them).
+assert arch in ("llama", "deci"), arch
+blocks = scalar(f"{arch}.block_count")
+d = scalar(f"{arch}.embedding_length")
+
+
+def per_block(name):
+    f = r.fields.get(name)
+    if f is None:
+        sys.exit(f"{path}: missing metadata {name}")
+    values = [int(f.parts[i][0]) for i in f.data]
+    if len(values) == 1 and arch == "llama":
+        return values * blocks
+    if len(values) != blocks:
+        sys.exit(f"{path}: {name} has {len(values)} values for {blocks} blocks")
+    return values
+
+
+ffns = per_block(f"{arch}.feed_forward_length")
+heads_of = per_block(f"{arch}.attention.head_count")
+kvs = per_block(f"{arch}.attention.head_count_kv")
+heads, kv = heads_of[0], kvs[0]
+key_length = f"{arch}.attention.key_length"
+head_dim = scalar(key_length) if key_length in r.fields else d // heads
 tokens = r.fields["tokenizer.ggml.tokens"]
 vocab = len(tokens.data)
 names = {t.name: t for t in r.tensors}
 want = {"token_embd.weight": [d, vocab], "output_norm.weight": [d]}
 for i in range(blocks):
+    ffn, heads, kv = ffns[i], heads_of[i], kvs[i]
     want |= {
         f"blk.{i}.attn_norm.weight": [d],
         f"blk.{i}.ffn_norm.weight": [d],
@@ -56,8 +75,9 @@ for name, shape in want.items():
         sys.exit(f"{path}: {name} has shape {list(t.shape)}, expected {shape}")
     if t.tensor_type not in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32):
         sys.exit(f"{path}: {name} has type {t.tensor_type.name}")
-print(f"{path}: llama, {blocks} blocks, hidden {d}, {heads} heads ({kv} KV) of {head_dim}, "
-      f"FFN {ffn}, vocabulary {vocab}, {len(r.tensors)} tensors: OK")
+shown = lambda v: str(v[0]) if len(set(v)) == 1 else "/".join(map(str, v))
+print(f"{path}: {arch}, {blocks} blocks, hidden {d}, {shown(heads_of)} heads ({shown(kvs)} KV) of "
+      f"{head_dim}, FFN {shown(ffns)}, vocabulary {vocab}, {len(r.tensors)} tensors: OK")
 
 if len(sys.argv) > 2:
     import numpy as np
@@ -83,9 +103,9 @@ if len(sys.argv) > 2:
             _, i, part, _ = t.name.split(".")
             ref = hf[f"model.layers.{i}.{parts[part]}.weight"]
             if part == "attn_q":
-                ref = permute(ref, heads)
+                ref = permute(ref, heads_of[int(i)])
             elif part == "attn_k":
-                ref = permute(ref, kv)
+                ref = permute(ref, kvs[int(i)])
         ours = np.asarray(t.data, dtype=np.float32).reshape(ref.shape)
         err = float(np.max(np.abs(ours - ref)) / max(1e-6, float(np.max(np.abs(ref)))))
         worst = max(worst, err)

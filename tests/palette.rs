@@ -358,9 +358,14 @@ fn eval_cli_writes_the_palette_csv() {
     let stdout = String::from_utf8_lossy(&stdout);
     assert!(stdout.contains("storage: MLFS keeps"), "{stdout}");
     let text = std::fs::read_to_string(run.join("palette.csv")).unwrap();
-    assert!(text.starts_with("subnet,layers,heads,ffn,hidden,params_total,params_non_embedding,size_bytes,latency_ms_median,latency_ms_p90,dev_accuracy,test_accuracy,on_front_size,on_front_latency\n"));
+    assert!(text.starts_with("role,subnet,layers,heads,ffn,hidden,params_total,params_non_embedding,size_bytes,latency_ms_median,latency_ms_p90,dev_accuracy,test_accuracy,on_front_size,on_front_latency\n"));
     let rows = read_csv(&run.join("palette.csv")).unwrap();
     assert_eq!(rows.len(), 2);
+    // Roles from the run's space: its maxnet and minnet.
+    assert_eq!(
+        (rows[0].role.as_str(), rows[1].role.as_str()),
+        ("maxnet", "minnet")
+    );
     assert!(rows[0].params_total > rows[1].params_total);
     assert!(rows[0].params_non_embedding < rows[0].params_total);
     // The minnet is cheapest, so it is on both fronts whatever its accuracy.

@@ -110,6 +110,14 @@ impl Row<'_> {
             .with_context(|| format!("{path}:{line}: column '{name}' is not a number"))
     }
 
+    /// The text of column `name`, `default` when the file predates that column.
+    pub fn text_or<'r>(&'r self, name: &str, default: &'r str) -> Result<&'r str> {
+        match self.column(name) {
+            None => Ok(default),
+            Some(_) => self.text(name),
+        }
+    }
+
     /// Column `name` as a number, NaN when the file predates that column.
     pub fn number_or_nan(&self, name: &str) -> Result<f64> {
         match self.column(name) {

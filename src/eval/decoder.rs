@@ -1,6 +1,7 @@
 //! Decoder measurements: validation loss / perplexity / top-1 in batches, size and latency,
 //! and `lm-palette.csv`.
 
+use super::rows::{self, PaletteRow};
 use crate::model::llama::generate;
 use crate::model::params::{decoder_params, decoder_params_total};
 use crate::model::SubnetSpec;
@@ -9,7 +10,7 @@ use crate::train::decoder::metrics::evaluate_blocks;
 use crate::train::decoder::DecoderTask;
 use crate::train::protocol::{DecoderEntry, TrainEvent};
 use crate::train::task::Task;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// Size, validation metrics (trained, and cut from the teacher untrained) and batch-1 latency
@@ -57,14 +58,14 @@ pub fn measure_entry(
     })
 }
 
-/// What a decoder run's palette holds, as (role, subnet, through the adapters): the teacher,
+/// What a decoder run's palette holds, as (role, subnet): the teacher (without adapters),
 /// every subnet of a sampled space (roles `maxnet`, `minnet`, `subnet`) or else the run's
 /// students, then the run's `palette.subnets` not among them (role `listed`).
 pub fn palette_subjects(
     task: &DecoderTask,
     config: &RunConfig,
-) -> Result<Vec<(String, SubnetSpec, bool)>> {
-    let mut out = vec![("teacher".to_string(), task.space.maxnet(), false)];
+) -> Result<Vec<(String, SubnetSpec)>> {
+    let mut out = vec![("teacher".to_string(), task.space.maxnet())];
     if task.fixed_students.is_empty() {
         let (maxnet, minnet) = (task.space.maxnet(), task.space.minnet(2));
         let mut all = task.space.all();
@@ -79,14 +80,14 @@ pub fn palette_subjects(
             } else {
                 "subnet"
             };
-            out.push((role.to_string(), spec, true));
+            out.push((role.to_string(), spec));
         }
     } else {
-        out.extend(task.report_subnets().into_iter().map(|(r, s)| (r, s, true)));
+        out.extend(task.report_subnets());
     }
     for spec in listed_subnets(config, &task.space.teacher)? {
-        if !out.iter().any(|(_, s, adapted)| *adapted && *s == spec) {
-            out.push(("listed".to_string(), spec, true));
+        if !out.iter().any(|(role, s)| role != "teacher" && *s == spec) {
+            out.push(("listed".to_string(), spec));
         }
     }
     Ok(out)
@@ -105,46 +106,19 @@ pub fn measure_palette(
     on_entry: &mut dyn FnMut(&DecoderEntry, bool) -> bool,
 ) -> Result<PathBuf> {
     let path = run_dir.join("lm-palette.csv");
-    let mut entries = if path.symlink_metadata().is_ok() {
-        read_csv(&path).context("the palette was not rewritten; fix or move the file")?
-    } else {
-        Vec::new()
-    };
-    let known = |e: &[DecoderEntry], role: &str, spec: &SubnetSpec| {
-        e.iter()
-            .position(|x| x.role == role && x.subnet == spec.to_string())
-    };
     let mut subjects = palette_subjects(task, config)?;
     if let Some(list) = only {
-        subjects.retain(|(_, s, _)| list.contains(s));
+        subjects.retain(|(_, s)| list.contains(s));
         for spec in list {
-            if !subjects.iter().any(|(_, s, _)| s == spec) {
-                subjects.push(("subnet".to_string(), spec.clone(), true));
+            if !subjects.iter().any(|(_, s)| s == spec) {
+                subjects.push(("listed".to_string(), spec.clone()));
             }
         }
     }
-    for (role, spec, adapters) in subjects {
-        if only.is_none() {
-            if let Some(i) = known(&entries, &role, &spec) {
-                if !on_entry(&entries[i], true) {
-                    break;
-                }
-                continue;
-            }
-        }
-        let e = measure_entry(task, &role, &spec, adapters, config)?;
-        match known(&entries, &role, &spec) {
-            Some(i) => entries[i] = e.clone(),
-            None => entries.push(e.clone()),
-        }
-        write_csv(&path, &entries)?;
-        if !on_entry(&e, false) {
-            break;
-        }
-    }
-    if !path.exists() {
-        write_csv(&path, &entries)?;
-    }
+    // The teacher's row is the frozen model itself; every other subject runs with the adapters.
+    let mut measure =
+        |role: &str, spec: &SubnetSpec| measure_entry(task, role, spec, role != "teacher", config);
+    rows::measure_into(&path, &subjects, only.is_none(), &mut measure, on_entry)?;
     Ok(path)
 }
 
@@ -182,31 +156,8 @@ pub fn measure_with_events(
     Ok(entries)
 }
 
-/// Front membership of decoder rows on validation loss (lower is better): (parameters front,
-/// prefill-latency front). The teacher row is a reference, never on a front.
-pub fn decoder_fronts(entries: &[DecoderEntry]) -> (Vec<bool>, Vec<bool>) {
-    let point = |e: &DecoderEntry, cost: f64| {
-        if e.role == "teacher" {
-            (f64::NAN, f64::NAN)
-        } else {
-            (cost, -e.val_loss)
-        }
-    };
-    let size: Vec<(f64, f64)> = entries
-        .iter()
-        .map(|e| point(e, e.params_total as f64))
-        .collect();
-    let latency: Vec<(f64, f64)> = entries.iter().map(|e| point(e, e.prefill_ms)).collect();
-    (
-        crate::eval::pareto::pareto_front(&size),
-        crate::eval::pareto::pareto_front(&latency),
-    )
-}
-
-/// Writes the measured entries as CSV (atomically).
-pub fn write_csv(path: &Path, entries: &[DecoderEntry]) -> Result<()> {
-    let (size_front, latency_front) = decoder_fronts(entries);
-    let header = [
+impl PaletteRow for DecoderEntry {
+    const COLUMNS: &'static [&'static str] = &[
         "role",
         "subnet",
         "layers",
@@ -223,66 +174,71 @@ pub fn write_csv(path: &Path, entries: &[DecoderEntry]) -> Result<()> {
         "decode_tokens_per_s",
         "prefill_ms_p90",
         "val_loss_untrained",
-        "on_front_size",
-        "on_front_latency",
     ];
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            vec![
-                e.role.clone(),
-                e.subnet.clone(),
-                e.layers.to_string(),
-                e.heads.to_string(),
-                e.kv_heads.to_string(),
-                e.ffn.to_string(),
-                e.params_total.to_string(),
-                e.params_non_embedding.to_string(),
-                e.size_bytes.to_string(),
-                format!("{:.4}", e.val_loss),
-                format!("{:.3}", e.perplexity),
-                format!("{:.4}", e.top1_accuracy),
-                format!("{:.2}", e.prefill_ms),
-                format!("{:.2}", e.decode_tokens_per_s),
-                format!("{:.2}", e.prefill_ms_p90),
-                format!("{:.4}", e.val_loss_untrained),
-                size_front[i].to_string(),
-                latency_front[i].to_string(),
-            ]
+    fn role(&self) -> &str {
+        &self.role
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.role.clone(),
+            self.subnet.clone(),
+            self.layers.to_string(),
+            self.heads.to_string(),
+            self.kv_heads.to_string(),
+            self.ffn.to_string(),
+            self.params_total.to_string(),
+            self.params_non_embedding.to_string(),
+            self.size_bytes.to_string(),
+            format!("{:.4}", self.val_loss),
+            format!("{:.3}", self.perplexity),
+            format!("{:.4}", self.top1_accuracy),
+            format!("{:.2}", self.prefill_ms),
+            format!("{:.2}", self.decode_tokens_per_s),
+            format!("{:.2}", self.prefill_ms_p90),
+            format!("{:.4}", self.val_loss_untrained),
+        ]
+    }
+    /// Files written before the p90 and untrained-loss columns read them as NaN.
+    fn from_row(r: &super::csv_table::Row) -> Result<Self> {
+        Ok(DecoderEntry {
+            role: r.text("role")?.to_string(),
+            subnet: r.text("subnet")?.to_string(),
+            layers: r.count("layers")?,
+            heads: r.count("heads")?,
+            kv_heads: r.count("kv_heads")?,
+            ffn: r.count("ffn")?,
+            params_total: r.count("params_total")?,
+            params_non_embedding: r.count("params_non_embedding")?,
+            size_bytes: r.count("size_bytes")?,
+            val_loss: r.number("val_loss")?,
+            perplexity: r.number("perplexity")?,
+            top1_accuracy: r.number("top1_accuracy")?,
+            prefill_ms: r.number("prefill_ms")?,
+            decode_tokens_per_s: r.number("decode_tokens_per_s")?,
+            prefill_ms_p90: r.number_or_nan("prefill_ms_p90")?,
+            val_loss_untrained: r.number_or_nan("val_loss_untrained")?,
         })
-        .collect();
-    super::csv_table::write_table(path, &header, &rows)
-        .with_context(|| format!("{}: cannot write", path.display()))
+    }
+    /// The teacher and the maxnet share a spec: the role tells their rows apart.
+    fn key_of(role: &str, subnet: &str) -> String {
+        format!("{role} {subnet}")
+    }
 }
 
-/// Reads `lm-palette.csv` back, also after a spreadsheet or Python's `csv` module re-saved it;
-/// files written before the p90 and untrained-loss columns read them as NaN.
+/// Front membership of decoder rows on validation loss (lower is better): (parameters front,
+/// prefill-latency front). The teacher row is a reference, never on a front.
+pub fn decoder_fronts(entries: &[DecoderEntry]) -> (Vec<bool>, Vec<bool>) {
+    rows::fronts(entries)
+}
+
+/// Writes the measured entries as CSV (atomically).
+pub fn write_csv(path: &Path, entries: &[DecoderEntry]) -> Result<()> {
+    rows::write(path, entries)
+}
+
+/// Reads `lm-palette.csv` back, also after a spreadsheet or Python's `csv` module re-saved it.
 pub fn read_csv(path: &Path) -> Result<Vec<DecoderEntry>> {
-    let table = super::csv_table::Table::read(path)?;
-    table
-        .rows()
-        .map(|r| {
-            Ok(DecoderEntry {
-                role: r.text("role")?.to_string(),
-                subnet: r.text("subnet")?.to_string(),
-                layers: r.count("layers")?,
-                heads: r.count("heads")?,
-                kv_heads: r.count("kv_heads")?,
-                ffn: r.count("ffn")?,
-                params_total: r.count("params_total")?,
-                params_non_embedding: r.count("params_non_embedding")?,
-                size_bytes: r.count("size_bytes")?,
-                val_loss: r.number("val_loss")?,
-                perplexity: r.number("perplexity")?,
-                top1_accuracy: r.number("top1_accuracy")?,
-                prefill_ms: r.number("prefill_ms")?,
-                decode_tokens_per_s: r.number("decode_tokens_per_s")?,
-                prefill_ms_p90: r.number_or_nan("prefill_ms_p90")?,
-                val_loss_untrained: r.number_or_nan("val_loss_untrained")?,
-            })
-        })
-        .collect()
+    rows::read(path)
 }
 
 #[cfg(test)]

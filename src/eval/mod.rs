@@ -9,3 +9,4 @@ pub mod latency;
 pub mod machine;
 pub mod palette;
 pub mod pareto;
+pub mod rows;

@@ -1,7 +1,7 @@
 //! The subnet palette: accuracy, size and measured latency of every subnet, and its CSV.
 
 use super::latency::{measure, probe_input, Latency};
-use super::pareto::pareto_front;
+use super::rows::{self, PaletteRow};
 use crate::export::classifier::DenseClassifier;
 use crate::export::folder::safetensors_bytes;
 use crate::export::manifest::storage_report;
@@ -13,7 +13,7 @@ use crate::train::classifier::accuracy::split_accuracy;
 use crate::train::classifier::ClassifierTask;
 use crate::train::config::PaletteConfig;
 use crate::train::protocol::PaletteEntry;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 
 /// Builds the merged dense classifier of a subnet in memory (what an export would load).
@@ -56,6 +56,7 @@ pub fn measure_subnet(
     let dev_accuracy = split_accuracy(&task.net, &task.data.dev, spec, task.pad_id)?;
     let test_accuracy = split_accuracy(&task.net, &task.data.test, spec, task.pad_id)?;
     Ok(PaletteEntry {
+        role: role_in(task, spec).to_string(),
         subnet: spec.to_string(),
         layers: spec.layers.len(),
         // The widest layer's; a per-layer subnet's every width is in its spec (`subnet`).
@@ -72,23 +73,24 @@ pub fn measure_subnet(
     })
 }
 
-/// Front membership on dev accuracy: (size front, latency front) per entry.
-pub fn fronts(entries: &[PaletteEntry]) -> (Vec<bool>, Vec<bool>) {
-    let size: Vec<(f64, f64)> = entries
-        .iter()
-        .map(|e| (e.params_total as f64, e.dev_accuracy))
-        .collect();
-    let latency: Vec<(f64, f64)> = entries
-        .iter()
-        .map(|e| (e.latency_ms_median, e.dev_accuracy))
-        .collect();
-    (pareto_front(&size), pareto_front(&latency))
+/// A subnet's role in a classifier palette: the space's maxnet or minnet, another subnet of
+/// its grid, or one listed in `palette.subnets` (or asked for by name) outside the grid.
+pub fn role_in(task: &ClassifierTask, spec: &SubnetSpec) -> &'static str {
+    let space = &task.space;
+    if *spec == space.maxnet() {
+        "maxnet"
+    } else if *spec == space.minnet(2) {
+        "minnet"
+    } else if space.all().contains(spec) {
+        "subnet"
+    } else {
+        "listed"
+    }
 }
 
-/// Writes `palette.csv` with the fronts computed on dev accuracy.
-pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
-    let (size_front, latency_front) = fronts(entries);
-    let header = [
+impl PaletteRow for PaletteEntry {
+    const COLUMNS: &'static [&'static str] = &[
+        "role",
         "subnet",
         "layers",
         "heads",
@@ -101,33 +103,58 @@ pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
         "latency_ms_p90",
         "dev_accuracy",
         "test_accuracy",
-        "on_front_size",
-        "on_front_latency",
     ];
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            vec![
-                e.subnet.clone(),
-                e.layers.to_string(),
-                e.heads.to_string(),
-                e.ffn.to_string(),
-                e.hidden.to_string(),
-                e.params_total.to_string(),
-                e.params_non_embedding.to_string(),
-                e.size_bytes.to_string(),
-                format!("{:.4}", e.latency_ms_median),
-                format!("{:.4}", e.latency_ms_p90),
-                format!("{:.4}", e.dev_accuracy),
-                format!("{:.4}", e.test_accuracy),
-                size_front[i].to_string(),
-                latency_front[i].to_string(),
-            ]
+    fn role(&self) -> &str {
+        &self.role
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.role.clone(),
+            self.subnet.clone(),
+            self.layers.to_string(),
+            self.heads.to_string(),
+            self.ffn.to_string(),
+            self.hidden.to_string(),
+            self.params_total.to_string(),
+            self.params_non_embedding.to_string(),
+            self.size_bytes.to_string(),
+            format!("{:.4}", self.latency_ms_median),
+            format!("{:.4}", self.latency_ms_p90),
+            format!("{:.4}", self.dev_accuracy),
+            format!("{:.4}", self.test_accuracy),
+        ]
+    }
+    fn from_row(r: &super::csv_table::Row) -> Result<Self> {
+        Ok(PaletteEntry {
+            role: r.text_or("role", "subnet")?.to_string(),
+            subnet: r.text("subnet")?.to_string(),
+            layers: r.count("layers")?,
+            heads: r.count("heads")?,
+            ffn: r.count("ffn")?,
+            hidden: r.count("hidden")?,
+            params_total: r.count("params_total")?,
+            params_non_embedding: r.count("params_non_embedding")?,
+            size_bytes: r.count("size_bytes")?,
+            latency_ms_median: r.number("latency_ms_median")?,
+            latency_ms_p90: r.number("latency_ms_p90")?,
+            dev_accuracy: r.number("dev_accuracy")?,
+            test_accuracy: r.number("test_accuracy")?,
         })
-        .collect();
-    super::csv_table::write_table(path, &header, &rows)
-        .with_context(|| format!("{}: cannot write palette", path.display()))
+    }
+    /// One row per subnet: a measurement again replaces it, whatever role it had then.
+    fn key_of(_role: &str, subnet: &str) -> String {
+        subnet.to_string()
+    }
+}
+
+/// Front membership on dev accuracy: (size front, latency front) per entry.
+pub fn fronts(entries: &[PaletteEntry]) -> (Vec<bool>, Vec<bool>) {
+    rows::fronts(entries)
+}
+
+/// Writes `palette.csv` with the fronts computed on dev accuracy.
+pub fn write_csv(path: &Path, entries: &[PaletteEntry]) -> Result<()> {
+    rows::write(path, entries)
 }
 
 /// One line comparing MLFS's constant storage with the sum of exported subnets.
@@ -156,25 +183,13 @@ pub fn evaluate_palette(
     on_entry: &mut dyn FnMut(&PaletteEntry) -> bool,
 ) -> Result<(Vec<PaletteEntry>, std::path::PathBuf)> {
     let path = run_dir.join("palette.csv");
-    // An existing palette that does not read back is an error before anything is measured,
-    // never silently replaced: its rows would be lost.
-    let mut merged = if path.symlink_metadata().is_ok() {
-        read_csv(&path).context("the palette was not rewritten; fix or move the file")?
-    } else {
-        Vec::new()
-    };
-    for spec in specs {
-        let entry = measure_subnet(task, palette, spec)?;
-        let keep_going = on_entry(&entry);
-        merged = merge_entries(merged, vec![entry]);
-        write_csv(&path, &merged)?;
-        if !keep_going {
-            break;
-        }
-    }
-    if specs.is_empty() && path.symlink_metadata().is_err() {
-        write_csv(&path, &merged)?;
-    }
+    let subjects: Vec<(String, SubnetSpec)> = specs
+        .iter()
+        .map(|s| (role_in(task, s).to_string(), s.clone()))
+        .collect();
+    let mut measure = |_: &str, spec: &SubnetSpec| measure_subnet(task, palette, spec);
+    let mut on_row = |e: &PaletteEntry, _kept: bool| on_entry(e);
+    let merged = rows::measure_into(&path, &subjects, false, &mut measure, &mut on_row)?;
     Ok((merged, path))
 }
 
@@ -224,39 +239,63 @@ pub fn missing_specs(run_dir: &Path, specs: Vec<SubnetSpec>) -> Result<Vec<Subne
         .collect())
 }
 
-/// `old` with every subnet measured again replaced by its `new` row, new subnets appended.
-pub fn merge_entries(old: Vec<PaletteEntry>, new: Vec<PaletteEntry>) -> Vec<PaletteEntry> {
-    let mut out = old;
-    for entry in new {
-        match out.iter_mut().find(|e| e.subnet == entry.subnet) {
-            Some(slot) => *slot = entry,
-            None => out.push(entry),
-        }
-    }
-    out
+/// Reads a `palette.csv` written by [`write_csv`] (for the UI and exports), also after a
+/// spreadsheet or Python's `csv` module re-saved it; files written before the role column read
+/// every row as a subnet.
+pub fn read_csv(path: &Path) -> Result<Vec<PaletteEntry>> {
+    rows::read(path)
 }
 
-/// Reads a `palette.csv` written by [`write_csv`] (for the UI and exports), also after a
-/// spreadsheet or Python's `csv` module re-saved it.
-pub fn read_csv(path: &Path) -> Result<Vec<PaletteEntry>> {
-    let table = super::csv_table::Table::read(path)?;
-    table
-        .rows()
-        .map(|r| {
-            Ok(PaletteEntry {
-                subnet: r.text("subnet")?.to_string(),
-                layers: r.count("layers")?,
-                heads: r.count("heads")?,
-                ffn: r.count("ffn")?,
-                hidden: r.count("hidden")?,
-                params_total: r.count("params_total")?,
-                params_non_embedding: r.count("params_non_embedding")?,
-                size_bytes: r.count("size_bytes")?,
-                latency_ms_median: r.number("latency_ms_median")?,
-                latency_ms_p90: r.number("latency_ms_p90")?,
-                dev_accuracy: r.number("dev_accuracy")?,
-                test_accuracy: r.number("test_accuracy")?,
-            })
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(role: &str, subnet: &str) -> PaletteEntry {
+        PaletteEntry {
+            role: role.into(),
+            subnet: subnet.into(),
+            layers: 3,
+            heads: 12,
+            ffn: 1536,
+            hidden: 384,
+            params_total: 17_240_000,
+            params_non_embedding: 5_300_000,
+            size_bytes: 68_960_000,
+            latency_ms_median: 1.25,
+            latency_ms_p90: 1.5,
+            dev_accuracy: 0.8863,
+            test_accuracy: 0.862,
+        }
+    }
+
+    /// The file round-trips by header name, columns in any order; a file from before roles
+    /// (no `role` column) reads every row as a subnet; a measurement again replaces its row.
+    #[test]
+    fn palette_csv_round_trips_by_header_and_old_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palette.csv");
+        let rows = vec![
+            entry("maxnet", "layers=0,1,2;heads=12;ffn=1536"),
+            entry("listed", "layers=0,1,2;heads=12,6,3;ffn=1536,768,384"),
+        ];
+        write_csv(&path, &rows).unwrap();
+        assert_eq!(read_csv(&path).unwrap(), rows);
+        // Columns swapped, as a spreadsheet may save them, and the role column missing.
+        std::fs::write(
+            &path,
+            "subnet,dev_accuracy,layers,heads,ffn,hidden,params_total,params_non_embedding,size_bytes,latency_ms_median,latency_ms_p90,test_accuracy,on_front_size,on_front_latency\n\
+             layers=2;heads=3;ffn=384,0.85,1,3,384,384,12360000,470000,49440000,0.5,0.6,0.836,true,true\n",
+        )
+        .unwrap();
+        let old = read_csv(&path).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (old[0].role.as_str(), old[0].dev_accuracy),
+            ("subnet", 0.85)
+        );
+        let mut again = entry("minnet", "layers=2;heads=3;ffn=384");
+        again.dev_accuracy = 0.86;
+        let merged = rows::merge(old, again.clone());
+        assert_eq!(merged, vec![again]);
+    }
 }

@@ -34,9 +34,17 @@ pub struct SubnetAccuracy {
     pub accuracy: f64,
 }
 
+fn subnet_role() -> String {
+    "subnet".into()
+}
+
 /// One measured palette entry (filled in by the palette evaluation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaletteEntry {
+    /// What the row is in the palette (`eval::rows::ROLES`): maxnet, minnet, subnet of the
+    /// space, listed in `palette.subnets`, or searched; rows written before roles read as subnet.
+    #[serde(default = "subnet_role")]
+    pub role: String,
     pub subnet: String,
     pub layers: usize,
     pub heads: usize,

@@ -116,6 +116,7 @@ mod tests {
 
     fn entry(subnet: &str, params_m: usize, latency_ms: f64, dev: f64) -> PaletteEntry {
         PaletteEntry {
+            role: "subnet".into(),
             subnet: subnet.into(),
             layers: 1,
             heads: 1,
