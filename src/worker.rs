@@ -274,29 +274,21 @@ fn run_palette(
             crate::eval::palette::palette_specs(&run.task.space, &run.config)?,
         )?,
     };
-    send(TrainEvent::PaletteStarted { count: specs.len() });
-    send(TrainEvent::log("info", crate::eval::machine::describe()));
-    let mut measured = 0usize;
-    let mut on_entry = |e: &PaletteEntry| {
-        measured += 1;
-        send(TrainEvent::PaletteResult(e.clone()));
-        let stopped =
-            stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop);
-        !stopped
-    };
+    let keep_going =
+        || !(stop.load(Ordering::SeqCst) || commands.try_iter().any(|c| c == TrainCmd::Stop));
     let (palette, dir) = (&run.config.palette, &run.run_dir);
-    let (entries, path) = evaluate_palette(&run.task, palette, dir, &specs, &mut on_entry)?;
-    if measured < specs.len() {
-        send(TrainEvent::log(
-            "warn",
-            format!(
-                "measurement stopped after {measured} of {} subnets: {} has their new rows and \
-                 keeps its earlier rows of the others",
-                specs.len(),
-                path.display()
-            ),
-        ));
-    }
+    let path = dir.join("palette.csv");
+    crate::eval::rows::with_events(
+        specs.len(),
+        send,
+        &keep_going,
+        TrainEvent::PaletteResult,
+        |on_row| {
+            let mut on_entry = |e: &PaletteEntry| on_row(e, false);
+            evaluate_palette(&run.task, palette, dir, &specs, &mut on_entry).map(|(_, p)| p)
+        },
+    )?;
+    let entries = crate::eval::palette::read_csv(&path)?;
     send(TrainEvent::log(
         "info",
         storage_summary(&run.task.net, &entries)?,

@@ -93,6 +93,25 @@ pub fn palette_subjects(
     Ok(out)
 }
 
+/// The subjects a measurement takes: the palette's (`palette_subjects`), or only the subnets
+/// of `only` (role `listed` for those outside the palette).
+fn subjects_of(
+    task: &DecoderTask,
+    config: &RunConfig,
+    only: Option<&[SubnetSpec]>,
+) -> Result<Vec<(String, SubnetSpec)>> {
+    let mut subjects = palette_subjects(task, config)?;
+    if let Some(list) = only {
+        subjects.retain(|(_, s)| list.contains(s));
+        for spec in list {
+            if !subjects.iter().any(|(_, s)| s == spec) {
+                subjects.push(("listed".to_string(), spec.clone()));
+            }
+        }
+    }
+    Ok(subjects)
+}
+
 /// Measures a decoder run's palette into `run_dir/lm-palette.csv`, handing each entry on as it is
 /// known; `on_entry` returning false stops. `only` re-measures those subnets; without it the
 /// subjects already in the file are kept, not measured again (a stopped measurement resumes).
@@ -106,15 +125,7 @@ pub fn measure_palette(
     on_entry: &mut dyn FnMut(&DecoderEntry, bool) -> bool,
 ) -> Result<PathBuf> {
     let path = run_dir.join("lm-palette.csv");
-    let mut subjects = palette_subjects(task, config)?;
-    if let Some(list) = only {
-        subjects.retain(|(_, s)| list.contains(s));
-        for spec in list {
-            if !subjects.iter().any(|(_, s)| s == spec) {
-                subjects.push(("listed".to_string(), spec.clone()));
-            }
-        }
-    }
+    let subjects = subjects_of(task, config, only)?;
     // The teacher's row is the frozen model itself; every other subject runs with the adapters.
     let mut measure =
         |role: &str, spec: &SubnetSpec| measure_entry(task, role, spec, role != "teacher", config);
@@ -122,8 +133,8 @@ pub fn measure_palette(
     Ok(path)
 }
 
-/// Measures a decoder run's palette, sending `DecoderMeasured` events (rows kept from an earlier
-/// measurement too); `keep_going` is asked after each entry measured now.
+/// Measures a decoder run's palette with the events of [`rows::with_events`]
+/// (`DecoderMeasured` for each row, kept ones too).
 pub fn measure_with_events(
     task: &DecoderTask,
     config: &RunConfig,
@@ -132,28 +143,14 @@ pub fn measure_with_events(
     send: &dyn Fn(TrainEvent),
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Vec<DecoderEntry>> {
-    send(TrainEvent::log("info", super::machine::describe()));
-    let mut entries = Vec::new();
-    let (mut measured, mut kept) = (0, 0);
-    let mut on_entry = |e: &DecoderEntry, was_kept: bool| {
-        send(TrainEvent::DecoderMeasured(e.clone()));
-        entries.push(e.clone());
-        if was_kept {
-            kept += 1;
-            return true;
-        }
-        measured += 1;
-        keep_going()
-    };
-    let path = measure_palette(task, config, run_dir, only, &mut on_entry)?;
-    send(TrainEvent::log(
-        "info",
-        format!(
-            "decoder palette: {measured} subnets measured, {kept} kept from before, in {}",
-            path.display()
-        ),
-    ));
-    Ok(entries)
+    let count = subjects_of(task, config, only)?.len();
+    rows::with_events(
+        count,
+        send,
+        keep_going,
+        TrainEvent::DecoderMeasured,
+        |on_row| measure_palette(task, config, run_dir, only, on_row),
+    )
 }
 
 impl PaletteRow for DecoderEntry {

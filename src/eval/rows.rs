@@ -129,3 +129,51 @@ pub fn measure_into<R: PaletteRow>(
     }
     Ok(rows)
 }
+
+/// A measurement as the studio and the command line follow it: `PaletteStarted` with the
+/// number of subjects, the machine line, each row as `event(row)` as soon as it is known (rows
+/// kept from the file too), a warning when it stopped early, and a summary line. `measure`
+/// runs the measurement, calling its argument with each row (`true`: kept from before);
+/// `keep_going` is asked after each row measured now. Returns the rows seen, in order.
+pub fn with_events<R: PaletteRow>(
+    count: usize,
+    send: &dyn Fn(crate::train::protocol::TrainEvent),
+    keep_going: &dyn Fn() -> bool,
+    event: fn(R) -> crate::train::protocol::TrainEvent,
+    measure: impl FnOnce(&mut dyn FnMut(&R, bool) -> bool) -> Result<std::path::PathBuf>,
+) -> Result<Vec<R>> {
+    use crate::train::protocol::TrainEvent;
+    send(TrainEvent::PaletteStarted { count });
+    send(TrainEvent::log("info", super::machine::describe()));
+    let mut seen = Vec::new();
+    let (mut measured, mut kept) = (0usize, 0usize);
+    let mut on_row = |row: &R, was_kept: bool| {
+        send(event(row.clone()));
+        seen.push(row.clone());
+        if was_kept {
+            kept += 1;
+            return true;
+        }
+        measured += 1;
+        keep_going()
+    };
+    let path = measure(&mut on_row)?;
+    if measured + kept < count {
+        send(TrainEvent::log(
+            "warn",
+            format!(
+                "measurement stopped after {} of {count} subnets: {} has their new rows and keeps its earlier rows of the others",
+                measured + kept,
+                path.display()
+            ),
+        ));
+    }
+    send(TrainEvent::log(
+        "info",
+        format!(
+            "palette: {measured} subnets measured, {kept} kept from before, in {}",
+            path.display()
+        ),
+    ));
+    Ok(seen)
+}

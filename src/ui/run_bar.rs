@@ -37,7 +37,7 @@ pub fn status_text(run: &RunView, errors: &BTreeMap<String, String>) -> String {
         RunStatus::Stopping => "Stopping at the next step…".into(),
         RunStatus::MeasuringPalette => format!(
             "Measuring palette {}/{}",
-            run.palette.len(),
+            run.palette.len().max(run.decoder_entries.len()),
             run.palette_expected
         ),
         RunStatus::Finished => "Finished".into(),

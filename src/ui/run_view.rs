@@ -315,6 +315,8 @@ impl RunView {
             }
             TrainEvent::PaletteStarted { count } => {
                 self.palette.clear();
+                // A decoder measurement sends every row again, kept ones too.
+                self.decoder_entries.clear();
                 self.palette_expected = count;
                 self.status = RunStatus::MeasuringPalette;
             }
