@@ -10,6 +10,7 @@ pub mod files;
 pub mod mlfs;
 pub mod model;
 pub mod runs;
+pub mod search;
 pub mod train;
 pub mod ui;
 pub mod util;

@@ -85,3 +85,10 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+/// `x` rounded to `decimals` places: timings carry no more digits than the clock resolves, and
+/// the CSV files show them short (the shortest text of the rounded number).
+pub fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}

@@ -142,8 +142,10 @@ fn tiny_run_fills_curves_palette_and_table_then_exports() {
     h.get_by_label("Pareto").click();
     h.step();
     h.step();
-    // Every measured subnet is a row of the table; clicking one selects it everywhere.
-    let row = h.get_by_label("layers=1,2;heads=6;ffn=768");
+    // Every measured subnet is a row of the table (its shape, then its spec); clicking the
+    // shape selects it everywhere.
+    assert!(h.query_by_label("layers=1,2;heads=6;ffn=768").is_some());
+    let row = h.get_by_label("2 L · 6 h · FFN 768");
     row.click();
     h.step();
     assert_eq!(
@@ -927,7 +929,8 @@ fn a_per_layer_run_is_chosen_trained_shown_and_exported_as_onnx() {
         "FFN not shown per layer"
     );
     // Hovering the subnet shows its layer chart against the teacher's widths.
-    h.get_by_label(per_layer).hover();
+    let shape = "3 L · 12/6/3 h · FFN 1536/768/384";
+    h.get_by_label(shape).hover();
     step_frames(&mut h, 4);
     let chart = format!(
         "{}: 3 of 3 layers kept; heads 12/6/3 of 12; FFN 1536/768/384 of 1536",
@@ -937,7 +940,7 @@ fn a_per_layer_run_is_chosen_trained_shown_and_exported_as_onnx() {
         h.query_by_label_contains(&chart).is_some(),
         "no layer chart for the hovered subnet"
     );
-    h.get_by_label(per_layer).click();
+    h.get_by_label(shape).click();
     h.step();
     assert_eq!(h.state().selection.as_deref(), Some(per_layer));
     h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")

@@ -7,6 +7,7 @@ pub mod export;
 pub mod forward;
 pub mod out;
 pub mod random_llama;
+pub mod search;
 pub mod signals;
 pub mod train;
 
@@ -108,6 +109,38 @@ pub enum Command {
         /// Comma-separated subnet specs (default: the whole search space).
         #[arg(long)]
         subnets: Option<String>,
+    },
+    /// Find the best subnet of a trained run under a latency, parameter or size budget.
+    ///
+    /// NSGA-II over per-layer subnets on a quality estimate (a fixed subset of the dev split)
+    /// and the latency table of this machine, every uniform subnet in the first population;
+    /// the top candidates and the best uniform ones are then measured as palette rows. Writes
+    /// search.csv, search.json and search-state.json (a stopped search resumes).
+    Search {
+        #[arg(long)]
+        run: PathBuf,
+        /// latency_ms=2.0, params_m=10 or size_mb=40.
+        #[arg(long)]
+        budget: String,
+        /// Candidates estimated, the first population included.
+        #[arg(long, default_value_t = 300)]
+        evaluations: usize,
+        /// Searched candidates measured at the end.
+        #[arg(long, default_value_t = 8)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A latency-table.csv timed elsewhere (e.g. on the target device).
+        #[arg(long)]
+        latency_table: Option<PathBuf>,
+        /// Stop the search after this many minutes (the measurement of its winners apart).
+        #[arg(long)]
+        minutes: Option<f64>,
+    },
+    /// Time each per-layer choice of a trained run on this machine into RUN/latency-table.csv.
+    LatencyTable {
+        #[arg(long)]
+        run: PathBuf,
     },
     /// Export one subnet of a trained run, adapters merged, as a standalone model.
     ///
@@ -257,6 +290,27 @@ pub fn main_entry() -> Result<Next> {
             placement,
         ),
         Some(Command::Eval { run, subnets }) => eval::eval(&run, subnets.as_deref(), placement),
+        Some(Command::Search {
+            run,
+            budget,
+            evaluations,
+            top_k,
+            seed,
+            latency_table,
+            minutes,
+        }) => {
+            let mut options =
+                crate::search::driver::SearchOptions::new(search::parse_budget(&budget)?);
+            options.evaluations = evaluations;
+            options.top_k = top_k;
+            options.seed = seed;
+            options.latency_table = latency_table;
+            options.time_limit = minutes
+                .filter(|m| m.is_finite() && *m > 0.0)
+                .map(|m| std::time::Duration::from_secs_f64(m * 60.0));
+            search::search(&run, options, placement)
+        }
+        Some(Command::LatencyTable { run }) => search::latency_table(&run, placement),
         Some(Command::Export {
             run,
             subnet,

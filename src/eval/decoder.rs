@@ -10,6 +10,7 @@ use crate::train::decoder::metrics::evaluate_blocks;
 use crate::train::decoder::DecoderTask;
 use crate::train::protocol::{DecoderEntry, TrainEvent};
 use crate::train::task::Task;
+use crate::util::round_to;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -51,9 +52,9 @@ pub fn measure_entry(
         val_loss: m.loss,
         perplexity: m.perplexity,
         top1_accuracy: m.top1_accuracy,
-        prefill_ms: lat.prefill_ms,
-        decode_tokens_per_s: lat.decode_tokens_per_s,
-        prefill_ms_p90: lat.prefill_ms_p90,
+        prefill_ms: round_to(lat.prefill_ms, 3),
+        decode_tokens_per_s: round_to(lat.decode_tokens_per_s, 3),
+        prefill_ms_p90: round_to(lat.prefill_ms_p90, 3),
         val_loss_untrained: untrained,
     })
 }
@@ -154,68 +155,6 @@ pub fn measure_with_events(
 }
 
 impl PaletteRow for DecoderEntry {
-    const COLUMNS: &'static [&'static str] = &[
-        "role",
-        "subnet",
-        "layers",
-        "heads",
-        "kv_heads",
-        "ffn",
-        "params_total",
-        "params_non_embedding",
-        "size_bytes",
-        "val_loss",
-        "perplexity",
-        "top1_accuracy",
-        "prefill_ms",
-        "decode_tokens_per_s",
-        "prefill_ms_p90",
-        "val_loss_untrained",
-    ];
-    fn role(&self) -> &str {
-        &self.role
-    }
-    fn cells(&self) -> Vec<String> {
-        vec![
-            self.role.clone(),
-            self.subnet.clone(),
-            self.layers.to_string(),
-            self.heads.to_string(),
-            self.kv_heads.to_string(),
-            self.ffn.to_string(),
-            self.params_total.to_string(),
-            self.params_non_embedding.to_string(),
-            self.size_bytes.to_string(),
-            format!("{:.4}", self.val_loss),
-            format!("{:.3}", self.perplexity),
-            format!("{:.4}", self.top1_accuracy),
-            format!("{:.2}", self.prefill_ms),
-            format!("{:.2}", self.decode_tokens_per_s),
-            format!("{:.2}", self.prefill_ms_p90),
-            format!("{:.4}", self.val_loss_untrained),
-        ]
-    }
-    /// Files written before the p90 and untrained-loss columns read them as NaN.
-    fn from_row(r: &super::csv_table::Row) -> Result<Self> {
-        Ok(DecoderEntry {
-            role: r.text("role")?.to_string(),
-            subnet: r.text("subnet")?.to_string(),
-            layers: r.count("layers")?,
-            heads: r.count("heads")?,
-            kv_heads: r.count("kv_heads")?,
-            ffn: r.count("ffn")?,
-            params_total: r.count("params_total")?,
-            params_non_embedding: r.count("params_non_embedding")?,
-            size_bytes: r.count("size_bytes")?,
-            val_loss: r.number("val_loss")?,
-            perplexity: r.number("perplexity")?,
-            top1_accuracy: r.number("top1_accuracy")?,
-            prefill_ms: r.number("prefill_ms")?,
-            decode_tokens_per_s: r.number("decode_tokens_per_s")?,
-            prefill_ms_p90: r.number_or_nan("prefill_ms_p90")?,
-            val_loss_untrained: r.number_or_nan("val_loss_untrained")?,
-        })
-    }
     /// The teacher and the maxnet share a spec: the role tells their rows apart.
     fn key_of(role: &str, subnet: &str) -> String {
         format!("{role} {subnet}")

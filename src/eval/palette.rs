@@ -66,8 +66,8 @@ pub fn measure_subnet(
         params_total,
         params_non_embedding,
         size_bytes,
-        latency_ms_median: latency.median_ms,
-        latency_ms_p90: latency.p90_ms,
+        latency_ms_median: crate::util::round_to(latency.median_ms, 4),
+        latency_ms_p90: crate::util::round_to(latency.p90_ms, 4),
         dev_accuracy,
         test_accuracy,
     })
@@ -89,58 +89,6 @@ pub fn role_in(task: &ClassifierTask, spec: &SubnetSpec) -> &'static str {
 }
 
 impl PaletteRow for PaletteEntry {
-    const COLUMNS: &'static [&'static str] = &[
-        "role",
-        "subnet",
-        "layers",
-        "heads",
-        "ffn",
-        "hidden",
-        "params_total",
-        "params_non_embedding",
-        "size_bytes",
-        "latency_ms_median",
-        "latency_ms_p90",
-        "dev_accuracy",
-        "test_accuracy",
-    ];
-    fn role(&self) -> &str {
-        &self.role
-    }
-    fn cells(&self) -> Vec<String> {
-        vec![
-            self.role.clone(),
-            self.subnet.clone(),
-            self.layers.to_string(),
-            self.heads.to_string(),
-            self.ffn.to_string(),
-            self.hidden.to_string(),
-            self.params_total.to_string(),
-            self.params_non_embedding.to_string(),
-            self.size_bytes.to_string(),
-            format!("{:.4}", self.latency_ms_median),
-            format!("{:.4}", self.latency_ms_p90),
-            format!("{:.4}", self.dev_accuracy),
-            format!("{:.4}", self.test_accuracy),
-        ]
-    }
-    fn from_row(r: &super::csv_table::Row) -> Result<Self> {
-        Ok(PaletteEntry {
-            role: r.text_or("role", "subnet")?.to_string(),
-            subnet: r.text("subnet")?.to_string(),
-            layers: r.count("layers")?,
-            heads: r.count("heads")?,
-            ffn: r.count("ffn")?,
-            hidden: r.count("hidden")?,
-            params_total: r.count("params_total")?,
-            params_non_embedding: r.count("params_non_embedding")?,
-            size_bytes: r.count("size_bytes")?,
-            latency_ms_median: r.number("latency_ms_median")?,
-            latency_ms_p90: r.number("latency_ms_p90")?,
-            dev_accuracy: r.number("dev_accuracy")?,
-            test_accuracy: r.number("test_accuracy")?,
-        })
-    }
     /// One row per subnet: a measurement again replaces it, whatever role it had then.
     fn key_of(_role: &str, subnet: &str) -> String {
         subnet.to_string()

@@ -95,6 +95,8 @@ pub trait ParetoPoint {
     const SCORE_LABEL: &'static str;
     /// The subnet's spec.
     fn subnet(&self) -> &str;
+    /// What the row is in its palette (`eval::rows::ROLES`).
+    fn role(&self) -> &str;
     /// The score on the y axis.
     fn score(&self) -> f64;
     /// Parameters, all of them.
@@ -120,6 +122,9 @@ impl ParetoPoint for PaletteEntry {
     const SCORE_LABEL: &'static str = "dev accuracy";
     fn subnet(&self) -> &str {
         &self.subnet
+    }
+    fn role(&self) -> &str {
+        &self.role
     }
     fn score(&self) -> f64 {
         self.dev_accuracy
@@ -147,6 +152,9 @@ impl ParetoPoint for DecoderEntry {
     const SCORE_LABEL: &'static str = "validation loss (nats)";
     fn subnet(&self) -> &str {
         &self.subnet
+    }
+    fn role(&self) -> &str {
+        &self.role
     }
     fn score(&self) -> f64 {
         self.val_loss

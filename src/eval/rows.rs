@@ -4,10 +4,11 @@
 //! by subnet and role, and the measuring loop that rewrites the file after every row so that a
 //! stopped measurement loses nothing and resumes with the missing rows only.
 
-use super::csv_table::{write_table, Row, Table};
+use super::csv_table::{read_rows, write_rows};
 use super::pareto::{pareto_front, ParetoPoint};
 use crate::model::SubnetSpec;
 use anyhow::{Context, Result};
+use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 
 /// The roles a palette row can have: the reference teacher, the sandwich's corners, a subnet
@@ -16,16 +17,9 @@ pub const ROLES: [&str; 6] = [
     "teacher", "maxnet", "minnet", "subnet", "listed", "searched",
 ];
 
-/// A measured palette row of either kind.
-pub trait PaletteRow: ParetoPoint + Clone {
-    /// The file's columns, in order, the two front columns excluded.
-    const COLUMNS: &'static [&'static str];
-    /// One of [`ROLES`].
-    fn role(&self) -> &str;
-    /// The row's cells, in [`Self::COLUMNS`] order.
-    fn cells(&self) -> Vec<String>;
-    /// Reads a row written by [`write`] (or re-saved by a spreadsheet), by column name.
-    fn from_row(row: &Row) -> Result<Self>;
+/// A measured palette row of either kind; its file columns are its serde fields (defaults
+/// for the ones added later), followed by the two front columns.
+pub trait PaletteRow: ParetoPoint + Clone + Serialize + DeserializeOwned {
     /// Rows of equal key are one measurement: a later one replaces an earlier one.
     fn key_of(role: &str, subnet: &str) -> String;
     /// [`Self::key_of`] this row.
@@ -51,32 +45,30 @@ pub fn fronts<R: PaletteRow>(rows: &[R]) -> (Vec<bool>, Vec<bool>) {
     )
 }
 
+/// The front columns after a row's own.
+#[derive(Serialize)]
+struct OnFronts {
+    on_front_size: bool,
+    on_front_latency: bool,
+}
+
 /// Writes the rows with their front columns (atomically: a reader sees the old file or this one).
 pub fn write<R: PaletteRow>(path: &Path, rows: &[R]) -> Result<()> {
     let (size_front, latency_front) = fronts(rows);
-    let header: Vec<&str> = R::COLUMNS
-        .iter()
-        .copied()
-        .chain(["on_front_size", "on_front_latency"])
-        .collect();
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let mut cells = r.cells();
-            cells.push(size_front[i].to_string());
-            cells.push(latency_front[i].to_string());
-            cells
-        })
-        .collect();
-    write_table(path, &header, &cells)
-        .with_context(|| format!("{}: cannot write the palette", path.display()))
+    let cells = rows.iter().enumerate().map(|(i, r)| {
+        let on = OnFronts {
+            on_front_size: size_front[i],
+            on_front_latency: latency_front[i],
+        };
+        (r, on)
+    });
+    write_rows(path, cells).with_context(|| format!("{}: cannot write the palette", path.display()))
 }
 
-/// Reads a palette file by column name (columns added later read as their defaults).
+/// Reads a palette file by column name (columns added later read as their defaults; the front
+/// columns are recomputed, not read).
 pub fn read<R: PaletteRow>(path: &Path) -> Result<Vec<R>> {
-    let table = Table::read(path)?;
-    table.rows().map(|r| R::from_row(&r)).collect()
+    read_rows(path)
 }
 
 /// `old` with `new` in place of the row of its key, or appended.

@@ -1,6 +1,10 @@
 //! Merging a subnet's adapters into dense weights with Hugging Face BERT tensor names.
 
 use crate::mlfs::classifier::ClassifierSupernet;
+use crate::model::bert_names::LayerModule::{self, *};
+use crate::model::bert_names::{
+    exported, EMBEDDINGS_NORM, POSITION_EMBEDDINGS, TOKEN_TYPE_EMBEDDINGS, WORD_EMBEDDINGS,
+};
 use crate::model::linear::ElasticLinear;
 use crate::model::lowrank::STAGES;
 use crate::model::ops::gpu_contiguous;
@@ -63,53 +67,46 @@ pub fn merged_tensors(
     let cols = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(1, 0, n)?.contiguous()?) };
     let vec = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.narrow(0, 0, n)?.contiguous()?) };
     let e = &enc.embeddings;
-    let mut out: Vec<(String, Tensor)> = vec![
-        (
-            "bert.embeddings.word_embeddings.weight".into(),
-            cols(&e.word, d)?,
-        ),
-        (
-            "bert.embeddings.position_embeddings.weight".into(),
-            cols(&e.position, d)?,
-        ),
-        (
-            "bert.embeddings.token_type_embeddings.weight".into(),
-            cols(&e.token_type, d)?,
-        ),
-        (
-            "bert.embeddings.LayerNorm.weight".into(),
-            vec(&e.norm.weight, d)?,
-        ),
-    ];
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    for (module, table) in [
+        (WORD_EMBEDDINGS, &e.word),
+        (POSITION_EMBEDDINGS, &e.position),
+        (TOKEN_TYPE_EMBEDDINGS, &e.token_type),
+    ] {
+        out.push((format!("{}.weight", exported(module)), cols(table, d)?));
+    }
+    let norm_name = exported(EMBEDDINGS_NORM);
+    out.push((format!("{norm_name}.weight"), vec(&e.norm.weight, d)?));
     if let Some(b) = &e.norm.bias {
-        out.push(("bert.embeddings.LayerNorm.bias".into(), vec(b, d)?));
+        out.push((format!("{norm_name}.bias"), vec(b, d)?));
     }
     for (n, &l) in spec.layers.iter().enumerate() {
         let (heads, f) = spec.layer_widths(n);
         let att = heads * enc.config.head_size();
         let layer = &enc.layers[l];
-        let p = format!("bert.encoder.layer.{n}");
-        let linears: [(&str, &ElasticLinear, usize, usize); 6] = [
-            ("attention.self.query", &layer.query, att, d),
-            ("attention.self.key", &layer.key, att, d),
-            ("attention.self.value", &layer.value, att, d),
-            ("attention.output.dense", &layer.attn_out, d, att),
-            ("intermediate.dense", &layer.ffn_in, f, d),
-            ("output.dense", &layer.ffn_out, d, f),
+        let linears: [(LayerModule, &ElasticLinear, usize, usize); 6] = [
+            (Query, &layer.query, att, d),
+            (Key, &layer.key, att, d),
+            (Value, &layer.value, att, d),
+            (AttentionOut, &layer.attn_out, d, att),
+            (FfnIn, &layer.ffn_in, f, d),
+            (FfnOut, &layer.ffn_out, d, f),
         ];
-        for (name, lin, o, i) in linears {
-            out.push((format!("{p}.{name}.weight"), merged_slice(lin, o, i)?));
+        for (module, lin, o, i) in linears {
+            let name = module.exported(n);
+            out.push((format!("{name}.weight"), merged_slice(lin, o, i)?));
             if let Some(b) = bias_slice(lin, o)? {
-                out.push((format!("{p}.{name}.bias"), b));
+                out.push((format!("{name}.bias"), b));
             }
         }
-        for (name, norm) in [
-            ("attention.output.LayerNorm", &layer.attn_norm),
-            ("output.LayerNorm", &layer.out_norm),
+        for (module, norm) in [
+            (AttentionNorm, &layer.attn_norm),
+            (OutputNorm, &layer.out_norm),
         ] {
-            out.push((format!("{p}.{name}.weight"), vec(&norm.weight, d)?));
+            let name = module.exported(n);
+            out.push((format!("{name}.weight"), vec(&norm.weight, d)?));
             if let Some(b) = &norm.bias {
-                out.push((format!("{p}.{name}.bias"), vec(b, d)?));
+                out.push((format!("{name}.bias"), vec(b, d)?));
             }
         }
     }
@@ -126,7 +123,7 @@ pub fn param_counts(tensors: &[(String, Tensor)]) -> (usize, usize) {
     let total: usize = tensors.iter().map(|(_, t)| t.elem_count()).sum();
     let embeddings: usize = tensors
         .iter()
-        .filter(|(n, _)| n.starts_with("bert.embeddings."))
+        .filter(|(n, _)| n.starts_with(&exported("embeddings.")))
         .map(|(_, t)| t.elem_count())
         .sum();
     (total, total - embeddings)

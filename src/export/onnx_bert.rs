@@ -6,6 +6,10 @@
 //! kernel. GELU is the exact Erf form, as BERT's `gelu`.
 
 use super::onnx_graph::{value_info, Attr, Dim, GraphBuilder};
+use crate::model::bert_names::LayerModule::*;
+use crate::model::bert_names::{
+    exported, EMBEDDINGS_NORM, POSITION_EMBEDDINGS, TOKEN_TYPE_EMBEDDINGS, WORD_EMBEDDINGS,
+};
 use crate::model::BertConfig;
 use anyhow::{Context, Result};
 use candle_core::Tensor;
@@ -42,9 +46,10 @@ pub fn bert_classifier_onnx(
     // Embeddings: word rows, the first `sequence` positions, token type 0 (as `predict`).
     // Initializers keep the Hugging Face names (matrices stored transposed end in `_t`), so
     // `predict` can read the same file's weights.
-    let words = hf_weight(&mut g, "bert.embeddings.word_embeddings.weight", &get)?;
-    let positions = hf_weight(&mut g, "bert.embeddings.position_embeddings.weight", &get)?;
-    let token_types = hf_weight(&mut g, "bert.embeddings.token_type_embeddings.weight", &get)?;
+    let table = |module: &str| format!("{}.weight", exported(module));
+    let words = hf_weight(&mut g, &table(WORD_EMBEDDINGS), &get)?;
+    let positions = hf_weight(&mut g, &table(POSITION_EMBEDDINGS), &get)?;
+    let token_types = hf_weight(&mut g, &table(TOKEN_TYPE_EMBEDDINGS), &get)?;
     let type0 = g.op(
         "Gather",
         &[&token_types, &c.zero_scalar],
@@ -56,7 +61,7 @@ pub fn bert_classifier_onnx(
     let pos = g.op("Slice", &[&positions, &c.zero, &sequence, &c.zero], vec![]);
     let x = g.op("Add", &[&x, &pos], vec![]);
     let x = g.op("Add", &[&x, &type0], vec![]);
-    let mut x = layer_norm(&mut g, &c, &x, "bert.embeddings.LayerNorm", &get)?;
+    let mut x = layer_norm(&mut g, &c, &x, &exported(EMBEDDINGS_NORM), &get)?;
 
     // Padding as an additive mask [B, 1, 1, S]: 0 keeps, -1e9 drops (as our attention).
     let keep = g.op("Cast", &[ATTENTION_MASK], vec![("to", Attr::Int(1))]);
@@ -86,10 +91,9 @@ pub fn bert_classifier_onnx(
                 )
             })
             .clone();
-        let p = format!("bert.encoder.layer.{l}");
-        let q = linear(&mut g, &x, &format!("{p}.attention.self.query"), &get)?;
-        let k = linear(&mut g, &x, &format!("{p}.attention.self.key"), &get)?;
-        let v = linear(&mut g, &x, &format!("{p}.attention.self.value"), &get)?;
+        let q = linear(&mut g, &x, &Query.exported(l), &get)?;
+        let k = linear(&mut g, &x, &Key.exported(l), &get)?;
+        let v = linear(&mut g, &x, &Value.exported(l), &get)?;
         // [B, T, H·hs] → [B, H, T, hs]; keys → [B, H, hs, T] for the score product.
         let q = split_heads(&mut g, &q, &split, vec![0, 2, 1, 3]);
         let k = split_heads(&mut g, &k, &split, vec![0, 2, 3, 1]);
@@ -105,20 +109,14 @@ pub fn bert_classifier_onnx(
             vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
         );
         let ctx = g.op("Reshape", &[&ctx, &merge], vec![]);
-        let attn = linear(&mut g, &ctx, &format!("{p}.attention.output.dense"), &get)?;
+        let attn = linear(&mut g, &ctx, &AttentionOut.exported(l), &get)?;
         let h = g.op("Add", &[&attn, &x], vec![]);
-        let h = layer_norm(
-            &mut g,
-            &c,
-            &h,
-            &format!("{p}.attention.output.LayerNorm"),
-            &get,
-        )?;
-        let inner = linear(&mut g, &h, &format!("{p}.intermediate.dense"), &get)?;
+        let h = layer_norm(&mut g, &c, &h, &AttentionNorm.exported(l), &get)?;
+        let inner = linear(&mut g, &h, &FfnIn.exported(l), &get)?;
         let inner = activation(&mut g, &c, &inner, &config.hidden_act);
-        let out = linear(&mut g, &inner, &format!("{p}.output.dense"), &get)?;
+        let out = linear(&mut g, &inner, &FfnOut.exported(l), &get)?;
         let out = g.op("Add", &[&out, &h], vec![]);
-        x = layer_norm(&mut g, &c, &out, &format!("{p}.output.LayerNorm"), &get)?;
+        x = layer_norm(&mut g, &c, &out, &OutputNorm.exported(l), &get)?;
     }
     g.op_named("Identity", &[&x], vec![], LAST_HIDDEN_STATE);
 

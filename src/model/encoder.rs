@@ -1,6 +1,10 @@
 //! The elastic BERT encoder: any subnet of the teacher runs on slices of the shared weights.
 
 use super::attention::attend;
+use super::bert_names::LayerModule::*;
+use super::bert_names::{
+    EMBEDDINGS_NORM, POOLER, POSITION_EMBEDDINGS, TOKEN_TYPE_EMBEDDINGS, WORD_EMBEDDINGS,
+};
 use super::config::BertConfig;
 use super::linear::ElasticLinear;
 use super::ops::{frozen_norm, NormKind};
@@ -140,21 +144,21 @@ impl BertEncoder {
         let d = config.hidden_size;
         let eps = config.layer_norm_eps;
         let embeddings = BertEmbeddings {
-            word: store.get("embeddings.word_embeddings.weight", &[config.vocab_size, d])?,
+            word: store.get(
+                &format!("{WORD_EMBEDDINGS}.weight"),
+                &[config.vocab_size, d],
+            )?,
             position: store.get(
-                "embeddings.position_embeddings.weight",
+                &format!("{POSITION_EMBEDDINGS}.weight"),
                 &[config.max_position_embeddings, d],
             )?,
             token_type: store.get(
-                "embeddings.token_type_embeddings.weight",
+                &format!("{TOKEN_TYPE_EMBEDDINGS}.weight"),
                 &[config.type_vocab_size, d],
             )?,
-            norm: norm(store, "embeddings.LayerNorm", d, eps)?,
+            norm: norm(store, EMBEDDINGS_NORM, d, eps)?,
         };
-        let extra = format!(
-            "encoder.layer.{}.attention.self.query.weight",
-            config.num_hidden_layers
-        );
+        let extra = format!("{}.weight", Query.at(config.num_hidden_layers));
         if store.contains(&extra) {
             anyhow::bail!(
                 "{}: holds more layers than config.json's num_hidden_layers = {}",
@@ -167,20 +171,19 @@ impl BertEncoder {
             // Per-layer widths for exported per-layer subnets; the config's own otherwise.
             let (heads, f) = config.layer_widths(i);
             let att = heads * config.head_size();
-            let p = format!("encoder.layer.{i}");
             layers.push(BertLayer {
-                query: linear(store, &format!("{p}.attention.self.query"), att, d)?,
-                key: linear(store, &format!("{p}.attention.self.key"), att, d)?,
-                value: linear(store, &format!("{p}.attention.self.value"), att, d)?,
-                attn_out: linear(store, &format!("{p}.attention.output.dense"), d, att)?,
-                attn_norm: norm(store, &format!("{p}.attention.output.LayerNorm"), d, eps)?,
-                ffn_in: linear(store, &format!("{p}.intermediate.dense"), f, d)?,
-                ffn_out: linear(store, &format!("{p}.output.dense"), d, f)?,
-                out_norm: norm(store, &format!("{p}.output.LayerNorm"), d, eps)?,
+                query: linear(store, &Query.at(i), att, d)?,
+                key: linear(store, &Key.at(i), att, d)?,
+                value: linear(store, &Value.at(i), att, d)?,
+                attn_out: linear(store, &AttentionOut.at(i), d, att)?,
+                attn_norm: norm(store, &AttentionNorm.at(i), d, eps)?,
+                ffn_in: linear(store, &FfnIn.at(i), f, d)?,
+                ffn_out: linear(store, &FfnOut.at(i), d, f)?,
+                out_norm: norm(store, &OutputNorm.at(i), d, eps)?,
             });
         }
-        let pooler = if store.contains("pooler.dense.weight") {
-            Some(linear(store, "pooler.dense", d, d)?)
+        let pooler = if store.contains(&format!("{POOLER}.weight")) {
+            Some(linear(store, POOLER, d, d)?)
         } else {
             None
         };

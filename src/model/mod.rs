@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 #[cfg(test)]
 mod backward_tests;
+pub mod bert_names;
 pub mod blas;
 pub mod blas_attention;
 #[cfg(feature = "cuda")]

@@ -75,6 +75,17 @@ impl SubnetSpec {
         self.heads.uniform().is_some() && self.ffn.uniform().is_some()
     }
 
+    /// A short name for tables: `3 L · 12/6/3 h · FFN 1536/768/384` (deep subnets' specs are
+    /// long; the shape says what differs between rows).
+    pub fn shape(&self) -> String {
+        format!(
+            "{} L · {} h · FFN {}",
+            self.layers.len(),
+            self.heads.short(),
+            self.ffn.short()
+        )
+    }
+
     /// One line per kept layer of a per-layer subnet ("layer 1: 6 heads, FFN 768"); empty for
     /// a uniform one (its spec says it all).
     pub fn layer_lines(&self) -> String {

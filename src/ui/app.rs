@@ -95,6 +95,8 @@ pub struct StudioApp {
     pub log: LogPanel,
     /// The Runs tab.
     pub runs: RunsBrowser,
+    /// The Pareto tab's search under a budget.
+    pub search: super::search_panel::SearchPanel,
 }
 
 /// The space lists as editable text.
@@ -171,6 +173,7 @@ impl StudioApp {
             try_it: TryIt::default(),
             log: LogPanel::default(),
             runs: RunsBrowser::default(),
+            search: Default::default(),
         };
         app.overlays.scan(&app.runs_root);
         app.revalidate();

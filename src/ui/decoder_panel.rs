@@ -5,13 +5,12 @@
 
 use super::commands::UiCommand;
 use super::export_state::{self, ExportState};
-use super::palette_view::{PaletteView, ParetoPoint};
 use super::pareto_tab::ParetoTab;
 use super::run_actions;
 use super::run_view::{RunStatus, RunView};
 use crate::export::decoder::GgufType;
 use crate::export::decoder_subnet::ExportFormat;
-use egui::{RichText, Ui};
+use egui::Ui;
 
 /// The panel's own settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,9 +68,6 @@ impl DecoderPanel {
                 }
                 cmd = super::pareto_tab::save_row(ui).or(cmd);
             }
-            if let Some(c) = table(ui, run, &view, selection) {
-                cmd = Some(c);
-            }
         }
         ui.separator();
         ui.horizontal(|ui| {
@@ -102,6 +98,15 @@ impl DecoderPanel {
             }
         });
         export_state::show(ui, export);
+        // The table last: it takes the room left (the export row stays in view).
+        if !run.decoder_entries.is_empty() {
+            ui.separator();
+            let view = pareto.view(&subnets);
+            let sort = &mut pareto.sort;
+            if let Some(c) = super::pareto_table::show(ui, &view, sort, selection, teacher) {
+                cmd = Some(c);
+            }
+        }
         cmd
     }
 }
@@ -112,102 +117,4 @@ fn format_name(f: ExportFormat) -> &'static str {
         ExportFormat::Gguf(GgufType::F16) => "GGUF f16",
         ExportFormat::Gguf(GgufType::F32) => "GGUF f32",
     }
-}
-
-/// The measured subnets, one row each, fronts marked as on the charts (`view` holds the
-/// palette without the teacher); clicking a row's spec selects (or clears) its subnet.
-fn table(
-    ui: &mut Ui,
-    run: &RunView,
-    view: &PaletteView<'_, crate::train::protocol::DecoderEntry>,
-    selection: Option<&str>,
-) -> Option<UiCommand> {
-    let mut cmd = None;
-    let teacher = view.teacher;
-    egui::ScrollArea::both()
-        .id_salt("decoder-subnets-scroll")
-        .max_height(ui.available_height() - 60.0)
-        .show(ui, |ui| {
-            egui::Grid::new("decoder-subnets")
-                .striped(true)
-                .num_columns(15)
-                .show(ui, |ui| {
-                    for h in [
-                        "Shape",
-                        "Role",
-                        "Layers",
-                        "Heads (KV)",
-                        "FFN",
-                        "Params",
-                        "Size",
-                        "Val loss",
-                        "Untrained",
-                        "Perplexity",
-                        "Top-1",
-                        "Prefill",
-                        "Decode",
-                        "Fronts",
-                        "Subnet",
-                    ] {
-                        ui.label(RichText::new(h).strong());
-                    }
-                    ui.end_row();
-                    for e in &run.decoder_entries {
-                        let selected = selection == Some(e.subnet.as_str());
-                        // A short name first (deep subnets' specs are long); the spec ends the row.
-                        // Per-layer subnets show their widths layer by layer (`heads 12/6/3`).
-                        let spec = e.subnet.parse::<crate::model::SubnetSpec>().ok();
-                        let (heads, ffn) = match &spec {
-                            Some(s) => (s.heads.short(), s.ffn.short()),
-                            None => (e.heads.to_string(), e.ffn.to_string()),
-                        };
-                        let shape = format!("{} L · {heads} h · FFN {ffn}", e.layers);
-                        if ui
-                            .selectable_label(selected, shape)
-                            .on_hover_ui(|ui| {
-                                ui.label(e.metrics_text());
-                                if let (Some(spec), Some(teacher)) = (&spec, &teacher) {
-                                    super::layer_chart::show(ui, spec, teacher);
-                                }
-                            })
-                            .clicked()
-                        {
-                            cmd = Some(UiCommand::Select((!selected).then(|| e.subnet.clone())));
-                        }
-                        ui.label(&e.role);
-                        ui.label(e.layers.to_string());
-                        ui.label(format!("{} ({})", e.heads, e.kv_heads));
-                        ui.label(e.ffn.to_string());
-                        ui.label(format!("{:.1} M", e.params_total as f64 / 1e6));
-                        ui.label(format!("{:.0} MB", e.size_bytes as f64 / 1e6));
-                        ui.label(format!("{:.3}", e.val_loss));
-                        ui.label(if e.val_loss_untrained.is_nan() {
-                            String::new()
-                        } else {
-                            format!("{:.3}", e.val_loss_untrained)
-                        })
-                        .on_hover_text(
-                            "Validation loss of the same shape cut from the teacher, untrained",
-                        );
-                        ui.label(format!("{:.1}", e.perplexity));
-                        ui.label(format!("{:.3}", e.top1_accuracy));
-                        ui.label(format!("{:.0} ms", e.prefill_ms));
-                        ui.label(format!("{:.1} tok/s", e.decode_tokens_per_s));
-                        let i = view
-                            .entries
-                            .iter()
-                            .position(|x| x.subnet == e.subnet && x.role == e.role);
-                        let on = |front: &[bool]| i.is_some_and(|i| front[i]);
-                        ui.label(match (on(&view.size_front), on(&view.latency_front)) {
-                            (true, true) => "size, latency",
-                            (true, false) => "size",
-                            (false, true) => "latency",
-                            (false, false) => "",
-                        });
-                        ui.weak(&e.subnet);
-                        ui.end_row();
-                    }
-                });
-        });
-    cmd
 }

@@ -13,7 +13,9 @@ pub fn show(ui: &mut Ui, spec: &SubnetSpec, teacher: &TeacherShape) {
     let layers = teacher.layers.max(1);
     let slot = (180.0 / layers as f32).clamp(4.0, 14.0);
     let (bar_height, gap) = (26.0, 6.0);
-    let size = Vec2::new(slot * layers as f32 + 40.0, 2.0 * bar_height + gap + 14.0);
+    // Wide enough for the caption under a shallow teacher's few bars.
+    let width = (slot * layers as f32 + 40.0).max(150.0);
+    let size = Vec2::new(width, 2.0 * bar_height + gap + 14.0);
     let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
     let summary = format!(
         "{LABEL}: {} of {} layers kept; heads {} of {}; FFN {} of {}",

@@ -22,6 +22,8 @@ pub mod run_actions;
 pub mod run_bar;
 pub mod run_view;
 pub mod runs_browser;
+pub mod search_panel;
+pub mod subnet_columns;
 pub mod training_tab;
 pub mod try_it;
 pub mod validation;
@@ -140,6 +142,9 @@ impl StudioApp {
                 }
             });
             ui.separator();
+            if self.tab == Tab::Pareto {
+                self.search_section(ui);
+            }
             let selection = self.selection.as_deref();
             // The hovered subnet's layer chart compares against the shown settings' teacher.
             self.pareto.teacher = self.teacher.as_ref().ok().map(|t| t.shape);

@@ -47,6 +47,10 @@ pub struct PaletteView<'a, P: ParetoPoint = PaletteEntry> {
     pub best: Option<usize>,
     /// The run's teacher, the reference of the per-layer chart a hovered subnet shows.
     pub teacher: Option<crate::model::TeacherShape>,
+    /// A search's candidates as (predicted latency in ms, estimated score), and the front of
+    /// those within its budget: drawn faintly on the latency chart.
+    pub search: Vec<[f64; 2]>,
+    pub search_front: Vec<[f64; 2]>,
 }
 
 impl<'a, P: ParetoPoint> PaletteView<'a, P> {
@@ -84,7 +88,29 @@ impl<'a, P: ParetoPoint> PaletteView<'a, P> {
             latency_front,
             best,
             teacher: None,
+            search: Vec::new(),
+            search_front: Vec::new(),
         }
+    }
+
+    /// Shows a search's `candidates` on the latency chart (their estimate as the score).
+    pub fn with_search(mut self, candidates: &[crate::search::driver::Candidate]) -> Self {
+        let point = |c: &crate::search::driver::Candidate| [c.predicted_latency_ms, c.estimate];
+        self.search = candidates.iter().map(point).collect();
+        let within: Vec<&crate::search::driver::Candidate> =
+            candidates.iter().filter(|c| c.within_budget).collect();
+        let merits: Vec<(f64, f64)> = within
+            .iter()
+            .map(|c| (c.predicted_latency_ms, c.merit))
+            .collect();
+        let on = crate::eval::pareto::pareto_front(&merits);
+        self.search_front = within
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(c, _)| point(c))
+            .collect();
+        self
     }
 
     /// Front membership on one axis.

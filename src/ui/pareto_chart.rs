@@ -87,6 +87,8 @@ pub fn show<P: ParetoPoint>(
     });
     let legend_rows = 2
         + compared.len()
+        + usize::from(cost == Cost::Latency && !view.search.is_empty())
+        + usize::from(entries.iter().any(|e| e.role() == "searched"))
         + usize::from(!infeasible.is_empty())
         + usize::from(view.best.is_some())
         + usize::from(selected.is_some())
@@ -218,6 +220,40 @@ pub fn show<P: ParetoPoint>(
                     )
                     .radius(3.0)
                     .color(Color32::from_rgba_unmultiplied(90, 90, 90, 120)),
+                );
+            }
+            if cost == Cost::Latency && !view.search.is_empty() {
+                // The search's candidates, faint, at their predicted latency and estimated
+                // quality, with the front of those within budget.
+                let at = |p: &[f64; 2]| [view.axis_x(cost, p[0]), p[1]];
+                plot_ui.points(
+                    Points::new(
+                        "search candidates (predicted, estimated)",
+                        view.search.iter().map(at).collect::<Vec<_>>(),
+                    )
+                    .radius(1.5)
+                    .color(Color32::from_rgba_unmultiplied(120, 120, 200, 90)),
+                );
+                let mut front: Vec<[f64; 2]> = view.search_front.iter().map(at).collect();
+                front.sort_by(|a, b| a[0].total_cmp(&b[0]));
+                plot_ui.line(
+                    Line::new("", stairs(&front))
+                        .color(Color32::from_rgba_unmultiplied(120, 120, 200, 160))
+                        .style(egui_plot::LineStyle::dashed_dense())
+                        .width(1.0)
+                        .allow_band(false),
+                );
+            }
+            let searched: Vec<[f64; 2]> = (0..entries.len())
+                .filter(|&i| entries[i].role() == "searched")
+                .map(xy)
+                .collect();
+            if !searched.is_empty() {
+                plot_ui.points(
+                    Points::new("searched", searched)
+                        .shape(MarkerShape::Asterisk)
+                        .radius(6.0)
+                        .color(Color32::from_rgb(171, 71, 188)),
                 );
             }
             if let Some(b) = view.best {

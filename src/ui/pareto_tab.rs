@@ -31,6 +31,8 @@ pub struct ParetoTab {
     /// The open run's teacher (the window sets it from its settings): what a hovered subnet's
     /// layer chart compares against.
     pub teacher: Option<crate::model::TeacherShape>,
+    /// The open run's search candidates, drawn faintly on the latency chart.
+    pub search: Vec<crate::search::driver::Candidate>,
 }
 
 /// A budget checkbox with its limit field.
@@ -106,7 +108,7 @@ impl ParetoTab {
         if !run.palette.is_empty() {
             cmd = save_row(ui).or(cmd);
         }
-        if let Some(c) = pareto_table::show(ui, &view, &mut self.sort, selection) {
+        if let Some(c) = pareto_table::show(ui, &view, &mut self.sort, selection, None) {
             cmd = Some(c);
         }
         cmd
@@ -164,7 +166,7 @@ impl ParetoTab {
         let mut view = PaletteView::new(entries, self.size_in_mb, &self.budget);
         view.log_latency = self.log_latency;
         view.teacher = self.teacher;
-        view
+        view.with_search(&self.search)
     }
 
     /// The size and latency charts of `view` side by side, then the best within budget;

@@ -1,193 +1,288 @@
-//! The subnets table under the Pareto charts: every measured subnet, sortable by any column,
-//! with the fronts it is on (the same fronts the charts draw); clicking a row selects it.
+//! The subnets table under the Pareto charts, one for both kinds of run: every measured
+//! subnet with its short shape, its kind's columns (`subnet_columns`), the fronts it is on (the
+//! same fronts the charts draw) and its spec; sortable by any column, a decoder's teacher pinned
+//! on top as the reference; clicking a row selects it, over-budget rows are dimmed.
 
 use super::commands::UiCommand;
-use super::palette_view::{PaletteView, ParetoPoint};
-use crate::train::protocol::PaletteEntry;
+use super::palette_view::PaletteView;
+use super::subnet_columns::{cmp_keys, common, TableColumn, TableRow};
+use crate::model::SubnetSpec;
 use egui::{RichText, Ui};
 use std::cmp::Ordering;
 
-/// Table columns (also the sort keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Column {
-    /// The subnet spec.
-    Subnet,
-    /// Kept layers.
-    Layers,
-    /// Attention heads per layer.
-    Heads,
-    /// FFN neurons per layer.
-    Ffn,
-    /// Parameters in total.
-    Params,
-    /// Exported size.
-    Size,
-    /// Median latency at batch 1.
-    Latency,
-    /// Accuracy on the dev split.
-    DevAccuracy,
-    /// Accuracy on the test split.
-    TestAccuracy,
-}
+/// The shape column's header (sorts by size: layers, then parameters).
+const SHAPE: &str = "Shape";
+/// The spec column's header.
+const SPEC: &str = "Subnet";
 
-/// The table's sort order: a column and its direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The table's sort order: a column (by header) and its direction; no column is best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Sort {
-    /// The sort key.
-    pub column: Column,
+    /// The header of the sort column; `None` sorts by quality, best first.
+    pub column: Option<&'static str>,
     /// Largest first.
     pub descending: bool,
 }
 
-impl Default for Sort {
-    /// Best dev accuracy first (users look for the best, not the last, value).
-    fn default() -> Self {
-        Self {
-            column: Column::DevAccuracy,
-            descending: true,
-        }
-    }
-}
-
 impl Sort {
     /// A click on a column's header: the same column flips direction, another sorts descending.
-    pub fn click(&mut self, column: Column) {
-        if self.column == column {
+    pub fn click(&mut self, header: &'static str) {
+        if self.column == Some(header) {
             self.descending = !self.descending;
         } else {
             *self = Self {
-                column,
+                column: Some(header),
                 descending: true,
             };
         }
     }
 
-    /// Compares two entries by this order.
-    pub fn compare(&self, a: &PaletteEntry, b: &PaletteEntry) -> Ordering {
-        let ord = match self.column {
-            Column::Subnet => a.subnet.cmp(&b.subnet),
-            Column::Layers => a.layers.cmp(&b.layers),
-            Column::Heads => a.heads.cmp(&b.heads),
-            Column::Ffn => a.ffn.cmp(&b.ffn),
-            Column::Params => a.params_total.cmp(&b.params_total),
-            Column::Size => a.size_bytes.cmp(&b.size_bytes),
-            Column::Latency => a.latency_ms_median.total_cmp(&b.latency_ms_median),
-            Column::DevAccuracy => a.dev_accuracy.total_cmp(&b.dev_accuracy),
-            Column::TestAccuracy => a.test_accuracy.total_cmp(&b.test_accuracy),
+    /// Compares two rows by this order (a header another kind of run has sorts best first).
+    pub fn compare<R: TableRow>(&self, a: &R, b: &R) -> Ordering {
+        let order: Option<fn(&R, &R) -> Ordering> = match self.column {
+            Some(SHAPE) => Some(|a, b| {
+                cmp_keys(a.widest().0, b.widest().0)
+                    .then(cmp_keys(a.params_total(), b.params_total()))
+            }),
+            Some(SPEC) => Some(|a, b| a.subnet().cmp(b.subnet())),
+            Some(header) => columns::<R>()
+                .into_iter()
+                .find(|c| c.header == header)
+                .map(|c| c.order),
+            None => None,
         };
-        if self.descending {
-            ord.reverse()
-        } else {
-            ord
+        match order {
+            Some(order) if self.descending => order(a, b).reverse(),
+            Some(order) => order(a, b),
+            None => cmp_keys(b.merit(), a.merit()),
         }
     }
 }
 
-const HEADERS: [(Column, &str); 9] = [
-    (Column::Subnet, "Subnet"),
-    (Column::Layers, "Layers"),
-    (Column::Heads, "Heads"),
-    (Column::Ffn, "FFN"),
-    (Column::Params, "Params (M)"),
-    (Column::Size, "Size (MB)"),
-    (Column::Latency, "Latency (ms)"),
-    (Column::DevAccuracy, "Dev acc"),
-    (Column::TestAccuracy, "Test acc"),
-];
+/// The columns between the shape and the fronts: the shared ones, then the kind's own.
+fn columns<R: TableRow>() -> Vec<TableColumn<R>> {
+    let mut all: Vec<TableColumn<R>> = common::<R>().into_iter().collect();
+    all.extend(R::COLUMNS.iter().map(|c| TableColumn {
+        header: c.header,
+        hover: c.hover,
+        cell: c.cell,
+        order: c.order,
+    }));
+    all
+}
 
-/// Draws the table in `sort` order (a header click changes it); returns a selection command.
-pub fn show(
+/// A header button that sorts by its column; shows the direction when it is the sort column.
+fn header(ui: &mut Ui, sort: &mut Sort, name: &'static str, hover: &str) {
+    let arrow = match (sort.column == Some(name), sort.descending) {
+        (true, true) => " (desc)",
+        (true, false) => " (asc)",
+        (false, _) => "",
+    };
+    if ui
+        .button(format!("{name}{arrow}"))
+        .on_hover_text(format!("Sort by {name}: {hover}"))
+        .clicked()
+    {
+        sort.click(name);
+    }
+}
+
+/// Draws the table of `view`'s rows in `sort` order (a header click changes it), with
+/// `reference` (a decoder's teacher) pinned first and not selectable; returns a selection.
+pub fn show<R: TableRow>(
     ui: &mut Ui,
-    view: &PaletteView<'_>,
+    view: &PaletteView<'_, R>,
     sort: &mut Sort,
     selection: Option<&str>,
+    reference: Option<&R>,
 ) -> Option<UiCommand> {
     let mut cmd = None;
     let entries = view.entries;
-    let mut rows: Vec<usize> = (0..entries.len()).collect();
-    rows.sort_by(|&a, &b| sort.compare(&entries[a], &entries[b]));
+    let columns = columns::<R>();
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| sort.compare(&entries[a], &entries[b]));
     egui::ScrollArea::both()
         .id_salt("subnets-table")
         .auto_shrink([false, false])
         .show(ui, |ui| {
             egui::Grid::new("subnets-grid")
                 .striped(true)
-                .num_columns(10)
+                .num_columns(columns.len() + 3)
                 .show(ui, |ui| {
-                    for (col, name) in HEADERS {
-                        let arrow = match (sort.column == col, sort.descending) {
-                            (true, true) => " (desc)",
-                            (true, false) => " (asc)",
-                            (false, _) => "",
-                        };
-                        let what = match col {
-                            // The spec lists teacher layer indices (0-based); this counts them.
-                            Column::Layers => "Sort by Layers: how many teacher layers the subnet keeps (the spec's layers=… lists their 0-based indices)".to_string(),
-                            _ => format!("Sort by {name}"),
-                        };
-                        if ui
-                            .button(format!("{name}{arrow}"))
-                            .on_hover_text(what)
-                            .clicked()
-                        {
-                            sort.click(col);
-                        }
+                    let shape_hover = "layers · heads · FFN width (layer by layer where they differ); sorted by size";
+                    header(ui, sort, SHAPE, shape_hover);
+                    for c in &columns {
+                        header(ui, sort, c.header, c.hover);
                     }
-                    ui.label("Fronts");
+                    ui.label("Fronts").on_hover_text(
+                        "The fronts (size, latency) the subnet is on, as the charts draw them",
+                    );
+                    header(ui, sort, SPEC, "the spec, as `eval --subnets` and exports take it");
                     ui.end_row();
-                    for &i in &rows {
+                    if let Some(r) = reference {
+                        reference_row(ui, r, &columns);
+                    }
+                    for &i in &order {
                         let e = &entries[i];
-                        let selected = selection == Some(e.subnet.as_str());
-                        let spec = e.subnet.parse::<crate::model::SubnetSpec>().ok();
-                        let name = ui
-                            .selectable_label(selected, RichText::new(&e.subnet).monospace())
-                            .on_hover_ui(|ui| {
-                                ui.label(format!(
-                                    "{}\n{}(right-click to copy the spec)",
-                                    e.metrics_text(),
-                                    spec.as_ref()
-                                        .map(|s| s.layer_lines())
-                                        .filter(|l| !l.is_empty())
-                                        .map_or(String::new(), |l| format!("{l}\n"))
-                                ));
-                                if let (Some(spec), Some(teacher)) = (&spec, &view.teacher) {
-                                    super::layer_chart::show(ui, spec, teacher);
-                                }
-                            });
-                        name.context_menu(|ui| {
-                            if ui.button("Copy spec").clicked() {
-                                ui.ctx().copy_text(e.subnet.clone());
-                                ui.close();
-                            }
-                        });
-                        if name.clicked() {
-                            cmd = Some(UiCommand::Select(if selected {
-                                None
-                            } else {
-                                Some(e.subnet.clone())
-                            }));
+                        let selected = selection == Some(e.subnet());
+                        let dim = !view.fits[i];
+                        if shape_cell(ui, e, selected, dim, view).clicked() {
+                            cmd = Some(UiCommand::Select((!selected).then(|| e.subnet().into())));
                         }
-                        ui.label(e.layers.to_string());
-                        // A per-layer subnet's widths layer by layer (`12/6/3`), from its spec.
-                        let widths = |w: fn(&crate::model::SubnetSpec) -> String, all: usize| {
-                            spec.as_ref().map_or(all.to_string(), w)
+                        for c in &columns {
+                            cell(ui, (c.cell)(e), dim);
+                        }
+                        let marks = match (view.size_front[i], view.latency_front[i]) {
+                            (true, true) => "size, latency",
+                            (true, false) => "size",
+                            (false, true) => "latency",
+                            (false, false) => "",
                         };
-                        ui.label(widths(|s| s.heads.short(), e.heads));
-                        ui.label(widths(|s| s.ffn.short(), e.ffn));
-                        ui.label(format!("{:.2}", e.params_total as f64 / 1e6));
-                        ui.label(format!("{:.2}", e.size_bytes as f64 / 1e6));
-                        ui.label(format!("{:.3}", e.latency_ms_median));
-                        ui.label(format!("{:.4}", e.dev_accuracy));
-                        ui.label(format!("{:.4}", e.test_accuracy));
-                        let marks = format!(
-                            "{}{}",
-                            if view.size_front[i] { "size " } else { "" },
-                            if view.latency_front[i] { "latency" } else { "" }
-                        );
-                        ui.label(marks);
+                        cell(ui, marks.to_string(), dim);
+                        ui.weak(RichText::new(e.subnet()).monospace());
                         ui.end_row();
                     }
                 });
         });
     cmd
+}
+
+/// A cell's text, dimmed for a row over the budget.
+fn cell(ui: &mut Ui, text: String, dim: bool) {
+    if dim {
+        ui.weak(text);
+    } else {
+        ui.label(text);
+    }
+}
+
+/// The selectable shape of a row; its hover shows the metrics and the per-layer chart, its
+/// context menu copies the spec.
+fn shape_cell<R: TableRow>(
+    ui: &mut Ui,
+    e: &R,
+    selected: bool,
+    dim: bool,
+    view: &PaletteView<'_, R>,
+) -> egui::Response {
+    let spec = e.subnet().parse::<SubnetSpec>().ok();
+    let shape = match &spec {
+        Some(s) => s.shape(),
+        None => {
+            let (layers, heads, ffn) = e.widest();
+            format!("{layers} L · {heads} h · FFN {ffn}")
+        }
+    };
+    let text = if dim {
+        RichText::new(shape).weak()
+    } else {
+        RichText::new(shape)
+    };
+    let response = ui.selectable_label(selected, text).on_hover_ui(|ui| {
+        let layers = spec.as_ref().map(|s| s.layer_lines()).unwrap_or_default();
+        let layers = if layers.is_empty() {
+            layers
+        } else {
+            format!("{layers}\n")
+        };
+        ui.label(format!(
+            "{}\n{layers}(right-click to copy the spec)",
+            e.metrics_text()
+        ));
+        if let (Some(spec), Some(teacher)) = (&spec, &view.teacher) {
+            super::layer_chart::show(ui, spec, teacher);
+        }
+    });
+    response.context_menu(|ui| {
+        if ui.button("Copy spec").clicked() {
+            ui.ctx().copy_text(e.subnet().to_string());
+            ui.close();
+        }
+    });
+    response
+}
+
+/// The reference row (a decoder's teacher): its values, no fronts, not a choice.
+fn reference_row<R: TableRow>(ui: &mut Ui, r: &R, columns: &[TableColumn<R>]) {
+    let spec = r.subnet().parse::<SubnetSpec>().ok();
+    let shape = spec.as_ref().map_or(String::from("teacher"), |s| s.shape());
+    ui.label(RichText::new(shape).italics())
+        .on_hover_text(format!(
+            "The frozen teacher, the reference every subnet is measured against\n{}",
+            r.metrics_text()
+        ));
+    for c in columns {
+        ui.label(RichText::new((c.cell)(r)).italics());
+    }
+    ui.label("");
+    ui.weak(RichText::new(r.subnet()).monospace());
+    ui.end_row();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::protocol::{DecoderEntry, PaletteEntry};
+
+    fn classifier(subnet: &str, params: usize, dev: f64) -> PaletteEntry {
+        PaletteEntry {
+            role: "subnet".into(),
+            subnet: subnet.into(),
+            layers: 1,
+            heads: 1,
+            ffn: 1,
+            hidden: 1,
+            params_total: params,
+            params_non_embedding: 0,
+            size_bytes: params * 4,
+            latency_ms_median: 1.0,
+            latency_ms_p90: 1.0,
+            dev_accuracy: dev,
+            test_accuracy: dev,
+        }
+    }
+
+    #[test]
+    fn sorts_best_first_then_by_any_header_of_either_kind() {
+        let (a, b) = (classifier("a", 10, 0.9), classifier("b", 20, 0.8));
+        let mut sort = Sort::default();
+        assert_eq!(
+            sort.compare(&a, &b),
+            Ordering::Less,
+            "higher accuracy first"
+        );
+        sort.click("Params (M)");
+        assert_eq!(sort.compare(&a, &b), Ordering::Greater, "largest first");
+        sort.click("Params (M)");
+        assert_eq!(sort.compare(&a, &b), Ordering::Less, "then smallest first");
+        // Decoders: lower validation loss is better, so it comes first unsorted.
+        let decoder = |loss: f64, heads: usize| DecoderEntry {
+            role: "subnet".into(),
+            subnet: format!("layers=0;heads={heads};ffn=8"),
+            layers: 1,
+            heads,
+            kv_heads: 1,
+            ffn: 8,
+            params_total: 1,
+            params_non_embedding: 1,
+            size_bytes: 2,
+            val_loss: loss,
+            perplexity: loss.exp(),
+            top1_accuracy: 0.5,
+            prefill_ms: 1.0,
+            decode_tokens_per_s: 1.0,
+            prefill_ms_p90: f64::NAN,
+            val_loss_untrained: f64::NAN,
+        };
+        let (good, bad) = (decoder(2.0, 3), decoder(3.0, 6));
+        assert_eq!(Sort::default().compare(&good, &bad), Ordering::Less);
+        // A header only the classifier table has falls back to best first.
+        sort.click("Dev acc");
+        assert_eq!(sort.compare(&good, &bad), Ordering::Less);
+        let mut by_heads = Sort::default();
+        by_heads.click("Heads");
+        assert_eq!(by_heads.compare(&good, &bad), Ordering::Greater);
+        by_heads.click("Val loss");
+        assert_eq!(by_heads.compare(&good, &bad), Ordering::Greater);
+    }
 }

@@ -138,6 +138,21 @@ pub fn stage_name(stage: usize) -> &'static str {
 }
 
 impl RunView {
+    /// Reads the run folder's palette files again (a search added rows); a file that does
+    /// not read keeps the rows shown.
+    pub fn reload_palettes(&mut self) {
+        let Some(dir) = self.run_dir.clone() else {
+            return;
+        };
+        if let Ok(rows) = crate::eval::decoder::read_csv(&dir.join("lm-palette.csv")) {
+            self.decoder_entries = rows;
+        }
+        if let Ok(rows) = crate::eval::palette::read_csv(&dir.join("palette.csv")) {
+            self.palette_expected = rows.len();
+            self.palette = rows;
+        }
+    }
+
     /// Rebuilds the view of a run folder from its `metrics.jsonl` and `palette.csv`.
     pub fn from_run_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;

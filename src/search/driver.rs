@@ -1,0 +1,960 @@
+//! The search under a budget: NSGA-II over the per-layer space on (estimated quality, predicted
+//! cost) with the budget as its constraint, every uniform subnet of the grid in the first
+//! population; state written after every generation so a killed search resumes to the same
+//! result; then the top candidates and the best uniform ones measured as palette rows, and the
+//! answer taken by measurement.
+
+use super::budget::{Budget, Costs};
+use super::genome::Coding;
+use super::latency_table::{self, LatencyTable, Origin};
+use super::nsga2::{self, Genome, Scored};
+use super::subject::{Estimate, Measured, Subject};
+use crate::model::SubnetSpec;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The state file in the run folder.
+pub const STATE_FILE: &str = "search-state.json";
+/// Every evaluated candidate.
+pub const CANDIDATES_FILE: &str = "search.csv";
+/// The answer.
+pub const RESULT_FILE: &str = "search.json";
+/// Quality estimates by subnet, shared by every search of the run.
+pub const CACHE_FILE: &str = "search-cache.csv";
+
+/// How a search runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOptions {
+    pub budget: Budget,
+    /// Candidates estimated, the first population included.
+    pub evaluations: usize,
+    /// Searched candidates measured at the end.
+    pub top_k: usize,
+    pub seed: u64,
+    /// A latency table timed elsewhere (else the run folder's, timed when missing).
+    pub latency_table: Option<PathBuf>,
+    /// Stop after this long (the search's own time, verification apart).
+    pub time_limit: Option<Duration>,
+    /// Candidates kept from one generation to the next (at least the grid's size).
+    pub population: usize,
+}
+
+impl SearchOptions {
+    /// The command line's defaults for `budget`.
+    pub fn new(budget: Budget) -> Self {
+        Self {
+            budget,
+            evaluations: 300,
+            top_k: 8,
+            seed: 0,
+            latency_table: None,
+            time_limit: None,
+            population: 32,
+        }
+    }
+}
+
+/// One evaluated candidate (a row of `search.csv`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub generation: usize,
+    pub subnet: String,
+    /// A subnet of the uniform grid.
+    pub uniform: bool,
+    pub predicted_latency_ms: f64,
+    pub params: usize,
+    pub size_bytes: usize,
+    /// The estimate as shown (dev accuracy on the subset, or validation loss on the blocks).
+    pub estimate: f64,
+    /// Higher is better.
+    pub merit: f64,
+    pub within_budget: bool,
+}
+
+/// What a search tells as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchEvent {
+    Note(String),
+    /// A candidate estimated (also those of a resumed state, once).
+    Evaluated(Candidate),
+    /// A generation done: its number, evaluations so far, the best within budget so far.
+    Generation {
+        generation: usize,
+        evaluations: usize,
+        best: Option<Candidate>,
+    },
+    /// A verified subnet: measured, with its prediction.
+    Verified {
+        measured: Measured,
+        predicted_latency_ms: f64,
+        over_budget: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    seed: u64,
+    budget: String,
+    evaluations: usize,
+    population_size: usize,
+    /// The next generation to breed.
+    generation: usize,
+    population: Vec<Scored>,
+    candidates: Vec<Candidate>,
+}
+
+/// One verified subnet in `search.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifiedRow {
+    pub role: String,
+    pub subnet: String,
+    pub uniform: bool,
+    pub predicted_latency_ms: f64,
+    pub latency_median_ms: f64,
+    pub latency_p90_ms: f64,
+    pub params: usize,
+    pub size_bytes: usize,
+    /// The whole split's dev accuracy or validation loss.
+    pub measured: f64,
+    pub estimate: f64,
+    pub over_budget: bool,
+}
+
+/// The answer (`search.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub budget: String,
+    pub quality: String,
+    pub evaluations: usize,
+    pub generations: usize,
+    pub search_seconds: f64,
+    pub latency_table: String,
+    pub best_searched: Option<VerifiedRow>,
+    pub best_uniform: Option<VerifiedRow>,
+    /// `searched`, `uniform` or `none` (nothing measured within budget).
+    pub best_is: String,
+    /// Mean absolute percentage error of the predicted latency over the verified subnets.
+    pub predictor_mape_pct: f64,
+    /// The largest (predicted − measured) / measured, and the smallest (most under).
+    pub worst_over_prediction_pct: f64,
+    pub worst_under_prediction_pct: f64,
+    pub verified: Vec<VerifiedRow>,
+}
+
+impl SearchResult {
+    /// The comparison line the command line ends with.
+    pub fn summary(&self) -> String {
+        let show = |r: &Option<VerifiedRow>| {
+            r.as_ref().map_or("none within budget".to_string(), |r| {
+                format!(
+                    "{} {:.4} at {:.3} ms (predicted {:.3}), {:.2} M parameters",
+                    r.subnet,
+                    r.measured,
+                    r.latency_median_ms,
+                    r.predicted_latency_ms,
+                    r.params as f64 / 1e6
+                )
+            })
+        };
+        format!(
+            "within {}: best searched {}; best uniform {}; the best by measurement is {} ({}); latency predictor error {:.1} % mean, {:+.1} % .. {:+.1} %",
+            self.budget,
+            show(&self.best_searched),
+            show(&self.best_uniform),
+            self.best_is,
+            self.quality,
+            self.predictor_mape_pct,
+            self.worst_under_prediction_pct,
+            self.worst_over_prediction_pct
+        )
+    }
+}
+
+/// The run's latency table: `file` when given (refused when it is for another teacher or lacks
+/// a choice of the space), else the run folder's, timed now when it is missing or incomplete.
+pub fn latency_table_of(
+    subject: &dyn Subject,
+    file: Option<&Path>,
+    on: &mut dyn FnMut(SearchEvent),
+) -> Result<LatencyTable> {
+    let space = subject.space();
+    let covers = |t: &LatencyTable| -> Result<()> {
+        for spec in space.all() {
+            t.predict(&spec, &space.teacher)?;
+        }
+        Ok(())
+    };
+    if let Some(path) = file {
+        let table = LatencyTable::read(path)?;
+        table.check_teacher(&space.teacher, path)?;
+        covers(&table).with_context(|| format!("{}", path.display()))?;
+        on(SearchEvent::Note(format!(
+            "latency table {}: {}",
+            path.display(),
+            table.origin_line()
+        )));
+        return Ok(table);
+    }
+    let path = subject.run_dir().join(latency_table::FILE);
+    if path.is_file() {
+        let table = LatencyTable::read(&path)?;
+        table.check_teacher(&space.teacher, &path)?;
+        if covers(&table).is_ok() {
+            on(SearchEvent::Note(format!(
+                "latency table {}: {}",
+                path.display(),
+                table.origin_line()
+            )));
+            return Ok(table);
+        }
+    }
+    time_table(subject, on)
+}
+
+/// Times the run's latency table and writes it into the run folder.
+pub fn time_table(subject: &dyn Subject, on: &mut dyn FnMut(SearchEvent)) -> Result<LatencyTable> {
+    let path = subject.run_dir().join(latency_table::FILE);
+    let processor = crate::eval::machine::processor();
+    let device = subject.device_name();
+    let origin = Origin {
+        processor: &processor,
+        device: &device,
+        seq_len: subject.seq_len(),
+    };
+    on(SearchEvent::Note(format!(
+        "timing the latency table on {processor} ({device})"
+    )));
+    let mut time = |spec: &SubnetSpec| subject.time(spec);
+    let mut progress = |line: &str| on(SearchEvent::Note(format!("latency table: {line}")));
+    let table = LatencyTable::measure(subject.space(), &origin, &mut time, &mut progress)?;
+    table.write(&path)?;
+    Ok(table)
+}
+
+/// Estimates cached by subnet (`search-cache.csv`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CachedEstimate {
+    subnet: String,
+    merit: f64,
+    value: f64,
+}
+
+fn read_cache(path: &Path) -> Result<HashMap<String, Estimate>> {
+    if !path.is_file() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<CachedEstimate> = crate::eval::csv_table::read_rows(path)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let e = Estimate {
+                merit: r.merit,
+                value: r.value,
+            };
+            (r.subnet, e)
+        })
+        .collect())
+}
+
+fn write_cache(path: &Path, cache: &HashMap<String, Estimate>) -> Result<()> {
+    let mut rows: Vec<CachedEstimate> = cache
+        .iter()
+        .map(|(s, e)| CachedEstimate {
+            subnet: s.clone(),
+            merit: e.merit,
+            value: e.value,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.subnet.cmp(&b.subnet));
+    crate::eval::csv_table::write_rows(path, &rows)
+}
+
+/// The predicted costs of a subnet.
+fn costs_of(subject: &dyn Subject, table: &LatencyTable, spec: &SubnetSpec) -> Result<Costs> {
+    let (params, size_bytes) = subject.params_and_size(spec);
+    Ok(Costs {
+        latency_ms: table.predict(spec, &subject.space().teacher)?,
+        params,
+        size_bytes,
+    })
+}
+
+/// Refuses a budget that not even the smallest subnet of the space fits, naming its cost.
+fn check_reachable(subject: &dyn Subject, table: &LatencyTable, budget: &Budget) -> Result<()> {
+    let space = subject.space();
+    let first = |v: &[usize]| v.iter().copied().min().unwrap_or(0);
+    let smallest = space.spec(
+        first(&space.depths),
+        first(&space.heads),
+        first(&space.ffn),
+        first(&space.hidden),
+    );
+    let cost = budget.cost(&costs_of(subject, table, &smallest)?);
+    if cost > budget.limit() {
+        bail!(
+            "budget {budget} is below the smallest subnet of the space: {smallest} takes {cost:.3} {} (predicted on this latency table)",
+            budget.unit()
+        );
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) a search on `subject`; `keep_going` false stops it at the next
+/// generation, verification included.
+pub fn search(
+    subject: &dyn Subject,
+    options: &SearchOptions,
+    on: &mut dyn FnMut(SearchEvent),
+    keep_going: &dyn Fn() -> bool,
+) -> Result<SearchResult> {
+    let started = Instant::now();
+    let dir = subject.run_dir();
+    let table = latency_table_of(subject, options.latency_table.as_deref(), on)?;
+    let budget = options.budget;
+    check_reachable(subject, &table, &budget)?;
+    let coding = Coding::new(subject.space());
+    let choices = coding.choices();
+    let grid = coding.grid();
+    let population_size = options.population.max(grid.len()).max(4);
+    let state_path = dir.join(STATE_FILE);
+    let cache_path = dir.join(CACHE_FILE);
+    let mut cache = read_cache(&cache_path)?;
+    let fresh = State {
+        seed: options.seed,
+        budget: budget.to_string(),
+        evaluations: options.evaluations,
+        population_size,
+        generation: 0,
+        population: Vec::new(),
+        candidates: Vec::new(),
+    };
+    let mut state = match read_state(&state_path)? {
+        Some(s)
+            if s.seed == fresh.seed
+                && s.budget == fresh.budget
+                && s.population_size == population_size =>
+        {
+            on(SearchEvent::Note(format!(
+                "resuming the search from generation {} ({} candidates evaluated)",
+                s.generation,
+                s.candidates.len()
+            )));
+            for c in &s.candidates {
+                on(SearchEvent::Evaluated(c.clone()));
+            }
+            State {
+                evaluations: options.evaluations,
+                ..s
+            }
+        }
+        _ => fresh,
+    };
+    let mut seen: HashSet<Genome> = state.population.iter().map(|s| s.genome.clone()).collect();
+    for c in &state.candidates {
+        if let Some(g) = genome_of(&coding, &c.subnet) {
+            seen.insert(g);
+        }
+    }
+    let evaluate = |genomes: Vec<Genome>,
+                    generation: usize,
+                    state: &mut State,
+                    cache: &mut HashMap<String, Estimate>,
+                    on: &mut dyn FnMut(SearchEvent)|
+     -> Result<Vec<Scored>> {
+        let mut out = Vec::new();
+        for g in genomes {
+            let spec = coding.decode(&g);
+            let name = spec.to_string();
+            let estimate = match cache.get(&name) {
+                Some(e) => *e,
+                None => {
+                    let e = subject.estimate(&spec)?;
+                    cache.insert(name.clone(), e);
+                    e
+                }
+            };
+            let costs = costs_of(subject, &table, &spec)?;
+            let candidate = Candidate {
+                generation,
+                subnet: name,
+                uniform: grid.contains(&g),
+                predicted_latency_ms: costs.latency_ms,
+                params: costs.params,
+                size_bytes: costs.size_bytes,
+                estimate: estimate.value,
+                merit: estimate.merit,
+                within_budget: budget.violation(&costs) == 0.0,
+            };
+            on(SearchEvent::Evaluated(candidate.clone()));
+            state.candidates.push(candidate);
+            out.push(Scored {
+                genome: g,
+                objectives: vec![-estimate.merit, budget.cost(&costs)],
+                violation: budget.violation(&costs),
+            });
+        }
+        Ok(out)
+    };
+    let mut stopped = false;
+    while state.candidates.len() < state.evaluations {
+        if !keep_going() {
+            stopped = true;
+            break;
+        }
+        if options.time_limit.is_some_and(|t| started.elapsed() >= t) {
+            on(SearchEvent::Note("the search's time is up".into()));
+            break;
+        }
+        let generation = state.generation;
+        let room = state.evaluations - state.candidates.len();
+        let mut rng = nsga2::generation_rng(state.seed, generation);
+        let genomes: Vec<Genome> = if generation == 0 {
+            // Every uniform subnet first, then random per-layer ones up to the population.
+            let mut first: Vec<Genome> = grid
+                .iter()
+                .filter(|g| !seen.contains(*g))
+                .cloned()
+                .collect();
+            let wanted = population_size.saturating_sub(grid.len());
+            first.extend(random_unseen(
+                &coding, &choices, wanted, &mut rng, &seen, &first,
+            ));
+            first
+        } else {
+            let canonical = |g: Genome| coding.canonical(g);
+            let wanted = population_size.min(room);
+            let mut children = nsga2::offspring(
+                &state.population,
+                &choices,
+                wanted,
+                &mut rng,
+                &seen,
+                &canonical,
+            );
+            // Where breeding finds too few new candidates (a small or nearly searched space),
+            // random ones fill the generation.
+            let missing = wanted - children.len();
+            let immigrants = random_unseen(&coding, &choices, missing, &mut rng, &seen, &children);
+            children.extend(immigrants);
+            children
+        };
+        let genomes: Vec<Genome> = genomes.into_iter().take(room.max(grid.len())).collect();
+        if genomes.is_empty() && generation > 0 {
+            on(SearchEvent::Note(
+                "no new candidates left to breed: the space is searched".into(),
+            ));
+            break;
+        }
+        for g in &genomes {
+            seen.insert(g.clone());
+        }
+        let scored = evaluate(genomes, generation, &mut state, &mut cache, on)?;
+        let mut pool = std::mem::take(&mut state.population);
+        pool.extend(scored);
+        state.population = nsga2::survivors(&pool, population_size);
+        state.generation += 1;
+        write_cache(&cache_path, &cache)?;
+        write_candidates(&dir.join(CANDIDATES_FILE), &state.candidates)?;
+        write_state(&state_path, &state)?;
+        on(SearchEvent::Generation {
+            generation,
+            evaluations: state.candidates.len(),
+            best: best_estimated(&state.candidates),
+        });
+    }
+    let search_seconds = started.elapsed().as_secs_f64();
+    if stopped {
+        bail!(
+            "search stopped after {} candidates; run it again to continue from {}",
+            state.candidates.len(),
+            state_path.display()
+        );
+    }
+    let verified = verify(subject, options, &state.candidates, on, keep_going)?;
+    let result = conclude(
+        subject,
+        &budget,
+        &state,
+        verified,
+        search_seconds,
+        table.origin_line(),
+    );
+    let text = serde_json::to_string_pretty(&result).context("cannot write search.json")?;
+    crate::files::write_atomic(&dir.join(RESULT_FILE), text.as_bytes())?;
+    Ok(result)
+}
+
+/// Up to `n` random genomes of the space, canonical, neither in `seen` nor in `taken`.
+fn random_unseen(
+    coding: &Coding<'_>,
+    choices: &[usize],
+    n: usize,
+    rng: &mut rand::rngs::StdRng,
+    seen: &HashSet<Genome>,
+    taken: &[Genome],
+) -> Vec<Genome> {
+    let mut out: Vec<Genome> = Vec::new();
+    let mut tries = 0;
+    while out.len() < n && tries < 100 * n.max(1) {
+        tries += 1;
+        let g = coding.canonical(
+            choices
+                .iter()
+                .map(|&k| rand::Rng::random_range(rng, 0..k.max(1)))
+                .collect(),
+        );
+        if !seen.contains(&g) && !taken.contains(&g) && !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+/// The genome of a subnet written in a candidate row (None when it is not of this space).
+fn genome_of(coding: &Coding<'_>, subnet: &str) -> Option<Genome> {
+    let spec: SubnetSpec = subnet.parse().ok()?;
+    let s = coding.space;
+    let index = |list: &[usize], v: usize| list.iter().position(|&x| x == v);
+    let depth = index(&s.depths, spec.layers.len())?;
+    let hidden = index(&s.hidden, spec.hidden_or(s.teacher.hidden))?;
+    let mut g = coding.uniform(depth, 0, 0, hidden);
+    let slots = (g.len() - 2) / 2;
+    for i in 0..spec.layers.len() {
+        let (h, f) = spec.layer_widths(i);
+        g[2 + i] = index(&s.heads, h)?;
+        g[2 + slots + i] = index(&s.ffn, f)?;
+    }
+    Some(coding.canonical(g))
+}
+
+fn read_state(path: &Path) -> Result<Option<State>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = crate::files::read_text(path, "search state")?;
+    // A state from another build or a torn write starts the search again (the cache keeps
+    // the estimates): it is never an error that stops the user.
+    Ok(serde_json::from_str(&text).ok())
+}
+
+fn write_state(path: &Path, state: &State) -> Result<()> {
+    let text = serde_json::to_string(state).context("cannot write the search state")?;
+    crate::files::write_atomic(path, text.as_bytes())
+}
+
+fn write_candidates(path: &Path, candidates: &[Candidate]) -> Result<()> {
+    crate::eval::csv_table::write_rows(path, candidates)
+}
+
+/// The best candidate within budget by its estimate.
+pub fn best_estimated(candidates: &[Candidate]) -> Option<Candidate> {
+    candidates
+        .iter()
+        .filter(|c| c.within_budget)
+        .max_by(|a, b| a.merit.total_cmp(&b.merit))
+        .cloned()
+}
+
+/// The top `k` candidates within budget by estimate, uniform ones or not.
+fn top(candidates: &[Candidate], uniform: bool, k: usize) -> Vec<Candidate> {
+    let mut within: Vec<Candidate> = candidates
+        .iter()
+        .filter(|c| c.within_budget && c.uniform == uniform)
+        .cloned()
+        .collect();
+    within.sort_by(|a, b| b.merit.total_cmp(&a.merit));
+    within.dedup_by(|a, b| a.subnet == b.subnet);
+    within.truncate(k);
+    within
+}
+
+/// Measures the top searched candidates (role `searched`) and the best uniform ones beside
+/// them (their palette roles) as palette rows.
+fn verify(
+    subject: &dyn Subject,
+    options: &SearchOptions,
+    candidates: &[Candidate],
+    on: &mut dyn FnMut(SearchEvent),
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Vec<(Candidate, Measured)>> {
+    let searched = top(candidates, false, options.top_k);
+    let uniform = top(candidates, true, options.top_k.div_ceil(2).max(3));
+    let chosen: Vec<Candidate> = searched.into_iter().chain(uniform).collect();
+    let subjects: Vec<(String, SubnetSpec)> = chosen
+        .iter()
+        .map(|c| {
+            let role = if c.uniform { "" } else { "searched" };
+            c.subnet.parse().map(|s| (role.to_string(), s))
+        })
+        .collect::<Result<_>>()?;
+    on(SearchEvent::Note(format!(
+        "measuring {} subnets as palette rows (the whole {} split)",
+        subjects.len(),
+        if subject.quality_name().contains("accuracy") {
+            "dev"
+        } else {
+            "validation"
+        }
+    )));
+    let measured = subject.measure(&subjects, keep_going)?;
+    let mut out = Vec::new();
+    for m in measured {
+        if let Some(c) = chosen.iter().find(|c| c.subnet == m.subnet) {
+            let over = over_budget(&options.budget, &m);
+            on(SearchEvent::Verified {
+                measured: m.clone(),
+                predicted_latency_ms: c.predicted_latency_ms,
+                over_budget: over,
+            });
+            out.push((c.clone(), m));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a measured subnet exceeds the budget.
+fn over_budget(budget: &Budget, m: &Measured) -> bool {
+    let costs = Costs {
+        latency_ms: m.latency_median_ms,
+        params: m.params,
+        size_bytes: m.size_bytes,
+    };
+    budget.violation(&costs) > 0.0
+}
+
+fn conclude(
+    subject: &dyn Subject,
+    budget: &Budget,
+    state: &State,
+    verified: Vec<(Candidate, Measured)>,
+    search_seconds: f64,
+    latency_table: String,
+) -> SearchResult {
+    let rows: Vec<(VerifiedRow, f64)> = verified
+        .iter()
+        .map(|(c, m)| {
+            let row = VerifiedRow {
+                role: m.role.clone(),
+                subnet: m.subnet.clone(),
+                uniform: c.uniform,
+                predicted_latency_ms: c.predicted_latency_ms,
+                latency_median_ms: m.latency_median_ms,
+                latency_p90_ms: m.latency_p90_ms,
+                params: m.params,
+                size_bytes: m.size_bytes,
+                measured: m.value,
+                estimate: c.estimate,
+                over_budget: over_budget(budget, m),
+            };
+            (row, m.merit)
+        })
+        .collect();
+    let best = |uniform: bool| {
+        rows.iter()
+            .filter(|(r, _)| r.uniform == uniform && !r.over_budget)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .cloned()
+    };
+    let (searched, uniform) = (best(false), best(true));
+    let best_is = match (&searched, &uniform) {
+        (Some(s), Some(u)) if s.1 > u.1 => "searched",
+        (Some(_), Some(_)) => "uniform",
+        (Some(_), None) => "searched",
+        (None, Some(_)) => "uniform",
+        (None, None) => "none",
+    };
+    let errors: Vec<f64> = rows
+        .iter()
+        .filter(|(r, _)| r.latency_median_ms > 0.0)
+        .map(|(r, _)| 100.0 * (r.predicted_latency_ms - r.latency_median_ms) / r.latency_median_ms)
+        .collect();
+    let mape = errors.iter().map(|e| e.abs()).sum::<f64>() / errors.len().max(1) as f64;
+    let fold = |f: fn(f64, f64) -> f64, start: f64| {
+        if errors.is_empty() {
+            0.0
+        } else {
+            errors.iter().copied().fold(start, f)
+        }
+    };
+    SearchResult {
+        budget: budget.to_string(),
+        quality: subject.quality_name().to_string(),
+        evaluations: state.candidates.len(),
+        generations: state.generation,
+        search_seconds,
+        latency_table,
+        best_searched: searched.map(|s| s.0),
+        best_uniform: uniform.map(|u| u.0),
+        best_is: best_is.to_string(),
+        predictor_mape_pct: mape,
+        worst_over_prediction_pct: fold(f64::max, f64::NEG_INFINITY),
+        worst_under_prediction_pct: fold(f64::min, f64::INFINITY),
+        verified: rows.into_iter().map(|(r, _)| r).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::latency::Latency;
+    use crate::mlfs::config::SpaceConfig;
+    use crate::mlfs::space::SearchSpace;
+    use crate::model::TeacherShape;
+    use std::cell::Cell;
+
+    /// A run whose quality and costs are formulas of the subnet: a layer's quality grows with
+    /// its widths with diminishing returns, its time linearly, so per-layer mixes matter.
+    struct Synthetic {
+        dir: tempfile::TempDir,
+        space: SearchSpace,
+        estimates: Cell<usize>,
+    }
+
+    fn synthetic() -> Synthetic {
+        let teacher = TeacherShape {
+            layers: 3,
+            heads: 12,
+            heads_per_kv: 1,
+            head_size: 32,
+            ffn: 1536,
+            hidden: 384,
+        };
+        let config = SpaceConfig {
+            depths: vec![1, 3],
+            heads: vec![3, 12],
+            ffn: vec![384, 1536],
+            widths: crate::mlfs::config::WidthMode::PerLayer,
+            ..SpaceConfig::default()
+        };
+        Synthetic {
+            dir: tempfile::tempdir().unwrap(),
+            space: SearchSpace::new(teacher, &config).unwrap(),
+            estimates: Cell::new(0),
+        }
+    }
+
+    fn layer_time(heads: usize, ffn: usize) -> f64 {
+        0.1 * heads as f64 + 0.001 * ffn as f64
+    }
+
+    impl Subject for Synthetic {
+        fn run_dir(&self) -> &Path {
+            self.dir.path()
+        }
+        fn space(&self) -> &SearchSpace {
+            &self.space
+        }
+        fn quality_name(&self) -> &'static str {
+            "dev accuracy"
+        }
+        fn estimate(&self, spec: &SubnetSpec) -> Result<Estimate> {
+            self.estimates.set(self.estimates.get() + 1);
+            let q: f64 = (0..spec.layers.len())
+                .map(|i| {
+                    let (h, f) = spec.layer_widths(i);
+                    // Position matters: the first kept layer gains most from width.
+                    let weight = 1.0 / (1.0 + i as f64);
+                    weight * ((h as f64).ln() + 0.5 * (f as f64).ln())
+                })
+                .sum();
+            Ok(Estimate { merit: q, value: q })
+        }
+        fn params_and_size(&self, spec: &SubnetSpec) -> (usize, usize) {
+            let p: usize = (0..spec.layers.len())
+                .map(|i| {
+                    let (h, f) = spec.layer_widths(i);
+                    h * 1000 + f * 100
+                })
+                .sum();
+            (p, 4 * p)
+        }
+        fn time(&self, spec: &SubnetSpec) -> Result<Latency> {
+            let t: f64 = 1.0
+                + (0..spec.layers.len())
+                    .map(|i| {
+                        let (h, f) = spec.layer_widths(i);
+                        layer_time(h, f)
+                    })
+                    .sum::<f64>();
+            Ok(Latency {
+                median_ms: t,
+                p90_ms: t,
+            })
+        }
+        fn seq_len(&self) -> usize {
+            32
+        }
+        fn device_name(&self) -> String {
+            "synthetic".into()
+        }
+        fn measure(
+            &self,
+            subjects: &[(String, SubnetSpec)],
+            _keep_going: &dyn Fn() -> bool,
+        ) -> Result<Vec<Measured>> {
+            subjects
+                .iter()
+                .map(|(role, spec)| {
+                    let t = self.time(spec)?.median_ms;
+                    let q = self.estimate(spec)?;
+                    let (params, size_bytes) = self.params_and_size(spec);
+                    Ok(Measured {
+                        role: if role.is_empty() {
+                            "subnet".into()
+                        } else {
+                            role.clone()
+                        },
+                        subnet: spec.to_string(),
+                        latency_median_ms: t,
+                        latency_p90_ms: t,
+                        params,
+                        size_bytes,
+                        merit: q.merit,
+                        value: q.value,
+                    })
+                })
+                .collect()
+        }
+    }
+
+    /// Every subnet of the per-layer space: each depth, every heads and FFN choice per layer.
+    fn every_subnet(space: &SearchSpace) -> Vec<SubnetSpec> {
+        let coding = Coding::new(space);
+        let choices = coding.choices();
+        let mut all: Vec<Genome> = vec![vec![]];
+        for &k in &choices {
+            all = all
+                .into_iter()
+                .flat_map(|g| {
+                    (0..k).map(move |c| {
+                        let mut g = g.clone();
+                        g.push(c);
+                        g
+                    })
+                })
+                .collect();
+        }
+        let mut specs: Vec<SubnetSpec> = all.into_iter().map(|g| coding.decode(&g)).collect();
+        specs.sort_by_key(|s| s.to_string());
+        specs.dedup();
+        specs
+    }
+
+    fn run(
+        s: &Synthetic,
+        options: &SearchOptions,
+        stop_after: Option<usize>,
+    ) -> Result<SearchResult> {
+        let generations = Cell::new(0usize);
+        let mut on = |e: SearchEvent| {
+            if let SearchEvent::Generation { .. } = e {
+                generations.set(generations.get() + 1);
+            }
+        };
+        let keep_going = || stop_after.is_none_or(|n| generations.get() < n);
+        search(s, options, &mut on, &keep_going)
+    }
+
+    #[test]
+    fn the_search_finds_the_brute_force_front_of_a_small_space() {
+        let s = synthetic();
+        let all = every_subnet(&s.space);
+        assert_eq!(all.len(), 4 + 64, "1-layer and 3-layer per-layer subnets");
+        let mut options = SearchOptions::new(Budget::LatencyMs(4.0));
+        options.evaluations = 500;
+        let result = run(&s, &options, None).unwrap();
+        // With room for the whole space it evaluates each subnet once, and stops.
+        assert_eq!(result.evaluations, all.len());
+        assert_eq!(s.estimates.get(), all.len() + result.verified.len());
+        // The feasible front of its candidates is the brute-force front of the whole space.
+        let rows: Vec<Candidate> =
+            crate::eval::csv_table::read_rows(&s.dir.path().join(CANDIDATES_FILE)).unwrap();
+        let front = |points: Vec<(String, f64, f64)>| {
+            let mut f: Vec<String> = points
+                .iter()
+                .filter(|(_, c, q)| {
+                    !points
+                        .iter()
+                        .any(|(_, c2, q2)| c2 <= c && q2 >= q && (c2 < c || q2 > q))
+                })
+                .map(|(n, _, _)| n.clone())
+                .collect();
+            f.sort();
+            f
+        };
+        let found = front(
+            rows.iter()
+                .filter(|c| c.within_budget)
+                .map(|c| (c.subnet.clone(), c.predicted_latency_ms, c.merit))
+                .collect(),
+        );
+        let brute = front(
+            all.iter()
+                .filter_map(|spec| {
+                    // Summed in another order, equal times may differ in the last bit.
+                    let t = crate::util::round_to(s.time(spec).unwrap().median_ms, 9);
+                    (t <= 4.0).then(|| (spec.to_string(), t, s.estimate(spec).unwrap().merit))
+                })
+                .collect(),
+        );
+        assert_eq!(found, brute);
+        // The answer is measured, within budget, and at least as good as the best uniform one.
+        let best = result.best_searched.as_ref().unwrap();
+        let uniform = result.best_uniform.as_ref().unwrap();
+        assert!(best.latency_median_ms <= 4.0 && uniform.latency_median_ms <= 4.0);
+        assert!(best.measured >= uniform.measured);
+        assert!(
+            result.predictor_mape_pct < 0.01,
+            "an additive cost is predicted exactly"
+        );
+    }
+
+    #[test]
+    fn a_stopped_search_resumes_to_the_same_result() {
+        let mut options = SearchOptions::new(Budget::ParamsM(0.1));
+        options.evaluations = 40;
+        options.population = 8;
+        options.seed = 3;
+        let straight = synthetic();
+        let want = run(&straight, &options, None).unwrap();
+        let stopped = synthetic();
+        let err = run(&stopped, &options, Some(2)).unwrap_err();
+        assert!(
+            format!("{err}").contains("run it again to continue"),
+            "{err}"
+        );
+        let again = run(&stopped, &options, None).unwrap();
+        let read = |s: &Synthetic| -> Vec<Candidate> {
+            crate::eval::csv_table::read_rows(&s.dir.path().join(CANDIDATES_FILE)).unwrap()
+        };
+        assert_eq!(read(&stopped), read(&straight));
+        assert_eq!(again.best_searched, want.best_searched);
+        assert_eq!(again.evaluations, 40);
+    }
+
+    #[test]
+    fn refuses_an_unreachable_budget_and_a_table_of_another_teacher() {
+        let s = synthetic();
+        let options = SearchOptions::new(Budget::LatencyMs(0.5));
+        let err = format!("{:#}", run(&s, &options, None).unwrap_err());
+        assert!(
+            err.contains("below the smallest subnet") && err.contains("1.684 ms"),
+            "{err}"
+        );
+        // A table timed for another teacher shape is refused, naming both shapes.
+        let mut table = LatencyTable::read(&s.dir.path().join(latency_table::FILE)).unwrap();
+        for row in &mut table.rows {
+            row.teacher = row.teacher.replace("layers=3", "layers=6");
+        }
+        let other = s.dir.path().join("other-table.csv");
+        table.write(&other).unwrap();
+        let mut options = SearchOptions::new(Budget::LatencyMs(4.0));
+        options.latency_table = Some(other);
+        let err = format!("{:#}", run(&s, &options, None).unwrap_err());
+        assert!(err.contains("timed for teacher layers=6"), "{err}");
+        assert!(err.contains("this run's teacher is layers=3"), "{err}");
+    }
+}

@@ -1,0 +1,209 @@
+//! A latency model of one machine: each per-layer choice (heads × FFN width, at each hidden
+//! width) timed as it runs once exported, and the rest of the model (embeddings, norms, head)
+//! once; a subnet's predicted latency is the sum of its parts. Written as `latency-table.csv`
+//! with the processor, device, sequence length and date on every row, so that a table timed on
+//! the target device drives a search made elsewhere.
+//!
+//! A layer is timed as a whole (attention and FFN together, at the widths it will have) rather
+//! than as two separately timed halves: a one-layer model is what our engine can run on its
+//! own, and it keeps the interaction of the two halves (cache, threads) in the figure. The rest
+//! of the model is the intercept of one- and two-layer timings of the widest layer.
+
+use crate::eval::latency::Latency;
+use crate::mlfs::space::SearchSpace;
+use crate::model::{SubnetSpec, TeacherShape};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The file's name in a run folder.
+pub const FILE: &str = "latency-table.csv";
+
+/// One timed part of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRow {
+    /// `base` (everything but the layers) or `layer` (one layer of these widths).
+    pub part: String,
+    pub hidden: usize,
+    /// Heads and FFN neurons of the layer (0 for the base).
+    pub heads: usize,
+    pub ffn: usize,
+    /// Milliseconds this part adds (median, and the same for the 90th percentile).
+    pub median_ms: f64,
+    pub p90_ms: f64,
+    /// Where and how it was timed.
+    pub processor: String,
+    pub device: String,
+    pub seq_len: usize,
+    pub date: String,
+    /// The teacher shape the table is for (`TeacherShape::key`).
+    pub teacher: String,
+}
+
+/// A machine's latency table for one teacher shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyTable {
+    pub rows: Vec<LatencyRow>,
+}
+
+/// What a table says about its origin, for the rows it writes.
+pub struct Origin<'a> {
+    pub processor: &'a str,
+    pub device: &'a str,
+    pub seq_len: usize,
+}
+
+/// The teacher shape as one comparable string (a table for another shape is refused).
+pub fn teacher_key(t: &TeacherShape) -> String {
+    format!(
+        "layers={};heads={};heads_per_kv={};head_size={};ffn={};hidden={}",
+        t.layers, t.heads, t.heads_per_kv, t.head_size, t.ffn, t.hidden
+    )
+}
+
+/// A subnet of the first `depth` layers, every layer at these widths.
+fn probe(depth: usize, heads: usize, ffn: usize, hidden: usize, t: &TeacherShape) -> SubnetSpec {
+    SubnetSpec {
+        layers: (0..depth).collect(),
+        heads: heads.into(),
+        ffn: ffn.into(),
+        hidden: Some(hidden),
+    }
+    .canonical(t.hidden)
+}
+
+impl LatencyTable {
+    /// Times every (hidden, heads, FFN) choice of `space` with `time` (batch 1, the palette's
+    /// sequence length, as exported); `progress` hears each part as it is timed.
+    pub fn measure(
+        space: &SearchSpace,
+        origin: &Origin<'_>,
+        time: &mut dyn FnMut(&SubnetSpec) -> Result<Latency>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
+        let t = &space.teacher;
+        let date = chrono::Local::now().format("%Y-%m-%d %H:%M").to_string();
+        let row = |part: &str, hidden, heads, ffn, median_ms: f64, p90_ms: f64| LatencyRow {
+            part: part.into(),
+            hidden,
+            heads,
+            ffn,
+            median_ms: crate::util::round_to(median_ms, 4),
+            p90_ms: crate::util::round_to(p90_ms, 4),
+            processor: origin.processor.into(),
+            device: origin.device.into(),
+            seq_len: origin.seq_len,
+            date: date.clone(),
+            teacher: teacher_key(t),
+        };
+        let mut rows = Vec::new();
+        let widest = |v: &[usize], all: usize| v.iter().copied().max().unwrap_or(all);
+        let (h_max, f_max) = (widest(&space.heads, t.heads), widest(&space.ffn, t.ffn));
+        for &hidden in &space.hidden {
+            let one = time(&probe(1, h_max, f_max, hidden, t))?;
+            // A second layer needs a teacher of two; a one-layer teacher's base is not separable.
+            let two = if t.layers >= 2 {
+                time(&probe(2, h_max, f_max, hidden, t))?
+            } else {
+                one
+            };
+            let base = |a: f64, b: f64| (2.0 * a - b).max(0.0);
+            let (base_median, base_p90) = (
+                base(one.median_ms, two.median_ms),
+                base(one.p90_ms, two.p90_ms),
+            );
+            progress(&format!(
+                "hidden {hidden}: the rest of the model {base_median:.3} ms"
+            ));
+            rows.push(row("base", hidden, 0, 0, base_median, base_p90));
+            for &heads in &space.heads {
+                for &ffn in &space.ffn {
+                    let l = time(&probe(1, heads, ffn, hidden, t))?;
+                    let median = (l.median_ms - base_median).max(0.0);
+                    let p90 = (l.p90_ms - base_p90).max(0.0);
+                    progress(&format!(
+                        "hidden {hidden}, {heads} heads, FFN {ffn}: {median:.3} ms a layer"
+                    ));
+                    rows.push(row("layer", hidden, heads, ffn, median, p90));
+                }
+            }
+        }
+        Ok(Self { rows })
+    }
+
+    /// The predicted median latency (ms) of `spec`: the base of its hidden width plus each kept
+    /// layer's row; an error names a choice the table has no row for.
+    pub fn predict(&self, spec: &SubnetSpec, t: &TeacherShape) -> Result<f64> {
+        let hidden = spec.hidden_or(t.hidden);
+        let find = |part: &str, heads: usize, ffn: usize| {
+            self.rows
+                .iter()
+                .find(|r| r.part == part && r.hidden == hidden && r.heads == heads && r.ffn == ffn)
+                .map(|r| r.median_ms)
+        };
+        let mut total = find("base", 0, 0)
+            .with_context(|| format!("the latency table has no base row for hidden {hidden}"))?;
+        for i in 0..spec.layers.len() {
+            let (heads, ffn) = spec.layer_widths(i);
+            total += find("layer", heads, ffn).with_context(|| {
+                format!(
+                    "the latency table has no row for a layer of {heads} heads and FFN {ffn} at hidden {hidden}"
+                )
+            })?;
+        }
+        Ok(total)
+    }
+
+    /// Refuses a table timed for another teacher shape, naming both.
+    pub fn check_teacher(&self, t: &TeacherShape, path: &Path) -> Result<()> {
+        let want = teacher_key(t);
+        if self.rows.is_empty() {
+            bail!("{}: the latency table has no rows", path.display());
+        }
+        if let Some(other) = self.rows.iter().find(|r| r.teacher != want) {
+            bail!(
+                "{}: the latency table was timed for teacher {} but this run's teacher is {want}",
+                path.display(),
+                other.teacher
+            );
+        }
+        Ok(())
+    }
+
+    /// Where and when the table was timed, for messages.
+    pub fn origin_line(&self) -> String {
+        self.rows.first().map_or(String::new(), |r| {
+            format!(
+                "{} ({}), sequence length {}, timed {}",
+                r.processor, r.device, r.seq_len, r.date
+            )
+        })
+    }
+
+    /// Writes the table (atomically).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::eval::csv_table::write_rows(path, &self.rows)
+    }
+
+    /// Reads a table written by [`Self::write`] (here or on another machine).
+    pub fn read(path: &Path) -> Result<Self> {
+        let rows: Vec<LatencyRow> = crate::eval::csv_table::read_rows(path)?;
+        for r in &rows {
+            if r.part != "base" && r.part != "layer" {
+                bail!(
+                    "{}: part '{}' is neither 'base' nor 'layer'",
+                    path.display(),
+                    r.part
+                );
+            }
+            if !(r.median_ms.is_finite() && r.median_ms >= 0.0) {
+                bail!(
+                    "{}: a {} row holds a latency that is not a non-negative number",
+                    path.display(),
+                    r.part
+                );
+            }
+        }
+        Ok(Self { rows })
+    }
+}
