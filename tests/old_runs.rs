@@ -31,18 +31,6 @@ fn fixture_named(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The events the old code logged.
 fn old_events() -> Vec<TrainEvent> {
     events_of(&fixture())
@@ -74,7 +62,7 @@ fn last_dev(events: &[TrainEvent]) -> Vec<(String, f64)> {
 fn resume_like_its_log(fixture: &Path) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    copy_dir(fixture, &run_dir);
+    common::copy_dir(fixture, &run_dir);
     std::fs::remove_file(run_dir.join("supernet.safetensors")).unwrap();
     std::fs::remove_file(run_dir.join("supernet.json")).unwrap();
     // The log is appended to; keep the old one aside for comparison.

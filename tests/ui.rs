@@ -956,3 +956,93 @@ fn a_per_layer_run_is_chosen_trained_shown_and_exported_as_onnx() {
         Some(vec![1536, 768, 384])
     );
 }
+
+#[test]
+fn a_search_under_a_size_budget_shows_its_progress_and_its_subnet_exports() {
+    // The per-layer fixture run (tests/old_runs.rs says how it was made), opened in the studio.
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = runs.path().join("per-layer-run");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/per-layer-run");
+    common::copy_dir(&fixture, &run_dir);
+    let export_dir = runs.path().join("searched-onnx");
+    let mut dialogs = ScriptedDialogs::default();
+    dialogs.answers.push_back(Some(export_dir.clone()));
+    let app = StudioApp::new(
+        tiny_config([4, 2, 2]),
+        Box::new(dialogs),
+        runs.path().to_path_buf(),
+    );
+    let mut h = harness(app);
+    h.state_mut().open_run(&run_dir);
+    h.step();
+    h.get_by_label("Pareto").click();
+    step_frames(&mut h, 2);
+    assert!(
+        h.get_by_label("Start search")
+            .accesskit_node()
+            .is_disabled(),
+        "no budget set, nothing to search under"
+    );
+    // The budget control's size limit is the search's budget (15 M parameters: room for
+    // 3-layer per-layer subnets, not for the widest).
+    h.get_by_label("Size budget (M params)").click();
+    step_frames(&mut h, 2);
+    assert!(h.state().pareto.budget.size.is_some());
+    let limit = 15.0;
+    h.state_mut().pareto.budget.size = Some(limit);
+    h.state_mut().search.evaluations = 24;
+    h.state_mut().search.top_k = 2;
+    h.get_by_label("Start search").click();
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        !a.search.candidates.is_empty()
+    });
+    assert!(h.query_by_label_contains("candidates evaluated").is_some());
+    step_until(&mut h, Duration::from_secs(600), |a| !a.search.is_running());
+    assert_eq!(h.state().search.error, None);
+    let result = h.state().search.result.clone().expect("a result");
+    assert_eq!(result.evaluations, 24);
+    assert!(h.query_by_label_contains("Predicted (ms)").is_some());
+    // The searched subnets joined the palette; the best one is within the budget, measured.
+    step_frames(&mut h, 2);
+    let best = result
+        .best_searched
+        .expect("a searched subnet within budget");
+    assert!(best.params as f64 / 1e6 <= limit);
+    let row = h
+        .state()
+        .run
+        .palette
+        .iter()
+        .find(|e| e.subnet == best.subnet)
+        .cloned()
+        .expect("the searched subnet is a palette row");
+    assert_eq!(row.role, "searched");
+    // Selected in the table like any other subnet (its shape is the selectable cell), then
+    // exported as ONNX, per-layer widths and all.
+    let spec: mlfs_studio::model::SubnetSpec = best.subnet.parse().unwrap();
+    let shape = spec.shape();
+    let cells = h.get_all_by_label(&shape).collect::<Vec<_>>();
+    let cell = cells
+        .into_iter()
+        .find(|n| n.accesskit_node().toggled().is_some())
+        .expect("the table's selectable shape");
+    cell.scroll_to_me();
+    step_frames(&mut h, 3);
+    let cells = h.get_all_by_label(&shape).collect::<Vec<_>>();
+    let cell = cells
+        .into_iter()
+        .find(|n| n.accesskit_node().toggled().is_some())
+        .expect("the table's selectable shape");
+    cell.click();
+    h.step();
+    assert_eq!(h.state().selection.as_deref(), Some(best.subnet.as_str()));
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
+        .click();
+    step_frames(&mut h, 3);
+    h.get_by_label("ONNX (opset 17)").click();
+    step_frames(&mut h, 3);
+    export_and_wait(&mut h, "Export selected…");
+    let model = mlfs_studio::export::classifier::DenseClassifier::load(&export_dir).unwrap();
+    assert_eq!(model.config.num_hidden_layers, spec.layers.len());
+}

@@ -238,6 +238,10 @@ pub enum Command {
         /// A decoder preset to time instead of the encoder.
         #[arg(long)]
         preset: Option<PathBuf>,
+        /// A trained run: print its latency table's predictions beside measured latencies of
+        /// a few of its subnets instead.
+        #[arg(long, conflicts_with = "preset")]
+        run: Option<PathBuf>,
     },
 }
 
@@ -337,9 +341,10 @@ pub fn main_entry() -> Result<Next> {
             out,
             seed,
         }) => random_llama::write_random_llama(&shape, &tokenizer, &out, seed),
-        Some(Command::Bench { steps, preset }) => match preset {
-            Some(p) => bench_decoder::bench_decoder(&p, steps, placement),
-            None => bench::bench(steps, placement),
+        Some(Command::Bench { steps, preset, run }) => match (preset, run) {
+            (_, Some(r)) => search::bench_table(&r, placement),
+            (Some(p), None) => bench_decoder::bench_decoder(&p, steps, placement),
+            (None, None) => bench::bench(steps, placement),
         },
         Some(Command::DecoderEval {
             model,

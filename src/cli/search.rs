@@ -62,7 +62,36 @@ pub fn latency_table(run_dir: &Path, placement: Placement) -> Result<()> {
             table.rows.len(),
             table.origin_line()
         );
-        Ok(())
+        print_check(subject, &table)
+    })
+}
+
+/// The table's prediction beside the palette's measurement for a few subnets.
+fn print_check(
+    subject: &dyn Subject,
+    table: &crate::search::latency_table::LatencyTable,
+) -> Result<()> {
+    crate::say!(
+        "{:>12} {:>12} {:>8}  subnet",
+        "predicted",
+        "measured",
+        "error"
+    );
+    for (subnet, predicted, measured) in driver::check_table(subject, table, 0)? {
+        let error = 100.0 * (predicted - measured) / measured.max(1e-9);
+        crate::say!("{predicted:>9.3} ms {measured:>9.3} ms {error:>+7.1}%  {subnet}");
+    }
+    Ok(())
+}
+
+/// `bench --run RUN`: the run's latency table (timed when missing) checked against a few
+/// subnets timed now.
+pub fn bench_table(run_dir: &Path, placement: Placement) -> Result<()> {
+    with_subject(run_dir, placement, |subject| {
+        let table = driver::latency_table_of(subject, None, &mut print_event)?;
+        crate::say!("{}", crate::eval::machine::describe());
+        crate::say!("latency table: {}", table.origin_line());
+        print_check(subject, &table)
     })
 }
 

@@ -83,7 +83,7 @@ impl Subject for ClassifierSubject<'_> {
     fn time(&self, spec: &SubnetSpec) -> Result<Latency> {
         let (model, ..) = dense_subnet(&self.run.task, spec)?;
         let p = &self.run.config.palette;
-        dense_latency(&model, p.latency_seq_len, p.latency_runs.max(20))
+        dense_latency(&model, p.latency_seq_len, p.latency_runs.max(50))
     }
     fn seq_len(&self) -> usize {
         self.run.config.palette.latency_seq_len

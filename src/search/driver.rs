@@ -98,6 +98,9 @@ pub enum SearchEvent {
 struct State {
     seed: u64,
     budget: String,
+    /// The latency table's rows as predicted with (another table starts the search again).
+    #[serde(default)]
+    table: String,
     evaluations: usize,
     population_size: usize,
     /// The next generation to breed.
@@ -234,6 +237,41 @@ pub fn time_table(subject: &dyn Subject, on: &mut dyn FnMut(SearchEvent)) -> Res
     Ok(table)
 }
 
+/// A few subnets (the maxnet, the smallest subnet, two per-layer ones drawn with `seed`)
+/// timed as the palette times them, beside the table's prediction: (subnet, predicted ms,
+/// measured median ms). What `latency-table` and `bench --run` print.
+pub fn check_table(
+    subject: &dyn Subject,
+    table: &LatencyTable,
+    seed: u64,
+) -> Result<Vec<(String, f64, f64)>> {
+    let space = subject.space();
+    let coding = Coding::new(space);
+    let choices = coding.choices();
+    let first = |v: &[usize]| v.iter().copied().min().unwrap_or(0);
+    let mut specs = vec![
+        space.maxnet(),
+        space.spec(
+            first(&space.depths),
+            first(&space.heads),
+            first(&space.ffn),
+            first(&space.hidden),
+        ),
+    ];
+    let mut rng = nsga2::generation_rng(seed, usize::MAX);
+    for g in random_unseen(&coding, &choices, 2, &mut rng, &HashSet::new(), &[]) {
+        specs.push(coding.decode(&g));
+    }
+    specs
+        .into_iter()
+        .map(|spec| {
+            let predicted = table.predict(&spec, &space.teacher)?;
+            let measured = subject.time(&spec)?.median_ms;
+            Ok((spec.to_string(), predicted, measured))
+        })
+        .collect()
+}
+
 /// Estimates cached by subnet (`search-cache.csv`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CachedEstimate {
@@ -325,6 +363,7 @@ pub fn search(
     let fresh = State {
         seed: options.seed,
         budget: budget.to_string(),
+        table: table_fingerprint(&table),
         evaluations: options.evaluations,
         population_size,
         generation: 0,
@@ -335,6 +374,7 @@ pub fn search(
         Some(s)
             if s.seed == fresh.seed
                 && s.budget == fresh.budget
+                && s.table == fresh.table
                 && s.population_size == population_size =>
         {
             on(SearchEvent::Note(format!(
@@ -528,6 +568,21 @@ fn genome_of(coding: &Coding<'_>, subnet: &str) -> Option<Genome> {
         g[2 + slots + i] = index(&s.ffn, f)?;
     }
     Some(coding.canonical(g))
+}
+
+/// What identifies a latency table's predictions: its timed parts.
+fn table_fingerprint(table: &LatencyTable) -> String {
+    table
+        .rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}:{}:{}:{}",
+                r.part, r.hidden, r.heads, r.ffn, r.median_ms
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 fn read_state(path: &Path) -> Result<Option<State>> {

@@ -6,8 +6,10 @@
 //!
 //! A layer is timed as a whole (attention and FFN together, at the widths it will have) rather
 //! than as two separately timed halves: a one-layer model is what our engine can run on its
-//! own, and it keeps the interaction of the two halves (cache, threads) in the figure. The rest
-//! of the model is the intercept of one- and two-layer timings of the widest layer.
+//! own, and it keeps the interaction of the two halves (cache, threads) in the figure. Each
+//! choice is timed as a model of the space's greatest depth with every layer at that choice,
+//! and a layer's share is the model's time less the rest of the model, over its depth; the rest
+//! of the model is the intercept of the widest layer's timings at three depths.
 
 use crate::eval::latency::Latency;
 use crate::mlfs::space::SearchSpace;
@@ -72,6 +74,41 @@ fn probe(depth: usize, heads: usize, ffn: usize, hidden: usize, t: &TeacherShape
     .canonical(t.hidden)
 }
 
+/// Rounds of timing each probe takes: its figure is the median of their medians, so that a
+/// round disturbed by another process does not make the table.
+const ROUNDS: usize = 3;
+
+fn steady(
+    time: &mut dyn FnMut(&SubnetSpec) -> Result<Latency>,
+    spec: &SubnetSpec,
+) -> Result<Latency> {
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        rounds.push(time(spec)?);
+    }
+    let middle = |pick: fn(&Latency) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(Latency {
+        median_ms: middle(|l| l.median_ms),
+        p90_ms: middle(|l| l.p90_ms),
+    })
+}
+
+/// The intercept at depth 0 of the least-squares line through (depth, time), not below 0.
+fn intercept(depths: &[usize], times: impl Iterator<Item = f64>) -> f64 {
+    let ys: Vec<f64> = times.collect();
+    let n = ys.len() as f64;
+    let xs: Vec<f64> = depths.iter().map(|&d| d as f64).collect();
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (my - slope * mx).max(0.0)
+}
+
 impl LatencyTable {
     /// Times every (hidden, heads, FFN) choice of `space` with `time` (batch 1, the palette's
     /// sequence length, as exported); `progress` hears each part as it is timed.
@@ -99,28 +136,37 @@ impl LatencyTable {
         let mut rows = Vec::new();
         let widest = |v: &[usize], all: usize| v.iter().copied().max().unwrap_or(all);
         let (h_max, f_max) = (widest(&space.heads, t.heads), widest(&space.ffn, t.ffn));
+        let deepest = widest(&space.depths, t.layers).clamp(1, t.layers.max(1));
         for &hidden in &space.hidden {
-            let one = time(&probe(1, h_max, f_max, hidden, t))?;
-            // A second layer needs a teacher of two; a one-layer teacher's base is not separable.
-            let two = if t.layers >= 2 {
-                time(&probe(2, h_max, f_max, hidden, t))?
+            // The rest of the model: the intercept of a line through the widest layer's
+            // timings at three depths up to the deepest (least squares: one noisy timing moves
+            // it less).
+            let mut depths = vec![1, deepest.div_ceil(2), deepest];
+            depths.dedup();
+            let mut timed = Vec::new();
+            for &d in &depths {
+                timed.push(steady(time, &probe(d, h_max, f_max, hidden, t))?);
+            }
+            let (base_median, base_p90) = if depths.len() >= 2 {
+                (
+                    intercept(&depths, timed.iter().map(|l| l.median_ms)),
+                    intercept(&depths, timed.iter().map(|l| l.p90_ms)),
+                )
             } else {
-                one
+                (0.0, 0.0)
             };
-            let base = |a: f64, b: f64| (2.0 * a - b).max(0.0);
-            let (base_median, base_p90) = (
-                base(one.median_ms, two.median_ms),
-                base(one.p90_ms, two.p90_ms),
-            );
             progress(&format!(
                 "hidden {hidden}: the rest of the model {base_median:.3} ms"
             ));
             rows.push(row("base", hidden, 0, 0, base_median, base_p90));
             for &heads in &space.heads {
                 for &ffn in &space.ffn {
-                    let l = time(&probe(1, heads, ffn, hidden, t))?;
-                    let median = (l.median_ms - base_median).max(0.0);
-                    let p90 = (l.p90_ms - base_p90).max(0.0);
+                    // Every layer of the deepest subnet at these widths: a layer's share of a
+                    // model as deep as the ones searched (caches hold what they will hold).
+                    let l = steady(time, &probe(deepest, heads, ffn, hidden, t))?;
+                    let share = |total: f64, base: f64| ((total - base) / deepest as f64).max(0.0);
+                    let (median, p90) =
+                        (share(l.median_ms, base_median), share(l.p90_ms, base_p90));
                     progress(&format!(
                         "hidden {hidden}, {heads} heads, FFN {ffn}: {median:.3} ms a layer"
                     ));

@@ -159,3 +159,16 @@ pub fn decoder_space_config(steps: [usize; 3], ffn: Vec<usize>, eval_blocks: usi
     });
     c
 }
+
+/// Copies a folder tree (a fixture run) to `to`.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
