@@ -52,18 +52,29 @@ rm -rf "$EXPORT"; mkdir -p "$EXPORT"
 ROOT=$(pwd)
 (cd "$EXPORT" && exec "$ROOT/$BIN" --run "$ROOT/$RUN") & APP=$!
 wait_window
-xdotool mousemove 448 569 click 1        # first table row
+xdotool mousemove 448 579 click 1        # first table row
 sleep 1
-xdotool mousemove 480 569                # hover: the row's metrics tooltip
+xdotool mousemove 480 579                # hover: the row's metrics tooltip
 sleep 2
 shot studio-pareto
-xdotool mousemove 695 490 click 1        # Export selected… (after the Export as choice)
+xdotool mousemove 695 502 click 1        # Export selected… (after the Export as choice)
 sleep 4
 xdotool key Return                       # the save dialog's suggested new folder, exported-subnet
 xdotool mousemove 1000 300               # move off the button so its tooltip closes
 sleep 8
 shot studio-export
 ls "$EXPORT"
+# The search under a latency budget (the budget control's median), live, then measured.
+xdotool mousemove 421 98 click 1         # Search under a budget (opens the section)
+sleep 1
+xdotool mousemove 431 167 click 1        # Latency budget (ms)
+sleep 1
+xdotool mousemove 648 121 click 1        # Start search
+sleep "${SHOT_SEARCH:-8}"
+xdotool mousemove 1000 300
+shot studio-search-live
+sleep "${SHOT_SEARCH_END:-90}"
+shot studio-search
 
 # 3. A run the watchdog stopped: sentiment-quick with stage 1 at lr 0.99, no warm-up or clipping.
 DIVERGED=runs/screenshots-diverged

@@ -37,6 +37,24 @@ fn search_args<'a>(run: &'a Path, table: &'a Path) -> Vec<&'a std::ffi::OsStr> {
     ]
 }
 
+/// Runs the binary with `args` to success; its stdout and stderr.
+fn run_ok(args: &[&std::ffi::OsStr]) -> (String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
+/// Runs the binary with `args`, which must fail; its stderr.
+fn run_err(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
 fn search_json(run: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(run.join("search.json")).unwrap()).unwrap()
 }
@@ -46,27 +64,13 @@ fn a_killed_search_started_again_ends_where_a_straight_one_does() {
     let dir = tempfile::tempdir().unwrap();
     let straight = fixture_copy(dir.path(), "straight");
     let table = dir.path().join("latency-table.csv");
-    let out = Command::new(bin())
-        .args(["latency-table", "--run"])
-        .arg(&straight)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&[
+        "latency-table".as_ref(),
+        "--run".as_ref(),
+        straight.as_os_str(),
+    ]);
     std::fs::copy(straight.join("latency-table.csv"), &table).unwrap();
-    let out = Command::new(bin())
-        .args(search_args(&straight, &table))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = String::from_utf8_lossy(&out.stdout);
+    let (last, _) = run_ok(&search_args(&straight, &table));
     assert!(last.contains("within params_m=15: best searched"), "{last}");
 
     // The same search killed once its state holds a generation, then started again.
@@ -93,16 +97,7 @@ fn a_killed_search_started_again_ends_where_a_straight_one_does() {
         !killed.join("search.json").exists(),
         "killed before the end"
     );
-    let out = Command::new(bin())
-        .args(search_args(&killed, &table))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let notes = String::from_utf8_lossy(&out.stderr);
+    let (_, notes) = run_ok(&search_args(&killed, &table));
     assert!(
         notes.contains("resuming the search from generation"),
         "{notes}\n{kept:.200}"
@@ -125,13 +120,14 @@ fn a_killed_search_started_again_ends_where_a_straight_one_does() {
 fn refuses_a_budget_no_subnet_fits_and_a_table_of_another_teacher() {
     let dir = tempfile::tempdir().unwrap();
     let run = fixture_copy(dir.path(), "run");
-    let out = Command::new(bin())
-        .args(["search", "--budget", "params_m=0.5", "--run"])
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let search = |budget: &str, extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["search".as_ref(), "--run".as_ref(), run.as_os_str()];
+        args.extend_from_slice(&["--budget".as_ref(), budget.as_ref()]);
+        args.extend_from_slice(extra);
+        run_err(&args)
+    };
+    let err = search("params_m=0.5", &[]);
     assert!(
         err.contains("budget params_m=0.5 is below the smallest subnet of the space: layers=2;heads=3;ffn=384 takes 12.365 M parameters"),
         "{err}"
@@ -143,23 +139,13 @@ fn refuses_a_budget_no_subnet_fits_and_a_table_of_another_teacher() {
         .replace("layers=3;", "layers=6;");
     let other = dir.path().join("other.csv");
     std::fs::write(&other, text).unwrap();
-    let out = Command::new(bin())
-        .args(["search", "--budget", "params_m=15", "--latency-table"])
-        .arg(&other)
-        .arg("--run")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = search(
+        "params_m=15",
+        &["--latency-table".as_ref(), other.as_os_str()],
+    );
     assert!(
         err.contains("other.csv: the latency table was timed for teacher layers=6"),
         "{err}"
     );
-    let out = Command::new(bin())
-        .args(["search", "--budget", "speed=3", "--run"])
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown cost 'speed'"));
+    assert!(search("speed=3", &[]).contains("unknown cost 'speed'"));
 }

@@ -105,6 +105,16 @@ fn complete_a_prompt(h: &mut Harness<'static, StudioApp>) {
 }
 
 /// Clicks an export button and waits until the export has succeeded.
+/// Picks `format` in the "Export as" box, then exports through `button` and waits.
+fn export_as(h: &mut Harness<'static, StudioApp>, format: &str, button: &str) {
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
+        .click();
+    step_frames(h, 3);
+    h.get_by_label(format).click();
+    step_frames(h, 3);
+    export_and_wait(h, button);
+}
+
 fn export_and_wait(h: &mut Harness<'static, StudioApp>, button: &str) {
     h.get_by_label(button).click();
     step_until(h, Duration::from_secs(300), |a| {
@@ -440,12 +450,7 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     let row = h.get_by_label("2 L · 6 h · FFN 768");
     let toggled = row.accesskit_node().toggled();
     assert_eq!(toggled, Some(egui::accesskit::Toggled::True));
-    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
-        .click();
-    step_frames(&mut h, 3);
-    h.get_by_label("GGUF f16").click();
-    step_frames(&mut h, 2);
-    export_and_wait(&mut h, "Export…");
+    export_as(&mut h, "GGUF f16", "Export…");
     let back = mlfs_studio::model::llama::DecoderTeacher::load(&gguf_out).unwrap();
     assert_eq!(back.decoder.config.num_hidden_layers, 2);
     assert_eq!(back.decoder.config.num_attention_heads, 6);
@@ -776,7 +781,8 @@ fn a_run_reopened_from_the_runs_tab_comes_back_whole_and_its_data_can_be_saved()
 
     h.get_by_label("Pareto").click();
     h.step();
-    h.get_by_label("layers=1,2;heads=6;ffn=768").click();
+    // The shape is the row's selectable cell (the spec ends the row).
+    h.get_by_label("2 L · 6 h · FFN 768").click();
     h.step();
     h.get_by_label("Export selected…").click();
     step_until(&mut h, Duration::from_secs(120), |a| {
@@ -943,12 +949,7 @@ fn a_per_layer_run_is_chosen_trained_shown_and_exported_as_onnx() {
     h.get_by_label(shape).click();
     h.step();
     assert_eq!(h.state().selection.as_deref(), Some(per_layer));
-    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
-        .click();
-    step_frames(&mut h, 3);
-    h.get_by_label("ONNX (opset 17)").click();
-    step_frames(&mut h, 3);
-    export_and_wait(&mut h, "Export selected…");
+    export_as(&mut h, "ONNX (opset 17)", "Export selected…");
     let model = mlfs_studio::export::classifier::DenseClassifier::load(&export_dir).unwrap();
     assert_eq!(model.config.layer_heads, Some(vec![12, 6, 3]));
     assert_eq!(
@@ -977,6 +978,8 @@ fn a_search_under_a_size_budget_shows_its_progress_and_its_subnet_exports() {
     h.state_mut().open_run(&run_dir);
     h.step();
     h.get_by_label("Pareto").click();
+    step_frames(&mut h, 2);
+    h.get_by_label("Search under a budget").click();
     step_frames(&mut h, 2);
     assert!(
         h.get_by_label("Start search")
@@ -1037,12 +1040,7 @@ fn a_search_under_a_size_budget_shows_its_progress_and_its_subnet_exports() {
     cell.click();
     h.step();
     assert_eq!(h.state().selection.as_deref(), Some(best.subnet.as_str()));
-    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Export as")
-        .click();
-    step_frames(&mut h, 3);
-    h.get_by_label("ONNX (opset 17)").click();
-    step_frames(&mut h, 3);
-    export_and_wait(&mut h, "Export selected…");
+    export_as(&mut h, "ONNX (opset 17)", "Export selected…");
     let model = mlfs_studio::export::classifier::DenseClassifier::load(&export_dir).unwrap();
     assert_eq!(model.config.num_hidden_layers, spec.layers.len());
 }

@@ -577,8 +577,8 @@ fn table_fingerprint(table: &LatencyTable) -> String {
         .iter()
         .map(|r| {
             format!(
-                "{}:{}:{}:{}:{}",
-                r.part, r.hidden, r.heads, r.ffn, r.median_ms
+                "{}:{}:{}:{}:{}:{}",
+                r.part, r.hidden, r.heads, r.ffn, r.depth, r.median_ms
             )
         })
         .collect::<Vec<_>>()
@@ -769,14 +769,7 @@ mod tests {
     }
 
     fn synthetic() -> Synthetic {
-        let teacher = TeacherShape {
-            layers: 3,
-            heads: 12,
-            heads_per_kv: 1,
-            head_size: 32,
-            ffn: 1536,
-            hidden: 384,
-        };
+        let teacher = TeacherShape::MINILM_L3;
         let config = SpaceConfig {
             depths: vec![1, 3],
             heads: vec![3, 12],

@@ -7,9 +7,10 @@
 //! A layer is timed as a whole (attention and FFN together, at the widths it will have) rather
 //! than as two separately timed halves: a one-layer model is what our engine can run on its
 //! own, and it keeps the interaction of the two halves (cache, threads) in the figure. Each
-//! choice is timed as a model of the space's greatest depth with every layer at that choice,
-//! and a layer's share is the model's time less the rest of the model, over its depth; the rest
-//! of the model is the intercept of the widest layer's timings at three depths.
+//! choice is timed as a model of each depth of the space with every layer at that choice, and
+//! a layer's share is the model's time less the rest of the model, over its depth (a layer in
+//! a deeper model costs more: its weights crowd the caches); the rest of the model is the
+//! intercept of the widest layer's timings at three depths.
 
 use crate::eval::latency::Latency;
 use crate::mlfs::space::SearchSpace;
@@ -30,6 +31,10 @@ pub struct LatencyRow {
     /// Heads and FFN neurons of the layer (0 for the base).
     pub heads: usize,
     pub ffn: usize,
+    /// The depth of the model the layer was timed in (0 for the base): a layer costs more in
+    /// a deeper model (its weights and activations crowd the caches), so each depth of the
+    /// space has its own rows.
+    pub depth: usize,
     /// Milliseconds this part adds (median, and the same for the 90th percentile).
     pub median_ms: f64,
     pub p90_ms: f64,
@@ -120,19 +125,21 @@ impl LatencyTable {
     ) -> Result<Self> {
         let t = &space.teacher;
         let date = chrono::Local::now().format("%Y-%m-%d %H:%M").to_string();
-        let row = |part: &str, hidden, heads, ffn, median_ms: f64, p90_ms: f64| LatencyRow {
-            part: part.into(),
-            hidden,
-            heads,
-            ffn,
-            median_ms: crate::util::round_to(median_ms, 4),
-            p90_ms: crate::util::round_to(p90_ms, 4),
-            processor: origin.processor.into(),
-            device: origin.device.into(),
-            seq_len: origin.seq_len,
-            date: date.clone(),
-            teacher: teacher_key(t),
-        };
+        let row =
+            |part: &str, (hidden, heads, ffn, depth), median_ms: f64, p90_ms: f64| LatencyRow {
+                part: part.into(),
+                hidden,
+                heads,
+                ffn,
+                depth,
+                median_ms: crate::util::round_to(median_ms, 4),
+                p90_ms: crate::util::round_to(p90_ms, 4),
+                processor: origin.processor.into(),
+                device: origin.device.into(),
+                seq_len: origin.seq_len,
+                date: date.clone(),
+                teacher: teacher_key(t),
+            };
         let mut rows = Vec::new();
         let widest = |v: &[usize], all: usize| v.iter().copied().max().unwrap_or(all);
         let (h_max, f_max) = (widest(&space.heads, t.heads), widest(&space.ffn, t.ffn));
@@ -158,19 +165,22 @@ impl LatencyTable {
             progress(&format!(
                 "hidden {hidden}: the rest of the model {base_median:.3} ms"
             ));
-            rows.push(row("base", hidden, 0, 0, base_median, base_p90));
-            for &heads in &space.heads {
-                for &ffn in &space.ffn {
-                    // Every layer of the deepest subnet at these widths: a layer's share of a
-                    // model as deep as the ones searched (caches hold what they will hold).
-                    let l = steady(time, &probe(deepest, heads, ffn, hidden, t))?;
-                    let share = |total: f64, base: f64| ((total - base) / deepest as f64).max(0.0);
-                    let (median, p90) =
-                        (share(l.median_ms, base_median), share(l.p90_ms, base_p90));
-                    progress(&format!(
-                        "hidden {hidden}, {heads} heads, FFN {ffn}: {median:.3} ms a layer"
-                    ));
-                    rows.push(row("layer", hidden, heads, ffn, median, p90));
+            rows.push(row("base", (hidden, 0, 0, 0), base_median, base_p90));
+            for &depth in &space.depths {
+                for &heads in &space.heads {
+                    for &ffn in &space.ffn {
+                        // Every layer of a model of this depth at these widths: a layer's
+                        // share of a model as deep as the subnets it predicts.
+                        let l = steady(time, &probe(depth, heads, ffn, hidden, t))?;
+                        let share =
+                            |total: f64, base: f64| ((total - base) / depth as f64).max(0.0);
+                        let (median, p90) =
+                            (share(l.median_ms, base_median), share(l.p90_ms, base_p90));
+                        progress(&format!(
+                            "hidden {hidden}, depth {depth}, {heads} heads, FFN {ffn}: {median:.3} ms a layer"
+                        ));
+                        rows.push(row("layer", (hidden, heads, ffn, depth), median, p90));
+                    }
                 }
             }
         }
@@ -178,13 +188,29 @@ impl LatencyTable {
     }
 
     /// The predicted median latency (ms) of `spec`: the base of its hidden width plus each kept
-    /// layer's row; an error names a choice the table has no row for.
+    /// layer's row, timed at the table's depth nearest the subnet's; an error names a choice the
+    /// table has no row for.
     pub fn predict(&self, spec: &SubnetSpec, t: &TeacherShape) -> Result<f64> {
         let hidden = spec.hidden_or(t.hidden);
+        let kept = spec.layers.len();
+        let depth = self
+            .rows
+            .iter()
+            .filter(|r| r.part == "layer" && r.hidden == hidden)
+            .map(|r| r.depth)
+            .min_by_key(|&d| (d.abs_diff(kept), d))
+            .unwrap_or(0);
         let find = |part: &str, heads: usize, ffn: usize| {
+            let at = if part == "base" { 0 } else { depth };
             self.rows
                 .iter()
-                .find(|r| r.part == part && r.hidden == hidden && r.heads == heads && r.ffn == ffn)
+                .find(|r| {
+                    r.part == part
+                        && r.hidden == hidden
+                        && r.heads == heads
+                        && r.ffn == ffn
+                        && r.depth == at
+                })
                 .map(|r| r.median_ms)
         };
         let mut total = find("base", 0, 0)

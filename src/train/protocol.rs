@@ -59,6 +59,28 @@ pub struct PaletteEntry {
     pub test_accuracy: f64,
 }
 
+impl PaletteEntry {
+    /// A made-up row for tests: `params` parameters at 4 bytes each, one latency for median
+    /// and p90, one accuracy for dev and test.
+    pub fn sample(subnet: &str, params: usize, latency_ms: f64, accuracy: f64) -> Self {
+        Self {
+            role: "subnet".into(),
+            subnet: subnet.into(),
+            layers: 1,
+            heads: 1,
+            ffn: 1,
+            hidden: 1,
+            params_total: params,
+            params_non_embedding: 0,
+            size_bytes: params * 4,
+            latency_ms_median: latency_ms,
+            latency_ms_p90: latency_ms,
+            dev_accuracy: accuracy,
+            test_accuracy: accuracy,
+        }
+    }
+}
+
 /// One decoder subnet's validation metrics at an evaluation point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecoderEvalResult {

@@ -324,3 +324,24 @@ fn confirm_reevaluation(ui: &egui::Ui, rows: usize) -> Option<UiCommand> {
     }
     cmd
 }
+
+impl StudioApp {
+    /// The Search section above the Pareto tab's charts; a search's new palette rows are read
+    /// back into the open run, its candidates handed to the charts.
+    fn search_section(&mut self, ui: &mut egui::Ui) {
+        let dir = self.run.run_dir.clone();
+        if self.run.status.is_active() && !self.search.is_running() {
+            ui.weak("Search under a budget: available when the run has finished training and measuring.");
+            return;
+        }
+        let budget = search_panel::budget_of(&self.pareto.budget, self.pareto.size_in_mb);
+        self.search.ui(ui, dir.as_deref(), budget, &self.jobs);
+        if std::mem::take(&mut self.search.palette_changed) {
+            self.run.reload_palettes();
+        }
+        let shown = self.search.candidates_of(dir.as_deref());
+        if shown.len() != self.pareto.search.len() {
+            self.pareto.search = shown.to_vec();
+        }
+    }
+}

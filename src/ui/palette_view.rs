@@ -141,22 +141,7 @@ mod tests {
     use super::*;
 
     fn entry(subnet: &str, params_m: usize, latency_ms: f64, dev: f64) -> PaletteEntry {
-        PaletteEntry {
-            role: "subnet".into(),
-            subnet: subnet.into(),
-            layers: 1,
-            heads: 1,
-            ffn: 1,
-            hidden: 1,
-            params_total: params_m * 1_000_000,
-            params_non_embedding: 0,
-            // f32 weights: 4 bytes a parameter.
-            size_bytes: params_m * 4_000_000,
-            latency_ms_median: latency_ms,
-            latency_ms_p90: latency_ms,
-            dev_accuracy: dev,
-            test_accuracy: dev,
-        }
+        PaletteEntry::sample(subnet, params_m * 1_000_000, latency_ms, dev)
     }
 
     #[test]

@@ -225,21 +225,7 @@ mod tests {
     use crate::train::protocol::{DecoderEntry, PaletteEntry};
 
     fn classifier(subnet: &str, params: usize, dev: f64) -> PaletteEntry {
-        PaletteEntry {
-            role: "subnet".into(),
-            subnet: subnet.into(),
-            layers: 1,
-            heads: 1,
-            ffn: 1,
-            hidden: 1,
-            params_total: params,
-            params_non_embedding: 0,
-            size_bytes: params * 4,
-            latency_ms_median: 1.0,
-            latency_ms_p90: 1.0,
-            dev_accuracy: dev,
-            test_accuracy: dev,
-        }
+        PaletteEntry::sample(subnet, params, 1.0, dev)
     }
 
     #[test]

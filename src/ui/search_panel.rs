@@ -172,9 +172,13 @@ impl SearchPanel {
     /// Draws the section for the open run; `budget` is the budget control's search budget.
     pub fn ui(&mut self, ui: &mut Ui, run_dir: Option<&Path>, budget: Option<Budget>, jobs: &Jobs) {
         self.poll();
+        // Closed until asked for (one line above the charts); open while a search has news.
+        let shown =
+            self.run_dir.as_deref() == run_dir && (self.is_running() || self.result.is_some());
         egui::CollapsingHeader::new("Search under a budget")
             .id_salt("search-section")
-            .default_open(true)
+            .default_open(false)
+            .open(shown.then_some(true))
             .show(ui, |ui| {
                 ui.horizontal(|ui| {
                     let l = ui.label("Evaluations");
@@ -232,70 +236,55 @@ impl SearchPanel {
             ));
         }
         if !self.verified.is_empty() {
-            egui::Grid::new("search-verified")
-                .striped(true)
+            // A few rows high: the charts below stay in view.
+            egui::ScrollArea::vertical()
+                .id_salt("search-verified-scroll")
+                .max_height(150.0)
                 .show(ui, |ui| {
-                    for h in [
-                        "Measured",
-                        "Role",
-                        "Predicted (ms)",
-                        "Measured (ms)",
-                        "Error",
-                        "Quality",
-                        "",
-                    ] {
-                        ui.label(RichText::new(h).strong());
-                    }
-                    ui.end_row();
-                    for v in &self.verified {
-                        let m = &v.measured;
-                        ui.label(
-                            m.subnet
-                                .parse::<crate::model::SubnetSpec>()
-                                .map_or(m.subnet.clone(), |s| s.shape()),
-                        )
-                        .on_hover_text(&m.subnet);
-                        ui.label(&m.role);
-                        ui.label(format!("{:.3}", v.predicted_latency_ms));
-                        ui.label(format!("{:.3}", m.latency_median_ms));
-                        let error = 100.0 * (v.predicted_latency_ms - m.latency_median_ms)
-                            / m.latency_median_ms.max(1e-9);
-                        ui.label(format!("{error:+.1} %"));
-                        ui.label(format!("{:.4}", m.value));
-                        if v.over_budget {
-                            ui.colored_label(ui.visuals().error_fg_color, "over budget");
-                        } else {
-                            ui.label("");
-                        }
-                        ui.end_row();
-                    }
+                    egui::Grid::new("search-verified")
+                        .striped(true)
+                        .show(ui, |ui| {
+                            for h in [
+                                "Measured",
+                                "Role",
+                                "Predicted (ms)",
+                                "Measured (ms)",
+                                "Error",
+                                "Quality",
+                                "",
+                            ] {
+                                ui.label(RichText::new(h).strong());
+                            }
+                            ui.end_row();
+                            for v in &self.verified {
+                                let m = &v.measured;
+                                ui.label(
+                                    m.subnet
+                                        .parse::<crate::model::SubnetSpec>()
+                                        .map_or(m.subnet.clone(), |s| s.shape()),
+                                )
+                                .on_hover_text(&m.subnet);
+                                ui.label(&m.role);
+                                ui.label(format!("{:.3}", v.predicted_latency_ms));
+                                ui.label(format!("{:.3}", m.latency_median_ms));
+                                let error = 100.0 * (v.predicted_latency_ms - m.latency_median_ms)
+                                    / m.latency_median_ms.max(1e-9);
+                                ui.label(format!("{error:+.1} %"));
+                                ui.label(format!("{:.4}", m.value));
+                                if v.over_budget {
+                                    ui.colored_label(ui.visuals().error_fg_color, "over budget");
+                                } else {
+                                    ui.label("");
+                                }
+                                ui.end_row();
+                            }
+                        });
                 });
         }
         if let Some(e) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, format!("Search: {e}"));
         } else if !self.note.is_empty() {
             ui.weak(&self.note);
-        }
-    }
-}
-
-impl super::app::StudioApp {
-    /// The Search section above the Pareto tab's charts; a search's new palette rows are read
-    /// back into the open run, its candidates handed to the charts.
-    pub(super) fn search_section(&mut self, ui: &mut Ui) {
-        let dir = self.run.run_dir.clone();
-        if self.run.status.is_active() && !self.search.is_running() {
-            ui.weak("Search under a budget: available when the run has finished training and measuring.");
-            return;
-        }
-        let budget = budget_of(&self.pareto.budget, self.pareto.size_in_mb);
-        self.search.ui(ui, dir.as_deref(), budget, &self.jobs);
-        if std::mem::take(&mut self.search.palette_changed) {
-            self.run.reload_palettes();
-        }
-        let shown = self.search.candidates_of(dir.as_deref());
-        if shown.len() != self.pareto.search.len() {
-            self.pareto.search = shown.to_vec();
         }
     }
 }
