@@ -279,3 +279,66 @@ impl LatencyTable {
         Ok(Self { rows })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(part: &str, heads: usize, ffn: usize, depth: usize, ms: f64) -> LatencyRow {
+        LatencyRow {
+            part: part.into(),
+            hidden: 384,
+            heads,
+            ffn,
+            depth,
+            median_ms: ms,
+            p90_ms: ms,
+            processor: "test".into(),
+            device: "cpu".into(),
+            seq_len: 32,
+            date: "2026-12-02".into(),
+            teacher: teacher_key(&TeacherShape::MINILM_L3),
+        }
+    }
+
+    #[test]
+    fn a_prediction_is_the_base_plus_its_layers_rows_at_the_nearest_depth() {
+        let table = LatencyTable {
+            rows: vec![
+                row("base", 0, 0, 0, 0.05),
+                row("layer", 12, 1536, 1, 0.50),
+                row("layer", 3, 384, 1, 0.10),
+                row("layer", 12, 1536, 3, 0.80),
+                row("layer", 6, 768, 3, 0.40),
+                row("layer", 3, 384, 3, 0.20),
+            ],
+        };
+        let t = TeacherShape::MINILM_L3;
+        let predict = |s: &str| table.predict(&s.parse().unwrap(), &t).unwrap();
+        // Three layers: the depth-3 rows, one per layer.
+        let per_layer = predict("layers=0,1,2;heads=12,6,3;ffn=1536,768,384");
+        assert!((per_layer - (0.05 + 0.80 + 0.40 + 0.20)).abs() < 1e-12);
+        // One layer: the depth-1 row. Two layers sit as near depth 1 as depth 3: the
+        // shallower rows are taken.
+        assert!((predict("layers=2;heads=3;ffn=384") - 0.15).abs() < 1e-12);
+        assert!((predict("layers=1,2;heads=3;ffn=384") - 0.25).abs() < 1e-12);
+        // A choice the table lacks is named.
+        let err = table
+            .predict(&"layers=0;heads=9;ffn=384".parse().unwrap(), &t)
+            .unwrap_err();
+        assert!(format!("{err}").contains("9 heads and FFN 384"), "{err}");
+        // Written and read back, it predicts the same.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        table.write(&path).unwrap();
+        let back = LatencyTable::read(&path).unwrap();
+        assert_eq!(back, table);
+        back.check_teacher(&t, &path).unwrap();
+        let other = TeacherShape { layers: 6, ..t };
+        let err = back.check_teacher(&other, &path).unwrap_err();
+        assert!(
+            format!("{err}").contains("this run's teacher is layers=6"),
+            "{err}"
+        );
+    }
+}
