@@ -1025,20 +1025,20 @@ fn a_search_under_a_size_budget_shows_its_progress_and_its_subnet_exports() {
     // exported as ONNX, per-layer widths and all.
     let spec: mlfs_studio::model::SubnetSpec = best.subnet.parse().unwrap();
     let shape = spec.shape();
-    let cells = h.get_all_by_label(&shape).collect::<Vec<_>>();
-    let cell = cells
-        .into_iter()
-        .find(|n| n.accesskit_node().toggled().is_some())
-        .expect("the table's selectable shape");
-    cell.scroll_to_me();
-    step_frames(&mut h, 3);
-    let cells = h.get_all_by_label(&shape).collect::<Vec<_>>();
-    let cell = cells
-        .into_iter()
-        .find(|n| n.accesskit_node().toggled().is_some())
-        .expect("the table's selectable shape");
-    cell.click();
-    h.step();
+    // The table's cell is the toggle (the verified list shows the same shape as text); it is
+    // scrolled into view first, then clicked.
+    for click in [false, true] {
+        let cell = h
+            .get_all_by_label(&shape)
+            .find(|n| n.accesskit_node().toggled().is_some())
+            .expect("the table's selectable shape");
+        if click {
+            cell.click();
+        } else {
+            cell.scroll_to_me();
+        }
+        step_frames(&mut h, 3);
+    }
     assert_eq!(h.state().selection.as_deref(), Some(best.subnet.as_str()));
     export_as(&mut h, "ONNX (opset 17)", "Export selected…");
     let model = mlfs_studio::export::classifier::DenseClassifier::load(&export_dir).unwrap();
