@@ -2,10 +2,9 @@
 //! split (the run's adapters, the supernet sliced), closed-form costs, the merged dense subnet
 //! timed and measured as the palette does.
 
-use super::subject::{measured_of, Estimate, Measured, Subject};
+use super::subject::{measure_rows, Estimate, Measured, Subject};
 use crate::eval::latency::Latency;
 use crate::eval::palette::{dense_latency, dense_subnet, measure_subnet, role_in};
-use crate::eval::rows;
 use crate::export::merged::subnet_config;
 use crate::mlfs::space::SearchSpace;
 use crate::model::packing::TokenLayout;
@@ -115,12 +114,6 @@ impl Subject for ClassifierSubject<'_> {
             row.role = role.to_string();
             Ok(row)
         };
-        let mut out = Vec::new();
-        let mut on_row = |row: &crate::train::protocol::PaletteEntry, _kept: bool| {
-            out.push(measured_of(row));
-            keep_going()
-        };
-        rows::measure_into(&path, &subjects, false, &mut measure, &mut on_row)?;
-        Ok(out)
+        measure_rows(&path, &subjects, &mut measure, keep_going)
     }
 }

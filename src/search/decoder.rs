@@ -2,16 +2,14 @@
 //! run's adapters), closed-form costs, the prefill of the palette's latency prompt timed and
 //! the subnet measured as the decoder palette does.
 
-use super::subject::{measured_of, Estimate, Measured, Subject};
+use super::subject::{measure_rows, Estimate, Measured, Subject};
 use crate::eval::decoder::{measure_entry, palette_subjects};
 use crate::eval::latency::Latency;
-use crate::eval::rows;
 use crate::mlfs::space::SearchSpace;
 use crate::model::llama::generate;
 use crate::model::params::decoder_params_total;
 use crate::model::SubnetSpec;
 use crate::train::decoder::metrics::evaluate_blocks;
-use crate::train::protocol::DecoderEntry;
 use crate::train::DecoderRun;
 use anyhow::Result;
 use std::path::Path;
@@ -96,12 +94,6 @@ impl Subject for DecoderSubject<'_> {
         let path = self.run.run_dir.join("lm-palette.csv");
         let mut measure =
             |role: &str, spec: &SubnetSpec| measure_entry(task, role, spec, true, config);
-        let mut out = Vec::new();
-        let mut on_row = |row: &DecoderEntry, _kept: bool| {
-            out.push(measured_of(row));
-            keep_going()
-        };
-        rows::measure_into(&path, &subjects, false, &mut measure, &mut on_row)?;
-        Ok(out)
+        measure_rows(&path, &subjects, &mut measure, keep_going)
     }
 }

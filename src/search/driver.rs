@@ -190,29 +190,37 @@ pub fn latency_table_of(
         }
         Ok(())
     };
-    if let Some(path) = file {
+    let read = |path: &Path| -> Result<LatencyTable> {
         let table = LatencyTable::read(path)?;
         table.check_teacher(&space.teacher, path)?;
-        covers(&table).with_context(|| format!("{}", path.display()))?;
+        Ok(table)
+    };
+    let chosen = match file {
+        // A table named on the command line must serve the whole space.
+        Some(path) => {
+            let table = read(path)?;
+            covers(&table).with_context(|| format!("{}", path.display()))?;
+            Some((path.to_path_buf(), table))
+        }
+        // The run folder's is timed again when the space has outgrown it.
+        None => {
+            let path = subject.run_dir().join(latency_table::FILE);
+            if path.is_file() {
+                Some(read(&path)?)
+                    .filter(|t| covers(t).is_ok())
+                    .map(|t| (path, t))
+            } else {
+                None
+            }
+        }
+    };
+    if let Some((path, table)) = chosen {
         on(SearchEvent::Note(format!(
             "latency table {}: {}",
             path.display(),
             table.origin_line()
         )));
         return Ok(table);
-    }
-    let path = subject.run_dir().join(latency_table::FILE);
-    if path.is_file() {
-        let table = LatencyTable::read(&path)?;
-        table.check_teacher(&space.teacher, &path)?;
-        if covers(&table).is_ok() {
-            on(SearchEvent::Note(format!(
-                "latency table {}: {}",
-                path.display(),
-                table.origin_line()
-            )));
-            return Ok(table);
-        }
     }
     time_table(subject, on)
 }
@@ -248,16 +256,8 @@ pub fn check_table(
     let space = subject.space();
     let coding = Coding::new(space);
     let choices = coding.choices();
-    let first = |v: &[usize]| v.iter().copied().min().unwrap_or(0);
-    let mut specs = vec![
-        space.maxnet(),
-        space.spec(
-            first(&space.depths),
-            first(&space.heads),
-            first(&space.ffn),
-            first(&space.hidden),
-        ),
-    ];
+    // The space's smallest subnet is its stage-2 minnet (least depth, heads, FFN and hidden).
+    let mut specs = vec![space.maxnet(), space.minnet(2)];
     let mut rng = nsga2::generation_rng(seed, usize::MAX);
     for g in random_unseen(&coding, &choices, 2, &mut rng, &HashSet::new(), &[]) {
         specs.push(coding.decode(&g));
@@ -323,13 +323,7 @@ fn costs_of(subject: &dyn Subject, table: &LatencyTable, spec: &SubnetSpec) -> R
 /// Refuses a budget that not even the smallest subnet of the space fits, naming its cost.
 fn check_reachable(subject: &dyn Subject, table: &LatencyTable, budget: &Budget) -> Result<()> {
     let space = subject.space();
-    let first = |v: &[usize]| v.iter().copied().min().unwrap_or(0);
-    let smallest = space.spec(
-        first(&space.depths),
-        first(&space.heads),
-        first(&space.ffn),
-        first(&space.hidden),
-    );
+    let smallest = space.minnet(2);
     let cost = budget.cost(&costs_of(subject, table, &smallest)?);
     if cost > budget.limit() {
         bail!(

@@ -59,8 +59,26 @@ pub trait Subject {
     ) -> Result<Vec<Measured>>;
 }
 
+/// Measures `subjects` into the palette file at `path` (`eval::rows::measure_into`, nothing
+/// kept from before) and returns them as a search's measurements; `keep_going` is asked after
+/// each row.
+pub fn measure_rows<R: crate::eval::rows::PaletteRow>(
+    path: &Path,
+    subjects: &[(String, SubnetSpec)],
+    measure: &mut dyn FnMut(&str, &SubnetSpec) -> Result<R>,
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Vec<Measured>> {
+    let mut out = Vec::new();
+    let mut on_row = |row: &R, _kept: bool| {
+        out.push(measured_of(row));
+        keep_going()
+    };
+    crate::eval::rows::measure_into(path, subjects, false, measure, &mut on_row)?;
+    Ok(out)
+}
+
 /// A palette row as a search's measurement.
-pub fn measured_of<R: crate::eval::rows::PaletteRow>(row: &R) -> Measured {
+fn measured_of<R: crate::eval::rows::PaletteRow>(row: &R) -> Measured {
     let (median, p90) = row.latency_ms();
     Measured {
         role: row.role().to_string(),

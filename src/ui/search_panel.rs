@@ -104,7 +104,7 @@ impl SearchPanel {
         let dir = run_dir.to_path_buf();
         let stop_flag = stop.clone();
         let wake = jobs.wake();
-        self.job = Some(jobs.spawn("search", move || {
+        let job = jobs.spawn("search", move || {
             let send = move |e: SearchEvent| {
                 let _ = tx.send(e);
                 if let Some(w) = &wake {
@@ -114,11 +114,11 @@ impl SearchPanel {
             crate::runs::search::run_search(&dir, &options, send, move || {
                 !stop_flag.load(Ordering::Relaxed)
             })
-        }));
+        });
         *self = Self {
             evaluations: self.evaluations,
             top_k: self.top_k,
-            job: self.job.take(),
+            job: Some(job),
             events: Some(rx),
             stop,
             run_dir: Some(run_dir.to_path_buf()),
