@@ -54,16 +54,20 @@ impl DecoderPanel {
             .cloned()
             .collect();
         let teacher = run.decoder_entries.iter().find(|e| e.role == "teacher");
-        if run.decoder_entries.is_empty() {
+        // One view a frame: the charts and the table mark the same fronts.
+        let view = if run.decoder_entries.is_empty() {
             ui.weak(
                 "Measurements appear here when the run ends (teacher first, then each subnet).",
             );
+            None
         } else {
             pareto.budget_row(ui, &subnets);
-            let view = pareto.view(&subnets);
+            Some(pareto.view(&subnets))
+        };
+        if let Some(view) = &view {
             if !subnets.is_empty() {
                 let reference = teacher.map(|t| ("teacher", t.val_loss));
-                if let Some(c) = pareto.charts(ui, &view, selection, &[], reference, true) {
+                if let Some(c) = pareto.charts(ui, view, selection, &[], reference, true) {
                     cmd = Some(c);
                 }
                 cmd = super::pareto_tab::save_row(ui).or(cmd);
@@ -99,11 +103,10 @@ impl DecoderPanel {
         });
         export_state::show(ui, export);
         // The table last: it takes the room left (the export row stays in view).
-        if !run.decoder_entries.is_empty() {
+        if let Some(view) = &view {
             ui.separator();
-            let view = pareto.view(&subnets);
             let sort = &mut pareto.sort;
-            if let Some(c) = super::pareto_table::show(ui, &view, sort, selection, teacher) {
+            if let Some(c) = super::pareto_table::show(ui, view, sort, selection, teacher) {
                 cmd = Some(c);
             }
         }
