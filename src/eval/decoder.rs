@@ -159,6 +159,10 @@ impl PaletteRow for DecoderEntry {
     fn key_of(role: &str, subnet: &str) -> String {
         format!("{role} {subnet}")
     }
+    fn set_latency(&mut self, latency: crate::eval::latency::Latency) {
+        self.prefill_ms = round_to(latency.median_ms, 3);
+        self.prefill_ms_p90 = round_to(latency.p90_ms, 3);
+    }
 }
 
 /// Front membership of decoder rows on validation loss (lower is better): (parameters front,

@@ -93,6 +93,10 @@ impl PaletteRow for PaletteEntry {
     fn key_of(_role: &str, subnet: &str) -> String {
         subnet.to_string()
     }
+    fn set_latency(&mut self, latency: Latency) {
+        self.latency_ms_median = crate::util::round_to(latency.median_ms, 4);
+        self.latency_ms_p90 = crate::util::round_to(latency.p90_ms, 4);
+    }
 }
 
 /// Front membership on dev accuracy: (size front, latency front) per entry.

@@ -26,6 +26,9 @@ pub trait PaletteRow: ParetoPoint + Clone + Serialize + DeserializeOwned {
     fn key(&self) -> String {
         Self::key_of(self.role(), self.subnet())
     }
+    /// Replaces the latency columns with a timing made elsewhere (a search's verification
+    /// times its subnets in interleaved rounds).
+    fn set_latency(&mut self, latency: crate::eval::latency::Latency);
 }
 
 /// Front membership on (parameters, quality) and on (median latency, quality), quality oriented

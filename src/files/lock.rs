@@ -88,6 +88,26 @@ pub fn writer_of(run_dir: &Path) -> Option<u32> {
     }
 }
 
+/// [`writer_of`] for a watcher that asks every second: the lock is probed only while the
+/// process named in the lock file is alive, so that the probe's brief shared lock cannot
+/// refuse a trainer starting at that instant on a run nobody holds.
+pub fn live_writer_of(run_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(run_dir.join(LOCK_FILE)).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    // Signal 0 checks that the process exists (EPERM: it does, as another user's).
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether `pid` exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if alive {
+        writer_of(run_dir)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,7 @@ impl Subject for ClassifierSubject<'_> {
     fn measure(
         &self,
         subjects: &[(String, SubnetSpec)],
+        latencies: &[Latency],
         keep_going: &dyn Fn() -> bool,
     ) -> Result<Vec<Measured>> {
         let task = &self.run.task;
@@ -114,6 +115,6 @@ impl Subject for ClassifierSubject<'_> {
             row.role = role.to_string();
             Ok(row)
         };
-        measure_rows(&path, &subjects, &mut measure, keep_going)
+        measure_rows(&path, &subjects, latencies, &mut measure, keep_going)
     }
 }

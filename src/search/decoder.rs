@@ -74,6 +74,7 @@ impl Subject for DecoderSubject<'_> {
     fn measure(
         &self,
         subjects: &[(String, SubnetSpec)],
+        latencies: &[Latency],
         keep_going: &dyn Fn() -> bool,
     ) -> Result<Vec<Measured>> {
         let (task, config) = (&self.run.task, &self.run.config);
@@ -94,6 +95,6 @@ impl Subject for DecoderSubject<'_> {
         let path = self.run.run_dir.join("lm-palette.csv");
         let mut measure =
             |role: &str, spec: &SubnetSpec| measure_entry(task, role, spec, true, config);
-        measure_rows(&path, &subjects, &mut measure, keep_going)
+        measure_rows(&path, &subjects, latencies, &mut measure, keep_going)
     }
 }

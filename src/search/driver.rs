@@ -101,6 +101,10 @@ struct State {
     /// The latency table's rows as predicted with (another table starts the search again).
     #[serde(default)]
     table: String,
+    /// The factor the table's times were scaled by for this machine as it ran when the
+    /// search started (1 for a table timed elsewhere); a resumed search keeps it.
+    #[serde(default = "unscaled")]
+    calibration: f64,
     evaluations: usize,
     population_size: usize,
     /// The next generation to breed.
@@ -144,6 +148,16 @@ pub struct SearchResult {
     /// The largest (predicted − measured) / measured, and the smallest (most under).
     pub worst_over_prediction_pct: f64,
     pub worst_under_prediction_pct: f64,
+    /// How much slower (+) or faster (−) this machine ran the maxnet and the smallest subnet,
+    /// timed beside the verified subnets, than the latency table predicts them: the machine's
+    /// drift since the table was timed (or the gap to the machine it was timed on), part of
+    /// the predictor's error.
+    #[serde(default)]
+    pub table_drift_pct: f64,
+    /// The factor the table's times were scaled by to this machine's speed when the search
+    /// started (1: a table of another machine, or a budget that is not latency).
+    #[serde(default = "unscaled")]
+    pub table_calibration: f64,
     pub verified: Vec<VerifiedRow>,
 }
 
@@ -163,7 +177,7 @@ impl SearchResult {
             })
         };
         format!(
-            "within {}: best searched {}; best uniform {}; the best by measurement is {} ({}); latency predictor error {:.1} % mean, {:+.1} % .. {:+.1} %",
+            "within {}: best searched {}; best uniform {}; the best by measurement is {} ({}); latency predictor error {:.1} % mean, {:+.1} % .. {:+.1} %; the table's reference subnets ran {:+.1} % against it",
             self.budget,
             show(&self.best_searched),
             show(&self.best_uniform),
@@ -171,7 +185,8 @@ impl SearchResult {
             self.quality,
             self.predictor_mape_pct,
             self.worst_under_prediction_pct,
-            self.worst_over_prediction_pct
+            self.worst_over_prediction_pct,
+            self.table_drift_pct
         )
     }
 }
@@ -262,12 +277,14 @@ pub fn check_table(
     for g in random_unseen(&coding, &choices, 2, &mut rng, &HashSet::new(), &[]) {
         specs.push(coding.decode(&g));
     }
+    let mut time = |spec: &SubnetSpec| subject.time(spec);
+    let measured = latency_table::time_interleaved(&mut time, &specs)?;
     specs
         .into_iter()
-        .map(|spec| {
+        .zip(measured)
+        .map(|(spec, measured)| {
             let predicted = table.predict(&spec, &space.teacher)?;
-            let measured = subject.time(&spec)?.median_ms;
-            Ok((spec.to_string(), predicted, measured))
+            Ok((spec.to_string(), predicted, measured.median_ms))
         })
         .collect()
 }
@@ -344,9 +361,8 @@ pub fn search(
 ) -> Result<SearchResult> {
     let started = Instant::now();
     let dir = subject.run_dir();
-    let table = latency_table_of(subject, options.latency_table.as_deref(), on)?;
+    let timed_table = latency_table_of(subject, options.latency_table.as_deref(), on)?;
     let budget = options.budget;
-    check_reachable(subject, &table, &budget)?;
     let coding = Coding::new(subject.space());
     let choices = coding.choices();
     let grid = coding.grid();
@@ -357,7 +373,8 @@ pub fn search(
     let fresh = State {
         seed: options.seed,
         budget: budget.to_string(),
-        table: table_fingerprint(&table),
+        table: table_fingerprint(&timed_table),
+        calibration: 1.0,
         evaluations: options.evaluations,
         population_size,
         generation: 0,
@@ -384,8 +401,15 @@ pub fn search(
                 ..s
             }
         }
+        // Only a latency budget depends on the machine's speed now.
+        _ if matches!(budget, Budget::LatencyMs(_)) => State {
+            calibration: calibration(subject, &timed_table, on)?,
+            ..fresh
+        },
         _ => fresh,
     };
+    let table = timed_table.scaled(state.calibration);
+    check_reachable(subject, &table, &budget)?;
     let mut seen: HashSet<Genome> = state.population.iter().map(|s| s.genome.clone()).collect();
     for c in &state.candidates {
         if let Some(g) = genome_of(&coding, &c.subnet) {
@@ -507,8 +531,9 @@ pub fn search(
             state_path.display()
         );
     }
-    let verified = verify(subject, options, &state.candidates, on, keep_going)?;
-    let result = conclude(
+    let (verified, table_drift_pct) =
+        verify(subject, &table, options, &state.candidates, on, keep_going)?;
+    let mut result = conclude(
         subject,
         &budget,
         &state,
@@ -516,6 +541,7 @@ pub fn search(
         search_seconds,
         table.origin_line(),
     );
+    result.table_drift_pct = table_drift_pct;
     let text = serde_json::to_string_pretty(&result).context("cannot write search.json")?;
     crate::files::write_atomic(&dir.join(RESULT_FILE), text.as_bytes())?;
     Ok(result)
@@ -579,6 +605,47 @@ fn table_fingerprint(table: &LatencyTable) -> String {
         .join(";")
 }
 
+fn unscaled() -> f64 {
+    1.0
+}
+
+/// The factor that brings a table of this machine to its speed now: the maxnet and the
+/// smallest subnet timed in interleaved rounds against the table's prediction of them (a
+/// shared machine's speed drifts by a fifth within minutes; the table's shape, what a layer
+/// costs against another, holds). A table timed on another processor or device is the
+/// target's, and is left as it is.
+fn calibration(
+    subject: &dyn Subject,
+    table: &LatencyTable,
+    on: &mut dyn FnMut(SearchEvent),
+) -> Result<f64> {
+    let processor = crate::eval::machine::processor();
+    if !table.is_of(&processor, &subject.device_name()) {
+        return Ok(1.0);
+    }
+    let space = subject.space();
+    let references = [space.maxnet(), space.minnet(2)];
+    let mut time = |spec: &SubnetSpec| subject.time(spec);
+    let now = latency_table::time_interleaved(&mut time, &references)?;
+    let mut ratios = Vec::new();
+    for (spec, now) in references.iter().zip(&now) {
+        let predicted = table.predict(spec, &space.teacher)?;
+        if predicted > 0.0 && now.median_ms > 0.0 {
+            ratios.push(now.median_ms / predicted);
+        }
+    }
+    let factor = if ratios.is_empty() {
+        1.0
+    } else {
+        ratios.iter().sum::<f64>() / ratios.len() as f64
+    };
+    on(SearchEvent::Note(format!(
+        "this machine runs the maxnet and the smallest subnet {:+.1} % against the latency table: its times are scaled by {factor:.3}",
+        100.0 * (factor - 1.0)
+    )));
+    Ok(factor)
+}
+
 fn read_state(path: &Path) -> Result<Option<State>> {
     if !path.is_file() {
         return Ok(None);
@@ -621,17 +688,79 @@ fn top(candidates: &[Candidate], uniform: bool, k: usize) -> Vec<Candidate> {
 }
 
 /// Measures the top searched candidates (role `searched`) and the best uniform ones beside
-/// them (their palette roles) as palette rows.
+/// them (their palette roles) as palette rows; returns them and the table's drift (percent,
+/// + = slower now than the table says). Under a latency budget, a kind (searched or uniform)
+/// whose every measured subnet came out over the budget gets a second round: its best
+/// candidates whose prediction, scaled by how the measured ones ran against theirs, fits.
+/// The best candidates sit at the budget's edge, where a few percent of drift puts them all
+/// over it; the answer must be measured within it.
 fn verify(
     subject: &dyn Subject,
+    table: &LatencyTable,
     options: &SearchOptions,
     candidates: &[Candidate],
     on: &mut dyn FnMut(SearchEvent),
     keep_going: &dyn Fn() -> bool,
-) -> Result<Vec<(Candidate, Measured)>> {
+) -> Result<(Vec<(Candidate, Measured)>, f64)> {
+    let uniform_k = options.top_k.div_ceil(2).max(3);
     let searched = top(candidates, false, options.top_k);
-    let uniform = top(candidates, true, options.top_k.div_ceil(2).max(3));
+    let uniform = top(candidates, true, uniform_k);
     let chosen: Vec<Candidate> = searched.into_iter().chain(uniform).collect();
+    let (mut out, drift) =
+        measure_chosen(subject, table, &options.budget, &chosen, on, keep_going)?;
+    let Budget::LatencyMs(limit) = options.budget else {
+        return Ok((out, drift));
+    };
+    let mut ratios: Vec<f64> = out
+        .iter()
+        .filter(|(c, _)| c.predicted_latency_ms > 0.0)
+        .map(|(c, m)| m.latency_median_ms / c.predicted_latency_ms)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let Some(&ratio) = ratios.get(ratios.len() / 2) else {
+        return Ok((out, drift));
+    };
+    let mut again = Vec::new();
+    for (uniform, k) in [(false, options.top_k), (true, uniform_k)] {
+        let fits = out
+            .iter()
+            .any(|(c, m)| c.uniform == uniform && !over_budget(&options.budget, m));
+        if fits || out.iter().all(|(c, _)| c.uniform != uniform) {
+            continue;
+        }
+        let mut next: Vec<Candidate> = candidates
+            .iter()
+            .filter(|c| c.uniform == uniform && c.within_budget)
+            .filter(|c| c.predicted_latency_ms * ratio <= limit)
+            .filter(|c| out.iter().all(|(m, _)| m.subnet != c.subnet))
+            .cloned()
+            .collect();
+        next.sort_by(|a, b| b.merit.total_cmp(&a.merit));
+        next.dedup_by(|a, b| a.subnet == b.subnet);
+        next.truncate(k.div_ceil(2));
+        again.extend(next);
+    }
+    if !again.is_empty() && keep_going() {
+        on(SearchEvent::Note(format!(
+            "measured over the budget: {} more candidates whose prediction fits at the measured pace (×{ratio:.3})",
+            again.len()
+        )));
+        let (more, _) = measure_chosen(subject, table, &options.budget, &again, on, keep_going)?;
+        out.extend(more);
+    }
+    Ok((out, drift))
+}
+
+/// Measures `chosen` as palette rows, their latencies timed in interleaved rounds together
+/// with the maxnet and the smallest subnet; returns them and the table's drift on those two.
+fn measure_chosen(
+    subject: &dyn Subject,
+    table: &LatencyTable,
+    budget: &Budget,
+    chosen: &[Candidate],
+    on: &mut dyn FnMut(SearchEvent),
+    keep_going: &dyn Fn() -> bool,
+) -> Result<(Vec<(Candidate, Measured)>, f64)> {
     let subjects: Vec<(String, SubnetSpec)> = chosen
         .iter()
         .map(|c| {
@@ -648,11 +777,37 @@ fn verify(
             "validation"
         }
     )));
-    let measured = subject.measure(&subjects, keep_going)?;
+    let space = subject.space();
+    let references = [space.maxnet(), space.minnet(2)];
+    let specs: Vec<SubnetSpec> = subjects
+        .iter()
+        .map(|(_, s)| s.clone())
+        .chain(references.iter().cloned())
+        .collect();
+    let mut time = |spec: &SubnetSpec| subject.time(spec);
+    let mut latencies = latency_table::time_interleaved(&mut time, &specs)?;
+    let reference_times = latencies.split_off(subjects.len());
+    let mut drifts = Vec::new();
+    for (spec, now) in references.iter().zip(&reference_times) {
+        let predicted = table.predict(spec, &space.teacher)?;
+        if predicted > 0.0 {
+            drifts.push(100.0 * (now.median_ms - predicted) / predicted);
+        }
+    }
+    let drift = drifts.iter().sum::<f64>() / drifts.len().max(1) as f64;
+    on(SearchEvent::Note(format!(
+        "the maxnet and the smallest subnet ran {drift:+.1} % against the latency table{}",
+        if drift.abs() > 10.0 {
+            ": the machine is not as it was when the table was timed; `latency-table` times it again"
+        } else {
+            ""
+        }
+    )));
+    let measured = subject.measure(&subjects, &latencies, keep_going)?;
     let mut out = Vec::new();
     for m in measured {
         if let Some(c) = chosen.iter().find(|c| c.subnet == m.subnet) {
-            let over = over_budget(&options.budget, &m);
+            let over = over_budget(budget, &m);
             on(SearchEvent::Verified {
                 measured: m.clone(),
                 predicted_latency_ms: c.predicted_latency_ms,
@@ -661,7 +816,7 @@ fn verify(
             out.push((c.clone(), m));
         }
     }
-    Ok(out)
+    Ok((out, drift))
 }
 
 /// Whether a measured subnet exceeds the budget.
@@ -741,6 +896,8 @@ fn conclude(
         predictor_mape_pct: mape,
         worst_over_prediction_pct: fold(f64::max, f64::NEG_INFINITY),
         worst_under_prediction_pct: fold(f64::min, f64::INFINITY),
+        table_drift_pct: 0.0,
+        table_calibration: state.calibration,
         verified: rows.into_iter().map(|(r, _)| r).collect(),
     }
 }
@@ -760,6 +917,8 @@ mod tests {
         dir: tempfile::TempDir,
         space: SearchSpace,
         estimates: Cell<usize>,
+        /// How much slower than at first the machine runs now.
+        slowdown: Cell<f64>,
     }
 
     fn synthetic() -> Synthetic {
@@ -775,6 +934,7 @@ mod tests {
             dir: tempfile::tempdir().unwrap(),
             space: SearchSpace::new(teacher, &config).unwrap(),
             estimates: Cell::new(0),
+            slowdown: Cell::new(1.0),
         }
     }
 
@@ -821,6 +981,7 @@ mod tests {
                         layer_time(h, f)
                     })
                     .sum::<f64>();
+            let t = t * self.slowdown.get();
             Ok(Latency {
                 median_ms: t,
                 p90_ms: t,
@@ -835,12 +996,14 @@ mod tests {
         fn measure(
             &self,
             subjects: &[(String, SubnetSpec)],
+            latencies: &[Latency],
             _keep_going: &dyn Fn() -> bool,
         ) -> Result<Vec<Measured>> {
             subjects
                 .iter()
-                .map(|(role, spec)| {
-                    let t = self.time(spec)?.median_ms;
+                .zip(latencies)
+                .map(|((role, spec), latency)| {
+                    let t = latency.median_ms;
                     let q = self.estimate(spec)?;
                     let (params, size_bytes) = self.params_and_size(spec);
                     Ok(Measured {
@@ -952,6 +1115,76 @@ mod tests {
             result.predictor_mape_pct < 0.01,
             "an additive cost is predicted exactly"
         );
+    }
+
+    #[test]
+    fn a_latency_budget_scales_a_table_of_this_machine_to_its_speed_now() {
+        let s = synthetic();
+        let on = &mut |_: SearchEvent| {};
+        let table = time_table(&s, on).unwrap();
+        // The machine now runs everything a quarter slower than when the table was timed.
+        s.slowdown.set(1.25);
+        let mut options = SearchOptions::new(Budget::LatencyMs(4.0));
+        options.evaluations = 30;
+        let result = run(&s, &options, None).unwrap();
+        assert!((result.table_calibration - 1.25).abs() < 1e-9);
+        assert!(result.table_drift_pct.abs() < 1e-6);
+        assert!(result.predictor_mape_pct < 0.01, "{}", result.summary());
+        let rows: Vec<Candidate> =
+            crate::eval::csv_table::read_rows(&s.dir.path().join(CANDIDATES_FILE)).unwrap();
+        for c in &rows {
+            let spec: SubnetSpec = c.subnet.parse().unwrap();
+            let timed_then = table.predict(&spec, &s.space.teacher).unwrap();
+            assert!((c.predicted_latency_ms - 1.25 * timed_then).abs() < 1e-9);
+            assert_eq!(c.within_budget, c.predicted_latency_ms <= 4.0);
+        }
+        // A table from another processor is the target's: left unscaled, the drift reported.
+        let mut elsewhere = table.clone();
+        for row in &mut elsewhere.rows {
+            row.processor = "Target board".into();
+        }
+        let path = s.dir.path().join("target-table.csv");
+        elsewhere.write(&path).unwrap();
+        options.latency_table = Some(path);
+        options.seed = 9;
+        let result = run(&s, &options, None).unwrap();
+        assert_eq!(result.table_calibration, 1.0);
+        assert!((result.table_drift_pct - 25.0).abs() < 1e-6);
+        assert!((result.predictor_mape_pct - 20.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn searched_subnets_measured_over_the_budget_make_way_for_ones_that_fit() {
+        let s = synthetic();
+        let mut options = SearchOptions::new(Budget::LatencyMs(5.0));
+        options.evaluations = 500;
+        options.top_k = 2;
+        // The machine turns a tenth slower once the search has chosen what to measure: the
+        // two best searched candidates (predicted 4.852 ms) measure 5.337 ms, over the budget.
+        let mut on = |e: SearchEvent| {
+            if let SearchEvent::Note(n) = &e {
+                if n.starts_with("measuring") {
+                    s.slowdown.set(1.1);
+                }
+            }
+        };
+        let result = search(&s, &options, &mut on, &|| true).unwrap();
+        let over: Vec<&VerifiedRow> = result.verified.iter().filter(|r| r.over_budget).collect();
+        assert_eq!(over.len(), 2, "{}", result.summary());
+        assert!(over
+            .iter()
+            .all(|r| !r.uniform && r.predicted_latency_ms > 4.8));
+        // A second round measured the best searched one that fits at the measured pace.
+        assert_eq!(result.verified.len(), 2 + 3 + 1);
+        let best = result
+            .best_searched
+            .as_ref()
+            .expect("a searched subnet within budget");
+        assert!((best.predicted_latency_ms - 3.952).abs() < 1e-9);
+        assert!(best.latency_median_ms <= 5.0 && !best.over_budget);
+        let uniform = result.best_uniform.as_ref().unwrap();
+        assert!(best.measured > uniform.measured);
+        assert_eq!(result.best_is, "searched");
     }
 
     #[test]

@@ -79,27 +79,36 @@ fn probe(depth: usize, heads: usize, ffn: usize, hidden: usize, t: &TeacherShape
     .canonical(t.hidden)
 }
 
-/// Rounds of timing each probe takes: its figure is the median of their medians, so that a
-/// round disturbed by another process does not make the table.
-const ROUNDS: usize = 3;
+/// Rounds of timing each subnet takes: its figure is the median of its rounds' medians (and
+/// p90s). The rounds go over every subnet in turn, so that a slow spell of this machine (another
+/// process, a busy neighbour on a shared host) falls on one round of many subnets rather than on
+/// every round of one; measured here, the same subnet's median moved 0.49–0.84 ms between
+/// back-to-back single rounds on a 2-core VM.
+pub const ROUNDS: usize = 5;
 
-fn steady(
+/// Times every subnet of `specs` in [`ROUNDS`] interleaved rounds with `time`.
+pub fn time_interleaved(
     time: &mut dyn FnMut(&SubnetSpec) -> Result<Latency>,
-    spec: &SubnetSpec,
-) -> Result<Latency> {
-    let mut rounds = Vec::with_capacity(ROUNDS);
+    specs: &[SubnetSpec],
+) -> Result<Vec<Latency>> {
+    let mut rounds: Vec<Vec<Latency>> = vec![Vec::with_capacity(ROUNDS); specs.len()];
     for _ in 0..ROUNDS {
-        rounds.push(time(spec)?);
+        for (spec, timed) in specs.iter().zip(&mut rounds) {
+            timed.push(time(spec)?);
+        }
     }
-    let middle = |pick: fn(&Latency) -> f64| {
-        let mut v: Vec<f64> = rounds.iter().map(pick).collect();
+    let middle = |timed: &[Latency], pick: fn(&Latency) -> f64| {
+        let mut v: Vec<f64> = timed.iter().map(pick).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    Ok(Latency {
-        median_ms: middle(|l| l.median_ms),
-        p90_ms: middle(|l| l.p90_ms),
-    })
+    Ok(rounds
+        .iter()
+        .map(|timed| Latency {
+            median_ms: middle(timed, |l| l.median_ms),
+            p90_ms: middle(timed, |l| l.p90_ms),
+        })
+        .collect())
 }
 
 /// The intercept at depth 0 of the least-squares line through (depth, time), not below 0.
@@ -150,14 +159,31 @@ impl LatencyTable {
             // it less).
             let mut depths = vec![1, deepest.div_ceil(2), deepest];
             depths.dedup();
-            let mut timed = Vec::new();
-            for &d in &depths {
-                timed.push(steady(time, &probe(d, h_max, f_max, hidden, t))?);
+            let mut layers = Vec::new();
+            for &depth in &space.depths {
+                for &heads in &space.heads {
+                    for &ffn in &space.ffn {
+                        layers.push((depth, heads, ffn));
+                    }
+                }
             }
+            // Every layer of a model of each depth at each choice: a layer's share of a model
+            // as deep as the subnets it predicts.
+            let probes: Vec<SubnetSpec> = depths
+                .iter()
+                .map(|&d| probe(d, h_max, f_max, hidden, t))
+                .chain(layers.iter().map(|&(d, h, f)| probe(d, h, f, hidden, t)))
+                .collect();
+            progress(&format!(
+                "hidden {hidden}: {} models in {ROUNDS} interleaved rounds",
+                probes.len()
+            ));
+            let timed = time_interleaved(time, &probes)?;
+            let (base_timed, layer_timed) = timed.split_at(depths.len());
             let (base_median, base_p90) = if depths.len() >= 2 {
                 (
-                    intercept(&depths, timed.iter().map(|l| l.median_ms)),
-                    intercept(&depths, timed.iter().map(|l| l.p90_ms)),
+                    intercept(&depths, base_timed.iter().map(|l| l.median_ms)),
+                    intercept(&depths, base_timed.iter().map(|l| l.p90_ms)),
                 )
             } else {
                 (0.0, 0.0)
@@ -166,22 +192,13 @@ impl LatencyTable {
                 "hidden {hidden}: the rest of the model {base_median:.3} ms"
             ));
             rows.push(row("base", (hidden, 0, 0, 0), base_median, base_p90));
-            for &depth in &space.depths {
-                for &heads in &space.heads {
-                    for &ffn in &space.ffn {
-                        // Every layer of a model of this depth at these widths: a layer's
-                        // share of a model as deep as the subnets it predicts.
-                        let l = steady(time, &probe(depth, heads, ffn, hidden, t))?;
-                        let share =
-                            |total: f64, base: f64| ((total - base) / depth as f64).max(0.0);
-                        let (median, p90) =
-                            (share(l.median_ms, base_median), share(l.p90_ms, base_p90));
-                        progress(&format!(
-                            "hidden {hidden}, depth {depth}, {heads} heads, FFN {ffn}: {median:.3} ms a layer"
-                        ));
-                        rows.push(row("layer", (hidden, heads, ffn, depth), median, p90));
-                    }
-                }
+            for (&(depth, heads, ffn), l) in layers.iter().zip(layer_timed) {
+                let share = |total: f64, base: f64| ((total - base) / depth as f64).max(0.0);
+                let (median, p90) = (share(l.median_ms, base_median), share(l.p90_ms, base_p90));
+                progress(&format!(
+                    "hidden {hidden}, depth {depth}, {heads} heads, FFN {ffn}: {median:.3} ms a layer"
+                ));
+                rows.push(row("layer", (hidden, heads, ffn, depth), median, p90));
             }
         }
         Ok(Self { rows })
@@ -240,6 +257,24 @@ impl LatencyTable {
             );
         }
         Ok(())
+    }
+
+    /// Whether the table was timed on this processor and device.
+    pub fn is_of(&self, processor: &str, device: &str) -> bool {
+        self.rows
+            .first()
+            .is_some_and(|r| r.processor == processor && r.device == device)
+    }
+
+    /// The table with every time multiplied by `factor`: the same machine running faster or
+    /// slower as a whole than when it was timed.
+    pub fn scaled(&self, factor: f64) -> Self {
+        let mut rows = self.rows.clone();
+        for r in &mut rows {
+            r.median_ms *= factor;
+            r.p90_ms *= factor;
+        }
+        Self { rows }
     }
 
     /// Where and when the table was timed, for messages.

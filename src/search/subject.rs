@@ -50,30 +50,46 @@ pub trait Subject {
     fn seq_len(&self) -> usize;
     /// The device the run computes on, in words.
     fn device_name(&self) -> String;
-    /// Measures `subjects` (role, subnet) as palette rows, merged into the run's palette file;
-    /// `keep_going` is asked after each.
+    /// Measures `subjects` (role, subnet) as palette rows, merged into the run's palette file,
+    /// with `latencies` (one per subject, timed with [`Self::time`] in interleaved rounds) as
+    /// their latency columns; `keep_going` is asked after each.
     fn measure(
         &self,
         subjects: &[(String, SubnetSpec)],
+        latencies: &[Latency],
         keep_going: &dyn Fn() -> bool,
     ) -> Result<Vec<Measured>>;
 }
 
 /// Measures `subjects` into the palette file at `path` (`eval::rows::measure_into`, nothing
-/// kept from before) and returns them as a search's measurements; `keep_going` is asked after
-/// each row.
+/// kept from before), each row's latency columns replaced by its entry of `latencies`, and
+/// returns them as a search's measurements; `keep_going` is asked after each row.
 pub fn measure_rows<R: crate::eval::rows::PaletteRow>(
     path: &Path,
     subjects: &[(String, SubnetSpec)],
+    latencies: &[Latency],
     measure: &mut dyn FnMut(&str, &SubnetSpec) -> Result<R>,
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Vec<Measured>> {
+    anyhow::ensure!(
+        latencies.len() == subjects.len(),
+        "{} latencies for {} subnets",
+        latencies.len(),
+        subjects.len()
+    );
+    let mut timed = |role: &str, spec: &SubnetSpec| {
+        let mut row = measure(role, spec)?;
+        if let Some(i) = subjects.iter().position(|(_, s)| s == spec) {
+            row.set_latency(latencies[i]);
+        }
+        Ok(row)
+    };
     let mut out = Vec::new();
     let mut on_row = |row: &R, _kept: bool| {
         out.push(measured_of(row));
         keep_going()
     };
-    crate::eval::rows::measure_into(path, subjects, false, measure, &mut on_row)?;
+    crate::eval::rows::measure_into(path, subjects, false, &mut timed, &mut on_row)?;
     Ok(out)
 }
 

@@ -40,6 +40,10 @@ pub struct StudioApp {
     pub config: RunConfig,
     /// The preset the configuration came from, if any.
     pub preset_path: Option<PathBuf>,
+    /// The settings as that preset file holds them (edits since then make it "modified").
+    pub preset_config: Option<RunConfig>,
+    /// A preset to load once the user agreed to drop the edits made since the last one.
+    pub confirm_preset: Option<PathBuf>,
     /// The presets offered in the menu.
     pub presets: Vec<PathBuf>,
     /// The teacher's summary, or why it could not be read.
@@ -97,6 +101,11 @@ pub struct StudioApp {
     pub runs: RunsBrowser,
     /// The Pareto tab's search under a budget.
     pub search: super::search_panel::SearchPanel,
+    /// Follows the runs folder (started with the first frame, which brings the repaint hook).
+    pub watcher: Option<super::runs_watch::RunsWatcher>,
+    /// The settings panel shown (`None`: shown when the window is wide enough for it and the
+    /// charts, 1100 points and more).
+    pub settings_open: Option<bool>,
 }
 
 /// The space lists as editable text.
@@ -147,6 +156,8 @@ impl StudioApp {
             students_text: students_text(&config),
             config,
             preset_path: None,
+            preset_config: None,
+            confirm_preset: None,
             presets: list_presets(&presets_dir),
             teacher,
             list_errors: BTreeMap::new(),
@@ -174,6 +185,8 @@ impl StudioApp {
             log: LogPanel::default(),
             runs: RunsBrowser::default(),
             search: Default::default(),
+            watcher: None,
+            settings_open: None,
         };
         app.overlays.scan(&app.runs_root);
         app.revalidate();
@@ -227,6 +240,7 @@ impl StudioApp {
     pub fn load_preset(&mut self, path: &Path) {
         match RunConfig::load(path) {
             Ok(config) => {
+                self.preset_config = Some(config.clone());
                 self.set_config(config);
                 self.preset_path = Some(path.to_path_buf());
                 self.notice = Some(format!("loaded preset {}", path.display()));
@@ -249,6 +263,13 @@ impl StudioApp {
         false
     }
 
+    /// The settings differ from the preset they were loaded from (or saved as).
+    pub fn preset_modified(&self) -> bool {
+        self.preset_config
+            .as_ref()
+            .is_some_and(|p| *p != self.config)
+    }
+
     /// True when Start may be pressed.
     pub fn can_start(&self) -> bool {
         self.errors.is_empty()
@@ -256,8 +277,80 @@ impl StudioApp {
             && self.run.status != RunStatus::MeasuringPalette
     }
 
+    /// Follows the runs folder from now on (again, when it changed); `wake` repaints.
+    pub fn watch_runs(&mut self, wake: impl Fn() + Send + 'static) {
+        if self
+            .watcher
+            .as_ref()
+            .is_some_and(|w| w.root == self.runs_root)
+        {
+            return;
+        }
+        self.watcher = Some(super::runs_watch::RunsWatcher::start(
+            self.runs_root.clone(),
+            std::time::Duration::from_secs(1),
+            wake,
+        ));
+    }
+
+    /// Takes the runs watcher's news: rows of the Runs tab, and new lines of the opened run or
+    /// a compared one when another process writes it.
+    fn poll_runs(&mut self) {
+        use super::runs_watch::RunsUpdate;
+        let Some(watcher) = &self.watcher else {
+            return;
+        };
+        let own = std::process::id();
+        for update in watcher.drain() {
+            match update {
+                RunsUpdate::Row(row) => {
+                    if self.run.run_dir.as_deref() == Some(row.dir.as_path())
+                        && self.handle.is_none()
+                    {
+                        self.run.other_writer = row.writer.filter(|&p| p != own);
+                        if self.run.other_writer.is_none() && self.run.status.is_active() {
+                            // Its writer is gone without a last word: interrupted.
+                            self.run.status = RunStatus::Stopped;
+                        }
+                    }
+                    self.overlays.offer(&row.dir);
+                    self.runs.upsert(*row);
+                }
+                RunsUpdate::Gone(dir) => self.runs.remove(&dir),
+                RunsUpdate::Events {
+                    dir,
+                    from,
+                    events,
+                    writer,
+                } => {
+                    let opened = self.run.run_dir.as_deref() == Some(dir.as_path());
+                    if opened && self.handle.is_none() {
+                        self.run.other_writer = writer.filter(|&p| p != own);
+                    }
+                    // A view this window's trainer fed has no offset: never followed.
+                    let followed =
+                        opened && self.handle.is_none() && self.run.metrics_offset.is_some();
+                    if followed && !self.run.follow(from, &events) {
+                        if let Ok(view) = RunView::from_run_dir(&dir) {
+                            let writer = self.run.other_writer;
+                            self.run = view;
+                            self.run.other_writer = writer;
+                        }
+                    }
+                    self.overlays.follow(&dir, from, &events);
+                }
+                RunsUpdate::PaletteChanged(dir) => {
+                    if self.run.run_dir.as_deref() == Some(dir.as_path()) && self.handle.is_none() {
+                        self.run.reload_palettes();
+                    }
+                }
+            }
+        }
+    }
+
     /// Drains trainer events, dialog answers and the export's result (never blocks).
     pub fn poll(&mut self) {
+        self.poll_runs();
         if let Some(h) = &self.handle {
             let events: Vec<_> = h.events.try_iter().collect();
             for e in events {
@@ -302,14 +395,25 @@ impl StudioApp {
             DialogPurpose::ExportFolder if self.is_decoder_run() => self.start_decoder_export(path),
             DialogPurpose::ExportFolder => self.start_export(path),
             DialogPurpose::ExportGguf => self.start_decoder_export(path),
-            DialogPurpose::OpenPreset => self.load_preset(&path),
-            DialogPurpose::SavePreset => match self.config.save(&path) {
-                Ok(()) => {
-                    self.preset_path = Some(path.clone());
-                    self.notice = Some(format!("saved preset {}", path.display()));
+            DialogPurpose::OpenPreset => self.handle(UiCommand::LoadPreset(path)),
+            DialogPurpose::SavePreset => {
+                // The preset is called what its file is: runs made from it carry that name.
+                let path = with_extension(&path, "ron");
+                let mut config = self.config.clone();
+                if let Some(stem) = path.file_stem() {
+                    config.name = stem.to_string_lossy().to_string();
                 }
-                Err(e) => self.notice = Some(format!("{e:#}")),
-            },
+                match config.save(&path) {
+                    Ok(()) => {
+                        self.config = config.clone();
+                        self.preset_config = Some(config);
+                        self.preset_path = Some(path.clone());
+                        self.presets = list_presets(&RunConfig::resolve(Path::new("presets")));
+                        self.notice = Some(format!("saved preset {}", path.display()));
+                    }
+                    Err(e) => self.notice = Some(format!("{e:#}")),
+                }
+            }
             DialogPurpose::RunFolder => self.open_run(&path),
             DialogPurpose::SavePaletteCsv => {
                 let written = match self.is_decoder_run() {
@@ -438,6 +542,9 @@ impl StudioApp {
                     self.preset_path = None;
                 }
                 self.run = view;
+                // A run another process trains: its curves follow the file from here.
+                self.run.other_writer = crate::files::lock::live_writer_of(dir)
+                    .filter(|&pid| pid != std::process::id());
                 self.selection = None;
                 self.export = ExportState::Idle;
                 self.notice = Some(format!("opened run {}", dir.display()));
@@ -534,6 +641,7 @@ impl StudioApp {
                         self.jobs.wake(),
                     ));
                     self.run.status = RunStatus::MeasuringPalette;
+                    self.run.metrics_offset = None;
                 }
             }
             UiCommand::CancelEvaluatePalette => self.confirm_reevaluation = false,
@@ -548,7 +656,13 @@ impl StudioApp {
                     self.dialogs.open(DialogPurpose::ExportFolder);
                 }
             }
-            UiCommand::LoadPreset(p) => self.load_preset(&p),
+            // Edits since the last preset are not dropped without asking.
+            UiCommand::LoadPreset(p) if self.preset_modified() => self.confirm_preset = Some(p),
+            UiCommand::LoadPreset(p) | UiCommand::LoadPresetConfirmed(p) => {
+                self.confirm_preset = None;
+                self.load_preset(&p)
+            }
+            UiCommand::CancelLoadPreset => self.confirm_preset = None,
             UiCommand::OpenRun(dir) => {
                 self.open_run(&dir);
                 if self.run.run_dir.as_deref() == Some(dir.as_path()) {
@@ -594,7 +708,11 @@ impl StudioApp {
                     Ok(to) => {
                         if shown {
                             self.run.run_dir = Some(to.clone());
+                            if let Some(csv) = &self.run.palette_csv {
+                                self.run.palette_csv = csv.file_name().map(|f| to.join(f));
+                            }
                         }
+                        self.runs.renamed(&dir, &to);
                         self.notice =
                             Some(format!("renamed {} to {}", dir.display(), to.display()));
                     }
@@ -605,6 +723,10 @@ impl StudioApp {
             }
             UiCommand::OpenRunSettings(dir) => self.open_run_settings(&dir),
             UiCommand::ResumeWithSettings(dir) => self.resume_with_settings(&dir),
+            UiCommand::Open(DialogPurpose::SavePreset) => {
+                let name = format!("{}.ron", self.config.name);
+                self.dialogs.open_named(DialogPurpose::SavePreset, &name)
+            }
             UiCommand::Open(purpose) => self.dialogs.open(purpose),
         }
     }
@@ -627,6 +749,9 @@ impl StudioApp {
             palette: Vec::new(),
             palette_csv: None,
             divergence: None,
+            // Fed by this window's trainer from now on, not by the file.
+            metrics_offset: None,
+            other_writer: None,
             ..history.unwrap_or_default()
         };
         // The ETA's guess for stages not reached yet: maxnet, minnet and the random subnets,

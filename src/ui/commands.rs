@@ -38,8 +38,12 @@ pub enum UiCommand {
     CancelDeleteRun,
     /// Give a run folder a new name.
     RenameRun(PathBuf, String),
-    /// Replace the configuration with a preset file.
+    /// Replace the configuration with a preset file (asks first when the settings were edited).
     LoadPreset(PathBuf),
+    /// Replace the configuration with a preset file: the user agreed to drop the edits.
+    LoadPresetConfirmed(PathBuf),
+    /// Keep the edited settings (the preset's loading was declined).
+    CancelLoadPreset,
     /// Open a file dialog.
     Open(DialogPurpose),
 }

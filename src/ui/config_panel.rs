@@ -25,6 +25,8 @@ pub struct ConfigForm<'a> {
     pub presets: &'a [PathBuf],
     /// The preset the configuration came from, if any.
     pub preset_path: Option<&'a Path>,
+    /// The settings were edited since that preset was loaded or saved.
+    pub preset_modified: bool,
     /// Scroll to (and open) the stages' settings this frame, then clear it.
     pub reveal_stages: &'a mut bool,
 }
@@ -123,6 +125,11 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
             .preset_path
             .and_then(|p| p.file_stem())
             .map_or("(unsaved)".to_string(), |s| s.to_string_lossy().into());
+        let current = if form.preset_modified {
+            format!("{current} (modified)")
+        } else {
+            current
+        };
         egui::ComboBox::from_id_salt("preset-menu")
             .selected_text(current)
             .show_ui(ui, |ui| {
@@ -141,7 +148,11 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
             })
             .response
             .labelled_by(preset_label.id)
-            .on_hover_text("Presets shipped in presets/");
+            .on_hover_text(if form.preset_modified {
+                "Edited since the preset was loaded: Save preset as… keeps the edits; another preset asks first"
+            } else {
+                "Presets shipped in presets/"
+            });
     });
     ui.horizontal(|ui| {
         if ui

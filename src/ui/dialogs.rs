@@ -43,6 +43,8 @@ pub type DialogAnswer = Result<Option<PathBuf>, String>;
 pub trait Dialogs: Send {
     /// Starts a dialog; its answer arrives through [`Dialogs::poll`].
     fn open(&mut self, purpose: DialogPurpose);
+    /// Starts a save dialog with `file_name` filled in.
+    fn open_named(&mut self, purpose: DialogPurpose, file_name: &str);
     /// A finished dialog's answer, if any.
     fn poll(&mut self) -> Option<(DialogPurpose, DialogAnswer)>;
 }
@@ -79,8 +81,9 @@ fn save_as(title: &str, ext: &str, file_name: &str) -> Option<PathBuf> {
         .save_file()
 }
 
-/// Shows the native dialog for `purpose` and waits for the user (call off the UI thread).
-fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
+/// Shows the native dialog for `purpose` and waits for the user (call off the UI thread);
+/// `file_name` fills a save dialog's name.
+fn ask(purpose: DialogPurpose, file_name: Option<&str>) -> Option<PathBuf> {
     let ron = ["ron"];
     let data = ["jsonl", "csv", "tsv"];
     match purpose {
@@ -110,10 +113,11 @@ fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
         DialogPurpose::OpenPreset => rfd::FileDialog::new()
             .add_filter("RON preset", &ron)
             .pick_file(),
-        DialogPurpose::SavePreset => rfd::FileDialog::new()
-            .add_filter("RON preset", &ron)
-            .set_file_name("preset.ron")
-            .save_file(),
+        DialogPurpose::SavePreset => save_as(
+            "Save the settings as a preset",
+            "ron",
+            file_name.unwrap_or("preset.ron"),
+        ),
         DialogPurpose::SavePaletteCsv => {
             save_as("Save the palette table as CSV", "csv", "palette.csv")
         }
@@ -142,7 +146,17 @@ fn ask(purpose: DialogPurpose) -> Option<PathBuf> {
 
 impl Dialogs for RfdDialogs {
     fn open(&mut self, purpose: DialogPurpose) {
-        let job = self.jobs.spawn("file dialog", move || Ok(ask(purpose)));
+        let job = self
+            .jobs
+            .spawn("file dialog", move || Ok(ask(purpose, None)));
+        self.pending.push((purpose, job));
+    }
+
+    fn open_named(&mut self, purpose: DialogPurpose, file_name: &str) {
+        let name = file_name.to_string();
+        let job = self
+            .jobs
+            .spawn("file dialog", move || Ok(ask(purpose, Some(&name))));
         self.pending.push((purpose, job));
     }
 
@@ -166,6 +180,8 @@ pub struct ScriptedDialogs {
     ready: Vec<(DialogPurpose, Option<PathBuf>)>,
     /// Every dialog opened so far, in order.
     pub opened: Vec<DialogPurpose>,
+    /// The file names save dialogs were opened with, in order.
+    pub suggested: Vec<String>,
 }
 
 impl Dialogs for ScriptedDialogs {
@@ -173,6 +189,11 @@ impl Dialogs for ScriptedDialogs {
         self.opened.push(purpose);
         let answer = self.answers.pop_front().flatten();
         self.ready.push((purpose, answer));
+    }
+
+    fn open_named(&mut self, purpose: DialogPurpose, file_name: &str) {
+        self.suggested.push(file_name.to_string());
+        self.open(purpose);
     }
 
     fn poll(&mut self) -> Option<(DialogPurpose, DialogAnswer)> {

@@ -1,6 +1,7 @@
 //! The studio window (eframe/egui): configure, run and watch MLFS, compare subnets, export.
 
 pub mod app;
+pub mod chart_legend;
 pub mod commands;
 pub mod config_diff;
 pub mod config_panel;
@@ -22,6 +23,7 @@ pub mod run_actions;
 pub mod run_bar;
 pub mod run_view;
 pub mod runs_browser;
+pub mod runs_watch;
 pub mod search_panel;
 pub mod subnet_columns;
 pub mod training_tab;
@@ -42,9 +44,14 @@ const KEY_UNFINISHED: &str = "mlfs.unfinished_run";
 impl StudioApp {
     /// The whole window for one frame (also what the UI tests drive).
     pub fn show(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.watch_runs(move || ctx.request_repaint());
         self.poll();
         let mut commands: Vec<UiCommand> = Vec::new();
         commands.extend(run_bar::shortcuts(ui, &self.run));
+        let mut settings_open = self
+            .settings_open
+            .unwrap_or_else(|| ui.ctx().content_rect().width() >= 1100.0);
         egui::Panel::top("run-bar").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("MLFS Studio");
@@ -60,6 +67,18 @@ impl StudioApp {
                 {
                     self.dark = !self.dark;
                 }
+                let label = if settings_open {
+                    "Hide settings"
+                } else {
+                    "Show settings"
+                };
+                if ui
+                    .button(label)
+                    .on_hover_text("The settings panel on the left (hidden by default in windows narrower than 1100 points)")
+                    .clicked()
+                {
+                    self.settings_open = Some(!settings_open);
+                }
             });
             let can_start = self.can_start();
             commands.extend(run_bar::show(ui, &self.run, &self.errors, can_start));
@@ -71,6 +90,9 @@ impl StudioApp {
             }
             if self.confirm_reevaluation {
                 commands.extend(confirm_reevaluation(ui, self.run.palette.len()));
+            }
+            if let Some(path) = self.confirm_preset.clone() {
+                commands.extend(confirm_preset(ui, &path));
             }
             if let Some(dir) = self.resume_offer.clone() {
                 ui.horizontal(|ui| {
@@ -98,15 +120,19 @@ impl StudioApp {
                         self.log.ui(ui, &self.run.logs, self.notice.as_deref())
                     });
             });
+        // At most 420 points: a long path or a decoder preset's wide fields wrap or scroll
+        // inside it rather than widening it for good.
         egui::Panel::left("config-panel")
             .resizable(true)
             .default_size(330.0)
-            .show(ui, |ui| {
+            .max_size(420.0)
+            .show_collapsible(ui, &mut settings_open, |ui| {
                 // Edits during a run would change nothing: the panel shows the run's settings.
                 let running = self.run.status.is_active();
                 if running {
                     ui.weak("The running run's settings (read-only until it ends).");
                 }
+                let preset_modified = self.preset_modified();
                 ui.add_enabled_ui(!running, |ui| {
                     let mut form = ConfigForm {
                         config: &mut self.config,
@@ -116,6 +142,7 @@ impl StudioApp {
                         teacher: &self.teacher,
                         presets: &self.presets,
                         preset_path: self.preset_path.as_deref(),
+                        preset_modified,
                         reveal_stages: &mut self.reveal_stages,
                     };
                     let edit = config_panel::show(ui, &mut form);
@@ -125,6 +152,11 @@ impl StudioApp {
                     }
                 });
             });
+        let dragged_shut = !settings_open && self.settings_open != Some(false);
+        if dragged_shut && ui.ctx().content_rect().width() >= 1100.0 {
+            // Dragged closed by its edge in a wide window: it stays closed.
+            self.settings_open = Some(false);
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.tab, Tab::Training, "Training")
@@ -299,6 +331,33 @@ pub fn run_studio(open_run: Option<PathBuf>) -> Result<()> {
         }),
     )
     .map_err(|e| anyhow!("cannot open the studio window: {e}"))
+}
+
+/// Asks before a preset replaces settings edited since the last one was loaded.
+fn confirm_preset(ui: &egui::Ui, path: &std::path::Path) -> Option<UiCommand> {
+    let mut cmd = None;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let modal = egui::Modal::new(ui.scope_id().with("confirm-preset")).show(ui.ctx(), |ui| {
+        ui.heading("Drop your edits?");
+        ui.label(format!(
+            "The settings were edited since their preset was loaded. Loading {name} replaces              them; Save preset as… first keeps them."
+        ));
+        ui.horizontal(|ui| {
+            if ui.button(format!("Drop edits and load {name}")).clicked() {
+                cmd = Some(UiCommand::LoadPresetConfirmed(path.to_path_buf()));
+            }
+            if ui.button("Keep editing").clicked() {
+                cmd = Some(UiCommand::CancelLoadPreset);
+            }
+        });
+    });
+    if modal.should_close() && cmd.is_none() {
+        cmd = Some(UiCommand::CancelLoadPreset);
+    }
+    cmd
 }
 
 /// Asks before a palette is measured again: rows are replaced as subnets are measured.

@@ -74,6 +74,43 @@ impl Overlays {
     }
 }
 
+impl Overlays {
+    /// Folds a watcher's new events of `dir` into its overlay, when shown (read whole again
+    /// where the view cannot follow).
+    pub fn follow(
+        &mut self,
+        dir: &Path,
+        from: u64,
+        events: &[(u64, crate::train::protocol::TrainEvent)],
+    ) {
+        for run in self.runs.iter_mut().filter(|r| r.dir == dir) {
+            if let Some(Ok(view)) = &mut run.view {
+                if !view.follow(from, events) {
+                    run.load();
+                }
+            }
+        }
+    }
+
+    /// Adds a run folder that appeared (the runs watcher saw it) to the runs offered.
+    pub fn offer(&mut self, dir: &Path) {
+        if self.runs.iter().any(|r| r.dir == dir) {
+            return;
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        self.runs.push(OverlayRun {
+            name,
+            dir: dir.to_path_buf(),
+            shown: false,
+            view: None,
+        });
+        self.runs.sort_by(|a, b| a.dir.cmp(&b.dir));
+    }
+}
+
 /// True when `dir` is the run shown as the current one (however its path is spelled).
 pub fn is_current(dir: &Path, current: Option<&Path>) -> bool {
     let Some(current) = current else {

@@ -43,6 +43,12 @@ pub struct PaletteView<'a, P: ParetoPoint = PaletteEntry> {
     pub size_front: Vec<bool>,
     /// Front on (latency, score) among the fitting subnets.
     pub latency_front: Vec<bool>,
+    /// The fronts of the whole palette, whatever the budget (what the table's Fronts column
+    /// marks; the charts draw them faintly when a budget narrows the fronts above).
+    pub size_front_all: Vec<bool>,
+    pub latency_front_all: Vec<bool>,
+    /// The budget the view was made under (the charts draw its limits).
+    pub budget: CostBudget,
     /// The best-scoring subnet within budget, only when a budget is set.
     pub best: Option<usize>,
     /// The run's teacher, the reference of the per-layer chart a hovered subnet shows.
@@ -60,15 +66,18 @@ impl<'a, P: ParetoPoint> PaletteView<'a, P> {
             .iter()
             .map(|e| budget.fits(e.latency_ms().0, cost_of(e, Cost::Size, in_mb)))
             .collect();
-        let front = |cost: Cost| {
+        let every = vec![true; entries.len()];
+        let front = |cost: Cost, fits: &[bool]| {
             let points: Vec<(f64, f64)> = entries
                 .iter()
                 .map(|e| (cost_of(e, cost, in_mb), e.merit()))
                 .collect();
-            front_within(&points, &fits)
+            front_within(&points, fits)
         };
-        let size_front = front(Cost::Size);
-        let latency_front = front(Cost::Latency);
+        let size_front = front(Cost::Size, &fits);
+        let latency_front = front(Cost::Latency, &fits);
+        let size_front_all = front(Cost::Size, &every);
+        let latency_front_all = front(Cost::Latency, &every);
         let accuracy: Vec<f64> = entries.iter().map(|e| e.merit()).collect();
         let costs: Vec<(f64, f64)> = entries
             .iter()
@@ -86,6 +95,9 @@ impl<'a, P: ParetoPoint> PaletteView<'a, P> {
             fits,
             size_front,
             latency_front,
+            size_front_all,
+            latency_front_all,
+            budget: *budget,
             best,
             teacher: None,
             search: Vec::new(),
@@ -113,11 +125,45 @@ impl<'a, P: ParetoPoint> PaletteView<'a, P> {
         self
     }
 
-    /// Front membership on one axis.
+    /// Front membership on one axis, among the subnets within budget.
     pub fn front(&self, cost: Cost) -> &[bool] {
         match cost {
             Cost::Size => &self.size_front,
             Cost::Latency => &self.latency_front,
+        }
+    }
+
+    /// Front membership on one axis, over the whole palette.
+    pub fn front_all(&self, cost: Cost) -> &[bool] {
+        match cost {
+            Cost::Size => &self.size_front_all,
+            Cost::Latency => &self.latency_front_all,
+        }
+    }
+
+    /// The budget's limit on one axis, in that axis's unit.
+    pub fn limit(&self, cost: Cost) -> Option<f64> {
+        match cost {
+            Cost::Size => self.budget.size,
+            Cost::Latency => self.budget.latency_ms,
+        }
+    }
+
+    /// Where a p90 whisker ends on the latency axis: at most 1.6 times the slowest median, so
+    /// that one disturbed measurement does not stretch the axis and crowd every subnet into
+    /// its left edge (the hover still gives the p90). True when it was cut there.
+    pub fn whisker_end(&self, p90_ms: f64) -> (f64, bool) {
+        let slowest = self
+            .entries
+            .iter()
+            .map(|e| e.latency_ms().0)
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        let cap = 1.6 * slowest;
+        if slowest > 0.0 && p90_ms > cap {
+            (cap, true)
+        } else {
+            (p90_ms, false)
         }
     }
 
@@ -167,8 +213,25 @@ mod tests {
         assert_eq!(tight.size_front, vec![true, false, true]);
         assert_eq!(tight.latency_front, vec![true, false, true]);
         assert_eq!(tight.best, Some(2));
+        // The table marks the palette's own fronts, whatever the budget: medium stays on them.
+        assert_eq!(tight.size_front_all, vec![true, true, false]);
+        assert_eq!(tight.latency_front_all, vec![true, true, true]);
+        assert_eq!(tight.limit(Cost::Latency), Some(1.0));
         // The size axis is in MB here: 30 M parameters at 4 bytes each.
         assert_eq!(tight.xy(2, Cost::Size), [120.0, 0.85]);
         assert_eq!(tight.xy(2, Cost::Latency), [0.8, 0.85]);
+    }
+
+    #[test]
+    fn one_slow_p90_does_not_stretch_the_latency_axis() {
+        let entries = [
+            entry("a", 10, 1.0, 0.70),
+            entry("b", 20, 2.0, 0.80),
+            entry("c", 30, 5.0, 0.90),
+        ];
+        let view = PaletteView::new(&entries, false, &CostBudget::default());
+        assert_eq!(view.whisker_end(6.0), (6.0, false));
+        // A 98 ms p90 beside medians of at most 5 ms ends at 8 ms, marked as cut.
+        assert_eq!(view.whisker_end(98.0), (8.0, true));
     }
 }

@@ -92,7 +92,8 @@ pub fn show<P: ParetoPoint>(
         + usize::from(!infeasible.is_empty())
         + usize::from(view.best.is_some())
         + usize::from(selected.is_some())
-        + usize::from(reference.is_some());
+        + usize::from(reference.is_some())
+        + usize::from(view.limit(cost).is_some());
     let share = ((legend_rows as f32 * 17.0 + 24.0) / height.max(1.0)).clamp(0.1, 0.6) as f64;
     let headroom = if hi > lo {
         (hi - share * lo) / (1.0 - share)
@@ -114,7 +115,7 @@ pub fn show<P: ParetoPoint>(
     }
     if log_axis {
         // The axis holds log10 of the latency: label it in milliseconds.
-        plot = plot.x_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
+        plot = plot.x_axis_formatter(|mark, _| super::curves::tick_label(10f64.powf(mark.value)));
     }
     let response = plot
         .include_y(headroom)
@@ -174,19 +175,62 @@ pub fn show<P: ParetoPoint>(
                 );
             }
             if cost == Cost::Latency {
-                // Median to p90 of every subnet: how steady its latency is.
+                // Median to p90 of every subnet: how steady its latency is. A whisker far past
+                // the slowest median ends at the chart's edge with an arrowhead (hover: p90).
+                let whisker = Color32::from_rgba_unmultiplied(150, 150, 150, 160);
+                let mut cut = Vec::new();
                 for e in entries {
                     let (y, (median, p90)) = (e.score(), e.latency_ms());
+                    let (end, was_cut) = view.whisker_end(p90);
+                    let end = view.axis_x(cost, end);
                     plot_ui.line(
-                        Line::new(
-                            "",
-                            vec![[view.axis_x(cost, median), y], [view.axis_x(cost, p90), y]],
-                        )
-                        .color(Color32::from_rgba_unmultiplied(150, 150, 150, 160))
-                        .width(1.0)
-                        .allow_band(false),
+                        Line::new("", vec![[view.axis_x(cost, median), y], [end, y]])
+                            .color(whisker)
+                            .width(1.0)
+                            .allow_band(false),
+                    );
+                    if was_cut {
+                        cut.push([end, y]);
+                    }
+                }
+                if !cut.is_empty() {
+                    plot_ui.points(
+                        Points::new("", cut)
+                            .shape(MarkerShape::Right)
+                            .radius(4.0)
+                            .color(whisker),
                     );
                 }
+            }
+            if let Some(limit) = view.limit(cost) {
+                let unit = match cost {
+                    Cost::Latency => "ms",
+                    Cost::Size if view.in_mb => "MB",
+                    Cost::Size => "M params",
+                };
+                plot_ui.vline(
+                    egui_plot::VLine::new(
+                        format!("budget {limit} {unit}"),
+                        view.axis_x(cost, limit),
+                    )
+                    .color(Color32::from_rgb(219, 68, 55))
+                    .style(egui_plot::LineStyle::dashed_loose())
+                    .width(1.5),
+                );
+            }
+            if view.budget.is_set() {
+                // The palette's own front, faint: the budget narrows the solid one below.
+                let all = view.front_all(cost);
+                let mut idx: Vec<usize> = (0..entries.len()).filter(|&i| all[i]).collect();
+                idx.sort_by(|&a, &b| xy(a)[0].total_cmp(&xy(b)[0]));
+                let points: Vec<[f64; 2]> = idx.iter().map(|&i| xy(i)).collect();
+                plot_ui.line(
+                    Line::new("", stairs(&points))
+                        .color(Color32::from_rgba_unmultiplied(66, 133, 244, 90))
+                        .style(egui_plot::LineStyle::dashed_dense())
+                        .width(1.5)
+                        .allow_band(false),
+                );
             }
             let front_points: Vec<[f64; 2]> = front_idx.iter().map(|&i| xy(i)).collect();
             plot_ui.line(

@@ -115,6 +115,24 @@ impl ParetoTab {
     }
 }
 
+/// A size limit in the other unit: millions of parameters into MB when `to_mb`, else back, at
+/// the palette's median bytes per parameter (`None` for an empty palette).
+fn convert_size_limit<P: ParetoPoint>(limit: f64, entries: &[P], to_mb: bool) -> Option<f64> {
+    let mut ratios: Vec<f64> = entries
+        .iter()
+        .filter(|e| e.params_total() > 0)
+        .map(|e| e.size_bytes() as f64 / e.params_total() as f64)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let bytes_per_param = *ratios.get(ratios.len() / 2)?;
+    let converted = if to_mb {
+        limit * bytes_per_param
+    } else {
+        limit / bytes_per_param
+    };
+    Some((converted * 1000.0).round() / 1000.0)
+}
+
 impl ParetoTab {
     /// The size unit, budget limits and log-latency toggle, for any palette's points.
     pub fn budget_row<P: ParetoPoint>(&mut self, ui: &mut Ui, entries: &[P]) {
@@ -124,8 +142,12 @@ impl ParetoTab {
                 .on_hover_text("Size axis: exported bytes instead of parameters")
                 .changed();
             if unit_changed {
-                // The size budget is in the axis's unit: a limit in the old unit means nothing.
-                self.budget.size = None;
+                // The size budget is in the axis's unit: carried over at the palette's bytes
+                // per parameter, never dropped.
+                self.budget.size = self
+                    .budget
+                    .size
+                    .and_then(|limit| convert_size_limit(limit, entries, self.size_in_mb));
             }
             // A new limit starts at the palette's median, so about half of the subnets fit.
             let median = |cost: Cost| {
@@ -237,4 +259,25 @@ pub fn save_row(ui: &mut Ui) -> Option<UiCommand> {
         }
     });
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::protocol::PaletteEntry;
+
+    #[test]
+    fn a_size_limit_changes_unit_with_the_axis() {
+        // f32 weights: 4 bytes a parameter, so 10 M parameters are 40 MB.
+        let entries = [
+            PaletteEntry::sample("a", 10_000_000, 1.0, 0.8),
+            PaletteEntry::sample("b", 20_000_000, 2.0, 0.9),
+        ];
+        let ratio = entries[0].size_bytes as f64 / entries[0].params_total as f64;
+        let mb = convert_size_limit(10.0, &entries, true).unwrap();
+        assert!((mb - 10.0 * ratio).abs() < 1e-3, "{mb}");
+        let back = convert_size_limit(mb, &entries, false).unwrap();
+        assert!((back - 10.0).abs() < 1e-3, "{back}");
+        assert_eq!(convert_size_limit::<PaletteEntry>(10.0, &[], true), None);
+    }
 }

@@ -115,7 +115,7 @@ pub fn show<R: TableRow>(
                         header(ui, sort, c.header, c.hover);
                     }
                     ui.label("Fronts").on_hover_text(
-                        "The fronts (size, latency) the subnet is on, as the charts draw them",
+                        "The palette's fronts (size, latency) the subnet is on, whatever the budget (the charts draw the front within budget solid)",
                     );
                     header(ui, sort, SPEC, "the spec, as `eval --subnets` and exports take it");
                     ui.end_row();
@@ -132,7 +132,7 @@ pub fn show<R: TableRow>(
                         for c in &columns {
                             cell(ui, (c.cell)(e), dim);
                         }
-                        let marks = match (view.size_front[i], view.latency_front[i]) {
+                        let marks = match (view.size_front_all[i], view.latency_front_all[i]) {
                             (true, true) => "size, latency",
                             (true, false) => "size",
                             (false, true) => "latency",

@@ -28,6 +28,12 @@ pub fn shortcuts(ui: &mut Ui, run: &RunView) -> Option<UiCommand> {
 
 /// Status line text; `errors` are the settings to fix before Start.
 pub fn status_text(run: &RunView, errors: &BTreeMap<String, String>) -> String {
+    if let Some(pid) = run.other_writer {
+        return format!(
+            "Training in another process (pid {pid}): step {}/{}, curves follow its files",
+            run.global_step, run.total_steps
+        );
+    }
     match &run.status {
         RunStatus::Idle if errors.is_empty() => "Ready".into(),
         RunStatus::Idle => format!("{} setting(s) to fix before Start", errors.len()),
@@ -35,13 +41,23 @@ pub fn status_text(run: &RunView, errors: &BTreeMap<String, String>) -> String {
         RunStatus::Running => "Training".into(),
         RunStatus::Paused => "Paused".into(),
         RunStatus::Stopping => "Stopping at the next step…".into(),
-        RunStatus::MeasuringPalette => format!(
-            "Measuring palette {}/{}",
-            run.palette.len().max(run.decoder_entries.len()),
-            run.palette_expected
-        ),
+        RunStatus::MeasuringPalette => {
+            let mut text = format!(
+                "Measuring palette: {} of {} subnets",
+                run.palette_done(),
+                run.palette_expected
+            );
+            if let Some(eta) = run.palette_eta() {
+                text.push_str(&format!(" · ETA {}", format_duration(eta)));
+            }
+            text.push_str(" (Stop keeps the rows measured)");
+            text
+        }
         RunStatus::Finished => "Finished".into(),
-        RunStatus::Stopped => "Stopped (resume continues from the checkpoint)".into(),
+        RunStatus::Stopped if run.checkpoint_step.is_some() => {
+            "Stopped (Resume run continues from the checkpoint)".into()
+        }
+        RunStatus::Stopped => "Stopped before its first checkpoint".into(),
         RunStatus::Failed(e) => format!("Failed: {e}"),
     }
 }
@@ -77,6 +93,19 @@ pub fn show(
             .clicked()
         {
             cmd = Some(UiCommand::PauseOrResume);
+        }
+        if let (true, Some(dir), Some(step)) = (run.resumable(), &run.run_dir, run.checkpoint_step)
+        {
+            if ui
+                .button("Resume run")
+                .on_hover_text(format!(
+                    "Continue {} from its checkpoint at step {step} (its own settings; history kept)",
+                    dir.display()
+                ))
+                .clicked()
+            {
+                cmd = Some(UiCommand::ResumeRun(dir.clone()));
+            }
         }
         let can_stop = active || run.status == RunStatus::MeasuringPalette;
         if ui

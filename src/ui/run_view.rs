@@ -82,6 +82,18 @@ pub struct RunView {
     pub logs: Vec<LogLine>,
     /// Set when the watchdog stopped the run: why, and the checkpoint step it can resume from.
     pub divergence: Option<Divergence>,
+    /// The step of the run's last checkpoint, when one was saved (a stopped run resumes there).
+    pub checkpoint_step: Option<usize>,
+    /// Bytes of the run's `metrics.jsonl` this view was read from, when it was read from the
+    /// file (a watcher's later lines continue it); `None` for a view fed by this window's own
+    /// trainer.
+    pub metrics_offset: Option<u64>,
+    /// Another process training or measuring this run now (its curves come from the file).
+    pub other_writer: Option<u32>,
+    /// When the palette's measurement began (its ETA counts from there).
+    pub palette_started_at: Option<Instant>,
+    /// Rows the measurement in progress (or the last one) has sent.
+    pub palette_measured: usize,
 }
 
 /// A run the watchdog stopped (the studio shows it as a banner with ways out).
@@ -123,6 +135,11 @@ impl Default for RunView {
             decoder_entries: Vec::new(),
             logs: Vec::new(),
             divergence: None,
+            checkpoint_step: None,
+            metrics_offset: None,
+            other_writer: None,
+            palette_started_at: None,
+            palette_measured: 0,
         }
     }
 }
@@ -138,6 +155,48 @@ pub fn stage_name(stage: usize) -> &'static str {
 }
 
 impl RunView {
+    /// Folds events a watcher read from this run's `metrics.jsonl` (`from`: where its read
+    /// began; each event with the offset its line ends at), skipping those the view already
+    /// holds. False when the view cannot follow the file: it was not read from it, or lines
+    /// between what it read and `from` were never seen (read the run again).
+    pub fn follow(&mut self, from: u64, events: &[(u64, TrainEvent)]) -> bool {
+        let Some(offset) = self.metrics_offset else {
+            return false;
+        };
+        if from > offset {
+            return false;
+        }
+        for (end, event) in events {
+            if *end > offset {
+                self.apply(event.clone());
+                self.metrics_offset = Some(*end);
+            }
+        }
+        true
+    }
+
+    /// Subnets of the palette's measurement done so far (a decoder's kept rows included).
+    pub fn palette_done(&self) -> usize {
+        self.palette_measured
+    }
+
+    /// Time left of the palette's measurement at its pace so far.
+    pub fn palette_eta(&self) -> Option<Duration> {
+        let done = self.palette_done();
+        let left = self.palette_expected.checked_sub(done)?;
+        let started = self.palette_started_at?;
+        (done > 0).then(|| started.elapsed().mul_f64(left as f64 / done as f64))
+    }
+
+    /// The run can be continued from its folder: it stopped (or failed) after a checkpoint,
+    /// and no other process holds it.
+    pub fn resumable(&self) -> bool {
+        self.other_writer.is_none()
+            && matches!(self.status, RunStatus::Stopped | RunStatus::Failed(_))
+            && self.run_dir.is_some()
+            && self.checkpoint_step.is_some()
+    }
+
     /// Reads the run folder's palette files again (a search added rows); a file that does
     /// not read keeps the rows shown.
     pub fn reload_palettes(&mut self) {
@@ -153,54 +212,82 @@ impl RunView {
         }
     }
 
-    /// Rebuilds the view of a run folder from its `metrics.jsonl` and `palette.csv`.
+    /// Reads a run folder: its events replayed, its palettes read; a run that was training
+    /// when its writer stopped shows as stopped.
     pub fn from_run_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let path = dir.join("metrics.jsonl");
-        let text = crate::files::read_text(&path, "run metrics")?;
-        let mut view = RunView::default();
-        // A last line without its newline was cut by a killed writer: shown as a warning,
-        // not a reason to refuse the whole run (a resume repairs the file).
-        let torn = !text.is_empty() && !text.ends_with('\n');
-        let lines: Vec<(usize, &str)> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .collect();
-        for (k, &(i, line)) in lines.iter().enumerate() {
-            match serde_json::from_str::<TrainEvent>(line) {
-                Ok(event) => view.apply(event),
-                Err(_) if torn && k + 1 == lines.len() => view.apply(TrainEvent::log(
-                    "warn",
-                    format!(
-                        "{}:{}: a torn last line (an interrupted run) was skipped",
-                        crate::files::shown(&path),
-                        i + 1
-                    ),
-                )),
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("{}:{}: invalid event", crate::files::shown(&path), i + 1)
-                    })
-                }
-            }
-        }
-        view.started_at = None;
-        view.run_dir = Some(dir.to_path_buf());
+        let (mut view, _) = Self::read_live(dir)?;
         if view.status.is_active() {
             view.status = RunStatus::Stopped;
         }
+        Ok(view)
+    }
+
+    /// Reads a run folder as it is now, its status as its events left it (a run another
+    /// process trains is still training), and the bytes of `metrics.jsonl` read: up to its
+    /// last complete line, where a watcher continues.
+    pub fn read_live(dir: &std::path::Path) -> anyhow::Result<(Self, u64)> {
+        let path = dir.join("metrics.jsonl");
+        let text = crate::files::read_text(&path, "run metrics")?;
+        let mut view = RunView::default();
+        // A last line without its newline is being written, or was cut by a killed writer:
+        // left for the next read, and said once here, never a reason to refuse the run.
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        view.apply_lines(&text[..complete], &path, 1)?;
+        if !text[complete..].trim().is_empty() {
+            let line = text[..complete].lines().count() + 1;
+            view.apply(TrainEvent::log(
+                "warn",
+                format!(
+                    "{}:{line}: a torn last line (an interrupted run) was skipped",
+                    crate::files::shown(&path)
+                ),
+            ));
+        }
+        view.started_at = None;
+        view.run_dir = Some(dir.to_path_buf());
+        view.reload_palettes_from(dir)?;
+        view.metrics_offset = Some(complete as u64);
+        Ok((view, complete as u64))
+    }
+
+    /// Folds complete lines of `metrics.jsonl` (`path`, the first of them line `first_line`)
+    /// into the view.
+    pub fn apply_lines(
+        &mut self,
+        text: &str,
+        path: &std::path::Path,
+        first_line: usize,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = serde_json::from_str::<TrainEvent>(line).with_context(|| {
+                format!(
+                    "{}:{}: invalid event",
+                    crate::files::shown(path),
+                    first_line + i
+                )
+            })?;
+            self.apply(event);
+        }
+        Ok(())
+    }
+
+    /// Reads `dir`'s palette files into the view (those present).
+    fn reload_palettes_from(&mut self, dir: &std::path::Path) -> anyhow::Result<()> {
         let lm_csv = dir.join("lm-palette.csv");
         if lm_csv.is_file() {
-            view.decoder_entries = crate::eval::decoder::read_csv(&lm_csv)?;
+            self.decoder_entries = crate::eval::decoder::read_csv(&lm_csv)?;
         }
         let csv = dir.join("palette.csv");
         if csv.is_file() {
-            view.palette = crate::eval::palette::read_csv(&csv)?;
-            view.palette_expected = view.palette.len();
-            view.palette_csv = Some(csv);
+            self.palette = crate::eval::palette::read_csv(&csv)?;
+            self.palette_expected = self.palette.len();
+            self.palette_csv = Some(csv);
         }
-        Ok(view)
+        Ok(())
     }
 
     /// Folds one event into the view.
@@ -309,15 +396,24 @@ impl RunView {
                 }
             }
             TrainEvent::DecoderMeasured(entry) => {
-                self.decoder_entries
-                    .retain(|e| e.role != entry.role || e.subnet != entry.subnet);
-                self.decoder_entries.push(entry);
+                self.palette_measured += 1;
+                match self
+                    .decoder_entries
+                    .iter_mut()
+                    .find(|e| e.role == entry.role && e.subnet == entry.subnet)
+                {
+                    Some(old) => *old = entry,
+                    None => self.decoder_entries.push(entry),
+                }
             }
             TrainEvent::Log { level, message } => self.logs.push(LogLine { level, message }),
-            TrainEvent::CheckpointSaved { global_step, path } => self.logs.push(LogLine {
-                level: "info".into(),
-                message: format!("checkpoint at step {global_step}: {path}"),
-            }),
+            TrainEvent::CheckpointSaved { global_step, path } => {
+                self.checkpoint_step = Some(global_step);
+                self.logs.push(LogLine {
+                    level: "info".into(),
+                    message: format!("checkpoint at step {global_step}: {path}"),
+                })
+            }
             TrainEvent::Paused { .. } => {
                 self.status = RunStatus::Paused;
                 self.paused_at = Some(Instant::now());
@@ -329,13 +425,19 @@ impl RunView {
                 }
             }
             TrainEvent::PaletteStarted { count } => {
-                self.palette.clear();
-                // A decoder measurement sends every row again, kept ones too.
-                self.decoder_entries.clear();
+                // The rows measured before stay shown, each replaced when measured again.
+                self.palette_measured = 0;
                 self.palette_expected = count;
                 self.status = RunStatus::MeasuringPalette;
+                self.palette_started_at = Some(Instant::now());
             }
-            TrainEvent::PaletteResult(entry) => self.palette.push(entry),
+            TrainEvent::PaletteResult(entry) => {
+                self.palette_measured += 1;
+                match self.palette.iter_mut().find(|e| e.subnet == entry.subnet) {
+                    Some(old) => *old = entry,
+                    None => self.palette.push(entry),
+                }
+            }
             TrainEvent::PaletteFinished { csv_path } => {
                 // The file holds the whole palette (a partial measurement merges into it).
                 if let Ok(rows) = crate::eval::palette::read_csv(std::path::Path::new(&csv_path)) {

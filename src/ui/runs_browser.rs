@@ -3,7 +3,6 @@
 
 use super::commands::UiCommand;
 use super::run_view::{format_duration, RunStatus, RunView};
-use crate::eval::pareto::pareto_front;
 use egui::Ui;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -22,25 +21,43 @@ pub struct RunRow {
     /// Time spent in training steps (from its logged step times; copies keep it).
     pub duration: Option<Duration>,
     pub status: String,
-    /// Best dev accuracy (classifier, higher is better) or validation loss (decoder, lower).
+    /// Best dev accuracy (classifier, higher is better) or validation loss (decoder, lower):
+    /// the palette's best subnet, else the training-time evaluations' best.
     pub best: Option<f64>,
-    /// Subnets on the (size, dev accuracy) front of the palette.
+    /// The best comes from the palette (else from evaluations during training).
+    pub best_from_palette: bool,
+    /// Subnets on the palette's (parameters, quality) front.
     pub front_size: usize,
     /// Why the folder could not be read, if it could not.
     pub error: Option<String>,
+    /// It stopped after a checkpoint and no process holds it: Resume continues it.
+    pub resumable: bool,
+    /// The process training or measuring it now, if any.
+    pub writer: Option<u32>,
 }
 
 impl RunRow {
     /// Reads a run folder's configuration, events and palette.
     pub fn read(dir: &Path) -> Self {
+        let view = RunView::from_run_dir(dir).map_err(|e| format!("{e:#}"));
+        Self::of(dir, view.as_ref(), crate::files::lock::live_writer_of(dir))
+    }
+
+    /// The row of a run folder whose events made `view` (or could not be read); `writer` is
+    /// the process training or measuring it now, if any.
+    pub fn of(dir: &Path, view: Result<&RunView, &String>, writer: Option<u32>) -> Self {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let config = crate::train::config::RunConfig::load(&dir.join("config.ron")).ok();
-        let started = std::fs::metadata(dir.join("config.ron"))
-            .and_then(|m| m.modified())
-            .ok();
+        // When the run's files were created (birth time where the filesystem keeps it; a
+        // resume with new settings rewrites config.ron, so its modification time is not it).
+        let started = ["metrics.jsonl", "config.ron"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+            .filter_map(|m| m.created().or_else(|_| m.modified()).ok())
+            .min();
         let mut row = Self {
             name,
             dir: dir.to_path_buf(),
@@ -54,39 +71,85 @@ impl RunRow {
             duration: None,
             status: String::new(),
             best: None,
+            best_from_palette: false,
             front_size: 0,
             error: None,
+            resumable: false,
+            writer,
         };
-        match RunView::from_run_dir(dir) {
+        match view {
             Ok(view) => {
-                row.status = status_word(&view);
+                row.status = status_word(view, writer);
+                row.resumable = writer.is_none()
+                    && view.checkpoint_step.is_some()
+                    && !matches!(view.status, RunStatus::Finished)
+                    && !dir.join("supernet.safetensors").is_file();
                 row.duration =
                     (view.train_seconds > 0.0).then(|| Duration::from_secs_f64(view.train_seconds));
-                row.best = best_result(&view, row.kind == "decoder");
-                let points: Vec<(f64, f64)> = view
-                    .palette
-                    .iter()
-                    .map(|e| (e.params_total as f64, e.dev_accuracy))
-                    .collect();
-                row.front_size = pareto_front(&points).iter().filter(|&&on| on).count();
+                let decoder = row.kind == "decoder";
+                let palette_best = palette_best(view, decoder);
+                row.best_from_palette = palette_best.is_some();
+                row.best = palette_best.or_else(|| best_result(view, decoder));
+                row.front_size = if decoder {
+                    crate::eval::decoder::decoder_fronts(&view.decoder_entries).0
+                } else {
+                    crate::eval::palette::fronts(&view.palette).0
+                }
+                .iter()
+                .filter(|&&on| on)
+                .count();
             }
             Err(e) => {
                 row.status = "unreadable".into();
-                row.error = Some(format!("{e:#}"));
+                row.error = Some(e.clone());
             }
         }
         row
     }
 }
 
-/// The run's state in one word, from its replayed events.
-fn status_word(view: &RunView) -> String {
+/// The run's state in a few words, from its replayed events and the process writing it.
+fn status_word(view: &RunView, writer: Option<u32>) -> String {
+    let this_process = writer == Some(std::process::id());
+    match (&view.status, writer) {
+        (RunStatus::MeasuringPalette, Some(_)) if !this_process => {
+            return "measuring (other process)".into()
+        }
+        (_, Some(_)) if !this_process => {
+            return format!(
+                "training (other process) {}/{}",
+                view.global_step, view.total_steps
+            )
+        }
+        (s, Some(_)) if s.is_active() || *s == RunStatus::MeasuringPalette => {
+            return "training (this window)".into()
+        }
+        _ => {}
+    }
     match &view.status {
         RunStatus::Finished => "finished".into(),
         _ if view.divergence.is_some() => "diverged".into(),
         RunStatus::Failed(_) => "failed".into(),
         _ if view.global_step == 0 => "not started".into(),
         _ => format!("stopped at {}/{}", view.global_step, view.total_steps),
+    }
+}
+
+/// The palette's best measured subnet: highest dev accuracy, or a decoder's lowest validation
+/// loss (the teacher is a reference, not a subnet).
+fn palette_best(view: &RunView, decoder: bool) -> Option<f64> {
+    if decoder {
+        view.decoder_entries
+            .iter()
+            .filter(|e| e.role != "teacher" && e.val_loss.is_finite())
+            .map(|e| e.val_loss)
+            .reduce(f64::min)
+    } else {
+        view.palette
+            .iter()
+            .filter(|e| e.role != "teacher" && e.dev_accuracy.is_finite())
+            .map(|e| e.dev_accuracy)
+            .reduce(f64::max)
     }
 }
 
@@ -147,7 +210,33 @@ impl RunsBrowser {
             })
             .unwrap_or_default();
         self.rows = dirs.iter().map(|d| RunRow::read(d)).collect();
+        // Runs ticked for the diff that are gone (renamed or deleted elsewhere) are unticked.
+        self.diff.retain(|d| dirs.contains(d));
         self.sort_rows();
+    }
+
+    /// Puts a row read again (by the runs watcher) in place of the old one, or adds it.
+    pub fn upsert(&mut self, row: RunRow) {
+        match self.rows.iter_mut().find(|r| r.dir == row.dir) {
+            Some(old) => *old = row,
+            None => self.rows.push(row),
+        }
+        self.sort_rows();
+    }
+
+    /// A run folder now under another name: the settings diff follows it.
+    pub fn renamed(&mut self, from: &Path, to: &Path) {
+        for d in &mut self.diff {
+            if d == from {
+                *d = to.to_path_buf();
+            }
+        }
+    }
+
+    /// Drops the row of a folder that is gone.
+    pub fn remove(&mut self, dir: &Path) {
+        self.rows.retain(|r| r.dir != dir);
+        self.diff.retain(|d| d != dir);
     }
 
     fn sort_rows(&mut self) {
@@ -160,10 +249,16 @@ impl RunsBrowser {
                 RunColumn::Started => a.started.cmp(&b.started),
                 RunColumn::Duration => a.duration.cmp(&b.duration),
                 RunColumn::Status => a.status.cmp(&b.status),
-                RunColumn::Best => a
-                    .best
-                    .unwrap_or(f64::NAN)
-                    .total_cmp(&b.best.unwrap_or(f64::NAN)),
+                // Accuracies and losses are not one scale: by kind, then better first (a
+                // loss counts as its negative), runs without a figure last.
+                RunColumn::Best => {
+                    let merit = |r: &RunRow| match (r.best, r.kind) {
+                        (Some(v), "decoder") => -v,
+                        (Some(v), _) => v,
+                        (None, _) => f64::NEG_INFINITY,
+                    };
+                    a.kind.cmp(b.kind).then(merit(a).total_cmp(&merit(b)))
+                }
                 RunColumn::Front => a.front_size.cmp(&b.front_size),
             };
             let ord = if self.ascending { ord } else { ord.reverse() };
@@ -196,15 +291,19 @@ impl RunsBrowser {
             ui.weak("No runs yet: a run appears here when it starts.");
             return None;
         }
+        // What a user acts on first (status, result, overlay, actions), then the details: in a
+        // narrow window the table scrolls sideways over the details only.
         let headers = [
             (RunColumn::Name, "Run"),
+            (RunColumn::Status, "Status"),
+            (RunColumn::Best, "Best"),
+            (RunColumn::Front, "Front"),
+        ];
+        let details = [
             (RunColumn::Kind, "Kind"),
             (RunColumn::Preset, "Preset"),
             (RunColumn::Started, "Started"),
             (RunColumn::Duration, "Training time"),
-            (RunColumn::Status, "Status"),
-            (RunColumn::Best, "Best"),
-            (RunColumn::Front, "Front"),
         ];
         // The table takes what it needs, at most 60 % of the height: the settings diff and the
         // opened run's settings show beneath it.
@@ -215,17 +314,18 @@ impl RunsBrowser {
             .show(ui, |ui| {
                 egui::Grid::new("runs-grid")
                     .striped(true)
-                    .num_columns(headers.len() + 2)
+                    .num_columns(headers.len() + details.len() + 3)
                     .show(ui, |ui| {
-                        for (col, name) in headers {
+                        let mut header = |ui: &mut Ui, col: RunColumn, name: &str| {
                             let arrow = match (self.sort == col, self.ascending) {
                                 (true, true) => " (asc)",
                                 (true, false) => " (desc)",
                                 (false, _) => "",
                             };
                             let tip = match col {
-                                RunColumn::Best => "Best dev accuracy (classifier) or lowest validation loss (decoder)".to_string(),
-                                RunColumn::Front => "Subnets on the palette's size–accuracy Pareto front".to_string(),
+                                RunColumn::Best => "The palette's best subnet: dev accuracy (classifier) or validation loss (decoder); sorts by kind, best first".to_string(),
+                                RunColumn::Front => "Subnets on the palette's size–quality Pareto front".to_string(),
+                                RunColumn::Started => "When the run's files were created".to_string(),
                                 _ => format!("Sort by {name}"),
                             };
                             if ui.button(format!("{name}{arrow}")).on_hover_text(tip).clicked() {
@@ -233,75 +333,22 @@ impl RunsBrowser {
                                 self.sort = col;
                                 self.sort_rows();
                             }
+                        };
+                        for (col, name) in headers {
+                            header(ui, col, name);
                         }
                         ui.label("Overlay");
                         ui.label("Diff");
                         ui.label("");
+                        for (col, name) in details {
+                            header(ui, col, name);
+                        }
                         ui.end_row();
                         for row in &self.rows {
-                            let open = ui
-                                .button(&row.name)
-                                .on_hover_text(match &row.error {
-                                    Some(e) => format!("Cannot read: {e}"),
-                                    None => format!("Open {}: curves, palette, Try it and export", row.dir.display()),
-                                });
-                            if open.clicked() {
-                                cmd = Some(UiCommand::OpenRun(row.dir.clone()));
+                            let asked = run_row(ui, row, overlaid, &mut self.diff, &mut self.renaming, &mut self.confirm_delete);
+                            if asked.is_some() {
+                                cmd = asked;
                             }
-                            ui.label(row.kind);
-                            ui.label(&row.preset);
-                            ui.label(row.started.map(local_time).unwrap_or_default());
-                            ui.label(row.duration.map(format_duration).unwrap_or_default());
-                            ui.label(&row.status);
-                            ui.label(match (row.best, row.kind) {
-                                (Some(v), "decoder") => format!("loss {v:.3}"),
-                                (Some(v), _) => format!("dev {v:.4}"),
-                                (None, _) => String::new(),
-                            });
-                            ui.label(row.front_size.to_string());
-                            let mut shown = overlaid.contains(&row.name);
-                            let overlay = ui
-                                .checkbox(&mut shown, "")
-                                .on_hover_text("Draw this run's curves over the current run's");
-                            if overlay.changed() {
-                                cmd = Some(UiCommand::Overlay(row.name.clone(), shown));
-                            }
-                            let mut ticked = self.diff.contains(&row.dir);
-                            let diff = ui
-                                .checkbox(&mut ticked, "")
-                                .on_hover_text("Tick two runs to compare their settings");
-                            if diff.changed() {
-                                self.diff.retain(|d| d != &row.dir);
-                                if ticked {
-                                    self.diff.push(row.dir.clone());
-                                    // The two most recently ticked.
-                                    if self.diff.len() > 2 {
-                                        self.diff.remove(0);
-                                    }
-                                }
-                            }
-                            // One narrow menu instead of two buttons: the table fits a 1500 px window.
-                            ui.menu_button("Actions", |ui| {
-                                if ui
-                                    .button("Rename…")
-                                    .on_hover_text("Give this run folder another name")
-                                    .clicked()
-                                {
-                                    self.renaming = Some((row.dir.clone(), row.name.clone()));
-                                    ui.close();
-                                }
-                                if ui
-                                    .button("Delete…")
-                                    .on_hover_text("Move this run folder to the runs folder's .trash (asks first)")
-                                    .clicked()
-                                {
-                                    self.confirm_delete = Some(row.dir.clone());
-                                    ui.close();
-                                }
-                            })
-                            .response
-                            .on_hover_text("Rename or delete this run");
-                            ui.end_row();
                         }
                     });
             });
@@ -344,6 +391,115 @@ impl RunsBrowser {
         }
         cmd
     }
+}
+
+/// Shortens a long run name for its cell (the whole name is the button's hover).
+fn short_name(name: &str) -> String {
+    const MAX: usize = 34;
+    if name.chars().count() <= MAX {
+        return name.to_string();
+    }
+    let head: String = name.chars().take(MAX - 1).collect();
+    format!("{head}…")
+}
+
+/// One run's row: open, status, best, front, overlay, diff, actions, then the details.
+fn run_row(
+    ui: &mut Ui,
+    row: &RunRow,
+    overlaid: &[String],
+    diff: &mut Vec<PathBuf>,
+    renaming: &mut Option<(PathBuf, String)>,
+    confirm_delete: &mut Option<PathBuf>,
+) -> Option<UiCommand> {
+    let mut cmd = None;
+    let open = ui
+        .button(short_name(&row.name))
+        .on_hover_text(match &row.error {
+            Some(e) => format!("Cannot read: {e}"),
+            None => format!(
+                "Open {}: curves, palette, Try it and export",
+                row.dir.display()
+            ),
+        });
+    if open.clicked() {
+        cmd = Some(UiCommand::OpenRun(row.dir.clone()));
+    }
+    ui.label(&row.status);
+    let during = if row.best_from_palette {
+        ""
+    } else {
+        " (training eval)"
+    };
+    ui.label(match (row.best, row.kind) {
+        (Some(v), "decoder") => format!("loss {v:.3}{during}"),
+        (Some(v), _) => format!("dev {v:.4}{during}"),
+        (None, _) => String::new(),
+    })
+    .on_hover_text(if row.best_from_palette {
+        "The palette's best measured subnet"
+    } else {
+        "No palette yet: the best evaluation during training"
+    });
+    ui.label(row.front_size.to_string());
+    let mut shown = overlaid.contains(&row.name);
+    let overlay = ui
+        .checkbox(&mut shown, "")
+        .on_hover_text("Draw this run's curves over the current run's");
+    if overlay.changed() {
+        cmd = Some(UiCommand::Overlay(row.name.clone(), shown));
+    }
+    let mut ticked = diff.contains(&row.dir);
+    let tick = ui
+        .checkbox(&mut ticked, "")
+        .on_hover_text("Tick two runs to compare their settings");
+    if tick.changed() {
+        diff.retain(|d| d != &row.dir);
+        if ticked {
+            diff.push(row.dir.clone());
+            // The two most recently ticked.
+            if diff.len() > 2 {
+                diff.remove(0);
+            }
+        }
+    }
+    // One narrow menu instead of three buttons.
+    ui.menu_button("Actions", |ui| {
+        let resume = ui
+            .add_enabled(row.resumable, egui::Button::new("Resume"))
+            .on_hover_text("Continue this run from its last checkpoint (its own settings)")
+            .on_disabled_hover_text(
+                "Only a stopped run with a checkpoint, held by no process, resumes",
+            );
+        if resume.clicked() {
+            cmd = Some(UiCommand::ResumeRun(row.dir.clone()));
+            ui.close();
+        }
+        if ui
+            .button("Rename…")
+            .on_hover_text("Give this run folder another name")
+            .clicked()
+        {
+            *renaming = Some((row.dir.clone(), row.name.clone()));
+            ui.close();
+        }
+        if ui
+            .button("Delete…")
+            .on_hover_text("Move this run folder to the runs folder's .trash (asks first)")
+            .clicked()
+        {
+            *confirm_delete = Some(row.dir.clone());
+            ui.close();
+        }
+    })
+    .response
+    .on_hover_text("Resume, rename or delete this run");
+    ui.label(row.kind);
+    ui.label(&row.preset);
+    ui.label(row.started.map(local_time).unwrap_or_default());
+    ui.label(row.duration.map(format_duration).unwrap_or_default());
+    ui.end_row();
+    cmd
 }
 
 /// Renames a run folder within its parent; the new name must be a plain, unused folder name.

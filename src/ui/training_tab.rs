@@ -1,12 +1,14 @@
 //! Training tab: loss curves with stage marks and smoothing, dev accuracy, learning rate.
 
+use super::chart_legend::{self, Dash, Entry};
 use super::commands::UiCommand;
 use super::curves::{debiased_ema, downsample, hover_text, overlay_colour, NamedCurve};
 use super::dialogs::DialogPurpose;
 use super::overlays::{is_current, Overlays};
 use super::run_view::{stage_name, RunView};
 use egui::{Color32, Ui};
-use egui_plot::{Legend, Line, Plot, VLine};
+use egui_plot::{Line, Plot, VLine};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Points handed to the plot per series (the full history stays in the run view).
@@ -23,28 +25,38 @@ fn role_colour(role: &str) -> Color32 {
 
 /// How a compared run's role is drawn (its colour is the run's): maxnet long dashes, minnet
 /// dots, the others short dashes.
-fn role_dash(series_name: &str) -> egui_plot::LineStyle {
+fn role_dash(series_name: &str) -> Dash {
     if series_name.ends_with("maxnet") {
-        egui_plot::LineStyle::dashed_loose()
+        Dash::Loose
     } else if series_name.ends_with("minnet") {
-        egui_plot::LineStyle::dotted_dense()
+        Dash::Dotted
     } else {
-        egui_plot::LineStyle::dashed_dense()
+        Dash::Dense
     }
 }
 
-/// True when a legend of `rows` entries takes at most half of a chart `height` points tall.
-fn legend_fits(rows: usize, height: f32) -> bool {
-    rows as f32 * 17.0 + 24.0 <= 0.5 * height
-}
-
-/// The stage boundaries; `named` puts them in the legend (the loss chart's, which has room),
-/// the smaller charts draw them unnamed.
-fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView, named: bool) {
+/// The stage boundaries as grey vertical lines; `labelled` writes each stage's name at the top
+/// of its line (direct labels: the legend stays for the series).
+fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView, labelled: bool) {
+    let top = plot_ui.plot_bounds().max()[1];
     for &(x, stage) in &run.stage_marks {
-        let name = if named { stage_name(stage) } else { "" };
-        plot_ui.vline(VLine::new(name, x).color(Color32::GRAY).width(1.0));
+        plot_ui.vline(VLine::new("", x).color(Color32::GRAY).width(1.0));
+        if labelled {
+            let name = stage_name(stage);
+            let short = name.split(" · ").next().unwrap_or(name);
+            plot_ui.text(
+                egui_plot::Text::new("", egui_plot::PlotPoint::new(x, top), format!(" {short}"))
+                    .anchor(egui::Align2::LEFT_TOP)
+                    .color(Color32::GRAY),
+            );
+        }
     }
+}
+
+/// The legend entry of the stage boundaries, when the run has any.
+fn stage_entry(run: &RunView) -> Option<Entry> {
+    (!run.stage_marks.is_empty())
+        .then(|| Entry::new("stage boundary", Color32::GRAY, Dash::Vertical))
 }
 
 /// The "Compare runs" row: one labelled checkbox per run folder, and a refresh button.
@@ -107,6 +119,8 @@ pub struct TrainingTab {
     pub smoothing: f64,
     /// The training-loss axis on a log scale.
     pub log_loss: bool,
+    /// Series hidden by a click on their legend entry (`chart_legend::key`).
+    pub hidden: BTreeSet<String>,
 }
 
 impl Default for TrainingTab {
@@ -114,9 +128,15 @@ impl Default for TrainingTab {
         Self {
             smoothing: 0.6,
             log_loss: false,
+            hidden: BTreeSet::new(),
         }
     }
 }
+
+/// Chart names, for the legends' hidden series.
+const LOSS_CHART: &str = "loss";
+const DEV_CHART: &str = "dev";
+const VALIDATION_CHART: &str = "validation";
 
 /// A series as drawn: log10 of the values on a log axis (values ≤ 0 have no place there).
 fn on_axis(points: Vec<[f64; 2]>, log: bool) -> Vec<[f64; 2]> {
@@ -196,25 +216,46 @@ impl TrainingTab {
             return cmd;
         }
         // Every series in full resolution, raw and smoothed: drawn binned, read on hover.
+        let current_series = run.losses.len();
         let mut series: Vec<NamedCurve<'_>> = run
             .losses
             .iter()
             .map(|(role, s)| (role.clone(), s.as_slice(), debiased_ema(s, smoothing)))
             .collect();
-        for (name, view) in &overlays {
+        let mut looks: Vec<(Color32, Dash)> = run
+            .losses
+            .keys()
+            .map(|role| (role_colour(role), Dash::Solid))
+            .collect();
+        for (i, (name, view)) in overlays.iter().enumerate() {
             for (role, s) in &view.losses {
                 let smooth = debiased_ema(s, smoothing);
                 series.push((format!("{name} · {role}"), s.as_slice(), smooth));
+                looks.push((overlay_colour(i), role_dash(role)));
             }
         }
-        // A legend of a handful of entries; with many compared runs the list above names them.
-        // A legend only where it covers at most half the chart (a handful of series in a tall
-        // enough chart); hover names every series anyway.
-        let rows = series.len() + run.stage_marks.len();
-        let legend = legend_fits(rows, loss_h)
-            .then(|| Legend::default().position(egui_plot::Corner::RightTop));
+        let mut entries: Vec<Entry> = series
+            .iter()
+            .zip(&looks)
+            .map(|((name, _, smooth), &(colour, dash))| {
+                let last = smooth.last().map_or(0.0, |p| p[1]);
+                Entry::new(name.clone(), colour, dash).value(format!("{last:.4}"))
+            })
+            .collect();
+        entries.extend(stage_entry(run));
+        let legend_h = chart_legend::show(ui, LOSS_CHART, &entries, &mut self.hidden);
+        let hidden = &self.hidden;
+        let shown_series: Vec<(NamedCurve<'_>, (Color32, Dash), bool)> = series
+            .into_iter()
+            .zip(looks)
+            .enumerate()
+            .filter(|(_, (s, _))| !hidden.contains(&chart_legend::key(LOSS_CHART, &s.0)))
+            .map(|(k, (s, look))| (s, look, k < current_series))
+            .collect();
+        let hover_series: Vec<NamedCurve<'_>> =
+            shown_series.iter().map(|(s, _, _)| s.clone()).collect();
         let mut plot = Plot::new("loss-curves")
-            .height(loss_h)
+            .height((loss_h - legend_h).max(120.0))
             .x_axis_label("step")
             .y_axis_label("training loss")
             .label_formatter(|hover| {
@@ -222,37 +263,28 @@ impl TrainingTab {
                     egui_plot::HoverPosition::NearDataPoint { position, .. }
                     | egui_plot::HoverPosition::Elsewhere { position } => position.x,
                 };
-                Some(hover_text(x, &series))
+                Some(hover_text(x, &hover_series))
             });
-        if let Some(l) = legend {
-            plot = plot.legend(l);
-        }
         let log = self.log_loss;
         if log {
-            plot = plot.y_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
+            // Labels as short as the values need (0.5, 1, 2.5), never cut at the axis' edge.
+            plot =
+                plot.y_axis_formatter(|mark, _| super::curves::tick_label(10f64.powf(mark.value)));
         }
         let shown = plot.show(ui, |plot_ui| {
             stage_lines(plot_ui, run, true);
-            let current = run.losses.len();
-            for (k, (name, raw, smooth)) in series.iter().enumerate() {
-                let last = smooth.last().map_or(0.0, |p| p[1]);
-                let label = format!("{name}: {last:.4}");
+            for ((name, raw, smooth), (colour, dash), own) in &shown_series {
                 let smooth = on_axis(downsample(smooth, DISPLAY_BINS), log);
-                if k < current {
-                    let colour = role_colour(name);
+                if *own {
                     let raw = on_axis(downsample(raw, DISPLAY_BINS), log);
-                    plot_ui.line(Line::new(label.clone(), raw).color(colour.gamma_multiply(0.25)));
-                    plot_ui.line(Line::new(label, smooth).color(colour).width(2.0));
+                    plot_ui.line(Line::new("", raw).color(colour.gamma_multiply(0.25)));
+                    plot_ui.line(Line::new(name.clone(), smooth).color(*colour).width(2.0));
                 } else {
                     // A compared run: its colour; its roles told apart by the dash.
-                    let run_index = overlays
-                        .iter()
-                        .position(|(n, _)| name.starts_with(n.as_str()))
-                        .unwrap_or(0);
                     plot_ui.line(
-                        Line::new(label, smooth)
-                            .color(overlay_colour(run_index))
-                            .style(role_dash(name))
+                        Line::new(name.clone(), smooth)
+                            .color(*colour)
+                            .style(dash.line_style())
                             .width(1.5),
                     );
                 }
@@ -264,7 +296,9 @@ impl TrainingTab {
             let width = ui.available_width();
             ui.horizontal(|ui| {
                 ui.allocate_ui(egui::vec2(width * 0.66, lower), |ui| {
-                    validation_loss_chart(ui, run, &overlays, lower)
+                    ui.vertical(|ui| {
+                        validation_loss_chart(ui, run, &overlays, lower, &mut self.hidden)
+                    });
                 });
                 shown.response.context_menu(|ui| {
                     let actions = [
@@ -285,124 +319,150 @@ impl TrainingTab {
             });
             return cmd;
         }
+        let hidden = &mut self.hidden;
         ui.columns(2, |cols| {
-            {
-                let dev_h = height - loss_h - 20.0;
-                // A legend only where its rows fit the chart's height (else hover names them).
-                let rows = 1
-                    + run.dev_accuracy.len()
-                    + overlays
-                        .iter()
-                        .map(|(_, v)| v.dev_accuracy.len())
-                        .sum::<usize>();
-                let mut dev_plot = Plot::new("dev-accuracy").height(dev_h);
-                if legend_fits(rows, dev_h) {
-                    dev_plot =
-                        dev_plot.legend(Legend::default().position(egui_plot::Corner::LeftTop));
-                }
-                dev_plot
-                    .x_axis_label("step")
-                    .y_axis_label("dev accuracy")
-                    .include_y(0.4)
-                    .include_y(1.05)
-                    .show(&mut cols[0], |plot_ui| {
-                        stage_lines(plot_ui, run, false);
-                        if run.majority_accuracy > 0.0 {
-                            plot_ui.hline(
-                                egui_plot::HLine::new("majority class", run.majority_accuracy)
-                                    .color(Color32::DARK_GRAY),
-                            );
-                        }
-                        // Evaluations are sparse: a marker on each, so a single one shows.
-                        for (role, series) in &run.dev_accuracy {
-                            let last = series.last().map_or(0.0, |p| p[1]);
-                            let label = format!("{role}: {last:.3}");
-                            plot_ui.line(
-                                Line::new(label.clone(), series.clone())
-                                    .color(role_colour(role))
-                                    .width(2.0),
-                            );
-                            plot_ui.points(
-                                egui_plot::Points::new(label, series.clone())
-                                    .color(role_colour(role))
-                                    .radius(3.0),
-                            );
-                        }
-                        for (i, (name, view)) in overlays.iter().enumerate() {
-                            for (role, series) in &view.dev_accuracy {
-                                let label = format!("{name} · {role}");
-                                plot_ui.line(
-                                    Line::new(label.clone(), series.clone())
-                                        .color(overlay_colour(i))
-                                        .style(role_dash(role))
-                                        .width(1.5),
-                                );
-                                plot_ui.points(
-                                    egui_plot::Points::new(label, series.clone())
-                                        .color(overlay_colour(i))
-                                        .radius(2.0),
-                                );
-                            }
-                        }
-                    });
-            }
-            learning_rate_chart(&mut cols[1], run, height - loss_h - 20.0);
+            let dev_h = height - loss_h - 20.0;
+            dev_accuracy_chart(&mut cols[0], run, &overlays, dev_h, hidden);
+            learning_rate_chart(&mut cols[1], run, dev_h);
         });
         cmd
     }
 }
 
+/// Classifier runs: dev accuracy per role with a marker on each (sparse) evaluation, the
+/// majority-class level, and the compared runs' roles in their colours and dashes.
+fn dev_accuracy_chart(
+    ui: &mut Ui,
+    run: &RunView,
+    overlays: &[(String, RunView)],
+    height: f32,
+    hidden: &mut BTreeSet<String>,
+) {
+    let mut series: Vec<(String, &Vec<[f64; 2]>, Color32, Dash)> = run
+        .dev_accuracy
+        .iter()
+        .map(|(role, s)| (role.clone(), s, role_colour(role), Dash::Solid))
+        .collect();
+    for (i, (name, view)) in overlays.iter().enumerate() {
+        for (role, s) in &view.dev_accuracy {
+            series.push((
+                format!("{name} · {role}"),
+                s,
+                overlay_colour(i),
+                role_dash(role),
+            ));
+        }
+    }
+    let mut entries: Vec<Entry> = series
+        .iter()
+        .map(|(name, s, colour, dash)| {
+            let last = s.last().map_or(0.0, |p| p[1]);
+            Entry::new(name.clone(), *colour, *dash).value(format!("{last:.3}"))
+        })
+        .collect();
+    if run.majority_accuracy > 0.0 {
+        entries.push(
+            Entry::new("majority class", Color32::DARK_GRAY, Dash::Solid)
+                .value(format!("{:.3}", run.majority_accuracy)),
+        );
+    }
+    let legend_h = chart_legend::show(ui, DEV_CHART, &entries, hidden);
+    let shown = |name: &str| !hidden.contains(&chart_legend::key(DEV_CHART, name));
+    Plot::new("dev-accuracy")
+        .height((height - legend_h).max(120.0))
+        .x_axis_label("step")
+        .y_axis_label("dev accuracy")
+        .include_y(0.4)
+        .include_y(1.0)
+        .show(ui, |plot_ui| {
+            stage_lines(plot_ui, run, false);
+            if run.majority_accuracy > 0.0 && shown("majority class") {
+                plot_ui.hline(
+                    egui_plot::HLine::new("majority class", run.majority_accuracy)
+                        .color(Color32::DARK_GRAY),
+                );
+            }
+            // Evaluations are sparse: a marker on each, so a single one shows.
+            for (name, s, colour, dash) in series.iter().filter(|s| shown(&s.0)) {
+                let own = *dash == Dash::Solid;
+                plot_ui.line(
+                    Line::new(name.clone(), s.to_vec())
+                        .color(*colour)
+                        .style(dash.line_style())
+                        .width(if own { 2.0 } else { 1.5 }),
+                );
+                plot_ui.points(
+                    egui_plot::Points::new(name.clone(), s.to_vec())
+                        .color(*colour)
+                        .radius(if own { 3.0 } else { 2.0 }),
+                );
+            }
+        });
+}
+
 /// Decoder runs: validation loss per subnet with points at each evaluation, the teacher as a
 /// reference line, and the overlaid runs' curves under their names.
-fn validation_loss_chart(ui: &mut Ui, run: &RunView, overlays: &[(String, RunView)], height: f32) {
+fn validation_loss_chart(
+    ui: &mut Ui,
+    run: &RunView,
+    overlays: &[(String, RunView)],
+    height: f32,
+    hidden: &mut BTreeSet<String>,
+) {
     let teacher = run
         .teacher_val_loss
         .or_else(|| overlays.iter().find_map(|(_, v)| v.teacher_val_loss));
-    let highest = run
+    let mut series: Vec<(String, &Vec<[f64; 2]>, Color32, Dash)> = run
         .val_loss
-        .values()
-        .chain(overlays.iter().flat_map(|(_, v)| v.val_loss.values()))
-        .flatten()
-        .map(|p| p[1])
-        .fold(0.0f64, f64::max);
+        .iter()
+        .map(|(role, s)| (role.clone(), s, role_colour(role), Dash::Solid))
+        .collect();
+    for (i, (name, view)) in overlays.iter().enumerate() {
+        for (role, s) in &view.val_loss {
+            series.push((
+                format!("{name} · {role}"),
+                s,
+                overlay_colour(i),
+                Dash::Loose,
+            ));
+        }
+    }
+    let mut entries: Vec<Entry> = series
+        .iter()
+        .map(|(name, s, colour, dash)| {
+            let last = s.last().map_or(0.0, |p| p[1]);
+            Entry::new(name.clone(), *colour, *dash).value(format!("{last:.3}"))
+        })
+        .collect();
+    if let Some(t) = teacher {
+        entries
+            .push(Entry::new("teacher", Color32::DARK_GRAY, Dash::Solid).value(format!("{t:.3}")));
+    }
+    entries.extend(stage_entry(run));
+    let legend_h = chart_legend::show(ui, VALIDATION_CHART, &entries, hidden);
+    let shown = |name: &str| !hidden.contains(&chart_legend::key(VALIDATION_CHART, name));
     Plot::new("validation-loss")
-        .height(height)
+        .height((height - legend_h).max(120.0))
         .include_y(teacher.map_or(0.0, |t| t - 0.3))
-        // Headroom above the curves for the legend.
-        .include_y(highest * 1.3)
-        .legend(Legend::default().position(egui_plot::Corner::RightTop))
         .x_axis_label("step")
         .y_axis_label("validation loss (nats/token)")
         .show(ui, |plot_ui| {
             stage_lines(plot_ui, run, true);
-            if let Some(t) = teacher {
-                plot_ui.hline(
-                    egui_plot::HLine::new(format!("teacher: {t:.3}"), t).color(Color32::DARK_GRAY),
-                );
+            if let Some(t) = teacher.filter(|_| shown("teacher")) {
+                plot_ui.hline(egui_plot::HLine::new("teacher", t).color(Color32::DARK_GRAY));
             }
-            let mut draw = |name: String, series: &Vec<[f64; 2]>, colour: Color32, dashed: bool| {
-                let last = series.last().map_or(0.0, |p| p[1]);
-                let label = format!("{name}: {last:.3}");
-                let mut line = Line::new(label.clone(), series.clone())
-                    .color(colour)
-                    .width(2.0);
-                if dashed {
-                    line = line.style(egui_plot::LineStyle::dashed_loose());
-                }
-                plot_ui.line(line);
+            for (name, s, colour, dash) in series.iter().filter(|s| shown(&s.0)) {
+                plot_ui.line(
+                    Line::new(name.clone(), s.to_vec())
+                        .color(*colour)
+                        .style(dash.line_style())
+                        .width(2.0),
+                );
                 plot_ui.points(
-                    egui_plot::Points::new(label, series.clone())
-                        .color(colour)
+                    egui_plot::Points::new(name.clone(), s.to_vec())
+                        .color(*colour)
                         .radius(3.0),
                 );
-            };
-            for (role, series) in &run.val_loss {
-                draw(role.clone(), series, role_colour(role), false);
-            }
-            for (i, (name, view)) in overlays.iter().enumerate() {
-                for (role, series) in &view.val_loss {
-                    draw(format!("{name} · {role}"), series, overlay_colour(i), true);
-                }
             }
         });
 }
