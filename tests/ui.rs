@@ -310,7 +310,9 @@ fn presets_save_and_load_round_trip_every_field() {
     config.grad_clip = 0.5;
     config.palette.latency_runs = 25;
     config.stages[1].budget = mlfs_studio::train::config::Budget::Epochs(1);
-    let saved = config.clone();
+    let mut saved = config.clone();
+    // The preset takes its file's name.
+    saved.name = "mine".into();
     let app = StudioApp::new(config, Box::new(dialogs), runs.path().to_path_buf());
     let mut h = harness(app);
     h.step();
@@ -318,9 +320,13 @@ fn presets_save_and_load_round_trip_every_field() {
     h.step();
     h.step();
     assert!(preset.is_file(), "no preset written");
-    // Change the window's configuration, then open the saved preset again.
+    // Change the window's configuration, then open the saved preset again: the edits are
+    // dropped once the user says so.
     h.state_mut().config = tiny_config([1, 1, 1]);
     h.get_by_label("Open preset…").click();
+    h.step();
+    h.step();
+    h.get_by_label("Drop edits and load mine").click();
     h.step();
     h.step();
     assert_eq!(h.state().config, saved);
@@ -428,6 +434,16 @@ fn decoder_palette_subnet_exports_as_gguf_and_completes_a_prompt() {
     h.step();
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     h.get_by_label("Start").click();
+    // The measurement says how far it is, with an ETA, and can be stopped.
+    step_until(&mut h, Duration::from_secs(900), |a| {
+        a.run.status == RunStatus::MeasuringPalette && a.run.palette_done() >= 2
+    });
+    let status = common::text_with(&h, "Measuring palette:").unwrap_or_default();
+    assert!(
+        status.contains(" of 6 subnets") && status.contains("ETA"),
+        "{status}"
+    );
+    assert!(!h.get_by_label("Stop").accesskit_node().is_disabled());
     // The teacher, 4 subnets (depth 2 or 30, 6 or 9 heads) and the maxnet (full FFN).
     step_until(&mut h, Duration::from_secs(900), |a| {
         a.run.status == RunStatus::Finished && a.handle.is_none()

@@ -32,17 +32,6 @@ fn harness(app: StudioApp, size: [f32; 2]) -> Harness<'static, StudioApp> {
         .build_ui_state(|ui, app: &mut StudioApp| app.show(ui), app)
 }
 
-/// The first text on screen (a label's text or a widget's name) containing `needle`.
-fn text_with(h: &Harness<'static, StudioApp>, needle: &str) -> Option<String> {
-    h.query_all_by_label_contains("")
-        .flat_map(|n| {
-            let node = n.accesskit_node();
-            [node.label(), node.value()]
-        })
-        .flatten()
-        .find(|t| t.contains(needle))
-}
-
 fn app_in(runs: &Path, config: RunConfig, dialogs: ScriptedDialogs) -> StudioApp {
     StudioApp::new(config, Box::new(dialogs), runs.to_path_buf())
 }
@@ -154,7 +143,7 @@ fn a_stopped_run_resumes_from_the_run_bar_and_from_the_runs_tab() {
         a.run.status == RunStatus::Stopped && a.handle.is_none()
     });
     let stopped_at = h.state().run.global_step;
-    assert!(text_with(&h, "Resume run continues from the checkpoint").is_some());
+    assert!(common::text_with(&h, "Resume run continues from the checkpoint").is_some());
     h.get_by_label("Resume run").click();
     step_until(
         &mut h,
@@ -209,7 +198,7 @@ fn a_palette_measurement_shows_n_of_n_and_an_eta_and_stops() {
         "the first palette row",
         |a| a.run.status == RunStatus::MeasuringPalette && a.run.palette_done() >= 1,
     );
-    let status = text_with(&h, "Measuring palette:").unwrap_or_default();
+    let status = common::text_with(&h, "Measuring palette:").unwrap_or_default();
     assert!(status.contains(" of 8 subnets"), "{status}");
     assert!(status.contains("ETA"), "{status}");
     assert!(!h.get_by_label("Stop").accesskit_node().is_disabled());
@@ -271,7 +260,7 @@ fn a_headless_run_beside_the_studio_appears_in_the_runs_tab_and_its_curves_grow(
     h.step();
     h.step();
     let first = h.state().run.global_step;
-    assert!(text_with(&h, "Training in another process").is_some());
+    assert!(common::text_with(&h, "Training in another process").is_some());
     step_until(
         &mut h,
         Duration::from_secs(300),
@@ -332,7 +321,7 @@ fn presets_keep_their_names_and_edits_are_marked_and_kept_until_dropped() {
         ));
     h.step();
     h.step();
-    assert!(text_with(&h, "Drop your edits?").is_some());
+    assert!(common::text_with(&h, "Drop your edits?").is_some());
     h.get_by_label("Keep editing").click();
     h.step();
     assert_eq!(h.state().config.rank, 16, "the edit was dropped");
@@ -403,8 +392,8 @@ fn a_renamed_run_keeps_the_settings_diff_and_the_runs_table_tells_the_palettes_b
     h.step();
     h.get_by_label("Rescan").click();
     h.step();
-    assert!(text_with(&h, "cannot read").is_none());
-    assert!(text_with(&h, "Settings: renamed-run against").is_some());
+    assert!(common::text_with(&h, "cannot read").is_none());
+    assert!(common::text_with(&h, "Settings: renamed-run against").is_some());
 }
 
 #[test]

@@ -411,7 +411,7 @@ fn figure(runs: &[PathBuf], cost: &str, out: &std::path::Path, title: &str) -> R
         .iter()
         .map(|(name, entries)| FigureSeries { name, entries })
         .collect();
-    pareto_figure(out, &series, cost, title)?;
+    pareto_figure(out, &series, cost, title, Default::default())?;
     crate::say!("wrote {}", out.display());
     Ok(())
 }

@@ -53,6 +53,17 @@ pub struct FigureSeries<'a, P: ParetoPoint = PaletteEntry> {
     pub entries: &'a [P],
 }
 
+/// What the studio's chart shows beside the fronts, drawn into the file too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FigureMarks<'a> {
+    /// A level line with its name (a decoder's teacher).
+    pub reference: Option<(&'a str, f64)>,
+    /// The budget on this chart's axis, in its unit (a vertical line).
+    pub budget: Option<f64>,
+    /// The selected subnet of the first series (ringed).
+    pub selected: Option<&'a str>,
+}
+
 /// Colours of the runs, in order (the first is the studio's front blue).
 const COLOURS: [RGBColor; 6] = [
     RGBColor(66, 133, 244),
@@ -179,12 +190,16 @@ fn write_figure(path: &Path, figure: &impl Figure) -> Result<()> {
 /// The value range of points, padded by 5 % (an error when there is no finite point).
 fn padded_range(points: impl Iterator<Item = (f64, f64)>, path: &Path) -> Result<Ranges> {
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    // Each coordinate on its own: a level line has no x, a budget line no y.
     for (x, y) in points {
-        if x.is_finite() && y.is_finite() {
-            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        if x.is_finite() {
+            (x0, x1) = (x0.min(x), x1.max(x));
+        }
+        if y.is_finite() {
+            (y0, y1) = (y0.min(y), y1.max(y));
         }
     }
-    if x0 > x1 {
+    if x0 > x1 || y0 > y1 {
         bail!("{}: nothing to draw", path.display());
     }
     let pad = |lo: f64, hi: f64| {
@@ -194,17 +209,22 @@ fn padded_range(points: impl Iterator<Item = (f64, f64)>, path: &Path) -> Result
     Ok((pad(x0, x1), pad(y0, y1)))
 }
 
-/// Writes the runs' Pareto fronts on `cost` to `path` (`.png` or `.svg`).
+/// Writes the runs' Pareto fronts on `cost` to `path` (`.png` or `.svg`), with `marks` (the
+/// reference level, the budget, the selection) as the studio draws them; a latency figure has
+/// each subnet's median-to-p90 bar, cut as the studio cuts it.
 pub fn pareto_figure<P: ParetoPoint>(
     path: &Path,
     series: &[FigureSeries<'_, P>],
     cost: FigureCost,
     title: &str,
+    marks: FigureMarks<'_>,
 ) -> Result<()> {
     let points = series
         .iter()
         .flat_map(|s| s.entries.iter())
-        .map(|e| (cost.of(e), e.score()));
+        .map(|e| (cost.of(e), e.score()))
+        .chain(marks.reference.map(|(_, level)| (f64::NAN, level)))
+        .chain(marks.budget.map(|b| (b, f64::NAN)));
     let ranges = padded_range(points, path)?;
     write_figure(
         path,
@@ -213,8 +233,23 @@ pub fn pareto_figure<P: ParetoPoint>(
             cost,
             title,
             ranges,
+            marks,
         },
     )
+}
+
+/// Where a p90 bar ends: at most 1.6 times the slowest median of `entries` (the studio's cut).
+fn bar_end<P: ParetoPoint>(entries: &[P], p90: f64) -> f64 {
+    let slowest = entries
+        .iter()
+        .map(|e| e.latency_ms().0)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    if slowest > 0.0 {
+        p90.min(1.6 * slowest)
+    } else {
+        p90
+    }
 }
 
 /// One curve of a curves figure: its name and (step, value) points.
@@ -288,6 +323,7 @@ struct ParetoFigure<'a, P: ParetoPoint> {
     cost: FigureCost,
     title: &'a str,
     ranges: Ranges,
+    marks: FigureMarks<'a>,
 }
 
 impl<P: ParetoPoint> Figure for ParetoFigure<'_, P> {
@@ -312,6 +348,45 @@ impl<P: ParetoPoint> Figure for ParetoFigure<'_, P> {
     where
         DB::ErrorType: 'static,
     {
+        let (xs, ys) = self.ranges.clone();
+        let grey = RGBColor(150, 150, 150);
+        let red = RGBColor(219, 68, 55);
+        if let (FigureCost::Latency, Some(s)) = (self.cost, self.series.first()) {
+            for e in s.entries {
+                let (y, (median, p90)) = (e.score(), e.latency_ms());
+                let end = bar_end(s.entries, p90);
+                chart
+                    .draw_series(LineSeries::new(
+                        [(median, y), (end, y)],
+                        grey.stroke_width(1),
+                    ))
+                    .map_err(drawing)?;
+            }
+        }
+        if let Some((name, level)) = self.marks.reference {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(xs.start, level), (xs.end, level)],
+                    6,
+                    4,
+                    red.stroke_width(1),
+                ))
+                .map_err(drawing)?
+                .label(format!("{name}: {level:.3}"))
+                .legend(legend_line(red));
+        }
+        if let Some(budget) = self.marks.budget {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(budget, ys.start), (budget, ys.end)],
+                    8,
+                    4,
+                    red.stroke_width(2),
+                ))
+                .map_err(drawing)?
+                .label(format!("budget {budget}"))
+                .legend(legend_line(red));
+        }
         for (k, s) in self.series.iter().enumerate() {
             let colour = COLOURS[k % COLOURS.len()];
             let points: Vec<(f64, f64)> = s
@@ -352,8 +427,72 @@ impl<P: ParetoPoint> Figure for ParetoFigure<'_, P> {
                 .draw_series(front.iter().map(|&p| Circle::new(p, 5, colour.filled())))
                 .map_err(drawing)?;
         }
+        let chosen = self.series.first().and_then(|s| {
+            let name = self.marks.selected?;
+            s.entries.iter().find(|e| e.subnet() == name)
+        });
+        if let Some(e) = chosen {
+            let ring = RGBColor(251, 188, 5);
+            chart
+                .draw_series([Circle::new(
+                    (self.cost.of(e), e.score()),
+                    9,
+                    ring.stroke_width(2),
+                )])
+                .map_err(drawing)?
+                .label(format!("selected: {}", e.subnet()))
+                .legend(legend_line(ring));
+        }
         Ok(())
     }
 }
 
 type Ranges = (std::ops::Range<f64>, std::ops::Range<f64>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_chart_carries_the_reference_budget_selection_and_cut_p90_bars() {
+        let mut entries = vec![
+            PaletteEntry::sample("layers=0;heads=3;ffn=384", 10_000_000, 1.0, 0.70),
+            PaletteEntry::sample("layers=0,1;heads=6;ffn=768", 20_000_000, 2.0, 0.80),
+            PaletteEntry::sample("layers=0,1,2;heads=12;ffn=1536", 30_000_000, 3.0, 0.90),
+        ];
+        // One disturbed measurement: its p90 bar ends at 1.6 times the slowest median.
+        entries[0].latency_ms_p90 = 98.0;
+        assert_eq!(bar_end(&entries, 98.0), 4.800000000000001);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.svg");
+        let series = [FigureSeries {
+            name: "run",
+            entries: &entries,
+        }];
+        let marks = FigureMarks {
+            reference: Some(("teacher", 0.95)),
+            budget: Some(2.5),
+            selected: Some("layers=0,1;heads=6;ffn=768"),
+        };
+        pareto_figure(&path, &series, FigureCost::Latency, "t", marks).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "teacher: 0.950",
+            "budget 2.5",
+            "selected: layers=0,1;heads=6;ffn=768",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        // Without marks, none of them.
+        pareto_figure(
+            &path,
+            &series,
+            FigureCost::Latency,
+            "t",
+            FigureMarks::default(),
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(!svg.contains("budget") && !svg.contains("selected"));
+    }
+}

@@ -67,7 +67,10 @@ impl SearchSpace {
         let t = &self.teacher;
         for &d in &self.depths {
             if d == 0 || d > t.layers {
-                bail!("space.depths: {d} is outside 1..={}", t.layers);
+                bail!(
+                    "space.depths: depth {d} is not from 1 to the teacher's {} layers",
+                    t.layers
+                );
             }
         }
         for &h in &self.heads {
@@ -81,7 +84,10 @@ impl SearchSpace {
         }
         for &f in &self.ffn {
             if f == 0 || f > t.ffn {
-                bail!("space.ffn: {f} is outside 1..={}", t.ffn);
+                bail!(
+                    "space.ffn: FFN width {f} is not from 1 to the teacher's {}",
+                    t.ffn
+                );
             }
         }
         for &h in &self.hidden {

@@ -158,6 +158,10 @@ pub struct SearchResult {
     /// started (1: a table of another machine, or a budget that is not latency).
     #[serde(default = "unscaled")]
     pub table_calibration: f64,
+    /// The same factor timed again right before the verification: the verified subnets were
+    /// chosen, and their latency predicted, with it.
+    #[serde(default = "unscaled")]
+    pub table_calibration_verified: f64,
     pub verified: Vec<VerifiedRow>,
 }
 
@@ -531,8 +535,35 @@ pub fn search(
             state_path.display()
         );
     }
+    // The machine's speed drifts while the search runs: the table is scaled again to its speed
+    // now, and the candidates to measure are chosen (and their latency predicted) with it.
+    let mut verified_calibration = state.calibration;
+    let (table, candidates) = if matches!(budget, Budget::LatencyMs(_)) {
+        let now = calibration(subject, &timed_table, on)?;
+        verified_calibration = now;
+        let rescaled: Vec<Candidate> = state
+            .candidates
+            .iter()
+            .map(|c| {
+                let predicted_latency_ms = c.predicted_latency_ms * now / state.calibration;
+                let costs = Costs {
+                    latency_ms: predicted_latency_ms,
+                    params: c.params,
+                    size_bytes: c.size_bytes,
+                };
+                Candidate {
+                    predicted_latency_ms,
+                    within_budget: budget.violation(&costs) == 0.0,
+                    ..c.clone()
+                }
+            })
+            .collect();
+        (timed_table.scaled(now), rescaled)
+    } else {
+        (table, state.candidates.clone())
+    };
     let (verified, table_drift_pct) =
-        verify(subject, &table, options, &state.candidates, on, keep_going)?;
+        verify(subject, &table, options, &candidates, on, keep_going)?;
     let mut result = conclude(
         subject,
         &budget,
@@ -542,6 +573,7 @@ pub fn search(
         table.origin_line(),
     );
     result.table_drift_pct = table_drift_pct;
+    result.table_calibration_verified = verified_calibration;
     let text = serde_json::to_string_pretty(&result).context("cannot write search.json")?;
     crate::files::write_atomic(&dir.join(RESULT_FILE), text.as_bytes())?;
     Ok(result)
@@ -689,7 +721,7 @@ fn top(candidates: &[Candidate], uniform: bool, k: usize) -> Vec<Candidate> {
 
 /// Measures the top searched candidates (role `searched`) and the best uniform ones beside
 /// them (their palette roles) as palette rows; returns them and the table's drift (percent,
-/// + = slower now than the table says). Under a latency budget, a kind (searched or uniform)
+/// positive when slower now than the table says). Under a latency budget, a kind (searched or uniform)
 /// whose every measured subnet came out over the budget gets a second round: its best
 /// candidates whose prediction, scaled by how the measured ones ran against theirs, fits.
 /// The best candidates sit at the budget's edge, where a few percent of drift puts them all
@@ -898,6 +930,7 @@ fn conclude(
         worst_under_prediction_pct: fold(f64::min, f64::INFINITY),
         table_drift_pct: 0.0,
         table_calibration: state.calibration,
+        table_calibration_verified: state.calibration,
         verified: rows.into_iter().map(|(r, _)| r).collect(),
     }
 }
@@ -1151,6 +1184,30 @@ mod tests {
         assert_eq!(result.table_calibration, 1.0);
         assert!((result.table_drift_pct - 25.0).abs() < 1e-6);
         assert!((result.predictor_mape_pct - 20.0).abs() < 1e-6);
+        // The machine slows down again during the search: the table is scaled once more
+        // before the verification, which chooses and predicts with it.
+        let s = synthetic();
+        time_table(&s, &mut |_| {}).unwrap();
+        let calibrations = Cell::new(0);
+        let mut on = |e: SearchEvent| {
+            if let SearchEvent::Note(n) = &e {
+                if n.starts_with("this machine runs") {
+                    calibrations.set(calibrations.get() + 1);
+                    s.slowdown.set(1.5);
+                }
+            }
+        };
+        let mut options = SearchOptions::new(Budget::LatencyMs(6.0));
+        options.evaluations = 30;
+        let result = search(&s, &options, &mut on, &|| true).unwrap();
+        assert_eq!(calibrations.get(), 2);
+        assert!((result.table_calibration - 1.0).abs() < 1e-9);
+        assert!((result.table_calibration_verified - 1.5).abs() < 1e-9);
+        assert!(result.predictor_mape_pct < 0.01, "{}", result.summary());
+        assert!(result
+            .verified
+            .iter()
+            .all(|r| !r.over_budget || r.latency_median_ms > 6.0));
     }
 
     #[test]

@@ -324,13 +324,13 @@ impl RunConfig {
         if self.max_seq_len < 8 || self.max_seq_len > 512 {
             bad(
                 "max_seq_len",
-                format!("{} is outside 8..=512", self.max_seq_len),
+                format!("{} is not a whole number from 8 to 512", self.max_seq_len),
             );
         }
         if self.batch_size == 0 || self.batch_size > 4096 {
             bad(
                 "batch_size",
-                format!("{} is outside 1..=4096", self.batch_size),
+                format!("{} is not a whole number from 1 to 4096", self.batch_size),
             );
         }
         if self.stages.len() != 3 {
@@ -376,21 +376,24 @@ impl RunConfig {
             bad("stages", "at least one stage must be enabled".into());
         }
         if self.rank == 0 || self.rank > 256 {
-            bad("rank", format!("{} is outside 1..=256", self.rank));
+            bad(
+                "rank",
+                format!("{} is not a whole number from 1 to 256", self.rank),
+            );
         }
         // α/r scales every adapter update: beyond 1024 the first step already overflows.
         if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0 && self.lora_alpha <= 1024.0) {
             bad(
                 "lora_alpha",
-                format!("{} is outside (0, 1024]", self.lora_alpha),
+                format!("{} is not above 0 and at most 1024", self.lora_alpha),
             );
         }
         if !(self.gamma >= 0.0 && self.gamma <= 4.0) {
-            bad("gamma", format!("{} is outside [0, 4]", self.gamma));
+            bad("gamma", format!("{} is not from 0 to 4", self.gamma));
         }
         let d = &self.distill;
         if !(0.0..=1.0).contains(&d.alpha) {
-            bad("distill.alpha", format!("{} is outside [0, 1]", d.alpha));
+            bad("distill.alpha", format!("{} is not from 0 to 1", d.alpha));
         }
         if !(d.beta.is_finite() && d.beta >= 0.0) {
             bad("distill.beta", format!("{} must be non-negative", d.beta));
@@ -404,7 +407,7 @@ impl RunConfig {
         if d.projection_dim == 0 || d.projection_dim > 8192 {
             bad(
                 "distill.projection_dim",
-                format!("{} is outside 1..=8192", d.projection_dim),
+                format!("{} is not a whole number from 1 to 8192", d.projection_dim),
             );
         }
         if self.random_subnets > 16 {
@@ -439,7 +442,7 @@ impl RunConfig {
             bad(
                 "palette.latency_runs",
                 format!(
-                    "{} is outside 20..={MAX_LATENCY_RUNS}",
+                    "{} is not a whole number from 20 to {MAX_LATENCY_RUNS}",
                     self.palette.latency_runs
                 ),
             );
@@ -447,7 +450,10 @@ impl RunConfig {
         if self.palette.latency_seq_len < 2 || self.palette.latency_seq_len > 512 {
             bad(
                 "palette.latency_seq_len",
-                format!("{} is outside 2..=512", self.palette.latency_seq_len),
+                format!(
+                    "{} is not a whole number from 2 to 512",
+                    self.palette.latency_seq_len
+                ),
             );
         }
         let no_gpu = self.device == DeviceChoice::Cpu || !crate::model::device::cuda_compiled();

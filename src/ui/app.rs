@@ -454,7 +454,7 @@ impl StudioApp {
         cost: super::palette_view::Cost,
         svg: bool,
     ) -> anyhow::Result<PathBuf> {
-        use crate::eval::figure::{pareto_figure, FigureCost, FigureSeries};
+        use crate::eval::figure::{pareto_figure, FigureCost, FigureMarks, FigureSeries};
         let path = with_extension(path, if svg { "svg" } else { "png" });
         let name = |dir: Option<&Path>| {
             dir.and_then(|d| d.file_name())
@@ -476,7 +476,20 @@ impl StudioApp {
                 name: &current,
                 entries: &subnets,
             }];
-            pareto_figure(&path, &series, axis, "Pareto front (validation loss)")?;
+            let teacher = (self.run.decoder_entries.iter())
+                .find(|e| e.role == "teacher")
+                .map(|t| ("teacher", t.val_loss));
+            let marks = FigureMarks {
+                reference: teacher,
+                ..self.figure_marks(cost)
+            };
+            pareto_figure(
+                &path,
+                &series,
+                axis,
+                "Pareto front (validation loss)",
+                marks,
+            )?;
             return Ok(path);
         }
         let mut series = vec![FigureSeries {
@@ -491,8 +504,25 @@ impl StudioApp {
                 });
             }
         }
-        pareto_figure(&path, &series, axis, "Pareto fronts (dev accuracy)")?;
+        let marks = self.figure_marks(cost);
+        pareto_figure(&path, &series, axis, "Pareto fronts (dev accuracy)", marks)?;
         Ok(path)
+    }
+
+    /// The budget on `cost`'s axis and the selection, as the chart on screen shows them.
+    fn figure_marks(
+        &self,
+        cost: super::palette_view::Cost,
+    ) -> crate::eval::figure::FigureMarks<'_> {
+        let budget = match cost {
+            super::palette_view::Cost::Latency => self.pareto.budget.latency_ms,
+            super::palette_view::Cost::Size => self.pareto.budget.size,
+        };
+        crate::eval::figure::FigureMarks {
+            reference: None,
+            budget,
+            selected: self.selection.as_deref(),
+        }
     }
 
     /// Says where `what` was saved, or why it was not.

@@ -212,13 +212,22 @@ impl StudioApp {
                 }
                 Tab::TryIt => {
                     let decoder = self.config.is_decoder() || !self.run.val_loss.is_empty();
-                    self.try_it.ui(
+                    let choices: Vec<String> = if self.run.decoder_entries.is_empty() {
+                        self.run.palette.iter().map(|e| e.subnet.clone()).collect()
+                    } else {
+                        (self.run.decoder_entries.iter())
+                            .filter(|e| e.role != "teacher")
+                            .map(|e| e.subnet.clone())
+                            .collect()
+                    };
+                    commands.extend(self.try_it.ui(
                         ui,
                         self.run.run_dir.as_deref(),
                         selection,
+                        &choices,
                         decoder,
                         &self.jobs,
-                    );
+                    ));
                 }
                 Tab::Runs => {
                     let overlaid: Vec<String> = self
@@ -299,6 +308,13 @@ pub fn run_studio(open_run: Option<PathBuf>) -> Result<()> {
         "MLFS Studio",
         options,
         Box::new(|cc| {
+            // egui's small text (9 points) is too small for the log, paths and the teacher's
+            // summary on a laptop screen.
+            cc.egui_ctx.all_styles_mut(|style| {
+                style
+                    .text_styles
+                    .insert(egui::TextStyle::Small, egui::FontId::proportional(11.5));
+            });
             let wake_ctx = cc.egui_ctx.clone();
             let wake: jobs::Wake = std::sync::Arc::new(move || wake_ctx.request_repaint());
             let jobs = Jobs::new(Some(wake));

@@ -8,6 +8,8 @@ pub struct OverlayRun {
     pub name: String,
     pub dir: PathBuf,
     pub shown: bool,
+    /// A decoder run (compared only with decoder runs); `None` when its settings do not say.
+    pub decoder: Option<bool>,
     /// Loaded when first shown; an unreadable run keeps its error.
     pub view: Option<Result<RunView, String>>,
 }
@@ -39,6 +41,7 @@ impl Overlays {
             self.runs.push(OverlayRun {
                 name,
                 shown: previous.is_some_and(|r| r.shown),
+                decoder: run_kind(&dir),
                 // Reloaded on demand: a run may have grown since.
                 view: None,
                 dir,
@@ -105,10 +108,18 @@ impl Overlays {
             name,
             dir: dir.to_path_buf(),
             shown: false,
+            decoder: run_kind(dir),
             view: None,
         });
         self.runs.sort_by(|a, b| a.dir.cmp(&b.dir));
     }
+}
+
+/// Whether a run folder's settings make it a decoder run (`None`: no readable settings).
+fn run_kind(dir: &Path) -> Option<bool> {
+    crate::train::config::RunConfig::load(&dir.join("config.ron"))
+        .ok()
+        .map(|c| c.is_decoder())
 }
 
 /// True when `dir` is the run shown as the current one (however its path is spelled).

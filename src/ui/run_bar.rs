@@ -73,8 +73,21 @@ pub fn show(
     let active = run.status.is_active();
     ui.horizontal(|ui| {
         let start = ui.add_enabled(can_start, egui::Button::new("Start"));
-        let start = if let Some((field, why)) = errors.iter().next() {
-            start.on_disabled_hover_text(format!("Fix {field}: {why}"))
+        let start = if !errors.is_empty() {
+            // Every problem, not the first of them: each is also marked at its field.
+            let list: Vec<String> = errors
+                .iter()
+                .map(|(field, why)| format!("• {field}: {why}"))
+                .collect();
+            start.on_disabled_hover_text(format!(
+                "Fix {} first (marked in the settings panel):\n{}",
+                if errors.len() == 1 {
+                    "this setting".to_string()
+                } else {
+                    format!("these {} settings", errors.len())
+                },
+                list.join("\n")
+            ))
         } else {
             start.on_hover_text("Start a new MLFS run with this configuration (Ctrl+Enter)")
         };

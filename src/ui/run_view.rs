@@ -345,12 +345,11 @@ impl RunView {
                 }
                 let x = global_step as f64;
                 self.learning_rate.push([x, learning_rate]);
-                // A decoder run validated its teacher before the first step.
-                let decoder = self.teacher_val_loss.is_some();
                 for (i, l) in losses.iter().enumerate() {
                     let role = match (&l.role, i) {
                         (Some(r), _) => r.as_str(),
-                        (None, 0) if decoder => "student",
+                        // Listed students come named; an unnamed first one is the maxnet of
+                        // a sampled space (a decoder's too, as its validation chart names it).
                         (None, 0) => "maxnet",
                         (None, 1) => "minnet",
                         _ => "random subnets",
@@ -648,5 +647,38 @@ mod tests {
         let at_end = view.elapsed();
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(view.elapsed(), at_end);
+    }
+
+    #[test]
+    fn measuring_again_keeps_the_rows_until_each_is_replaced_and_counts_n_of_n() {
+        let mut view = RunView::default();
+        for (subnet, acc) in [("a", 0.8), ("b", 0.7), ("c", 0.6)] {
+            view.apply(TrainEvent::PaletteResult(PaletteEntry::sample(
+                subnet, 1, 1.0, acc,
+            )));
+        }
+        view.apply(TrainEvent::PaletteStarted { count: 3 });
+        assert_eq!(view.palette.len(), 3, "the rows measured before stay shown");
+        assert_eq!((view.palette_done(), view.palette_expected), (0, 3));
+        view.apply(TrainEvent::PaletteResult(PaletteEntry::sample(
+            "b", 1, 1.0, 0.75,
+        )));
+        assert_eq!(view.palette.len(), 3);
+        assert_eq!(view.palette[1].dev_accuracy, 0.75, "replaced in place");
+        assert_eq!(view.palette_done(), 1);
+        assert!(view.palette_eta().is_some());
+    }
+
+    #[test]
+    fn an_unnamed_first_loss_is_the_maxnet_for_a_decoder_too() {
+        let mut view = RunView {
+            // A decoder run validated its teacher before the first step.
+            teacher_val_loss: Some(2.96),
+            ..RunView::default()
+        };
+        view.apply(step(0, 1, 1, 1.0));
+        view.apply(step(1, 2, 3, 1.0));
+        let roles: Vec<&String> = view.losses.keys().collect();
+        assert_eq!(roles, ["maxnet", "minnet", "random subnets"]);
     }
 }

@@ -161,7 +161,7 @@ fn look(root: &Path, followed: &mut HashMap<PathBuf, Followed>, tx: &Sender<Runs
             Ok(_) => {}
             Err(reread) => {
                 // The file was replaced or cut shorter: read it whole again.
-                *run = reread;
+                *run = *reread;
                 changed = true;
             }
         }
@@ -209,11 +209,11 @@ fn first_read(dir: &Path, writer: Option<u32>, palettes: Option<SystemTime>) -> 
 /// The events `metrics.jsonl` gained since `run.offset` (complete lines only, each with the
 /// offset its line ends at), folded into `run.view`; `Err` with a fresh read when the file is
 /// shorter than what was read.
-fn grown(dir: &Path, run: &mut Followed) -> Result<Vec<(u64, TrainEvent)>, Followed> {
+fn grown(dir: &Path, run: &mut Followed) -> Result<Vec<(u64, TrainEvent)>, Box<Followed>> {
     let path = dir.join("metrics.jsonl");
     let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     if len < run.offset {
-        return Err(first_read(dir, run.writer, run.palettes));
+        return Err(Box::new(first_read(dir, run.writer, run.palettes)));
     }
     if len == run.offset || run.view.is_err() {
         return Ok(Vec::new());

@@ -44,6 +44,8 @@ pub struct SearchPanel {
     pub error: Option<String>,
     /// Set when a search wrote new palette rows: the window reloads the run's palette.
     pub palette_changed: bool,
+    /// When the shown search started (its ETA counts from there).
+    pub started_at: Option<std::time::Instant>,
 }
 
 impl Default for SearchPanel {
@@ -64,6 +66,7 @@ impl Default for SearchPanel {
             result: None,
             error: None,
             palette_changed: false,
+            started_at: None,
         }
     }
 }
@@ -124,6 +127,7 @@ impl SearchPanel {
             run_dir: Some(run_dir.to_path_buf()),
             budget: Some(budget),
             note: "starting the search…".into(),
+            started_at: Some(std::time::Instant::now()),
             ..Self::default()
         };
     }
@@ -221,13 +225,26 @@ impl SearchPanel {
             return;
         }
         if let Some(b) = &self.budget {
-            ui.label(format!(
+            let done = self.candidates.len();
+            let mut line = format!(
                 "{} · generation {} · {} of {} candidates evaluated",
-                b,
-                self.generation,
-                self.candidates.len(),
-                self.evaluations
-            ));
+                b, self.generation, done, self.evaluations
+            );
+            // At the pace so far (a resumed search's replayed candidates make it hopeful).
+            let running = self.job.is_some() && done < self.evaluations;
+            if let (true, Some(started)) = (running && done > 0, self.started_at) {
+                let left = started
+                    .elapsed()
+                    .mul_f64((self.evaluations - done) as f64 / done as f64);
+                line.push_str(&format!(
+                    " · ETA {} (then the top candidates are measured)",
+                    super::run_view::format_duration(left)
+                ));
+            }
+            if self.job.is_some() && !self.verified.is_empty() {
+                line.push_str(&format!(" · {} subnets measured", self.verified.len()));
+            }
+            ui.label(line);
         }
         if let Some(best) = &self.best {
             ui.label(format!(

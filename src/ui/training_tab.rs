@@ -59,12 +59,14 @@ fn stage_entry(run: &RunView) -> Option<Entry> {
         .then(|| Entry::new("stage boundary", Color32::GRAY, Dash::Vertical))
 }
 
-/// The "Compare runs" row: one labelled checkbox per run folder, and a refresh button.
+/// The "Compare runs" row: one labelled checkbox per run folder of the same kind (a decoder's
+/// validation loss and a classifier's dev accuracy share no chart), and a refresh button.
 fn compare_controls(
     ui: &mut Ui,
     overlays: &mut Overlays,
     runs_root: &Path,
     current: Option<&Path>,
+    decoder: bool,
 ) {
     egui::CollapsingHeader::new("Compare runs")
         .default_open(!overlays.runs.is_empty())
@@ -85,7 +87,9 @@ fn compare_controls(
                         let mut toggles = Vec::new();
                         for run in &overlays.runs {
                             // The current run is always drawn: no checkbox for it.
-                            if is_current(&run.dir, current) {
+                            if is_current(&run.dir, current)
+                                || run.decoder.is_some_and(|d| d != decoder)
+                            {
                                 continue;
                             }
                             let mut shown = run.shown;
@@ -197,13 +201,33 @@ impl TrainingTab {
         });
         let smoothing = self.smoothing;
         let current = run.run_dir.as_deref();
-        compare_controls(ui, overlays, runs_root, current);
+        let decoder_kind = decoder_config || !run.val_loss.is_empty();
+        compare_controls(ui, overlays, runs_root, current, decoder_kind);
+        let kinds: Vec<(String, Option<bool>)> = overlays
+            .runs
+            .iter()
+            .map(|r| (r.name.clone(), r.decoder))
+            .collect();
         let overlays: Vec<(String, RunView)> = overlays
             .shown(current)
+            .filter(|(n, _)| {
+                kinds
+                    .iter()
+                    .any(|(k, d)| k == n && d.is_none_or(|d| d == decoder_kind))
+            })
             .map(|(n, v)| (n.to_string(), v.clone()))
             .collect();
         if run.losses.is_empty() && overlays.is_empty() {
-            ui.weak("No steps yet — press Start (Ctrl+Enter) to train; curves fill live.");
+            use super::run_view::RunStatus;
+            ui.weak(match run.status {
+                RunStatus::Starting => {
+                    "Loading the teacher and the data; the curves start with the first step."
+                }
+                RunStatus::Running | RunStatus::Paused | RunStatus::Stopping => {
+                    "Training: the first step's losses appear as soon as it ends."
+                }
+                _ => "No steps yet — press Start (Ctrl+Enter) to train; curves fill live.",
+            });
         }
         let height = (ui.available_height() - 40.0).max(240.0);
         let decoder = !run.val_loss.is_empty()

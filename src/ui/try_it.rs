@@ -137,19 +137,22 @@ impl TryIt {
 
     /// Draws the tab for the run in `run_dir` and the selected `subnet` (else the run's
     /// default); `decoder` picks a prompt box and a completion over a sentence and a label.
+    #[allow(clippy::too_many_arguments)]
     pub fn ui(
         &mut self,
         ui: &mut Ui,
         run_dir: Option<&Path>,
         subnet: Option<&str>,
+        choices: &[String],
         decoder: bool,
         jobs: &Jobs,
-    ) {
+    ) -> Option<super::commands::UiCommand> {
         self.poll();
         let Some(run_dir) = run_dir else {
             ui.weak("Train a run (or open one with “Open run…”) to try its subnets here.");
-            return;
+            return None;
         };
+        let mut cmd = None;
         ui.label(format!(
             "Run {} · subnet {}",
             run_dir.display(),
@@ -159,6 +162,30 @@ impl TryIt {
                 None => "the maxnet (select one in Pareto)",
             }
         ));
+        if !choices.is_empty() {
+            // Any measured subnet, without going back to the Pareto tab.
+            ui.horizontal(|ui| {
+                let l = ui.label("Subnet");
+                egui::ComboBox::from_id_salt("try-subnet")
+                    .selected_text(subnet.unwrap_or("(default)"))
+                    .width(ui.available_width().min(520.0))
+                    .show_ui(ui, |ui| {
+                        for spec in choices {
+                            if ui
+                                .selectable_label(subnet == Some(spec.as_str()), spec)
+                                .clicked()
+                            {
+                                cmd = Some(super::commands::UiCommand::Select(Some(spec.clone())));
+                            }
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text(
+                        "The measured subnet to try (the same selection as the Pareto tab's)",
+                    );
+            });
+        }
         let prompt_label = if decoder { "Prompt" } else { "Sentence" };
         let l = ui.label(prompt_label);
         // A sentence is one line (Enter classifies it); a prompt is code (Enter is a newline).
@@ -218,6 +245,7 @@ impl TryIt {
             }
             None => {}
         }
+        cmd
     }
 }
 

@@ -172,3 +172,18 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The first text in a studio window (a label's text or a widget's name) containing `needle`.
+pub fn text_with(
+    h: &egui_kittest::Harness<'static, mlfs_studio::ui::app::StudioApp>,
+    needle: &str,
+) -> Option<String> {
+    use egui_kittest::kittest::{NodeT, Queryable};
+    h.query_all_by_label_contains("")
+        .flat_map(|n| {
+            let node = n.accesskit_node();
+            [node.label(), node.value()]
+        })
+        .flatten()
+        .find(|t| t.contains(needle))
+}
