@@ -18,7 +18,7 @@ export DISPLAY=:77
 Xvfb :77 -screen 0 1500x950x24 >/dev/null 2>&1 &
 XVFB=$!
 APP=""
-trap 'kill $APP $XVFB 2>/dev/null || true' EXIT
+trap 'kill $APP $XVFB ${HEADLESS:-} 2>/dev/null || true' EXIT
 sleep 1
 export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
 mkdir -p screenshots
@@ -103,15 +103,52 @@ wait_window
 xdotool mousemove 547 67 click 1         # Runs tab
 sleep 2
 shot studio-runs
-xdotool mousemove 1129 144 click 1       # Overlay: compare-gamma-0 (first row)
+xdotool mousemove 763 144 click 1        # Overlay: compare-gamma-0 (first row)
 sleep 1
 xdotool mousemove 436 67 click 1         # Pareto tab
 sleep 2
 xdotool mousemove 700 900                # off the charts: no hover label
 sleep 1
 shot studio-compare
+xdotool mousemove 368 67 click 1         # Training tab: both runs' curves, the legends above
+sleep 2
+xdotool mousemove 700 900
+sleep 1
+shot studio-training-compare
+# The same window at 1000×700: the settings panel gives way, the Runs table's essential
+# columns stay in view.
+WIN=$(xdotool search --name "MLFS Studio" | head -1)
+xdotool windowsize "$WIN" 1000 700
+sleep 2
+xdotool mousemove 217 67 click 1         # Runs tab (the tabs start at the left edge now)
+sleep 2
+import -window root -crop 1000x700+0+0 screenshots/studio-small-window.png
+xdotool mousemove 40 67 click 1          # Training tab: the legends wrap, nothing is cut
+sleep 2
+xdotool mousemove 990 690
+sleep 1
+import -window root -crop 1000x700+0+0 screenshots/studio-small-training.png
 
-# 5. Decoder views, when the four code-* runs are there.
+# 5. A headless run beside the studio: the Runs tab follows it live, and so do its curves.
+LIVE=runs/screenshots-live
+rm -rf "$LIVE"
+kill $APP 2>/dev/null || true; sleep 1
+$BIN train --preset presets/sentiment-quick.ron --out "$LIVE" >/dev/null 2>&1 & HEADLESS=$!
+export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)
+$BIN & APP=$!
+wait_window
+xdotool mousemove 547 67 click 1         # Runs tab
+sleep "${SHOT_LIVE:-20}"
+xdotool mousemove 1000 900
+shot studio-runs-live
+xdotool mousemove 400 144 click 1        # the live run (newest, first row): opens its curves
+sleep "${SHOT_LIVE:-20}"
+xdotool mousemove 1000 900
+shot studio-follow-live
+kill $HEADLESS 2>/dev/null || true; sleep 1
+rm -rf "$LIVE"
+
+# 6. Decoder views, when the four code-* runs are there.
 if ls runs/code-random20/supernet.safetensors >/dev/null 2>&1; then
   kill $APP $XVFB 2>/dev/null || true
   MLFS_BIN=$BIN scripts/screenshots-decoder.sh

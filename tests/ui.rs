@@ -324,8 +324,9 @@ fn presets_save_and_load_round_trip_every_field() {
     // dropped once the user says so.
     h.state_mut().config = tiny_config([1, 1, 1]);
     h.get_by_label("Open preset…").click();
-    h.step();
-    h.step();
+    for _ in 0..3 {
+        h.step();
+    }
     h.get_by_label("Drop edits and load mine").click();
     h.step();
     h.step();

@@ -430,3 +430,48 @@ fn a_small_window_keeps_the_runs_tables_essential_columns_on_screen() {
     h.step();
     assert_eq!(h.state().settings_open, Some(true));
 }
+
+#[test]
+fn a_budget_keeps_the_palettes_fronts_marked_in_the_table() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = finished_run(runs.path(), tiny_config([2, 1, 1]));
+    let mut h = harness(
+        app_in(
+            runs.path(),
+            tiny_config([1, 1, 1]),
+            ScriptedDialogs::default(),
+        ),
+        [1400.0, 900.0],
+    );
+    h.step();
+    h.state_mut().open_run(&dir);
+    h.get_by_label("Pareto").click();
+    for _ in 0..3 {
+        h.step();
+    }
+    let marks = |h: &Harness<'static, StudioApp>| -> usize {
+        h.query_all_by_label_contains("")
+            .filter_map(|n| n.accesskit_node().value())
+            .filter(|v| ["size", "latency", "size, latency"].contains(&v.as_str()))
+            .count()
+    };
+    let open = marks(&h);
+    assert!(open >= 2, "{open} front marks without a budget");
+    // A latency budget only the fastest subnet meets: the table still marks every front member.
+    let fastest = h
+        .state()
+        .run
+        .palette
+        .iter()
+        .map(|e| e.latency_ms_median)
+        .fold(f64::INFINITY, f64::min);
+    h.state_mut().pareto.budget.latency_ms = Some(fastest);
+    for _ in 0..3 {
+        h.step();
+    }
+    assert_eq!(
+        marks(&h),
+        open,
+        "front members lost their mark under the budget"
+    );
+}

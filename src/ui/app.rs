@@ -570,6 +570,7 @@ impl StudioApp {
                 if let Ok(config) = RunConfig::load(&dir.join("config.ron")) {
                     self.set_config(config);
                     self.preset_path = None;
+                    self.preset_config = None;
                 }
                 self.run = view;
                 // A run another process trains: its curves follow the file from here.
@@ -769,6 +770,7 @@ impl StudioApp {
                 if let Ok(config) = RunConfig::load(&run_dir.join("config.ron")) {
                     self.set_config(config);
                     self.preset_path = None;
+                    self.preset_config = None;
                 }
                 RunView::from_run_dir(run_dir).ok()
             }

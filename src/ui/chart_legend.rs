@@ -78,39 +78,67 @@ pub fn key(chart: &str, name: &str) -> String {
 /// (its key goes into or out of `hidden`). Returns the height it took.
 pub fn show(ui: &mut Ui, chart: &str, entries: &[Entry], hidden: &mut BTreeSet<String>) -> f32 {
     ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing.x = 10.0;
+        ui.spacing_mut().item_spacing.x = 12.0;
         for entry in entries {
             let key = key(chart, &entry.name);
             let is_hidden = hidden.contains(&key);
-            ui.horizontal(|ui| {
-                ui.spacing_mut().item_spacing.x = 4.0;
-                let (rect, _) = ui.allocate_exact_size(Vec2::new(22.0, 12.0), Sense::hover());
-                let colour = if is_hidden {
-                    entry.colour.gamma_multiply(0.3)
+            if entry_widget(ui, entry, is_hidden).clicked() {
+                if is_hidden {
+                    hidden.remove(&key);
                 } else {
-                    entry.colour
-                };
-                swatch(ui, rect, colour, entry.dash);
-                let label =
-                    ui.selectable_label(!is_hidden, entry.text())
-                        .on_hover_text(if is_hidden {
-                            "Hidden: click to show this series"
-                        } else {
-                            "Click to hide this series"
-                        });
-                if label.clicked() {
-                    if is_hidden {
-                        hidden.remove(&key);
-                    } else {
-                        hidden.insert(key.clone());
-                    }
+                    hidden.insert(key);
                 }
-            });
+            }
         }
     })
     .response
     .rect
     .height()
+}
+
+/// One entry as a single widget (swatch and text), so that the row wraps between entries.
+fn entry_widget(ui: &mut Ui, entry: &Entry, is_hidden: bool) -> egui::Response {
+    const SWATCH: f32 = 22.0;
+    const GAP: f32 = 5.0;
+    let text = entry.text();
+    let mut rich = egui::RichText::new(&text);
+    if is_hidden {
+        rich = rich.weak().strikethrough();
+    }
+    let galley = egui::WidgetText::from(rich).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Body,
+    );
+    let size = Vec2::new(SWATCH + GAP + galley.size().x, galley.size().y.max(14.0));
+    let (rect, response) = ui.allocate_exact_size(size, Sense::click());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, ui.is_enabled(), &text));
+    let colour = if is_hidden {
+        entry.colour.gamma_multiply(0.3)
+    } else {
+        entry.colour
+    };
+    let swatch_rect = egui::Rect::from_min_size(
+        egui::pos2(rect.left(), rect.center().y - 6.0),
+        Vec2::new(SWATCH, 12.0),
+    );
+    swatch(ui, swatch_rect, colour, entry.dash);
+    let text_colour = if response.hovered() {
+        ui.visuals().strong_text_color()
+    } else {
+        ui.visuals().text_color()
+    };
+    let text_pos = egui::pos2(
+        rect.left() + SWATCH + GAP,
+        rect.center().y - galley.size().y / 2.0,
+    );
+    ui.painter().galley(text_pos, galley, text_colour);
+    response.on_hover_text(if is_hidden {
+        "Hidden: click to show this series"
+    } else {
+        "Click to hide this series"
+    })
 }
 
 /// The series' line sample in its colour and dash.

@@ -67,6 +67,7 @@ impl StudioApp {
                 if config != self.config {
                     self.set_config(config);
                     self.preset_path = None;
+                    self.preset_config = None;
                 }
                 self.reveal_stages = true;
                 self.notice = Some(

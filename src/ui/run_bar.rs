@@ -29,6 +29,18 @@ pub fn shortcuts(ui: &mut Ui, run: &RunView) -> Option<UiCommand> {
 /// Status line text; `errors` are the settings to fix before Start.
 pub fn status_text(run: &RunView, errors: &BTreeMap<String, String>) -> String {
     if let Some(pid) = run.other_writer {
+        if run.status == RunStatus::MeasuringPalette {
+            return format!(
+                "Measuring its palette in another process (pid {pid}): {} of {} subnets",
+                run.palette_done(),
+                run.palette_expected
+            );
+        }
+        if run.total_steps > 0 && run.global_step >= run.total_steps {
+            return format!(
+                "Trained in another process (pid {pid}), which is finishing it (palette, files)"
+            );
+        }
         return format!(
             "Training in another process (pid {pid}): step {}/{}, curves follow its files",
             run.global_step, run.total_steps

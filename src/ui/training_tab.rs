@@ -35,13 +35,14 @@ fn role_dash(series_name: &str) -> Dash {
     }
 }
 
-/// The stage boundaries as grey vertical lines; `labelled` writes each stage's name at the top
-/// of its line (direct labels: the legend stays for the series).
-fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView, labelled: bool) {
-    let top = plot_ui.plot_bounds().max()[1];
+/// The stage boundaries as grey vertical lines; with a `label_at` height, each stage's name
+/// is written there on its line (direct labels: the legend stays for the series). The height
+/// comes from the data: a label placed at the plot's top would widen the plot's bounds, frame
+/// after frame.
+fn stage_lines(plot_ui: &mut egui_plot::PlotUi, run: &RunView, label_at: Option<f64>) {
     for &(x, stage) in &run.stage_marks {
         plot_ui.vline(VLine::new("", x).color(Color32::GRAY).width(1.0));
-        if labelled {
+        if let Some(top) = label_at.filter(|t| t.is_finite()) {
             let name = stage_name(stage);
             let short = name.split(" · ").next().unwrap_or(name);
             plot_ui.text(
@@ -278,6 +279,13 @@ impl TrainingTab {
             .collect();
         let hover_series: Vec<NamedCurve<'_>> =
             shown_series.iter().map(|(s, _, _)| s.clone()).collect();
+        // The stage names sit at the highest point drawn.
+        let label_top = shown_series
+            .iter()
+            .flat_map(|(s, _, _)| s.1.iter().map(|p| p[1]))
+            .filter(|v| !self.log_loss || *v > 0.0)
+            .map(|v| if self.log_loss { v.log10() } else { v })
+            .fold(f64::NEG_INFINITY, f64::max);
         let mut plot = Plot::new("loss-curves")
             .height((loss_h - legend_h).max(120.0))
             .x_axis_label("step")
@@ -296,7 +304,7 @@ impl TrainingTab {
                 plot.y_axis_formatter(|mark, _| super::curves::tick_label(10f64.powf(mark.value)));
         }
         let shown = plot.show(ui, |plot_ui| {
-            stage_lines(plot_ui, run, true);
+            stage_lines(plot_ui, run, Some(label_top));
             for ((name, raw, smooth), (colour, dash), own) in &shown_series {
                 let smooth = on_axis(downsample(smooth, DISPLAY_BINS), log);
                 if *own {
@@ -399,7 +407,7 @@ fn dev_accuracy_chart(
         .include_y(0.4)
         .include_y(1.0)
         .show(ui, |plot_ui| {
-            stage_lines(plot_ui, run, false);
+            stage_lines(plot_ui, run, None);
             if run.majority_accuracy > 0.0 && shown("majority class") {
                 plot_ui.hline(
                     egui_plot::HLine::new("majority class", run.majority_accuracy)
@@ -471,7 +479,12 @@ fn validation_loss_chart(
         .x_axis_label("step")
         .y_axis_label("validation loss (nats/token)")
         .show(ui, |plot_ui| {
-            stage_lines(plot_ui, run, true);
+            let top = series
+                .iter()
+                .flat_map(|(_, s, _, _)| s.iter().map(|p| p[1]))
+                .chain(teacher)
+                .fold(f64::NEG_INFINITY, f64::max);
+            stage_lines(plot_ui, run, Some(top));
             if let Some(t) = teacher.filter(|_| shown("teacher")) {
                 plot_ui.hline(egui_plot::HLine::new("teacher", t).color(Color32::DARK_GRAY));
             }
@@ -500,7 +513,7 @@ fn learning_rate_chart(ui: &mut Ui, run: &RunView, height: f32) {
         // Rates like 0.002 need more than the default's few decimals.
         .y_axis_formatter(|mark, _| format!("{:.1e}", mark.value))
         .show(ui, |plot_ui| {
-            stage_lines(plot_ui, run, false);
+            stage_lines(plot_ui, run, None);
             plot_ui.line(
                 Line::new(
                     "learning rate",
