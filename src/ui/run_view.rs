@@ -189,9 +189,11 @@ impl RunView {
     }
 
     /// The run can be continued from its folder: it stopped (or failed) after a checkpoint,
-    /// and no other process holds it.
+    /// no other process holds it, and it did not diverge (its banner offers the ways out: the
+    /// same settings would diverge again).
     pub fn resumable(&self) -> bool {
         self.other_writer.is_none()
+            && self.divergence.is_none()
             && matches!(self.status, RunStatus::Stopped | RunStatus::Failed(_))
             && self.run_dir.is_some()
             && self.checkpoint_step.is_some()

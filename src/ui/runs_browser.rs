@@ -81,6 +81,7 @@ impl RunRow {
             Ok(view) => {
                 row.status = status_word(view, writer);
                 row.resumable = writer.is_none()
+                    && view.divergence.is_none()
                     && view.checkpoint_step.is_some()
                     && !matches!(view.status, RunStatus::Finished)
                     && !dir.join("supernet.safetensors").is_file();
