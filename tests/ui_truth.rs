@@ -56,6 +56,17 @@ fn step_until(
     h.step();
 }
 
+/// A studio over the runs folder `runs` in a window of `size`, one frame drawn (the settings
+/// are a tiny run's: these tests look at runs already there).
+fn studio_over(runs: &Path, size: [f32; 2]) -> Harness<'static, StudioApp> {
+    let mut h = harness(
+        app_in(runs, tiny_config([1, 1, 1]), ScriptedDialogs::default()),
+        size,
+    );
+    h.step();
+    h
+}
+
 /// A finished tiny run in `runs`, trained by a studio that is then dropped.
 fn finished_run(runs: &Path, config: RunConfig) -> std::path::PathBuf {
     let mut h = harness(
@@ -218,15 +229,7 @@ fn a_palette_measurement_shows_n_of_n_and_an_eta_and_stops() {
 #[test]
 fn a_headless_run_beside_the_studio_appears_in_the_runs_tab_and_its_curves_grow() {
     let runs = tempfile::tempdir().unwrap();
-    let mut h = harness(
-        app_in(
-            runs.path(),
-            tiny_config([1, 1, 1]),
-            ScriptedDialogs::default(),
-        ),
-        [1400.0, 900.0],
-    );
-    h.step();
+    let mut h = studio_over(runs.path(), [1400.0, 900.0]);
     h.get_by_label("Runs").click();
     h.step();
     assert!(h.state().runs.rows.is_empty());
@@ -354,15 +357,7 @@ fn a_renamed_run_keeps_the_settings_diff_and_the_runs_table_tells_the_palettes_b
     let mut other = tiny_config([2, 1, 1]);
     other.rank = 4;
     let b = finished_run(runs.path(), other);
-    let mut h = harness(
-        app_in(
-            runs.path(),
-            tiny_config([1, 1, 1]),
-            ScriptedDialogs::default(),
-        ),
-        [1400.0, 900.0],
-    );
-    h.step();
+    let mut h = studio_over(runs.path(), [1400.0, 900.0]);
     h.get_by_label("Runs").click();
     h.step();
     // The Best column is the palette's best subnet, never a training-time evaluation.
@@ -400,15 +395,7 @@ fn a_renamed_run_keeps_the_settings_diff_and_the_runs_table_tells_the_palettes_b
 fn a_small_window_keeps_the_runs_tables_essential_columns_on_screen() {
     let runs = tempfile::tempdir().unwrap();
     finished_run(runs.path(), tiny_config([2, 1, 1]));
-    let mut h = harness(
-        app_in(
-            runs.path(),
-            tiny_config([1, 1, 1]),
-            ScriptedDialogs::default(),
-        ),
-        [1000.0, 700.0],
-    );
-    h.step();
+    let mut h = studio_over(runs.path(), [1000.0, 700.0]);
     h.get_by_label("Runs").click();
     for _ in 0..3 {
         h.step();
@@ -435,15 +422,7 @@ fn a_small_window_keeps_the_runs_tables_essential_columns_on_screen() {
 fn a_budget_keeps_the_palettes_fronts_marked_in_the_table() {
     let runs = tempfile::tempdir().unwrap();
     let dir = finished_run(runs.path(), tiny_config([2, 1, 1]));
-    let mut h = harness(
-        app_in(
-            runs.path(),
-            tiny_config([1, 1, 1]),
-            ScriptedDialogs::default(),
-        ),
-        [1400.0, 900.0],
-    );
-    h.step();
+    let mut h = studio_over(runs.path(), [1400.0, 900.0]);
     h.state_mut().open_run(&dir);
     h.get_by_label("Pareto").click();
     for _ in 0..3 {

@@ -1,7 +1,7 @@
 //! Pareto charts as files (PNG or SVG, by the path's extension): one or more runs' palettes,
 //! every subnet a faint point and each run's front a step line, for reports and the README.
 
-use super::pareto::{pareto_front, ParetoPoint};
+use super::pareto::{p90_bar_end, pareto_front, ParetoPoint};
 use crate::train::protocol::PaletteEntry;
 use anyhow::{bail, Result};
 use plotters::coord::types::RangedCoordf64;
@@ -238,20 +238,6 @@ pub fn pareto_figure<P: ParetoPoint>(
     )
 }
 
-/// Where a p90 bar ends: at most 1.6 times the slowest median of `entries` (the studio's cut).
-fn bar_end<P: ParetoPoint>(entries: &[P], p90: f64) -> f64 {
-    let slowest = entries
-        .iter()
-        .map(|e| e.latency_ms().0)
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    if slowest > 0.0 {
-        p90.min(1.6 * slowest)
-    } else {
-        p90
-    }
-}
-
 /// One curve of a curves figure: its name and (step, value) points.
 pub struct CurveSeries<'a> {
     pub name: &'a str,
@@ -354,7 +340,7 @@ impl<P: ParetoPoint> Figure for ParetoFigure<'_, P> {
         if let (FigureCost::Latency, Some(s)) = (self.cost, self.series.first()) {
             for e in s.entries {
                 let (y, (median, p90)) = (e.score(), e.latency_ms());
-                let end = bar_end(s.entries, p90);
+                let end = p90_bar_end(s.entries, p90).0;
                 chart
                     .draw_series(LineSeries::new(
                         [(median, y), (end, y)],
@@ -462,7 +448,7 @@ mod tests {
         ];
         // One disturbed measurement: its p90 bar ends at 1.6 times the slowest median.
         entries[0].latency_ms_p90 = 98.0;
-        assert_eq!(bar_end(&entries, 98.0), 4.800000000000001);
+        assert_eq!(p90_bar_end(&entries, 98.0), (4.800000000000001, true));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chart.svg");
         let series = [FigureSeries {

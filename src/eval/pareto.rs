@@ -87,6 +87,23 @@ pub fn best_within(accuracy: &[f64], costs: &[(f64, f64)], fits: &[bool]) -> Opt
         })
 }
 
+/// Where a subnet's median-to-p90 latency bar ends on a chart of `entries`: at most 1.6 times
+/// the slowest median, so that one disturbed measurement does not stretch the axis and crowd
+/// every subnet into its left edge (the hover still gives the p90); true when it was cut there.
+pub fn p90_bar_end<P: ParetoPoint>(entries: &[P], p90_ms: f64) -> (f64, bool) {
+    let slowest = entries
+        .iter()
+        .map(|e| e.latency_ms().0)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let cap = 1.6 * slowest;
+    if slowest > 0.0 && p90_ms > cap {
+        (cap, true)
+    } else {
+        (p90_ms, false)
+    }
+}
+
 /// A measured subnet as the Pareto charts see it: its costs and one quality score.
 pub trait ParetoPoint {
     /// True when a lower score is better (validation loss); false for accuracy.

@@ -655,27 +655,41 @@ fn calibration(
     if !table.is_of(&processor, &subject.device_name()) {
         return Ok(1.0);
     }
-    let space = subject.space();
-    let references = [space.maxnet(), space.minnet(2)];
+    let references = reference_subnets(subject.space());
     let mut time = |spec: &SubnetSpec| subject.time(spec);
     let now = latency_table::time_interleaved(&mut time, &references)?;
-    let mut ratios = Vec::new();
-    for (spec, now) in references.iter().zip(&now) {
-        let predicted = table.predict(spec, &space.teacher)?;
-        if predicted > 0.0 && now.median_ms > 0.0 {
-            ratios.push(now.median_ms / predicted);
-        }
-    }
-    let factor = if ratios.is_empty() {
-        1.0
-    } else {
-        ratios.iter().sum::<f64>() / ratios.len() as f64
-    };
+    let factor = reference_ratio(subject.space(), table, &now)?;
     on(SearchEvent::Note(format!(
         "this machine runs the maxnet and the smallest subnet {:+.1} % against the latency table: its times are scaled by {factor:.3}",
         100.0 * (factor - 1.0)
     )));
     Ok(factor)
+}
+
+/// The subnets a table's drift is read on: the maxnet and the space's smallest subnet.
+fn reference_subnets(space: &crate::mlfs::space::SearchSpace) -> [SubnetSpec; 2] {
+    [space.maxnet(), space.minnet(2)]
+}
+
+/// How the machine ran the reference subnets (`now`, timed in this order) against the table's
+/// prediction of them: the mean of their ratios (1 when none can be compared).
+fn reference_ratio(
+    space: &crate::mlfs::space::SearchSpace,
+    table: &LatencyTable,
+    now: &[crate::eval::latency::Latency],
+) -> Result<f64> {
+    let mut ratios = Vec::new();
+    for (spec, now) in reference_subnets(space).iter().zip(now) {
+        let predicted = table.predict(spec, &space.teacher)?;
+        if predicted > 0.0 && now.median_ms > 0.0 {
+            ratios.push(now.median_ms / predicted);
+        }
+    }
+    Ok(if ratios.is_empty() {
+        1.0
+    } else {
+        ratios.iter().sum::<f64>() / ratios.len() as f64
+    })
 }
 
 fn read_state(path: &Path) -> Result<Option<State>> {
@@ -809,8 +823,7 @@ fn measure_chosen(
             "validation"
         }
     )));
-    let space = subject.space();
-    let references = [space.maxnet(), space.minnet(2)];
+    let references = reference_subnets(subject.space());
     let specs: Vec<SubnetSpec> = subjects
         .iter()
         .map(|(_, s)| s.clone())
@@ -819,14 +832,7 @@ fn measure_chosen(
     let mut time = |spec: &SubnetSpec| subject.time(spec);
     let mut latencies = latency_table::time_interleaved(&mut time, &specs)?;
     let reference_times = latencies.split_off(subjects.len());
-    let mut drifts = Vec::new();
-    for (spec, now) in references.iter().zip(&reference_times) {
-        let predicted = table.predict(spec, &space.teacher)?;
-        if predicted > 0.0 {
-            drifts.push(100.0 * (now.median_ms - predicted) / predicted);
-        }
-    }
-    let drift = drifts.iter().sum::<f64>() / drifts.len().max(1) as f64;
+    let drift = 100.0 * (reference_ratio(subject.space(), table, &reference_times)? - 1.0);
     on(SearchEvent::Note(format!(
         "the maxnet and the smallest subnet ran {drift:+.1} % against the latency table{}",
         if drift.abs() > 10.0 {

@@ -23,14 +23,7 @@ pub struct Overlays {
 impl Overlays {
     /// Lists the run folders under `root` (those with a `metrics.jsonl`), keeping what was shown.
     pub fn scan(&mut self, root: &Path) {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.join("metrics.jsonl").is_file())
-                    .collect()
-            })
-            .unwrap_or_default();
-        dirs.sort();
+        let dirs = super::runs_watch::run_dirs(root);
         let old = std::mem::take(&mut self.runs);
         for dir in dirs {
             let name = dir

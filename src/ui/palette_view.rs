@@ -149,22 +149,9 @@ impl<'a, P: ParetoPoint> PaletteView<'a, P> {
         }
     }
 
-    /// Where a p90 whisker ends on the latency axis: at most 1.6 times the slowest median, so
-    /// that one disturbed measurement does not stretch the axis and crowd every subnet into
-    /// its left edge (the hover still gives the p90). True when it was cut there.
+    /// Where a p90 whisker ends on the latency axis ([`crate::eval::pareto::p90_bar_end`]).
     pub fn whisker_end(&self, p90_ms: f64) -> (f64, bool) {
-        let slowest = self
-            .entries
-            .iter()
-            .map(|e| e.latency_ms().0)
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max);
-        let cap = 1.6 * slowest;
-        if slowest > 0.0 && p90_ms > cap {
-            (cap, true)
-        } else {
-            (p90_ms, false)
-        }
+        crate::eval::pareto::p90_bar_end(self.entries, p90_ms)
     }
 
     /// Where subnet `i` sits on a chart: (cost, score).

@@ -217,7 +217,7 @@ impl RunView {
     /// Reads a run folder: its events replayed, its palettes read; a run that was training
     /// when its writer stopped shows as stopped.
     pub fn from_run_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
-        let (mut view, _) = Self::read_live(dir)?;
+        let (mut view, _, _) = Self::read_live(dir)?;
         if view.status.is_active() {
             view.status = RunStatus::Stopped;
         }
@@ -225,9 +225,9 @@ impl RunView {
     }
 
     /// Reads a run folder as it is now, its status as its events left it (a run another
-    /// process trains is still training), and the bytes of `metrics.jsonl` read: up to its
-    /// last complete line, where a watcher continues.
-    pub fn read_live(dir: &std::path::Path) -> anyhow::Result<(Self, u64)> {
+    /// process trains is still training), and the bytes and lines of `metrics.jsonl` read: up
+    /// to its last complete line, where a watcher continues.
+    pub fn read_live(dir: &std::path::Path) -> anyhow::Result<(Self, u64, usize)> {
         let path = dir.join("metrics.jsonl");
         let text = crate::files::read_text(&path, "run metrics")?;
         let mut view = RunView::default();
@@ -235,8 +235,9 @@ impl RunView {
         // left for the next read, and said once here, never a reason to refuse the run.
         let complete = text.rfind('\n').map_or(0, |i| i + 1);
         view.apply_lines(&text[..complete], &path, 1)?;
+        let lines = text[..complete].lines().count();
         if !text[complete..].trim().is_empty() {
-            let line = text[..complete].lines().count() + 1;
+            let line = lines + 1;
             view.apply(TrainEvent::log(
                 "warn",
                 format!(
@@ -249,7 +250,7 @@ impl RunView {
         view.run_dir = Some(dir.to_path_buf());
         view.reload_palettes_from(dir)?;
         view.metrics_offset = Some(complete as u64);
-        Ok((view, complete as u64))
+        Ok((view, complete as u64, lines))
     }
 
     /// Folds complete lines of `metrics.jsonl` (`path`, the first of them line `first_line`)

@@ -96,8 +96,8 @@ impl RunsWatcher {
     }
 }
 
-/// The run folders under `root` (those with a `metrics.jsonl`).
-fn run_dirs(root: &Path) -> Vec<PathBuf> {
+/// The run folders under `root` (those with a `metrics.jsonl`), sorted.
+pub fn run_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
@@ -187,10 +187,8 @@ fn send_row(tx: &Sender<RunsUpdate>, dir: &Path, run: &Followed) -> bool {
 
 fn first_read(dir: &Path, writer: Option<u32>, palettes: Option<SystemTime>) -> Followed {
     match RunView::read_live(dir) {
-        Ok((view, offset)) => Followed {
-            lines: crate::files::read_text(&dir.join("metrics.jsonl"), "run metrics")
-                .map(|t| t[..(offset as usize).min(t.len())].lines().count())
-                .unwrap_or(0),
+        Ok((view, offset, lines)) => Followed {
+            lines,
             view: Ok(view),
             offset,
             palettes,

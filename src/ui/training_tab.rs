@@ -370,28 +370,8 @@ fn dev_accuracy_chart(
     height: f32,
     hidden: &mut BTreeSet<String>,
 ) {
-    let mut series: Vec<(String, &Vec<[f64; 2]>, Color32, Dash)> = run
-        .dev_accuracy
-        .iter()
-        .map(|(role, s)| (role.clone(), s, role_colour(role), Dash::Solid))
-        .collect();
-    for (i, (name, view)) in overlays.iter().enumerate() {
-        for (role, s) in &view.dev_accuracy {
-            series.push((
-                format!("{name} · {role}"),
-                s,
-                overlay_colour(i),
-                role_dash(role),
-            ));
-        }
-    }
-    let mut entries: Vec<Entry> = series
-        .iter()
-        .map(|(name, s, colour, dash)| {
-            let last = s.last().map_or(0.0, |p| p[1]);
-            Entry::new(name.clone(), *colour, *dash).value(format!("{last:.3}"))
-        })
-        .collect();
+    let series = eval_series(run, overlays, |v| &v.dev_accuracy, role_dash);
+    let mut entries = eval_entries(&series);
     if run.majority_accuracy > 0.0 {
         entries.push(
             Entry::new("majority class", Color32::DARK_GRAY, Dash::Solid)
@@ -414,21 +394,7 @@ fn dev_accuracy_chart(
                         .color(Color32::DARK_GRAY),
                 );
             }
-            // Evaluations are sparse: a marker on each, so a single one shows.
-            for (name, s, colour, dash) in series.iter().filter(|s| shown(&s.0)) {
-                let own = *dash == Dash::Solid;
-                plot_ui.line(
-                    Line::new(name.clone(), s.to_vec())
-                        .color(*colour)
-                        .style(dash.line_style())
-                        .width(if own { 2.0 } else { 1.5 }),
-                );
-                plot_ui.points(
-                    egui_plot::Points::new(name.clone(), s.to_vec())
-                        .color(*colour)
-                        .radius(if own { 3.0 } else { 2.0 }),
-                );
-            }
+            draw_eval(plot_ui, &series, &shown, true);
         });
 }
 
@@ -444,28 +410,8 @@ fn validation_loss_chart(
     let teacher = run
         .teacher_val_loss
         .or_else(|| overlays.iter().find_map(|(_, v)| v.teacher_val_loss));
-    let mut series: Vec<(String, &Vec<[f64; 2]>, Color32, Dash)> = run
-        .val_loss
-        .iter()
-        .map(|(role, s)| (role.clone(), s, role_colour(role), Dash::Solid))
-        .collect();
-    for (i, (name, view)) in overlays.iter().enumerate() {
-        for (role, s) in &view.val_loss {
-            series.push((
-                format!("{name} · {role}"),
-                s,
-                overlay_colour(i),
-                Dash::Loose,
-            ));
-        }
-    }
-    let mut entries: Vec<Entry> = series
-        .iter()
-        .map(|(name, s, colour, dash)| {
-            let last = s.last().map_or(0.0, |p| p[1]);
-            Entry::new(name.clone(), *colour, *dash).value(format!("{last:.3}"))
-        })
-        .collect();
+    let series = eval_series(run, overlays, |v| &v.val_loss, |_| Dash::Loose);
+    let mut entries = eval_entries(&series);
     if let Some(t) = teacher {
         entries
             .push(Entry::new("teacher", Color32::DARK_GRAY, Dash::Solid).value(format!("{t:.3}")));
@@ -488,20 +434,71 @@ fn validation_loss_chart(
             if let Some(t) = teacher.filter(|_| shown("teacher")) {
                 plot_ui.hline(egui_plot::HLine::new("teacher", t).color(Color32::DARK_GRAY));
             }
-            for (name, s, colour, dash) in series.iter().filter(|s| shown(&s.0)) {
-                plot_ui.line(
-                    Line::new(name.clone(), s.to_vec())
-                        .color(*colour)
-                        .style(dash.line_style())
-                        .width(2.0),
-                );
-                plot_ui.points(
-                    egui_plot::Points::new(name.clone(), s.to_vec())
-                        .color(*colour)
-                        .radius(3.0),
-                );
-            }
+            draw_eval(plot_ui, &series, &shown, false);
         });
+}
+
+/// A series of evaluations as drawn: its name, points, colour and dash.
+type EvalSeries<'a> = (String, &'a [[f64; 2]], Color32, Dash);
+
+/// The open run's series of one evaluation (by role, solid) and each compared run's (in its
+/// colour, `dash` of the role).
+fn eval_series<'a>(
+    run: &'a RunView,
+    overlays: &'a [(String, RunView)],
+    of: fn(&RunView) -> &std::collections::BTreeMap<String, Vec<[f64; 2]>>,
+    dash: fn(&str) -> Dash,
+) -> Vec<EvalSeries<'a>> {
+    let mut series: Vec<EvalSeries<'a>> = of(run)
+        .iter()
+        .map(|(role, s)| (role.clone(), s.as_slice(), role_colour(role), Dash::Solid))
+        .collect();
+    for (i, (name, view)) in overlays.iter().enumerate() {
+        for (role, s) in of(view) {
+            series.push((
+                format!("{name} · {role}"),
+                s.as_slice(),
+                overlay_colour(i),
+                dash(role),
+            ));
+        }
+    }
+    series
+}
+
+/// The legend entries of evaluation series, each with its last value.
+fn eval_entries(series: &[EvalSeries<'_>]) -> Vec<Entry> {
+    series
+        .iter()
+        .map(|(name, s, colour, dash)| {
+            let last = s.last().map_or(0.0, |p| p[1]);
+            Entry::new(name.clone(), *colour, *dash).value(format!("{last:.3}"))
+        })
+        .collect()
+}
+
+/// Draws the shown evaluation series with a marker on each evaluation (they are sparse: a
+/// single one shows); `thin_compared` draws compared runs thinner than the open one's.
+fn draw_eval(
+    plot_ui: &mut egui_plot::PlotUi,
+    series: &[EvalSeries<'_>],
+    shown: &dyn Fn(&str) -> bool,
+    thin_compared: bool,
+) {
+    for (name, s, colour, dash) in series.iter().filter(|s| shown(&s.0)) {
+        let thin = thin_compared && *dash != Dash::Solid;
+        plot_ui.line(
+            Line::new(name.clone(), s.to_vec())
+                .color(*colour)
+                .style(dash.line_style())
+                .width(if thin { 1.5 } else { 2.0 }),
+        );
+        plot_ui.points(
+            egui_plot::Points::new(name.clone(), s.to_vec())
+                .color(*colour)
+                .radius(if thin { 2.0 } else { 3.0 }),
+        );
+    }
 }
 
 /// The learning rate over steps, with the stage marks.
