@@ -23,7 +23,7 @@ pub struct Overlays {
 impl Overlays {
     /// Lists the run folders under `root` (those with a `metrics.jsonl`), keeping what was shown.
     pub fn scan(&mut self, root: &Path) {
-        let dirs = super::runs_watch::run_dirs(root);
+        let dirs = super::runs_browser::run_dirs(root);
         let old = std::mem::take(&mut self.runs);
         for dir in dirs {
             let name = dir

@@ -171,6 +171,19 @@ fn best_result(view: &RunView, decoder: bool) -> Option<f64> {
     }
 }
 
+/// The run folders under `root` (those with a `metrics.jsonl`), sorted.
+pub fn run_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("metrics.jsonl").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
 /// Columns the table sorts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RunColumn {
@@ -203,7 +216,7 @@ pub struct RunsBrowser {
 impl RunsBrowser {
     /// Reads every run folder (one with a `metrics.jsonl`) under `root`.
     pub fn scan(&mut self, root: &Path) {
-        let dirs = super::runs_watch::run_dirs(root);
+        let dirs = run_dirs(root);
         self.rows = dirs.iter().map(|d| RunRow::read(d)).collect();
         // Runs ticked for the diff that are gone (renamed or deleted elsewhere) are unticked.
         self.diff.retain(|d| dirs.contains(d));

@@ -96,19 +96,6 @@ impl RunsWatcher {
     }
 }
 
-/// The run folders under `root` (those with a `metrics.jsonl`), sorted.
-pub fn run_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("metrics.jsonl").is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
-}
-
 /// The newest modification time of a run's palette files.
 fn palettes_modified(dir: &Path) -> Option<SystemTime> {
     ["palette.csv", "lm-palette.csv"]
@@ -123,7 +110,7 @@ fn palettes_modified(dir: &Path) -> Option<SystemTime> {
 
 /// One look at the folder: sends what changed; true when anything did.
 fn look(root: &Path, followed: &mut HashMap<PathBuf, Followed>, tx: &Sender<RunsUpdate>) -> bool {
-    let dirs = run_dirs(root);
+    let dirs = super::runs_browser::run_dirs(root);
     let mut sent = false;
     let gone: Vec<PathBuf> = followed
         .keys()
