@@ -7,9 +7,19 @@
 #
 #   scripts/build-cuda.sh            # the binary (dev profile: opt-level 3 everywhere), stripped
 #   scripts/build-cuda.sh --tests    # also the GPU test executable, as target/cuda/gpu-tests
+#   scripts/build-cuda.sh --nccl     # with the `nccl` feature: data parallel over GPUs
+#                                    # (`train --gpus`); needs libnccl.so.2 at run time
 #   CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # another GPU generation (default 90: H100/H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+features=cuda tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=1 ;;
+    --nccl) features=nccl ;;
+    *) echo "unknown option $arg (--tests, --nccl)" >&2; exit 2 ;;
+  esac
+done
 command -v protoc >/dev/null || { echo "protoc is missing: apt-get install protobuf-compiler (candle-onnx needs it)" >&2; exit 1; }
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/mlfs-studio/cuda-13.0"
 site="$cache/site"
@@ -51,6 +61,8 @@ stub cublas libcublas.so.13 cublas
 stub cublasLt libcublasLt.so.13 cublaslt
 stub curand libcurand.so.10 curand
 stub nvrtc libnvrtc.so.13 nvrtc
+# NCCL's soname is the same for every CUDA version (pip's nvidia-nccl-cu13 ships libnccl.so.2).
+[ "$features" = nccl ] && stub nccl libnccl.so.2 nccl
 # The runtime is real (from the wheel): the kernels' static library links against it.
 ln -sf "$(ls "$root"/lib/libcudart.so.13* | head -1)" "$root/lib/libcudart.so"
 
@@ -59,20 +71,20 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 export LIBRARY_PATH="$stubs:$root/lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target/cuda"
-cargo build --features cuda --bin mlfs-studio >&2
+cargo build --features "$features" --bin mlfs-studio >&2
 strip -o "$target/cuda/mlfs-studio" "$target/debug/mlfs-studio"
 echo "$target/cuda/mlfs-studio"
 # Both builds share target/debug/mlfs-studio, which the CPU tests run: put the CPU one back.
 restore_cpu_binary() { cargo build --bin mlfs-studio >&2; }
 trap restore_cpu_binary EXIT
-if [ "${1:-}" = "--tests" ]; then
-  tests=$(cargo test --features cuda --test gpu --no-run --message-format=json 2>/dev/null |
+if [ "$tests" = 1 ]; then
+  tests=$(cargo test --features "$features" --test gpu --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gpu" and m.get("executable"):
         print(m["executable"])')
-  [ -n "$tests" ] || { cargo test --features cuda --test gpu --no-run >&2; exit 1; }
+  [ -n "$tests" ] || { cargo test --features "$features" --test gpu --no-run >&2; exit 1; }
   strip -o "$target/cuda/gpu-tests" "$tests"
   echo "$target/cuda/gpu-tests"
 fi

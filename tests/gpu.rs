@@ -192,6 +192,7 @@ fn one_training_step_has_the_same_adapter_gradients_on_both_devices() {
             batch: &batch,
             students: &students,
             opt: &opt,
+            share: mlfs_studio::train::parallel::BatchShare::WHOLE,
         };
         let mut grads = Vec::new();
         run.task.student_gradients(&input, &mut grads).unwrap();

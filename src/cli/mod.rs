@@ -5,6 +5,7 @@ pub mod bench_decoder;
 pub mod eval;
 pub mod export;
 pub mod forward;
+pub mod launch;
 pub mod out;
 pub mod random_llama;
 pub mod search;
@@ -13,7 +14,7 @@ pub mod train;
 
 use crate::model::device::{DeviceChoice, Precision};
 use crate::train::run::Placement;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -100,6 +101,14 @@ pub enum Command {
         /// With --resume: continue although the data files changed since the run started.
         #[arg(long, requires = "resume")]
         allow_changed_data: bool,
+        /// Train on these GPUs, data parallel, one process per GPU (e.g. --gpus 0,1,2,3);
+        /// checkpoints do not depend on the count: resume on any number.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        gpus: Option<Vec<usize>>,
+        /// Train as this many processes on the CPU, data parallel (the multi-GPU path without
+        /// GPUs: for testing a launcher or a cluster's setup).
+        #[arg(long, conflicts_with = "gpus")]
+        cpu_ranks: Option<usize>,
     },
     /// Measure the palette of a trained run (accuracy, size, latency, Pareto fronts) into palette.csv.
     Eval {
@@ -265,6 +274,7 @@ pub enum Next {
 pub fn main_entry() -> Result<Next> {
     let cli = Cli::parse();
     let placement = cli.placement()?;
+    let (cli_device, cli_precision) = (cli.device.clone(), cli.precision.clone());
     let done: Result<()> = match cli.command {
         None => return Ok(Next::Studio(cli.run)),
         Some(Command::Forward {
@@ -283,6 +293,48 @@ pub fn main_entry() -> Result<Next> {
             resume,
             restart,
             allow_changed_data,
+            gpus,
+            cpu_ranks,
+        }) if gpus.is_some() || cpu_ranks.is_some() => {
+            if cli_device.is_some() {
+                anyhow::bail!("--gpus and --cpu-ranks say where each rank computes: leave out --device");
+            }
+            let ranks = match (gpus, cpu_ranks) {
+                (Some(g), _) => launch::Ranks::Gpus(g),
+                (None, n) => launch::Ranks::Cpu(n.unwrap_or(1)),
+            };
+            let mut args = Vec::new();
+            let path = |p: &std::path::Path| p.display().to_string();
+            if let Some(p) = &preset {
+                args.extend(["--preset".to_string(), path(p)]);
+            }
+            if let Some(o) = &out {
+                args.extend(["--out".to_string(), path(o)]);
+            }
+            if let Some(r) = &resume {
+                args.extend(["--resume".to_string(), path(r)]);
+            }
+            if restart {
+                args.push("--restart".into());
+            }
+            if allow_changed_data {
+                args.push("--allow-changed-data".into());
+            }
+            if let Some(p) = &cli_precision {
+                args.extend(["--precision".to_string(), p.clone()]);
+            }
+            let run_dir = resume
+                .or(out)
+                .context("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR")?;
+            launch::launch(&ranks, &args, &run_dir)
+        }
+        Some(Command::Train {
+            preset,
+            out,
+            resume,
+            restart,
+            allow_changed_data,
+            ..
         }) => train::train(
             preset.as_deref(),
             out.as_deref(),

@@ -7,7 +7,9 @@ use crate::train::kind::AnyRun;
 use crate::train::protocol::TrainEvent;
 use crate::train::run::{Flow, Placement, ResumeOptions, Run};
 use crate::train::task::Task;
-use anyhow::Result;
+use crate::train::parallel::join;
+use crate::train::parallel::world::World;
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
@@ -19,10 +21,32 @@ pub fn train(
     options: ResumeOptions,
     placement: Placement,
 ) -> Result<()> {
-    let mut trainer = match (preset, out, resume) {
-        (_, _, Some(dir)) => AnyRun::resume(dir, placement, options)?,
-        (Some(p), Some(dir), None) => AnyRun::create(placement.apply(RunConfig::load(p)?), dir)?,
-        _ => anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"),
+    let open = |placement: Placement| -> Result<AnyRun> {
+        match (preset, out, resume) {
+            (_, _, Some(dir)) => AnyRun::resume(dir, placement, options),
+            (Some(p), Some(dir), None) => {
+                AnyRun::create(placement.apply(RunConfig::load(p)?), dir)
+            }
+            _ => anyhow::bail!(
+                "give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"
+            ),
+        }
+    };
+    let mut trainer = match World::from_env()? {
+        None => open(placement)?,
+        Some(world) => {
+            let run_dir = resume
+                .or(out)
+                .context("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR")?;
+            let placement = rank_placement(&world, placement, preset, run_dir);
+            let (trainer, line) =
+                join::open_rank(&world, run_dir, placement, || open(placement))?;
+            if world.rank != 0 {
+                return train_quietly(trainer, &world);
+            }
+            crate::say!("{line}");
+            trainer
+        }
     };
     crate::say!(
         "{}",
@@ -183,6 +207,55 @@ pub fn train(
         }
     }
     signals::exit_if_stopped(&stop, &run_dir);
+    Ok(())
+}
+
+/// A rank's device: its own GPU (`LOCAL_RANK`) when the run trains on GPUs and the command
+/// line named none.
+fn rank_placement(
+    world: &World,
+    placement: Placement,
+    preset: Option<&Path>,
+    run_dir: &Path,
+) -> Placement {
+    use crate::model::device::DeviceChoice;
+    if placement.device.is_some() {
+        return placement;
+    }
+    let config_path = match preset {
+        Some(p) if !run_dir.join("config.ron").exists() => p.to_path_buf(),
+        _ => run_dir.join("config.ron"),
+    };
+    let Ok(config) = RunConfig::load(&config_path) else {
+        // Rank 0 reports a configuration that does not load; the others only follow it.
+        return placement;
+    };
+    let on_gpu = match config.device {
+        DeviceChoice::Cpu => false,
+        DeviceChoice::Cuda(_) => true,
+        DeviceChoice::Auto => !crate::model::device::gpus().is_empty(),
+    };
+    Placement {
+        device: Some(if on_gpu {
+            DeviceChoice::Cuda(world.local_rank)
+        } else {
+            DeviceChoice::Cpu
+        }),
+        ..placement
+    }
+}
+
+/// A rank other than 0: trains in step with rank 0 and prints nothing (rank 0 reports); a
+/// signal reaches rank 0 through the step's agreement, so this rank stops with it.
+fn train_quietly(mut trainer: AnyRun, world: &World) -> Result<()> {
+    let stop = StopRequest::install()?;
+    let mut ctl = |_: usize, _: &mut dyn FnMut(TrainEvent)| match stop.requested() {
+        None => Flow::Continue,
+        Some(_) => Flow::Stop,
+    };
+    trainer
+        .run(&mut ctl, &mut |_| {})
+        .with_context(|| format!("rank {}", world.rank))?;
     Ok(())
 }
 

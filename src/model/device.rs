@@ -141,6 +141,15 @@ pub fn gpu_memory_used(device: &Device) -> Option<usize> {
     None
 }
 
+/// Memory in use for a run on `device`, in MB: the GPU's (as [`gpu_memory_used`]), or this
+/// process's resident memory on the CPU.
+pub fn memory_in_use_mb(device: &Device) -> f64 {
+    match gpu_memory_used(device) {
+        Some(bytes) => bytes as f64 / 1e6,
+        None => crate::util::rss_mb() as f64,
+    }
+}
+
 /// Waits until the device has finished its queued work (a no-op on the CPU): timings stop the
 /// clock after this.
 pub fn synchronize(device: &Device) -> Result<()> {

@@ -24,6 +24,16 @@ impl EventLog {
         }
     }
 
+    /// A log that writes nothing (ranks other than 0 of a data-parallel run): events only
+    /// reach the sink.
+    pub fn silent(run_dir: &Path) -> Self {
+        Self {
+            path: run_dir.join("metrics.jsonl"),
+            file: None,
+            failed: true,
+        }
+    }
+
     /// Cuts a torn last line (a writer killed mid-line) off the log before a resumed run appends
     /// to it; returns a warning to show when it did.
     pub fn repair(&self) -> anyhow::Result<Option<String>> {

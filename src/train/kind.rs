@@ -47,6 +47,32 @@ impl AnyRun {
         })
     }
 
+    /// Opens, on a rank other than 0 of a data-parallel run, the run rank 0 started from
+    /// `start_step` (nothing is written).
+    pub fn join(run_dir: &Path, placement: Placement, start_step: usize) -> Result<Self> {
+        Ok(if is_decoder_run(run_dir) {
+            Self::Decoder(Box::new(DecoderRun::join(run_dir, placement, start_step)?))
+        } else {
+            Self::Classifier(Box::new(ClassifierRun::join(run_dir, placement, start_step)?))
+        })
+    }
+
+    /// Trains as one rank of `group` from here on (`Run::set_group`).
+    pub fn set_group(&mut self, group: Box<dyn super::parallel::Collective>) {
+        on_run!(self, r => r.set_group(group))
+    }
+
+    /// This process's rank (0 when training alone).
+    pub fn rank(&self) -> usize {
+        on_run!(self, r => r.rank())
+    }
+
+    /// The device the run computes on.
+    pub fn device(&self) -> &candle_core::Device {
+        use super::task::Task;
+        on_run!(self, r => r.task.device())
+    }
+
     /// Opens the trained (or stopped) run in `run_dir` for evaluation and export.
     pub fn open_trained(run_dir: &Path, placement: Placement) -> Result<Self> {
         Ok(if is_decoder_run(run_dir) {

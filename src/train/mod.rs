@@ -15,6 +15,7 @@ pub mod optim;
 pub mod optim_cpu;
 #[cfg(feature = "cuda")]
 pub mod optim_cuda;
+pub mod parallel;
 pub mod placement;
 pub mod protocol;
 pub mod run;

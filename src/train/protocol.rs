@@ -34,6 +34,14 @@ pub struct SubnetAccuracy {
     pub accuracy: f64,
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 fn subnet_role() -> String {
     "subnet".into()
 }
@@ -147,6 +155,9 @@ pub enum TrainEvent {
         device: String,
         #[serde(default)]
         precision: String,
+        /// Ranks training the run (data parallel); absent in the log when 1.
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        world_size: usize,
     },
     StageStarted {
         stage: usize,
@@ -161,6 +172,10 @@ pub enum TrainEvent {
         losses: Vec<SubnetLoss>,
         grad_norm: f64,
         seconds: f64,
+        /// Each rank's device memory in use before the step (MB, rank order); data-parallel
+        /// runs only, absent otherwise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        devices_mb: Vec<f64>,
     },
     DevEval {
         stage: usize,

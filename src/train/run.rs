@@ -3,6 +3,7 @@
 //! schedule, optimizer step), checkpoints and the final save. What differs lives in a [`Task`].
 
 use super::checkpoint::{self, CheckpointState};
+use super::parallel::{self, sync, BatchShare, Collective};
 use super::config::RunConfig;
 use super::data::epoch_order;
 use super::data_record;
@@ -26,6 +27,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// A step's students with their summed gradients (one slot per optimizer parameter) and
+/// unweighted losses.
+pub struct StepGradients {
+    pub students: Vec<Student>,
+    pub grads: super::task::Grads,
+    pub losses: Vec<f64>,
+}
 
 /// What the control callback tells the loop between steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +86,9 @@ pub struct Run<T: Task> {
     watchdog: Watchdog,
     /// The run folder's writer lock (training runs only: one writer at a time).
     lock: Option<RunLock>,
+    /// The other ranks of a data-parallel run (`None`: this process trains alone).
+    /// (In a mutex only so that a run stays `Sync`: the trainer alone ever uses it.)
+    group: Option<std::sync::Mutex<Box<dyn Collective>>>,
 }
 
 /// Checks a configuration and creates the folder of a new run (which must not hold one).
@@ -255,7 +267,87 @@ impl<T: Task> Run<T> {
             notes,
             watchdog: Watchdog::new(config_watchdog),
             lock: None,
+            group: None,
         })
+    }
+
+    /// Opens, on a rank other than 0, the run rank 0 created or resumed: its configuration and
+    /// the checkpoint of `start_step` (none at step 0), without taking the lock or writing.
+    pub fn join(run_dir: &Path, placement: Placement, start_step: usize) -> Result<Self> {
+        let config = placement.apply(RunConfig::load(&run_config_path(run_dir)?)?);
+        let mut run = Self::build(config, run_dir)?;
+        run.log = EventLog::silent(run_dir);
+        // Rank 0 said what it noticed already.
+        run.notes.clear();
+        if start_step == 0 {
+            return Ok(run);
+        }
+        let Some(((state, tensors, dir), _)) = checkpoint::latest(run_dir)? else {
+            bail!(
+                "{}: rank 0 starts from step {start_step} but this rank finds no checkpoint (is the run folder on a filesystem every rank sees?)",
+                run_dir.display()
+            );
+        };
+        if state.global_step != start_step {
+            bail!(
+                "{}: rank 0 starts from step {start_step}, this rank's newest checkpoint is step {}",
+                dir.display(),
+                state.global_step
+            );
+        }
+        run.check_state(&state)?;
+        run.restore(state.orders.as_deref(), &tensors)?;
+        run.global_step = state.global_step;
+        let (stage, _) = run.position();
+        run.task.net_mut().set_stage(Some(stage.min(2)))?;
+        if let Some(stage) = state.optimizer_stage {
+            let params = run.task.net().trainable(stage);
+            let mut opt = AdamW::new(params, run.config.weight_decay)?;
+            opt.load_state(&tensors, state.optimizer_t)?;
+            run.optimizer = Some((stage, opt));
+        }
+        Ok(run)
+    }
+
+    /// Trains from here on as one rank of `group`: each step on this rank's shard of the batch,
+    /// gradients and losses summed over the ranks; rank 0 alone writes the run's files.
+    pub fn set_group(&mut self, group: Box<dyn Collective>) {
+        if group.rank() != 0 {
+            self.log = EventLog::silent(&self.run_dir);
+        }
+        self.group = Some(std::sync::Mutex::new(group));
+    }
+
+    /// The group this rank sums through, when it has one.
+    fn group_mut(&mut self) -> Option<&mut (dyn Collective + 'static)> {
+        let group = self.group.as_mut()?;
+        // Poisoned only by a panic inside a sum, after which the run is over anyway.
+        let boxed = match group.get_mut() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Some(boxed.as_mut())
+    }
+
+    /// This process's rank (0 when training alone).
+    pub fn rank(&self) -> usize {
+        self.group
+            .as_ref()
+            .and_then(|g| g.lock().ok().map(|g| g.rank()))
+            .unwrap_or(0)
+    }
+
+    /// The number of ranks training this run (1 when alone).
+    pub fn world_size(&self) -> usize {
+        self.group
+            .as_ref()
+            .and_then(|g| g.lock().ok().map(|g| g.world_size()))
+            .unwrap_or(1)
+    }
+
+    /// Whether this process writes the run's files (rank 0).
+    fn writes(&self) -> bool {
+        self.rank() == 0
     }
 
     /// Checks a checkpoint's scalar state against this run: its step within the run's budget,
@@ -392,12 +484,13 @@ impl<T: Task> Run<T> {
             majority_accuracy: self.task.majority_accuracy(),
             device: crate::model::device::device_name(self.task.device()),
             precision: format!("{:?}", self.config.precision),
+            world_size: self.world_size(),
         };
         self.emit(started, sink);
         for note in std::mem::take(&mut self.notes) {
             self.emit(TrainEvent::log("warn", note), sink);
         }
-        if T::EVALUATES_AT_START && self.global_step == 0 {
+        if T::EVALUATES_AT_START && self.global_step == 0 && self.writes() {
             let stage = self.position().0.min(2);
             self.task.net_mut().set_stage(Some(stage))?;
             let at = EvalPoint {
@@ -416,7 +509,16 @@ impl<T: Task> Run<T> {
             if step_in_stage == 0 {
                 self.start_stage(stage, sink)?;
             }
-            if control(self.global_step, &mut |e| sink(e)) == Flow::Stop {
+            let mut flow = control(self.global_step, &mut |e| sink(e));
+            let mut devices_mb = Vec::new();
+            let memory = crate::model::device::memory_in_use_mb(self.task.device());
+            let device = self.task.device().clone();
+            if let Some(group) = self.group_mut() {
+                let agreed = sync::agree(group, flow == Flow::Stop, memory, &device)?;
+                flow = if agreed.stop { Flow::Stop } else { Flow::Continue };
+                devices_mb = agreed.memory_mb;
+            }
+            if flow == Flow::Stop {
                 self.checkpoint(sink)?;
                 let global_step = self.global_step;
                 let stopped = TrainEvent::Finished {
@@ -456,11 +558,12 @@ impl<T: Task> Run<T> {
                 losses,
                 grad_norm,
                 seconds: clock.elapsed().as_secs_f64(),
+                devices_mb,
             };
             self.emit(step, sink);
             let stage_end = step_in_stage + 1 == self.stage_steps[stage];
             let every = |n: usize| n > 0 && global_step.is_multiple_of(n);
-            if stage_end || every(self.config.eval_every) {
+            if (stage_end || every(self.config.eval_every)) && self.writes() {
                 let at = EvalPoint {
                     stage,
                     global_step,
@@ -473,8 +576,10 @@ impl<T: Task> Run<T> {
                 self.checkpoint(sink)?;
             }
         }
-        let message = self.finish()?;
-        self.emit(TrainEvent::log("info", message), sink);
+        if self.writes() {
+            let message = self.finish()?;
+            self.emit(TrainEvent::log("info", message), sink);
+        }
         let global_step = self.global_step;
         let finished = TrainEvent::Finished {
             global_step,
@@ -542,13 +647,18 @@ impl<T: Task> Run<T> {
             .collect()
     }
 
-    /// One optimizer step of `stage`; returns each student's loss, the gradient norm and the lr.
-    pub fn train_step(
-        &mut self,
-        stage: usize,
-        step_in_stage: usize,
-    ) -> Result<(Vec<SubnetLoss>, f64, f64)> {
-        let batch = self.step_indices(stage, step_in_stage);
+    /// The gradients and losses of the next step of `stage`, before the optimizer takes them:
+    /// this rank's shard of the batch, summed over the ranks when there are several (every
+    /// rank gets the whole batch's).
+    pub fn step_gradients(&mut self, stage: usize, step_in_stage: usize) -> Result<StepGradients> {
+        let whole = self.step_indices(stage, step_in_stage);
+        let (rank, world) = (self.rank(), self.world_size());
+        let batch = &whole[parallel::shard_range(whole.len(), rank, world)];
+        let share = if world == 1 {
+            BatchShare::WHOLE
+        } else {
+            BatchShare::of(self.task.batch_counts(batch), self.task.batch_counts(&whole))
+        };
         let students = self.students(stage);
         let (_, opt) = self
             .optimizer
@@ -557,25 +667,45 @@ impl<T: Task> Run<T> {
         let mut grads = Vec::new();
         let input = StepInput {
             config: &self.config,
-            batch: &batch,
+            batch,
             students: &students,
             opt,
+            share,
         };
         // Inside rayon's pool: the step's split products then run by work stealing (blas.rs).
         let task = &self.task;
-        let losses =
-            crate::model::blas::on_product_pool(|| task.student_gradients(&input, &mut grads))?;
-        let stage_cfg = &self.config.stages[stage];
-        let steps = self.stage_steps[stage];
-        let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;
-        let lr = learning_rate(step_in_stage, steps, warmup, stage_cfg.learning_rate);
-        let clip = self.config.grad_clip;
-        let (_, opt) = self
-            .optimizer
-            .as_mut()
-            .context("optimizer not initialised")?;
-        let grad_norm = opt.step(&grads, lr, clip)?;
-        self.task.net().projections().renormalise()?;
+        let mut losses = if batch.is_empty() {
+            // A batch smaller than the world: this rank adds nothing but takes part in the sum.
+            vec![0.0; students.len()]
+        } else {
+            crate::model::blas::on_product_pool(|| task.student_gradients(&input, &mut grads))?
+        };
+        if let Some(group) = self.group.as_mut() {
+            let group = match group.get_mut() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            sync::sum_gradients(group.as_mut(), &opt.params, &mut grads, &mut losses)?;
+        }
+        Ok(StepGradients {
+            students,
+            grads,
+            losses,
+        })
+    }
+
+    /// One optimizer step of `stage`; returns each student's loss, the gradient norm and the lr.
+    pub fn train_step(
+        &mut self,
+        stage: usize,
+        step_in_stage: usize,
+    ) -> Result<(Vec<SubnetLoss>, f64, f64)> {
+        let StepGradients {
+            students,
+            grads,
+            losses,
+        } = self.step_gradients(stage, step_in_stage)?;
+        let (grad_norm, lr) = self.apply_gradients(stage, step_in_stage, &grads)?;
         let losses = students
             .into_iter()
             .zip(losses)
@@ -589,7 +719,32 @@ impl<T: Task> Run<T> {
         Ok((losses, grad_norm, lr))
     }
 
+    /// The optimizer's update of step `step_in_stage` of `stage` with `grads` (learning-rate
+    /// schedule, clipping); returns the gradient norm and the learning rate.
+    pub fn apply_gradients(
+        &mut self,
+        stage: usize,
+        step_in_stage: usize,
+        grads: &super::task::Grads,
+    ) -> Result<(f64, f64)> {
+        let stage_cfg = &self.config.stages[stage];
+        let steps = self.stage_steps[stage];
+        let warmup = (steps as f64 * stage_cfg.warmup_ratio).round() as usize;
+        let lr = learning_rate(step_in_stage, steps, warmup, stage_cfg.learning_rate);
+        let clip = self.config.grad_clip;
+        let (_, opt) = self
+            .optimizer
+            .as_mut()
+            .context("optimizer not initialised")?;
+        let grad_norm = opt.step(grads, lr, clip)?;
+        self.task.net().projections().renormalise()?;
+        Ok((grad_norm, lr))
+    }
+
     fn checkpoint(&mut self, sink: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        if !self.writes() {
+            return Ok(());
+        }
         let mut tensors = self.task.net().named_state();
         let (optimizer_stage, optimizer_t) = match &self.optimizer {
             Some((stage, opt)) => {

@@ -4,6 +4,7 @@
 
 use super::config::RunConfig;
 use super::optim::AdamW;
+use super::parallel::{BatchCounts, BatchShare};
 use super::protocol::TrainEvent;
 use crate::mlfs::adapters::AdaptedSupernet;
 use crate::mlfs::rewire::LayerOrder;
@@ -41,6 +42,9 @@ pub struct StepInput<'a> {
     pub batch: &'a [usize],
     pub students: &'a [Student],
     pub opt: &'a AdamW,
+    /// This rank's part of the step's whole batch: a task scales each loss mean by it, so the
+    /// ranks' losses and gradients sum to the whole batch's (1 when training alone).
+    pub share: BatchShare,
 }
 
 /// The `net`, `net_mut` and `space` accessors of a task whose fields have those names.
@@ -92,6 +96,8 @@ pub trait Task: Sized + Sync {
     fn fixed_students(&self) -> &[SubnetSpec] {
         &[]
     }
+    /// The examples and real tokens of a batch, the units the task's loss means divide by.
+    fn batch_counts(&self, batch: &[usize]) -> BatchCounts;
     /// The size gradient scaling compares: the trainable parameters a subnet touches.
     fn subnet_size(&self, spec: &SubnetSpec, config: &RunConfig) -> usize;
     /// Adds every student's gradients of `weight × loss` on the step's batch into `grads`;

@@ -162,6 +162,13 @@ pub fn show(
                  subnets each later stage trains per step (the palette's measurement comes after)",
                 );
         }
+        if r.world_size > 1 {
+            ui.separator();
+            ui.label(world_text(r)).on_hover_text(
+                "Data parallel: each rank trains the same subnets on its share of every batch; \
+                 memory is each device's in use before the last step (rank order)",
+            );
+        }
         ui.separator();
         let status = status_text(run, errors);
         let colour = match run.status {
@@ -171,4 +178,23 @@ pub fn show(
         ui.label(egui::RichText::new(status).color(colour));
     });
     cmd
+}
+
+/// "2 GPUs · memory 12.3 | 11.9 GB": the ranks of a data-parallel run and each one's memory.
+pub fn world_text(r: &RunView) -> String {
+    let unit = if r.placement.starts_with("cuda") {
+        "GPUs"
+    } else {
+        "CPU ranks"
+    };
+    let mut text = format!("{} {unit}", r.world_size);
+    if !r.devices_mb.is_empty() {
+        let each: Vec<String> = r
+            .devices_mb
+            .iter()
+            .map(|mb| format!("{:.1}", mb / 1000.0))
+            .collect();
+        text.push_str(&format!(" · memory {} GB", each.join(" | ")));
+    }
+    text
 }

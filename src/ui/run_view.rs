@@ -73,6 +73,10 @@ pub struct RunView {
     pub majority_accuracy: f64,
     /// Where the run computes and in which precision (`cuda:0 Bf16`); empty for older runs.
     pub placement: String,
+    /// Ranks training the run (data parallel over GPUs; 1 alone).
+    pub world_size: usize,
+    /// Each rank's device memory in use at the last step (MB; data-parallel runs only).
+    pub devices_mb: Vec<f64>,
     /// Decoder runs: validation loss per role over global steps.
     pub val_loss: BTreeMap<String, Vec<[f64; 2]>>,
     /// Decoder runs: the teacher's validation loss (a reference line).
@@ -130,6 +134,8 @@ impl Default for RunView {
             palette_csv: None,
             majority_accuracy: 0.0,
             placement: String::new(),
+            world_size: 1,
+            devices_mb: Vec::new(),
             val_loss: BTreeMap::new(),
             teacher_val_loss: None,
             decoder_entries: Vec::new(),
@@ -304,8 +310,11 @@ impl RunView {
                 majority_accuracy,
                 device,
                 precision,
+                world_size,
             } => {
                 self.divergence = None;
+                self.world_size = world_size;
+                self.devices_mb.clear();
                 // A resumed run repeats the steps after its checkpoint: drop their old points.
                 self.forget_after(start_step);
                 self.placement = format!("{device} {precision}").trim().to_string();
@@ -332,10 +341,14 @@ impl RunView {
                 learning_rate,
                 losses,
                 seconds,
+                devices_mb,
                 ..
             } => {
                 self.stage = stage;
                 self.global_step = global_step;
+                if !devices_mb.is_empty() {
+                    self.devices_mb = devices_mb;
+                }
                 let students = losses.len().max(1);
                 self.train_seconds += seconds;
                 if let Some(slot) = self.stage_students.get_mut(stage) {
@@ -619,6 +632,7 @@ mod tests {
             losses: vec![loss; students],
             grad_norm: 1.0,
             seconds,
+            devices_mb: Vec::new(),
         }
     }
 
@@ -636,6 +650,7 @@ mod tests {
             majority_accuracy: 0.5,
             device: String::new(),
             precision: String::new(),
+            world_size: 1,
         });
         for s in 1..=4 {
             view.apply(step(0, s, 1, 1.0));

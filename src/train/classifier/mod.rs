@@ -6,6 +6,7 @@ pub mod accuracy;
 
 use super::config::RunConfig;
 use super::data::{epoch_order, Dataset};
+use super::parallel::{BatchCounts, BatchShare};
 use super::protocol::{SubnetAccuracy, TrainEvent};
 use super::run::Run;
 use super::task::{net_and_space_accessors, EvalPoint, Grads, StepInput, Task};
@@ -147,6 +148,14 @@ impl Task for ClassifierTask {
 
     /// The maxnet (first student) learns from the labels; every other student from the labels
     /// and from the maxnet's logits and projected hidden states.
+    fn batch_counts(&self, batch: &[usize]) -> BatchCounts {
+        let train = &self.data.train;
+        BatchCounts {
+            examples: batch.len(),
+            tokens: batch.iter().map(|&i| train.ids[i].len()).sum(),
+        }
+    }
+
     fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
         let LabelledBatch {
             ids,
@@ -158,8 +167,14 @@ impl Task for ClassifierTask {
             .students
             .split_first()
             .context("a step without students")?;
+        // A rank's share of the whole batch's means (examples for the label losses, tokens
+        // for the feature losses); untouched when the batch is whole.
+        let share = step.share;
+        let part = |t: Tensor, of: f64| -> Result<Tensor> {
+            Ok(if share == BatchShare::WHOLE { t } else { (t * of)? })
+        };
         let max_out = self.net.forward(&ids, &layout, &maxnet.spec, None)?;
-        let max_loss = cross_entropy(&max_out.logits, &labels)?;
+        let max_loss = part(cross_entropy(&max_out.logits, &labels)?, share.examples)?;
         let mut losses = vec![max_loss.to_scalar::<f32>()? as f64];
         step.opt
             .accumulate(&(max_loss * maxnet.weight)?.backward()?, grads)?;
@@ -170,8 +185,11 @@ impl Task for ClassifierTask {
         for student in others {
             let spec = &student.spec;
             let out = self.net.forward(&ids, &layout, spec, None)?;
-            let task = cross_entropy(&out.logits, &labels)?;
-            let kd = kd_loss(&out.logits, &target_logits, weights.temperature)?;
+            let task = part(cross_entropy(&out.logits, &labels)?, share.examples)?;
+            let kd = part(
+                kd_loss(&out.logits, &target_logits, weights.temperature)?,
+                share.examples,
+            )?;
             let mut features = Vec::with_capacity(spec.layers.len());
             for (l, &g) in spec.layers.iter().enumerate() {
                 let h_max = &target_hidden[g + 1];
@@ -180,7 +198,7 @@ impl Task for ClassifierTask {
                     .projections
                     .of_layer(g, h_max.dim(1)?, h_max.device())?;
                 let h_sub = &out.hidden.hidden_states[l + 1];
-                features.push(feature_loss(h_sub, h_max, &proj, None)?);
+                features.push(part(feature_loss(h_sub, h_max, &proj, None)?, share.tokens)?);
             }
             let loss = combine(&task, &kd, &features, weights)?;
             losses.push(loss.to_scalar::<f32>()? as f64);

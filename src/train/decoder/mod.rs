@@ -7,6 +7,7 @@ pub mod step;
 
 use super::config::{DecoderConfig, RunConfig};
 use super::data::{epoch_order, read_corpus, token_blocks};
+use super::parallel::BatchCounts;
 use super::protocol::{DecoderEvalResult, TrainEvent};
 use super::run::Run;
 use super::task::{net_and_space_accessors, EvalPoint, Grads, StepInput, Task};
@@ -184,8 +185,19 @@ impl Task for DecoderTask {
 
     /// Every student learns from the next tokens and from the frozen teacher (its own weights,
     /// no adapters), layer by layer with recomputed activations when configured.
+    fn batch_counts(&self, batch: &[usize]) -> BatchCounts {
+        // Blocks are all one length: every loss of a block has the same number of terms.
+        let tokens = batch.iter().map(|&i| self.train_blocks[i].len()).sum();
+        BatchCounts {
+            examples: batch.len(),
+            tokens,
+        }
+    }
+
     fn student_gradients(&self, step: &StepInput<'_>, grads: &mut Grads) -> Result<Vec<f64>> {
         let (ids, targets) = self.token_batch(step.batch)?;
+        // Every loss term is a mean over the batch's tokens: a rank's shard weighs its share.
+        let share = step.share.tokens;
         let device = self.net.teacher.decoder.device();
         let weights = DistillWeights::of(&step.config.distill);
         let profile = std::env::var_os("MLFS_PROFILE").is_some();
@@ -226,11 +238,11 @@ impl Task for DecoderTask {
                 }),
                 projections: &self.net.projections,
                 weights,
-                weight: student.weight,
+                weight: student.weight * share,
                 train_head: self.net.trains_base_weights(),
                 recompute: self.settings.recompute_activations,
             };
-            losses.push(student_gradients(&one, step.opt, grads)?);
+            losses.push(student_gradients(&one, step.opt, grads)? * share);
             lap("student forward, loss and backward");
         }
         Ok(losses)
