@@ -4,6 +4,7 @@
 use crate::eval::decoder::measure_with_events;
 use crate::eval::palette::{evaluate_palette, storage_summary};
 use crate::model::subnet::resolve_spec;
+use crate::runs::launch::{Launched, Outcome, Ranks};
 use crate::train::config::RunConfig;
 use crate::train::kind::{is_decoder_run, AnyRun};
 use crate::train::protocol::{PaletteEntry, TrainCmd, TrainEvent};
@@ -25,6 +26,14 @@ pub enum StartRequest {
     },
     /// Continue the run in this folder from its latest checkpoint.
     Resume { run_dir: PathBuf },
+    /// Train on several ranks (GPUs), one child process each (`runs::launch`): a new run with
+    /// this configuration, or (`None`) the run in the folder resumed. The events come from the
+    /// run's `metrics.jsonl`, which rank 0 writes.
+    Launch {
+        ranks: Ranks,
+        config: Option<Box<RunConfig>>,
+        run_dir: PathBuf,
+    },
     /// Measure the palette of a trained run: all subnets (`None`) or the listed specs.
     Palette {
         run_dir: PathBuf,
@@ -182,6 +191,11 @@ fn run_request(
             }
             return run_palette(&run, subnets, commands, stop, send);
         }
+        StartRequest::Launch {
+            ranks,
+            config,
+            run_dir,
+        } => return run_launched(&ranks, config.as_deref(), &run_dir, commands, stop, send),
         StartRequest::New { config, run_dir } => {
             let mut t = AnyRun::create(*config, &run_dir)?;
             train(&mut t, commands, stop, send, &mut palette_requests)?.then_some(t)
@@ -215,6 +229,163 @@ fn run_request(
         }
     }
     Ok(())
+}
+
+/// Trains on several ranks in child processes and relays rank 0's events from the run's
+/// `metrics.jsonl`; Stop hands the ranks a stop signal (they stop at one step, with a
+/// checkpoint). Pause is not offered: the ranks would wait for each other's sums.
+fn run_launched(
+    ranks: &Ranks,
+    config: Option<&RunConfig>,
+    run_dir: &std::path::Path,
+    commands: &Receiver<TrainCmd>,
+    stop: &AtomicBool,
+    send: &dyn Fn(TrainEvent),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::{Read, Seek, SeekFrom};
+    // A new run's configuration as the preset file the ranks read (removed when they end).
+    let preset = match config {
+        Some(c) => {
+            let file = tempfile::Builder::new()
+                .prefix("mlfs-studio-preset-")
+                .suffix(".ron")
+                .tempfile()
+                .context("cannot write the run's configuration for its ranks")?;
+            c.save(file.path())?;
+            Some(file)
+        }
+        None => None,
+    };
+    let dir = run_dir.display().to_string();
+    let args: Vec<String> = match &preset {
+        Some(p) => vec![
+            "--preset".into(),
+            p.path().display().to_string(),
+            "--out".into(),
+            dir,
+        ],
+        None => vec!["--resume".into(), dir],
+    };
+    // Rank 0's standard error, kept for the message when a rank fails.
+    let errors = tempfile::tempfile().context("cannot open a file for the ranks' errors")?;
+    let log_path = run_dir.join("metrics.jsonl");
+    // A resumed run's history is already shown: relay only what is written from now on.
+    let mut offset = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+    let started = std::time::SystemTime::now();
+    let mut launched = Launched::start(ranks, &args, run_dir, || {
+        Ok((std::process::Stdio::null(), errors.try_clone()?.into()))
+    })?;
+    send(TrainEvent::log(
+        "info",
+        format!(
+            "training on {} ranks ({}), one process each",
+            launched.world_size(),
+            ranks.args().join(" ")
+        ),
+    ));
+    let relay = |offset: &mut u64| {
+        let Ok(mut file) = std::fs::File::open(&log_path) else {
+            return;
+        };
+        let mut text = String::new();
+        if file.seek(SeekFrom::Start(*offset)).is_err() || file.read_to_string(&mut text).is_err() {
+            return;
+        }
+        // Complete lines only: rank 0 may be writing the next one.
+        let Some(end) = text.rfind('\n') else {
+            return;
+        };
+        for line in text[..end].lines() {
+            if let Ok(event) = serde_json::from_str::<TrainEvent>(line) {
+                send(event);
+            }
+        }
+        *offset += end as u64 + 1;
+    };
+    let mut asked_to_stop = false;
+    let outcome = loop {
+        for cmd in commands.try_iter() {
+            match cmd {
+                TrainCmd::Stop => stop.store(true, Ordering::SeqCst),
+                TrainCmd::Pause => send(TrainEvent::log(
+                    "warn",
+                    "a run on several GPUs cannot pause (its ranks wait for each other); Stop keeps a checkpoint to resume from",
+                )),
+                _ => {}
+            }
+        }
+        if stop.load(Ordering::SeqCst) && !asked_to_stop {
+            asked_to_stop = true;
+            launched.signal(libc::SIGINT);
+        }
+        relay(&mut offset);
+        if let Some(outcome) = launched.poll()? {
+            relay(&mut offset);
+            break outcome;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    drop(preset);
+    match outcome {
+        Outcome::Ended(0) => {
+            relay_palette(run_dir, started, send);
+            Ok(())
+        }
+        // Stopped by our signal: the Finished event (stopped) came from the log.
+        Outcome::Ended(code) if asked_to_stop && code > 128 => Ok(()),
+        Outcome::Ended(code) => {
+            anyhow::bail!("rank 0 ended with status {code}: {}", tail_of(&errors))
+        }
+        Outcome::Failed { rank, status } => anyhow::bail!(
+            "rank {rank} failed ({status}); the other ranks were ended. Rank 0 said: {}",
+            tail_of(&errors)
+        ),
+    }
+}
+
+/// The last lines a rank wrote to its standard error (the error that ended it).
+fn tail_of(file: &std::fs::File) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    let mut f = file;
+    if f.seek(SeekFrom::Start(0)).is_ok() {
+        let _ = f.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().rev().take(6).collect();
+    let tail: Vec<&str> = lines.into_iter().rev().collect();
+    match tail.join(" / ") {
+        t if t.is_empty() => "nothing".into(),
+        t => t,
+    }
+}
+
+/// After the ranks finished: the palette rank 0 measured, as the studio's own run would send it.
+fn relay_palette(
+    run_dir: &std::path::Path,
+    since: std::time::SystemTime,
+    send: &dyn Fn(TrainEvent),
+) {
+    let fresh = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since)
+    };
+    let lm = run_dir.join("lm-palette.csv");
+    if fresh(&lm) {
+        for entry in crate::eval::decoder::read_csv(&lm).unwrap_or_default() {
+            send(TrainEvent::DecoderMeasured(entry));
+        }
+        send(TrainEvent::PaletteFinished {
+            csv_path: lm.display().to_string(),
+        });
+    }
+    let csv = run_dir.join("palette.csv");
+    if fresh(&csv) {
+        send(TrainEvent::PaletteFinished {
+            csv_path: csv.display().to_string(),
+        });
+    }
 }
 
 /// Measures a decoder run's subnets; Stop ends it early.

@@ -642,3 +642,58 @@ fn the_head_loss_kernel_equals_the_cpu_loss_and_gradients() {
         cpu.ce_sum
     );
 }
+
+/// The metrics of a run with its timings, memory readings and folder names taken out.
+#[cfg(feature = "nccl")]
+fn metrics_numbers(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(o) = v.as_object_mut() {
+                for k in ["seconds", "devices_mb", "run_dir", "path", "message"] {
+                    o.remove(k);
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(feature = "nccl")]
+#[test]
+fn nccl_sums_on_the_gpu_and_one_rank_through_it_trains_bit_for_bit() {
+    use mlfs_studio::train::parallel::nccl::{new_id, NcclRank};
+    use mlfs_studio::train::parallel::Collective;
+    let mut rank = NcclRank::new(&gpu(), 0, 1, &new_id().unwrap()).unwrap();
+    let x = Tensor::new(&[1.5f32, -2.0, 3.25], &gpu()).unwrap();
+    let summed = rank.all_reduce_sum(&x).unwrap();
+    assert_eq!(summed.to_vec1::<f32>().unwrap(), vec![1.5, -2.0, 3.25]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    small_llama(&teacher);
+    let a = common::assets();
+    let mut c = common::small_config([4, 2, 0], 4, 64);
+    c.teacher = teacher;
+    c.data.train = a.join("python-code/train.jsonl");
+    c.data.dev = a.join("python-code/valid.jsonl");
+    c.device = DeviceChoice::Cuda(0);
+    c.palette.evaluate_at_end = false;
+    c.lm = Some(DecoderConfig {
+        students: vec!["layers=0,3;heads=8;ffn=512".into()],
+        eval_blocks: 4,
+        ..DecoderConfig::default()
+    });
+    let (alone, group) = (dir.path().join("alone"), dir.path().join("group"));
+    let mut go = |_: usize, _: &mut dyn FnMut(TrainEvent)| Flow::Continue;
+    let mut run = DecoderRun::create(c.clone(), &alone).unwrap();
+    run.run(&mut go, &mut |_| {}).unwrap();
+    let mut run = DecoderRun::create(c, &group).unwrap();
+    run.set_group(Box::new(
+        NcclRank::new(&gpu(), 0, 1, &new_id().unwrap()).unwrap(),
+    ));
+    run.run(&mut go, &mut |_| {}).unwrap();
+    assert_eq!(metrics_numbers(&alone), metrics_numbers(&group));
+}

@@ -46,7 +46,8 @@ fn until(stop_at: Option<usize>) -> impl FnMut(usize, &mut dyn FnMut(TrainEvent)
 /// Trains `dir`'s run (created or resumed by `open`) to the end on one process.
 fn train_alone(run: &mut ClassifierRun, stop_at: Option<usize>) -> Vec<TrainEvent> {
     let mut events = Vec::new();
-    run.run(&mut until(stop_at), &mut |e| events.push(e)).unwrap();
+    run.run(&mut until(stop_at), &mut |e| events.push(e))
+        .unwrap();
     events
 }
 
@@ -191,7 +192,12 @@ fn two_ranks_on_half_batches_take_the_step_of_one_rank_on_the_whole_batch() {
     for (k, &i) in steps.iter().enumerate() {
         let whole = alone.step_gradients(1, i).unwrap();
         let (gw, lw) = (flat(&whole.grads), &whole.losses);
-        let norm = gw.iter().flatten().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let norm = gw
+            .iter()
+            .flatten()
+            .map(|x| (*x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         for (rank, (_, results)) in summed.iter().enumerate() {
             let (gs, ls, _) = &results[k];
             assert_eq!(gw.len(), gs.len());
@@ -202,7 +208,9 @@ fn two_ranks_on_half_batches_take_the_step_of_one_rank_on_the_whole_batch() {
                     worst = worst.max((x - y).abs() as f64);
                 }
             }
-            eprintln!("step {i}, rank {rank}: largest gradient difference {worst:.3e}, norm {norm:.3e}");
+            eprintln!(
+                "step {i}, rank {rank}: largest gradient difference {worst:.3e}, norm {norm:.3e}"
+            );
             assert!(
                 worst <= 1e-6 * norm,
                 "step {i}, rank {rank}: gradients differ by {worst} (norm {norm})"
@@ -249,9 +257,12 @@ fn dev_accuracies(events: &[TrainEvent]) -> Vec<Vec<(String, f64)>> {
     events
         .iter()
         .filter_map(|e| match e {
-            TrainEvent::DevEval { results, .. } => {
-                Some(results.iter().map(|r| (r.role.clone(), r.accuracy)).collect())
-            }
+            TrainEvent::DevEval { results, .. } => Some(
+                results
+                    .iter()
+                    .map(|r| (r.role.clone(), r.accuracy))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect()
@@ -284,11 +295,20 @@ fn one_rank_through_the_collective_writes_the_single_process_metrics_bit_for_bit
     let one = ClassifierRun::create(c, &group_dir).unwrap();
     train_on_threads(one, &group_dir, 1, None);
     // Exactly equal: the flattening, the sum over one rank and the split change no bit.
-    assert_eq!(metrics_without_timings(&alone_dir), metrics_without_timings(&group_dir));
-    assert_eq!(largest_difference(&weights(&alone_dir), &weights(&group_dir)), 0.0);
+    assert_eq!(
+        metrics_without_timings(&alone_dir),
+        metrics_without_timings(&group_dir)
+    );
+    assert_eq!(
+        largest_difference(&weights(&alone_dir), &weights(&group_dir)),
+        0.0
+    );
     // A single process's log has no data-parallel fields.
     let log = std::fs::read_to_string(alone_dir.join("metrics.jsonl")).unwrap();
-    assert!(!log.contains("world_size") && !log.contains("devices_mb"), "{log}");
+    assert!(
+        !log.contains("world_size") && !log.contains("devices_mb"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -331,14 +351,21 @@ fn cpu_ranks_are_processes_that_train_as_one() {
     c.save(&preset).unwrap();
     let (alone, ranks) = (tmp.path().join("alone"), tmp.path().join("ranks"));
     let p = preset.to_str().unwrap();
-    common::stdout_of(common::cli().args(["train", "--preset", p, "--out"]).arg(&alone));
+    common::stdout_of(
+        common::cli()
+            .args(["train", "--preset", p, "--out"])
+            .arg(&alone),
+    );
     let out = common::stdout_of(
         common::cli()
             .args(["train", "--cpu-ranks", "2", "--preset", p, "--out"])
             .arg(&ranks),
     );
     let said = String::from_utf8_lossy(&out);
-    assert!(said.contains("rank 0 of 2 on cpu, summing through TCP"), "{said}");
+    assert!(
+        said.contains("rank 0 of 2 on cpu, summing through TCP"),
+        "{said}"
+    );
     let read = |dir: &Path| -> Vec<TrainEvent> {
         std::fs::read_to_string(dir.join("metrics.jsonl"))
             .unwrap()
@@ -348,9 +375,16 @@ fn cpu_ranks_are_processes_that_train_as_one() {
     };
     let (a, b) = (read(&alone), read(&ranks));
     assert_losses_match(&a, &b);
-    assert_eq!(common::step_losses(&b).len(), 7, "each step once in rank 0's log");
+    assert_eq!(
+        common::step_losses(&b).len(),
+        7,
+        "each step once in rank 0's log"
+    );
     assert_eq!(dev_accuracies(&a), dev_accuracies(&b));
-    assert!(!ranks.join(".rendezvous").exists(), "the rendezvous file was left behind");
+    assert!(
+        !ranks.join(".rendezvous").exists(),
+        "the rendezvous file was left behind"
+    );
     // A rank that cannot start (an unknown GPU in a CPU build) fails the launch with its rank.
     let failed = common::cli()
         .args(["train", "--gpus", "0,0", "--preset", p, "--out"])
@@ -361,3 +395,90 @@ fn cpu_ranks_are_processes_that_train_as_one() {
     assert!(String::from_utf8_lossy(&failed.stderr).contains("lists a GPU twice"));
 }
 
+/// Every event a worker sends until its thread ends.
+fn events_of(
+    handle: &mlfs_studio::worker::WorkerHandle,
+    stop_after_steps: Option<usize>,
+) -> Vec<TrainEvent> {
+    let mut events = Vec::new();
+    let mut steps = 0;
+    while let Ok(e) = handle
+        .events
+        .recv_timeout(std::time::Duration::from_secs(300))
+    {
+        if matches!(e, TrainEvent::Step { .. }) {
+            steps += 1;
+            if Some(steps) == stop_after_steps {
+                handle.stop();
+            }
+        }
+        let done = matches!(e, TrainEvent::Failed { .. });
+        events.push(e);
+        if done || handle.is_finished() && handle.events.is_empty() {
+            break;
+        }
+    }
+    events
+}
+
+#[test]
+fn the_studios_worker_trains_on_ranks_relays_their_events_stops_and_resumes_them() {
+    use mlfs_studio::runs::launch::{Ranks, EXE_OVERRIDE};
+    use mlfs_studio::worker::{spawn, StartRequest};
+    std::env::set_var(EXE_OVERRIDE, env!("CARGO_BIN_EXE_mlfs-studio"));
+    let tmp = tempfile::tempdir().unwrap();
+    let c = config(tmp.path(), [5, 5, 0]);
+    let dir = tmp.path().join("run");
+    let handle = spawn(
+        StartRequest::Launch {
+            ranks: Ranks::Cpu(2),
+            config: Some(Box::new(c)),
+            run_dir: dir.clone(),
+        },
+        None,
+    );
+    // Stop after the third step the studio sees: the ranks stop together with a checkpoint.
+    let first = events_of(&handle, Some(3));
+    drop(handle);
+    let started = first.iter().find_map(|e| match e {
+        TrainEvent::RunStarted { world_size, .. } => Some(*world_size),
+        _ => None,
+    });
+    assert_eq!(started, Some(2), "{first:?}");
+    let memory = first.iter().find_map(|e| match e {
+        TrainEvent::Step { devices_mb, .. } => Some(devices_mb.len()),
+        _ => None,
+    });
+    assert_eq!(memory, Some(2), "each rank's memory in the step events");
+    let stopped_at = first.iter().find_map(|e| match e {
+        TrainEvent::Finished {
+            stopped: true,
+            global_step,
+        } => Some(*global_step),
+        _ => None,
+    });
+    let stopped_at = stopped_at.unwrap_or_else(|| panic!("not stopped: {first:?}"));
+    assert!(
+        stopped_at >= 3 && stopped_at < 10,
+        "stopped at {stopped_at}"
+    );
+    // Resumed on the same two ranks, from the checkpoint, to the end.
+    let handle = spawn(
+        StartRequest::Launch {
+            ranks: Ranks::Cpu(2),
+            config: None,
+            run_dir: dir.clone(),
+        },
+        None,
+    );
+    let rest = events_of(&handle, None);
+    let steps: Vec<usize> = common::step_losses(&rest).iter().map(|s| s.0).collect();
+    assert_eq!(
+        steps,
+        ((stopped_at + 1)..=10).collect::<Vec<_>>(),
+        "{rest:?}"
+    );
+    assert!(rest
+        .iter()
+        .any(|e| matches!(e, TrainEvent::Finished { stopped: false, .. })));
+}

@@ -454,3 +454,50 @@ fn a_budget_keeps_the_palettes_fronts_marked_in_the_table() {
         "front members lost their mark under the budget"
     );
 }
+
+#[test]
+fn ticking_two_gpus_starts_one_process_per_gpu_and_says_why_they_fail_without_gpus() {
+    use mlfs_studio::model::device::GpuInfo;
+    // The ranks are this crate's binary (the test's own executable is the harness).
+    std::env::set_var(
+        mlfs_studio::runs::launch::EXE_OVERRIDE,
+        env!("CARGO_BIN_EXE_mlfs-studio"),
+    );
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = app_in(
+        runs.path(),
+        tiny_config([1, 1, 1]),
+        ScriptedDialogs::default(),
+    );
+    let gpu = |ordinal| GpuInfo {
+        ordinal,
+        name: "Test GPU".into(),
+        memory_bytes: 141_000_000_000,
+    };
+    app.gpu_list = Some(vec![gpu(0), gpu(1)]);
+    let mut h = harness(app, [1400.0, 900.0]);
+    h.step();
+    for gpu in ["GPU 0", "GPU 1"] {
+        // The Compute section sits below the fold of the settings panel.
+        h.get_by_label(gpu).scroll_to_me();
+        // Until the scroll's animation has settled.
+        for _ in 0..20 {
+            h.step();
+        }
+        h.get_by_label(gpu).click();
+        h.step();
+    }
+    h.step();
+    assert_eq!(h.state().parallel_gpus, vec![0, 1]);
+    assert!(common::text_with(&h, "2 GPUs, one process each").is_some());
+    h.get_by_label("Start").click();
+    step_until(&mut h, Duration::from_secs(300), "the ranks to fail", |a| {
+        matches!(a.run.status, RunStatus::Failed(_)) && a.handle.is_none()
+    });
+    // This build has no CUDA: rank 0's own error comes back through the studio, naming it.
+    let RunStatus::Failed(why) = &h.state().run.status else {
+        unreachable!()
+    };
+    assert!(why.contains("rank 0") || why.contains("rank 1"), "{why}");
+    assert!(why.contains("without GPU support"), "{why}");
+}

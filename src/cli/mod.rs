@@ -5,7 +5,6 @@ pub mod bench_decoder;
 pub mod eval;
 pub mod export;
 pub mod forward;
-pub mod launch;
 pub mod out;
 pub mod random_llama;
 pub mod search;
@@ -297,11 +296,13 @@ pub fn main_entry() -> Result<Next> {
             cpu_ranks,
         }) if gpus.is_some() || cpu_ranks.is_some() => {
             if cli_device.is_some() {
-                anyhow::bail!("--gpus and --cpu-ranks say where each rank computes: leave out --device");
+                anyhow::bail!(
+                    "--gpus and --cpu-ranks say where each rank computes: leave out --device"
+                );
             }
             let ranks = match (gpus, cpu_ranks) {
-                (Some(g), _) => launch::Ranks::Gpus(g),
-                (None, n) => launch::Ranks::Cpu(n.unwrap_or(1)),
+                (Some(g), _) => crate::runs::launch::Ranks::Gpus(g),
+                (None, n) => crate::runs::launch::Ranks::Cpu(n.unwrap_or(1)),
             };
             let mut args = Vec::new();
             let path = |p: &std::path::Path| p.display().to_string();
@@ -326,7 +327,7 @@ pub fn main_entry() -> Result<Next> {
             let run_dir = resume
                 .or(out)
                 .context("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR")?;
-            launch::launch(&ranks, &args, &run_dir)
+            crate::runs::launch::launch(&ranks, &args, &run_dir)
         }
         Some(Command::Train {
             preset,

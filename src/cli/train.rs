@@ -4,11 +4,11 @@ use crate::cli::signals::{self, StopRequest};
 use crate::eval::decoder::measure_with_events;
 use crate::train::config::RunConfig;
 use crate::train::kind::AnyRun;
+use crate::train::parallel::join;
+use crate::train::parallel::world::World;
 use crate::train::protocol::TrainEvent;
 use crate::train::run::{Flow, Placement, ResumeOptions, Run};
 use crate::train::task::Task;
-use crate::train::parallel::join;
-use crate::train::parallel::world::World;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -24,12 +24,10 @@ pub fn train(
     let open = |placement: Placement| -> Result<AnyRun> {
         match (preset, out, resume) {
             (_, _, Some(dir)) => AnyRun::resume(dir, placement, options),
-            (Some(p), Some(dir), None) => {
-                AnyRun::create(placement.apply(RunConfig::load(p)?), dir)
+            (Some(p), Some(dir), None) => AnyRun::create(placement.apply(RunConfig::load(p)?), dir),
+            _ => {
+                anyhow::bail!("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR")
             }
-            _ => anyhow::bail!(
-                "give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR"
-            ),
         }
     };
     let mut trainer = match World::from_env()? {
@@ -39,8 +37,7 @@ pub fn train(
                 .or(out)
                 .context("give --preset FILE --out RUN_DIR for a new run, or --resume RUN_DIR")?;
             let placement = rank_placement(&world, placement, preset, run_dir);
-            let (trainer, line) =
-                join::open_rank(&world, run_dir, placement, || open(placement))?;
+            let (trainer, line) = join::open_rank(&world, run_dir, placement, || open(placement))?;
             if world.rank != 0 {
                 return train_quietly(trainer, &world);
             }

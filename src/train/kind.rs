@@ -53,7 +53,9 @@ impl AnyRun {
         Ok(if is_decoder_run(run_dir) {
             Self::Decoder(Box::new(DecoderRun::join(run_dir, placement, start_step)?))
         } else {
-            Self::Classifier(Box::new(ClassifierRun::join(run_dir, placement, start_step)?))
+            Self::Classifier(Box::new(ClassifierRun::join(
+                run_dir, placement, start_step,
+            )?))
         })
     }
 

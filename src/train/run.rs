@@ -3,12 +3,12 @@
 //! schedule, optimizer step), checkpoints and the final save. What differs lives in a [`Task`].
 
 use super::checkpoint::{self, CheckpointState};
-use super::parallel::{self, sync, BatchShare, Collective};
 use super::config::RunConfig;
 use super::data::epoch_order;
 use super::data_record;
 use super::events::EventLog;
 use super::optim::{learning_rate, AdamW};
+use super::parallel::{self, sync, BatchShare, Collective};
 use super::protocol::{SubnetLoss, TrainEvent};
 use super::schedule::{position_of, stage_steps, steps_per_epoch};
 use super::task::{EvalPoint, StepInput, Student, Task};
@@ -515,7 +515,11 @@ impl<T: Task> Run<T> {
             let device = self.task.device().clone();
             if let Some(group) = self.group_mut() {
                 let agreed = sync::agree(group, flow == Flow::Stop, memory, &device)?;
-                flow = if agreed.stop { Flow::Stop } else { Flow::Continue };
+                flow = if agreed.stop {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                };
                 devices_mb = agreed.memory_mb;
             }
             if flow == Flow::Stop {
@@ -657,7 +661,10 @@ impl<T: Task> Run<T> {
         let share = if world == 1 {
             BatchShare::WHOLE
         } else {
-            BatchShare::of(self.task.batch_counts(batch), self.task.batch_counts(&whole))
+            BatchShare::of(
+                self.task.batch_counts(batch),
+                self.task.batch_counts(&whole),
+            )
         };
         let students = self.students(stage);
         let (_, opt) = self

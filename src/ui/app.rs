@@ -77,6 +77,10 @@ pub struct StudioApp {
     pub resume_offer: Option<PathBuf>,
     /// Scroll the configuration panel to the stages' settings on the next frame.
     pub reveal_stages: bool,
+    /// GPUs ticked for data parallel (two or more: Start and Resume launch one process each).
+    pub parallel_gpus: Vec<usize>,
+    /// The GPUs the device picker offers; `None`: this machine's (tests set their own).
+    pub gpu_list: Option<Vec<crate::model::device::GpuInfo>>,
     /// Ask before measuring a run's palette again.
     pub confirm_reevaluation: bool,
     /// The window was asked to close while work ran: it closes once the trainer has stopped.
@@ -173,6 +177,8 @@ impl StudioApp {
             dialogs,
             resume_offer: None,
             reveal_stages: false,
+            parallel_gpus: Vec::new(),
+            gpu_list: None,
             confirm_reevaluation: false,
             closing: false,
             notice: None,
@@ -610,6 +616,14 @@ impl StudioApp {
         dir
     }
 
+    /// The ranks of a data-parallel run, when two or more GPUs are ticked.
+    fn parallel_ranks(&self) -> Option<crate::runs::launch::Ranks> {
+        let mut gpus = self.parallel_gpus.clone();
+        gpus.sort_unstable();
+        gpus.dedup();
+        (gpus.len() >= 2).then_some(crate::runs::launch::Ranks::Gpus(gpus))
+    }
+
     /// Interprets one user command.
     pub fn handle(&mut self, cmd: UiCommand) {
         match cmd {
@@ -618,15 +632,27 @@ impl StudioApp {
                     return;
                 }
                 let run_dir = self.new_run_dir();
-                self.begin(StartRequest::New {
-                    config: Box::new(self.config.clone()),
-                    run_dir,
+                let config = Box::new(self.config.clone());
+                self.begin(match self.parallel_ranks() {
+                    Some(ranks) => StartRequest::Launch {
+                        ranks,
+                        config: Some(config),
+                        run_dir,
+                    },
+                    None => StartRequest::New { config, run_dir },
                 });
             }
             UiCommand::ResumeRun(dir) => {
                 self.resume_offer = None;
                 if !self.run.status.is_active() {
-                    self.begin(StartRequest::Resume { run_dir: dir });
+                    self.begin(match self.parallel_ranks() {
+                        Some(ranks) => StartRequest::Launch {
+                            ranks,
+                            config: None,
+                            run_dir: dir,
+                        },
+                        None => StartRequest::Resume { run_dir: dir },
+                    });
                 }
             }
             UiCommand::PauseOrResume => {

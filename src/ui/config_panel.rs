@@ -29,6 +29,10 @@ pub struct ConfigForm<'a> {
     pub preset_modified: bool,
     /// Scroll to (and open) the stages' settings this frame, then clear it.
     pub reveal_stages: &'a mut bool,
+    /// The GPUs ticked for a data-parallel run (two or more: one process each).
+    pub parallel_gpus: &'a mut Vec<usize>,
+    /// The GPUs offered (this machine's, or a test's).
+    pub gpus: &'a [crate::model::device::GpuInfo],
 }
 
 /// What one frame of the panel did.
@@ -365,7 +369,13 @@ pub fn show(ui: &mut Ui, form: &mut ConfigForm<'_>) -> ConfigEdit {
             changed |= ui.checkbox(&mut w.stop_on_spike, "Stop when the loss explodes").on_hover_text("Otherwise an exploded loss is only a warning in the log").changed();
         });
         egui::CollapsingHeader::new("Compute").default_open(true).show(ui, |ui| {
-            changed |= device_picker::show(ui, form.config, errors.get("precision"));
+            changed |= device_picker::show(
+                ui,
+                form.config,
+                form.gpus,
+                form.parallel_gpus,
+                errors.get("precision"),
+            );
         });
         egui::CollapsingHeader::new("Palette").default_open(false).show(ui, |ui| {
             changed |= ui.checkbox(&mut form.config.palette.evaluate_at_end, "Measure at the end").on_hover_text("Measure accuracy, size and latency of every subnet when training ends").changed();

@@ -144,6 +144,11 @@ impl StudioApp {
                         preset_path: self.preset_path.as_deref(),
                         preset_modified,
                         reveal_stages: &mut self.reveal_stages,
+                        parallel_gpus: &mut self.parallel_gpus,
+                        gpus: match &self.gpu_list {
+                            Some(list) => list.as_slice(),
+                            None => device_picker::found_gpus(),
+                        },
                     };
                     let edit = config_panel::show(ui, &mut form);
                     commands.extend(edit.command);

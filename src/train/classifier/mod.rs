@@ -171,7 +171,11 @@ impl Task for ClassifierTask {
         // for the feature losses); untouched when the batch is whole.
         let share = step.share;
         let part = |t: Tensor, of: f64| -> Result<Tensor> {
-            Ok(if share == BatchShare::WHOLE { t } else { (t * of)? })
+            Ok(if share == BatchShare::WHOLE {
+                t
+            } else {
+                (t * of)?
+            })
         };
         let max_out = self.net.forward(&ids, &layout, &maxnet.spec, None)?;
         let max_loss = part(cross_entropy(&max_out.logits, &labels)?, share.examples)?;
@@ -198,7 +202,10 @@ impl Task for ClassifierTask {
                     .projections
                     .of_layer(g, h_max.dim(1)?, h_max.device())?;
                 let h_sub = &out.hidden.hidden_states[l + 1];
-                features.push(part(feature_loss(h_sub, h_max, &proj, None)?, share.tokens)?);
+                features.push(part(
+                    feature_loss(h_sub, h_max, &proj, None)?,
+                    share.tokens,
+                )?);
             }
             let loss = combine(&task, &kd, &features, weights)?;
             losses.push(loss.to_scalar::<f32>()? as f64);

@@ -53,7 +53,10 @@ impl<H: HostCollective> Collective for OnHost<H> {
         self.0.world_size()
     }
     fn all_reduce_sum(&mut self, flat: &Tensor) -> Result<Tensor> {
-        let mut values = flat.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let mut values = flat
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
         self.0.sum_in_place(&mut values)?;
         let n = values.len();
         Ok(Tensor::from_vec(values, n, flat.device())?)
@@ -115,7 +118,11 @@ mod tests {
             for world in [1, 2, 3, 4, 8] {
                 let ranges: Vec<_> = (0..world).map(|r| shard_range(len, r, world)).collect();
                 let covered: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
-                assert_eq!(covered, (0..len).collect::<Vec<_>>(), "len {len} world {world}");
+                assert_eq!(
+                    covered,
+                    (0..len).collect::<Vec<_>>(),
+                    "len {len} world {world}"
+                );
                 let sizes: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
                 let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
                 assert!(hi - lo <= 1, "uneven shards {sizes:?}");
@@ -125,11 +132,20 @@ mod tests {
 
     #[test]
     fn a_share_is_its_part_of_each_unit() {
-        let whole = BatchCounts { examples: 5, tokens: 40 };
-        let part = BatchCounts { examples: 2, tokens: 10 };
+        let whole = BatchCounts {
+            examples: 5,
+            tokens: 40,
+        };
+        let part = BatchCounts {
+            examples: 2,
+            tokens: 10,
+        };
         assert_eq!(
             BatchShare::of(part, whole),
-            BatchShare { examples: 0.4, tokens: 0.25 }
+            BatchShare {
+                examples: 0.4,
+                tokens: 0.25
+            }
         );
         assert_eq!(BatchShare::of(whole, whole), BatchShare::WHOLE);
     }

@@ -60,7 +60,10 @@ impl CustomOp1 for AllReduceSum<'_> {
         self.0
             .all_reduce(&src, &mut dst, &ReduceOp::Sum)
             .map_err(|e| candle_core::Error::Msg(format!("NCCL all-reduce: {e:?}")))?;
-        Ok((CudaStorage::wrap_cuda_slice(dst, dev.clone()), l.shape().clone()))
+        Ok((
+            CudaStorage::wrap_cuda_slice(dst, dev.clone()),
+            l.shape().clone(),
+        ))
     }
 }
 

@@ -21,7 +21,10 @@ pub fn sum_gradients(
         .context("a step with no trainable parameters")?;
     grads.resize(params.len(), None);
     // Layout: a presence flag per slot, every slot's values (zeros where absent), the losses.
-    let presence: Vec<f32> = grads.iter().map(|g| f32::from(u8::from(g.is_some()))).collect();
+    let presence: Vec<f32> = grads
+        .iter()
+        .map(|g| f32::from(u8::from(g.is_some())))
+        .collect();
     let mut parts = vec![Tensor::from_vec(presence, params.len(), &device)?];
     for (g, p) in grads.iter().zip(params) {
         let n = p.var.as_tensor().elem_count();
@@ -37,7 +40,10 @@ pub fn sum_gradients(
     let summed = group.all_reduce_sum(&flat)?;
     drop(flat);
     if summed.elem_count() != expected_len(params, losses.len()) {
-        bail!("the gradient sum came back with {} values", summed.elem_count());
+        bail!(
+            "the gradient sum came back with {} values",
+            summed.elem_count()
+        );
     }
     let present = summed.narrow(0, 0, params.len())?.to_vec1::<f32>()?;
     let mut at = params.len();
@@ -45,7 +51,8 @@ pub fn sum_gradients(
         let shape = p.var.as_tensor().shape().clone();
         let n = shape.elem_count();
         *slot = if count > 0.0 {
-            Some(summed.narrow(0, at, n)?.reshape(shape)?)
+            // A tensor of its own: the fused GPU AdamW takes plain buffers, not views.
+            Some(summed.narrow(0, at, n)?.reshape(shape)?.copy()?)
         } else {
             None
         };
@@ -59,7 +66,12 @@ pub fn sum_gradients(
 }
 
 fn expected_len(params: &[Param], losses: usize) -> usize {
-    params.len() + params.iter().map(|p| p.var.as_tensor().elem_count()).sum::<usize>() + losses
+    params.len()
+        + params
+            .iter()
+            .map(|p| p.var.as_tensor().elem_count())
+            .sum::<usize>()
+        + losses
 }
 
 /// What the ranks agreed before a step: stop when any rank was told to, and every rank's

@@ -30,7 +30,10 @@ pub fn accept_ranks(
     timeout: Duration,
 ) -> Result<TcpRank> {
     if payload.len() > MAX_PAYLOAD {
-        bail!("a rendezvous payload of {} bytes is too large", payload.len());
+        bail!(
+            "a rendezvous payload of {} bytes is too large",
+            payload.len()
+        );
     }
     let deadline = Instant::now() + timeout;
     listener.set_nonblocking(true)?;
@@ -271,7 +274,10 @@ mod tests {
         });
         let mut r0 = accept_ranks(&listener, 2, b"ok", Duration::from_secs(20)).unwrap();
         let err = r0.sum_in_place(&mut vec![1.0; 4]).unwrap_err();
-        assert!(format!("{err:#}").contains("values where 4 were expected"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("values where 4 were expected"),
+            "{err:#}"
+        );
         t.join().unwrap();
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -153,7 +153,9 @@ impl World {
                 let port = listener.local_addr()?.port();
                 let host = std::env::var(ADVERTISE).unwrap_or_else(|_| host_name());
                 crate::files::write_atomic(path, format!("{host}:{port}\n").as_bytes())
-                    .with_context(|| format!("{}: cannot publish rank 0's address", path.display()))?;
+                    .with_context(|| {
+                        format!("{}: cannot publish rank 0's address", path.display())
+                    })?;
                 let joined = accept_ranks(&listener, self.world_size, &welcome.encode(), timeout);
                 // Every rank has read it (or none will): a later run must not find it.
                 let _ = std::fs::remove_file(path);
@@ -247,8 +249,10 @@ mod tests {
         assert!(e(&[("WORLD_SIZE", "2"), ("RANK", "2")]).contains("not below"));
         assert!(e(&[("WORLD_SIZE", "two")]).contains("not a whole number"));
         assert!(e(&[("WORLD_SIZE", "2"), ("RANK", "1")]).contains("needs a rendezvous"));
-        assert!(e(&[("WORLD_SIZE", "2"), ("RANK", "1"), ("MLFS_RENDEZVOUS", "x")])
-            .contains("file:PATH"));
+        assert!(
+            e(&[("WORLD_SIZE", "2"), ("RANK", "1"), ("MLFS_RENDEZVOUS", "x")])
+                .contains("file:PATH")
+        );
     }
 
     #[test]
@@ -272,6 +276,9 @@ mod tests {
         };
         w(0).host(&welcome).unwrap();
         assert_eq!(follower.join().unwrap(), welcome);
-        assert!(!file.exists(), "the rendezvous file outlived the rendezvous");
+        assert!(
+            !file.exists(),
+            "the rendezvous file outlived the rendezvous"
+        );
     }
 }
