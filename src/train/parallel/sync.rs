@@ -33,8 +33,10 @@ pub fn sum_gradients(
             None => Tensor::zeros(n, DType::F32, &device)?,
         });
     }
-    let loss_values: Vec<f32> = losses.iter().map(|&l| l as f32).collect();
-    parts.push(Tensor::from_vec(loss_values, losses.len(), &device)?);
+    // Each f64 loss as three f32 parts that add back to it exactly (24 + 24 + 5 bits): the
+    // decoder's losses are f64 sums, and one rank must log them unchanged.
+    let loss_values: Vec<f32> = losses.iter().flat_map(|&l| split_f64(l)).collect();
+    parts.push(Tensor::from_vec(loss_values, 3 * losses.len(), &device)?);
     let flat = Tensor::cat(&parts, 0)?;
     drop(parts);
     let summed = group.all_reduce_sum(&flat)?;
@@ -52,17 +54,26 @@ pub fn sum_gradients(
         let n = shape.elem_count();
         *slot = if count > 0.0 {
             // A tensor of its own: the fused GPU AdamW takes plain buffers, not views.
-            Some(summed.narrow(0, at, n)?.reshape(shape)?.copy()?)
+            Some(summed.narrow(0, at, n)?.reshape(shape)?.force_contiguous()?)
         } else {
             None
         };
         at += n;
     }
-    let summed_losses = summed.narrow(0, at, losses.len())?.to_vec1::<f32>()?;
-    for (l, s) in losses.iter_mut().zip(summed_losses) {
-        *l = f64::from(s);
+    let summed_losses = summed.narrow(0, at, 3 * losses.len())?.to_vec1::<f32>()?;
+    for (l, s) in losses.iter_mut().zip(summed_losses.chunks_exact(3)) {
+        *l = f64::from(s[0]) + f64::from(s[1]) + f64::from(s[2]);
     }
     Ok(())
+}
+
+/// `x` as `[a, b, c]` with `a + b + c == x` in f64 (for finite `x` away from f32's limits).
+fn split_f64(x: f64) -> [f32; 3] {
+    let a = x as f32;
+    let rest = x - f64::from(a);
+    let b = rest as f32;
+    let c = (rest - f64::from(b)) as f32;
+    [a, b, c]
 }
 
 fn expected_len(params: &[Param], losses: usize) -> usize {
@@ -71,7 +82,18 @@ fn expected_len(params: &[Param], losses: usize) -> usize {
             .iter()
             .map(|p| p.var.as_tensor().elem_count())
             .sum::<usize>()
-        + losses
+        + 3 * losses
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_loss_split_into_three_f32_adds_back_exactly() {
+        for x in [1.0999230674057014, 10.364395383804563, 1e-7 / 3.0, 0.0, -2.5e3 / 7.0] {
+            let [a, b, c] = super::split_f64(x);
+            assert_eq!(f64::from(a) + f64::from(b) + f64::from(c), x);
+        }
+    }
 }
 
 /// What the ranks agreed before a step: stop when any rank was told to, and every rank's
