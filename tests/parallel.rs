@@ -459,7 +459,7 @@ fn the_studios_worker_trains_on_ranks_relays_their_events_stops_and_resumes_them
     });
     let stopped_at = stopped_at.unwrap_or_else(|| panic!("not stopped: {first:?}"));
     assert!(
-        stopped_at >= 3 && stopped_at < 10,
+        (3..10).contains(&stopped_at),
         "stopped at {stopped_at}"
     );
     // Resumed on the same two ranks, from the checkpoint, to the end.

@@ -54,7 +54,12 @@ pub fn sum_gradients(
         let n = shape.elem_count();
         *slot = if count > 0.0 {
             // A tensor of its own: the fused GPU AdamW takes plain buffers, not views.
-            Some(summed.narrow(0, at, n)?.reshape(shape)?.force_contiguous()?)
+            Some(
+                summed
+                    .narrow(0, at, n)?
+                    .reshape(shape)?
+                    .force_contiguous()?,
+            )
         } else {
             None
         };
@@ -89,7 +94,13 @@ fn expected_len(params: &[Param], losses: usize) -> usize {
 mod tests {
     #[test]
     fn a_loss_split_into_three_f32_adds_back_exactly() {
-        for x in [1.0999230674057014, 10.364395383804563, 1e-7 / 3.0, 0.0, -2.5e3 / 7.0] {
+        for x in [
+            1.0999230674057014,
+            10.364395383804563,
+            1e-7 / 3.0,
+            0.0,
+            -2.5e3 / 7.0,
+        ] {
             let [a, b, c] = super::split_f64(x);
             assert_eq!(f64::from(a) + f64::from(b) + f64::from(c), x);
         }
