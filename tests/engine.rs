@@ -25,26 +25,6 @@ fn collect_run(trainer: &mut ClassifierRun) -> Vec<TrainEvent> {
     events
 }
 
-fn dev_results(events: &[TrainEvent]) -> Vec<(usize, Vec<(String, f64)>)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            TrainEvent::DevEval {
-                global_step,
-                results,
-                ..
-            } => Some((
-                *global_step,
-                results
-                    .iter()
-                    .map(|r| (r.role.clone(), r.accuracy))
-                    .collect(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn small_run_learns_and_beats_the_majority_class() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +47,7 @@ fn small_run_learns_and_beats_the_majority_class() {
         last < first - 0.1,
         "stage-0 loss did not fall: {first:.3} → {last:.3}"
     );
-    let (_, final_eval) = dev_results(&events).pop().unwrap();
+    let (_, final_eval) = common::dev_results(&events).pop().unwrap();
     for role in ["maxnet", "minnet"] {
         let acc = final_eval.iter().find(|(r, _)| r == role).unwrap().1;
         assert!(
@@ -114,7 +94,10 @@ fn stop_then_resume_matches_an_uninterrupted_run() {
         losses(&reference),
         "resumed run diverged from the uninterrupted one"
     );
-    assert_eq!(dev_results(&later).last(), dev_results(&reference).last());
+    assert_eq!(
+        common::dev_results(&later).last(),
+        common::dev_results(&reference).last()
+    );
 }
 
 /// Position-wise work on packed real tokens must not change what the padded layout computes:

@@ -643,24 +643,6 @@ fn the_head_loss_kernel_equals_the_cpu_loss_and_gradients() {
     );
 }
 
-/// The metrics of a run with its timings, memory readings and folder names taken out.
-#[cfg(feature = "nccl")]
-fn metrics_numbers(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if let Some(o) = v.as_object_mut() {
-                for k in ["seconds", "devices_mb", "run_dir", "path", "message"] {
-                    o.remove(k);
-                }
-            }
-            v
-        })
-        .collect()
-}
-
 #[cfg(feature = "nccl")]
 #[test]
 fn nccl_sums_on_the_gpu_and_one_rank_through_it_trains_bit_for_bit() {
@@ -695,5 +677,8 @@ fn nccl_sums_on_the_gpu_and_one_rank_through_it_trains_bit_for_bit() {
         NcclRank::new(&gpu(), 0, 1, &new_id().unwrap()).unwrap(),
     ));
     run.run(&mut go, &mut |_| {}).unwrap();
-    assert_eq!(metrics_numbers(&alone), metrics_numbers(&group));
+    assert_eq!(
+        common::metrics_without_timings(&alone),
+        common::metrics_without_timings(&group)
+    );
 }

@@ -244,45 +244,16 @@ fn two_ranks_train_a_whole_run_as_one_rank_and_rank_0_alone_writes() {
     let (rank_events, stopped) = train_on_threads(rank0, &ranks_dir, 2, None);
     assert_eq!(stopped, vec![false, false]);
     assert_losses_match(&alone_events, &rank_events);
-    assert_eq!(dev_accuracies(&alone_events), dev_accuracies(&rank_events));
+    assert_eq!(
+        common::dev_results(&alone_events),
+        common::dev_results(&rank_events)
+    );
     // Rank 0 alone wrote the log: every step once, the world size said.
     let log = std::fs::read_to_string(ranks_dir.join("metrics.jsonl")).unwrap();
     let steps = log.lines().filter(|l| l.contains("\"step\"")).count();
     assert_eq!(steps, 15, "{log}");
     assert!(log.contains("\"world_size\":2"), "{log}");
     assert!(log.contains("\"devices_mb\":["), "{log}");
-}
-
-fn dev_accuracies(events: &[TrainEvent]) -> Vec<Vec<(String, f64)>> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            TrainEvent::DevEval { results, .. } => Some(
-                results
-                    .iter()
-                    .map(|r| (r.role.clone(), r.accuracy))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The metrics of a run with its `seconds` (and a group's memory readings) taken out.
-fn metrics_without_timings(dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if let Some(o) = v.as_object_mut() {
-                // Folder names differ; the run's own numbers must not.
-                for k in ["seconds", "devices_mb", "run_dir", "path", "message"] {
-                    o.remove(k);
-                }
-            }
-            v
-        })
-        .collect()
 }
 
 #[test]
@@ -296,8 +267,8 @@ fn one_rank_through_the_collective_writes_the_single_process_metrics_bit_for_bit
     train_on_threads(one, &group_dir, 1, None);
     // Exactly equal: the flattening, the sum over one rank and the split change no bit.
     assert_eq!(
-        metrics_without_timings(&alone_dir),
-        metrics_without_timings(&group_dir)
+        common::metrics_without_timings(&alone_dir),
+        common::metrics_without_timings(&group_dir)
     );
     assert_eq!(
         largest_difference(&weights(&alone_dir), &weights(&group_dir)),
@@ -329,7 +300,10 @@ fn a_stop_reaches_every_rank_at_one_step_and_checkpoints_move_between_world_size
     let rest = train_alone(&mut resumed, None);
     let joined: Vec<TrainEvent> = first.into_iter().chain(rest).collect();
     assert_losses_match(&reference_events, &joined);
-    assert_eq!(dev_accuracies(&reference_events), dev_accuracies(&joined));
+    assert_eq!(
+        common::dev_results(&reference_events),
+        common::dev_results(&joined)
+    );
 
     // Started alone, stopped at step 3, finished on 2 ranks.
     let one_then_two = tmp.path().join("one-then-two");
@@ -340,7 +314,10 @@ fn a_stop_reaches_every_rank_at_one_step_and_checkpoints_move_between_world_size
     let (rest, _) = train_on_threads(rank0, &one_then_two, 2, None);
     let joined: Vec<TrainEvent> = first.into_iter().chain(rest).collect();
     assert_losses_match(&reference_events, &joined);
-    assert_eq!(dev_accuracies(&reference_events), dev_accuracies(&joined));
+    assert_eq!(
+        common::dev_results(&reference_events),
+        common::dev_results(&joined)
+    );
 }
 
 #[test]
@@ -380,7 +357,7 @@ fn cpu_ranks_are_processes_that_train_as_one() {
         7,
         "each step once in rank 0's log"
     );
-    assert_eq!(dev_accuracies(&a), dev_accuracies(&b));
+    assert_eq!(common::dev_results(&a), common::dev_results(&b));
     assert!(
         !ranks.join(".rendezvous").exists(),
         "the rendezvous file was left behind"
@@ -458,10 +435,7 @@ fn the_studios_worker_trains_on_ranks_relays_their_events_stops_and_resumes_them
         _ => None,
     });
     let stopped_at = stopped_at.unwrap_or_else(|| panic!("not stopped: {first:?}"));
-    assert!(
-        (3..10).contains(&stopped_at),
-        "stopped at {stopped_at}"
-    );
+    assert!((3..10).contains(&stopped_at), "stopped at {stopped_at}");
     // Resumed on the same two ranks, from the checkpoint, to the end.
     let handle = spawn(
         StartRequest::Launch {

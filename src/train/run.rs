@@ -190,21 +190,32 @@ impl<T: Task> Run<T> {
             {
                 run.notes.push(format!("resuming from {}", dir.display()));
             }
-            run.check_state(&state)
-                .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
-            run.restore(state.orders.as_deref(), &tensors)
-                .with_context(|| format!("{}: checkpoint does not fit this run", dir.display()))?;
-            run.global_step = state.global_step;
-            let (stage, _) = run.position();
-            run.task.net_mut().set_stage(Some(stage.min(2)))?;
-            if let Some(stage) = state.optimizer_stage {
-                let params = run.task.net().trainable(stage);
-                let mut opt = AdamW::new(params, run.config.weight_decay)?;
-                opt.load_state(&tensors, state.optimizer_t)?;
-                run.optimizer = Some((stage, opt));
-            }
+            run.continue_from(&state, &tensors, &dir)?;
         }
         Ok(run)
+    }
+
+    /// Takes a checkpoint's weights, step, stage and optimizer moments to train on from there.
+    fn continue_from(
+        &mut self,
+        state: &CheckpointState,
+        tensors: &HashMap<String, Tensor>,
+        dir: &Path,
+    ) -> Result<()> {
+        let unfit = || format!("{}: checkpoint does not fit this run", dir.display());
+        self.check_state(state).with_context(unfit)?;
+        self.restore(state.orders.as_deref(), tensors)
+            .with_context(unfit)?;
+        self.global_step = state.global_step;
+        let (stage, _) = self.position();
+        self.task.net_mut().set_stage(Some(stage.min(2)))?;
+        if let Some(stage) = state.optimizer_stage {
+            let params = self.task.net().trainable(stage);
+            let mut opt = AdamW::new(params, self.config.weight_decay)?;
+            opt.load_state(tensors, state.optimizer_t)?;
+            self.optimizer = Some((stage, opt));
+        }
+        Ok(())
     }
 
     /// Opens a finished (or stopped) run for evaluation and export: every stage merged.
@@ -295,17 +306,7 @@ impl<T: Task> Run<T> {
                 state.global_step
             );
         }
-        run.check_state(&state)?;
-        run.restore(state.orders.as_deref(), &tensors)?;
-        run.global_step = state.global_step;
-        let (stage, _) = run.position();
-        run.task.net_mut().set_stage(Some(stage.min(2)))?;
-        if let Some(stage) = state.optimizer_stage {
-            let params = run.task.net().trainable(stage);
-            let mut opt = AdamW::new(params, run.config.weight_decay)?;
-            opt.load_state(&tensors, state.optimizer_t)?;
-            run.optimizer = Some((stage, opt));
-        }
+        run.continue_from(&state, &tensors, &dir)?;
         Ok(run)
     }
 

@@ -187,3 +187,43 @@ pub fn text_with(
         .flatten()
         .find(|t| t.contains(needle))
 }
+
+/// (global step, [(role, dev accuracy)]) of every dev evaluation, in order.
+pub fn dev_results(
+    events: &[mlfs_studio::train::protocol::TrainEvent],
+) -> Vec<(usize, Vec<(String, f64)>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            mlfs_studio::train::protocol::TrainEvent::DevEval {
+                global_step,
+                results,
+                ..
+            } => Some((
+                *global_step,
+                results
+                    .iter()
+                    .map(|r| (r.role.clone(), r.accuracy))
+                    .collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The events of a run's `metrics.jsonl` as JSON with what differs between two runs of the same
+/// numbers taken out: timings, memory readings and folder names.
+pub fn metrics_without_timings(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(o) = v.as_object_mut() {
+                for k in ["seconds", "devices_mb", "run_dir", "path", "message"] {
+                    o.remove(k);
+                }
+            }
+            v
+        })
+        .collect()
+}
