@@ -27,6 +27,15 @@ preset() { # source preset, teacher folder, student spec, out
   grep -q recompute_activations "$4" ||
     sed -i 's#latency_new_tokens: \([0-9]*\),#latency_new_tokens: \1, recompute_activations: false,#' "$4"
 }
+# Runs a command while the driver's used-memory figure is polled every 20 ms (the same counter
+# for our binary and for PyTorch, whose own figure is its allocator's peak): prints the peak.
+driver_peak() {
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 20 >"$work/mem.log" &
+  local poll=$!
+  "$@"
+  kill "$poll"; wait "$poll" 2>/dev/null || true
+  echo "driver-reported peak GPU memory while it ran: $(sort -n "$work/mem.log" | tail -1) MiB (idle: $(head -1 "$work/mem.log") MiB)"
+}
 keep() { python3 -c "import sys; n=int(sys.argv[1]); print(','.join(str(i) for i in range(n) if i % 3 != 1))" "$1"; }
 
 for part in $what; do
@@ -49,9 +58,9 @@ for part in $what; do
     spec="layers=$(keep 24);heads=32;ffn=8192"
     preset presets/code-slice20-full.ron "$work/t17" "$spec" "$work/large.ron"
     echo "## ours: smollm2-1.7b shape, 16-layer student, all weights, bf16"
-    "$bin" bench --preset "$work/large.ron" --steps 10 --device cuda --precision bf16
+    driver_peak "$bin" bench --preset "$work/large.ron" --steps 10 --device cuda --precision bf16
     echo "## PyTorch: smollm2-1.7b"
-    python3 "$ref/decoder_step_time.py" smollm2-1.7b --modes full --precs bf16 --steps 10 --warmup 3
+    driver_peak python3 "$ref/decoder_step_time.py" smollm2-1.7b --modes full --precs bf16 --steps 10 --warmup 3
     ;;
   encoder)
     echo "## ours: sentiment-full, whole recipe (three stages, evaluations, palette)"

@@ -176,3 +176,55 @@ fn eval_prints_the_decoder_palette() {
     assert!(stdout.contains(MINNET) && stdout.contains("fronts: S ="));
     assert_eq!(read_csv(&run_dir.join("lm-palette.csv")).unwrap().len(), 13);
 }
+
+/// `figure` draws decoder palettes as the studio's chart export does: every run's subnets and
+/// front under its folder's name, the first run's teacher as a level line, validation loss on
+/// the y axis. The palettes are the committed H200 runs in docs/h200 (written by `eval` at the
+/// end of `code-supernet` with and without rewiring). A decoder run beside a folder without an
+/// lm-palette.csv is refused, naming that folder.
+#[test]
+fn the_figure_command_draws_decoder_palettes_with_the_teacher_line() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/h200");
+    let out = tempfile::tempdir().unwrap();
+    let svg = out.path().join("fronts.svg");
+    let bin = env!("CARGO_BIN_EXE_mlfs-studio");
+    let status = std::process::Command::new(bin)
+        .args(["figure", "--cost", "latency", "--title", "code-supernet on an H200"])
+        .arg("--run")
+        .arg(docs.join("code-supernet"))
+        .arg("--run")
+        .arg(docs.join("code-supernet-plain"))
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in [
+        "code-supernet-plain",
+        "code-supernet on an H200",
+        "teacher",
+        "validation loss",
+        "latency",
+    ] {
+        assert!(text.contains(label), "the figure lacks '{label}'");
+    }
+    // 60 subnets per run, each a point (the teacher is a line, not a point).
+    let rows = read_csv(&docs.join("code-supernet/lm-palette.csv")).unwrap();
+    assert_eq!(rows.iter().filter(|r| r.role != "teacher").count(), 60);
+    assert!(text.matches("<circle").count() >= 120, "points missing");
+
+    let refused = std::process::Command::new(bin)
+        .args(["figure", "--run"])
+        .arg(docs.join("code-supernet"))
+        .arg("--run")
+        .arg(out.path())
+        .arg("--out")
+        .arg(out.path().join("mixed.png"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("no lm-palette.csv"), "{err}");
+    assert!(err.contains(&out.path().display().to_string()), "{err}");
+}

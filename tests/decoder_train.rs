@@ -510,7 +510,7 @@ fn recomputed_layer_gradients_equal_plain_autograd() {
     };
     for (p, (g, g_whole)) in params.iter().zip(variants[0].1.iter().zip(&variants[1].1)) {
         if let (Some(a), Some(b)) = (g, g_whole) {
-            close(a, b, &format!("{}: recomputed vs whole graph", p.name));
+            close(a, b, &format!("{}: recomputed vs kept layer graphs", p.name));
         }
         let want = reference.get(p.var.as_tensor());
         match (g, want) {

@@ -269,6 +269,84 @@ fn a_short_bf16_decoder_run_lowers_the_validation_loss() {
     assert!(run.task.device().is_cuda());
 }
 
+/// One decoder step's gradients under bf16 (bf16 activations between the products, f32
+/// residual stream, norms and master weights) against the same step in f32, both on the GPU:
+/// adapters (stage 0) and all weights (full fine-tuning), each with kept layer graphs and with
+/// recomputed layers. bf16 keeps 8 significant bits: every gradient within 5 % of its largest
+/// entry (a wrong dtype path is off by far more or fails outright).
+#[test]
+fn a_bf16_decoder_step_has_the_f32_gradients_within_bf16_rounding() {
+    use mlfs_studio::mlfs::adapters::AdaptedSupernet;
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    small_llama(&teacher);
+    let a = common::assets();
+    let grads_in = |precision: Precision, full: bool, recompute: bool| -> Vec<(String, Tensor)> {
+        let mut c = common::small_config([1, 1, 1], 4, 64);
+        c.teacher = teacher.clone();
+        c.data.train = a.join("python-code/train.jsonl");
+        c.data.dev = a.join("python-code/valid.jsonl");
+        c.rewire = false;
+        c.device = DeviceChoice::Cuda(0);
+        c.precision = precision;
+        c.distill.alpha = 0.5;
+        c.distill.beta = 1e-3;
+        c.lm = Some(DecoderConfig {
+            train_base_weights: full,
+            students: vec!["layers=0,1,3;heads=8;ffn=512".into()],
+            eval_blocks: 2,
+            recompute_activations: recompute,
+            ..DecoderConfig::default()
+        });
+        let out = dir.path().join(format!("run-{precision:?}-{full}-{recompute}"));
+        let mut run = DecoderRun::create(c, &out).unwrap();
+        run.task.net.set_stage(Some(0)).unwrap();
+        let params = run.task.net.trainable(0);
+        let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+        let opt = AdamW::new(params, 0.0).unwrap();
+        let batch = run.step_indices(0, 0);
+        let students = run.students(0);
+        let input = StepInput {
+            config: &run.config,
+            batch: &batch,
+            students: &students,
+            opt: &opt,
+            share: mlfs_studio::train::parallel::BatchShare::WHOLE,
+        };
+        let mut grads = Vec::new();
+        run.task.student_gradients(&input, &mut grads).unwrap();
+        names
+            .into_iter()
+            .zip(grads)
+            .filter_map(|(n, g)| Some((n, g?.to_device(&Device::Cpu).ok()?)))
+            .collect()
+    };
+    for full in [false, true] {
+        let reference = grads_in(Precision::F32, full, true);
+        assert!(reference.len() >= 6, "{} gradients", reference.len());
+        for recompute in [true, false] {
+            let bf16 = grads_in(Precision::Bf16, full, recompute);
+            assert_eq!(reference.len(), bf16.len());
+            let mut worst = 0f32;
+            for ((name, want), (_, got)) in reference.iter().zip(&bf16) {
+                assert_eq!(got.dtype(), DType::F32, "{name}: gradients stay f32");
+                let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                if scale == 0.0 {
+                    continue;
+                }
+                let rel = max_abs_diff(want, got) / scale;
+                worst = worst.max(rel);
+                assert!(rel <= 5e-2, "{name} (full {full}, recompute {recompute}): {rel}");
+            }
+            println!(
+                "bf16 vs f32 decoder gradients (full {full}, recompute {recompute}): worst \
+                 relative difference {worst:.2e} over {} tensors",
+                bf16.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn bf16_on_the_cpu_is_refused_with_a_reason() {
     let mut c: RunConfig = common::small_config([1, 0, 0], 8, 32);

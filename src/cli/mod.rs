@@ -210,7 +210,8 @@ pub enum Command {
     },
     /// Draw the Pareto fronts of one or more runs' palettes into a PNG or SVG file
     Figure {
-        /// A run folder with a palette.csv (repeat to compare runs; each is named by its folder)
+        /// A run folder with a palette.csv, or a decoder run's with an lm-palette.csv (repeat to
+        /// compare runs; each is named by its folder)
         #[arg(long = "run", required = true)]
         runs: Vec<PathBuf>,
         /// The x axis: params, size or latency
@@ -443,28 +444,65 @@ pub(crate) fn print_warnings(warnings: &[String]) {
     }
 }
 
-/// `figure`: the runs' palettes, each named by its folder, drawn into one file.
+/// `figure`: the runs' palettes, each named by its folder, drawn into one file: classifier runs
+/// (palette.csv, dev accuracy) or decoder runs (lm-palette.csv, validation loss, the first
+/// run's teacher as the reference line), as the studio's chart export draws them.
 fn figure(runs: &[PathBuf], cost: &str, out: &std::path::Path, title: &str) -> Result<()> {
-    use crate::eval::figure::{pareto_figure, FigureCost, FigureSeries};
+    use crate::eval::figure::{pareto_figure, FigureCost, FigureMarks, FigureSeries};
     let cost = FigureCost::parse(cost)?;
-    let palettes = runs
-        .iter()
-        .map(|dir| {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| dir.display().to_string());
-            Ok((
-                name,
-                crate::eval::palette::read_csv(&dir.join("palette.csv"))?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let series: Vec<FigureSeries<'_>> = palettes
-        .iter()
-        .map(|(name, entries)| FigureSeries { name, entries })
-        .collect();
-    pareto_figure(out, &series, cost, title, Default::default())?;
+    let name_of = |dir: &PathBuf| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| dir.display().to_string())
+    };
+    let decoder = |dir: &PathBuf| dir.join("lm-palette.csv").is_file();
+    if runs.iter().any(decoder) {
+        if let Some(other) = runs.iter().find(|d| !decoder(d)) {
+            anyhow::bail!(
+                "{}: no lm-palette.csv: a figure compares decoder runs with decoder runs",
+                other.display()
+            );
+        }
+        let palettes = runs
+            .iter()
+            .map(|dir| {
+                let rows = crate::eval::decoder::read_csv(&dir.join("lm-palette.csv"))?;
+                Ok((name_of(dir), rows))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let teacher = palettes[0].1.iter().find(|e| e.role == "teacher");
+        let reference = teacher.map(|t| ("teacher", t.val_loss));
+        // The teacher is a reference line, not a point on any front.
+        let subnets: Vec<(String, Vec<_>)> = palettes
+            .iter()
+            .map(|(name, rows)| {
+                let rows = rows.iter().filter(|e| e.role != "teacher").cloned();
+                (name.clone(), rows.collect())
+            })
+            .collect();
+        let series: Vec<FigureSeries<'_, _>> = subnets
+            .iter()
+            .map(|(name, entries)| FigureSeries { name, entries })
+            .collect();
+        let marks = FigureMarks {
+            reference,
+            ..Default::default()
+        };
+        pareto_figure(out, &series, cost, title, marks)?;
+    } else {
+        let palettes = runs
+            .iter()
+            .map(|dir| {
+                let rows = crate::eval::palette::read_csv(&dir.join("palette.csv"))?;
+                Ok((name_of(dir), rows))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let series: Vec<FigureSeries<'_>> = palettes
+            .iter()
+            .map(|(name, entries)| FigureSeries { name, entries })
+            .collect();
+        pareto_figure(out, &series, cost, title, Default::default())?;
+    }
     crate::say!("wrote {}", out.display());
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Staged low-rank adapters (A_s, B_s), s = 0, 1, 2, shared by every subnet (MLFS Proposition 1).
 
-use super::ops::gpu_contiguous;
+use super::ops::{cast, gpu_contiguous};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -54,10 +54,12 @@ impl StagedLowRank {
     }
 
     /// `scale · Π^out(B_s) · Π^in(A_s) · x` for a batch `x` of shape [N, in_n], tracked for gradients.
+    /// The products run in `x`'s dtype (the f32 adapters cast to it, as autocast casts them).
     pub fn delta(&self, stage: usize, x: &Tensor, out_n: usize) -> Result<Tensor> {
         let in_n = x.dim(1)?;
         let a = gpu_contiguous(&self.a[stage].as_tensor().narrow(1, 0, in_n)?)?;
-        let b = self.b[stage].as_tensor().narrow(0, 0, out_n)?;
+        let a = cast(&a, x.dtype())?;
+        let b = cast(&self.b[stage].as_tensor().narrow(0, 0, out_n)?, x.dtype())?;
         let low = x.matmul(&a.t()?)?;
         low.matmul(&b.t()?)? * self.scale
     }

@@ -256,10 +256,12 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     with_grad(x, &out, move |grad| softmax_grad(&y, grad))
 }
 
-/// `dL/dx = y ⊙ (g − Σ g ⊙ y)` for `y = softmax(x)` over the last dimension.
+/// `dL/dx = y ⊙ (g − Σ g ⊙ y)` for `y = softmax(x)` over the last dimension, in f32 (a row's
+/// sum in bf16 would lose its low digits), returned in `y`'s dtype.
 fn softmax_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
-    let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
-    y * grad.broadcast_sub(&dot)?
+    let (y32, g32) = (cast(y, DType::F32)?, cast(grad, DType::F32)?);
+    let dot = (&g32 * &y32)?.sum_keepdim(D::Minus1)?;
+    cast(&(y32 * g32.broadcast_sub(&dot)?)?, y.dtype())
 }
 
 struct Softmax;

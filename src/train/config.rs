@@ -117,7 +117,8 @@ pub struct DecoderConfig {
     /// Tokens decoded (with the KV cache) for the tokens/s measurement.
     pub latency_new_tokens: usize,
     /// Recompute each layer in the backward pass: one extra student forward, a fraction of the
-    /// memory (off: keep the whole graph — faster, about 2 GB more for SmolLM2 at 8 × 128).
+    /// memory (off: keep every layer's graph until its backward — faster, about 2 GB more for
+    /// SmolLM2 at 8 × 128).
     pub recompute_activations: bool,
 }
 

@@ -4,7 +4,7 @@ use super::config::LlamaConfig;
 use crate::model::attention::{attend_heads, causal_mask, split_heads};
 use crate::model::encoder::{LayerGates, Norm};
 use crate::model::linear::ElasticLinear;
-use crate::model::ops::{frozen_matmul_t, with_grad, NormKind};
+use crate::model::ops::{cast, frozen_matmul_t, with_grad, NormKind};
 use crate::model::subnet::{SubnetSpec, TeacherShape};
 use crate::model::weights::WeightStore;
 use anyhow::Result;
@@ -140,7 +140,8 @@ impl LlamaDecoder {
         self.embed.device()
     }
 
-    /// Rotary cos/sin tables `[T, hs/2]` for positions `past..past+t`.
+    /// Rotary cos/sin tables `[T, hs/2]` for positions `past..past+t`, in the compute dtype
+    /// (the rotation runs on the projections' output, as Hugging Face's casts its tables).
     fn rotary(&self, t: usize, past: usize) -> Result<(Tensor, Tensor)> {
         let hs = self.config.head_size();
         let theta = self.config.rope_theta;
@@ -156,9 +157,10 @@ impl LlamaDecoder {
                 sin.push(a.sin());
             }
         }
+        let dtype = self.compute_dtype();
         Ok((
-            Tensor::from_vec(cos, (t, hs / 2), self.embed.device())?,
-            Tensor::from_vec(sin, (t, hs / 2), self.embed.device())?,
+            Tensor::from_vec(cos, (t, hs / 2), self.embed.device())?.to_dtype(dtype)?,
+            Tensor::from_vec(sin, (t, hs / 2), self.embed.device())?.to_dtype(dtype)?,
         ))
     }
 
@@ -268,12 +270,19 @@ impl LlamaDecoder {
             // A single new position may attend to everything cached: no mask needed.
             mask: (t > 1)
                 .then(|| causal_mask(t, past, self.embed.device()))
+                .transpose()?
+                .map(|m| m.to_dtype(self.compute_dtype()))
                 .transpose()?,
             gates: Vec::new(),
         })
     }
 
     /// One decoder block (teacher layer `l`, the subnet's `slot`-th) on `x` `[B·T, d]`.
+    ///
+    /// The residual stream and the norms stay f32; under bf16 everything between a norm and
+    /// the next residual addition is bf16 (each norm's output cast once for all the products
+    /// that read it), as PyTorch's autocast keeps a Llama block: half the bytes for the FFN's
+    /// and attention's intermediates, which a training step keeps for its backward.
     pub fn layer_forward(
         &self,
         l: usize,
@@ -286,8 +295,9 @@ impl LlamaDecoder {
         let (b, t) = (ctx.b, ctx.t);
         let d = self.config.hidden_size;
         let hs = self.config.head_size();
+        let compute = self.compute_dtype();
         let layer = &self.layers[l];
-        let h = layer.input_norm.forward(x)?;
+        let h = cast(&layer.input_norm.forward(x)?, compute)?;
         let proj = |lin: &ElasticLinear, n: usize| -> Result<Tensor> {
             let y = lin.forward_with(&h, n * hs, adapters)?;
             Ok(split_heads(&y.reshape((b, t, n * hs))?, n, hs)?)
@@ -312,18 +322,20 @@ impl LlamaDecoder {
                 .reshape((1, groups * per, 1))?;
             attn = attn
                 .reshape((b * t, q_heads, hs))?
-                .broadcast_mul(&per_head)?
+                .broadcast_mul(&cast(&per_head.contiguous()?, compute)?)?
                 .reshape((b * t, q_heads * hs))?;
         }
-        let x = (x + layer.o.forward_with(&attn, d, adapters)?)?;
-        let h = layer.post_norm.forward(&x)?;
+        let attn_out = layer.o.forward_with(&attn, d, adapters)?;
+        let x = (x + cast(&attn_out, x.dtype())?)?;
+        let h = cast(&layer.post_norm.forward(&x)?, compute)?;
         let gate = layer.gate.forward_with(&h, ffn, adapters)?;
         let up = layer.up.forward_with(&h, ffn, adapters)?;
         let mut act = (crate::model::activation::silu_act(&gate)? * up)?;
         if let Some(g) = gates {
-            act = act.broadcast_mul(&g.ffn.narrow(0, 0, ffn)?)?;
+            act = act.broadcast_mul(&cast(&g.ffn.narrow(0, 0, ffn)?, compute)?)?;
         }
-        Ok((x + layer.down.forward_with(&act, d, adapters)?)?)
+        let ffn_out = cast(&layer.down.forward_with(&act, d, adapters)?, x.dtype())?;
+        Ok((x + ffn_out)?)
     }
 }
 

@@ -1,10 +1,13 @@
-//! One student's gradients with activations recomputed layer by layer.
+//! One student's gradients, back-propagated one layer at a time.
 //!
-//! A forward pass that keeps candle's graph holds every intermediate of every layer (about
-//! 100 MB per layer at 8 × 128 tokens for SmolLM2). Here the forward keeps only each layer's
-//! input; the backward walks the layers from the top, rebuilds one layer's graph at a time and
-//! back-propagates the gradient arriving at its output. One extra student forward buys a peak
-//! of one layer's intermediates.
+//! candle's backward keeps every node of the graph it walks alive until it returns, and the
+//! loss tensor holds the whole graph: one backward over the whole student would hold all
+//! layers' intermediates and all weight gradients at once. Here every layer's graph starts at a
+//! leaf copy of its input, and the backward walks the layers from the top, back-propagating the
+//! gradient arriving at one layer's output through that layer's graph and then dropping it, so
+//! intermediates are freed as gradients appear (as PyTorch's autograd frees saved tensors).
+//! With `recompute` the forward keeps only each layer's input and the backward rebuilds one
+//! layer's graph at a time: one extra student forward buys a peak of one layer's intermediates.
 
 use crate::mlfs::distill::{combine, feature_loss, DistillWeights};
 use crate::mlfs::head_loss::{head_loss, HeadLoss, HeadLossOptions};
@@ -33,7 +36,6 @@ pub struct StudentStep<'a> {
     pub ids: &'a Tensor,
     pub targets: &'a [Option<u32>],
     pub teacher: Option<TeacherSignal<'a>>,
-    /// P^m per teacher layer (empty: identity).
     /// P^m per teacher layer.
     pub projections: &'a Projections,
     /// α, β and T of the run's loss formula.
@@ -42,7 +44,7 @@ pub struct StudentStep<'a> {
     pub weight: f64,
     /// The output matrix trains (full fine-tuning).
     pub train_head: bool,
-    /// Recompute each layer in the backward pass (low memory) instead of keeping the graph.
+    /// Recompute each layer in the backward pass (lowest memory) instead of keeping its graph.
     pub recompute: bool,
 }
 
@@ -68,18 +70,23 @@ pub fn student_gradients(
     opt: &AdamW,
     grads: &mut Vec<Option<Tensor>>,
 ) -> Result<f64> {
-    if !s.recompute {
-        return whole_graph_gradients(s, opt, grads);
-    }
     let (b, t) = s.ids.dims2()?;
     let net = s.net;
     let d = net.config.hidden_size;
     let ctx = net.layer_context(b, t, s.spec, 0)?;
-    // Forward: keep each layer's input only.
+    // Forward: each layer's input, and (without recompute) its graph from a leaf copy of it.
     let mut inputs = vec![net.embed_tokens(s.ids)?.detach()];
+    let mut graphs: Vec<(Var, Tensor)> = Vec::new();
     for (slot, &l) in s.spec.layers.iter().enumerate() {
         let x = inputs.last().context("no input")?;
-        let y = net.layer_forward(l, slot, x, &ctx, true, None)?.detach();
+        let y = if s.recompute {
+            net.layer_forward(l, slot, x, &ctx, true, None)?.detach()
+        } else {
+            let leaf = Var::from_tensor(x)?;
+            let y = net.layer_forward(l, slot, leaf.as_tensor(), &ctx, true, None)?;
+            graphs.push((leaf, y.clone()));
+            y.detach()
+        };
         inputs.push(y);
     }
     // Head and final norm.
@@ -117,47 +124,27 @@ pub fn student_gradients(
                 g = (g + extra.detach())?;
             }
         }
-        let x = Var::from_tensor(&inputs[slot])?;
-        let y = net.layer_forward(l, slot, x.as_tensor(), &ctx, true, None)?;
+        // The kept graph of this layer (the last one pushed), or the layer run again.
+        let (x, y) = match graphs.pop() {
+            Some(kept) => kept,
+            None => {
+                let x = Var::from_tensor(&inputs[slot])?;
+                let y = net.layer_forward(l, slot, x.as_tensor(), &ctx, true, None)?;
+                (x, y)
+            }
+        };
         let gs = sum_all_parallel(&(y * &g)?)?.backward()?;
         opt.accumulate(&gs, grads)?;
         g = gs
             .get(x.as_tensor())
             .with_context(|| format!("no gradient below layer {l}"))?
             .detach();
+        // Dropping `gs` and `y` frees this layer's intermediates before the next one's backward.
     }
     if net.embed.is_variable() {
         let e = net.embed_tokens(s.ids)?;
         let gs = sum_all_parallel(&(e * &g)?)?.backward()?;
         opt.accumulate(&gs, grads)?;
-    }
-    student_loss(s, &out, feature_sum.read()?)
-}
-
-/// The same gradients through one graph of the whole student (faster, far more memory).
-fn whole_graph_gradients(
-    s: &StudentStep<'_>,
-    opt: &AdamW,
-    grads: &mut Vec<Option<Tensor>>,
-) -> Result<f64> {
-    let net = s.net;
-    let (hidden, last) = net.forward_hidden(s.ids, s.spec, true, None)?;
-    let out = head_terms(s, &last)?;
-    let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
-    let mut total = sum_all_parallel(&(&last * grad_hidden)?)?;
-    let mut feature_sum = DeviceSum::default();
-    if let (Some(teacher), true) = (&s.teacher, s.weights.feature() > 0.0) {
-        let d = net.config.hidden_size;
-        for (slot, &l) in s.spec.layers.iter().enumerate() {
-            let proj = s.projections.of_layer(l, d, s.ids.device())?;
-            let f = feature_loss(&hidden[slot + 1], &teacher.hidden[l + 1], &proj, None)?;
-            feature_sum.add(&f)?;
-            total = (total + (f * s.weights.feature())?)?;
-        }
-    }
-    opt.accumulate(&(total * s.weight)?.backward()?, grads)?;
-    if let Some(g) = &out.grad_head {
-        opt.add_grad(net.head(), (g * s.weight)?, grads)?;
     }
     student_loss(s, &out, feature_sum.read()?)
 }
