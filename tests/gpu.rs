@@ -298,7 +298,9 @@ fn a_bf16_decoder_step_has_the_f32_gradients_within_bf16_rounding() {
             recompute_activations: recompute,
             ..DecoderConfig::default()
         });
-        let out = dir.path().join(format!("run-{precision:?}-{full}-{recompute}"));
+        let out = dir
+            .path()
+            .join(format!("run-{precision:?}-{full}-{recompute}"));
         let mut run = DecoderRun::create(c, &out).unwrap();
         run.task.net.set_stage(Some(0)).unwrap();
         let params = run.task.net.trainable(0);
@@ -330,19 +332,170 @@ fn a_bf16_decoder_step_has_the_f32_gradients_within_bf16_rounding() {
             let mut worst = 0f32;
             for ((name, want), (_, got)) in reference.iter().zip(&bf16) {
                 assert_eq!(got.dtype(), DType::F32, "{name}: gradients stay f32");
-                let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let scale = want
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 if scale == 0.0 {
                     continue;
                 }
                 let rel = max_abs_diff(want, got) / scale;
                 worst = worst.max(rel);
-                assert!(rel <= 5e-2, "{name} (full {full}, recompute {recompute}): {rel}");
+                assert!(
+                    rel <= 5e-2,
+                    "{name} (full {full}, recompute {recompute}): {rel}"
+                );
             }
             println!(
                 "bf16 vs f32 decoder gradients (full {full}, recompute {recompute}): worst \
                  relative difference {worst:.2e} over {} tensors",
                 bf16.len()
             );
+        }
+    }
+}
+
+/// The gradient norm from the fused sum-of-squares kernel equals the CPU's (f64 sums there)
+/// for tensors of many sizes (a partial block, one block, the 2,048-block cap, non-multiples).
+#[test]
+fn the_fused_gpu_gradient_norm_equals_the_cpu_norm() {
+    let sizes = [1usize, 3, 255, 2048, 4099, 1 << 20, 3 * (1 << 20) + 17];
+    let cpu: Vec<Option<Tensor>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Some(Tensor::randn(0f32, 1f32 + i as f32, n, &Device::Cpu).unwrap()))
+        .chain([None])
+        .collect();
+    let on_gpu: Vec<Option<Tensor>> = cpu
+        .iter()
+        .map(|g| g.as_ref().map(|t| t.to_device(&gpu()).unwrap()))
+        .collect();
+    let want = AdamW::grad_norm(&cpu).unwrap();
+    let got = AdamW::grad_norm(&on_gpu).unwrap();
+    println!("gradient norm: GPU {got}, CPU {want}");
+    assert!((got - want).abs() <= 1e-6 * want, "GPU {got} vs CPU {want}");
+    // Bit for bit the same on a second call (fixed partials, fixed order).
+    assert_eq!(AdamW::grad_norm(&on_gpu).unwrap(), got);
+}
+
+/// The fused causal softmax equals candle's own scale, causal-mask add and softmax on the CPU
+/// (autograd over elementary ops), values and gradients: in f32 to float rounding and in bf16
+/// within its rounding, with and without cached positions, one query and long rows.
+#[test]
+fn the_fused_causal_softmax_equals_candles_masked_softmax_with_gradients() {
+    use mlfs_studio::model::attention::causal_mask;
+    use mlfs_studio::model::causal_softmax_cuda::causal_softmax;
+    let scale = 0.125;
+    for (t, past) in [(7usize, 0usize), (5, 3), (1, 4), (40, 0), (3, 70)] {
+        let s = past + t;
+        let scores = Tensor::randn(0f32, 8f32, (2, 3, t, s), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 1f32, (2, 3, t, s), &Device::Cpu).unwrap();
+        let v = candle_core::Var::from_tensor(&scores).unwrap();
+        let mask = causal_mask(t, past, &Device::Cpu).unwrap();
+        let masked = (v.as_tensor() * scale)
+            .unwrap()
+            .broadcast_add(&mask)
+            .unwrap();
+        let want = candle_nn::ops::softmax(&masked, candle_core::D::Minus1).unwrap();
+        let grads = (&want * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let want_grad = grads.get(v.as_tensor()).unwrap().clone();
+        for (dtype, tol) in [(DType::F32, 1e-5f32), (DType::BF16, 1e-2)] {
+            let on_gpu = |x: &Tensor| x.to_dtype(dtype).unwrap().to_device(&gpu()).unwrap();
+            let gv = candle_core::Var::from_tensor(&on_gpu(&scores)).unwrap();
+            let got = causal_softmax(gv.as_tensor(), scale, past).unwrap();
+            let g = (&got * on_gpu(&w))
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let got_grad = g.get(gv.as_tensor()).unwrap().to_dtype(DType::F32).unwrap();
+            let got = got.to_dtype(DType::F32).unwrap();
+            let (dp, dg) = (
+                max_abs_diff(&got, &want),
+                max_abs_diff(&got_grad, &want_grad),
+            );
+            let g_max = want_grad
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            println!("T {t}, past {past}, {dtype:?}: probabilities {dp:.2e}, gradients {dg:.2e} of {g_max:.2e}");
+            assert!(
+                dp <= tol,
+                "probabilities differ by {dp} (T {t}, past {past}, {dtype:?})"
+            );
+            assert!(
+                dg <= tol * g_max.max(1e-3),
+                "gradients differ by {dg} (T {t}, past {past}, {dtype:?})"
+            );
+        }
+    }
+}
+
+/// The fused SwiGLU equals candle's `silu(gate) * up` on the CPU (its own autograd), values
+/// and both gradients, in f32 and within bf16 rounding.
+#[test]
+fn the_fused_swiglu_equals_candles_silu_product_with_gradients() {
+    use mlfs_studio::model::swiglu_cuda::swiglu;
+    // Odd sizes: a partial block; values where the SiLU bends and saturates.
+    let (gate, up, w) = (
+        Tensor::randn(0f32, 4f32, (37, 129), &Device::Cpu).unwrap(),
+        Tensor::randn(0f32, 1f32, (37, 129), &Device::Cpu).unwrap(),
+        Tensor::randn(0f32, 1f32, (37, 129), &Device::Cpu).unwrap(),
+    );
+    let (a, u) = (
+        candle_core::Var::from_tensor(&gate).unwrap(),
+        candle_core::Var::from_tensor(&up).unwrap(),
+    );
+    let want = (a.as_tensor().silu().unwrap() * u.as_tensor()).unwrap();
+    let grads = (&want * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let (want_da, want_du) = (
+        grads.get(a.as_tensor()).unwrap(),
+        grads.get(u.as_tensor()).unwrap(),
+    );
+    for (dtype, tol) in [(DType::F32, 1e-5f32), (DType::BF16, 2e-2)] {
+        let on_gpu = |x: &Tensor| x.to_dtype(dtype).unwrap().to_device(&gpu()).unwrap();
+        let (ga, gu) = (
+            candle_core::Var::from_tensor(&on_gpu(&gate)).unwrap(),
+            candle_core::Var::from_tensor(&on_gpu(&up)).unwrap(),
+        );
+        let got = swiglu(ga.as_tensor(), gu.as_tensor()).unwrap();
+        let g = (&got * on_gpu(&w))
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let scale = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        for (what, got, want) in [
+            ("values", got.clone(), want.clone()),
+            (
+                "gate gradient",
+                g.get(ga.as_tensor()).unwrap().clone(),
+                want_da.clone(),
+            ),
+            (
+                "up gradient",
+                g.get(gu.as_tensor()).unwrap().clone(),
+                want_du.clone(),
+            ),
+        ] {
+            let d = max_abs_diff(&got, &want);
+            println!("swiglu {dtype:?} {what}: {d:.2e} of {:.2e}", scale(&want));
+            assert!(d <= tol * scale(&want), "{what} differ by {d} in {dtype:?}");
         }
     }
 }

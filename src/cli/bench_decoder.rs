@@ -75,6 +75,7 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
     trainer.start_stage(0, &mut sink)?;
     let mut times = Vec::with_capacity(steps);
     let peak = PeakSampler::start(&device);
+    crate::model::device::gpu_pool_peak(&device, true);
     for step in 0..=steps {
         let started = Instant::now();
         trainer.train_step(0, step)?;
@@ -84,6 +85,7 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
         }
     }
     let gpu_peak = peak.stop();
+    let pool_peak = crate::model::device::gpu_pool_peak(&device, false);
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     let c = &trainer.config;
@@ -111,6 +113,13 @@ pub fn bench_decoder(preset: &Path, steps: usize, placement: Placement) -> Resul
             now >> 20,
             loaded >> 20
         );
+        if let Some(bytes) = pool_peak {
+            crate::say!(
+                "  peak of live allocations during the steps: {} MiB (the allocator's peak, as \
+                 torch.cuda.max_memory_allocated reports PyTorch's)",
+                bytes >> 20
+            );
+        }
         return Ok(());
     }
     crate::say!("  {median:.2} s/step");

@@ -350,16 +350,18 @@ impl<P: ParetoPoint> Figure for ParetoFigure<'_, P> {
             }
         }
         if let Some((name, level)) = self.marks.reference {
+            // Dark grey: red is the budget line and the second run's colour.
+            let level_colour = RGBColor(80, 80, 80);
             chart
                 .draw_series(DashedLineSeries::new(
                     [(xs.start, level), (xs.end, level)],
                     6,
                     4,
-                    red.stroke_width(1),
+                    level_colour.stroke_width(1),
                 ))
                 .map_err(drawing)?
                 .label(format!("{name}: {level:.3}"))
-                .legend(legend_line(red));
+                .legend(legend_line(level_colour));
         }
         if let Some(budget) = self.marks.budget {
             chart

@@ -191,6 +191,16 @@ pub fn silu_act(x: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// SwiGLU's `silu(gate) ⊙ up`: one fused kernel each way on a GPU, [`silu_act`] and a product
+/// elsewhere.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if super::swiglu_cuda::takes(gate, up) {
+        return super::swiglu_cuda::swiglu(gate, up);
+    }
+    silu_act(gate)? * up
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,12 +14,14 @@ pub fn split_heads(x: &Tensor, heads: usize, head_size: usize) -> Result<Tensor>
 /// Attention of `q` `[B, Hq, T, hs]` over `k`, `v` `[B, Hkv, S, hs]` (GQA when Hkv < Hq).
 ///
 /// `mask_add` is broadcast onto the scores `[B, Hq, T, S]` (0 = keep, large negative = drop).
-/// Returns the context `[B·T, Hq·hs]`.
+/// `causal_past: Some(p)` says the mask is the causal one of queries at `p..p + T`, which a GPU
+/// applies inside its fused softmax instead. Returns the context `[B·T, Hq·hs]`.
 pub fn attend_heads(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     mask_add: Option<&Tensor>,
+    causal_past: Option<usize>,
 ) -> Result<Tensor> {
     if let Some(ctx) = super::blas_attention::attention(q, k, v, mask_add)? {
         return Ok(ctx);
@@ -31,7 +33,15 @@ pub fn attend_heads(
     let k = repeat_kv(k.clone(), hq / hkv)?;
     let v = repeat_kv(v.clone(), hq / hkv)?;
     let scale = 1.0 / (hs as f64).sqrt();
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    let raw = q.matmul(&k.t()?)?;
+    #[cfg(feature = "cuda")]
+    if let (Some(past), true) = (causal_past, super::causal_softmax_cuda::takes(&raw)) {
+        let probs = super::causal_softmax_cuda::causal_softmax(&raw, scale, past)?;
+        let ctx = probs.matmul(&v)?;
+        return ctx.transpose(1, 2)?.reshape((b * t, hq * hs));
+    }
+    let _ = causal_past;
+    let mut scores = (raw * scale)?;
     if let Some(mask) = mask_add {
         scores = scores.broadcast_add(mask)?;
     }
@@ -61,6 +71,7 @@ pub fn attend(
         &heads(k, kv_heads)?,
         &heads(v, kv_heads)?,
         mask_add,
+        None,
     )
 }
 

@@ -202,7 +202,7 @@ mod tests {
                 .as_tensor()
                 .clone()
         };
-        attend_heads(&track(q), &track(k), &track(v), mask).unwrap()
+        attend_heads(&track(q), &track(k), &track(v), mask, None).unwrap()
     }
 
     /// Padding mask over two sequences, heads read from `[B, T, H·hs]` as strided views.

@@ -141,6 +141,62 @@ pub fn gpu_memory_used(device: &Device) -> Option<usize> {
     None
 }
 
+/// The high-water mark, in bytes, of GPU memory held by live allocations of this process's
+/// stream-ordered pool (where candle's allocations come from) since the last reset: the
+/// counterpart of PyTorch's `torch.cuda.max_memory_allocated` (no pool caching, no CUDA
+/// context, no other process). `reset` starts a new watermark. `None` on the CPU or when the
+/// driver does not say.
+pub fn gpu_pool_peak(device: &Device, reset: bool) -> Option<usize> {
+    pool_attribute(device, PoolFigure::Peak, reset)
+}
+
+/// Bytes held by live allocations of the pool now (`torch.cuda.memory_allocated`'s counterpart).
+pub fn gpu_pool_in_use(device: &Device) -> Option<usize> {
+    pool_attribute(device, PoolFigure::InUse, false)
+}
+
+#[derive(Clone, Copy)]
+enum PoolFigure {
+    Peak,
+    InUse,
+}
+
+fn pool_attribute(device: &Device, figure: PoolFigure, reset: bool) -> Option<usize> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        use candle_core::cuda_backend::cudarc::driver::sys;
+        let ctx = d.cuda_stream().context().clone();
+        ctx.bind_to_thread().ok()?;
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        let attr = match figure {
+            PoolFigure::Peak => sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+            PoolFigure::InUse => sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
+        };
+        let mut value: u64 = 0;
+        // SAFETY: plain driver queries on the context's device with out-pointers we own.
+        unsafe {
+            if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device())
+                != sys::CUresult::CUDA_SUCCESS
+            {
+                return None;
+            }
+            if reset {
+                // The driver only resets the watermark to zero; it rises with the next allocation.
+                let _ = sys::cuMemPoolSetAttribute(pool, attr, (&mut value as *mut u64).cast());
+                return Some(0);
+            }
+            if sys::cuMemPoolGetAttribute(pool, attr, (&mut value as *mut u64).cast())
+                != sys::CUresult::CUDA_SUCCESS
+            {
+                return None;
+            }
+        }
+        return usize::try_from(value).ok();
+    }
+    let _ = (device, figure, reset);
+    None
+}
+
 /// Memory in use for a run on `device`, in MB: the GPU's (as [`gpu_memory_used`]), or this
 /// process's resident memory on the CPU.
 pub fn memory_in_use_mb(device: &Device) -> f64 {

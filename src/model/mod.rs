@@ -10,6 +10,8 @@ pub mod blas;
 pub mod blas_attention;
 #[cfg(feature = "cuda")]
 pub mod cast_cuda;
+#[cfg(feature = "cuda")]
+pub mod causal_softmax_cuda;
 pub mod config;
 pub mod device;
 pub mod encoder;
@@ -26,6 +28,10 @@ pub mod params;
 pub mod rms_norm;
 pub mod simd;
 pub mod subnet;
+#[cfg(feature = "cuda")]
+pub mod sum_squares_cuda;
+#[cfg(feature = "cuda")]
+pub mod swiglu_cuda;
 pub mod tokenizer;
 pub mod weights;
 pub mod widths;

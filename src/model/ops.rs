@@ -3,10 +3,8 @@
 //! softmax and norms are fused loops of ours; on a GPU their forward is candle's kernel and the
 //! same hand-written backward is attached with [`with_grad`].
 
-#[cfg(feature = "cuda")]
-use candle_core::CudaStorage;
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+    bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D,
 };
 
 /// A sliced view as a plain tensor on a GPU (candle's cuBLAS products want plain layouts); the
@@ -64,14 +62,7 @@ pub fn blas_trainable_matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>>
     let Some(y) = super::blas::matmul_t(&xd, &wd)? else {
         return Ok(None);
     };
-    let grads = LinearGrads {
-        need_x: x.track_op(),
-        x_dtype: x.dtype(),
-        w_dtype: w.dtype(),
-        xc: xd,
-        wc: wd,
-    };
-    x.apply_op3(w, &y, grads).map(Some)
+    Ok(Some(LinearGrads::attach(x, w, xd, wd, &y)))
 }
 
 /// `x · wᵀ` for a trainable `w` on a GPU, both cast to `compute` for cuBLAS, the result and
@@ -81,31 +72,47 @@ pub fn blas_trainable_matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>>
 pub fn trainable_matmul_t(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
     let xc = cast(&x.detach(), compute)?;
     let wc = cast(&gpu_contiguous(&w.detach())?, compute)?;
-    // In the compute dtype: the op's forward casts it into a storage of its own.
-    let y = xc.matmul(&wc.t()?)?;
+    let y = cast(&xc.matmul(&wc.t()?)?, x.dtype())?;
     if !x.track_op() && !w.track_op() {
-        return cast(&y, x.dtype());
+        return Ok(y);
     }
-    let grads = LinearGrads {
-        need_x: x.track_op(),
-        x_dtype: x.dtype(),
-        w_dtype: w.dtype(),
-        xc,
-        wc,
-    };
-    x.apply_op3(w, &y, grads)
+    Ok(LinearGrads::attach(x, w, xc, wc, &y))
 }
 
-/// The backward of [`trainable_matmul_t`]: the compute-dtype inputs kept from the forward.
+/// The backward of `x · wᵀ` for a trainable `w`, from the compute-dtype input `xc` and weight.
+///
+/// Attached to the product itself ([`Tensor::attach_backward_op2`]): a custom op's forward
+/// would copy the product into a new storage while its graph node held the original until the
+/// backward pass (every linear layer's output twice). A weight cast for the product is not
+/// kept either: the backward casts the master weight again (one pass over it), so a step holds
+/// one layer's compute-dtype weights at a time where keeping them held the whole student's
+/// (2.3 GB at SmolLM2-1.7B's shape, more than all its activations).
 struct LinearGrads {
     need_x: bool,
     x_dtype: DType,
     w_dtype: DType,
+    compute: DType,
     xc: Tensor,
-    wc: Tensor,
+    /// The weight in the compute dtype when it is the weight itself (no cast to drop).
+    wc: Option<Tensor>,
 }
 
-impl CustomOp3 for LinearGrads {
+impl LinearGrads {
+    fn attach(x: &Tensor, w: &Tensor, xc: Tensor, wc: Tensor, y: &Tensor) -> Tensor {
+        let compute = wc.dtype();
+        let grads = Self {
+            need_x: x.track_op(),
+            x_dtype: x.dtype(),
+            w_dtype: w.dtype(),
+            compute,
+            xc,
+            wc: (w.dtype() == compute).then_some(wc),
+        };
+        x.attach_backward_op2(w, y, std::sync::Arc::new(Box::new(grads)))
+    }
+}
+
+impl CustomOp2 for LinearGrads {
     fn name(&self) -> &'static str {
         "trainable-matmul-t"
     }
@@ -116,86 +123,52 @@ impl CustomOp3 for LinearGrads {
         _l1: &Layout,
         _s2: &CpuStorage,
         _l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        copy_on_cpu(s3, l3, "trainable-matmul-t")
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _s1: &CudaStorage,
-        _l1: &Layout,
-        _s2: &CudaStorage,
-        _l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        if s3.dtype() == self.x_dtype {
-            return copy_on_gpu(s3, l3);
-        }
-        // The product's cast to x's dtype is the op's result: one pass, not a cast and a copy.
-        let cast = super::cast_cuda::cast_storage(s3, l3, self.x_dtype)?;
-        Ok((cast, l3.shape().clone()))
+        bail!("trainable-matmul-t: an attached backward has no forward to run")
     }
 
     fn bwd(
         &self,
         _x: &Tensor,
-        _w: &Tensor,
-        _y: &Tensor,
+        w: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = cast(grad, self.xc.dtype())?;
-        let grad_x = match self.need_x {
-            true => Some(cast(
-                &super::blas::matmul_or_candle(&g, &self.wc)?,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = cast(grad, self.compute)?;
+        let grad_x = if self.need_x {
+            let wc = match &self.wc {
+                Some(wc) => wc.clone(),
+                None => cast(&gpu_contiguous(&w.detach())?, self.compute)?,
+            };
+            Some(cast(
+                &super::blas::matmul_or_candle(&g, &wc)?,
                 self.x_dtype,
-            )?),
-            false => None,
+            )?)
+        } else {
+            None
         };
         let gw = super::blas::t_matmul_or_candle(&g, &self.xc)?;
         let grad_w = cast(&gw, self.w_dtype)?;
-        Ok((grad_x, Some(grad_w), None))
+        Ok((grad_x, Some(grad_w)))
     }
 }
 
-/// A plain copy of an f32 CPU tensor (a custom op's result must be storage of its own).
-pub(crate) fn copy_on_cpu(s: &CpuStorage, l: &Layout, op: &str) -> Result<(CpuStorage, Shape)> {
-    let values = contiguous_f32(s, l, op)?;
-    Ok((CpuStorage::F32(values.to_vec()), l.shape().clone()))
-}
-
-/// A plain copy of a GPU tensor (a custom op's result must be storage of its own).
-#[cfg(feature = "cuda")]
-pub(crate) fn copy_on_gpu(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-    use candle_core::backend::{BackendDevice, BackendStorage};
-    let mut out = s.device().zeros_impl(l.shape(), s.dtype())?;
-    s.copy_strided_src(&mut out, 0, l)?;
-    Ok((out, l.shape().clone()))
-}
-
 /// `value` (computed without a graph) as the result, with `grad(dL/dvalue)` as the gradient
-/// that flows to `x`: a hand-written backward for a forward computed by any kernel.
+/// that flows to `x`: a hand-written backward for a forward computed by any kernel. The result
+/// shares `value`'s storage (no copy; the graph does not hold `value` besides).
 pub fn with_grad<F>(x: &Tensor, value: &Tensor, grad: F) -> Result<Tensor>
 where
     F: Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
 {
-    if !x.track_op() {
-        return Ok(value.clone());
-    }
-    x.apply_op2(value, WithGrad { grad })
+    Ok(x.attach_backward_op1(value, std::sync::Arc::new(Box::new(WithGrad { grad }))))
 }
 
-/// Passes its second argument through; the gradient goes to the first, through `grad`.
+/// The gradient to the argument, through `grad`; the forward is attached, never run.
 struct WithGrad<F> {
     grad: F,
 }
 
-impl<F> CustomOp2 for WithGrad<F>
+impl<F> CustomOp1 for WithGrad<F>
 where
     F: Fn(&Tensor) -> Result<Tensor> + Send + Sync,
 {
@@ -203,35 +176,12 @@ where
         "with-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        _s1: &CpuStorage,
-        _l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        copy_on_cpu(s2, l2, "with-grad")
+    fn cpu_fwd(&self, _s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
+        bail!("with-grad: an attached backward has no forward to run")
     }
 
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _s1: &CudaStorage,
-        _l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        copy_on_gpu(s2, l2)
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _y: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some((self.grad)(grad)?), None))
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some((self.grad)(grad)?))
     }
 }
 

@@ -3,12 +3,7 @@
 //! root, reciprocal, two products) took about twenty element-wise passes over the activations
 //! each step; this takes eight.
 
-use super::ops::copy_on_cpu;
-#[cfg(feature = "cuda")]
-use super::ops::copy_on_gpu;
-#[cfg(feature = "cuda")]
-use candle_core::CudaStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, D};
 
 /// `γ ⊙ x / √(mean(x²) + eps)` over the last dimension, with gradients to `x` and `γ`.
 pub fn trainable_rms_norm(x: &Tensor, gamma: &Tensor, eps: f64) -> Result<Tensor> {
@@ -17,15 +12,17 @@ pub fn trainable_rms_norm(x: &Tensor, gamma: &Tensor, eps: f64) -> Result<Tensor
     if !x.track_op() && !gamma.track_op() {
         return Ok(y);
     }
-    x.apply_op3(gamma, &y, RmsNormGrads { eps })
+    let grads: std::sync::Arc<Box<dyn CustomOp2 + Send + Sync>> =
+        std::sync::Arc::new(Box::new(RmsNormGrads { eps }));
+    Ok(x.attach_backward_op2(gamma, &y, grads))
 }
 
-/// Passes the fused kernel's result through; its backward is the analytic one.
+/// The analytic backward, attached to the fused kernel's result.
 struct RmsNormGrads {
     eps: f64,
 }
 
-impl CustomOp3 for RmsNormGrads {
+impl CustomOp2 for RmsNormGrads {
     fn name(&self) -> &'static str {
         "trainable-rms-norm"
     }
@@ -36,23 +33,8 @@ impl CustomOp3 for RmsNormGrads {
         _l1: &Layout,
         _s2: &CpuStorage,
         _l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        copy_on_cpu(s3, l3, "trainable-rms-norm")
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _s1: &CudaStorage,
-        _l1: &Layout,
-        _s2: &CudaStorage,
-        _l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        copy_on_gpu(s3, l3)
+        bail!("trainable-rms-norm: an attached backward has no forward to run")
     }
 
     /// With x̂ = x·r, r = (mean(x²)+eps)^−½ and h = g ⊙ γ: ∂L/∂γ = Σ_rows g ⊙ x̂ and
@@ -61,10 +43,9 @@ impl CustomOp3 for RmsNormGrads {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _y: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (x, gamma) = (x.detach(), gamma.detach());
         let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
             .sqrt()?
@@ -75,7 +56,7 @@ impl CustomOp3 for RmsNormGrads {
         let h = grad.broadcast_mul(&gamma)?;
         let dot = (&h * &x_hat)?.mean_keepdim(D::Minus1)?;
         let grad_x = (h - x_hat.broadcast_mul(&dot)?)?.broadcast_mul(&r)?;
-        Ok((Some(grad_x), Some(grad_gamma), None))
+        Ok((Some(grad_x), Some(grad_gamma)))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod data_record;
 pub mod decoder;
 pub mod events;
 pub mod kind;
+pub mod laps;
 pub mod optim;
 pub mod optim_cpu;
 #[cfg(feature = "cuda")]

@@ -73,17 +73,42 @@ impl AdamW {
         acc: &mut Vec<Option<Tensor>>,
     ) -> Result<()> {
         acc.resize(self.params.len(), None);
-        if let Some(i) = self
-            .params
-            .iter()
-            .position(|p| p.var.as_tensor().id() == var.id())
-        {
+        if let Some(i) = self.slot_of(var) {
             acc[i] = Some(match acc[i].take() {
                 Some(prev) => (prev + grad)?,
                 None => grad,
             });
         }
         Ok(())
+    }
+
+    /// Adds `rows` `[N, d]` into rows `ids` `[N]` of the gradient slot of `var` `[V, d]`: an
+    /// embedding lookup's gradient, without the zero matrix the lookup's backward fills and
+    /// the sum with the slot (two more matrices of `var`'s size at the end of a step, 400 MB
+    /// each for SmolLM2-1.7B's tied embeddings). Ignored when `var` is not one of ours.
+    pub fn add_grad_rows(
+        &self,
+        var: &Tensor,
+        ids: &Tensor,
+        rows: &Tensor,
+        acc: &mut Vec<Option<Tensor>>,
+    ) -> Result<()> {
+        acc.resize(self.params.len(), None);
+        if let Some(i) = self.slot_of(var) {
+            let base = match acc[i].take() {
+                Some(prev) => prev,
+                None => var.zeros_like()?,
+            };
+            acc[i] = Some(base.index_add(ids, &rows.detach(), 0)?);
+        }
+        Ok(())
+    }
+
+    /// The index of parameter `var` in [`Self::params`].
+    fn slot_of(&self, var: &Tensor) -> Option<usize> {
+        self.params
+            .iter()
+            .position(|p| p.var.as_tensor().id() == var.id())
     }
 
     /// Global L2 norm of accumulated gradients.
@@ -94,12 +119,9 @@ impl AdamW {
             let sums = grads
                 .iter()
                 .flatten()
-                .map(|g| {
-                    crate::model::ops::sum_all_parallel(&g.sqr()?)?
-                        .to_dtype(candle_core::DType::F64)
-                })
+                .map(gpu_square_sum_parts)
                 .collect::<candle_core::Result<Vec<_>>>()?;
-            let total = Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
+            let total = Tensor::cat(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
             return Ok(total.sqrt());
         }
         let all: Vec<&Tensor> = grads.iter().flatten().collect();
@@ -195,6 +217,18 @@ pub fn learning_rate(step: usize, total: usize, warmup: usize, peak: f64) -> f64
     let remaining = total.saturating_sub(step) as f64;
     let span = total.saturating_sub(warmup).max(1) as f64;
     peak * remaining / span
+}
+
+/// Partial sums of a gradient's squares on the GPU, as f64 (one fused pass where it applies).
+fn gpu_square_sum_parts(g: &Tensor) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if g.dtype() == candle_core::DType::F32 && g.device().is_cuda() {
+        return crate::model::sum_squares_cuda::sum_squares_partials(g)?
+            .to_dtype(candle_core::DType::F64);
+    }
+    crate::model::ops::sum_all_parallel(&g.sqr()?)?
+        .to_dtype(candle_core::DType::F64)?
+        .reshape(1)
 }
 
 #[cfg(test)]

@@ -714,6 +714,8 @@ impl<T: Task> Run<T> {
             losses,
         } = self.step_gradients(stage, step_in_stage)?;
         let (grad_norm, lr) = self.apply_gradients(stage, step_in_stage, &grads)?;
+        drop(grads);
+        super::laps::Laps::from_env(self.task.device()).lap("optimizer step");
         let losses = students
             .into_iter()
             .zip(losses)

@@ -273,6 +273,7 @@ impl LlamaDecoder {
                 .transpose()?
                 .map(|m| m.to_dtype(self.compute_dtype()))
                 .transpose()?,
+            causal_past: (t > 1).then_some(past),
             gates: Vec::new(),
         })
     }
@@ -311,7 +312,7 @@ impl LlamaDecoder {
         if let Some(c) = cache {
             (k, v) = c.append(slot, k, v)?;
         }
-        let mut attn = attend_heads(&q, &k, &v, ctx.mask.as_ref())?;
+        let mut attn = attend_heads(&q, &k, &v, ctx.mask.as_ref(), ctx.causal_past)?;
         let gates = ctx.gates.get(l);
         if let Some(g) = gates {
             // One gate per KV group, shared by the group's query heads.
@@ -330,7 +331,7 @@ impl LlamaDecoder {
         let h = cast(&layer.post_norm.forward(&x)?, compute)?;
         let gate = layer.gate.forward_with(&h, ffn, adapters)?;
         let up = layer.up.forward_with(&h, ffn, adapters)?;
-        let mut act = (crate::model::activation::silu_act(&gate)? * up)?;
+        let mut act = crate::model::activation::swiglu(&gate, &up)?;
         if let Some(g) = gates {
             act = act.broadcast_mul(&cast(&g.ffn.narrow(0, 0, ffn)?, compute)?)?;
         }
@@ -351,6 +352,9 @@ pub struct LayerContext {
     cos: Tensor,
     sin: Tensor,
     mask: Option<Tensor>,
+    /// `mask` is the causal one of queries starting at this position (a GPU applies it inside
+    /// its fused softmax).
+    causal_past: Option<usize>,
     /// Importance gates per teacher layer (empty: none).
     gates: Vec<LayerGates>,
 }

@@ -27,7 +27,6 @@ use crate::model::SubnetSpec;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use metrics::evaluate_blocks;
-use std::time::Instant;
 use step::{student_gradients, StudentStep, TeacherSignal};
 
 /// A decoder run.
@@ -200,30 +199,14 @@ impl Task for DecoderTask {
         let share = step.share.tokens;
         let device = self.net.teacher.decoder.device();
         let weights = DistillWeights::of(&step.config.distill);
-        let profile = std::env::var_os("MLFS_PROFILE").is_some();
-        let clock = Instant::now();
-        let lap = |what: &str| {
-            if profile {
-                // The GPU runs ahead of the host: wait for it, or the laps measure queueing.
-                let _ = crate::model::device::synchronize(device);
-                // A closed standard error must not end training (eprintln! would panic).
-                let _ = std::io::Write::write_fmt(
-                    &mut std::io::stderr(),
-                    format_args!(
-                        "{what}: {:.2} s, rss {} MB\n",
-                        clock.elapsed().as_secs_f64(),
-                        crate::util::rss_mb()
-                    ),
-                );
-            }
-        };
+        let laps = crate::train::laps::Laps::from_env(device);
         let teacher = &self.net.teacher.decoder;
         let teacher_out = if weights.kd() > 0.0 {
             Some(teacher.forward_hidden(&ids, &self.space.maxnet(), false, None)?)
         } else {
             None
         };
-        lap("teacher forward");
+        laps.lap("teacher forward");
         let mut losses = Vec::with_capacity(step.students.len());
         for student in step.students {
             let one = StudentStep {
@@ -242,8 +225,8 @@ impl Task for DecoderTask {
                 train_head: self.net.trains_base_weights(),
                 recompute: self.settings.recompute_activations,
             };
-            losses.push(student_gradients(&one, step.opt, grads)? * share);
-            lap("student forward, loss and backward");
+            losses.push(student_gradients(&one, step.opt, grads, &laps)? * share);
+            laps.lap("student forward, loss and backward");
         }
         Ok(losses)
     }

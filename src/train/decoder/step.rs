@@ -13,8 +13,8 @@ use crate::mlfs::distill::{combine, feature_loss, DistillWeights};
 use crate::mlfs::head_loss::{head_loss, HeadLoss, HeadLossOptions};
 use crate::mlfs::projection::Projections;
 use crate::model::llama::LlamaDecoder;
-use crate::model::ops::sum_all_parallel;
 use crate::model::SubnetSpec;
+use crate::train::laps::Laps;
 use crate::train::optim::AdamW;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, Var};
@@ -69,6 +69,7 @@ pub fn student_gradients(
     s: &StudentStep<'_>,
     opt: &AdamW,
     grads: &mut Vec<Option<Tensor>>,
+    laps: &Laps<'_>,
 ) -> Result<f64> {
     let (b, t) = s.ids.dims2()?;
     let net = s.net;
@@ -89,13 +90,14 @@ pub fn student_gradients(
         };
         inputs.push(y);
     }
+    laps.lap("student forward");
     // Head and final norm.
     let top = Var::from_tensor(inputs.last().context("no output")?)?;
     let last = net.final_norm.forward(top.as_tensor())?;
     let out = head_terms(s, &last)?;
     let grad_hidden = out.grad_hidden.as_ref().context("no hidden gradient")?;
     let g_top = (grad_hidden * s.weight)?;
-    let gs = sum_all_parallel(&(&last * &g_top)?)?.backward()?;
+    let gs = last.backward_from(&g_top)?;
     opt.accumulate(&gs, grads)?;
     if let Some(g) = &out.grad_head {
         opt.add_grad(net.head(), (g * s.weight)?, grads)?;
@@ -105,6 +107,7 @@ pub fn student_gradients(
         .context("no gradient at the last layer")?
         .detach();
     drop(gs);
+    laps.lap("head loss and its backward");
     // Backward, one layer at a time from the top.
     let mut feature_sum = DeviceSum::default();
     for (slot, &l) in s.spec.layers.iter().enumerate().rev() {
@@ -133,18 +136,22 @@ pub fn student_gradients(
                 (x, y)
             }
         };
-        let gs = sum_all_parallel(&(y * &g)?)?.backward()?;
+        let gs = y.backward_from(&g)?;
         opt.accumulate(&gs, grads)?;
         g = gs
             .get(x.as_tensor())
             .with_context(|| format!("no gradient below layer {l}"))?
             .detach();
+        drop(gs);
         // Dropping `gs` and `y` frees this layer's intermediates before the next one's backward.
+        if laps.on() {
+            laps.lap(&format!("backward of layer {l}"));
+        }
     }
     if net.embed.is_variable() {
-        let e = net.embed_tokens(s.ids)?;
-        let gs = sum_all_parallel(&(e * &g)?)?.backward()?;
-        opt.accumulate(&gs, grads)?;
+        // The lookup's gradient: the rows of `g` added at the tokens' rows.
+        opt.add_grad_rows(&net.embed, &s.ids.flatten_all()?, &g, grads)?;
+        laps.lap("embedding backward");
     }
     student_loss(s, &out, feature_sum.read()?)
 }

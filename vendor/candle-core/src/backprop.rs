@@ -163,9 +163,26 @@ impl Tensor {
     }
 
     pub fn backward(&self) -> Result<GradStore> {
+        self.backward_from(&self.ones_like()?.contiguous()?)
+    }
+
+    /// The gradients of `Σ self ⊙ seed`: back-propagation that starts from `seed` at `self`
+    /// (of `self`'s shape and dtype) instead of ones, for a gradient arriving from elsewhere,
+    /// without forming that product and its sum. (An addition of MLFS Studio's, see
+    /// vendor/README.md.)
+    pub fn backward_from(&self, seed: &Tensor) -> Result<GradStore> {
+        if seed.dims() != self.dims() || seed.dtype() != self.dtype() {
+            crate::bail!(
+                "backward_from: a seed of {:?} {:?} for a tensor of {:?} {:?}",
+                seed.dims(),
+                seed.dtype(),
+                self.dims(),
+                self.dtype()
+            )
+        }
         let sorted_nodes = self.sorted_nodes();
         let mut grads = GradStore::new();
-        grads.insert(self, self.ones_like()?.contiguous()?);
+        grads.insert(self, seed.detach());
         for node in sorted_nodes.iter() {
             if node.is_variable() {
                 continue;

@@ -609,6 +609,43 @@ impl Tensor {
         from_storage(storage, shape, op, is_variable)
     }
 
+    /// `value` (its storage, shared, and its layout) as the result of the unary custom op `c`
+    /// on `self`, whose forward is never run: `c.bwd` gives `self` its gradient. For a forward
+    /// computed by other means, without a copy into a fresh storage and without the graph
+    /// holding `value` as an argument. (An addition of MLFS Studio's, see vendor/README.md.)
+    pub fn attach_backward_op1(
+        &self,
+        value: &Tensor,
+        c: Arc<Box<dyn crate::CustomOp1 + Send + Sync>>,
+    ) -> Tensor {
+        let op = BackpropOp::new1(self, |s| Op::CustomOp1(s, c.clone()));
+        value.with_backward(op)
+    }
+
+    /// As [`Tensor::attach_backward_op1`] for a binary custom op on `self` and `rhs`.
+    pub fn attach_backward_op2(
+        &self,
+        rhs: &Tensor,
+        value: &Tensor,
+        c: Arc<Box<dyn crate::CustomOp2 + Send + Sync>>,
+    ) -> Tensor {
+        let op = BackpropOp::new2(self, rhs, |a, b| Op::CustomOp2(a, b, c.clone()));
+        value.with_backward(op)
+    }
+
+    fn with_backward(&self, op: BackpropOp) -> Tensor {
+        let tensor_ = Tensor_ {
+            id: TensorId::new(),
+            storage: self.storage.clone(),
+            layout: self.layout.clone(),
+            op,
+            is_variable: false,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        };
+        Tensor(Arc::new(tensor_))
+    }
+
     // TODO: Also make an inplace version or a pre-allocated? This could be tricky
     // if this can create cycles in the compute graph.
     binary_op!(add, Add);
