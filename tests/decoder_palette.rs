@@ -216,7 +216,10 @@ fn the_figure_command_draws_decoder_palettes_with_the_teacher_line() {
         assert!(text.contains(label), "the figure lacks '{label}'");
     }
     // The teacher's line is dark grey: red is the second run's colour (and the budget's).
-    assert!(text.contains("#505050"), "the teacher line is not dark grey");
+    assert!(
+        text.contains("#505050"),
+        "the teacher line is not dark grey"
+    );
     // 60 subnets per run, each a point (the teacher is a line, not a point).
     let rows = read_csv(&docs.join("code-supernet/lm-palette.csv")).unwrap();
     assert_eq!(rows.iter().filter(|r| r.role != "teacher").count(), 60);

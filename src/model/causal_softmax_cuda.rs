@@ -121,7 +121,7 @@ pub fn causal_softmax(scores: &Tensor, scale: f64, past: usize) -> Result<Tensor
     let y = x.apply_op1_no_bwd(&fwd)?;
     let probs = y.clone();
     crate::model::ops::with_grad(scores, &y, move |grad| {
-        let grad = crate::model::ops::cast(&grad.contiguous()?, probs.dtype())?;
+        let grad = crate::model::cast_cuda::cast(&grad.contiguous()?, probs.dtype())?;
         probs.apply_op2_no_bwd(
             &grad,
             &Backward {

@@ -197,7 +197,7 @@ impl CustomOp2 for Grads {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = crate::model::ops::cast(&grad.contiguous()?, self.gate.dtype())?;
+        let g = crate::model::cast_cuda::cast(&grad.contiguous()?, self.gate.dtype())?;
         let both = g.apply_op3_no_bwd(&self.gate, &self.up, &Backward)?;
         Ok((Some(both.get(0)?), Some(both.get(1)?)))
     }
