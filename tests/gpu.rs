@@ -24,6 +24,16 @@ fn gpu() -> Device {
     Device::new_cuda(0).expect("an NVIDIA GPU")
 }
 
+/// The largest magnitude in an f32 tensor (a tolerance's scale).
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a = a
         .to_device(&Device::Cpu)
@@ -207,14 +217,7 @@ fn one_training_step_has_the_same_adapter_gradients_on_both_devices() {
     assert_eq!(cpu.len(), on_gpu.len());
     let mut worst = 0f32;
     for ((name, a), (_, b)) in cpu.iter().zip(&on_gpu) {
-        let scale = a
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .max(1e-12);
+        let scale = max_abs(a).max(1e-12);
         let rel = max_abs_diff(a, b) / scale;
         worst = worst.max(rel);
         assert!(rel <= 1e-3, "{name}: relative difference {rel}");
@@ -332,13 +335,7 @@ fn a_bf16_decoder_step_has_the_f32_gradients_within_bf16_rounding() {
             let mut worst = 0f32;
             for ((name, want), (_, got)) in reference.iter().zip(&bf16) {
                 assert_eq!(got.dtype(), DType::F32, "{name}: gradients stay f32");
-                let scale = want
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let scale = max_abs(want);
                 if scale == 0.0 {
                     continue;
                 }
@@ -418,13 +415,7 @@ fn the_fused_causal_softmax_equals_candles_masked_softmax_with_gradients() {
                 max_abs_diff(&got, &want),
                 max_abs_diff(&got_grad, &want_grad),
             );
-            let g_max = want_grad
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let g_max = max_abs(&want_grad);
             println!("T {t}, past {past}, {dtype:?}: probabilities {dp:.2e}, gradients {dg:.2e} of {g_max:.2e}");
             assert!(
                 dp <= tol,
@@ -472,14 +463,7 @@ fn the_fused_swiglu_equals_candles_silu_product_with_gradients() {
             .unwrap()
             .backward()
             .unwrap();
-        let scale = |t: &Tensor| {
-            t.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let scale = max_abs;
         for (what, got, want) in [
             ("values", got.clone(), want.clone()),
             (
@@ -672,14 +656,7 @@ fn the_gpu_trainable_product_has_candles_value_and_gradients() {
         let g = g_cpu.to_device(&gpu()).unwrap();
         let gs = (&yg * &g).unwrap().sum_all().unwrap().backward().unwrap();
         let back = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
-        let scale = |t: &Tensor| {
-            t.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let scale = max_abs;
         for (what, ours, theirs) in [
             ("value", back(&yg), y.clone()),
             (
@@ -848,13 +825,7 @@ fn the_head_loss_kernel_equals_the_cpu_loss_and_gradients() {
         ("head", &on_gpu.grad_head, &cpu.grad_head),
     ] {
         let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = max_abs(b);
         let diff = max_abs_diff(a, b);
         assert!(
             diff <= 1e-4 * scale,

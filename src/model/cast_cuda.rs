@@ -14,13 +14,9 @@ use half::bf16;
 
 const MODULE: &str = "mlfs_cast";
 
-const SOURCE: &str = r#"
-__device__ __forceinline__ unsigned int to_bf16_bits(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u | ((u >> 16) & 0x8000u);
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-extern "C" __global__ void bf16_to_f32(const unsigned short* in, float* out,
+const SOURCE: &str = concat!(
+    crate::model::nvrtc::bf16_rounding!(),
+    r#"extern "C" __global__ void bf16_to_f32(const unsigned short* in, float* out,
                                        unsigned long long n) {
     unsigned long long i = (blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x) * 4;
     if (i + 3 < n) {
@@ -48,7 +44,8 @@ extern "C" __global__ void f32_to_bf16(const float* in, unsigned short* out,
         for (; i < n; ++i) out[i] = (unsigned short)to_bf16_bits(in[i]);
     }
 }
-"#;
+"#
+);
 
 /// The kernels' PTX (compiled once per process).
 fn ptx() -> Result<&'static str> {

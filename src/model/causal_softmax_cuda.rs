@@ -21,21 +21,9 @@ const MODULE: &str = "mlfs_causal_softmax";
 const THREADS: u32 = 256;
 const ROWS_PER_BLOCK: u32 = THREADS / 32;
 
-const SOURCE: &str = r#"
-__device__ __forceinline__ unsigned int to_bf16_bits(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u | ((u >> 16) & 0x8000u);
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-__device__ __forceinline__ float ld(const float* p, unsigned long long i) { return p[i]; }
-__device__ __forceinline__ float ld(const unsigned short* p, unsigned long long i) {
-    return __uint_as_float(((unsigned int)p[i]) << 16);
-}
-__device__ __forceinline__ void st(float* p, unsigned long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(unsigned short* p, unsigned long long i, float v) {
-    p[i] = (unsigned short)to_bf16_bits(v);
-}
-__device__ __forceinline__ float warp_max(float v) {
+const SOURCE: &str = concat!(
+    crate::model::nvrtc::bf16_load_store!(),
+    r#"__device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
@@ -93,7 +81,8 @@ extern "C" __global__ void causal_softmax_grad_bf16(const unsigned short* y,
         float scale) {
     backward(y, g, dx, rows, cols, scale);
 }
-"#;
+"#
+);
 
 fn ptx() -> Result<&'static str> {
     static PTX: CompiledPtx = CompiledPtx::new();

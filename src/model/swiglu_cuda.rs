@@ -18,21 +18,9 @@ use half::bf16;
 const MODULE: &str = "mlfs_swiglu";
 const THREADS: u32 = 256;
 
-const SOURCE: &str = r#"
-__device__ __forceinline__ unsigned int to_bf16_bits(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u | ((u >> 16) & 0x8000u);
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-__device__ __forceinline__ float ld(const float* p, unsigned long long i) { return p[i]; }
-__device__ __forceinline__ float ld(const unsigned short* p, unsigned long long i) {
-    return __uint_as_float(((unsigned int)p[i]) << 16);
-}
-__device__ __forceinline__ void st(float* p, unsigned long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(unsigned short* p, unsigned long long i, float v) {
-    p[i] = (unsigned short)to_bf16_bits(v);
-}
-template <typename T>
+const SOURCE: &str = concat!(
+    crate::model::nvrtc::bf16_load_store!(),
+    r#"template <typename T>
 __device__ void forward(const T* gate, const T* up, T* out, unsigned long long n) {
     unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
@@ -71,7 +59,8 @@ extern "C" __global__ void swiglu_grad_bf16(const unsigned short* g,
         unsigned long long n) {
     backward(g, gate, up, grads, n);
 }
-"#;
+"#
+);
 
 fn ptx() -> Result<&'static str> {
     static PTX: CompiledPtx = CompiledPtx::new();

@@ -713,9 +713,12 @@ impl<T: Task> Run<T> {
             grads,
             losses,
         } = self.step_gradients(stage, step_in_stage)?;
+        // The lap's clock starts here, so it times the update itself (gradient norm and AdamW).
+        let device = self.task.device().clone();
+        let laps = super::laps::Laps::from_env(&device);
         let (grad_norm, lr) = self.apply_gradients(stage, step_in_stage, &grads)?;
         drop(grads);
-        super::laps::Laps::from_env(self.task.device()).lap("optimizer step");
+        laps.lap("optimizer step");
         let losses = students
             .into_iter()
             .zip(losses)
